@@ -1,0 +1,1 @@
+"""Runtime library of hubspot-activation, shared by the ingest and upsert functions (Lambda layer)."""

@@ -1,0 +1,79 @@
+"""The ingest use case: parse, validate, pack and enqueue one activation request (no HTTP here)."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .model import ContactUpdate, Exclusion, ProfileWarning
+from .payloads import ParseOptions, parse_activation
+from .queue import MessagePublisher, encode_update, fits_in_message, pack
+from .settings import IngestSettings
+
+
+@dataclass
+class IngestResult:
+    request_id: str
+    accepted: int
+    excluded: list[Exclusion]
+    warnings: list[ProfileWarning]
+    messages: int = 0
+    sqs_requests: int = 0
+    updates_per_group: dict[str, int] = field(default_factory=dict)
+
+    def to_response(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "accepted": self.accepted,
+            "excluded": [item.to_json() for item in self.excluded],
+            "requestId": self.request_id,
+        }
+        if self.warnings:
+            body["warnings"] = [item.to_json() for item in self.warnings]
+        return body
+
+
+class IngestService:
+    def __init__(
+        self,
+        settings: IngestSettings,
+        publisher: MessagePublisher,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._settings = settings
+        self._publisher = publisher
+        self._clock = clock
+
+    def ingest(self, document: Any, request_id: str) -> IngestResult:
+        """Raises ``InvalidRequest`` for a body that can never succeed and ``EnqueueError`` when the
+        queue did not take everything (the caller must retry; nothing is half-acknowledged)."""
+        options = ParseOptions(
+            mapping=self._settings.mapping,
+            audience_allowlist=self._settings.audience_allowlist,
+            received_at_ms=int(self._clock() * 1000),
+        )
+        parsed = parse_activation(document, options)
+        excluded = list(parsed.excluded)
+        updates: list[ContactUpdate] = []
+        for index, update in parsed.updates:
+            if fits_in_message(encode_update(update), self._settings.max_message_bytes):
+                updates.append(update)
+            else:
+                excluded.append(Exclusion(index, "profile is larger than the queue message limit"))
+        excluded.sort(key=lambda item: item.index)
+        messages = pack(updates, self._settings.shard_count, self._settings.max_message_bytes)
+        requests = self._publisher.publish(messages, request_id) if messages else 0
+        per_group = Counter[str]()
+        for message in messages:
+            per_group[message.group_id] += message.update_count
+        return IngestResult(
+            request_id=request_id,
+            accepted=len(updates),
+            excluded=excluded,
+            warnings=parsed.warnings,
+            messages=len(messages),
+            sqs_requests=requests,
+            updates_per_group=dict(per_group),
+        )

@@ -1,0 +1,97 @@
+"""Turn any supported request body into canonical ContactUpdates.
+
+Three formats are auto-detected per profile (DESIGN.md section 3): AEP profile export (raw XDM
+profile with identityMap / segmentMembership), Destination SDK output (identities /
+AdobeExperiencePlatformSegments) and the native format (email / attributes / audiences). The
+envelope can be a single profile, a bare array, or ``{"profiles": [...]}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..model import ContactUpdate, Exclusion, ProfileWarning
+from .aep import is_aep_profile, parse_aep_profile
+from .common import ParseOptions, ProfileContext, ProfileExcluded, require_object
+from .native import is_native_profile, parse_native_profile
+from .sdk import is_sdk_profile, parse_sdk_profile
+
+__all__ = ["InvalidRequest", "ParseOptions", "ParsedRequest", "parse_activation"]
+
+
+class InvalidRequest(ValueError):
+    """The body can never succeed (AEP does not retry a 400): ``field`` names what is wrong."""
+
+    def __init__(self, field_name: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field_name
+        self.message = message
+
+
+@dataclass
+class ParsedRequest:
+    #: (index in the request, update) for every accepted profile, in request order.
+    updates: list[tuple[int, ContactUpdate]] = field(default_factory=list)
+    excluded: list[Exclusion] = field(default_factory=list)
+    warnings: list[ProfileWarning] = field(default_factory=list)
+
+    @property
+    def received(self) -> int:
+        return len(self.updates) + len(self.excluded)
+
+
+def _profiles(document: Any) -> tuple[list[Any], Mapping[str, Any]]:
+    """The list of profiles and the envelope they came in (for envelope-level audience fields)."""
+    if isinstance(document, list):
+        return document, {}
+    if not isinstance(document, Mapping):
+        raise InvalidRequest("body", "body must be a JSON object or array of profiles")
+    if "profiles" in document:
+        profiles = document["profiles"]
+        if not isinstance(profiles, list):
+            raise InvalidRequest("profiles", "'profiles' must be an array of profile objects")
+        return profiles, document
+    if "profile" in document and isinstance(document["profile"], Mapping):
+        return [document["profile"]], document
+    if is_aep_profile(document) or is_sdk_profile(document) or is_native_profile(document):
+        return [document], {}
+    raise InvalidRequest(
+        "body",
+        "body is not a recognised activation: expected an AEP profile (identityMap/segmentMembership), "
+        'an array of profiles, or {"profiles": [...]}',
+    )
+
+
+def _parse_profile(ctx: ProfileContext, raw: Any, envelope: Mapping[str, Any]) -> ContactUpdate:
+    profile = require_object(raw)
+    if is_aep_profile(profile):
+        return parse_aep_profile(ctx, profile)
+    if is_sdk_profile(profile):
+        return parse_sdk_profile(ctx, profile, envelope)
+    if is_native_profile(profile):
+        return parse_native_profile(ctx, profile)
+    raise ProfileExcluded("unrecognised profile: expected identityMap, identities or email")
+
+
+def parse_activation(document: Any, options: ParseOptions) -> ParsedRequest:
+    profiles, envelope = _profiles(document)
+    if not profiles:
+        raise InvalidRequest("profiles", "the request contains no profiles")
+    result = ParsedRequest()
+    for index, raw in enumerate(profiles):
+        ctx = ProfileContext(index, options)
+        try:
+            update = _parse_profile(ctx, raw, envelope)
+            if not update.audiences and not update.attributes:
+                raise ProfileExcluded(
+                    "nothing to sync: no allowed audience membership and no mapped attribute"
+                )
+        except ProfileExcluded as excluded:
+            result.excluded.append(Exclusion(index, excluded.reason))
+            continue
+        finally:
+            result.warnings.extend(ctx.warnings)
+        result.updates.append((index, update))
+    return result

@@ -1,0 +1,88 @@
+"""template.yaml as CloudFormation would see it: translated offline with aws-sam-translator."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from local.template import translate
+
+
+@pytest.fixture(scope="module")
+def cfn() -> dict[str, Any]:
+    return translate()
+
+
+def of_type(cfn: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {name: spec for name, spec in cfn["Resources"].items() if spec["Type"] == kind}
+
+
+def test_queues_are_fifo_encrypted_with_a_fifo_dead_letter_queue(cfn: dict[str, Any]) -> None:
+    queue = cfn["Resources"]["ActivationsQueue"]["Properties"]
+    dlq = cfn["Resources"]["ActivationsDeadLetterQueue"]["Properties"]
+    assert queue["FifoQueue"] is True and dlq["FifoQueue"] is True
+    assert queue["SqsManagedSseEnabled"] is True and dlq["SqsManagedSseEnabled"] is True
+    assert queue["ContentBasedDeduplication"] is False  # ingest sets the deduplication id itself
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {
+        "Fn::GetAtt": ["ActivationsDeadLetterQueue", "Arn"]
+    }
+    assert queue["RedrivePolicy"]["maxReceiveCount"] == {"Ref": "MaxReceiveCount"}
+    assert cfn["Parameters"]["MaxReceiveCount"]["MinValue"] >= 5
+
+
+def test_ingest_function_runtime_layer_and_settings(cfn: dict[str, Any]) -> None:
+    function = cfn["Resources"]["IngestFunction"]["Properties"]
+    assert function["Runtime"] == "python3.12" and function["Architectures"] == ["arm64"]
+    (layer_name,) = of_type(cfn, "AWS::Lambda::LayerVersion")
+    assert function["Layers"] == [{"Ref": layer_name}]
+    variables = function["Environment"]["Variables"]
+    assert variables["QUEUE_URL"] == {"Ref": "ActivationsQueue"}
+    assert variables["INGEST_SECRET_ID"] == {"Ref": "IngestTokenSecret"}
+    for name in ("SHARD_COUNT", "AUDIENCE_ALLOWLIST", "ATTRIBUTE_MAPPING", "MAX_BODY_BYTES"):
+        assert name in variables
+    assert function["Timeout"] <= 29  # API Gateway's integration limit
+
+
+def test_ingest_role_can_only_send_to_its_queue_and_read_its_secret(cfn: dict[str, Any]) -> None:
+    role = cfn["Resources"]["IngestFunctionRole"]["Properties"]
+    statements = [s for policy in role["Policies"] for s in policy["PolicyDocument"]["Statement"]]
+    actions = sorted(action for s in statements for action in s["Action"])
+    assert actions == ["secretsmanager:GetSecretValue", "sqs:SendMessage*"]
+    for statement in statements:
+        assert statement["Resource"] != "*"
+    rendered = str(statements)
+    assert "ActivationsQueue" in rendered and "IngestTokenSecret" in rendered
+    assert "ActivationsDeadLetterQueue" not in rendered
+    managed = role.get("ManagedPolicyArns", [])
+    assert all(
+        "AWSLambdaBasicExecutionRole" in str(arn) or "AWSXrayWriteOnlyAccess" in str(arn) for arn in managed
+    )
+
+
+def test_http_api_routes_post_activations_with_throttling(cfn: dict[str, Any]) -> None:
+    (api,) = of_type(cfn, "AWS::ApiGatewayV2::Api").values()
+    paths = api["Properties"]["Body"]["paths"]
+    assert list(paths) == ["/activations"] and list(paths["/activations"]) == ["post"]
+    (stage,) = of_type(cfn, "AWS::ApiGatewayV2::Stage").values()
+    settings = stage["Properties"]["DefaultRouteSettings"]
+    assert settings["ThrottlingRateLimit"] == {"Ref": "IngestThrottleRate"}
+
+
+def test_ingest_secret_is_generated_and_logs_are_retained(cfn: dict[str, Any]) -> None:
+    secret = cfn["Resources"]["IngestTokenSecret"]["Properties"]["GenerateSecretString"]
+    assert secret["GenerateStringKey"] == "token" and secret["PasswordLength"] >= 32
+    log_group = cfn["Resources"]["IngestLogGroup"]["Properties"]
+    assert log_group["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    assert cfn["Resources"]["IngestFunction"]["Properties"]["LoggingConfig"]["LogGroup"] == {
+        "Ref": "IngestLogGroup"
+    }
+
+
+def test_dead_letter_queue_has_an_alarm(cfn: dict[str, Any]) -> None:
+    alarm = cfn["Resources"]["DeadLetterQueueAlarm"]["Properties"]
+    assert alarm["Dimensions"][0]["Value"] == {"Fn::GetAtt": ["ActivationsDeadLetterQueue", "QueueName"]}
+
+
+def test_outputs(cfn: dict[str, Any]) -> None:
+    assert {"ActivationsUrl", "IngestTokenSecretArn", "ActivationsQueueUrl"} <= set(cfn["Outputs"])

@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pytest
+from hubspot_activation.auth import IngestAuthenticator, Unauthorized, accepted_tokens, presented_credentials
+
+TOKEN = "s3cr3t-token"
+
+
+class SecretStore:
+    def __init__(self, value: Any) -> None:
+        self.value = value
+        self.cached = value
+        self.forced = 0
+
+    def __call__(self, force: bool) -> Any:
+        if force:
+            self.forced += 1
+            self.cached = self.value
+        return self.cached
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Authorization": f"Bearer {TOKEN}"},
+        {"authorization": f"bearer {TOKEN}"},
+        {"Authorization": basic("aep", TOKEN)},
+        {"x-api-key": TOKEN},
+        {"X-Api-Key": TOKEN},
+    ],
+)
+def test_every_scheme_is_accepted(headers: dict[str, str]) -> None:
+    IngestAuthenticator(SecretStore({"token": TOKEN})).authenticate(headers)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": basic("aep", "wrong")},
+        {"x-api-key": "wrong"},
+        {"Authorization": basic(TOKEN, "")},
+        {"Authorization": "Basic !!notbase64"},
+        {"Authorization": f"Token {TOKEN}"},
+    ],
+)
+def test_wrong_credentials_are_refused(headers: dict[str, str]) -> None:
+    with pytest.raises(Unauthorized, match=r"invalid credentials|missing credentials"):
+        IngestAuthenticator(SecretStore({"token": TOKEN})).authenticate(headers)
+
+
+def test_missing_credentials_say_how_to_authenticate() -> None:
+    with pytest.raises(Unauthorized, match="missing credentials"):
+        IngestAuthenticator(SecretStore({"token": TOKEN})).authenticate({"content-type": "application/json"})
+
+
+def test_rotated_token_is_picked_up_by_one_forced_read() -> None:
+    store = SecretStore({"token": "old"})
+    authenticator = IngestAuthenticator(store)
+    authenticator.authenticate({"x-api-key": "old"})
+    store.value = {"token": "new", "previousToken": "old"}
+    authenticator.authenticate({"x-api-key": "new"})
+    authenticator.authenticate({"x-api-key": "old"})
+    assert store.forced == 1
+
+
+def test_bad_callers_cannot_hammer_secrets_manager() -> None:
+    now = [0.0]
+    store = SecretStore({"token": TOKEN})
+    authenticator = IngestAuthenticator(store, refresh_interval_seconds=60, clock=lambda: now[0])
+    for _ in range(20):
+        with pytest.raises(Unauthorized):
+            authenticator.authenticate({"x-api-key": "guess"})
+    assert store.forced == 1
+    now[0] = 61
+    with pytest.raises(Unauthorized):
+        authenticator.authenticate({"x-api-key": "guess"})
+    assert store.forced == 2
+
+
+def test_secret_shapes() -> None:
+    assert accepted_tokens(json.dumps({"username": "aep", "token": "t"})) == ["t"]
+    assert accepted_tokens("plain-token") == ["plain-token"]
+    assert accepted_tokens({"token": "a", "previousToken": "b"}) == ["a", "b"]
+    assert accepted_tokens({"username": "aep"}) == []
+
+
+def test_presented_credentials_collects_all_schemes() -> None:
+    assert presented_credentials({"Authorization": f"Bearer {TOKEN}", "x-api-key": "k"}) == [TOKEN, "k"]
+
+
+def test_the_error_never_contains_the_token() -> None:
+    with pytest.raises(Unauthorized) as raised:
+        IngestAuthenticator(SecretStore({"token": TOKEN})).authenticate({"x-api-key": "guess"})
+    assert TOKEN not in str(raised.value) and "guess" not in str(raised.value)

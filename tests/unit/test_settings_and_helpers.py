@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import pytest
+from hubspot_activation.emails import email_problem, normalize_email
+from hubspot_activation.mapping import DEFAULT_MAPPING, AttributeMapping, MappingError
+from hubspot_activation.settings import IngestSettings, SettingsError
+from hubspot_activation.timestamps import TimestampError, iso_from_ms, to_epoch_ms
+
+BASE = {"QUEUE_URL": "https://sqs/q.fifo", "INGEST_SECRET_ID": "arn:secret"}
+
+
+def test_settings_defaults_and_overrides() -> None:
+    settings = IngestSettings.from_env(BASE)
+    assert settings.shard_count == 16 and settings.audience_allowlist == frozenset()
+    assert settings.mapping.paths == DEFAULT_MAPPING
+    custom = IngestSettings.from_env(
+        {
+            **BASE,
+            "SHARD_COUNT": "4",
+            "AUDIENCE_ALLOWLIST": " a, b ,,",
+            "ATTRIBUTE_MAPPING": '{"loyalty.tier": "loyalty_tier"}',
+        }
+    )
+    assert custom.shard_count == 4 and custom.audience_allowlist == {"a", "b"}
+    assert custom.mapping.target_for("loyalty.tier") == "loyalty_tier"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"INGEST_SECRET_ID": "x"}, "QUEUE_URL"),
+        ({**BASE, "SHARD_COUNT": "zero"}, "SHARD_COUNT"),
+        ({**BASE, "SHARD_COUNT": "0"}, "SHARD_COUNT"),
+        ({**BASE, "ATTRIBUTE_MAPPING": "{"}, "ATTRIBUTE_MAPPING"),
+        ({**BASE, "ATTRIBUTE_MAPPING": '{"a": "Bad Name"}'}, "ATTRIBUTE_MAPPING"),
+        ({**BASE, "ATTRIBUTE_MAPPING": "[1]"}, "ATTRIBUTE_MAPPING"),
+    ],
+)
+def test_settings_errors_name_the_variable(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        IngestSettings.from_env(env)
+
+
+def test_mapping_cannot_target_email() -> None:
+    with pytest.raises(MappingError):
+        AttributeMapping.from_overrides({"x": "email"})
+
+
+def test_email_helpers() -> None:
+    assert normalize_email("  Ada@Example.COM ") == "ada@example.com"
+    assert email_problem("ada@example.com") is None
+    assert email_problem("ada.lovelace+tag@mail.example.co.uk") is None
+    assert email_problem("ada..x@example.com") is not None
+    assert email_problem("") == "email is empty"
+
+
+def test_timestamps() -> None:
+    assert to_epoch_ms("2026-11-22T10:00:00Z") == 1_795_341_600_000
+    assert to_epoch_ms("2026-11-22 10:00:00") == 1_795_341_600_000
+    assert iso_from_ms(1_795_341_600_000) == "2026-11-22T10:00:00.000Z"
+    for bad in ("tomorrow", "", None, True, {"t": 1}):
+        with pytest.raises(TimestampError):
+            to_epoch_ms(bad)
