@@ -15,6 +15,8 @@ from typing import Any
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
+from .quiet import QuietRequestHandler
+
 logger = logging.getLogger(__name__)
 
 LambdaHandler = Callable[[dict[str, Any], Any], dict[str, Any]]
@@ -98,8 +100,12 @@ def wsgi_app(handler: LambdaHandler) -> Callable[[dict[str, Any], Any], Iterable
 
 class LocalApiServer:
     def __init__(self, handler: LambdaHandler, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._server: BaseWSGIServer = make_server(host, port, wsgi_app(handler), threaded=True)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._server: BaseWSGIServer = make_server(
+            host, port, wsgi_app(handler), threaded=True, request_handler=QuietRequestHandler
+        )
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     @property
     def url(self) -> str:

@@ -1,0 +1,1 @@
+"""HubSpot CRM client: versioned paths, error classification, rate governor, credentials."""

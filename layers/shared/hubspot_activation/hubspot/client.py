@@ -1,0 +1,327 @@
+"""The HubSpot CRM client the consumer uses: contacts batch upsert, properties and groups.
+
+Every call goes through the rate governor, refreshes credentials once on 401, retries transient
+failures (429 ten-secondly, 423, 5xx, timeouts, dropped connections) within a time budget, and
+maps batch results back to their inputs by ``objectWriteTraceId``.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from ..observability import logger
+from .credentials import Credentials
+from .errors import (
+    DailyLimitReached,
+    ErrorKind,
+    HubSpotError,
+    PropertyLimitReached,
+    classify,
+    parse_body,
+    property_errors,
+)
+from .governor import RateGovernor
+from .versions import ApiVersion, Paths
+
+MAX_BATCH_INPUTS = 100
+DEFAULT_BASE_URL = "https://api.hubapi.com"
+
+
+def new_session(pool_size: int = 10) -> requests.Session:
+    """One pooled session per container: keeps TLS connections to HubSpot warm across invocations."""
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    session.headers.update({"Accept": "application/json", "User-Agent": "hubspot-activation/0.1"})
+    return session
+
+
+@dataclass(frozen=True)
+class UpsertInput:
+    email: str
+    properties: Mapping[str, str]
+
+
+@dataclass
+class UpsertResult:
+    email: str
+    contact_id: str | None = None
+    created: bool | None = None
+    error: HubSpotError | None = None
+    #: HubSpot's per-property details (``name``, ``error`` code, ``message``) for a failed input.
+    property_errors: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class PropertyCreateOutcome:
+    created: list[dict[str, Any]] = field(default_factory=list)
+    existing: list[str] = field(default_factory=list)
+    failed: dict[str, HubSpotError] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 5
+    #: Total time one call may spend waiting before it gives up (the SQS redelivery is the long backoff).
+    max_wait_seconds: float = 30.0
+    base_backoff_seconds: float = 0.2
+    locked_wait_seconds: float = 2.0
+
+
+class HubSpotClient:
+    def __init__(
+        self,
+        credentials: Credentials,
+        governor: RateGovernor,
+        version: ApiVersion,
+        base_url: str = DEFAULT_BASE_URL,
+        session: requests.Session | None = None,
+        timeout: tuple[float, float] = (3.05, 20),
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.credentials = credentials
+        self.governor = governor
+        self.paths = Paths(version)
+        self.version = version
+        self._base_url = base_url.rstrip("/")
+        self._session = session or new_session()
+        self._timeout = timeout
+        self._retry = retry or RetryPolicy()
+        self._sleep = sleep
+        self._jitter = random.Random()  # noqa: S311 - backoff jitter
+        self.requests_sent = 0
+
+    # --- transport -------------------------------------------------------------------------------
+
+    def request(
+        self, method: str, path: str, json_body: Any = None, params: Mapping[str, str] | None = None
+    ) -> tuple[int, Any]:
+        """Send one logical call; returns (status, body) for 2xx/207, raises HubSpotError otherwise."""
+        attempts = 0
+        waited = 0.0
+        refreshed = False
+        last: HubSpotError | None = None
+        while attempts < self._retry.max_attempts:
+            self.governor.acquire()
+            token = self.credentials.access_token()
+            self.requests_sent += 1
+            try:
+                response = self._session.request(
+                    method,
+                    self._base_url + path,
+                    json=json_body,
+                    params=params,
+                    headers={"Authorization": f"Bearer {token}"},
+                    timeout=self._timeout,
+                )
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                last = HubSpotError(ErrorKind.RETRYABLE, f"{type(exc).__name__} talking to HubSpot")
+                attempts += 1
+                waited += self._backoff(attempts, waited)
+                continue
+            self.governor.observe(response.headers)
+            body = parse_body(response.text)
+            if 200 <= response.status_code < 300:
+                return response.status_code, body
+            error = classify(response.status_code, body, response.headers)
+            if response.status_code == 401 and not refreshed:
+                # Rotation or an expired OAuth token: re-read the secret once, then give up.
+                refreshed = True
+                self.credentials.invalidate()
+                continue
+            if error.kind is ErrorKind.RATE_LIMITED:
+                wait = self.governor.on_throttled(error.policy_name, response.headers)
+                logger.warning(
+                    "HubSpot throttled a request", extra={"policy": error.policy_name, "waitSeconds": wait}
+                )
+                attempts += 1
+                last = error
+                if waited + wait > self._retry.max_wait_seconds:
+                    break
+                waited += wait  # acquire() holds the next request until the window has passed
+                continue
+            if error.kind is ErrorKind.RETRYABLE:
+                attempts += 1
+                last = error
+                minimum = self._retry.locked_wait_seconds if response.status_code == 423 else 0.0
+                waited += self._backoff(attempts, waited, minimum)
+                continue
+            raise error
+        assert last is not None
+        raise last
+
+    def _backoff(self, attempt: int, waited: float, minimum: float = 0.0) -> float:
+        exponential = (
+            self._retry.base_backoff_seconds * float(2 ** (attempt - 1)) * (0.5 + self._jitter.random())
+        )
+        delay = max(minimum, exponential)
+        delay = min(delay, max(0.0, self._retry.max_wait_seconds - waited))
+        if attempt < self._retry.max_attempts and delay > 0:
+            self._sleep(delay)
+        return delay
+
+    # --- contacts --------------------------------------------------------------------------------
+
+    def batch_upsert(self, inputs: Sequence[UpsertInput]) -> list[UpsertResult]:
+        """Upsert contacts by email; one result per input, in input order. Permanent per-input
+        errors are reported in the results; transient failures of the whole call raise."""
+        if len(inputs) > MAX_BATCH_INPUTS:
+            raise ValueError(f"at most {MAX_BATCH_INPUTS} inputs per batch upsert, got {len(inputs)}")
+        emails = [item.email for item in inputs]
+        if len(set(emails)) != len(emails):
+            raise ValueError(
+                "batch upsert inputs must have distinct emails (HubSpot rejects the whole batch)"
+            )
+        if not inputs:
+            return []
+        return self._upsert_or_bisect(list(inputs))
+
+    def _upsert_or_bisect(self, inputs: list[UpsertInput]) -> list[UpsertResult]:
+        traces = [uuid.uuid4().hex for _ in inputs]
+        body = {
+            "inputs": [
+                {
+                    "id": item.email,
+                    "idProperty": "email",
+                    "properties": dict(item.properties),
+                    "objectWriteTraceId": trace,
+                }
+                for item, trace in zip(inputs, traces, strict=True)
+            ]
+        }
+        try:
+            _status, document = self.request("POST", self.paths.batch_upsert, body)
+        except HubSpotError as error:
+            if error.status != 400 or error.kind is not ErrorKind.PERMANENT:
+                raise
+            if len(inputs) == 1:
+                return [
+                    UpsertResult(inputs[0].email, error=error, property_errors=property_errors(error.message))
+                ]
+            # A whole-batch 400 despite trace ids: split until the bad inputs are isolated.
+            middle = len(inputs) // 2
+            return self._upsert_or_bisect(inputs[:middle]) + self._upsert_or_bisect(inputs[middle:])
+        return self._map_batch(inputs, traces, document)
+
+    @staticmethod
+    def _map_batch(inputs: list[UpsertInput], traces: list[str], document: Any) -> list[UpsertResult]:
+        document = document if isinstance(document, dict) else {}
+        by_trace: dict[str, UpsertResult] = {}
+        for result in document.get("results") or []:
+            trace = result.get("objectWriteTraceId")
+            if trace is not None:
+                by_trace[trace] = UpsertResult(
+                    "", contact_id=str(result.get("id")), created=bool(result.get("new"))
+                )
+        for item in document.get("errors") or []:
+            context = item.get("context") or {}
+            for trace in context.get("objectWriteTraceId") or []:
+                error = classify(400, item)
+                error.kind = ErrorKind.PERMANENT
+                by_trace[trace] = UpsertResult(
+                    "", error=error, property_errors=property_errors(error.message)
+                )
+        results = []
+        for item, trace in zip(inputs, traces, strict=True):
+            found = by_trace.get(trace)
+            if found is None:
+                # A 2xx that does not account for an input: its fate is unknown, so retry it.
+                found = UpsertResult(
+                    "",
+                    error=HubSpotError(
+                        ErrorKind.RETRYABLE, "HubSpot's answer did not account for this input"
+                    ),
+                )
+            found.email = item.email
+            results.append(found)
+        return results
+
+    def get_contact(self, email: str, properties: Sequence[str] = ()) -> dict[str, Any] | None:
+        params = {"idProperty": "email"}
+        if properties:
+            params["properties"] = ",".join(properties)
+        try:
+            _status, document = self.request("GET", self.paths.contact(email), params=params)
+        except HubSpotError as error:
+            if error.status == 404:
+                return None
+            raise
+        return document if isinstance(document, dict) else None
+
+    # --- properties and groups -------------------------------------------------------------------
+
+    def list_properties(self) -> list[dict[str, Any]]:
+        _status, document = self.request("GET", self.paths.properties)
+        return list((document or {}).get("results") or [])
+
+    def create_properties(self, specs: Sequence[Mapping[str, Any]]) -> PropertyCreateOutcome:
+        """Create many properties in one call; "already exists" counts as success and the
+        account's custom-property limit raises PropertyLimitReached (a person must act)."""
+        outcome = PropertyCreateOutcome()
+        for start in range(0, len(specs), MAX_BATCH_INPUTS):
+            chunk = [dict(spec) for spec in specs[start : start + MAX_BATCH_INPUTS]]
+            _status, document = self.request("POST", self.paths.properties_batch_create, {"inputs": chunk})
+            document = document if isinstance(document, dict) else {}
+            outcome.created.extend(document.get("results") or [])
+            for item in document.get("errors") or []:
+                names = (item.get("context") or {}).get("name") or [""]
+                error = classify(400, item)
+                text = f"{error.message} {error.category} {error.sub_category}".lower()
+                if "already exists" in text or error.category in ("OBJECT_ALREADY_EXISTS", "CONFLICT"):
+                    outcome.existing.extend(names)
+                elif "max_custom_properties" in text or "maximum number of custom properties" in text:
+                    raise PropertyLimitReached(
+                        error.message, category=error.category, sub_category=error.sub_category
+                    )
+                else:
+                    error.kind = ErrorKind.PERMANENT
+                    for name in names:
+                        outcome.failed[name] = error
+        return outcome
+
+    def update_property(self, name: str, changes: Mapping[str, Any]) -> dict[str, Any]:
+        _status, document = self.request("PATCH", self.paths.property_path(name), dict(changes))
+        return dict(document or {})
+
+    def list_groups(self) -> list[dict[str, Any]]:
+        _status, document = self.request("GET", self.paths.groups)
+        return list((document or {}).get("results") or [])
+
+    def ensure_group(self, name: str, label: str) -> None:
+        try:
+            self.request("POST", self.paths.groups, {"name": name, "label": label})
+        except HubSpotError as error:
+            if error.status == 409 or "already exists" in error.message.lower():
+                return
+            raise
+
+    def custom_property_limits(self) -> dict[str, Any]:
+        _status, document = self.request("GET", self.paths.custom_property_limits)
+        return dict(document or {})
+
+
+__all__ = [
+    "DailyLimitReached",
+    "HubSpotClient",
+    "HubSpotError",
+    "PropertyCreateOutcome",
+    "PropertyLimitReached",
+    "RetryPolicy",
+    "UpsertInput",
+    "UpsertResult",
+    "new_session",
+]

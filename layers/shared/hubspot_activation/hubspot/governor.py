@@ -1,0 +1,155 @@
+"""Client-side pacing that keeps this connector under HubSpot's limits (DESIGN.md section 6).
+
+The 10-second limit is per app and the daily limit is shared by every app of the account, so the
+governor uses only ``share`` of the burst limit, divided by the consumer's maximum concurrency (each
+Lambda instance has its own governor), reads HubSpot's rate-limit headers to slow down before
+HubSpot refuses, keeps a reserve of the daily limit for the account's other integrations, and
+follows the 429 policy names.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from .errors import DailyLimitReached
+
+#: HubSpot's burst limits per 10 s by tier (privately distributed apps and service keys; 110 for
+#: marketplace OAuth apps).
+TIER_LIMITS = {
+    "free": 100,
+    "starter": 100,
+    "professional": 190,
+    "enterprise": 190,
+    "api-add-on": 250,
+    "oauth": 110,
+}
+
+
+@dataclass(frozen=True)
+class GovernorSettings:
+    limit_per_window: int = 100
+    window_seconds: float = 10.0
+    #: Share of the burst limit this connector may use (the rest is left to other integrations).
+    share: float = 0.8
+    #: How many consumers run at once (the event source's MaximumConcurrency).
+    concurrency: int = 1
+    #: Daily calls left untouched for the account's other integrations.
+    daily_reserve: int = 10_000
+    #: HubSpot resets the daily limit at midnight in the account's time zone setting.
+    account_timezone: str = "UTC"
+
+    def __post_init__(self) -> None:
+        if self.limit_per_window < 1 or self.window_seconds <= 0:
+            raise ValueError("limit_per_window and window_seconds must be positive")
+        if not 0 < self.share <= 1:
+            raise ValueError("share must be in (0, 1]")
+        if self.concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        try:
+            ZoneInfo(self.account_timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {self.account_timezone!r}") from None
+
+    @property
+    def budget(self) -> int:
+        """Requests this instance may send per window."""
+        return max(1, math.floor(self.limit_per_window * self.share / self.concurrency))
+
+
+class RateGovernor:
+    def __init__(
+        self,
+        settings: GovernorSettings,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self._clock = clock
+        self._sleep = sleep
+        self._wall_clock = wall_clock
+        self._sent: deque[float] = deque()
+        self._paused_until = 0.0
+        self._daily_stop_until: float | None = None
+        self._lock = threading.Lock()
+        # Arrival at HubSpot is a little later than our send time: keep a margin on the window.
+        self._window = settings.window_seconds * 1.02 + 0.02
+        self.waited_seconds = 0.0
+        self.throttled = 0
+
+    def acquire(self) -> None:
+        """Block until a request may be sent; raise DailyLimitReached when the daily budget is spent."""
+        while True:
+            with self._lock:
+                if self._daily_stop_until is not None:
+                    if self._wall_clock() < self._daily_stop_until:
+                        raise DailyLimitReached("daily API budget used up", resets_at=self._daily_stop_until)
+                    self._daily_stop_until = None
+                now = self._clock()
+                while self._sent and self._sent[0] <= now - self._window:
+                    self._sent.popleft()
+                wait = self._paused_until - now
+                if len(self._sent) >= self.settings.budget:
+                    wait = max(wait, self._sent[0] + self._window - now)
+                if wait <= 0:
+                    self._sent.append(now)
+                    return
+            self.waited_seconds += wait
+            self._sleep(wait)
+
+    def observe(self, headers: Mapping[str, str]) -> None:
+        """Slow down from HubSpot's headers before it refuses (other apps share the window too)."""
+        remaining = _int(headers.get("X-HubSpot-RateLimit-Remaining"))
+        maximum = _int(headers.get("X-HubSpot-RateLimit-Max")) or self.settings.limit_per_window
+        interval_ms = _int(headers.get("X-HubSpot-RateLimit-Interval-Milliseconds"))
+        interval = interval_ms / 1000 if interval_ms else self.settings.window_seconds
+        with self._lock:
+            if remaining is not None:
+                headroom = maximum * (1 - self.settings.share)
+                if remaining <= headroom:
+                    # Others are using the window: wait for roughly the slots we would eat into.
+                    deficit = headroom - remaining + 1
+                    self._paused_until = max(self._paused_until, self._clock() + interval * deficit / maximum)
+            daily_remaining = _int(headers.get("X-HubSpot-RateLimit-Daily-Remaining"))
+            if daily_remaining is not None and daily_remaining <= self.settings.daily_reserve:
+                self._daily_stop_until = next_daily_reset(self._wall_clock(), self.settings.account_timezone)
+
+    def on_throttled(self, policy_name: str | None, headers: Mapping[str, str]) -> float:
+        """React to a 429. Returns how long the caller should wait before retrying (the governor
+        also holds every other request that long); raises DailyLimitReached for the daily limit."""
+        self.throttled += 1
+        if policy_name == "DAILY":
+            resets_at = next_daily_reset(self._wall_clock(), self.settings.account_timezone)
+            with self._lock:
+                self._daily_stop_until = resets_at
+            raise DailyLimitReached(
+                "HubSpot daily limit reached", resets_at=resets_at, status=429, policy_name="DAILY"
+            )
+        interval_ms = _int(headers.get("X-HubSpot-RateLimit-Interval-Milliseconds"))
+        wait = interval_ms / 1000 if interval_ms else self.settings.window_seconds
+        if policy_name == "SECONDLY":  # search's per-second limit
+            wait = 1.0
+        with self._lock:
+            self._paused_until = max(self._paused_until, self._clock() + wait)
+        return wait
+
+
+def next_daily_reset(now: float, timezone: str = "UTC") -> float:
+    """The next midnight in the account's time zone, as epoch seconds."""
+    moment = datetime.fromtimestamp(now, tz=ZoneInfo(timezone))
+    midnight = (moment + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return midnight.timestamp()
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None

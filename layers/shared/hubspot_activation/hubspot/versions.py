@@ -1,0 +1,77 @@
+"""HubSpot API paths for each supported version, from one setting (DESIGN.md section 8)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class ApiVersion(StrEnum):
+    V3 = "v3"
+    V2026_03 = "2026-03"
+    V2026_09 = "2026-09"
+
+    @classmethod
+    def parse(cls, text: str) -> ApiVersion:
+        try:
+            return cls(text.strip())
+        except ValueError:
+            allowed = ", ".join(version.value for version in cls)
+            raise ValueError(f"unsupported HubSpot API version {text!r} (use one of {allowed})") from None
+
+
+#: The newest generally available version; v3 goes unsupported in September 2027.
+DEFAULT_VERSION = ApiVersion.V2026_09
+
+
+@dataclass(frozen=True)
+class Paths:
+    version: ApiVersion
+
+    @property
+    def _objects(self) -> str:
+        if self.version is ApiVersion.V3:
+            return "/crm/v3/objects/contacts"
+        return f"/crm/objects/{self.version.value}/contacts"
+
+    @property
+    def properties(self) -> str:
+        if self.version is ApiVersion.V3:
+            return "/crm/v3/properties/contacts"
+        return f"/crm/properties/{self.version.value}/contacts"
+
+    @property
+    def batch_upsert(self) -> str:
+        return f"{self._objects}/batch/upsert"
+
+    @property
+    def batch_read(self) -> str:
+        return f"{self._objects}/batch/read"
+
+    def contact(self, contact_id: str) -> str:
+        return f"{self._objects}/{contact_id}"
+
+    @property
+    def properties_batch_create(self) -> str:
+        return f"{self.properties}/batch/create"
+
+    def property_path(self, name: str) -> str:
+        return f"{self.properties}/{name}"
+
+    @property
+    def groups(self) -> str:
+        return f"{self.properties}/groups"
+
+    @property
+    def custom_property_limits(self) -> str:
+        # Limits tracking has no 2026-09 release; 2026-03 is its newest date version.
+        return (
+            "/crm/v3/limits/custom-properties"
+            if self.version is ApiVersion.V3
+            else "/crm/limits/2026-03/custom-properties"
+        )
+
+    @property
+    def oauth_token(self) -> str:
+        # OAuth v1 is deprecated (sunset 2027-02-16); the 2026-03 endpoint takes the same form fields.
+        return "/oauth/2026-03/token"

@@ -1,0 +1,12 @@
+"""A HubSpot CRM emulator for tests, benchmarks and the local stack (never deployed).
+
+It keeps contacts, properties and groups in memory and reproduces what the connector depends on:
+date-versioned and v3 paths, bearer auth, scopes, the 10-second and daily limits with HubSpot's
+headers and 429 bodies, batch upsert semantics and per-input errors, property rules, the OAuth
+token endpoint, and fault injection. Shapes follow HubSpot's published OpenAPI specs.
+"""
+
+from .server import SandboxServer
+from .state import SandboxConfig, SandboxState
+
+__all__ = ["SandboxConfig", "SandboxServer", "SandboxState"]

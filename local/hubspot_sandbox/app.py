@@ -1,0 +1,746 @@
+"""The sandbox's HTTP surface (a WSGI app): HubSpot's paths, status codes, headers and bodies."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qs
+
+from hubspot_activation.emails import normalize_email
+from werkzeug.wrappers import Request, Response
+
+from .state import ALL_SCOPES, PORTAL_ID, SandboxState
+from .values import InvalidValue, validate
+
+_OBJECTS = re.compile(r"^/crm/(?:v3/objects|objects/(2026-03|2026-09))/(?:contacts|0-1)(?P<rest>/.*)?$")
+_PROPERTIES = re.compile(
+    r"^/crm/(?:v3/properties|properties/(2026-03|2026-09))/(?:contacts|0-1)(?P<rest>/.*)?$"
+)
+_LIMITS = re.compile(r"^/crm/(?:v3/limits|limits/2026-03)/custom-properties$")
+_TOKEN = re.compile(r"^/oauth/(?:v1|v3|2026-03)/token$")
+_PROPERTY_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_FIELD_TYPES = {
+    "bool": {"booleancheckbox", "calculation_equation"},
+    "enumeration": {"booleancheckbox", "checkbox", "radio", "select", "calculation_equation"},
+    "date": {"date"},
+    "datetime": {"date"},
+    "string": {"text", "textarea", "file", "html", "phonenumber", "calculation_equation"},
+    "number": {"number", "calculation_equation"},
+    "phone_number": {"phonenumber"},
+}
+READ_SCOPES = ("crm.objects.contacts.read", "crm.objects.contacts.write")
+WRITE_SCOPES = ("crm.objects.contacts.write",)
+SCHEMA_READ = ("crm.schemas.contacts.read", "crm.objects.contacts.read", "crm.objects.contacts.write")
+SCHEMA_WRITE = ("crm.schemas.contacts.write",)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, category: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status, self.category, self.message, self.extra = status, category, message, extra
+
+
+def now_iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def error_body(category: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "status": "error",
+        "message": message,
+        "correlationId": str(uuid.uuid4()),
+        "category": category,
+        **extra,
+    }
+
+
+def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
+    return Response(json.dumps(body), status=status, headers=headers or {}, content_type="application/json")
+
+
+class SandboxApp:
+    def __init__(self, state: SandboxState) -> None:
+        self.state = state
+        self._random = random.Random(state.config.seed)  # noqa: S311 - fault injection, not security
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        request = Request(environ)
+        response = self.dispatch(request)
+        if request.environ.get("sandbox.drop"):
+            # Close the socket without an answer: what a dropped connection looks like to a client.
+            connection = environ.get("werkzeug.socket")
+            if connection is not None:
+                connection.shutdown(socket.SHUT_RDWR)
+            return []
+        return response(environ, start_response)
+
+    # --- plumbing ----------------------------------------------------------------------------------
+
+    def dispatch(self, request: Request) -> Response:
+        path = request.path
+        if path.startswith("/__sandbox/"):
+            return self.admin(request, path.removeprefix("/__sandbox/"))
+        if _TOKEN.match(path) and request.method == "POST":
+            return self.oauth_token(request)
+        route = self.route(request.method, path)
+        if route is None:
+            return json_response(404, error_body("OBJECT_NOT_FOUND", f"No route for {request.method} {path}"))
+        handler, scopes, version, args = route
+        config = self.state.config
+        if config.latency_ms:
+            time.sleep(config.latency_ms / 1000)
+        if config.drop_rate and self._random.random() < config.drop_rate:
+            request.environ["sandbox.drop"] = True
+            return Response(status=500)
+        with self.state.lock:
+            try:
+                token = self.authenticate(request, scopes)
+            except ApiError as exc:
+                return json_response(exc.status, error_body(exc.category, exc.message, **exc.extra))
+            policy, remaining, daily_remaining = self.state.take_rate_limit(token.value)
+            headers = {
+                "X-HubSpot-RateLimit-Interval-Milliseconds": str(config.window_ms),
+                "X-HubSpot-RateLimit-Max": str(config.ten_second_limit),
+                "X-HubSpot-RateLimit-Remaining": str(remaining),
+                "X-HubSpot-Correlation-Id": str(uuid.uuid4()),
+            }
+            if not token.oauth:  # HubSpot leaves the daily headers out for OAuth tokens
+                headers["X-HubSpot-RateLimit-Daily"] = str(config.daily_limit)
+                headers["X-HubSpot-RateLimit-Daily-Remaining"] = str(daily_remaining)
+            route_key = f"{request.method} {handler.__name__}"
+            if policy is not None:
+                self.state.throttled[policy] += 1
+                limit = "daily" if policy == "DAILY" else "ten_secondly_rolling"
+                return json_response(
+                    429,
+                    {
+                        "status": "error",
+                        "message": f"You have reached your {limit} limit.",
+                        "errorType": "RATE_LIMIT",
+                        "correlationId": headers["X-HubSpot-Correlation-Id"],
+                        "policyName": policy,
+                        "requestId": str(uuid.uuid4()),
+                    },
+                    headers,
+                )
+            self.state.requests[route_key] += 1
+            if config.locked_rate and self._random.random() < config.locked_rate:
+                return json_response(
+                    423, error_body("LOCKED", "The resource is locked; retry after 2 seconds"), headers
+                )
+            if config.error_rate and self._random.random() < config.error_rate:
+                return json_response(
+                    config.error_status, error_body("INTERNAL_ERROR", "Internal error"), headers
+                )
+            try:
+                body = self._json(request) if request.method in ("POST", "PATCH", "PUT") else None
+                status, payload = handler(request, version, body, *args)
+            except ApiError as exc:
+                return json_response(exc.status, error_body(exc.category, exc.message, **exc.extra), headers)
+            return (
+                json_response(status, payload, headers)
+                if payload is not None
+                else Response(status=status, headers=headers)
+            )
+
+    @staticmethod
+    def _json(request: Request) -> Any:
+        try:
+            return json.loads(request.get_data() or b"null")
+        except json.JSONDecodeError as exc:
+            raise ApiError(
+                400, "VALIDATION_ERROR", f"Invalid input JSON on line {exc.lineno}, column {exc.colno}"
+            ) from exc
+
+    def authenticate(self, request: Request, scopes: tuple[str, ...]) -> Any:
+        header = request.headers.get("Authorization", "")
+        scheme, _, value = header.partition(" ")
+        token = self.state.tokens.get(value.strip()) if scheme.lower() == "bearer" else None
+        if token is None:
+            raise ApiError(
+                401,
+                "INVALID_AUTHENTICATION",
+                "Authentication credentials not found. This API supports "
+                "OAuth 2.0 authentication and you can find more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview",
+            )
+        if token.expires_at is not None and self.state.clock() >= token.expires_at:
+            ago = int(self.state.clock() - token.expires_at)
+            raise ApiError(
+                401,
+                "EXPIRED_AUTHENTICATION",
+                f"The OAuth token used to make this call expired {ago} second(s) ago.",
+                context={"expire time": [now_iso(token.expires_at)]},
+            )
+        if not any(scope in token.scopes for scope in scopes):
+            raise ApiError(
+                403,
+                "MISSING_SCOPES",
+                "This app hasn't been granted all required scopes to make this call.",
+                errors=[
+                    {
+                        "message": "One or more of the following scopes are required.",
+                        "context": {"requiredGranularScopes": list(scopes)},
+                    }
+                ],
+            )
+        return token
+
+    def route(
+        self, method: str, path: str
+    ) -> tuple[Callable[..., tuple[int, Any]], tuple[str, ...], str, tuple[str, ...]] | None:
+        if match := _OBJECTS.match(path):
+            version, rest = match.group(1) or "v3", match.group("rest") or ""
+            table: dict[tuple[str, str], tuple[Callable[..., tuple[int, Any]], tuple[str, ...]]] = {
+                ("POST", "/batch/upsert"): (self.batch_upsert, WRITE_SCOPES),
+                ("POST", "/batch/read"): (self.batch_read, READ_SCOPES),
+                ("POST", ""): (self.create_contact, WRITE_SCOPES),
+            }
+            if (method, rest) in table:
+                handler, scopes = table[(method, rest)]
+                return handler, scopes, version, ()
+            if re.fullmatch(r"/[^/]+", rest) and method in ("GET", "PATCH"):
+                handler = self.get_contact if method == "GET" else self.patch_contact
+                return handler, READ_SCOPES if method == "GET" else WRITE_SCOPES, version, (rest[1:],)
+            return None
+        if match := _PROPERTIES.match(path):
+            version, rest = match.group(1) or "v3", match.group("rest") or ""
+            fixed = {
+                ("GET", ""): (self.list_properties, SCHEMA_READ),
+                ("POST", ""): (self.create_property, SCHEMA_WRITE),
+                ("POST", "/batch/create"): (self.batch_create_properties, SCHEMA_WRITE),
+                ("GET", "/groups"): (self.list_groups, SCHEMA_READ),
+                ("POST", "/groups"): (self.create_group, SCHEMA_WRITE),
+            }
+            if (method, rest) in fixed:
+                handler, scopes = fixed[(method, rest)]
+                return handler, scopes, version, ()
+            if re.fullmatch(r"/[^/]+", rest) and method in ("GET", "PATCH"):
+                handler = self.get_property if method == "GET" else self.patch_property
+                return handler, SCHEMA_READ if method == "GET" else SCHEMA_WRITE, version, (rest[1:],)
+            return None
+        if _LIMITS.match(path) and method == "GET":
+            return self.custom_property_limits, SCHEMA_READ, "v3", ()
+        return None
+
+    # --- contacts ----------------------------------------------------------------------------------
+
+    def _contact_json(
+        self,
+        contact_id: str,
+        new: bool | None = None,
+        trace: str | None = None,
+        only: Iterable[str] | None = None,
+    ) -> dict[str, Any]:
+        contact = self.state.contacts[contact_id]
+        names = set(only) if only is not None else set(contact["properties"])
+        names |= {"hs_object_id", "createdate", "lastmodifieddate"}
+        result: dict[str, Any] = {
+            "id": contact_id,
+            "properties": {k: v for k, v in contact["properties"].items() if k in names},
+            "createdAt": contact["createdAt"],
+            "updatedAt": contact["updatedAt"],
+            "archived": False,
+        }
+        if new is not None:
+            result["new"] = new
+        if trace is not None:
+            result["objectWriteTraceId"] = trace
+        return result
+
+    def _validated(self, properties: Any) -> tuple[dict[str, str], list[dict[str, Any]]]:
+        if not isinstance(properties, dict):
+            raise ApiError(400, "VALIDATION_ERROR", "Invalid input JSON: 'properties' must be an object")
+        clean: dict[str, str] = {}
+        problems: list[dict[str, Any]] = []
+        for name, raw in properties.items():
+            definition = self.state.properties.get(name)
+            if definition is None or definition.get("archived"):
+                problems.append(
+                    {
+                        "isValid": False,
+                        "message": f'Property "{name}" does not exist',
+                        "error": "PROPERTY_DOESNT_EXIST",
+                        "name": name,
+                        "localizedErrorMessage": f'Property "{name}" does not exist',
+                        "portalId": PORTAL_ID,
+                    }
+                )
+                continue
+            try:
+                clean[name] = validate(definition, raw)
+            except InvalidValue as exc:
+                problems.append(
+                    {
+                        "isValid": False,
+                        "message": exc.message,
+                        "error": exc.code,
+                        "name": name,
+                        "localizedErrorMessage": exc.message,
+                        "portalId": PORTAL_ID,
+                    }
+                )
+        return clean, problems
+
+    def _write(
+        self, contact_id: str | None, email: str | None, properties: dict[str, str]
+    ) -> tuple[str, bool]:
+        now = now_iso(self.state.clock())
+        if contact_id is None:
+            contact_id = self.state.next_id()
+            self.state.contacts[contact_id] = {
+                "properties": {"hs_object_id": contact_id, "createdate": now},
+                "createdAt": now,
+                "updatedAt": now,
+            }
+            created = True
+        else:
+            created = False
+        contact = self.state.contacts[contact_id]
+        if email:
+            properties = {**properties, "email": email}
+        old_email = contact["properties"].get("email")
+        contact["properties"].update(properties)
+        contact["properties"]["lastmodifieddate"] = now
+        contact["updatedAt"] = now
+        new_email = contact["properties"].get("email")
+        if old_email and old_email != new_email:
+            self.state.email_index.pop(old_email, None)
+        if new_email:
+            self.state.email_index[new_email] = contact_id
+        return contact_id, created
+
+    def batch_upsert(self, request: Request, version: str, body: Any) -> tuple[int, Any]:
+        inputs = self._inputs(body)
+        started = now_iso(self.state.clock())
+        ids: list[str] = []
+        for item in inputs:
+            if not isinstance(item, dict) or "id" not in item or "properties" not in item:
+                raise ApiError(
+                    400, "VALIDATION_ERROR", "Invalid input JSON: each input needs 'id' and 'properties'"
+                )
+            id_property = item.get("idProperty") or "hs_object_id"
+            ids.append(normalize_email(str(item["id"])) if id_property == "email" else str(item["id"]))
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ApiError(
+                400,
+                "VALIDATION_ERROR",
+                f"Duplicate IDs found in batch input: {duplicates}. IDs must be unique",
+                context={"ids": duplicates},
+            )
+        planned: list[tuple[dict[str, Any], str, dict[str, str]]] = []
+        errors: list[dict[str, Any]] = []
+        for item, key in zip(inputs, ids, strict=True):
+            id_property = item.get("idProperty") or "hs_object_id"
+            trace = item.get("objectWriteTraceId")
+            clean, problems = self._validated(item["properties"])
+            if id_property == "email":
+                try:
+                    validate(self.state.properties["email"], key)
+                except InvalidValue as exc:
+                    problems.append(
+                        {"isValid": False, "message": exc.message, "error": exc.code, "name": "email"}
+                    )
+            elif id_property not in ("hs_object_id",):
+                problems.append(
+                    {
+                        "isValid": False,
+                        "message": f"Unable to perform update/upsert by non-unique {id_property} property",
+                        "error": "INVALID_ID_PROPERTY",
+                        "name": id_property,
+                    }
+                )
+            if problems:
+                message = "Property values were not valid: " + json.dumps(problems)
+                if trace is None or not self.state.config.per_input_errors:
+                    # Without trace ids one bad input fails the whole request and nothing is written.
+                    raise ApiError(400, "VALIDATION_ERROR", message)
+                errors.append(
+                    {
+                        "status": "error",
+                        "category": "VALIDATION_ERROR",
+                        "message": message,
+                        "context": {"objectWriteTraceId": [trace]},
+                        "errors": [],
+                        "links": {},
+                    }
+                )
+                continue
+            planned.append((item, key, clean))
+        results = []
+        for item, key, clean in planned:
+            id_property = item.get("idProperty") or "hs_object_id"
+            if id_property == "email":
+                existing = self.state.email_index.get(key)
+                contact_id, created = self._write(existing, key, clean)
+            else:
+                if key not in self.state.contacts:
+                    errors.append(
+                        {
+                            "status": "error",
+                            "category": "OBJECT_NOT_FOUND",
+                            "message": f"Object with id {key} does not exist",
+                            "context": {"objectWriteTraceId": [item["objectWriteTraceId"]]}
+                            if item.get("objectWriteTraceId")
+                            else {"ids": [key]},
+                            "errors": [],
+                            "links": {},
+                        }
+                    )
+                    continue
+                contact_id, created = self._write(key, None, clean)
+            results.append(
+                self._contact_json(
+                    contact_id, created, item.get("objectWriteTraceId"), only=[*clean, "email"]
+                )
+            )
+        if self.state.config.omit_results:
+            results = results[self.state.config.omit_results :]
+            self.state.config.omit_results = 0
+        payload: dict[str, Any] = {
+            "status": "COMPLETE",
+            "results": results,
+            "startedAt": started,
+            "completedAt": now_iso(self.state.clock()),
+        }
+        if errors:
+            payload["numErrors"] = len(errors)
+            payload["errors"] = errors
+            # 2026-09 documents only 200 (errors inside it); earlier versions answer 207.
+            return (200 if version == "2026-09" else 207), payload
+        return 200, payload
+
+    def _inputs(self, body: Any) -> list[Any]:
+        if not isinstance(body, dict) or not isinstance(body.get("inputs"), list):
+            raise ApiError(400, "VALIDATION_ERROR", "Invalid input JSON: 'inputs' must be an array")
+        if len(body["inputs"]) > 100:
+            raise ApiError(
+                400,
+                "VALIDATION_ERROR",
+                "Batch input limit exceeded. Maximum 100 records allowed per request",
+                context={"maxBatchSize": ["100"]},
+            )
+        return list(body["inputs"])
+
+    def batch_read(self, request: Request, version: str, body: Any) -> tuple[int, Any]:
+        inputs = self._inputs(body)
+        id_property = body.get("idProperty") or "hs_object_id"
+        wanted = body.get("properties") or []
+        results, errors = [], []
+        for item in inputs:
+            key = str(item.get("id", ""))
+            contact_id = self.state.email_index.get(normalize_email(key)) if id_property == "email" else key
+            if contact_id not in self.state.contacts:
+                errors.append(
+                    {
+                        "status": "error",
+                        "category": "OBJECT_NOT_FOUND",
+                        "message": "Could not get some CONTACT objects, they may be deleted or not exist. "
+                        "Check that ids are valid.",
+                        "context": {"ids": [key]},
+                        "errors": [],
+                        "links": {},
+                    }
+                )
+                continue
+            results.append(self._contact_json(str(contact_id), only=wanted or None))
+        payload: dict[str, Any] = {
+            "status": "COMPLETE",
+            "results": results,
+            "startedAt": now_iso(self.state.clock()),
+            "completedAt": now_iso(self.state.clock()),
+        }
+        if errors:
+            payload.update(numErrors=len(errors), errors=errors)
+            return (200 if version == "2026-09" else 207), payload
+        return 200, payload
+
+    def create_contact(self, request: Request, version: str, body: Any) -> tuple[int, Any]:
+        clean, problems = self._validated((body or {}).get("properties"))
+        if problems:
+            raise ApiError(400, "VALIDATION_ERROR", "Property values were not valid: " + json.dumps(problems))
+        email = clean.get("email")
+        if email and email in self.state.email_index:
+            raise ApiError(
+                409, "CONFLICT", f"Contact already exists. Existing ID: {self.state.email_index[email]}"
+            )
+        contact_id, _ = self._write(None, None, clean)
+        return 201, self._contact_json(contact_id)
+
+    def _find(self, request: Request, key: str) -> str:
+        id_property = request.args.get("idProperty")
+        contact_id = self.state.email_index.get(normalize_email(key)) if id_property == "email" else key
+        if contact_id not in self.state.contacts:
+            raise ApiError(404, "OBJECT_NOT_FOUND", "resource not found")
+        return str(contact_id)
+
+    def get_contact(self, request: Request, version: str, body: Any, key: str) -> tuple[int, Any]:
+        wanted = request.args.get("properties")
+        return 200, self._contact_json(self._find(request, key), only=wanted.split(",") if wanted else None)
+
+    def patch_contact(self, request: Request, version: str, body: Any, key: str) -> tuple[int, Any]:
+        contact_id = self._find(request, key)
+        clean, problems = self._validated((body or {}).get("properties"))
+        if problems:
+            raise ApiError(400, "VALIDATION_ERROR", "Property values were not valid: " + json.dumps(problems))
+        self._write(contact_id, None, clean)
+        return 200, self._contact_json(contact_id)
+
+    # --- properties --------------------------------------------------------------------------------
+
+    def list_properties(self, request: Request, version: str, body: Any) -> tuple[int, Any]:
+        archived = request.args.get("archived", "false") == "true"
+        return 200, {
+            "results": [p for p in self.state.properties.values() if bool(p.get("archived")) == archived]
+        }
+
+    def get_property(self, request: Request, version: str, body: Any, name: str) -> tuple[int, Any]:
+        if name not in self.state.properties:
+            raise ApiError(404, "OBJECT_NOT_FOUND", f"Unable to find property {name}")
+        return 200, self.state.properties[name]
+
+    def _new_property(self, spec: Any) -> dict[str, Any]:
+        if not isinstance(spec, dict):
+            raise ApiError(400, "VALIDATION_ERROR", "Invalid input JSON: property must be an object")
+        missing = [key for key in ("name", "label", "type", "fieldType", "groupName") if not spec.get(key)]
+        if missing:
+            raise ApiError(400, "VALIDATION_ERROR", f"Invalid input JSON: missing required fields {missing}")
+        name = spec["name"]
+        if not _PROPERTY_NAME.match(name) or len(name) > 100 or name.startswith("hs_"):
+            raise ApiError(
+                400,
+                "VALIDATION_ERROR",
+                f"Property name {name!r} is invalid: lower-case letters, digits and "
+                "underscores, starting with a letter, at most 100 characters, not starting with hs_",
+            )
+        if spec["fieldType"] not in _FIELD_TYPES.get(spec["type"], set()):
+            raise ApiError(
+                400, "VALIDATION_ERROR", f"fieldType {spec['fieldType']} is not valid for type {spec['type']}"
+            )
+        if spec["groupName"] not in self.state.groups:
+            raise ApiError(400, "VALIDATION_ERROR", f"Property group {spec['groupName']} does not exist")
+        if (
+            spec["type"] == "enumeration"
+            and not spec.get("options")
+            and spec["fieldType"] != "booleancheckbox"
+        ):
+            raise ApiError(400, "VALIDATION_ERROR", "Enumeration properties need options")
+        if name in self.state.properties:
+            raise ApiError(
+                409,
+                "OBJECT_ALREADY_EXISTS",
+                f"A property named '{name}' already exists.",
+                context={"name": [name]},
+            )
+        if self.state.custom_property_count() >= self.state.config.custom_property_limit:
+            raise ApiError(
+                400,
+                "VALIDATION_ERROR",
+                "You have reached the maximum number of custom properties "
+                f"({self.state.config.custom_property_limit}) for contacts",
+                subCategory="PropertyValidationError.MAX_CUSTOM_PROPERTIES_LIMIT_REACHED",
+            )
+        now = now_iso(self.state.clock())
+        options = [
+            {
+                "label": o["label"],
+                "value": o["value"],
+                "displayOrder": o.get("displayOrder", i),
+                "hidden": o.get("hidden", False),
+                "description": o.get("description", ""),
+            }
+            for i, o in enumerate(spec.get("options") or [])
+        ]
+        return {
+            "name": name,
+            "label": spec["label"],
+            "type": spec["type"],
+            "fieldType": spec["fieldType"],
+            "groupName": spec["groupName"],
+            "description": spec.get("description", ""),
+            "options": options,
+            "displayOrder": spec.get("displayOrder", -1),
+            "hidden": bool(spec.get("hidden", False)),
+            "formField": bool(spec.get("formField", False)),
+            "hasUniqueValue": bool(spec.get("hasUniqueValue", False)),
+            "calculated": False,
+            "externalOptions": False,
+            "hubspotDefined": False,
+            "archived": False,
+            "createdAt": now,
+            "updatedAt": now,
+            "modificationMetadata": {"archivable": True, "readOnlyDefinition": False, "readOnlyValue": False},
+        }
+
+    def create_property(self, request: Request, version: str, body: Any) -> tuple[int, Any]:
+        prop = self._new_property(body)
+        self.state.properties[prop["name"]] = prop
+        return 201, prop
+
+    def batch_create_properties(self, request: Request, version: str, body: Any) -> tuple[int, Any]:
+        inputs = self._inputs(body)
+        results, errors = [], []
+        for spec in inputs:
+            try:
+                prop = self._new_property(spec)
+            except ApiError as exc:
+                errors.append(
+                    {
+                        "status": "error",
+                        "category": exc.category,
+                        "message": exc.message,
+                        "context": {"name": [str((spec or {}).get("name"))]},
+                        "errors": [],
+                        "links": {},
+                        **({"subCategory": exc.extra["subCategory"]} if "subCategory" in exc.extra else {}),
+                    }
+                )
+                continue
+            self.state.properties[prop["name"]] = prop
+            results.append(prop)
+        payload: dict[str, Any] = {
+            "status": "COMPLETE",
+            "results": results,
+            "startedAt": now_iso(self.state.clock()),
+            "completedAt": now_iso(self.state.clock()),
+        }
+        if errors:
+            payload.update(numErrors=len(errors), errors=errors)
+            return (200 if version == "2026-09" else 207), payload
+        return (200 if version == "2026-09" else 201), payload
+
+    def patch_property(self, request: Request, version: str, body: Any, name: str) -> tuple[int, Any]:
+        prop = self.state.properties.get(name)
+        if prop is None:
+            raise ApiError(404, "OBJECT_NOT_FOUND", f"Unable to find property {name}")
+        if prop.get("hubspotDefined") and prop["modificationMetadata"].get("readOnlyDefinition"):
+            raise ApiError(400, "VALIDATION_ERROR", f"Property {name} is read-only")
+        for key in ("label", "description", "groupName", "displayOrder", "hidden", "options", "formField"):
+            if isinstance(body, dict) and key in body:
+                prop[key] = body[key]
+        prop["updatedAt"] = now_iso(self.state.clock())
+        return 200, prop
+
+    def list_groups(self, request: Request, version: str, body: Any) -> tuple[int, Any]:
+        return 200, {"results": list(self.state.groups.values())}
+
+    def create_group(self, request: Request, version: str, body: Any) -> tuple[int, Any]:
+        if not isinstance(body, dict) or not body.get("name") or not body.get("label"):
+            raise ApiError(400, "VALIDATION_ERROR", "Invalid input JSON: 'name' and 'label' are required")
+        if not _PROPERTY_NAME.match(body["name"]):
+            raise ApiError(400, "VALIDATION_ERROR", f"Group name {body['name']!r} is invalid")
+        if body["name"] in self.state.groups:
+            raise ApiError(
+                409, "OBJECT_ALREADY_EXISTS", f"A property group named '{body['name']}' already exists."
+            )
+        group = {
+            "name": body["name"],
+            "label": body["label"],
+            "displayOrder": body.get("displayOrder", -1),
+            "archived": False,
+        }
+        self.state.groups[group["name"]] = group
+        return 201, group
+
+    def custom_property_limits(self, request: Request, version: str, body: Any) -> tuple[int, Any]:
+        usage, limit = self.state.custom_property_count(), self.state.config.custom_property_limit
+        return 200, {
+            "overallLimit": limit,
+            "overallUsage": usage,
+            "byObjectType": [
+                {
+                    "objectTypeId": "0-1",
+                    "limit": limit,
+                    "usage": usage,
+                    "percentage": round(100 * usage / limit, 2) if limit else 100.0,
+                }
+            ],
+        }
+
+    # --- OAuth -------------------------------------------------------------------------------------
+
+    def oauth_token(self, request: Request) -> Response:
+        form = {k: v[0] for k, v in parse_qs(request.get_data(as_text=True)).items()}
+
+        def oauth_error(error: str, status: str, description: str) -> Response:
+            return json_response(
+                400,
+                {
+                    "error": error,
+                    "error_description": description,
+                    "status": status,
+                    "message": description,
+                    "correlationId": str(uuid.uuid4()),
+                },
+            )
+
+        if form.get("grant_type") != "refresh_token":
+            return oauth_error("unsupported_grant_type", "BAD_GRANT_TYPE", "grant_type must be refresh_token")
+        client_id = form.get("client_id", "")
+        if self.state.oauth_clients.get(client_id) != form.get("client_secret") or not client_id:
+            return oauth_error("invalid_client", "BAD_CLIENT_ID", "client_id or client_secret is invalid")
+        grant = self.state.refresh_tokens.get(form.get("refresh_token", ""))
+        if grant is None or grant[0] != client_id:
+            return oauth_error(
+                "invalid_grant", "BAD_REFRESH_TOKEN", "refresh token is invalid, expired or revoked"
+            )
+        token = self.state.issue_access_token(grant[1])
+        self.state.requests["POST oauth_token"] += 1
+        return json_response(
+            200,
+            {
+                "token_type": "bearer",
+                "refresh_token": form["refresh_token"],
+                "access_token": token.value,
+                "expires_in": self.state.config.oauth_token_ttl_seconds,
+                "token_use": "access_token",
+                "hub_id": PORTAL_ID,
+                "scopes": sorted(grant[1]),
+            },
+        )
+
+    # --- test hooks --------------------------------------------------------------------------------
+
+    def admin(self, request: Request, action: str) -> Response:
+        state = self.state
+        with state.lock:
+            if action == "config" and request.method == "POST":
+                try:
+                    state.config.update(self._json(request) or {})
+                except (KeyError, TypeError, ValueError) as exc:
+                    return json_response(400, {"message": f"unknown or bad setting: {exc}"})
+                return json_response(200, vars(state.config))
+            if action == "state" and request.method == "GET":
+                contacts = [{"id": cid, "properties": c["properties"]} for cid, c in state.contacts.items()]
+                return json_response(
+                    200,
+                    {
+                        "contacts": contacts,
+                        "requests": dict(state.requests),
+                        "throttled": dict(state.throttled),
+                        "dailyUsed": state.daily_used,
+                        "properties": [p for p in state.properties.values() if not p.get("hubspotDefined")],
+                    },
+                )
+            if action == "tokens" and request.method == "POST":
+                spec = self._json(request) or {}
+                scopes = frozenset(spec["scopes"]) if spec.get("scopes") is not None else ALL_SCOPES
+                if spec.get("kind") == "oauth":
+                    client_id, secret, refresh = state.add_oauth_app(scopes)
+                    return json_response(
+                        200, {"clientId": client_id, "clientSecret": secret, "refreshToken": refresh}
+                    )
+                return json_response(200, {"accessToken": state.add_private_app_token(scopes)})
+            if action == "expire-tokens" and request.method == "POST":
+                for token in state.tokens.values():
+                    if token.oauth:
+                        token.expires_at = state.clock() - 1
+                return json_response(200, {"expired": True})
+        return json_response(404, {"message": f"unknown sandbox action {action}"})

@@ -1,0 +1,120 @@
+"""The rate governor on a fake clock: pacing, header-driven slowdown, 429 policies, daily reserve."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from hubspot_activation.hubspot.errors import DailyLimitReached
+from hubspot_activation.hubspot.governor import GovernorSettings, RateGovernor, next_daily_reset
+
+
+class FakeTime:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+        self.wall = datetime(2026, 11, 22, 15, 0, tzinfo=UTC).timestamp()
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        self.wall += seconds
+
+
+def governor(clock: FakeTime, **settings: Any) -> RateGovernor:
+    return RateGovernor(
+        GovernorSettings(**settings),
+        clock=lambda: clock.now,
+        sleep=clock.sleep,
+        wall_clock=lambda: clock.wall,
+    )
+
+
+def test_budget_is_share_of_tier_limit_divided_by_concurrency() -> None:
+    assert GovernorSettings(limit_per_window=190, share=0.8, concurrency=4).budget == 38
+    assert GovernorSettings(limit_per_window=100, share=0.1, concurrency=50).budget == 1
+    bad: dict[str, Any]
+    for bad in (
+        {"share": 0},
+        {"share": 1.5},
+        {"concurrency": 0},
+        {"limit_per_window": 0},
+        {"account_timezone": "Mars/Base"},
+    ):
+        with pytest.raises(ValueError):  # noqa: PT011 - each names its own field
+            GovernorSettings(**bad)
+
+
+def test_requests_are_paced_to_the_budget_per_rolling_window() -> None:
+    clock = FakeTime()
+    rate = governor(clock, limit_per_window=100, window_seconds=10, share=0.5)
+    sent_at = []
+    for _ in range(150):
+        rate.acquire()
+        sent_at.append(clock.now)
+    for index in range(len(sent_at)):
+        in_window = [t for t in sent_at if sent_at[index] - 10 < t <= sent_at[index]]
+        assert len(in_window) <= 50
+    assert sent_at[49] == sent_at[0]  # the first 50 go at once
+    assert sent_at[50] - sent_at[0] >= 10  # the 51st waits for the window
+    assert sent_at[149] - sent_at[0] < 2 * 10.3 + 0.1  # and no longer than needed
+
+
+def test_low_remaining_header_slows_down_before_hubspot_refuses() -> None:
+    clock = FakeTime()
+    rate = governor(clock, limit_per_window=100, window_seconds=10, share=0.8)
+    rate.acquire()
+    started = clock.now
+    rate.observe(
+        {
+            "X-HubSpot-RateLimit-Remaining": "5",
+            "X-HubSpot-RateLimit-Max": "100",
+            "X-HubSpot-RateLimit-Interval-Milliseconds": "10000",
+        }
+    )
+    rate.acquire()
+    assert clock.now - started == pytest.approx(10 * 16 / 100)
+    rate.observe({"X-HubSpot-RateLimit-Remaining": "60", "X-HubSpot-RateLimit-Max": "100"})
+    before = clock.now
+    rate.acquire()
+    assert clock.now == before  # plenty left: no pause
+
+
+def test_ten_secondly_429_holds_every_request_for_the_interval() -> None:
+    clock = FakeTime()
+    rate = governor(clock)
+    rate.acquire()
+    wait = rate.on_throttled("TEN_SECONDLY_ROLLING", {"X-HubSpot-RateLimit-Interval-Milliseconds": "10000"})
+    assert wait == 10
+    before = clock.now
+    rate.acquire()
+    assert clock.now - before == pytest.approx(10)
+    assert rate.throttled == 1
+
+
+def test_daily_429_stops_until_midnight_in_the_account_time_zone() -> None:
+    clock = FakeTime()
+    rate = governor(clock, account_timezone="America/New_York")
+    with pytest.raises(DailyLimitReached) as raised:
+        rate.on_throttled("DAILY", {})
+    # 15:00 UTC is 10:00 in New York: the reset is at 05:00 UTC the next day
+    assert raised.value.resets_at == datetime(2026, 11, 23, 5, 0, tzinfo=UTC).timestamp()
+    with pytest.raises(DailyLimitReached):
+        rate.acquire()
+    clock.wall = raised.value.resets_at + 1
+    rate.acquire()
+
+
+def test_daily_reserve_from_headers() -> None:
+    clock = FakeTime()
+    rate = governor(clock, daily_reserve=1000)
+    rate.acquire()
+    rate.observe({"X-HubSpot-RateLimit-Daily-Remaining": "1001"})
+    rate.acquire()
+    rate.observe({"X-HubSpot-RateLimit-Daily-Remaining": "1000"})
+    with pytest.raises(DailyLimitReached):
+        rate.acquire()
+
+
+def test_next_daily_reset_utc() -> None:
+    noon = datetime(2026, 11, 22, 12, 0, tzinfo=UTC).timestamp()
+    assert next_daily_reset(noon) == datetime(2026, 11, 23, tzinfo=UTC).timestamp()
