@@ -42,6 +42,7 @@ test: lint typecheck cfn-lint unit
 bench: $(STAMP)
 	$(BIN)/python -m bench.ingest_throughput
 	$(BIN)/python -m bench.hubspot_client
+	$(BIN)/python -m bench.pipeline
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .aws-sam

@@ -110,6 +110,24 @@ def start(
         attributes[f"{logical_id}.Arn"] = arn
         attributes[f"{logical_id}.QueueName"] = queue_name
         attributes[f"{logical_id}.QueueUrl"] = url
+    dynamodb = local.client("dynamodb")
+    for logical_id, spec in resources.items():
+        if spec["Type"] != "AWS::DynamoDB::Table":
+            continue
+        properties = resolver(spec["Properties"])
+        table_name = f"{stack_name}-{logical_id}"
+        dynamodb.create_table(
+            TableName=table_name,
+            KeySchema=properties["KeySchema"],
+            AttributeDefinitions=properties["AttributeDefinitions"],
+            BillingMode=properties.get("BillingMode", "PAY_PER_REQUEST"),
+        )
+        if properties.get("TimeToLiveSpecification"):
+            dynamodb.update_time_to_live(
+                TableName=table_name, TimeToLiveSpecification=properties["TimeToLiveSpecification"]
+            )
+        refs[logical_id] = table_name
+        attributes[f"{logical_id}.Arn"] = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{table_name}"
     secretsmanager = local.client("secretsmanager")
     for logical_id, spec in resources.items():
         if spec["Type"] != "AWS::SecretsManager::Secret":

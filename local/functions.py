@@ -11,9 +11,11 @@ from typing import Any
 from .template import ROOT
 
 
-def load_function(name: str) -> ModuleType:
+def load_function(name: str, cold_start: bool = False) -> ModuleType:
+    """The handler module of functions/<name>; ``cold_start`` loads it anew, as a new Lambda
+    execution environment would (module-level caches and clients start empty)."""
     module_name = f"{name}_function_app"
-    if module_name in sys.modules:
+    if module_name in sys.modules and not cold_start:
         return sys.modules[module_name]
     spec = importlib.util.spec_from_file_location(module_name, ROOT / "functions" / name / "app.py")
     if spec is None or spec.loader is None:
@@ -24,6 +26,6 @@ def load_function(name: str) -> ModuleType:
     return module
 
 
-def handler(name: str) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
-    function: Callable[[dict[str, Any], Any], dict[str, Any]] = load_function(name).lambda_handler
+def handler(name: str, cold_start: bool = False) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+    function: Callable[[dict[str, Any], Any], dict[str, Any]] = load_function(name, cold_start).lambda_handler
     return function

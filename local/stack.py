@@ -1,13 +1,18 @@
 """The embedded local stack: `python -m local.stack demo|serve`.
 
-moto server (with the template's queues and secrets) + the ingest handler behind a local HTTP
-server speaking API Gateway HTTP API events. ``demo`` posts every sample in events/ through real
-HTTP and prints what was accepted, excluded and enqueued; ``serve`` keeps it all up for curl.
+In one process: a moto server with the queues, secrets and ledger table that template.yaml
+declares; the HubSpot sandbox (or a real HubSpot account, see HUBSPOT_CREDENTIAL); the ingest
+handler behind a local HTTP server speaking API Gateway HTTP API events; and a poller that drives
+the upsert handler like Lambda's SQS event source. ``demo`` posts every sample in events/ through
+real HTTP, drains the queue, prints the HubSpot contacts and a sync summary, then re-sends
+everything to show that unchanged contacts cost no HubSpot request. ``serve`` keeps it all up.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import logging
 import os
@@ -15,17 +20,46 @@ import signal
 import sys
 import threading
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import requests
 
 from . import aws
 from .api_server import LocalApiServer
+from .event_source import EventSourcePoller, Handler
 from .functions import handler
+from .hubspot_sandbox import SandboxServer
 from .template import ROOT
 
 EVENTS = ROOT / "events"
+#: Set to a HubSpot credential secret (JSON) to sync into a real HubSpot account instead of the sandbox.
+REAL_HUBSPOT_CREDENTIAL = "HUBSPOT_CREDENTIAL"
+SUMMARY_FIELDS = ("synced", "skippedUnchanged", "failed", "retriedLater", "hubspotRequests", "throttled")
+
+
+class BatchReports(logging.Handler):
+    """Collects the upsert function's "batch processed" log records (its CloudWatch logs, locally)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.totals: Counter[str] = Counter()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage() == "batch processed":
+            for name in SUMMARY_FIELDS:
+                self.totals[name] += int(getattr(record, name, 0) or 0)
+
+
+def without_metrics_output(function: Handler) -> Handler:
+    """The functions print EMF metrics to stdout (CloudWatch reads them there); the demo is not
+    CloudWatch, so they are swallowed. Their logs go to their own stream and are kept."""
+
+    def call(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        with contextlib.redirect_stdout(io.StringIO()):
+            return function(event, context)
+
+    return call
 
 
 @dataclass
@@ -33,6 +67,10 @@ class LocalStack:
     aws: aws.LocalAws
     api: LocalApiServer
     ingest_token: str
+    poller: EventSourcePoller
+    hubspot_url: str
+    sandbox: SandboxServer | None = None
+    reports: BatchReports = field(default_factory=BatchReports)
 
     @property
     def activations_url(self) -> str:
@@ -42,31 +80,68 @@ class LocalStack:
         return self.aws.physical_id("ActivationsQueue")
 
     def stop(self) -> None:
+        from hubspot_activation.observability import logger as library_logger
+
+        library_logger._logger.removeHandler(self.reports)
         self.api.stop()
+        if self.sandbox is not None:
+            self.sandbox.stop()
         self.aws.stop()
 
 
-def start(quiet: bool = True, port: int = 0) -> LocalStack:
+def start(
+    quiet: bool = True, port: int = 0, visibility_timeout: int = 2, parameters: dict[str, Any] | None = None
+) -> LocalStack:
+    """``parameters`` override template parameters, as `sam deploy --parameter-overrides` would."""
     # The servers' own access logs would drown the summary.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    local_aws = aws.start()
+    local_aws = aws.start(parameters)
+    real_credential = os.environ.get(REAL_HUBSPOT_CREDENTIAL)
+    sandbox = None
+    if real_credential:
+        hubspot_url = os.environ.get("HUBSPOT_BASE_URL", "https://api.hubapi.com")
+        credential = real_credential
+    else:
+        sandbox = SandboxServer().start()
+        hubspot_url = sandbox.url
+        credential = json.dumps({"accessToken": sandbox.state.add_private_app_token()})
+    local_aws.client("secretsmanager").put_secret_value(
+        SecretId=local_aws.physical_id("HubSpotCredentialSecret"), SecretString=credential
+    )
     os.environ.update(local_aws.function_environment("IngestFunction"))
+    os.environ.update(local_aws.function_environment("UpsertFunction"))
+    os.environ["HUBSPOT_BASE_URL"] = hubspot_url
+    # Retries within seconds, like the shortened visibility timeout below: a demo cannot wait minutes.
+    os.environ["RETRY_BASE_SECONDS"] = str(visibility_timeout)
+    # A new stack is a cold start: fresh function modules, so no client of a previous stack is reused.
+    ingest, upsert = handler("ingest", cold_start=True), handler("upsert", cold_start=True)
     if quiet:
-        # The template asks for INFO logs and EMF metrics on stdout: right in Lambda, noise here.
-        os.environ["POWERTOOLS_LOG_LEVEL"] = "WARNING"
-        os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
+        ingest, upsert = without_metrics_output(ingest), without_metrics_output(upsert)
+    api = LocalApiServer(ingest, port=port).start()
+    reports = BatchReports()
+    from hubspot_activation.observability import logger as library_logger  # loaded with the handlers
+
+    library_logger._logger.addHandler(reports)
+    if quiet:
+        library_logger.registered_handler.setLevel(logging.WARNING)
+    queue_url = local_aws.physical_id("ActivationsQueue")
+    poller = EventSourcePoller(
+        local_aws.client("sqs"),
+        queue_url,
+        local_aws.resolver.attributes["ActivationsQueue.Arn"],
+        upsert,
+        visibility_timeout=visibility_timeout,
+    )
     token = json.loads(local_aws.secret_values["IngestTokenSecret"])["token"]
-    api = LocalApiServer(handler("ingest"), port=port).start()
-    return LocalStack(local_aws, api, token)
+    return LocalStack(local_aws, api, token, poller, hubspot_url, sandbox, reports)
 
 
 def sample_requests() -> list[tuple[str, dict[str, Any]]]:
     """The API Gateway v2 sample events (the ones `sam local invoke -e` takes)."""
-    samples = []
-    for path in sorted(EVENTS.glob("activation-*.json")):
-        event = json.loads(path.read_text(encoding="utf-8"))
-        samples.append((path.name, event))
-    return samples
+    return [
+        (path.name, json.loads(path.read_text(encoding="utf-8")))
+        for path in sorted(EVENTS.glob("activation-*.json"))
+    ]
 
 
 def post_event(stack: LocalStack, event: dict[str, Any]) -> requests.Response:
@@ -77,70 +152,124 @@ def post_event(stack: LocalStack, event: dict[str, Any]) -> requests.Response:
     )
 
 
-def queued_updates_per_group(stack: LocalStack) -> tuple[int, Counter[str]]:
-    """Peek at what ingest enqueued: receive everything, then make it visible again."""
-    sqs = stack.aws.client("sqs")
-    per_group: Counter[str] = Counter()
-    receipts: list[str] = []
+def post_samples(stack: LocalStack, show: bool = True) -> tuple[int, int]:
+    accepted = excluded = 0
+    if show:
+        print(f"{'sample':<32} {'status':>6} {'accepted':>8} {'excluded':>8}  reasons")
+    for name, event in sample_requests():
+        response = post_event(stack, event)
+        body = response.json()
+        if response.status_code != 202:
+            raise RuntimeError(f"{name}: unexpected answer {response.status_code} {body}")
+        reasons = "; ".join(f"#{item['index']}: {item['reason']}" for item in body["excluded"])
+        count = len(body["excluded"])
+        if show:
+            print(f"{name:<32} {response.status_code:>6} {body['accepted']:>8} {count:>8}  {reasons}")
+        accepted += body["accepted"]
+        excluded += count
+    return accepted, excluded
+
+
+def drain(stack: LocalStack, show: bool = True) -> bool:
+    def progress(left: int) -> None:
+        if show:
+            print(f"  queue: {left} message(s) left", flush=True)
+
+    return stack.poller.drain(timeout=180, on_progress=progress)
+
+
+def ledger_entries(stack: LocalStack) -> list[dict[str, Any]]:
+    dynamodb = stack.aws.client("dynamodb")
+    items: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {"TableName": stack.aws.physical_id("LedgerTable")}
     while True:
-        batch = sqs.receive_message(
-            QueueUrl=stack.queue_url(),
-            MaxNumberOfMessages=10,
-            VisibilityTimeout=60,
-            MessageSystemAttributeNames=["MessageGroupId"],
-        ).get("Messages", [])
-        if not batch:
-            break
-        for message in batch:
-            receipts.append(message["ReceiptHandle"])
-            per_group[message["Attributes"]["MessageGroupId"]] += len(json.loads(message["Body"])["updates"])
-    for start in range(0, len(receipts), 10):
-        sqs.change_message_visibility_batch(
-            QueueUrl=stack.queue_url(),
-            Entries=[
-                {"Id": str(i), "ReceiptHandle": handle, "VisibilityTimeout": 0}
-                for i, handle in enumerate(receipts[start : start + 10])
-            ],
-        )
-    return len(receipts), per_group
+        page = dynamodb.scan(**kwargs)
+        items.extend(page.get("Items", []))
+        if "LastEvaluatedKey" not in page:
+            return items
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def dead_letters(stack: LocalStack) -> int:
+    attributes = stack.aws.client("sqs").get_queue_attributes(
+        QueueUrl=stack.aws.physical_id("ActivationsDeadLetterQueue"),
+        AttributeNames=["ApproximateNumberOfMessages"],
+    )["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"])
+
+
+def print_contacts(stack: LocalStack) -> None:
+    if stack.sandbox is None:
+        return
+    state = stack.sandbox.state
+    audiences = {
+        name: prop["label"]
+        for name, prop in state.properties.items()
+        if prop.get("groupName") == os.environ.get("AUDIENCE_PROPERTY_GROUP", "audience_activations")
+    }
+    columns = ["email", "firstname", "lastname", "city", "country", "phone", *audiences]
+    headers = ["email", "firstname", "lastname", "city", "country", "phone", *audiences.values()]
+    rows = [
+        [str(contact["properties"].get(column, "")) for column in columns]
+        for contact in state.contacts.values()
+    ]
+    rows.sort(key=lambda row: row[0])
+    widths = [
+        min(34, max(len(h), *(len(r[i]) for r in rows))) if rows else len(h) for i, h in enumerate(headers)
+    ]
+    print("\nHubSpot contacts (sandbox):")
+    print("  " + "  ".join(h[:w].ljust(w) for h, w in zip(headers, widths, strict=True)))
+    for row in rows:
+        print("  " + "  ".join(value[:w].ljust(w) for value, w in zip(row, widths, strict=True)))
 
 
 def demo() -> int:
     stack = start()
     try:
-        print(f"local stack: moto at {stack.aws.endpoint}, ingest API at {stack.activations_url}\n")
-        print(f"{'sample':<32} {'status':>6} {'accepted':>8} {'excluded':>8}  reasons")
-        totals: Counter[str] = Counter()
-        for name, event in sample_requests():
-            response = post_event(stack, event)
-            body = response.json()
-            excluded = body.get("excluded", [])
-            reasons = "; ".join(f"#{item['index']}: {item['reason']}" for item in excluded)
-            accepted = body.get("accepted", 0)
-            print(f"{name:<32} {response.status_code:>6} {accepted:>8} {len(excluded):>8}  {reasons}")
-            totals["accepted"] += body.get("accepted", 0)
-            totals["excluded"] += len(excluded)
-            if response.status_code != 202:
-                print(f"unexpected answer: {body}", file=sys.stderr)
-                return 1
-        messages, per_group = queued_updates_per_group(stack)
         print(
-            f"\naccepted {totals['accepted']} profiles, excluded {totals['excluded']}; "
-            f"enqueued {messages} FIFO messages over {len(per_group)} shards:"
+            f"local stack: moto at {stack.aws.endpoint}, ingest API at {stack.activations_url}, "
+            f"HubSpot at {stack.hubspot_url}\n"
         )
-        for group, count in sorted(per_group.items(), key=lambda item: int(item[0][1:])):
-            print(f"  shard {group:<5} {count} updates")
-        if sum(per_group.values()) != totals["accepted"]:
-            print("mismatch: queued updates differ from accepted profiles", file=sys.stderr)
+        accepted, excluded = post_samples(stack)
+        print("\ndraining the queue through the upsert function:")
+        if not drain(stack):
+            print("the queue did not drain in time", file=sys.stderr)
             return 1
-        return 0
+        print_contacts(stack)
+        first = Counter(stack.reports.totals)
+        entries = ledger_entries(stack)
+        statuses = Counter(item["status"]["S"] for item in entries)
+        print("\nsync summary:")
+        print(f"  profiles accepted {accepted}, excluded at ingest {excluded}")
+        print(
+            f"  contacts synced {first['synced']}, skipped unchanged {first['skippedUnchanged']}, "
+            f"failed {first['failed']}, retried later {first['retriedLater']}"
+        )
+        print(f"  HubSpot requests {first['hubspotRequests']}, 429s {first['throttled']}")
+        print(f"  ledger: {dict(statuses)}; dead-letter queue: {dead_letters(stack)} message(s)")
+        for item in entries:
+            if item["status"]["S"] == "failed":
+                print(f"  failed {item['email']['S']}: {item.get('reason', {}).get('S', '')}")
+        post_samples(stack, show=False)
+        drain(stack, show=False)
+        again = stack.reports.totals - first
+        print(
+            f"\nre-sent every sample: {again['skippedUnchanged']} contacts skipped unchanged, "
+            f"{again['hubspotRequests']} HubSpot requests"
+        )
+        return 1 if dead_letters(stack) else 0
     finally:
         stack.stop()
 
 
 def serve(port: int) -> int:
     stack = start(quiet=False, port=port)
+    threading.Thread(target=lambda: stack.poller.drain(timeout=float("inf")), daemon=True).start()
     print(f"moto (AWS) endpoint : {stack.aws.endpoint}")
+    print(
+        f"HubSpot             : {stack.hubspot_url}"
+        + (" (sandbox: GET /__sandbox/state)" if stack.sandbox else "")
+    )
     print(f"activations endpoint: {stack.activations_url}")
     print(f"ingest token        : {stack.ingest_token}")
     sample = '{"email": "you@example.com", "attributes": {"firstname": "You"}}'
@@ -163,7 +292,7 @@ def serve(port: int) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m local.stack", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("demo", help="post events/ through the local stack and print a summary")
+    sub.add_parser("demo", help="post events/ through the whole pipeline and print contacts and a summary")
     serve_parser = sub.add_parser("serve", help="keep the local stack running for curl")
     serve_parser.add_argument("--port", type=int, default=3000)
     args = parser.parse_args(argv)

@@ -5,6 +5,7 @@ what runs locally is what `sam deploy` would create."""
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -46,6 +47,7 @@ def translate(
             folder = resource["Properties"][key].strip("/").replace("/", "-")
             resource["Properties"][key] = f"s3://local-artifacts/{folder}.zip"
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    logging.getLogger("samtranslator").setLevel(logging.ERROR)  # its own usage metrics, not ours
     result: dict[str, Any] = transform(document, dict(parameters or {}), _NoManagedPolicies())
     return result
 

@@ -38,7 +38,10 @@ def validate(definition: dict[str, Any], raw: Any) -> str:
     kind = definition["type"]
     if name == "email":
         email = normalize_email(value)
-        if email_problem(email):
+        labels = email.rpartition("@")[2].split(".")
+        # HubSpot also refuses syntactically valid addresses with a doubled top-level domain
+        # (e.g. example@example.com.com), which a generic syntax check lets through.
+        if email_problem(email) or (len(labels) > 2 and labels[-1] == labels[-2]):
             raise InvalidValue("INVALID_EMAIL", f'Property value "{value}" is not a valid email')
         return email
     if kind == "number":

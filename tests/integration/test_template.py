@@ -86,3 +86,81 @@ def test_dead_letter_queue_has_an_alarm(cfn: dict[str, Any]) -> None:
 
 def test_outputs(cfn: dict[str, Any]) -> None:
     assert {"ActivationsUrl", "IngestTokenSecretArn", "ActivationsQueueUrl"} <= set(cfn["Outputs"])
+
+
+def test_upsert_event_source_settings(cfn: dict[str, Any]) -> None:
+    (mapping,) = of_type(cfn, "AWS::Lambda::EventSourceMapping").values()
+    properties = mapping["Properties"]
+    assert properties["EventSourceArn"] == {"Fn::GetAtt": ["ActivationsQueue", "Arn"]}
+    assert properties["FunctionName"] == {"Ref": "UpsertFunction"}
+    assert properties["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert properties["BatchSize"] == 10
+    assert properties["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "MaxConcurrency"}}
+    assert cfn["Parameters"]["MaxConcurrency"]["MinValue"] >= 2
+
+
+def test_visibility_timeout_is_at_least_six_times_the_consumer_timeout(cfn: dict[str, Any]) -> None:
+    timeout = cfn["Resources"]["UpsertFunction"]["Properties"]["Timeout"]
+    assert cfn["Resources"]["ActivationsQueue"]["Properties"]["VisibilityTimeout"] >= 6 * timeout
+
+
+def test_upsert_role_reaches_only_its_queue_table_and_secret(cfn: dict[str, Any]) -> None:
+    role = cfn["Resources"]["UpsertFunctionRole"]["Properties"]
+    statements = [s for policy in role["Policies"] for s in policy["PolicyDocument"]["Statement"]]
+    rendered = str(statements)
+    assert (
+        "ActivationsQueue" in rendered and "LedgerTable" in rendered and "HubSpotCredentialSecret" in rendered
+    )
+    assert "IngestTokenSecret" not in rendered and "ActivationsDeadLetterQueue" not in rendered
+    assert all(statement["Resource"] != "*" for statement in statements)
+    actions = {action for statement in statements for action in statement["Action"]}
+    assert {
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
+        "sqs:ChangeMessageVisibility",
+        "dynamodb:BatchGetItem",
+        "dynamodb:BatchWriteItem",
+        "secretsmanager:GetSecretValue",
+    } <= actions
+    assert not any(action.startswith("sqs:Send") for action in actions)
+    ingest = str(cfn["Resources"]["IngestFunctionRole"]["Properties"]["Policies"])
+    assert "LedgerTable" not in ingest and "HubSpotCredentialSecret" not in ingest
+
+
+def test_ledger_table_is_on_demand_encrypted_with_ttl(cfn: dict[str, Any]) -> None:
+    table = cfn["Resources"]["LedgerTable"]
+    assert table["DeletionPolicy"] == "Retain"
+    properties = table["Properties"]
+    assert properties["BillingMode"] == "PAY_PER_REQUEST"
+    assert properties["SSESpecification"] == {"SSEEnabled": True}
+    assert properties["TimeToLiveSpecification"] == {"AttributeName": "expiresAt", "Enabled": True}
+    assert properties["KeySchema"] == [{"AttributeName": "email", "KeyType": "HASH"}]
+
+
+def test_upsert_function_settings_come_from_parameters(cfn: dict[str, Any]) -> None:
+    function = cfn["Resources"]["UpsertFunction"]["Properties"]
+    assert function["Runtime"] == "python3.12" and function["Architectures"] == ["arm64"]
+    variables = function["Environment"]["Variables"]
+    expected = {
+        "HUBSPOT_TEN_SECOND_LIMIT": "HubSpotTenSecondLimit",
+        "HUBSPOT_LIMIT_SHARE": "HubSpotLimitShare",
+        "HUBSPOT_DAILY_RESERVE": "HubSpotDailyReserve",
+        "HUBSPOT_API_VERSION": "HubSpotApiVersion",
+        "AUDIENCE_PROPERTY_GROUP": "AudiencePropertyGroup",
+        "AUDIENCE_PROPERTY_PREFIX": "AudiencePropertyPrefix",
+        "MAX_CONCURRENCY": "MaxConcurrency",
+    }
+    for variable, parameter in expected.items():
+        assert variables[variable] == {"Ref": parameter}
+    assert variables["LEDGER_TABLE"] == {"Ref": "LedgerTable"}
+    assert variables["HUBSPOT_SECRET_ID"] == {"Ref": "HubSpotCredentialSecret"}
+
+
+def test_alarms_cover_failures_throttling_and_queue_age(cfn: dict[str, Any]) -> None:
+    metrics = {spec["Properties"]["MetricName"] for spec in of_type(cfn, "AWS::CloudWatch::Alarm").values()}
+    assert {
+        "ContactsFailed",
+        "HubSpotThrottled",
+        "ApproximateAgeOfOldestMessage",
+        "ApproximateNumberOfMessagesVisible",
+    } <= metrics

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import pytest
+from hubspot_activation.consumer import inbound_messages
 from hubspot_activation.emails import email_problem, normalize_email
 from hubspot_activation.mapping import DEFAULT_MAPPING, AttributeMapping, MappingError
-from hubspot_activation.settings import IngestSettings, SettingsError
+from hubspot_activation.settings import IngestSettings, SettingsError, UpsertSettings
+from hubspot_activation.sync import InboundMessage
 from hubspot_activation.timestamps import TimestampError, iso_from_ms, to_epoch_ms
 
 BASE = {"QUEUE_URL": "https://sqs/q.fifo", "INGEST_SECRET_ID": "arn:secret"}
@@ -11,7 +13,7 @@ BASE = {"QUEUE_URL": "https://sqs/q.fifo", "INGEST_SECRET_ID": "arn:secret"}
 
 def test_settings_defaults_and_overrides() -> None:
     settings = IngestSettings.from_env(BASE)
-    assert settings.shard_count == 16 and settings.audience_allowlist == frozenset()
+    assert settings.shard_count == 8 and settings.audience_allowlist == frozenset()
     assert settings.mapping.paths == DEFAULT_MAPPING
     custom = IngestSettings.from_env(
         {
@@ -61,3 +63,56 @@ def test_timestamps() -> None:
     for bad in ("tomorrow", "", None, True, {"t": 1}):
         with pytest.raises(TimestampError):
             to_epoch_ms(bad)
+
+
+UPSERT = {"LEDGER_TABLE": "ledger", "HUBSPOT_SECRET_ID": "arn:hubspot"}
+
+
+def test_upsert_settings_defaults_and_overrides() -> None:
+    settings = UpsertSettings.from_env(UPSERT)
+    assert (settings.api_version, settings.tier_limit, settings.share) == ("2026-09", 100, 0.8)
+    assert settings.property_prefix == "aud_" and settings.property_group == "audience_activations"
+    custom = UpsertSettings.from_env(
+        {
+            **UPSERT,
+            "HUBSPOT_API_VERSION": "v3",
+            "HUBSPOT_TEN_SECOND_LIMIT": "190",
+            "HUBSPOT_LIMIT_SHARE": "0.5",
+            "MAX_CONCURRENCY": "4",
+        }
+    )
+    assert (custom.api_version, custom.tier_limit, custom.share, custom.max_concurrency) == (
+        "v3",
+        190,
+        0.5,
+        4,
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"HUBSPOT_SECRET_ID": "x"}, "LEDGER_TABLE"),
+        ({**UPSERT, "HUBSPOT_API_VERSION": "v4"}, "HUBSPOT_API_VERSION"),
+        ({**UPSERT, "HUBSPOT_LIMIT_SHARE": "1.5"}, "HUBSPOT_LIMIT_SHARE"),
+        ({**UPSERT, "AUDIENCE_PROPERTY_PREFIX": "hs_aud_"}, "AUDIENCE_PROPERTY_PREFIX"),
+        ({**UPSERT, "AUDIENCE_PROPERTY_PREFIX": "Aud"}, "AUDIENCE_PROPERTY_PREFIX"),
+    ],
+)
+def test_upsert_settings_errors_name_the_variable(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        UpsertSettings.from_env(env)
+
+
+def test_sqs_records_become_inbound_messages() -> None:
+    event = {
+        "Records": [
+            {
+                "messageId": "m1",
+                "receiptHandle": "rh",
+                "body": "{}",
+                "attributes": {"MessageGroupId": "c3", "ApproximateReceiveCount": "4"},
+            }
+        ]
+    }
+    assert inbound_messages(event) == [InboundMessage("m1", "c3", "{}", "rh", 4)]

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from .mapping import AttributeMapping, MappingError
 from .queue import DEFAULT_MAX_MESSAGE_BYTES
+
+PROPERTY_PREFIX = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
 
 class SettingsError(ValueError):
@@ -42,7 +45,7 @@ def _id_list(env: Mapping[str, str], name: str) -> frozenset[str]:
 class IngestSettings:
     queue_url: str
     ingest_secret_id: str
-    shard_count: int = 16
+    shard_count: int = 8
     audience_allowlist: frozenset[str] = frozenset()
     mapping: AttributeMapping = field(default_factory=AttributeMapping.from_overrides)
     max_body_bytes: int = 5 * 1024 * 1024
@@ -59,10 +62,85 @@ class IngestSettings:
         return cls(
             queue_url=_required(env, "QUEUE_URL"),
             ingest_secret_id=_required(env, "INGEST_SECRET_ID"),
-            shard_count=_integer(env, "SHARD_COUNT", 16, 1, 10_000),
+            shard_count=_integer(env, "SHARD_COUNT", 8, 1, 10_000),
             audience_allowlist=_id_list(env, "AUDIENCE_ALLOWLIST"),
             mapping=mapping,
             max_body_bytes=_integer(env, "MAX_BODY_BYTES", 5 * 1024 * 1024, 1024, 6 * 1024 * 1024),
             max_message_bytes=_integer(env, "MAX_MESSAGE_BYTES", DEFAULT_MAX_MESSAGE_BYTES, 4096, 1_048_576),
             secret_max_age_seconds=_integer(env, "SECRET_MAX_AGE_SECONDS", 300, 0, 86_400),
+        )
+
+
+def _fraction(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from exc
+    if not 0 < value <= 1:
+        raise SettingsError(f"{name} must be in (0, 1], got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class UpsertSettings:
+    ledger_table: str
+    hubspot_secret_id: str
+    queue_url: str = ""
+    hubspot_base_url: str = "https://api.hubapi.com"
+    api_version: str = "2026-09"
+    tier_limit: int = 100
+    share: float = 0.8
+    max_concurrency: int = 2
+    daily_reserve: int = 10_000
+    account_timezone: str = "UTC"
+    property_prefix: str = "aud_"
+    property_group: str = "audience_activations"
+    property_group_label: str = "Audience activations"
+    schema_cache_seconds: int = 600
+    ledger_retention_days: int = 400
+    secret_max_age_seconds: int = 300
+    #: First retry delay of a transiently failed message; it doubles with each receive.
+    retry_base_seconds: int = 10
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> UpsertSettings:
+        from .hubspot.versions import ApiVersion  # settings stay importable without the client
+
+        env = os.environ if env is None else env
+        version = env.get("HUBSPOT_API_VERSION", "").strip() or "2026-09"
+        try:
+            ApiVersion.parse(version)
+        except ValueError as exc:
+            raise SettingsError(f"HUBSPOT_API_VERSION: {exc}") from exc
+        prefix = env.get("AUDIENCE_PROPERTY_PREFIX", "").strip() or "aud_"
+        if not PROPERTY_PREFIX.match(prefix) or prefix.startswith("hs_"):
+            raise SettingsError(
+                "AUDIENCE_PROPERTY_PREFIX must be lower-case letters, digits or _, start with a "
+                "letter, be at most 40 characters and not start with hs_"
+            )
+        group = env.get("AUDIENCE_PROPERTY_GROUP", "").strip() or "audience_activations"
+        if not PROPERTY_PREFIX.match(group):
+            raise SettingsError("AUDIENCE_PROPERTY_GROUP must be lower-case letters, digits or _")
+        return cls(
+            ledger_table=_required(env, "LEDGER_TABLE"),
+            hubspot_secret_id=_required(env, "HUBSPOT_SECRET_ID"),
+            queue_url=env.get("QUEUE_URL", "").strip(),
+            hubspot_base_url=env.get("HUBSPOT_BASE_URL", "").strip() or "https://api.hubapi.com",
+            api_version=version,
+            tier_limit=_integer(env, "HUBSPOT_TEN_SECOND_LIMIT", 100, 1, 10_000),
+            share=_fraction(env, "HUBSPOT_LIMIT_SHARE", 0.8),
+            max_concurrency=_integer(env, "MAX_CONCURRENCY", 2, 1, 1000),
+            daily_reserve=_integer(env, "HUBSPOT_DAILY_RESERVE", 10_000, 0, 100_000_000),
+            account_timezone=env.get("HUBSPOT_ACCOUNT_TIMEZONE", "").strip() or "UTC",
+            property_prefix=prefix,
+            property_group=group,
+            property_group_label=env.get("AUDIENCE_PROPERTY_GROUP_LABEL", "").strip()
+            or "Audience activations",
+            schema_cache_seconds=_integer(env, "SCHEMA_CACHE_SECONDS", 600, 0, 86_400),
+            ledger_retention_days=_integer(env, "LEDGER_RETENTION_DAYS", 400, 1, 3650),
+            secret_max_age_seconds=_integer(env, "SECRET_MAX_AGE_SECONDS", 300, 0, 86_400),
+            retry_base_seconds=_integer(env, "RETRY_BASE_SECONDS", 10, 0, 600),
         )

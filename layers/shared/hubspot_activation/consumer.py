@@ -1,0 +1,143 @@
+"""SQS adapter of the upsert function: Lambda SQS event -> SyncService -> ``batchItemFailures``.
+
+This and ``ingest_api`` are the only modules that know Lambda event shapes. Powertools'
+BatchProcessor handles records one by one; the sync core needs the whole batch at once (to
+coalesce a contact's updates and send 100 contacts per HubSpot call), so the partial-batch
+response is built here, with FIFO order kept by the core.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from aws_lambda_powertools.utilities import parameters
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from .hubspot.client import HubSpotClient, new_session
+from .hubspot.credentials import credentials_from_secret
+from .hubspot.governor import GovernorSettings, RateGovernor
+from .hubspot.versions import ApiVersion, Paths
+from .ledger import DynamoDbLedger
+from .observability import logger, metrics
+from .properties import PropertySchema
+from .settings import UpsertSettings
+from .sync import InboundMessage, SyncReport, SyncService
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+
+
+class SqsVisibilityChanger:
+    def __init__(self, client: SQSClient, queue_url: str) -> None:
+        self._client = client
+        self._queue_url = queue_url
+
+    def extend(self, messages: Sequence[InboundMessage], seconds: int) -> None:
+        for start in range(0, len(messages), 10):
+            entries: list[Any] = [
+                {"Id": str(i), "ReceiptHandle": m.receipt_handle, "VisibilityTimeout": seconds}
+                for i, m in enumerate(messages[start : start + 10])
+                if m.receipt_handle
+            ]
+            if not entries:
+                continue
+            try:
+                self._client.change_message_visibility_batch(QueueUrl=self._queue_url, Entries=entries)
+            except (ClientError, BotoCoreError) as exc:
+                # The messages come back after the normal visibility timeout instead: no loss.
+                logger.warning("could not extend visibility", extra={"error": str(exc)[:300]})
+
+
+def inbound_messages(event: Mapping[str, Any]) -> list[InboundMessage]:
+    messages = []
+    for record in event.get("Records") or []:
+        attributes = record.get("attributes") or {}
+        messages.append(
+            InboundMessage(
+                message_id=record["messageId"],
+                group_id=attributes.get("MessageGroupId", ""),
+                body=record.get("body") or "",
+                receipt_handle=record.get("receiptHandle", ""),
+                receive_count=int(attributes.get("ApproximateReceiveCount", "1")),
+            )
+        )
+    return messages
+
+
+def build_sync_service(settings: UpsertSettings) -> SyncService:
+    session = new_session()
+    version = ApiVersion.parse(settings.api_version)
+    secrets = parameters.SecretsProvider(boto3_client=boto3.client("secretsmanager"))
+
+    def fetch_secret(force: bool) -> Any:
+        return secrets.get(
+            settings.hubspot_secret_id, max_age=settings.secret_max_age_seconds, force_fetch=force
+        )
+
+    credentials = credentials_from_secret(
+        fetch_secret, settings.hubspot_base_url + Paths(version).oauth_token, session
+    )
+    governor = RateGovernor(
+        GovernorSettings(
+            limit_per_window=settings.tier_limit,
+            share=settings.share,
+            concurrency=settings.max_concurrency,
+            daily_reserve=settings.daily_reserve,
+            account_timezone=settings.account_timezone,
+        )
+    )
+    client = HubSpotClient(
+        credentials, governor, version, base_url=settings.hubspot_base_url, session=session
+    )
+    schema = PropertySchema(
+        client,
+        settings.property_group,
+        settings.property_group_label,
+        settings.property_prefix,
+        max_age_seconds=settings.schema_cache_seconds,
+    )
+    aws_config = Config(retries={"max_attempts": 5, "mode": "standard"})
+    ledger = DynamoDbLedger(
+        boto3.client("dynamodb", config=aws_config), settings.ledger_table, settings.ledger_retention_days
+    )
+    extender = (
+        SqsVisibilityChanger(boto3.client("sqs", config=aws_config), settings.queue_url)
+        if settings.queue_url
+        else None
+    )
+    return SyncService(client, schema, ledger, extender, retry_base_seconds=settings.retry_base_seconds)
+
+
+def publish_metrics(report: SyncReport) -> None:
+    for name, value in (
+        ("ContactsUpserted", report.synced),
+        ("ContactsSkippedUnchanged", report.skipped_unchanged),
+        ("ContactsFailed", report.failed),
+        ("ContactsRetried", report.retried_later),
+        ("HubSpotRequests", report.hubspot_requests),
+        ("HubSpotThrottled", report.throttled),
+    ):
+        metrics.add_metric(name=name, unit="Count", value=value)
+
+
+def handle(service: SyncService, event: Mapping[str, Any]) -> dict[str, Any]:
+    messages = inbound_messages(event)
+    report = service.process(messages)
+    publish_metrics(report)
+    logger.info(
+        "batch processed",
+        extra={
+            "messages": len(messages),
+            "synced": report.synced,
+            "skippedUnchanged": report.skipped_unchanged,
+            "failed": report.failed,
+            "retriedLater": report.retried_later,
+            "hubspotRequests": report.hubspot_requests,
+            "throttled": report.throttled,
+            "dailyLimitResetsAt": report.daily_limit_resets_at,
+        },
+    )
+    return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in report.failed_message_ids]}

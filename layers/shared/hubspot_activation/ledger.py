@@ -1,0 +1,170 @@
+"""Per-contact sync state (DynamoDB): what was applied, so stale changes and identical writes are
+skipped and every outcome is recorded (DESIGN.md section 5.2 and 5.6)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Protocol
+
+from botocore.exceptions import ClientError
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+SYNCED = "synced"
+FAILED = "failed"
+
+
+@dataclass
+class AppliedAudience:
+    status: str
+    timestamp_ms: int
+
+
+@dataclass
+class LedgerEntry:
+    email: str
+    status: str
+    hubspot_id: str | None = None
+    #: audience id -> the newest status written to HubSpot and its timestamp
+    audiences: dict[str, AppliedAudience] = field(default_factory=dict)
+    #: property -> value of the last successful write (identical writes are skipped)
+    written: dict[str, str] = field(default_factory=dict)
+    reason: str | None = None
+    warnings: dict[str, str] = field(default_factory=dict)
+    updated_at_ms: int = 0
+
+
+class Ledger(Protocol):
+    def get_many(self, emails: Sequence[str]) -> dict[str, LedgerEntry]: ...
+
+    def put_many(self, entries: Sequence[LedgerEntry]) -> None: ...
+
+
+class InMemoryLedger:
+    """For unit tests and the benchmark's pure-CPU runs."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, LedgerEntry] = {}
+
+    def get_many(self, emails: Sequence[str]) -> dict[str, LedgerEntry]:
+        return {email: self.entries[email] for email in emails if email in self.entries}
+
+    def put_many(self, entries: Sequence[LedgerEntry]) -> None:
+        for entry in entries:
+            self.entries[entry.email] = entry
+
+
+class DynamoDbLedger:
+    """One item per contact, keyed by the normalized email. Items expire ``retention_days`` after
+    their last change (a contact that comes back later is simply synced again)."""
+
+    def __init__(
+        self, client: DynamoDBClient, table: str, retention_days: int = 400, max_attempts: int = 5
+    ) -> None:
+        self._client = client
+        self._table = table
+        self._retention_seconds = retention_days * 86_400
+        self._max_attempts = max_attempts
+
+    def get_many(self, emails: Sequence[str]) -> dict[str, LedgerEntry]:
+        found: dict[str, LedgerEntry] = {}
+        unique = list(dict.fromkeys(emails))
+        for start in range(0, len(unique), 100):
+            keys: list[Any] = [{"email": {"S": email}} for email in unique[start : start + 100]]
+            request: dict[str, Any] = {self._table: {"Keys": keys, "ConsistentRead": True}}
+            for attempt in range(self._max_attempts):
+                response = self._client.batch_get_item(RequestItems=request)
+                for item in response.get("Responses", {}).get(self._table, []):
+                    entry = _from_item(item)
+                    found[entry.email] = entry
+                request = dict(response.get("UnprocessedKeys") or {})
+                if not request:
+                    break
+                time.sleep(0.05 * 2**attempt)
+            else:
+                raise LedgerUnavailable("DynamoDB left keys unprocessed after retries")
+        return found
+
+    def put_many(self, entries: Sequence[LedgerEntry]) -> None:
+        for start in range(0, len(entries), 25):
+            writes: list[Any] = [
+                {"PutRequest": {"Item": self._to_item(e)}} for e in entries[start : start + 25]
+            ]
+            request: dict[str, Any] = {self._table: writes}
+            for attempt in range(self._max_attempts):
+                try:
+                    response = self._client.batch_write_item(RequestItems=request)
+                except ClientError as exc:
+                    raise LedgerUnavailable(
+                        f"DynamoDB refused the write: {exc.response['Error'].get('Code')}"
+                    ) from exc
+                request = dict(response.get("UnprocessedItems") or {})
+                if not request:
+                    break
+                time.sleep(0.05 * 2**attempt)
+            else:
+                raise LedgerUnavailable("DynamoDB left writes unprocessed after retries")
+
+    def _to_item(self, entry: LedgerEntry) -> dict[str, Any]:
+        item: dict[str, Any] = {
+            "email": {"S": entry.email},
+            "status": {"S": entry.status},
+            "updatedAt": {"N": str(entry.updated_at_ms)},
+            "expiresAt": {"N": str(entry.updated_at_ms // 1000 + self._retention_seconds)},
+            "audiences": {
+                "M": {
+                    audience_id: {
+                        "M": {"status": {"S": applied.status}, "ts": {"N": str(applied.timestamp_ms)}}
+                    }
+                    for audience_id, applied in entry.audiences.items()
+                }
+            },
+            "written": {"M": {name: {"S": value} for name, value in entry.written.items()}},
+        }
+        if entry.hubspot_id:
+            item["hubspotId"] = {"S": entry.hubspot_id}
+        if entry.reason:
+            item["reason"] = {"S": entry.reason[:2000]}
+        if entry.warnings:
+            item["warnings"] = {"M": {name: {"S": text[:500]} for name, text in entry.warnings.items()}}
+        return item
+
+
+class LedgerUnavailable(Exception):
+    """The ledger could not be read or written: the messages go back to the queue."""
+
+
+def _from_item(item: Mapping[str, Any]) -> LedgerEntry:
+    def text(name: str) -> str | None:
+        value = item.get(name)
+        return str(value["S"]) if value else None
+
+    audiences = {
+        audience_id: AppliedAudience(str(value["M"]["status"]["S"]), int(Decimal(value["M"]["ts"]["N"])))
+        for audience_id, value in (item.get("audiences", {}).get("M") or {}).items()
+    }
+    written = {name: str(value["S"]) for name, value in (item.get("written", {}).get("M") or {}).items()}
+    warnings = {name: str(value["S"]) for name, value in (item.get("warnings", {}).get("M") or {}).items()}
+    return LedgerEntry(
+        email=str(item["email"]["S"]),
+        status=text("status") or SYNCED,
+        hubspot_id=text("hubspotId"),
+        audiences=audiences,
+        written=written,
+        reason=text("reason"),
+        warnings=warnings,
+        updated_at_ms=int(Decimal(item.get("updatedAt", {}).get("N", "0"))),
+    )
+
+
+def merge_applied(
+    previous: Mapping[str, AppliedAudience], applied: Iterable[tuple[str, AppliedAudience]]
+) -> dict[str, AppliedAudience]:
+    merged = dict(previous)
+    for audience_id, entry in applied:
+        merged[audience_id] = entry
+    return merged

@@ -1,0 +1,186 @@
+"""Drive an SQS handler the way Lambda's SQS event source mapping does, against moto.
+
+Up to ``batch_size`` messages per invocation (FIFO group order kept by SQS), records shaped like
+Lambda's, ``batchItemFailures`` honoured (successes deleted, failures left to reappear after the
+visibility timeout), a raised error failing the whole batch, and the queue's redrive policy moving
+messages to the DLQ after maxReceiveCount (moto applies it on receive).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+
+from .api_server import LocalContext
+
+logger = logging.getLogger(__name__)
+Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+
+@dataclass
+class PollerStats:
+    invocations: int = 0
+    records: int = 0
+    failed_records: int = 0
+    errors: int = 0
+    deleted: int = 0
+
+
+def _watch_visibility_changes(poller: EventSourcePoller) -> None:
+    """Note when the function itself changes a message's visibility (retry backoff, DAILY pause),
+    so the workaround below releases it at that time. Clients made by boto3.client() share this
+    session."""
+
+    def record(params: dict[str, Any], **_: Any) -> None:
+        for entry in params.get("Entries") or [params]:
+            if "ReceiptHandle" in entry:
+                poller.visible_again_at[entry["ReceiptHandle"]] = time.monotonic() + int(
+                    entry["VisibilityTimeout"]
+                )
+
+    session = boto3._get_default_session()
+    session.events.register("provide-client-params.sqs.ChangeMessageVisibilityBatch", record)
+    session.events.register("provide-client-params.sqs.ChangeMessageVisibility", record)
+
+
+@dataclass
+class EventSourcePoller:
+    sqs: Any
+    queue_url: str
+    queue_arn: str
+    handler: Handler
+    batch_size: int = 10
+    #: The queue's visibility timeout applies to failed records; the local stack shortens it so a
+    #: retry is seen in seconds rather than minutes.
+    visibility_timeout: int = 720
+    stats: PollerStats = field(default_factory=PollerStats)
+    #: receipt handle -> when the function asked for the message to be visible again
+    visible_again_at: dict[str, float] = field(default_factory=dict)
+    #: failed records waiting for their visibility timeout: (due time, receipt handle)
+    _failed: list[tuple[float, str]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        _watch_visibility_changes(self)
+
+    def _release_due_failures(self) -> None:
+        """moto skips FIFO messages that reappear together (it still counts their group as in
+        flight), so they come back one by one and out of order. Real SQS returns them in order;
+        making them visible in one call once their timeout has passed restores that."""
+        now = time.monotonic()
+        due = [handle for when, handle in self._failed if when <= now]
+        self._failed = [(when, handle) for when, handle in self._failed if when > now]
+        for start in range(0, len(due), 10):
+            self.sqs.change_message_visibility_batch(
+                QueueUrl=self.queue_url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": handle, "VisibilityTimeout": 0}
+                    for i, handle in enumerate(due[start : start + 10])
+                ],
+            )
+
+    def poll_once(self) -> int:
+        """One receive + invoke; returns how many records were handed to the function."""
+        self._release_due_failures()
+        received_at = time.monotonic()
+        response = self.sqs.receive_message(
+            QueueUrl=self.queue_url,
+            MaxNumberOfMessages=self.batch_size,
+            VisibilityTimeout=self.visibility_timeout,
+            MessageSystemAttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        )
+        messages = response.get("Messages", [])
+        if not messages:
+            return 0
+        event = {"Records": [self._record(m) for m in messages]}
+        by_id = {m["MessageId"]: m for m in messages}
+        self.stats.invocations += 1
+        self.stats.records += len(messages)
+        try:
+            result = self.handler(
+                event, LocalContext(function_name="upsert", aws_request_id=str(uuid.uuid4()))
+            )
+            failed = {item["itemIdentifier"] for item in (result or {}).get("batchItemFailures", [])}
+            if not failed <= set(by_id):
+                raise ValueError("batchItemFailures names a message that was not in the batch")
+        except Exception:
+            # Lambda treats an error (or a bad response) as a failure of the whole batch.
+            logger.exception("the upsert function failed; the whole batch will be retried")
+            self.stats.errors += 1
+            failed = set(by_id)
+        self.stats.failed_records += len(failed)
+        for message_id in failed:
+            handle = by_id[message_id]["ReceiptHandle"]
+            visible_at = self.visible_again_at.pop(handle, received_at + self.visibility_timeout)
+            self._failed.append((visible_at - 0.25, handle))  # just before moto's own expiry
+        done = [m for m in messages if m["MessageId"] not in failed]
+        for start in range(0, len(done), 10):
+            self.sqs.delete_message_batch(
+                QueueUrl=self.queue_url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                    for i, m in enumerate(done[start : start + 10])
+                ],
+            )
+        self.stats.deleted += len(done)
+        return len(messages)
+
+    def pending(self) -> int:
+        attributes = self.sqs.get_queue_attributes(
+            QueueUrl=self.queue_url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return int(attributes["ApproximateNumberOfMessages"]) + int(
+            attributes["ApproximateNumberOfMessagesNotVisible"]
+        )
+
+    def drain(self, timeout: float = 120.0, on_progress: Callable[[int], None] | None = None) -> bool:
+        """Poll until the queue is empty (True) or ``timeout`` passes (False)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            handled = self.poll_once()
+            left = self.pending()
+            if on_progress is not None and handled:
+                on_progress(left)
+            if left == 0:
+                return True
+            if not handled:
+                time.sleep(0.2)
+        return False
+
+    def _record(self, message: dict[str, Any]) -> dict[str, Any]:
+        attributes = message.get("Attributes", {})
+        return {
+            "messageId": message["MessageId"],
+            "receiptHandle": message["ReceiptHandle"],
+            "body": message["Body"],
+            "attributes": {
+                "ApproximateReceiveCount": attributes.get("ApproximateReceiveCount", "1"),
+                "SentTimestamp": attributes.get("SentTimestamp", str(int(time.time() * 1000))),
+                "SenderId": attributes.get("SenderId", "AIDAIENQZJOLO23YVJ4VO"),
+                "ApproximateFirstReceiveTimestamp": attributes.get("ApproximateFirstReceiveTimestamp", ""),
+                "SequenceNumber": attributes.get("SequenceNumber", ""),
+                "MessageGroupId": attributes.get("MessageGroupId", ""),
+                "MessageDeduplicationId": attributes.get("MessageDeduplicationId", ""),
+            },
+            "messageAttributes": {
+                name: {
+                    "stringValue": value.get("StringValue"),
+                    "dataType": value.get("DataType"),
+                    "stringListValues": [],
+                    "binaryListValues": [],
+                }
+                for name, value in message.get("MessageAttributes", {}).items()
+            },
+            "md5OfBody": hashlib.md5(message["Body"].encode(), usedforsecurity=False).hexdigest(),
+            "eventSource": "aws:sqs",
+            "eventSourceARN": self.queue_arn,
+            "awsRegion": "us-east-1",
+        }

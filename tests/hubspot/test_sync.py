@@ -1,0 +1,271 @@
+"""The consumer's core against the sandbox over real HTTP, with an in-memory ledger."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import pytest
+from hubspot_activation.hubspot.client import HubSpotClient
+from hubspot_activation.ledger import InMemoryLedger, LedgerEntry, LedgerUnavailable
+from hubspot_activation.model import AudienceChange, AudienceStatus, ContactUpdate
+from hubspot_activation.properties import PropertySchema, audience_property_name
+from hubspot_activation.queue import pack, shard_of
+from hubspot_activation.sync import InboundMessage, SyncService
+
+from local.hubspot_sandbox import SandboxServer
+
+GOLD = "a1b2c3d4-0000-4000-8000-000000000001"
+CART = "a1b2c3d4-0000-4000-8000-000000000002"
+GOLD_PROP = audience_property_name(GOLD, "aud_")
+CART_PROP = audience_property_name(CART, "aud_")
+
+
+@dataclass
+class RecordingExtender:
+    calls: list[tuple[list[str], int]] = field(default_factory=list)
+
+    def extend(self, messages: Sequence[InboundMessage], seconds: int) -> None:
+        self.calls.append(([m.message_id for m in messages], seconds))
+
+
+@dataclass
+class Harness:
+    service: SyncService
+    client: HubSpotClient
+    ledger: InMemoryLedger
+    extender: RecordingExtender
+    sandbox: SandboxServer
+    sequence: int = 0
+
+    def messages(self, *batches: list[ContactUpdate], shards: int = 4) -> list[InboundMessage]:
+        result = []
+        for updates in batches:
+            for message in pack(updates, shards):
+                self.sequence += 1
+                result.append(
+                    InboundMessage(f"m{self.sequence}", message.group_id, message.body, f"rh{self.sequence}")
+                )
+        return result
+
+    def contact(self, email: str) -> dict[str, str]:
+        return dict(self.sandbox.state.contacts[self.sandbox.state.email_index[email]]["properties"])
+
+
+@pytest.fixture
+def harness(sandbox: SandboxServer, make_client: Callable[..., HubSpotClient]) -> Harness:
+    client = make_client()
+    ledger = InMemoryLedger()
+    extender = RecordingExtender()
+    schema = PropertySchema(client, "audience_activations", "Audience activations", "aud_")
+    return Harness(SyncService(client, schema, ledger, extender), client, ledger, extender, sandbox)
+
+
+def update(email: str, *audiences: AudienceChange, **attributes: str | int | float | bool) -> ContactUpdate:
+    return ContactUpdate(email, tuple(audiences), dict(attributes))
+
+
+def realized(audience: str, ts: int, name: str | None = None) -> AudienceChange:
+    return AudienceChange(audience, AudienceStatus.REALIZED, ts, name)
+
+
+def exited(audience: str, ts: int, name: str | None = None) -> AudienceChange:
+    return AudienceChange(audience, AudienceStatus.EXITED, ts, name)
+
+
+def test_fresh_contacts_get_their_audience_property_and_attributes(harness: Harness) -> None:
+    report = harness.service.process(
+        harness.messages(
+            [
+                update(
+                    "ada@example.com", realized(GOLD, 1000, "Gold members"), firstname="Ada", city="London"
+                ),
+                update("grace@example.com", exited(GOLD, 1000), lastname="Hopper"),
+            ]
+        )
+    )
+    assert report.failed_message_ids == [] and report.synced == 2
+    ada = harness.contact("ada@example.com")
+    assert (ada["firstname"], ada["city"], ada[GOLD_PROP]) == ("Ada", "London", "realized")
+    assert harness.contact("grace@example.com")[GOLD_PROP] == "exited"
+    prop = harness.sandbox.state.properties[GOLD_PROP]
+    assert prop["label"] == "Gold members" and prop["groupName"] == "audience_activations"
+    assert report.hubspot_requests == 5  # properties, groups, create group, create property, one upsert
+    entry = harness.ledger.entries["ada@example.com"]
+    assert entry.status == "synced" and entry.hubspot_id and entry.audiences[GOLD].timestamp_ms == 1000
+
+
+def test_newest_status_wins_within_one_batch(harness: Harness) -> None:
+    report = harness.service.process(
+        harness.messages(
+            [update("ada@example.com", realized(GOLD, 2000))],
+            [update("ada@example.com", exited(GOLD, 3000))],
+            [update("ada@example.com", realized(GOLD, 1000))],  # late and older: ignored
+        )
+    )
+    assert report.synced == 1 and report.hubspot_requests == 5
+    assert harness.contact("ada@example.com")[GOLD_PROP] == "exited"
+
+
+def test_newest_status_wins_across_batches_and_stale_changes_cost_nothing(harness: Harness) -> None:
+    harness.service.process(harness.messages([update("ada@example.com", exited(GOLD, 3000))]))
+    stale = harness.service.process(harness.messages([update("ada@example.com", realized(GOLD, 2000))]))
+    assert stale.hubspot_requests == 0 and stale.skipped_unchanged == 1
+    assert harness.contact("ada@example.com")[GOLD_PROP] == "exited"
+    newer = harness.service.process(harness.messages([update("ada@example.com", realized(GOLD, 4000))]))
+    assert newer.synced == 1 and harness.contact("ada@example.com")[GOLD_PROP] == "realized"
+
+
+def test_resending_unchanged_profiles_costs_zero_requests(harness: Harness) -> None:
+    load = [update(f"u{i}@example.com", realized(GOLD, 1000, "Gold"), firstname=f"U{i}") for i in range(250)]
+    first = harness.service.process(harness.messages(load))
+    assert first.synced == 250
+    again = harness.service.process(harness.messages(load))
+    assert again.hubspot_requests == 0 and again.skipped_unchanged == 250 and again.failed_message_ids == []
+
+
+def test_requalification_with_the_same_status_updates_only_the_ledger(harness: Harness) -> None:
+    harness.service.process(harness.messages([update("ada@example.com", realized(GOLD, 1000))]))
+    report = harness.service.process(harness.messages([update("ada@example.com", realized(GOLD, 5000))]))
+    assert report.hubspot_requests == 0
+    assert harness.ledger.entries["ada@example.com"].audiences[GOLD].timestamp_ms == 5000
+
+
+def test_invalid_attribute_value_drops_only_that_field(harness: Harness, sandbox: SandboxServer) -> None:
+    report = harness.service.process(
+        harness.messages(
+            [
+                update(
+                    "ada@example.com",
+                    realized(GOLD, 1000),
+                    firstname="Ada",
+                    lifecyclestage="astronaut",
+                    shoe_size=44,
+                ),
+            ]
+        )
+    )
+    assert report.synced == 1 and report.warnings == 2
+    ada = harness.contact("ada@example.com")
+    assert ada["firstname"] == "Ada" and "lifecyclestage" not in ada
+    assert set(harness.ledger.entries["ada@example.com"].warnings) == {"lifecyclestage", "shoe_size"}
+
+
+def test_value_hubspot_refuses_is_dropped_and_the_contact_written(
+    harness: Harness, sandbox: SandboxServer
+) -> None:
+    harness.service.process(
+        harness.messages([update("warm@example.com", city="x")])
+    )  # fills the schema cache
+    options = sandbox.state.properties["lifecyclestage"]["options"]
+    sandbox.state.properties["lifecyclestage"]["options"] = options[:1]  # changed in HubSpot behind the cache
+    report = harness.service.process(
+        harness.messages([update("ada@example.com", firstname="Ada", lifecyclestage="lead")])
+    )
+    assert report.synced == 1
+    assert harness.contact("ada@example.com")["firstname"] == "Ada"
+    assert "lifecyclestage" in harness.ledger.entries["ada@example.com"].warnings
+
+
+def test_invalid_email_fails_alone_and_the_rest_of_the_chunk_is_written(harness: Harness) -> None:
+    report = harness.service.process(
+        harness.messages(
+            [
+                update("good@example.com", firstname="Good"),
+                update("bad@@example.com", firstname="Bad"),
+                update("fine@example.com", firstname="Fine"),
+            ],
+            shards=1,
+        )
+    )
+    assert report.outcomes == {
+        "good@example.com": "synced",
+        "bad@@example.com": "failed",
+        "fine@example.com": "synced",
+    }
+    assert report.failed_message_ids == []  # permanent: recorded, never retried
+    failed = harness.ledger.entries["bad@@example.com"]
+    assert failed.status == "failed" and failed.reason is not None and "INVALID_EMAIL" in failed.reason
+
+
+def test_audience_name_arriving_later_updates_the_label(harness: Harness, sandbox: SandboxServer) -> None:
+    harness.service.process(harness.messages([update("ada@example.com", realized(GOLD, 1000))]))
+    assert sandbox.state.properties[GOLD_PROP]["label"] == GOLD
+    harness.service.process(
+        harness.messages([update("ada@example.com", realized(GOLD, 1000, "Gold members"))])
+    )
+    assert sandbox.state.properties[GOLD_PROP]["label"] == "Gold members"
+
+
+def test_transient_failures_fail_their_message_and_every_later_one_of_the_group(
+    harness: Harness, sandbox: SandboxServer
+) -> None:
+    emails = [f"u{i}@example.com" for i in range(40)]
+    messages = harness.messages(*[[update(email, city=str(n)) for email in emails] for n in range(3)])
+    sandbox.state.config.omit_results = 1  # HubSpot's answer leaves one contact out
+    report = harness.service.process(messages)
+    (retry,) = [email for email, outcome in report.outcomes.items() if outcome == "retry"]
+    group = shard_of(retry, 4)
+    in_group = [m.message_id for m in messages if m.group_id == group]
+    first_failed = min(in_group.index(mid) for mid in report.failed_message_ids if mid in in_group)
+    assert set(report.failed_message_ids) == set(in_group[first_failed:])
+    assert all(m.group_id == group for m in messages if m.message_id in report.failed_message_ids)
+
+
+def test_daily_limit_leaves_messages_on_the_queue_with_extended_visibility(
+    harness: Harness, sandbox: SandboxServer
+) -> None:
+    sandbox.state.config.daily_limit = sandbox.state.daily_used + 1  # enough to read the schema only
+    messages = harness.messages([update(f"u{i}@example.com", city="x") for i in range(10)])
+    report = harness.service.process(messages)
+    assert report.daily_limit_resets_at is not None
+    assert sorted(report.failed_message_ids) == sorted(m.message_id for m in messages)
+    ((extended, seconds),) = harness.extender.calls
+    assert sorted(extended) == sorted(m.message_id for m in messages) and 60 <= seconds <= 43_200
+
+
+def test_property_limit_is_a_reported_failure_and_attributes_still_land(
+    harness: Harness, sandbox: SandboxServer
+) -> None:
+    sandbox.state.config.custom_property_limit = 0
+    report = harness.service.process(
+        harness.messages([update("ada@example.com", realized(GOLD, 1000), firstname="Ada")])
+    )
+    assert report.outcomes == {"ada@example.com": "failed"} and report.failed_message_ids == []
+    assert harness.contact("ada@example.com")["firstname"] == "Ada"
+    reason = harness.ledger.entries["ada@example.com"].reason
+    assert reason is not None and "custom property limit" in reason
+
+
+def test_undecodable_message_goes_back_with_its_successors(harness: Harness) -> None:
+    good = harness.messages([update("ada@example.com", city="x")], shards=1)
+    poison = InboundMessage("poison", good[0].group_id, "not json")
+    later = harness.messages([update("grace@example.com", city="y")], shards=1)
+    report = harness.service.process([poison, *good, *later])
+    assert report.failed_message_ids == ["poison", good[0].message_id, later[0].message_id]
+
+
+def test_ledger_outage_hands_everything_back(harness: Harness) -> None:
+    class BrokenLedger(InMemoryLedger):
+        def put_many(self, entries: Sequence[LedgerEntry]) -> None:
+            raise LedgerUnavailable("DynamoDB is down")
+
+    service = SyncService(harness.client, PropertySchema(harness.client, "g", "G", "aud_"), BrokenLedger())
+    messages = harness.messages([update("ada@example.com", city="x")])
+    assert service.process(messages).failed_message_ids == [m.message_id for m in messages]
+
+
+def test_transient_failures_come_back_after_a_backoff_growing_with_receive_count(
+    harness: Harness, sandbox: SandboxServer
+) -> None:
+    packed = harness.messages(
+        [update("ada@example.com", city="x")], [update("ada@example.com", city="y")], shards=1
+    )
+    messages = [
+        InboundMessage(m.message_id, m.group_id, m.body, m.receipt_handle, receive_count=n)
+        for n, m in zip((1, 3), packed, strict=True)
+    ]
+    sandbox.state.config.error_rate = 1.0  # HubSpot keeps answering 502
+    report = harness.service.process(messages)
+    assert report.failed_message_ids == [m.message_id for m in messages]
+    assert sorted(harness.extender.calls) == [([messages[0].message_id], 10), ([messages[1].message_id], 40)]
