@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import base64
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
-from .quiet import QuietRequestHandler
+from .wsgi import LocalWsgiServer
 
 logger = logging.getLogger(__name__)
 
@@ -98,22 +96,6 @@ def wsgi_app(handler: LambdaHandler) -> Callable[[dict[str, Any], Any], Iterable
     return app
 
 
-class LocalApiServer:
+class LocalApiServer(LocalWsgiServer):
     def __init__(self, handler: LambdaHandler, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._server: BaseWSGIServer = make_server(
-            host, port, wsgi_app(handler), threaded=True, request_handler=QuietRequestHandler
-        )
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-
-    @property
-    def url(self) -> str:
-        return f"http://{self._server.host}:{self._server.port}"
-
-    def start(self) -> LocalApiServer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
+        super().__init__(wsgi_app(handler), host, port)

@@ -41,6 +41,12 @@ SCHEMA_READ = ("crm.schemas.contacts.read", "crm.objects.contacts.read", "crm.ob
 SCHEMA_WRITE = ("crm.schemas.contacts.write",)
 
 
+#: (handler, scopes any one of which grants access)
+Endpoint = tuple[Callable[..., tuple[int, Any]], tuple[str, ...]]
+#: (handler, scopes, API version, path arguments)
+Route = tuple[Callable[..., tuple[int, Any]], tuple[str, ...], str, tuple[str, ...]]
+
+
 class ApiError(Exception):
     def __init__(self, status: int, category: str, message: str, **extra: Any) -> None:
         super().__init__(message)
@@ -192,42 +198,41 @@ class SandboxApp:
             )
         return token
 
-    def route(
-        self, method: str, path: str
-    ) -> tuple[Callable[..., tuple[int, Any]], tuple[str, ...], str, tuple[str, ...]] | None:
-        if match := _OBJECTS.match(path):
-            version, rest = match.group(1) or "v3", match.group("rest") or ""
-            table: dict[tuple[str, str], tuple[Callable[..., tuple[int, Any]], tuple[str, ...]]] = {
-                ("POST", "/batch/upsert"): (self.batch_upsert, WRITE_SCOPES),
-                ("POST", "/batch/read"): (self.batch_read, READ_SCOPES),
-                ("POST", ""): (self.create_contact, WRITE_SCOPES),
-            }
-            if (method, rest) in table:
-                handler, scopes = table[(method, rest)]
-                return handler, scopes, version, ()
-            if re.fullmatch(r"/[^/]+", rest) and method in ("GET", "PATCH"):
-                handler = self.get_contact if method == "GET" else self.patch_contact
-                return handler, READ_SCOPES if method == "GET" else WRITE_SCOPES, version, (rest[1:],)
-            return None
-        if match := _PROPERTIES.match(path):
-            version, rest = match.group(1) or "v3", match.group("rest") or ""
-            fixed = {
-                ("GET", ""): (self.list_properties, SCHEMA_READ),
-                ("POST", ""): (self.create_property, SCHEMA_WRITE),
-                ("POST", "/batch/create"): (self.batch_create_properties, SCHEMA_WRITE),
-                ("GET", "/groups"): (self.list_groups, SCHEMA_READ),
-                ("POST", "/groups"): (self.create_group, SCHEMA_WRITE),
-            }
-            if (method, rest) in fixed:
-                handler, scopes = fixed[(method, rest)]
-                return handler, scopes, version, ()
-            if re.fullmatch(r"/[^/]+", rest) and method in ("GET", "PATCH"):
-                handler = self.get_property if method == "GET" else self.patch_property
-                return handler, SCHEMA_READ if method == "GET" else SCHEMA_WRITE, version, (rest[1:],)
-            return None
+    def route(self, method: str, path: str) -> Route | None:
+        for pattern, (fixed, by_name) in (
+            (_OBJECTS, self._object_routes()),
+            (_PROPERTIES, self._property_routes()),
+        ):
+            if match := pattern.match(path):
+                version, rest = match.group(1) or "v3", match.group("rest") or ""
+                if (method, rest) in fixed:
+                    handler, scopes = fixed[(method, rest)]
+                    return handler, scopes, version, ()
+                if re.fullmatch(r"/[^/]+", rest) and method in by_name:
+                    handler, scopes = by_name[method]
+                    return handler, scopes, version, (rest[1:],)
+                return None
         if _LIMITS.match(path) and method == "GET":
             return self.custom_property_limits, SCHEMA_READ, "v3", ()
         return None
+
+    def _object_routes(self) -> tuple[dict[tuple[str, str], Endpoint], dict[str, Endpoint]]:
+        fixed = {
+            ("POST", "/batch/upsert"): (self.batch_upsert, WRITE_SCOPES),
+            ("POST", "/batch/read"): (self.batch_read, READ_SCOPES),
+            ("POST", ""): (self.create_contact, WRITE_SCOPES),
+        }
+        return fixed, {"GET": (self.get_contact, READ_SCOPES), "PATCH": (self.patch_contact, WRITE_SCOPES)}
+
+    def _property_routes(self) -> tuple[dict[tuple[str, str], Endpoint], dict[str, Endpoint]]:
+        fixed = {
+            ("GET", ""): (self.list_properties, SCHEMA_READ),
+            ("POST", ""): (self.create_property, SCHEMA_WRITE),
+            ("POST", "/batch/create"): (self.batch_create_properties, SCHEMA_WRITE),
+            ("GET", "/groups"): (self.list_groups, SCHEMA_READ),
+            ("POST", "/groups"): (self.create_group, SCHEMA_WRITE),
+        }
+        return fixed, {"GET": (self.get_property, SCHEMA_READ), "PATCH": (self.patch_property, SCHEMA_WRITE)}
 
     # --- contacts ----------------------------------------------------------------------------------
 

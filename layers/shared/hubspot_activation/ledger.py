@@ -4,12 +4,12 @@ skipped and every outcome is recorded (DESIGN.md section 5.2 and 5.6)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -75,18 +75,11 @@ class DynamoDbLedger:
         unique = list(dict.fromkeys(emails))
         for start in range(0, len(unique), 100):
             keys: list[Any] = [{"email": {"S": email}} for email in unique[start : start + 100]]
-            request: dict[str, Any] = {self._table: {"Keys": keys, "ConsistentRead": True}}
-            for attempt in range(self._max_attempts):
-                response = self._client.batch_get_item(RequestItems=request)
+            request = {self._table: {"Keys": keys, "ConsistentRead": True}}
+            for response in self._until_processed(self._client.batch_get_item, request, "UnprocessedKeys"):
                 for item in response.get("Responses", {}).get(self._table, []):
                     entry = _from_item(item)
                     found[entry.email] = entry
-                request = dict(response.get("UnprocessedKeys") or {})
-                if not request:
-                    break
-                time.sleep(0.05 * 2**attempt)
-            else:
-                raise LedgerUnavailable("DynamoDB left keys unprocessed after retries")
         return found
 
     def put_many(self, entries: Sequence[LedgerEntry]) -> None:
@@ -94,20 +87,26 @@ class DynamoDbLedger:
             writes: list[Any] = [
                 {"PutRequest": {"Item": self._to_item(e)}} for e in entries[start : start + 25]
             ]
-            request: dict[str, Any] = {self._table: writes}
-            for attempt in range(self._max_attempts):
-                try:
-                    response = self._client.batch_write_item(RequestItems=request)
-                except ClientError as exc:
-                    raise LedgerUnavailable(
-                        f"DynamoDB refused the write: {exc.response['Error'].get('Code')}"
-                    ) from exc
-                request = dict(response.get("UnprocessedItems") or {})
-                if not request:
-                    break
-                time.sleep(0.05 * 2**attempt)
-            else:
-                raise LedgerUnavailable("DynamoDB left writes unprocessed after retries")
+            for _response in self._until_processed(
+                self._client.batch_write_item, {self._table: writes}, "UnprocessedItems"
+            ):
+                pass
+
+    def _until_processed(
+        self, call: Callable[..., Any], request: dict[str, Any], unprocessed: str
+    ) -> Iterator[Any]:
+        """Batch calls leave items unprocessed under load: send those again with a backoff."""
+        for attempt in range(self._max_attempts):
+            try:
+                response = call(RequestItems=request)
+            except (ClientError, BotoCoreError) as exc:
+                raise LedgerUnavailable(f"DynamoDB call failed: {type(exc).__name__}") from exc
+            yield response
+            request = dict(response.get(unprocessed) or {})
+            if not request:
+                return
+            time.sleep(0.05 * 2**attempt)
+        raise LedgerUnavailable(f"DynamoDB left {unprocessed} after {self._max_attempts} attempts")
 
     def _to_item(self, entry: LedgerEntry) -> dict[str, Any]:
         item: dict[str, Any] = {

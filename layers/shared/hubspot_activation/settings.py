@@ -6,10 +6,12 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from .mapping import AttributeMapping, MappingError
 from .queue import DEFAULT_MAX_MESSAGE_BYTES
 
+Number = TypeVar("Number", int, float)
 PROPERTY_PREFIX = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
 
@@ -24,17 +26,25 @@ def _required(env: Mapping[str, str], name: str) -> str:
     return value
 
 
-def _integer(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+def _number(env: Mapping[str, str], name: str, default: Number, low: Number, high: Number) -> Number:
+    """An int or float setting (the type of ``default``) within [low, high]."""
     raw = env.get(name, "").strip()
     if not raw:
         return default
+    kind = type(default)
     try:
-        value = int(raw)
+        value = kind(raw)
     except ValueError as exc:
-        raise SettingsError(f"{name} must be an integer, got {raw!r}") from exc
+        raise SettingsError(
+            f"{name} must be {'an integer' if kind is int else 'a number'}, got {raw!r}"
+        ) from exc
     if not low <= value <= high:
         raise SettingsError(f"{name} must be between {low} and {high}, got {value}")
     return value
+
+
+def _integer(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    return _number(env, name, default, low, high)
 
 
 def _id_list(env: Mapping[str, str], name: str) -> frozenset[str]:
@@ -69,19 +79,6 @@ class IngestSettings:
             max_message_bytes=_integer(env, "MAX_MESSAGE_BYTES", DEFAULT_MAX_MESSAGE_BYTES, 4096, 1_048_576),
             secret_max_age_seconds=_integer(env, "SECRET_MAX_AGE_SECONDS", 300, 0, 86_400),
         )
-
-
-def _fraction(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError as exc:
-        raise SettingsError(f"{name} must be a number, got {raw!r}") from exc
-    if not 0 < value <= 1:
-        raise SettingsError(f"{name} must be in (0, 1], got {value}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -131,7 +128,7 @@ class UpsertSettings:
             hubspot_base_url=env.get("HUBSPOT_BASE_URL", "").strip() or "https://api.hubapi.com",
             api_version=version,
             tier_limit=_integer(env, "HUBSPOT_TEN_SECOND_LIMIT", 100, 1, 10_000),
-            share=_fraction(env, "HUBSPOT_LIMIT_SHARE", 0.8),
+            share=_number(env, "HUBSPOT_LIMIT_SHARE", 0.8, 0.01, 1.0),
             max_concurrency=_integer(env, "MAX_CONCURRENCY", 2, 1, 1000),
             daily_reserve=_integer(env, "HUBSPOT_DAILY_RESERVE", 10_000, 0, 100_000_000),
             account_timezone=env.get("HUBSPOT_ACCOUNT_TIMEZONE", "").strip() or "UTC",
