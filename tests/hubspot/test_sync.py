@@ -269,3 +269,44 @@ def test_transient_failures_come_back_after_a_backoff_growing_with_receive_count
     report = harness.service.process(messages)
     assert report.failed_message_ids == [m.message_id for m in messages]
     assert sorted(harness.extender.calls) == [([messages[0].message_id], 10), ([messages[1].message_id], 40)]
+
+
+def test_a_write_hubspot_refused_is_not_sent_again_but_a_corrected_one_is(harness: Harness) -> None:
+    bad = [update("typo@example.com.com", firstname="Typo")]
+    first = harness.service.process(harness.messages(bad))
+    assert first.outcomes == {"typo@example.com.com": "failed"}
+    again = harness.service.process(harness.messages(bad))
+    assert again.hubspot_requests == 0 and again.outcomes == {"typo@example.com.com": "skipped"}
+    assert harness.ledger.entries["typo@example.com.com"].status == "failed"
+    changed = harness.service.process(harness.messages([update("typo@example.com.com", firstname="Other")]))
+    assert changed.hubspot_requests == 1
+
+
+def test_a_new_contact_is_created_even_when_all_its_attributes_were_dropped(harness: Harness) -> None:
+    report = harness.service.process(harness.messages([update("ada@example.com", shoe_size=44)]))
+    assert report.outcomes == {"ada@example.com": "synced"} and report.warnings == 1
+    assert harness.contact("ada@example.com")["email"] == "ada@example.com"
+    again = harness.service.process(harness.messages([update("ada@example.com", shoe_size=44)]))
+    assert again.hubspot_requests == 0
+
+
+def test_a_property_created_in_hubspot_later_is_picked_up(
+    sandbox: SandboxServer, make_client: Callable[..., HubSpotClient]
+) -> None:
+    now = [0.0]
+    client = make_client()
+    schema = PropertySchema(
+        client, "audience_activations", "Audience activations", "aud_", clock=lambda: now[0]
+    )
+    service = SyncService(client, schema, InMemoryLedger())
+    harness = Harness(service, client, InMemoryLedger(), RecordingExtender(), sandbox)
+    service.process(harness.messages([update("ada@example.com", loyalty_tier="gold")]))
+    assert "loyalty_tier" not in harness.contact("ada@example.com")
+    sandbox.state.properties["loyalty_tier"] = {
+        **sandbox.state.properties["city"],
+        "name": "loyalty_tier",
+        "hubspotDefined": False,
+    }
+    now[0] = 61.0
+    service.process(harness.messages([update("ada@example.com", loyalty_tier="gold")]))
+    assert harness.contact("ada@example.com")["loyalty_tier"] == "gold"

@@ -36,6 +36,8 @@ class LedgerEntry:
     reason: str | None = None
     warnings: dict[str, str] = field(default_factory=dict)
     updated_at_ms: int = 0
+    #: fingerprint of the last write HubSpot refused for good: the same write is not sent again
+    rejected: str | None = None
 
 
 class Ledger(Protocol):
@@ -128,6 +130,8 @@ class DynamoDbLedger:
             item["hubspotId"] = {"S": entry.hubspot_id}
         if entry.reason:
             item["reason"] = {"S": entry.reason[:2000]}
+        if entry.rejected:
+            item["rejected"] = {"S": entry.rejected}
         if entry.warnings:
             item["warnings"] = {"M": {name: {"S": text[:500]} for name, text in entry.warnings.items()}}
         return item
@@ -157,6 +161,7 @@ def _from_item(item: Mapping[str, Any]) -> LedgerEntry:
         reason=text("reason"),
         warnings=warnings,
         updated_at_ms=int(Decimal(item.get("updatedAt", {}).get("N", "0"))),
+        rejected=text("rejected"),
     )
 
 

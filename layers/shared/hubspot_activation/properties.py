@@ -21,6 +21,7 @@ from .model import AttributeValue, AudienceStatus
 from .timestamps import TimestampError, iso_from_ms, to_epoch_ms
 
 MAX_NAME_LENGTH = 100
+UNKNOWN_REFRESH_SECONDS = 60.0
 MAX_STRING_LENGTH = 65_536
 STATUS_OPTIONS = [
     {"label": "Realized", "value": AudienceStatus.REALIZED.value, "hidden": False, "displayOrder": 0},
@@ -178,6 +179,16 @@ class PropertySchema:
 
     def definitions(self) -> dict[str, dict[str, Any]]:
         if self._loaded_at is None or self.clock() - self._loaded_at > self.max_age_seconds:
+            self.refresh()
+        return self._definitions
+
+    def definitions_for(self, names: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The definitions, re-read when some of ``names`` are unknown (someone may have created
+        them in HubSpot since) - at most once a minute, so a name that stays unknown costs nothing."""
+        definitions = self.definitions()
+        if unknown_names(definitions, names) and (
+            self._loaded_at is None or self.clock() - self._loaded_at > UNKNOWN_REFRESH_SECONDS
+        ):
             self.refresh()
         return self._definitions
 

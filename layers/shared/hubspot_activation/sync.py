@@ -7,6 +7,7 @@ report into ``batchItemFailures``.
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -216,11 +217,12 @@ class SyncService:
         ledger_updates: list[LedgerEntry] = []
         for contact in contacts.values():
             previous = ledger.get(contact.email)
-            written = previous.written if previous else {}
-            if contact.properties and any(written.get(k) != v for k, v in contact.properties.items()):
+            if _needs_write(contact, previous):
                 to_write.append(contact)
                 continue
             report.outcomes[contact.email] = "failed" if contact.problems else "skipped"
+            if previous is not None and previous.rejected == _fingerprint(contact):
+                continue  # the same write HubSpot refused before: its failure is already recorded
             if contact.fresh or contact.problems:
                 # Nothing to send, but newer timestamps (or a problem) must still be remembered.
                 ledger_updates.append(self._entry(contact, previous, None))
@@ -271,12 +273,7 @@ class SyncService:
         ledger: dict[str, LedgerEntry],
         audiences: dict[str, AudienceProperty],
     ) -> None:
-        definitions = self._schema.definitions()
-        wanted = {name for c in contacts.values() for name in c.attributes}
-        if wanted - set(definitions):
-            # Someone may have created the property in HubSpot since the cache was filled.
-            self._schema.refresh()
-            definitions = self._schema.definitions()
+        definitions = self._schema.definitions_for({name for c in contacts.values() for name in c.attributes})
         for contact in contacts.values():
             previous = ledger.get(contact.email)
             applied = previous.audiences if previous else {}
@@ -340,6 +337,7 @@ class SyncService:
 
     def _failed_entry(self, contact: _Contact, previous: LedgerEntry | None) -> LedgerEntry:
         return LedgerEntry(
+            rejected=_fingerprint(contact),
             email=contact.email,
             status=FAILED,
             hubspot_id=previous.hubspot_id if previous else None,
@@ -349,6 +347,21 @@ class SyncService:
             warnings=contact.warnings,
             updated_at_ms=int(self._clock() * 1000),
         )
+
+
+def _fingerprint(contact: _Contact) -> str:
+    document = json.dumps([contact.email, sorted(contact.properties.items())], separators=(",", ":"))
+    return hashlib.sha256(document.encode("utf-8")).hexdigest()
+
+
+def _needs_write(contact: _Contact, previous: LedgerEntry | None) -> bool:
+    """A contact never written creates itself even without properties; a known one is written when
+    a value differs from the last successful write and the write is not one HubSpot refused."""
+    if previous is not None and previous.rejected == _fingerprint(contact):
+        return False
+    if previous is None or previous.hubspot_id is None:
+        return True
+    return any(previous.written.get(name) != value for name, value in contact.properties.items())
 
 
 def _short_hash(email: str) -> str:
