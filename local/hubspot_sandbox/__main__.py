@@ -7,18 +7,17 @@ import json
 import threading
 
 from .server import SandboxServer
-from .state import SandboxConfig, SandboxState
+from .state import TIERS, SandboxConfig, SandboxState
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m local.hubspot_sandbox", description=__doc__)
     parser.add_argument("--port", type=int, default=8765)
-    parser.add_argument("--ten-second-limit", type=int, default=100)
-    parser.add_argument("--daily-limit", type=int, default=250_000)
+    parser.add_argument("--tier", choices=sorted(TIERS), default="free", help="HubSpot limits to apply")
     args = parser.parse_args()
-    state = SandboxState(
-        config=SandboxConfig(ten_second_limit=args.ten_second_limit, daily_limit=args.daily_limit)
-    )
+    config = SandboxConfig()
+    config.update({"tier": args.tier})
+    state = SandboxState(config=config)
     token = state.add_private_app_token()
     client_id, client_secret, refresh = state.add_oauth_app()
     server = SandboxServer(state, port=args.port).start()

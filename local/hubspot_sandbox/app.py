@@ -47,6 +47,23 @@ Endpoint = tuple[Callable[..., tuple[int, Any]], tuple[str, ...]]
 Route = tuple[Callable[..., tuple[int, Any]], tuple[str, ...], str, tuple[str, ...]]
 
 
+class InputProblem(Exception):
+    def __init__(self, category: str, message: str) -> None:
+        super().__init__(message)
+        self.category, self.message = category, message
+
+    def as_error(self, context: dict[str, Any]) -> dict[str, Any]:
+        """A ``StandardError`` entry of a batch answer."""
+        return {
+            "status": "error",
+            "category": self.category,
+            "message": self.message,
+            "context": context,
+            "errors": [],
+            "links": {},
+        }
+
+
 class ApiError(Exception):
     def __init__(self, status: int, category: str, message: str, **extra: Any) -> None:
         super().__init__(message)
@@ -220,6 +237,8 @@ class SandboxApp:
         fixed = {
             ("POST", "/batch/upsert"): (self.batch_upsert, WRITE_SCOPES),
             ("POST", "/batch/read"): (self.batch_read, READ_SCOPES),
+            ("POST", "/batch/create"): (self.batch_create, WRITE_SCOPES),
+            ("POST", "/batch/update"): (self.batch_update, WRITE_SCOPES),
             ("POST", ""): (self.create_contact, WRITE_SCOPES),
         }
         return fixed, {"GET": (self.get_contact, READ_SCOPES), "PATCH": (self.patch_contact, WRITE_SCOPES)}
@@ -321,91 +340,37 @@ class SandboxApp:
             self.state.email_index[new_email] = contact_id
         return contact_id, created
 
-    def batch_upsert(self, request: Request, version: str, body: Any) -> tuple[int, Any]:
-        inputs = self._inputs(body)
+    def _run_batch(
+        self,
+        version: str,
+        inputs: list[dict[str, Any]],
+        check: Callable[[dict[str, Any]], Any],
+        write: Callable[[dict[str, Any], Any], dict[str, Any]],
+        success_status: int,
+    ) -> tuple[int, Any]:
+        """HubSpot's batch semantics: every input is checked first; with objectWriteTraceId a bad
+        input becomes one entry of ``errors`` (207, or 200 in 2026-09) and the rest is written,
+        without it the whole request fails with 400 and nothing is written."""
         started = now_iso(self.state.clock())
-        ids: list[str] = []
-        for item in inputs:
-            if not isinstance(item, dict) or "id" not in item or "properties" not in item:
-                raise ApiError(
-                    400, "VALIDATION_ERROR", "Invalid input JSON: each input needs 'id' and 'properties'"
-                )
-            id_property = item.get("idProperty") or "hs_object_id"
-            ids.append(normalize_email(str(item["id"])) if id_property == "email" else str(item["id"]))
-        duplicates = sorted({i for i in ids if ids.count(i) > 1})
-        if duplicates:
-            raise ApiError(
-                400,
-                "VALIDATION_ERROR",
-                f"Duplicate IDs found in batch input: {duplicates}. IDs must be unique",
-                context={"ids": duplicates},
-            )
-        planned: list[tuple[dict[str, Any], str, dict[str, str]]] = []
+        planned: list[tuple[dict[str, Any], Any]] = []
         errors: list[dict[str, Any]] = []
-        for item, key in zip(inputs, ids, strict=True):
-            id_property = item.get("idProperty") or "hs_object_id"
+        for item in inputs:
             trace = item.get("objectWriteTraceId")
-            clean, problems = self._validated(item["properties"])
-            if id_property == "email":
-                try:
-                    validate(self.state.properties["email"], key)
-                except InvalidValue as exc:
-                    problems.append(
-                        {"isValid": False, "message": exc.message, "error": exc.code, "name": "email"}
-                    )
-            elif id_property not in ("hs_object_id",):
-                problems.append(
-                    {
-                        "isValid": False,
-                        "message": f"Unable to perform update/upsert by non-unique {id_property} property",
-                        "error": "INVALID_ID_PROPERTY",
-                        "name": id_property,
-                    }
-                )
-            if problems:
-                message = "Property values were not valid: " + json.dumps(problems)
+            try:
+                planned.append((item, check(item)))
+            except InputProblem as problem:
                 if trace is None or not self.state.config.per_input_errors:
-                    # Without trace ids one bad input fails the whole request and nothing is written.
-                    raise ApiError(400, "VALIDATION_ERROR", message)
-                errors.append(
-                    {
-                        "status": "error",
-                        "category": "VALIDATION_ERROR",
-                        "message": message,
-                        "context": {"objectWriteTraceId": [trace]},
-                        "errors": [],
-                        "links": {},
-                    }
-                )
-                continue
-            planned.append((item, key, clean))
+                    raise ApiError(400, problem.category, problem.message) from None
+                errors.append(problem.as_error({"objectWriteTraceId": [trace]}))
         results = []
-        for item, key, clean in planned:
-            id_property = item.get("idProperty") or "hs_object_id"
-            if id_property == "email":
-                existing = self.state.email_index.get(key)
-                contact_id, created = self._write(existing, key, clean)
-            else:
-                if key not in self.state.contacts:
-                    errors.append(
-                        {
-                            "status": "error",
-                            "category": "OBJECT_NOT_FOUND",
-                            "message": f"Object with id {key} does not exist",
-                            "context": {"objectWriteTraceId": [item["objectWriteTraceId"]]}
-                            if item.get("objectWriteTraceId")
-                            else {"ids": [key]},
-                            "errors": [],
-                            "links": {},
-                        }
-                    )
-                    continue
-                contact_id, created = self._write(key, None, clean)
-            results.append(
-                self._contact_json(
-                    contact_id, created, item.get("objectWriteTraceId"), only=[*clean, "email"]
+        for item, plan in planned:
+            try:
+                results.append(write(item, plan))
+            except InputProblem as problem:
+                trace = item.get("objectWriteTraceId")
+                errors.append(
+                    problem.as_error({"objectWriteTraceId": [trace]} if trace else {"ids": [item.get("id")]})
                 )
-            )
         if self.state.config.omit_results:
             results = results[self.state.config.omit_results :]
             self.state.config.omit_results = 0
@@ -420,7 +385,122 @@ class SandboxApp:
             payload["errors"] = errors
             # 2026-09 documents only 200 (errors inside it); earlier versions answer 207.
             return (200 if version == "2026-09" else 207), payload
-        return 200, payload
+        return success_status, payload
+
+    def _checked_properties(
+        self, properties: Any, extra: list[dict[str, Any]] | None = None
+    ) -> dict[str, str]:
+        clean, problems = self._validated(properties)
+        problems.extend(extra or [])
+        if problems:
+            raise InputProblem("VALIDATION_ERROR", "Property values were not valid: " + json.dumps(problems))
+        return clean
+
+    @staticmethod
+    def _require_shape(inputs: list[Any], *keys: str) -> list[dict[str, Any]]:
+        for item in inputs:
+            if not isinstance(item, dict) or any(key not in item for key in keys):
+                raise ApiError(
+                    400, "VALIDATION_ERROR", f"Invalid input JSON: each input needs {', '.join(keys)}"
+                )
+        return inputs
+
+    def _reject_duplicates(self, ids: list[str]) -> None:
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ApiError(
+                400,
+                "VALIDATION_ERROR",
+                f"Duplicate IDs found in batch input: {duplicates}. IDs must be unique",
+                context={"ids": duplicates},
+            )
+
+    def batch_upsert(self, request: Request, version: str, body: Any) -> tuple[int, Any]:
+        inputs = self._require_shape(self._inputs(body), "id", "properties")
+
+        def key(item: dict[str, Any]) -> str:
+            by_email = item.get("idProperty") == "email"
+            return normalize_email(str(item["id"])) if by_email else str(item["id"])
+
+        self._reject_duplicates([key(item) for item in inputs])
+
+        def check(item: dict[str, Any]) -> dict[str, str]:
+            id_property = item.get("idProperty") or "hs_object_id"
+            extra = []
+            if id_property == "email":
+                try:
+                    validate(self.state.properties["email"], key(item))
+                except InvalidValue as exc:
+                    extra.append(
+                        {"isValid": False, "message": exc.message, "error": exc.code, "name": "email"}
+                    )
+            elif id_property != "hs_object_id":
+                extra.append(
+                    {
+                        "isValid": False,
+                        "name": id_property,
+                        "error": "INVALID_ID_PROPERTY",
+                        "message": f"Unable to perform update/upsert by non-unique {id_property} property",
+                    }
+                )
+            return self._checked_properties(item["properties"], extra)
+
+        def write(item: dict[str, Any], clean: dict[str, str]) -> dict[str, Any]:
+            if item.get("idProperty") == "email":
+                contact_id, created = self._write(self.state.email_index.get(key(item)), key(item), clean)
+            else:
+                contact_id, created = self._write(self._existing(key(item)), None, clean)
+            return self._contact_json(
+                contact_id, created, item.get("objectWriteTraceId"), only=[*clean, "email"]
+            )
+
+        return self._run_batch(version, inputs, check, write, 200)
+
+    def batch_create(self, request: Request, version: str, body: Any) -> tuple[int, Any]:
+        inputs = self._require_shape(self._inputs(body), "properties")
+
+        def check(item: dict[str, Any]) -> dict[str, str]:
+            return self._checked_properties(item["properties"])
+
+        def write(item: dict[str, Any], clean: dict[str, str]) -> dict[str, Any]:
+            email = clean.get("email")
+            if email and email in self.state.email_index:
+                raise InputProblem(
+                    "CONFLICT", f"Contact already exists. Existing ID: {self.state.email_index[email]}"
+                )
+            contact_id, _ = self._write(None, None, clean)
+            return self._contact_json(contact_id, trace=item.get("objectWriteTraceId"))
+
+        return self._run_batch(version, inputs, check, write, 201)
+
+    def batch_update(self, request: Request, version: str, body: Any) -> tuple[int, Any]:
+        inputs = self._require_shape(self._inputs(body), "id", "properties")
+        self._reject_duplicates([str(item["id"]) for item in inputs])
+
+        def check(item: dict[str, Any]) -> dict[str, str]:
+            id_property = item.get("idProperty") or "hs_object_id"
+            if id_property != "hs_object_id":
+                # HubSpot's guide: batch update takes record ids; upsert is the by-email path.
+                raise InputProblem(
+                    "VALIDATION_ERROR",
+                    f"Unable to perform update/upsert by non-unique {id_property} property",
+                )
+            return self._checked_properties(item["properties"])
+
+        def write(item: dict[str, Any], clean: dict[str, str]) -> dict[str, Any]:
+            contact_id, _ = self._write(self._existing(str(item["id"])), None, clean)
+            return self._contact_json(contact_id, trace=item.get("objectWriteTraceId"))
+
+        return self._run_batch(version, inputs, check, write, 200)
+
+    def _existing(self, contact_id: str) -> str:
+        if contact_id not in self.state.contacts:
+            raise InputProblem(
+                "OBJECT_NOT_FOUND",
+                "Could not get some CONTACT objects, they may be deleted or not exist. "
+                "Check that ids are valid.",
+            )
+        return contact_id
 
     def _inputs(self, body: Any) -> list[Any]:
         if not isinstance(body, dict) or not isinstance(body.get("inputs"), list):

@@ -21,6 +21,15 @@ ALL_SCOPES = frozenset(
     }
 )
 PORTAL_ID = 24_681_357
+#: HubSpot's documented limits per tier (per app per 10 s, per account per day), 2026.
+TIERS = {
+    "free": (100, 250_000),
+    "starter": (100, 250_000),
+    "professional": (190, 625_000),
+    "enterprise": (190, 1_000_000),
+    "api-limit-increase": (250, 1_250_000),
+    "marketplace-oauth": (110, 250_000),
+}
 
 
 @dataclass
@@ -44,6 +53,13 @@ class SandboxConfig:
     seed: int = 7
 
     def update(self, changes: dict[str, Any]) -> None:
+        """Change settings; ``{"tier": "professional"}`` sets that tier's documented limits."""
+        changes = dict(changes)
+        if "tier" in changes:
+            tier = str(changes.pop("tier"))
+            if tier not in TIERS:
+                raise KeyError(f"tier {tier!r} (one of {', '.join(TIERS)})")
+            self.ten_second_limit, self.daily_limit = TIERS[tier]
         for key, value in changes.items():
             if not hasattr(self, key):
                 raise KeyError(key)

@@ -50,11 +50,16 @@ def governor_for(sandbox: SandboxServer, **overrides: Any) -> RateGovernor:
     return RateGovernor(GovernorSettings(**settings))
 
 
+@pytest.fixture(params=VERSIONS, ids=[v.value for v in VERSIONS])
+def api_version(request: pytest.FixtureRequest) -> ApiVersion:
+    """Every test that builds a client runs once per supported HubSpot API version."""
+    version: ApiVersion = request.param
+    return version
+
+
 @pytest.fixture
-def make_client(sandbox: SandboxServer) -> Callable[..., HubSpotClient]:
-    def build(
-        version: ApiVersion = ApiVersion.V2026_09, token: str | None = None, **governor: Any
-    ) -> HubSpotClient:
+def make_client(sandbox: SandboxServer, api_version: ApiVersion) -> Callable[..., HubSpotClient]:
+    def build(version: ApiVersion = api_version, token: str | None = None, **governor: Any) -> HubSpotClient:
         secret = TokenSecret({"accessToken": token or sandbox.state.add_private_app_token()})
         return HubSpotClient(
             StaticTokenCredentials(secret),
@@ -69,7 +74,7 @@ def make_client(sandbox: SandboxServer) -> Callable[..., HubSpotClient]:
     return build
 
 
-@pytest.fixture(params=VERSIONS, ids=[v.value for v in VERSIONS])
-def client(request: pytest.FixtureRequest, make_client: Callable[..., HubSpotClient]) -> HubSpotClient:
-    built: HubSpotClient = make_client(request.param)
+@pytest.fixture
+def client(make_client: Callable[..., HubSpotClient]) -> HubSpotClient:
+    built: HubSpotClient = make_client()
     return built

@@ -17,12 +17,14 @@ from tests.hubspot.conftest import FAST_RETRY, TokenSecret, governor_for
 ONE = [UpsertInput("ada@example.com", {"firstname": "Ada"})]
 
 
-def test_unknown_token_is_a_configuration_error_after_one_fresh_secret_read(sandbox: SandboxServer) -> None:
+def test_unknown_token_is_a_configuration_error_after_one_fresh_secret_read(
+    sandbox: SandboxServer, api_version: ApiVersion
+) -> None:
     secret = TokenSecret({"accessToken": "pat-na1-00000000-0000-0000-0000-000000000000"})
     client = HubSpotClient(
         StaticTokenCredentials(secret),
         governor_for(sandbox),
-        ApiVersion.V2026_09,
+        api_version,
         base_url=sandbox.url,
         retry=FAST_RETRY,
     )
@@ -34,13 +36,13 @@ def test_unknown_token_is_a_configuration_error_after_one_fresh_secret_read(sand
     assert "pat-na1" not in str(raised.value)
 
 
-def test_a_rotated_token_is_picked_up_on_401(sandbox: SandboxServer) -> None:
+def test_a_rotated_token_is_picked_up_on_401(sandbox: SandboxServer, api_version: ApiVersion) -> None:
     old = sandbox.state.add_private_app_token()
     secret = TokenSecret({"accessToken": old})
     client = HubSpotClient(
         StaticTokenCredentials(secret),
         governor_for(sandbox),
-        ApiVersion.V3,
+        api_version,
         base_url=sandbox.url,
         retry=FAST_RETRY,
     )
@@ -146,11 +148,11 @@ def test_dropped_connections_are_retried(
         assert client.batch_upsert([UpsertInput(f"d{i}@example.com", {"city": "x"})])[0].ok
 
 
-def test_timeouts_are_retryable(sandbox: SandboxServer) -> None:
+def test_timeouts_are_retryable(sandbox: SandboxServer, api_version: ApiVersion) -> None:
     client = HubSpotClient(
         StaticTokenCredentials(TokenSecret({"accessToken": sandbox.state.add_private_app_token()})),
         governor_for(sandbox),
-        ApiVersion.V2026_09,
+        api_version,
         base_url=sandbox.url,
         session=new_session(),
         timeout=(1, 0.1),

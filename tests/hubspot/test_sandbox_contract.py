@@ -294,3 +294,65 @@ def test_inspection_and_configuration_endpoints(
     configured = requests.post(base + "/__sandbox/config", json={"ten_second_limit": 190}, timeout=5)
     assert configured.json()["ten_second_limit"] == 190
     assert requests.post(base + "/__sandbox/config", json={"nope": 1}, timeout=5).status_code == 400
+
+
+@pytest.mark.parametrize(("version", "multi_status"), [("v3", 207), ("2026-03", 207), ("2026-09", 200)])
+def test_batch_create_and_update(api: tuple[str, dict[str, str]], version: str, multi_status: int) -> None:
+    base, headers = api
+    objects = UPSERT_PATHS[version].removesuffix("/upsert")
+    created = requests.post(
+        base + objects + "/create",
+        headers=headers,
+        timeout=5,
+        json={
+            "inputs": [
+                {"properties": {"email": "new@example.com", "firstname": "New"}, "objectWriteTraceId": "c1"}
+            ]
+        },
+    )
+    assert created.status_code == 201
+    (record,) = created.json()["results"]
+    conflict = requests.post(
+        base + objects + "/create",
+        headers=headers,
+        timeout=5,
+        json={
+            "inputs": [
+                {"properties": {"email": "NEW@example.com"}, "objectWriteTraceId": "c2"},
+                {"properties": {"email": "other@example.com"}, "objectWriteTraceId": "c3"},
+            ]
+        },
+    )
+    assert conflict.status_code == multi_status
+    assert conflict.json()["errors"][0]["category"] == "CONFLICT"
+    updated = requests.post(
+        base + objects + "/update",
+        headers=headers,
+        timeout=5,
+        json={
+            "inputs": [
+                {"id": record["id"], "properties": {"lastname": "Updated"}, "objectWriteTraceId": "u1"},
+                {"id": "999999", "properties": {"lastname": "Ghost"}, "objectWriteTraceId": "u2"},
+            ]
+        },
+    )
+    assert updated.status_code == multi_status
+    assert updated.json()["results"][0]["properties"]["lastname"] == "Updated"
+    assert updated.json()["errors"][0]["category"] == "OBJECT_NOT_FOUND"
+    by_email = requests.post(
+        base + objects + "/update",
+        headers=headers,
+        timeout=5,
+        json={"inputs": [{"id": "new@example.com", "idProperty": "email", "properties": {"lastname": "X"}}]},
+    )
+    assert by_email.status_code == 400
+    assert "non-unique email" in by_email.json()["message"]
+
+
+def test_tier_presets(sandbox: SandboxServer) -> None:
+    response = requests.post(sandbox.url + "/__sandbox/config", json={"tier": "professional"}, timeout=5)
+    assert (response.json()["ten_second_limit"], response.json()["daily_limit"]) == (190, 625_000)
+    assert (
+        requests.post(sandbox.url + "/__sandbox/config", json={"tier": "platinum"}, timeout=5).status_code
+        == 400
+    )

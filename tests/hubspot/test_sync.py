@@ -310,3 +310,10 @@ def test_a_property_created_in_hubspot_later_is_picked_up(
     now[0] = 61.0
     service.process(harness.messages([update("ada@example.com", loyalty_tier="gold")]))
     assert harness.contact("ada@example.com")["loyalty_tier"] == "gold"
+
+
+def test_report_carries_the_remaining_rate_limit(harness: Harness) -> None:
+    report = harness.service.process(harness.messages([update("ada@example.com", city="x")]))
+    assert report.rate_limit_remaining is not None and 0 < report.rate_limit_remaining < 100
+    again = harness.service.process(harness.messages([update("ada@example.com", city="x")]))
+    assert again.hubspot_requests == 0 and again.rate_limit_remaining is None

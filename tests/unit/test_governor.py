@@ -118,3 +118,11 @@ def test_daily_reserve_from_headers() -> None:
 def test_next_daily_reset_utc() -> None:
     noon = datetime(2026, 11, 22, 12, 0, tzinfo=UTC).timestamp()
     assert next_daily_reset(noon) == datetime(2026, 11, 23, tzinfo=UTC).timestamp()
+
+
+def test_the_latest_remaining_header_is_kept_for_the_metric() -> None:
+    rate = governor(FakeTime())
+    assert rate.last_remaining is None
+    rate.observe({"X-HubSpot-RateLimit-Remaining": "87"})
+    rate.observe({})
+    assert rate.last_remaining == 87

@@ -121,6 +121,8 @@ def publish_metrics(report: SyncReport) -> None:
         ("HubSpotThrottled", report.throttled),
     ):
         metrics.add_metric(name=name, unit="Count", value=value)
+    if report.rate_limit_remaining is not None:
+        metrics.add_metric(name="RateLimitRemaining", unit="Count", value=report.rate_limit_remaining)
 
 
 def handle(service: SyncService, event: Mapping[str, Any]) -> dict[str, Any]:

@@ -55,6 +55,8 @@ class SyncReport:
     hubspot_requests: int = 0
     throttled: int = 0
     daily_limit_resets_at: float | None = None
+    #: HubSpot's remaining burst budget after the last call (None when no call was made)
+    rate_limit_remaining: int | None = None
     #: email -> "synced" | "skipped" | "failed" | "retry": what happened to each contact
     outcomes: dict[str, str] = field(default_factory=dict)
 
@@ -181,6 +183,8 @@ class SyncService:
         report.failed_message_ids = failed_with_fifo_successors(messages, failed_ids)
         report.hubspot_requests = self._client.requests_sent - requests_before
         report.throttled = self._client.governor.throttled - throttled_before
+        if report.hubspot_requests:
+            report.rate_limit_remaining = self._client.governor.last_remaining
         if self._extender is not None and report.failed_message_ids:
             self._schedule_retries(messages, report)
         return report

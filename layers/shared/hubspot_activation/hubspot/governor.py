@@ -83,6 +83,8 @@ class RateGovernor:
         self._window = settings.window_seconds * 1.02 + 0.02
         self.waited_seconds = 0.0
         self.throttled = 0
+        #: HubSpot's X-HubSpot-RateLimit-Remaining on the latest answer (None before any)
+        self.last_remaining: int | None = None
 
     def acquire(self) -> None:
         """Block until a request may be sent; raise DailyLimitReached when the daily budget is spent."""
@@ -112,6 +114,7 @@ class RateGovernor:
         interval = interval_ms / 1000 if interval_ms else self.settings.window_seconds
         with self._lock:
             if remaining is not None:
+                self.last_remaining = remaining
                 headroom = maximum * (1 - self.settings.share)
                 if remaining <= headroom:
                     # Others are using the window: wait for roughly the slots we would eat into.
