@@ -8,7 +8,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from werkzeug.wrappers import Request, Response
@@ -22,15 +22,18 @@ LambdaHandler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 @dataclass
 class LocalContext:
-    """Enough of LambdaContext for powertools' Logger."""
+    """Enough of LambdaContext for powertools' Logger and for code that watches its time left:
+    the clock starts when the context is made, like an invocation's."""
 
     function_name: str = "local"
     memory_limit_in_mb: int = 512
     invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:local"
     aws_request_id: str = ""
+    timeout_seconds: float = 10.0
+    started_at: float = field(default_factory=time.monotonic)
 
     def get_remaining_time_in_millis(self) -> int:
-        return 10_000
+        return max(0, int((self.started_at + self.timeout_seconds - time.monotonic()) * 1000))
 
 
 def http_api_event(request: Request) -> dict[str, Any]:

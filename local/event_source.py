@@ -60,6 +60,8 @@ class EventSourcePoller:
     #: The queue's visibility timeout applies to failed records; the local stack shortens it so a
     #: retry is seen in seconds rather than minutes.
     visibility_timeout: int = 720
+    #: The function's Timeout from the template: what its context reports as time left.
+    function_timeout: float = 120.0
     stats: PollerStats = field(default_factory=PollerStats)
     #: receipt handle -> when the function asked for the message to be visible again
     visible_again_at: dict[str, float] = field(default_factory=dict)
@@ -105,7 +107,12 @@ class EventSourcePoller:
         self.stats.records += len(messages)
         try:
             result = self.handler(
-                event, LocalContext(function_name="upsert", aws_request_id=str(uuid.uuid4()))
+                event,
+                LocalContext(
+                    function_name="upsert",
+                    aws_request_id=str(uuid.uuid4()),
+                    timeout_seconds=self.function_timeout,
+                ),
             )
             failed = {item["itemIdentifier"] for item in (result or {}).get("batchItemFailures", [])}
             if not failed <= set(by_id):

@@ -131,6 +131,7 @@ def start(
         local_aws.resolver.attributes["ActivationsQueue.Arn"],
         upsert,
         visibility_timeout=visibility_timeout,
+        function_timeout=float(local_aws.cfn["Resources"]["UpsertFunction"]["Properties"]["Timeout"]),
     )
     token = json.loads(local_aws.secret_values["IngestTokenSecret"])["token"]
     return LocalStack(local_aws, api, token, poller, hubspot_url, sandbox, reports)

@@ -143,4 +143,4 @@ class FakeContext:
     aws_request_id = "ctx-1"
 
     def get_remaining_time_in_millis(self) -> int:
-        return 10_000
+        return 120_000  # the upsert function's Timeout

@@ -22,4 +22,4 @@ def _service() -> SyncService:
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return handle(_service(), event)
+    return handle(_service(), event, context)

@@ -92,6 +92,7 @@ class SandboxApp:
     def __init__(self, state: SandboxState) -> None:
         self.state = state
         self._random = random.Random(state.config.seed)  # noqa: S311 - fault injection, not security
+        self._routes = ((_OBJECTS, self._object_routes()), (_PROPERTIES, self._property_routes()))
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         request = Request(environ)
@@ -216,10 +217,7 @@ class SandboxApp:
         return token
 
     def route(self, method: str, path: str) -> Route | None:
-        for pattern, (fixed, by_name) in (
-            (_OBJECTS, self._object_routes()),
-            (_PROPERTIES, self._property_routes()),
-        ):
+        for pattern, (fixed, by_name) in self._routes:
             if match := pattern.match(path):
                 version, rest = match.group(1) or "v3", match.group("rest") or ""
                 if (method, rest) in fixed:

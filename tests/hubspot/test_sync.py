@@ -317,3 +317,11 @@ def test_report_carries_the_remaining_rate_limit(harness: Harness) -> None:
     assert report.rate_limit_remaining is not None and 0 < report.rate_limit_remaining < 100
     again = harness.service.process(harness.messages([update("ada@example.com", city="x")]))
     assert again.hubspot_requests == 0 and again.rate_limit_remaining is None
+
+
+def test_contacts_not_reached_before_the_timeout_go_back_to_the_queue(harness: Harness) -> None:
+    messages = harness.messages([update(f"u{i}@example.com", city="x") for i in range(150)], shards=1)
+    left = iter([500.0, 5.0])  # enough time for the first chunk of 100, not for the second
+    report = harness.service.process(messages, remaining_seconds=lambda: next(left))
+    assert report.synced == 100 and report.retried_later == 50
+    assert report.failed_message_ids == [m.message_id for m in messages]  # one group: all go back

@@ -89,3 +89,18 @@ def test_handler_with_a_broken_setting_fails_loudly(monkeypatch: pytest.MonkeyPa
     lambda_handler = handler("upsert", cold_start=True)
     with pytest.raises(ValueError, match="LEDGER_TABLE"):
         lambda_handler({"Records": []}, FakeContext())
+
+
+def test_handler_hands_everything_back_when_the_invocation_has_no_time_left(
+    upsert_env: tuple[SandboxServer, str],
+) -> None:
+    sandbox, _queue = upsert_env
+
+    class AlmostOut(FakeContext):
+        def get_remaining_time_in_millis(self) -> int:
+            return 5_000
+
+    event = sqs_event([ContactUpdate("ada@example.com", (), {"firstname": "Ada"})])
+    result = handler("upsert", cold_start=True)(event, AlmostOut())
+    assert result == {"batchItemFailures": [{"itemIdentifier": r["messageId"]} for r in event["Records"]]}
+    assert sandbox.state.contacts == {}

@@ -125,9 +125,10 @@ def publish_metrics(report: SyncReport) -> None:
         metrics.add_metric(name="RateLimitRemaining", unit="Count", value=report.rate_limit_remaining)
 
 
-def handle(service: SyncService, event: Mapping[str, Any]) -> dict[str, Any]:
+def handle(service: SyncService, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
     messages = inbound_messages(event)
-    report = service.process(messages)
+    remaining = (lambda: context.get_remaining_time_in_millis() / 1000) if context is not None else None
+    report = service.process(messages, remaining)
     publish_metrics(report)
     logger.info(
         "batch processed",

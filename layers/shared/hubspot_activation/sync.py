@@ -146,14 +146,23 @@ class SyncService:
         retry_base_seconds: int = RETRY_BASE_SECONDS,
     ) -> None:
         self._retry_base = retry_base_seconds
+        # One upsert (with a possible retry of refused fields) may wait up to the client's retry
+        # budget twice, plus time to record the outcome.
+        self._call_budget = 2 * client.retry_policy.max_wait_seconds + 10
+        self._remaining: Callable[[], float] = lambda: float("inf")
         self._client = client
         self._schema = schema
         self._ledger = ledger
         self._extender = extender
         self._clock = clock
 
-    def process(self, messages: Sequence[InboundMessage]) -> SyncReport:
+    def process(
+        self, messages: Sequence[InboundMessage], remaining_seconds: Callable[[], float] | None = None
+    ) -> SyncReport:
+        """``remaining_seconds`` is the invocation's time left: no HubSpot call is started without
+        enough of it, and the contacts not reached go back to the queue instead of timing out."""
         report = SyncReport()
+        self._remaining = remaining_seconds or (lambda: float("inf"))
         requests_before, throttled_before = self._client.requests_sent, self._client.governor.throttled
         contacts, poison = coalesce(messages)
         retry: set[str] = set()  # emails to hand back to the queue
@@ -232,6 +241,10 @@ class SyncService:
                 ledger_updates.append(self._entry(contact, previous, None))
         for start in range(0, len(to_write), MAX_BATCH_INPUTS):
             chunk = to_write[start : start + MAX_BATCH_INPUTS]
+            if self._remaining() < self._call_budget:
+                logger.warning("time is running out; the rest of the batch goes back to the queue")
+                retry.update(contact.email for contact in to_write[start:])
+                break
             try:
                 results = self._upsert(chunk)
             except DailyLimitReached:

@@ -101,6 +101,7 @@ class HubSpotClient:
         self._session = session or new_session()
         self._timeout = timeout
         self._retry = retry or RetryPolicy()
+        self.retry_policy = self._retry
         self._sleep = sleep
         self._jitter = random.Random()  # noqa: S311 - backoff jitter
         self.requests_sent = 0
