@@ -67,7 +67,7 @@ def main() -> None:
     saved = dict(os.environ)
     rows: dict[str, dict[str, float]] = {}
     throttled = contacts = 0
-    shard_counts = [int(value) for value in os.environ.get("BENCH_SHARDS", "16").split(",")]
+    shard_counts = [int(value) for value in os.environ.get("BENCH_SHARDS", "8,16").split(",")]
     for shards in shard_counts:
         stack = local_stack.start(parameters={"ShardCount": shards})
         try:
