@@ -8,9 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .model import ContactUpdate, Exclusion, ProfileWarning
+from .model import Exclusion, ProfileWarning
 from .payloads import ParseOptions, parse_activation
-from .queue import MessagePublisher, encode_update, fits_in_message, pack
+from .queue import MessagePublisher, encode_update, fits_in_message, pack_encoded
 from .settings import IngestSettings
 
 
@@ -56,21 +56,22 @@ class IngestService:
         )
         parsed = parse_activation(document, options)
         excluded = list(parsed.excluded)
-        updates: list[ContactUpdate] = []
+        encoded: list[tuple[str, str]] = []  # encoded once: checked for size, then packed
         for index, update in parsed.updates:
-            if fits_in_message(encode_update(update), self._settings.max_message_bytes):
-                updates.append(update)
+            text = encode_update(update)
+            if fits_in_message(text, self._settings.max_message_bytes):
+                encoded.append((update.email, text))
             else:
                 excluded.append(Exclusion(index, "profile is larger than the queue message limit"))
         excluded.sort(key=lambda item: item.index)
-        messages = pack(updates, self._settings.shard_count, self._settings.max_message_bytes)
+        messages = pack_encoded(encoded, self._settings.shard_count, self._settings.max_message_bytes)
         requests = self._publisher.publish(messages, request_id) if messages else 0
         per_group = Counter[str]()
         for message in messages:
             per_group[message.group_id] += message.update_count
         return IngestResult(
             request_id=request_id,
-            accepted=len(updates),
+            accepted=len(encoded),
             excluded=excluded,
             warnings=parsed.warnings,
             messages=len(messages),

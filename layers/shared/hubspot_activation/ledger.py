@@ -4,7 +4,7 @@ skipped and every outcome is recorded (DESIGN.md section 5.2 and 5.6)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
@@ -163,12 +163,3 @@ def _from_item(item: Mapping[str, Any]) -> LedgerEntry:
         updated_at_ms=int(Decimal(item.get("updatedAt", {}).get("N", "0"))),
         rejected=text("rejected"),
     )
-
-
-def merge_applied(
-    previous: Mapping[str, AppliedAudience], applied: Iterable[tuple[str, AppliedAudience]]
-) -> dict[str, AppliedAudience]:
-    merged = dict(previous)
-    for audience_id, entry in applied:
-        merged[audience_id] = entry
-    return merged

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .hubspot.client import HubSpotClient
-from .hubspot.errors import HubSpotError, PropertyLimitReached
+from .hubspot.errors import PropertyLimitReached
 from .model import AttributeValue, AudienceStatus
 from .timestamps import TimestampError, iso_from_ms, to_epoch_ms
 
@@ -274,7 +274,6 @@ def unknown_names(definitions: Mapping[str, Any], names: Iterable[str]) -> set[s
 __all__ = [
     "AudienceProperty",
     "CoercionError",
-    "HubSpotError",
     "PropertySchema",
     "audience_property_name",
     "coerce",

@@ -76,14 +76,20 @@ def pack(
 ) -> list[QueueMessage]:
     """Group updates by shard, keeping request order inside each shard, into messages of at most
     ``max_message_bytes``. Every update must already fit on its own (see ``fits_in_message``)."""
+    return pack_encoded(((u.email, encode_update(u)) for u in updates), shard_count, max_message_bytes)
+
+
+def pack_encoded(
+    updates: Iterable[tuple[str, str]], shard_count: int, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+) -> list[QueueMessage]:
+    """``pack`` for updates already encoded, as (email, encoded update) pairs."""
     pending: dict[str, list[str]] = {}
     sizes: dict[str, int] = {}
     messages: list[QueueMessage] = []
-    for update in updates:
-        encoded = encode_update(update)
+    for email, encoded in updates:
         if not fits_in_message(encoded, max_message_bytes):
             raise ValueError(f"an update of {len(encoded)} bytes does not fit in one message")
-        group = shard_of(update.email, shard_count)
+        group = shard_of(email, shard_count)
         size = len(encoded.encode("utf-8")) + 1  # the separating comma
         if group in pending and sizes[group] + size > max_message_bytes:
             messages.append(QueueMessage(group, message_body(pending[group]), len(pending[group])))

@@ -20,17 +20,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import DailyLimitReached
 
-#: HubSpot's burst limits per 10 s by tier (privately distributed apps and service keys; 110 for
-#: marketplace OAuth apps).
-TIER_LIMITS = {
-    "free": 100,
-    "starter": 100,
-    "professional": 190,
-    "enterprise": 190,
-    "api-add-on": 250,
-    "oauth": 110,
-}
-
 
 @dataclass(frozen=True)
 class GovernorSettings:
