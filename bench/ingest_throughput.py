@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-from hubspot_activation.ingest import IngestService
-from hubspot_activation.queue import SqsFifoPublisher
+from hubspot_activation.ingest.publisher import SqsFifoPublisher
+from hubspot_activation.ingest.service import IngestService
 from hubspot_activation.settings import IngestSettings
 from moto import mock_aws
 

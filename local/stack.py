@@ -111,6 +111,8 @@ def start(
     os.environ.update(local_aws.function_environment("IngestFunction"))
     os.environ.update(local_aws.function_environment("UpsertFunction"))
     os.environ["HUBSPOT_BASE_URL"] = hubspot_url
+    # No X-Ray daemon runs locally: the functions' Tracer would only complain about missing segments.
+    os.environ["POWERTOOLS_TRACE_DISABLED"] = "true"
     # Retries within seconds, like the shortened visibility timeout below: a demo cannot wait minutes.
     os.environ["RETRY_BASE_SECONDS"] = str(visibility_timeout)
     # A new stack is a cold start: fresh function modules, so no client of a previous stack is reused.

@@ -9,8 +9,8 @@ from typing import Any
 
 import boto3
 import pytest
-from hubspot_activation.mapping import AttributeMapping
-from hubspot_activation.payloads import ParseOptions
+from hubspot_activation.ingest.mapping import AttributeMapping
+from hubspot_activation.ingest.payloads import ParseOptions
 from moto import mock_aws
 
 INGEST_TOKEN = "test-ingest-token-0123456789"

@@ -6,8 +6,8 @@ from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from hubspot_activation.ingest_api import IngestApi
-from hubspot_activation.observability import logger, metrics
+from hubspot_activation.ingest.api import IngestApi
+from hubspot_activation.observability import logger, metrics, tracer
 
 
 @cache
@@ -18,6 +18,7 @@ def _api() -> IngestApi:
 
 
 @logger.inject_lambda_context(correlation_id_path="requestContext.requestId", clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return _api().handle(event, context)

@@ -6,10 +6,10 @@ from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from hubspot_activation.consumer import build_sync_service, handle
-from hubspot_activation.observability import logger, metrics
+from hubspot_activation.observability import logger, metrics, tracer
 from hubspot_activation.settings import UpsertSettings
-from hubspot_activation.sync import SyncService
+from hubspot_activation.upsert.adapter import build_sync_service, handle
+from hubspot_activation.upsert.service import SyncService
 
 
 @cache
@@ -20,6 +20,7 @@ def _service() -> SyncService:
 
 
 @logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return handle(_service(), event, context)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import requests
-from hubspot_activation.properties import audience_property_name
+from hubspot_activation.upsert.properties import audience_property_name
 
 from local import stack as local_stack
 from local.functions import handler

@@ -7,13 +7,15 @@ from dataclasses import dataclass, field
 
 import pytest
 from hubspot_activation.hubspot.client import HubSpotClient
-from hubspot_activation.ledger import InMemoryLedger, LedgerEntry, LedgerUnavailable
+from hubspot_activation.messages import pack, shard_of
 from hubspot_activation.model import AudienceChange, AudienceStatus, ContactUpdate
-from hubspot_activation.properties import PropertySchema, audience_property_name
-from hubspot_activation.queue import pack, shard_of
-from hubspot_activation.sync import InboundMessage, SyncService
+from hubspot_activation.upsert.ledger import LedgerEntry, LedgerUnavailable
+from hubspot_activation.upsert.properties import audience_property_name
+from hubspot_activation.upsert.schema import PropertySchema
+from hubspot_activation.upsert.service import InboundMessage, SyncService
 
 from local.hubspot_sandbox import SandboxServer
+from tests.fakes import InMemoryLedger
 
 GOLD = "a1b2c3d4-0000-4000-8000-000000000001"
 CART = "a1b2c3d4-0000-4000-8000-000000000002"

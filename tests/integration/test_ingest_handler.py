@@ -9,8 +9,9 @@ from typing import Any
 
 import boto3
 import pytest
-from hubspot_activation.ingest import IngestService
-from hubspot_activation.queue import SqsFifoPublisher, decode_message, shard_of
+from hubspot_activation.ingest.publisher import SqsFifoPublisher
+from hubspot_activation.ingest.service import IngestService
+from hubspot_activation.messages import decode_message, shard_of
 from hubspot_activation.settings import IngestSettings
 
 from local.functions import load_function

@@ -9,8 +9,8 @@ from typing import Any
 
 import boto3
 import pytest
+from hubspot_activation.messages import pack
 from hubspot_activation.model import AudienceChange, AudienceStatus, ContactUpdate
-from hubspot_activation.queue import pack
 from moto import mock_aws
 
 from local.functions import handler

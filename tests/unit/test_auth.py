@@ -5,7 +5,12 @@ import json
 from typing import Any
 
 import pytest
-from hubspot_activation.auth import IngestAuthenticator, Unauthorized, accepted_tokens, presented_credentials
+from hubspot_activation.ingest.auth import (
+    IngestAuthenticator,
+    Unauthorized,
+    accepted_tokens,
+    presented_credentials,
+)
 
 TOKEN = "s3cr3t-token"
 

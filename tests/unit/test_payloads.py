@@ -6,9 +6,9 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from hubspot_activation.mapping import AttributeMapping
+from hubspot_activation.ingest.mapping import AttributeMapping
+from hubspot_activation.ingest.payloads import InvalidRequest, ParsedRequest, ParseOptions, parse_activation
 from hubspot_activation.model import AudienceChange, AudienceStatus, ContactUpdate
-from hubspot_activation.payloads import InvalidRequest, ParsedRequest, ParseOptions, parse_activation
 
 from tests.conftest import RECEIVED_AT_MS
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hubspot_activation.properties import (
+from hubspot_activation.upsert.properties import (
     CoercionError,
     audience_property_name,
     audience_property_spec,

@@ -1,12 +1,12 @@
 from __future__ import annotations
 
 import pytest
-from hubspot_activation.consumer import inbound_messages
 from hubspot_activation.emails import email_problem, normalize_email
-from hubspot_activation.mapping import DEFAULT_MAPPING, AttributeMapping, MappingError
+from hubspot_activation.ingest.mapping import DEFAULT_MAPPING, AttributeMapping, MappingError
 from hubspot_activation.settings import IngestSettings, SettingsError, UpsertSettings
-from hubspot_activation.sync import InboundMessage
 from hubspot_activation.timestamps import TimestampError, iso_from_ms, to_epoch_ms
+from hubspot_activation.upsert.adapter import inbound_messages
+from hubspot_activation.upsert.service import InboundMessage
 
 BASE = {"QUEUE_URL": "https://sqs/q.fifo", "INGEST_SECRET_ID": "arn:secret"}
 

@@ -8,8 +8,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from .mapping import AttributeMapping, MappingError
-from .queue import DEFAULT_MAX_MESSAGE_BYTES
+from .hubspot.versions import ApiVersion
+from .ingest.mapping import AttributeMapping, MappingError
+from .messages import DEFAULT_MAX_MESSAGE_BYTES
 
 Number = TypeVar("Number", int, float)
 PROPERTY_PREFIX = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
@@ -87,7 +88,8 @@ class UpsertSettings:
     hubspot_secret_id: str
     queue_url: str = ""
     hubspot_base_url: str = "https://api.hubapi.com"
-    api_version: str = "2026-09"
+    #: The newest generally available version; v3 goes unsupported in September 2027.
+    api_version: ApiVersion = ApiVersion.V2026_09
     tier_limit: int = 100
     share: float = 0.8
     max_concurrency: int = 2
@@ -104,12 +106,9 @@ class UpsertSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> UpsertSettings:
-        from .hubspot.versions import ApiVersion  # settings stay importable without the client
-
         env = os.environ if env is None else env
-        version = env.get("HUBSPOT_API_VERSION", "").strip() or "2026-09"
         try:
-            ApiVersion.parse(version)
+            version = ApiVersion.parse(env.get("HUBSPOT_API_VERSION", "").strip() or ApiVersion.V2026_09)
         except ValueError as exc:
             raise SettingsError(f"HUBSPOT_API_VERSION: {exc}") from exc
         prefix = env.get("AUDIENCE_PROPERTY_PREFIX", "").strip() or "aud_"

@@ -11,13 +11,14 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
 
-from ..observability import logger
+from ..observability import logger, tracer
+from .batch import MAX_BATCH_INPUTS, PropertyCreateOutcome, UpsertInput, UpsertResult
 from .credentials import Credentials
 from .errors import (
     DailyLimitReached,
@@ -31,7 +32,6 @@ from .errors import (
 from .governor import RateGovernor
 from .versions import ApiVersion, Paths
 
-MAX_BATCH_INPUTS = 100
 DEFAULT_BASE_URL = "https://api.hubapi.com"
 
 
@@ -46,30 +46,13 @@ def new_session(pool_size: int = 10) -> requests.Session:
 
 
 @dataclass(frozen=True)
-class UpsertInput:
-    email: str
-    properties: Mapping[str, str]
+class CallStats:
+    """What the client has done so far, for reports and metrics (callers take differences)."""
 
-
-@dataclass
-class UpsertResult:
-    email: str
-    contact_id: str | None = None
-    created: bool | None = None
-    error: HubSpotError | None = None
-    #: HubSpot's per-property details (``name``, ``error`` code, ``message``) for a failed input.
-    property_errors: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-
-@dataclass
-class PropertyCreateOutcome:
-    created: list[dict[str, Any]] = field(default_factory=list)
-    existing: list[str] = field(default_factory=list)
-    failed: dict[str, HubSpotError] = field(default_factory=dict)
+    requests: int
+    throttled: int
+    #: HubSpot's X-HubSpot-RateLimit-Remaining on the latest answer (None before any)
+    rate_limit_remaining: int | None
 
 
 @dataclass(frozen=True)
@@ -101,13 +84,21 @@ class HubSpotClient:
         self._session = session or new_session()
         self._timeout = timeout
         self._retry = retry or RetryPolicy()
-        self.retry_policy = self._retry
         self._sleep = sleep
         self._jitter = random.Random()  # noqa: S311 - backoff jitter
         self.requests_sent = 0
 
+    def stats(self) -> CallStats:
+        return CallStats(self.requests_sent, self.governor.throttled, self.governor.last_remaining)
+
+    @property
+    def max_call_seconds(self) -> float:
+        """The longest one logical call can take: every retry wait plus the last attempt's timeouts."""
+        return self._retry.max_wait_seconds + sum(self._timeout)
+
     # --- transport -------------------------------------------------------------------------------
 
+    @tracer.capture_method(capture_response=False, capture_error=False)
     def request(
         self, method: str, path: str, json_body: Any = None, params: Mapping[str, str] | None = None
     ) -> tuple[int, Any]:
@@ -316,6 +307,7 @@ class HubSpotClient:
 
 
 __all__ = [
+    "CallStats",
     "DailyLimitReached",
     "HubSpotClient",
     "HubSpotError",

@@ -14,10 +14,9 @@ from typing import Any, Protocol
 
 import requests
 
+from ..secret_store import SecretFetcher
 from .errors import ErrorKind, HubSpotError, parse_body
 
-#: Returns the credential secret; ``True`` forces a fresh read (rotation) instead of the cache.
-SecretFetcher = Callable[[bool], Any]
 #: Refresh this long before HubSpot's expiry (tokens live 30 minutes).
 EXPIRY_MARGIN_SECONDS = 120
 
@@ -38,9 +37,6 @@ class Credentials(Protocol):
         """HubSpot answered 401: re-read the secret (rotation) and get a fresh token next time."""
         ...
 
-    @property
-    def is_oauth(self) -> bool: ...
-
 
 def _secret_document(raw: Any) -> Mapping[str, Any]:
     if isinstance(raw, str | bytes):
@@ -55,8 +51,6 @@ def _secret_document(raw: Any) -> Mapping[str, Any]:
 
 class StaticTokenCredentials:
     """``{"accessToken": "pat-..."}``: a legacy private app token or a service key."""
-
-    is_oauth = False
 
     def __init__(self, fetch_secret: SecretFetcher) -> None:
         self._fetch = fetch_secret
@@ -80,8 +74,6 @@ class StaticTokenCredentials:
 class OAuthCredentials:
     """``{"clientId", "clientSecret", "refreshToken"}``: access tokens from HubSpot's token endpoint,
     cached until shortly before they expire."""
-
-    is_oauth = True
 
     def __init__(
         self,

@@ -1,4 +1,4 @@
-"""Client-side pacing that keeps this connector under HubSpot's limits (DESIGN.md section 6).
+"""Client-side pacing that keeps this connector under HubSpot's limits.
 
 The 10-second limit is per app and the daily limit is shared by every app of the account, so the
 governor uses only ``share`` of the burst limit, divided by the consumer's maximum concurrency (each

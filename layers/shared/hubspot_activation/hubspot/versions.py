@@ -1,4 +1,8 @@
-"""HubSpot API paths for each supported version, from one setting (DESIGN.md section 8)."""
+"""HubSpot API paths for each supported version, from one setting.
+
+v3 goes unsupported in September 2027; the date versions (2026-03, 2026-09) move the version from the
+front of the path to after the object family (``/crm/objects/2026-09/contacts``).
+"""
 
 from __future__ import annotations
 
@@ -20,10 +24,6 @@ class ApiVersion(StrEnum):
             raise ValueError(f"unsupported HubSpot API version {text!r} (use one of {allowed})") from None
 
 
-#: The newest generally available version; v3 goes unsupported in September 2027.
-DEFAULT_VERSION = ApiVersion.V2026_09
-
-
 @dataclass(frozen=True)
 class Paths:
     version: ApiVersion
@@ -43,10 +43,6 @@ class Paths:
     @property
     def batch_upsert(self) -> str:
         return f"{self._objects}/batch/upsert"
-
-    @property
-    def batch_read(self) -> str:
-        return f"{self._objects}/batch/read"
 
     def contact(self, contact_id: str) -> str:
         return f"{self._objects}/{contact_id}"

@@ -1,6 +1,6 @@
 """Turn any supported request body into canonical ContactUpdates.
 
-Three formats are auto-detected per profile (DESIGN.md section 3): AEP profile export (raw XDM
+Three formats are auto-detected per profile: AEP profile export (raw XDM
 profile with identityMap / segmentMembership), Destination SDK output (identities /
 AdobeExperiencePlatformSegments) and the native format (email / attributes / audiences). The
 envelope can be a single profile, a bare array, or ``{"profiles": [...]}``.
@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..model import ContactUpdate, Exclusion, ProfileWarning
+from ...model import ContactUpdate, Exclusion, ProfileWarning
 from .aep import is_aep_profile, parse_aep_profile
 from .common import ParseOptions, ProfileContext, ProfileExcluded, require_object
 from .native import is_native_profile, parse_native_profile
@@ -36,10 +36,6 @@ class ParsedRequest:
     updates: list[tuple[int, ContactUpdate]] = field(default_factory=list)
     excluded: list[Exclusion] = field(default_factory=list)
     warnings: list[ProfileWarning] = field(default_factory=list)
-
-    @property
-    def received(self) -> int:
-        return len(self.updates) + len(self.excluded)
 
 
 def _profiles(document: Any) -> tuple[list[Any], Mapping[str, Any]]:

@@ -1,63 +1,19 @@
-"""Per-contact sync state (DynamoDB): what was applied, so stale changes and identical writes are
-skipped and every outcome is recorded (DESIGN.md section 5.2 and 5.6)."""
+"""The ledger in DynamoDB: one item per contact, keyed by the normalized email."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from ..observability import tracer
+from .ledger import SYNCED, AppliedAudience, LedgerEntry, LedgerUnavailable
+
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
-
-SYNCED = "synced"
-FAILED = "failed"
-
-
-@dataclass
-class AppliedAudience:
-    status: str
-    timestamp_ms: int
-
-
-@dataclass
-class LedgerEntry:
-    email: str
-    status: str
-    hubspot_id: str | None = None
-    #: audience id -> the newest status written to HubSpot and its timestamp
-    audiences: dict[str, AppliedAudience] = field(default_factory=dict)
-    #: property -> value of the last successful write (identical writes are skipped)
-    written: dict[str, str] = field(default_factory=dict)
-    reason: str | None = None
-    warnings: dict[str, str] = field(default_factory=dict)
-    updated_at_ms: int = 0
-    #: fingerprint of the last write HubSpot refused for good: the same write is not sent again
-    rejected: str | None = None
-
-
-class Ledger(Protocol):
-    def get_many(self, emails: Sequence[str]) -> dict[str, LedgerEntry]: ...
-
-    def put_many(self, entries: Sequence[LedgerEntry]) -> None: ...
-
-
-class InMemoryLedger:
-    """For unit tests and the benchmark's pure-CPU runs."""
-
-    def __init__(self) -> None:
-        self.entries: dict[str, LedgerEntry] = {}
-
-    def get_many(self, emails: Sequence[str]) -> dict[str, LedgerEntry]:
-        return {email: self.entries[email] for email in emails if email in self.entries}
-
-    def put_many(self, entries: Sequence[LedgerEntry]) -> None:
-        for entry in entries:
-            self.entries[entry.email] = entry
 
 
 class DynamoDbLedger:
@@ -72,6 +28,7 @@ class DynamoDbLedger:
         self._retention_seconds = retention_days * 86_400
         self._max_attempts = max_attempts
 
+    @tracer.capture_method(capture_response=False, capture_error=False)
     def get_many(self, emails: Sequence[str]) -> dict[str, LedgerEntry]:
         found: dict[str, LedgerEntry] = {}
         unique = list(dict.fromkeys(emails))
@@ -84,6 +41,7 @@ class DynamoDbLedger:
                     found[entry.email] = entry
         return found
 
+    @tracer.capture_method(capture_response=False, capture_error=False)
     def put_many(self, entries: Sequence[LedgerEntry]) -> None:
         for start in range(0, len(entries), 25):
             writes: list[Any] = [
@@ -135,10 +93,6 @@ class DynamoDbLedger:
         if entry.warnings:
             item["warnings"] = {"M": {name: {"S": text[:500]} for name, text in entry.warnings.items()}}
         return item
-
-
-class LedgerUnavailable(Exception):
-    """The ledger could not be read or written: the messages go back to the queue."""
 
 
 def _from_item(item: Mapping[str, Any]) -> LedgerEntry:

@@ -11,8 +11,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-#: Returns the ingest secret's value; ``True`` asks for a fresh read (rotation) instead of the cache.
-SecretFetcher = Callable[[bool], Any]
+from ..secret_store import SecretFetcher
 
 
 class Unauthorized(Exception):

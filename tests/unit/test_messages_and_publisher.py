@@ -7,16 +7,9 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
+from hubspot_activation.ingest.publisher import SQS_MAX_BATCH_BYTES, EnqueueError, SqsFifoPublisher
+from hubspot_activation.messages import QueueMessage, decode_message, pack, shard_of
 from hubspot_activation.model import ContactUpdate
-from hubspot_activation.queue import (
-    SQS_MAX_BATCH_BYTES,
-    EnqueueError,
-    QueueMessage,
-    SqsFifoPublisher,
-    decode_message,
-    pack,
-    shard_of,
-)
 
 
 def update(email: str, city: str = "Paris", padding: int = 0) -> ContactUpdate:

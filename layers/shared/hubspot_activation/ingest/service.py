@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import time
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from .model import Exclusion, ProfileWarning
+from ..messages import encode_update, fits_in_message, pack_encoded
+from ..model import Exclusion, ProfileWarning
+from ..settings import IngestSettings
 from .payloads import ParseOptions, parse_activation
-from .queue import MessagePublisher, encode_update, fits_in_message, pack_encoded
-from .settings import IngestSettings
+from .publisher import MessagePublisher
 
 
 @dataclass
@@ -22,7 +22,6 @@ class IngestResult:
     warnings: list[ProfileWarning]
     messages: int = 0
     sqs_requests: int = 0
-    updates_per_group: dict[str, int] = field(default_factory=dict)
 
     def to_response(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -66,9 +65,6 @@ class IngestService:
         excluded.sort(key=lambda item: item.index)
         messages = pack_encoded(encoded, self._settings.shard_count, self._settings.max_message_bytes)
         requests = self._publisher.publish(messages, request_id) if messages else 0
-        per_group = Counter[str]()
-        for message in messages:
-            per_group[message.group_id] += message.update_count
         return IngestResult(
             request_id=request_id,
             accepted=len(encoded),
@@ -76,5 +72,4 @@ class IngestService:
             warnings=parsed.warnings,
             messages=len(messages),
             sqs_requests=requests,
-            updates_per_group=dict(per_group),
         )

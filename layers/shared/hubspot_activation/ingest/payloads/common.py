@@ -6,10 +6,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..emails import email_problem, looks_hashed, normalize_email
+from ...emails import email_problem, looks_hashed, normalize_email
+from ...model import AttributeValue, AudienceChange, AudienceStatus, ProfileWarning
+from ...timestamps import TimestampError, to_epoch_ms
 from ..mapping import PROPERTY_NAME, AttributeMapping
-from ..model import AttributeValue, AudienceChange, AudienceStatus, ProfileWarning
-from ..timestamps import TimestampError, to_epoch_ms
 
 _STATUS_ALIASES = {
     "realized": AudienceStatus.REALIZED,

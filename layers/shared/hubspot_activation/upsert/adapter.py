@@ -1,6 +1,6 @@
 """SQS adapter of the upsert function: Lambda SQS event -> SyncService -> ``batchItemFailures``.
 
-This and ``ingest_api`` are the only modules that know Lambda event shapes. Powertools'
+This and ``ingest.api`` are the only modules that know Lambda event shapes. Powertools'
 BatchProcessor handles records one by one; the sync core needs the whole batch at once (to
 coalesce a contact's updates and send 100 contacts per HubSpot call), so the partial-batch
 response is built here, with FIFO order kept by the core.
@@ -12,19 +12,21 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import boto3
-from aws_lambda_powertools.utilities import parameters
+from aws_lambda_powertools.utilities.data_classes import SQSEvent
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .hubspot.client import HubSpotClient, new_session
-from .hubspot.credentials import credentials_from_secret
-from .hubspot.governor import GovernorSettings, RateGovernor
-from .hubspot.versions import ApiVersion, Paths
-from .ledger import DynamoDbLedger
-from .observability import logger, metrics
-from .properties import PropertySchema
-from .settings import UpsertSettings
-from .sync import InboundMessage, SyncReport, SyncService
+from ..hubspot.client import HubSpotClient, new_session
+from ..hubspot.credentials import credentials_from_secret
+from ..hubspot.governor import GovernorSettings, RateGovernor
+from ..hubspot.versions import Paths
+from ..observability import logger, metrics, tracer
+from ..secret_store import secrets_manager_fetcher
+from ..settings import UpsertSettings
+from .dynamodb_ledger import DynamoDbLedger
+from .plan import InboundMessage
+from .schema import PropertySchema
+from .service import SyncReport, SyncService
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -35,6 +37,7 @@ class SqsVisibilityChanger:
         self._client = client
         self._queue_url = queue_url
 
+    @tracer.capture_method(capture_response=False, capture_error=False)
     def extend(self, messages: Sequence[InboundMessage], seconds: int) -> None:
         for start in range(0, len(messages), 10):
             entries: list[Any] = [
@@ -52,31 +55,23 @@ class SqsVisibilityChanger:
 
 
 def inbound_messages(event: Mapping[str, Any]) -> list[InboundMessage]:
-    messages = []
-    for record in event.get("Records") or []:
-        attributes = record.get("attributes") or {}
-        messages.append(
-            InboundMessage(
-                message_id=record["messageId"],
-                group_id=attributes.get("MessageGroupId", ""),
-                body=record.get("body") or "",
-                receipt_handle=record.get("receiptHandle", ""),
-                receive_count=int(attributes.get("ApproximateReceiveCount", "1")),
-            )
+    """The event's records, read through powertools' SQS event data class."""
+    return [
+        InboundMessage(
+            message_id=record.message_id,
+            group_id=record.attributes.message_group_id or "",
+            body=record.body or "",
+            receipt_handle=record.receipt_handle,
+            receive_count=int(record.attributes.approximate_receive_count or "1"),
         )
-    return messages
+        for record in SQSEvent(dict(event)).records
+    ]
 
 
 def build_sync_service(settings: UpsertSettings) -> SyncService:
     session = new_session()
-    version = ApiVersion.parse(settings.api_version)
-    secrets = parameters.SecretsProvider(boto3_client=boto3.client("secretsmanager"))
-
-    def fetch_secret(force: bool) -> Any:
-        return secrets.get(
-            settings.hubspot_secret_id, max_age=settings.secret_max_age_seconds, force_fetch=force
-        )
-
+    version = settings.api_version
+    fetch_secret = secrets_manager_fetcher(settings.hubspot_secret_id, settings.secret_max_age_seconds)
     credentials = credentials_from_secret(
         fetch_secret, settings.hubspot_base_url + Paths(version).oauth_token, session
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..model import AudienceChange, ContactUpdate
+from ...model import AudienceChange, ContactUpdate
 from .common import (
     ProfileContext,
     ProfileExcluded,

@@ -1,0 +1,39 @@
+"""What a batch upsert takes and gives back: plain data, so decisions about it need no HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import HubSpotError
+
+#: HubSpot's batch endpoints take at most 100 inputs.
+MAX_BATCH_INPUTS = 100
+
+
+@dataclass(frozen=True)
+class UpsertInput:
+    email: str
+    properties: Mapping[str, str]
+
+
+@dataclass
+class UpsertResult:
+    email: str
+    contact_id: str | None = None
+    created: bool | None = None
+    error: HubSpotError | None = None
+    #: HubSpot's per-property details (``name``, ``error`` code, ``message``) for a failed input.
+    property_errors: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class PropertyCreateOutcome:
+    created: list[dict[str, Any]] = field(default_factory=list)
+    existing: list[str] = field(default_factory=list)
+    failed: dict[str, HubSpotError] = field(default_factory=dict)

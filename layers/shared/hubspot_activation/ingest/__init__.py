@@ -1,0 +1,1 @@
+"""The ingest function: HTTP requests in, ordered queue messages out."""

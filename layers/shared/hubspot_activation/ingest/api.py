@@ -1,0 +1,250 @@
+"""HTTP adapter of the ingest function: API Gateway events (REST v1 or HTTP API v2) -> IngestService.
+
+This module and the upsert adapter are the only ones that know Lambda event shapes. Every error
+leaves through one mapping (the resolvers' exception handlers), so every answer that is not a 202
+has the same body: ``{"error", "message", "field"?, "requestId"}``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from collections.abc import Callable, Mapping
+from http import HTTPStatus
+from typing import Any
+
+import boto3
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver, Router
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.config import Config
+
+from ..observability import logger, metrics
+from ..secret_store import secrets_manager_fetcher
+from ..settings import IngestSettings
+from .auth import IngestAuthenticator, Unauthorized
+from .payloads import InvalidRequest
+from .publisher import EnqueueError, SqsFifoPublisher
+from .service import IngestResult, IngestService
+
+_JSON_TYPES = ("application/json",)
+#: How long a caller should wait after a 503 before retrying (AEP ignores it; curl users do not).
+RETRY_AFTER_SECONDS = "5"
+#: The routes this API serves, and their methods (anything else: 404, or 405 with ``Allow``).
+ROUTES: dict[str, tuple[str, ...]] = {"/activations": ("POST",)}
+
+
+class ApiError(Exception):
+    """An answer other than 202, raised anywhere below the route and turned into a response once."""
+
+    def __init__(
+        self,
+        status: HTTPStatus,
+        error: str,
+        message: str,
+        field: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error = error
+        self.message = message
+        self.field = field
+        self.headers = dict(headers or {})
+
+
+def error_response(error: ApiError, request_id: str) -> Response[str]:
+    body: dict[str, Any] = {"error": error.error, "message": error.message}
+    if error.field is not None:
+        body["field"] = error.field
+    body["requestId"] = request_id
+    headers = dict(error.headers)
+    if error.status == HTTPStatus.UNAUTHORIZED:
+        headers["WWW-Authenticate"] = 'Bearer realm="activations"'
+    if error.status == HTTPStatus.SERVICE_UNAVAILABLE:
+        headers["Retry-After"] = RETRY_AFTER_SECONDS
+    return Response(
+        status_code=error.status.value,
+        content_type="application/json",
+        body=json.dumps(body),
+        headers=headers,
+    )
+
+
+def _is_json(content_type: str | None) -> bool:
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    return media_type in _JSON_TYPES or media_type.endswith("+json")
+
+
+def _request_id(event: Mapping[str, Any]) -> str:
+    return str((event.get("requestContext") or {}).get("requestId") or uuid.uuid4())
+
+
+def _as_api_error(exc: Exception) -> ApiError:
+    """The one place where the library's exceptions become HTTP answers."""
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, Unauthorized):
+        return ApiError(HTTPStatus.UNAUTHORIZED, "unauthorized", exc.reason)
+    if isinstance(exc, InvalidRequest):
+        return ApiError(HTTPStatus.BAD_REQUEST, "invalid_request", exc.message, exc.field)
+    if isinstance(exc, GetParameterError):
+        return ApiError(
+            HTTPStatus.SERVICE_UNAVAILABLE,
+            "secret_unavailable",
+            "credentials could not be checked right now; retry",
+        )
+    if isinstance(exc, EnqueueError):
+        return ApiError(
+            HTTPStatus.SERVICE_UNAVAILABLE,
+            "queue_unavailable",
+            "the request was not (fully) queued; retry it",
+        )
+    raise exc
+
+
+def _log_error(exc: Exception, error: ApiError, request_id: str) -> None:
+    if isinstance(exc, EnqueueError):
+        logger.error("enqueue failed", extra={"reason": exc.reason, "sent": exc.sent, "unsent": exc.unsent})
+    elif isinstance(exc, GetParameterError):
+        logger.exception("ingest secret unavailable")
+    elif isinstance(exc, Unauthorized):
+        logger.info("ingest request rejected", extra={"reason": exc.reason, "requestId": request_id})
+
+
+def _unknown_route(path: str, method: str) -> ApiError:
+    allowed = ROUTES.get(path.rstrip("/") or "/")
+    if allowed is None:
+        return ApiError(HTTPStatus.NOT_FOUND, "not_found", f"no route {path}", "path")
+    return ApiError(
+        HTTPStatus.METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        f"{method} is not allowed on {path}; use {', '.join(allowed)}",
+        "method",
+        headers={"Allow": ", ".join(allowed)},
+    )
+
+
+class IngestApi:
+    """Routes: ``POST /activations``. Both API Gateway payload versions are served, so the same
+    function works behind an HTTP API (v2), a REST API (v1), or ``sam local``."""
+
+    def __init__(
+        self, service: IngestService, authenticator: IngestAuthenticator, max_body_bytes: int
+    ) -> None:
+        self._service = service
+        self._authenticator = authenticator
+        self._max_body_bytes = max_body_bytes
+        router = Router()  # type: ignore[no-untyped-call]
+        router.post("/activations")(self._activations_route(router))
+        self._http = APIGatewayHttpResolver()
+        self._rest = APIGatewayRestResolver()
+        for resolver in (self._http, self._rest):
+            resolver.include_router(router)
+            self._map_errors(resolver)
+
+    @classmethod
+    def from_environment(cls) -> IngestApi:
+        settings = IngestSettings.from_env()
+        # Short timeouts and few retries: AEP gives up on us after 2 s, and a 503 makes it retry.
+        sqs = boto3.client(
+            "sqs",
+            config=Config(connect_timeout=1, read_timeout=2, retries={"max_attempts": 2, "mode": "standard"}),
+        )
+        publisher = SqsFifoPublisher(sqs, settings.queue_url)
+        fetch_secret = secrets_manager_fetcher(settings.ingest_secret_id, settings.secret_max_age_seconds)
+        return cls(
+            IngestService(settings, publisher), IngestAuthenticator(fetch_secret), settings.max_body_bytes
+        )
+
+    def handle(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
+        resolver = self._http if event.get("version") == "2.0" else self._rest
+        return resolver.resolve(dict(event), context)
+
+    @staticmethod
+    def _map_errors(resolver: ApiGatewayResolver) -> None:
+        handled = [ApiError, Unauthorized, InvalidRequest, GetParameterError, EnqueueError]
+
+        @resolver.exception_handler(handled)  # type: ignore[untyped-decorator]
+        def mapped(exc: Exception) -> Response[str]:
+            request_id = _request_id(resolver.current_event)
+            error = _as_api_error(exc)
+            _log_error(exc, error, request_id)
+            return error_response(error, request_id)
+
+        @resolver.not_found
+        def not_found(_exc: NotFoundError) -> Response[str]:
+            event = resolver.current_event
+            return error_response(_unknown_route(event.path, event.http_method), _request_id(event))
+
+    def _activations_route(self, router: Router) -> Callable[[], Response[str]]:
+        def activations() -> Response[str]:
+            event = router.current_event
+            return self._activations(
+                event.headers, event.get("body"), event.is_base64_encoded or False, _request_id(event)
+            )
+
+        return activations
+
+    def _activations(
+        self, headers: Mapping[str, str], raw_body: str | None, is_base64: bool, request_id: str
+    ) -> Response[str]:
+        self._authenticator.authenticate(headers)
+        content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), None)
+        if not _is_json(content_type):
+            raise ApiError(
+                HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                f"Content-Type must be application/json, got {content_type or 'none'}",
+                "Content-Type",
+            )
+        document = self._json_body(raw_body, is_base64)
+        result = self._service.ingest(document, request_id)
+        self._record(result, request_id)
+        return Response(
+            status_code=HTTPStatus.ACCEPTED.value,
+            content_type="application/json",
+            body=json.dumps(result.to_response()),
+        )
+
+    def _json_body(self, raw_body: str | None, is_base64: bool) -> Any:
+        try:
+            body = base64.b64decode(raw_body or "", validate=True) if is_base64 else (raw_body or "").encode()
+        except binascii.Error:
+            raise ApiError(
+                HTTPStatus.BAD_REQUEST, "invalid_body", "body is not valid base64", "body"
+            ) from None
+        if len(body) > self._max_body_bytes:
+            raise ApiError(
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                "body_too_large",
+                f"body is {len(body)} bytes, over the limit of {self._max_body_bytes}: send fewer profiles",
+                "body",
+            )
+        try:
+            return json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "body is not UTF-8"
+            raise ApiError(
+                HTTPStatus.BAD_REQUEST, "invalid_json", f"body is not valid JSON: {reason}", "body"
+            ) from None
+
+    @staticmethod
+    def _record(result: IngestResult, request_id: str) -> None:
+        metrics.add_metric(name="ProfilesAccepted", unit="Count", value=result.accepted)
+        metrics.add_metric(name="ProfilesExcluded", unit="Count", value=len(result.excluded))
+        logger.info(
+            "activation accepted",
+            extra={
+                "requestId": request_id,
+                "accepted": result.accepted,
+                "excluded": [item.to_json() for item in result.excluded],
+                "warnings": len(result.warnings),
+                "messages": result.messages,
+                "sqsRequests": result.sqs_requests,
+            },
+        )

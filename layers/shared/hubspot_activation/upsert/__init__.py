@@ -1,0 +1,1 @@
+"""The upsert function: queue messages in, HubSpot contacts and ledger records out."""

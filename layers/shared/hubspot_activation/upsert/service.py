@@ -1,0 +1,255 @@
+"""The upsert use case: queue messages in, HubSpot contacts and ledger records out.
+
+A thin shell around the planner (``plan``): it reads the ledger and the property definitions,
+sends the writes the plan asks for, records the outcomes, and hands back the messages that must be
+retried. It knows nothing about Lambda: the adapter turns the event into InboundMessages and the
+report into ``batchItemFailures``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ..hubspot.batch import MAX_BATCH_INPUTS, UpsertInput, UpsertResult
+from ..hubspot.client import CallStats
+from ..hubspot.errors import DailyLimitReached, ErrorKind, HubSpotError
+from ..observability import logger
+from .ledger import Ledger, LedgerEntry, LedgerUnavailable
+from .plan import (
+    RETRY_BASE_SECONDS,
+    Batch,
+    ContactWrite,
+    InboundMessage,
+    Outcome,
+    coalesce,
+    drop_refused_fields,
+    messages_to_return,
+    outcome_of,
+    plan_writes,
+    refers_to_unknown_property,
+    retry_schedule,
+)
+from .schema import PropertySchema
+
+#: Time to record outcomes after the last HubSpot call.
+RECORD_MARGIN_SECONDS = 10.0
+
+
+class ContactWriter(Protocol):
+    """The part of the HubSpot client the service writes through."""
+
+    def batch_upsert(self, inputs: Sequence[UpsertInput]) -> list[UpsertResult]: ...
+
+    def stats(self) -> CallStats: ...
+
+    @property
+    def max_call_seconds(self) -> float: ...
+
+
+class VisibilityExtender(Protocol):
+    def extend(self, messages: Sequence[InboundMessage], seconds: int) -> None:
+        """Make these received messages visible again in ``seconds`` (a retry backoff or a DAILY
+        limit pause)."""
+        ...
+
+
+@dataclass
+class SyncReport:
+    failed_message_ids: list[str] = field(default_factory=list)
+    synced: int = 0
+    skipped_unchanged: int = 0
+    failed: int = 0
+    retried_later: int = 0
+    warnings: int = 0
+    hubspot_requests: int = 0
+    throttled: int = 0
+    daily_limit_resets_at: float | None = None
+    #: HubSpot's remaining burst budget after the last call (None when no call was made)
+    rate_limit_remaining: int | None = None
+    #: email -> what happened to each contact
+    outcomes: dict[str, Outcome] = field(default_factory=dict)
+
+    def count(self) -> None:
+        counts = Counter(self.outcomes.values())
+        self.synced = counts[Outcome.SYNCED]
+        self.skipped_unchanged = counts[Outcome.SKIPPED]
+        self.failed = counts[Outcome.FAILED]
+        self.retried_later = counts[Outcome.RETRY]
+
+
+@dataclass
+class _Invocation:
+    """What one ``process`` call works on: its deadline and what it has decided so far."""
+
+    report: SyncReport
+    remaining_seconds: Callable[[], float]
+    #: emails to hand back to the queue
+    retry: set[str] = field(default_factory=set)
+    records: list[LedgerEntry] = field(default_factory=list)
+
+
+def _unlimited() -> float:
+    return float("inf")
+
+
+class SyncService:
+    def __init__(
+        self,
+        writer: ContactWriter,
+        schema: PropertySchema,
+        ledger: Ledger,
+        extender: VisibilityExtender | None = None,
+        clock: Callable[[], float] = time.time,
+        retry_base_seconds: int = RETRY_BASE_SECONDS,
+    ) -> None:
+        self._writer = writer
+        self._schema = schema
+        self._ledger = ledger
+        self._extender = extender
+        self._clock = clock
+        self._retry_base = retry_base_seconds
+        # One upsert (with a possible retry of refused fields) may take the client's longest call
+        # twice, plus time to record the outcome.
+        self._call_budget = 2 * writer.max_call_seconds + RECORD_MARGIN_SECONDS
+
+    def process(
+        self, messages: Sequence[InboundMessage], remaining_seconds: Callable[[], float] | None = None
+    ) -> SyncReport:
+        """``remaining_seconds`` is the invocation's time left: no HubSpot call is started without
+        enough of it, and the contacts not reached go back to the queue instead of timing out."""
+        run = _Invocation(SyncReport(), remaining_seconds or _unlimited)
+        before = self._writer.stats()
+        batch = coalesce(messages)
+        for message_id, reason in batch.undecodable.items():
+            logger.error("undecodable message", extra={"messageId": message_id, "error": reason})
+        try:
+            self._sync(batch, run)
+        except DailyLimitReached as exc:
+            # Contacts already answered keep their outcome; the rest wait for the reset.
+            run.report.daily_limit_resets_at = exc.resets_at
+            run.retry.update(email for email in batch.contacts if email not in run.report.outcomes)
+        except (HubSpotError, LedgerUnavailable) as exc:
+            # Nothing is known to be recorded: hand everything back (HubSpot upserts are idempotent).
+            logger.error("sync stopped; messages go back to the queue", extra={"error": str(exc)[:500]})
+            run.retry.update(batch.contacts)
+        self._finish(messages, batch, run, before)
+        return run.report
+
+    def _finish(
+        self, messages: Sequence[InboundMessage], batch: Batch, run: _Invocation, before: CallStats
+    ) -> None:
+        report = run.report
+        for email in run.retry:
+            report.outcomes[email] = Outcome.RETRY
+        report.count()
+        failed = set(batch.undecodable)
+        failed.update(mid for email in run.retry for mid in batch.contacts[email].message_ids)
+        report.failed_message_ids = messages_to_return(messages, failed)
+        after = self._writer.stats()
+        report.hubspot_requests = after.requests - before.requests
+        report.throttled = after.throttled - before.throttled
+        if report.hubspot_requests:
+            report.rate_limit_remaining = after.rate_limit_remaining
+        if self._extender is not None:
+            schedule = retry_schedule(
+                messages,
+                report.failed_message_ids,
+                self._retry_base,
+                report.daily_limit_resets_at,
+                self._clock(),
+            )
+            for seconds, group in schedule.items():
+                self._extender.extend(group, seconds)
+
+    def _sync(self, batch: Batch, run: _Invocation) -> None:
+        if not batch.contacts:
+            return
+        ledger = self._ledger.get_many(list(batch.contacts))
+        audiences = self._schema.ensure_audiences(batch.audience_names())
+        definitions = self._schema.definitions_for(batch.attribute_names())
+        plan = plan_writes(batch, ledger, audiences, definitions, self._now_ms())
+        run.report.outcomes.update(plan.outcomes)
+        run.records.extend(plan.records)
+        try:
+            self._write(plan.writes, run)
+        finally:
+            # Whatever stopped the writes, what is known so far is recorded (a DAILY stop included).
+            self._ledger.put_many(run.records)
+        run.report.warnings = sum(len(contact.warnings) for contact in plan.contacts)
+        for contact in plan.contacts:
+            if contact.warnings or contact.problems:
+                self._log_contact(contact, run.report.outcomes.get(contact.email))
+
+    def _write(self, writes: list[ContactWrite], run: _Invocation) -> None:
+        for start in range(0, len(writes), MAX_BATCH_INPUTS):
+            chunk = writes[start : start + MAX_BATCH_INPUTS]
+            if run.remaining_seconds() < self._call_budget:
+                logger.warning("time is running out; the rest of the batch goes back to the queue")
+                run.retry.update(contact.email for contact in writes[start:])
+                return
+            try:
+                results = self._upsert(chunk)
+            except DailyLimitReached:
+                raise
+            except HubSpotError as exc:
+                logger.warning(
+                    "batch upsert failed; contacts go back to the queue", extra={"error": str(exc)[:500]}
+                )
+                run.retry.update(contact.email for contact in chunk)
+                if exc.kind is ErrorKind.CONFIGURATION:
+                    run.retry.update(contact.email for contact in writes[start + MAX_BATCH_INPUTS :])
+                    return
+                continue
+            now_ms = self._now_ms()
+            for contact, result in zip(chunk, results, strict=True):
+                outcome, entry = outcome_of(contact, result, now_ms)
+                if outcome is Outcome.RETRY:
+                    run.retry.add(contact.email)
+                else:
+                    run.report.outcomes[contact.email] = outcome
+                if entry is not None:
+                    run.records.append(entry)
+
+    def _upsert(self, chunk: list[ContactWrite]) -> list[UpsertResult]:
+        results = self._writer.batch_upsert([UpsertInput(c.email, c.properties) for c in chunk])
+        again = [
+            index
+            for index, (contact, result) in enumerate(zip(chunk, results, strict=True))
+            if drop_refused_fields(contact, result)
+        ]
+        if any(refers_to_unknown_property(results[index]) for index in again):
+            self._schema.refresh()
+        if again:
+            retried = self._writer.batch_upsert(
+                [UpsertInput(chunk[i].email, chunk[i].properties) for i in again]
+            )
+            for index, result in zip(again, retried, strict=True):
+                results[index] = result
+        return results
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    @staticmethod
+    def _log_contact(contact: ContactWrite, outcome: Outcome | None) -> None:
+        logger.info(
+            "contact synced with warnings" if outcome is Outcome.SYNCED else "contact not fully synced",
+            extra={
+                "contactHash": contact_hash(contact.email),
+                "warnings": contact.warnings,
+                "problems": contact.problems,
+            },
+        )
+
+
+def contact_hash(email: str) -> str:
+    """Logs identify a contact without writing its email address."""
+    return hashlib.sha256(email.encode("utf-8")).hexdigest()[:16]
+
+
+__all__ = ["ContactWriter", "InboundMessage", "SyncReport", "SyncService", "VisibilityExtender"]
