@@ -171,3 +171,37 @@ def test_missing_queue_fails_at_once() -> None:
     fake = FakeSqs(failures=[{"raise": missing}])
     with pytest.raises(EnqueueError, match="NonExistentQueue"):
         publisher(fake).publish(messages(1), "r")
+
+
+def test_receive_order_round_trips_and_a_default_timestamp_is_read_back_as_the_receive_time() -> None:
+    from hubspot_activation.model import AudienceChange, AudienceStatus
+
+    received = 1_795_000_000_000
+    sent = ContactUpdate(
+        "a@example.com",
+        (
+            AudienceChange("gold", AudienceStatus.REALIZED, received),
+            AudienceChange("cart", AudienceStatus.EXITED, received - 5_000),
+        ),
+        {"city": "Paris"},
+        received_ms=received,
+        position=7,
+    )
+    (message,) = pack([sent], 8)
+    assert '"ts"' in message.body and message.body.count('"ts"') == 1  # only the explicit one
+    (back,) = decode_message(message.body)
+    assert back == sent and back.order == (received, 7)
+
+
+def test_deduplication_covers_the_content_not_the_receive_time() -> None:
+    first = pack([ContactUpdate("a@example.com", (), {"city": "Paris"}, received_ms=1_000)], 8)[0]
+    retry = pack([ContactUpdate("a@example.com", (), {"city": "Paris"}, received_ms=90_000)], 8)[0]
+    other = pack([ContactUpdate("a@example.com", (), {"city": "Lyon"}, received_ms=1_000)], 8)[0]
+    assert first.body != retry.body
+    assert first.deduplication_id == retry.deduplication_id != other.deduplication_id
+
+
+def test_messages_of_the_first_format_still_decode() -> None:
+    body = '{"v":1,"updates":[{"email":"a@example.com","audiences":[{"id":"x","status":"realized","ts":5}]}]}'
+    (update,) = decode_message(body)
+    assert update.audiences[0].timestamp_ms == 5 and update.order == (0, 0)

@@ -11,14 +11,17 @@ from __future__ import annotations
 import hashlib
 import json
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .model import ContactUpdate
 
-MESSAGE_FORMAT_VERSION = 1
+#: v2 carries the receive time in the envelope and each update's position in its request.
+MESSAGE_FORMAT_VERSION = 2
+#: Messages of the first format may still be on a queue when a new version is deployed.
+_READABLE_VERSIONS = frozenset({1, 2})
 DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024
-_ENVELOPE_OVERHEAD = len('{"v":1,"updates":[]}')
+_ENVELOPE_OVERHEAD = len('{"v":2,"rcv":,"updates":[]}') + 20  # 20: the digits of any epoch in ms
 
 
 def shard_of(email: str, shard_count: int) -> str:
@@ -30,15 +33,15 @@ def encode_update(update: ContactUpdate) -> str:
     return json.dumps(update.to_json(), separators=(",", ":"), ensure_ascii=False)
 
 
-def message_body(encoded_updates: Sequence[str]) -> str:
-    return '{"v":%d,"updates":[%s]}' % (MESSAGE_FORMAT_VERSION, ",".join(encoded_updates))  # noqa: UP031
-
-
 def decode_message(body: str) -> list[ContactUpdate]:
     document = json.loads(body)
-    if not isinstance(document, dict) or document.get("v") != MESSAGE_FORMAT_VERSION:
+    if not isinstance(document, dict) or document.get("v") not in _READABLE_VERSIONS:
         raise ValueError(f"unsupported message format: {str(document)[:80]}")
-    return [ContactUpdate.from_json(item) for item in document["updates"]]
+    received_ms = int(document.get("rcv", 0))
+    updates = document["updates"]
+    if not isinstance(updates, list):
+        raise ValueError("unsupported message format: updates is not a list")
+    return [ContactUpdate.from_json(item, received_ms) for item in updates]
 
 
 def fits_in_message(encoded_update: str, max_message_bytes: int) -> bool:
@@ -48,13 +51,24 @@ def fits_in_message(encoded_update: str, max_message_bytes: int) -> bool:
 @dataclass(frozen=True, slots=True)
 class QueueMessage:
     group_id: str
-    body: str
+    #: the encoded updates, comma-separated: the message's content without its receive time
+    content: str
     update_count: int
+    received_ms: int = 0
+
+    @property
+    def body(self) -> str:
+        return '{"v":%d,"rcv":%d,"updates":[%s]}' % (  # noqa: UP031
+            MESSAGE_FORMAT_VERSION,
+            self.received_ms,
+            self.content,
+        )
 
     @property
     def deduplication_id(self) -> str:
-        """A caller's retry of the same request packs to the same bodies, which SQS then drops."""
-        return hashlib.sha256(self.body.encode("utf-8")).hexdigest()
+        """A caller's retry of the same request packs to the same content, which SQS then drops
+        within its 5-minute window, whatever the time each copy was received."""
+        return hashlib.sha256(f"{self.group_id}:{self.content}".encode()).hexdigest()
 
     @property
     def size(self) -> int:
@@ -65,28 +79,43 @@ def pack(
     updates: Iterable[ContactUpdate], shard_count: int, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
 ) -> list[QueueMessage]:
     """Group updates by shard, keeping request order inside each shard, into messages of at most
-    ``max_message_bytes``. Every update must already fit on its own (see ``fits_in_message``)."""
-    return pack_encoded(((u.email, encode_update(u)) for u in updates), shard_count, max_message_bytes)
+    ``max_message_bytes``. Every update must already fit on its own (see ``fits_in_message``).
+    Updates received at different times never share a message (the envelope has one receive time)."""
+    messages: list[QueueMessage] = []
+    by_receive_time: dict[int, list[tuple[str, str]]] = {}
+    for update in updates:
+        by_receive_time.setdefault(update.received_ms, []).append((update.email, encode_update(update)))
+    for received_ms, encoded in by_receive_time.items():
+        messages.extend(pack_encoded(encoded, shard_count, max_message_bytes, received_ms))
+    return messages
 
 
 def pack_encoded(
-    updates: Iterable[tuple[str, str]], shard_count: int, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    updates: Iterable[tuple[str, str]],
+    shard_count: int,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    received_ms: int = 0,
 ) -> list[QueueMessage]:
-    """``pack`` for updates already encoded, as (email, encoded update) pairs."""
+    """``pack`` for updates of one request already encoded, as (email, encoded update) pairs."""
     pending: dict[str, list[str]] = {}
     sizes: dict[str, int] = {}
     messages: list[QueueMessage] = []
+
+    def close(group: str) -> None:
+        items = pending.pop(group)
+        messages.append(QueueMessage(group, ",".join(items), len(items), received_ms))
+
     for email, encoded in updates:
         if not fits_in_message(encoded, max_message_bytes):
             raise ValueError(f"an update of {len(encoded)} bytes does not fit in one message")
         group = shard_of(email, shard_count)
         size = len(encoded.encode("utf-8")) + 1  # the separating comma
         if group in pending and sizes[group] + size > max_message_bytes:
-            messages.append(QueueMessage(group, message_body(pending[group]), len(pending[group])))
-            del pending[group]
+            close(group)
         if group not in pending:
             pending[group], sizes[group] = [], _ENVELOPE_OVERHEAD
         pending[group].append(encoded)
         sizes[group] += size
-    messages.extend(QueueMessage(group, message_body(items), len(items)) for group, items in pending.items())
+    for group in list(pending):
+        close(group)
     return messages

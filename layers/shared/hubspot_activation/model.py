@@ -24,18 +24,20 @@ class AudienceChange:
     timestamp_ms: int
     name: str | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"id": self.audience_id, "status": self.status.value, "ts": self.timestamp_ms}
+    def to_json(self, received_ms: int | None = None) -> dict[str, Any]:
+        data: dict[str, Any] = {"id": self.audience_id, "status": self.status.value}
+        if self.timestamp_ms != received_ms:
+            data["ts"] = self.timestamp_ms
         if self.name:
             data["name"] = self.name
         return data
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> AudienceChange:
+    def from_json(cls, data: dict[str, Any], received_ms: int = 0) -> AudienceChange:
         return cls(
             audience_id=str(data["id"]),
             status=AudienceStatus(data["status"]),
-            timestamp_ms=int(data["ts"]),
+            timestamp_ms=int(data.get("ts", received_ms)),
             name=data.get("name"),
         )
 
@@ -49,22 +51,39 @@ class ContactUpdate:
     attributes: dict[str, AttributeValue] = field(default_factory=dict)
     #: Which payload format it came from ("aep", "sdk", "native"): for logs and support.
     source: str = "native"
+    #: When the ingest API received it (epoch ms) and its profile's position in that request:
+    #: together the order in which updates were received, which decides between attribute values
+    #: and breaks ties between audience changes of the same timestamp.
+    #: (Not part of equality: two updates asking for the same state are the same update.)
+    received_ms: int = field(default=0, compare=False)
+    position: int = field(default=0, compare=False)
+
+    @property
+    def order(self) -> tuple[int, int]:
+        return (self.received_ms, self.position)
 
     def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"email": self.email, "source": self.source}
+        """The update without its receive time (the message envelope carries it, outside what
+        deduplicates a caller's retry); an audience timestamp equal to the receive time is left out
+        and read back as the receive time."""
+        data: dict[str, Any] = {"email": self.email, "source": self.source, "pos": self.position}
         if self.audiences:
-            data["audiences"] = [change.to_json() for change in self.audiences]
+            data["audiences"] = [change.to_json(self.received_ms) for change in self.audiences]
         if self.attributes:
             data["attributes"] = dict(self.attributes)
         return data
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> ContactUpdate:
+    def from_json(cls, data: dict[str, Any], received_ms: int = 0) -> ContactUpdate:
         return cls(
             email=str(data["email"]),
-            audiences=tuple(AudienceChange.from_json(item) for item in data.get("audiences", ())),
+            audiences=tuple(
+                AudienceChange.from_json(item, received_ms) for item in data.get("audiences", ())
+            ),
             attributes=dict(data.get("attributes", {})),
             source=str(data.get("source", "native")),
+            received_ms=received_ms,
+            position=int(data.get("pos", 0)),
         )
 
 

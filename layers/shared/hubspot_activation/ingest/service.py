@@ -48,10 +48,11 @@ class IngestService:
     def ingest(self, document: Any, request_id: str) -> IngestResult:
         """Raises ``InvalidRequest`` for a body that can never succeed and ``EnqueueError`` when the
         queue did not take everything (the caller must retry; nothing is half-acknowledged)."""
+        received_ms = int(self._clock() * 1000)
         options = ParseOptions(
             mapping=self._settings.mapping,
             audience_allowlist=self._settings.audience_allowlist,
-            received_at_ms=int(self._clock() * 1000),
+            received_at_ms=received_ms,
         )
         parsed = parse_activation(document, options)
         excluded = list(parsed.excluded)
@@ -63,7 +64,9 @@ class IngestService:
             else:
                 excluded.append(Exclusion(index, "profile is larger than the queue message limit"))
         excluded.sort(key=lambda item: item.index)
-        messages = pack_encoded(encoded, self._settings.shard_count, self._settings.max_message_bytes)
+        messages = pack_encoded(
+            encoded, self._settings.shard_count, self._settings.max_message_bytes, received_ms
+        )
         requests = self._publisher.publish(messages, request_id) if messages else 0
         return IngestResult(
             request_id=request_id,

@@ -9,7 +9,7 @@ envelope can be a single profile, a bare array, or ``{"profiles": [...]}``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ...model import ContactUpdate, Exclusion, ProfileWarning
@@ -89,5 +89,5 @@ def parse_activation(document: Any, options: ParseOptions) -> ParsedRequest:
             continue
         finally:
             result.warnings.extend(ctx.warnings)
-        result.updates.append((index, update))
+        result.updates.append((index, replace(update, received_ms=options.received_at_ms, position=index)))
     return result
