@@ -1,0 +1,238 @@
+"""The upsert planner's rules, one by one, on plain data (no sockets: see conftest)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hubspot_activation.hubspot.batch import UpsertResult
+from hubspot_activation.hubspot.errors import ErrorKind, HubSpotError
+from hubspot_activation.messages import pack
+from hubspot_activation.model import AudienceChange, AudienceStatus, ContactUpdate
+from hubspot_activation.upsert.ledger import AppliedAudience, LedgerEntry
+from hubspot_activation.upsert.plan import (
+    MAX_RETRY_DELAY_SECONDS,
+    MAX_VISIBILITY_SECONDS,
+    MIN_DAILY_PAUSE_SECONDS,
+    Batch,
+    InboundMessage,
+    Outcome,
+    coalesce,
+    drop_refused_fields,
+    messages_to_return,
+    outcome_of,
+    plan_writes,
+    retry_schedule,
+)
+from hubspot_activation.upsert.properties import AudienceProperty
+
+NOW_MS = 1_795_000_000_000
+ADA = "ada@example.com"
+DEFINITIONS: dict[str, dict[str, Any]] = {
+    "firstname": {"name": "firstname", "type": "string", "fieldType": "text"},
+    "city": {"name": "city", "type": "string", "fieldType": "text"},
+    "age": {"name": "age", "type": "number", "fieldType": "number"},
+}
+
+
+def realized(audience: str, ts: int, name: str | None = None) -> AudienceChange:
+    return AudienceChange(audience, AudienceStatus.REALIZED, ts, name)
+
+
+def exited(audience: str, ts: int, name: str | None = None) -> AudienceChange:
+    return AudienceChange(audience, AudienceStatus.EXITED, ts, name)
+
+
+class Messages:
+    """Packs updates into inbound messages, one message per call, numbered in delivery order."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, *updates: ContactUpdate, group: str | None = None) -> list[InboundMessage]:
+        result = []
+        for message in pack(list(updates), 1):
+            self.count += 1
+            result.append(
+                InboundMessage(f"m{self.count}", group or message.group_id, message.body, f"rh{self.count}")
+            )
+        return result
+
+
+@pytest.fixture
+def messages() -> Messages:
+    return Messages()
+
+
+def properties_for(*audiences: str, broken: str | None = None) -> dict[str, AudienceProperty]:
+    return {
+        audience: AudienceProperty(audience, f"aud_{audience}", "no room" if audience == broken else None)
+        for audience in audiences
+    }
+
+
+def plan_for(batch: Batch, ledger: dict[str, LedgerEntry] | None = None, broken: str | None = None) -> Any:
+    audiences = properties_for(*batch.audience_names(), broken=broken)
+    return plan_writes(batch, ledger or {}, audiences, DEFINITIONS, NOW_MS)
+
+
+# --- coalescing --------------------------------------------------------------------------------
+
+
+def test_newest_audience_timestamp_wins_whatever_the_message_order(messages: Messages) -> None:
+    batch = coalesce(
+        messages(ContactUpdate(ADA, (realized("gold", 200),)))
+        + messages(ContactUpdate(ADA, (exited("gold", 100),)))
+    )
+    assert batch.contacts[ADA].audiences["gold"].status is AudienceStatus.REALIZED
+
+
+def test_a_tie_goes_to_the_later_message_and_a_name_is_never_forgotten(messages: Messages) -> None:
+    batch = coalesce(
+        messages(ContactUpdate(ADA, (realized("gold", 100, "Gold"),)))
+        + messages(ContactUpdate(ADA, (exited("gold", 100),)))
+    )
+    change = batch.contacts[ADA].audiences["gold"]
+    assert change.status is AudienceStatus.EXITED and change.name == "Gold"
+    assert batch.audience_names() == {"gold": "Gold"}
+
+
+def test_later_attributes_win_and_absent_ones_are_kept(messages: Messages) -> None:
+    batch = coalesce(
+        messages(ContactUpdate(ADA, (), {"city": "Paris", "firstname": "Ada"}))
+        + messages(ContactUpdate(ADA, (), {"city": "Lyon"}))
+    )
+    assert batch.contacts[ADA].attributes == {"city": "Lyon", "firstname": "Ada"}
+    assert batch.contacts[ADA].message_ids == ["m1", "m2"]
+    assert batch.attribute_names() == {"city", "firstname"}
+
+
+def test_undecodable_messages_are_set_apart_with_a_reason(messages: Messages) -> None:
+    good = messages(ContactUpdate(ADA, (), {"city": "Paris"}))
+    bad = InboundMessage("junk", "c0", '{"Type": "Notification"}')
+    batch = coalesce([bad, *good])
+    assert list(batch.undecodable) == ["junk"] and "unsupported" in batch.undecodable["junk"]
+    assert list(batch.contacts) == [ADA]
+
+
+# --- what the ledger makes stale or unchanged --------------------------------------------------
+
+
+def synced(**written: str) -> LedgerEntry:
+    return LedgerEntry(
+        ADA, "synced", hubspot_id="101", audiences={"gold": AppliedAudience("realized", 200)}, written=written
+    )
+
+
+def test_a_new_contact_is_written_even_without_properties(messages: Messages) -> None:
+    plan = plan_for(coalesce(messages(ContactUpdate(ADA, (), {"unknown_prop": "x"}))))
+    (write,) = plan.writes
+    assert write.properties == {} and "unknown_prop" in write.warnings
+
+
+def test_audience_changes_not_newer_than_applied_are_dropped(messages: Messages) -> None:
+    ledger = {ADA: synced(aud_gold="realized")}
+    stale = plan_for(coalesce(messages(ContactUpdate(ADA, (exited("gold", 150),)))), ledger)
+    assert stale.writes == [] and stale.outcomes == {ADA: Outcome.SKIPPED} and stale.records == []
+    newer = plan_for(coalesce(messages(ContactUpdate(ADA, (exited("gold", 250),)))), ledger)
+    assert newer.writes[0].properties == {"aud_gold": "exited"}
+
+
+def test_a_write_identical_to_the_last_successful_one_is_skipped(messages: Messages) -> None:
+    ledger = {ADA: synced(aud_gold="realized", city="Paris")}
+    plan = plan_for(coalesce(messages(ContactUpdate(ADA, (), {"city": "Paris"}))), ledger)
+    assert plan.writes == [] and plan.outcomes == {ADA: Outcome.SKIPPED}
+    changed = plan_for(coalesce(messages(ContactUpdate(ADA, (), {"city": "Lyon"}))), ledger)
+    assert [w.properties for w in changed.writes] == [{"city": "Lyon"}]
+
+
+def test_a_requalification_with_the_same_status_is_remembered_without_a_write(messages: Messages) -> None:
+    ledger = {ADA: synced(aud_gold="realized")}
+    plan = plan_for(coalesce(messages(ContactUpdate(ADA, (realized("gold", 300),)))), ledger)
+    assert plan.writes == []
+    (record,) = plan.records
+    assert record.audiences["gold"] == AppliedAudience("realized", 300)
+
+
+def test_a_write_hubspot_refused_is_not_sent_again(messages: Messages) -> None:
+    batch = coalesce(messages(ContactUpdate(ADA, (), {"city": "Paris"})))
+    first = plan_for(batch)
+    (write,) = first.writes
+    ledger = {ADA: LedgerEntry(ADA, "failed", rejected=write.fingerprint())}
+    again = plan_for(batch, ledger)
+    assert again.writes == [] and again.records == [] and again.outcomes == {ADA: Outcome.SKIPPED}
+
+
+def test_an_audience_without_a_property_is_a_problem_but_attributes_still_go(messages: Messages) -> None:
+    batch = coalesce(messages(ContactUpdate(ADA, (realized("gold", 100),), {"city": "Paris"})))
+    plan = plan_for(batch, broken="gold")
+    (write,) = plan.writes
+    assert write.properties == {"city": "Paris"} and write.problems == ["audience gold: no room"]
+
+
+def test_invalid_values_are_dropped_with_a_warning_and_email_is_never_a_property(messages: Messages) -> None:
+    batch = coalesce(messages(ContactUpdate(ADA, (), {"age": "old", "email": ADA, "city": "Paris"})))
+    (write,) = plan_for(batch).writes
+    assert write.properties == {"city": "Paris"} and "age" in write.warnings
+
+
+# --- HubSpot's answers -------------------------------------------------------------------------
+
+
+def refusal(*names: str) -> UpsertResult:
+    errors = [{"name": name, "error": "INVALID_OPTION", "message": "bad"} for name in names]
+    return UpsertResult(ADA, error=HubSpotError(ErrorKind.PERMANENT, "bad", 400), property_errors=errors)
+
+
+def test_refused_fields_are_dropped_and_the_contact_sent_again(messages: Messages) -> None:
+    (write,) = plan_for(coalesce(messages(ContactUpdate(ADA, (), {"city": "x", "firstname": "A"})))).writes
+    assert drop_refused_fields(write, refusal("city"))
+    assert write.properties == {"firstname": "A"} and "city" in write.warnings
+    assert not drop_refused_fields(write, refusal("email"))  # the contact itself is refused
+    assert not drop_refused_fields(write, refusal("not_sent"))
+
+
+def test_outcomes_of_success_refusal_and_transient_failure(messages: Messages) -> None:
+    batch = coalesce(messages(ContactUpdate(ADA, (realized("gold", 100),), {"city": "Paris"})))
+    (write,) = plan_for(batch).writes
+    outcome, entry = outcome_of(write, UpsertResult(ADA, contact_id="7"), NOW_MS)
+    assert outcome is Outcome.SYNCED and entry is not None and entry.hubspot_id == "7"
+    assert entry.written == {"city": "Paris", "aud_gold": "realized"}
+    assert entry.audiences == {"gold": AppliedAudience("realized", 100)} and entry.updated_at_ms == NOW_MS
+    transient = UpsertResult(ADA, error=HubSpotError(ErrorKind.RETRYABLE, "502"))
+    assert outcome_of(write, transient, NOW_MS) == (Outcome.RETRY, None)
+    outcome, entry = outcome_of(write, refusal(), NOW_MS)
+    assert outcome is Outcome.FAILED and entry is not None and entry.rejected == write.fingerprint()
+    assert entry.reason and "HubSpot rejected the contact" in entry.reason
+
+
+# --- messages back to the queue ----------------------------------------------------------------
+
+
+def message(message_id: str, group: str, receive_count: int = 1) -> InboundMessage:
+    return InboundMessage(message_id, group, "{}", f"rh-{message_id}", receive_count)
+
+
+def test_a_failed_message_takes_every_later_message_of_its_group() -> None:
+    batch = [message("a1", "A"), message("b1", "B"), message("a2", "A"), message("b2", "B")]
+    assert messages_to_return(batch, {"a1"}) == ["a1", "a2"]
+    assert messages_to_return(batch, {"b2"}) == ["b2"]
+    assert messages_to_return(batch, set()) == []
+
+
+def test_retry_delays_grow_with_the_receive_count_up_to_a_cap() -> None:
+    batch = [message("a", "A", 1), message("b", "B", 3), message("c", "C", 50)]
+    schedule = retry_schedule(batch, ["a", "b", "c"], 10, None, 0.0)
+    assert {delay: [m.message_id for m in group] for delay, group in schedule.items()} == {
+        10: ["a"],
+        40: ["b"],
+        MAX_RETRY_DELAY_SECONDS: ["c"],
+    }
+
+
+def test_a_daily_pause_lasts_until_the_reset_within_sqs_bounds() -> None:
+    batch = [message("a", "A", 9)]
+    assert list(retry_schedule(batch, ["a"], 10, 1_000.0 + 3_600, 1_000.0)) == [3_600]
+    assert list(retry_schedule(batch, ["a"], 10, 1_000.0 + 5, 1_000.0)) == [MIN_DAILY_PAUSE_SECONDS]
+    assert list(retry_schedule(batch, ["a"], 10, 1_000.0 + 10**6, 1_000.0)) == [MAX_VISIBILITY_SECONDS]
+    assert retry_schedule(batch, [], 10, None, 0.0) == {}
