@@ -115,10 +115,3 @@ def test_batch_rules_are_checked_before_sending(client: HubSpotClient) -> None:
     with pytest.raises(ValueError, match="distinct"):
         client.batch_upsert([UpsertInput("a@example.com", {}), UpsertInput("a@example.com", {})])
     assert client.requests_sent == 0
-
-
-def test_get_contact_by_email(client: HubSpotClient) -> None:
-    client.batch_upsert([UpsertInput("grace@example.com", {"firstname": "Grace"})])
-    found = client.get_contact("Grace@Example.com", ["firstname", "email"])
-    assert found is not None and found["properties"]["firstname"] == "Grace"
-    assert client.get_contact("nobody@example.com") is None

@@ -242,18 +242,6 @@ class HubSpotClient:
             results.append(found)
         return results
 
-    def get_contact(self, email: str, properties: Sequence[str] = ()) -> dict[str, Any] | None:
-        params = {"idProperty": "email"}
-        if properties:
-            params["properties"] = ",".join(properties)
-        try:
-            _status, document = self.request("GET", self.paths.contact(email), params=params)
-        except HubSpotError as error:
-            if error.status == 404:
-                return None
-            raise
-        return document if isinstance(document, dict) else None
-
     # --- properties and groups -------------------------------------------------------------------
 
     def list_properties(self) -> list[dict[str, Any]]:
@@ -300,10 +288,6 @@ class HubSpotClient:
             if error.status == 409 or "already exists" in error.message.lower():
                 return
             raise
-
-    def custom_property_limits(self) -> dict[str, Any]:
-        _status, document = self.request("GET", self.paths.custom_property_limits)
-        return dict(document or {})
 
 
 __all__ = [

@@ -44,9 +44,6 @@ class Paths:
     def batch_upsert(self) -> str:
         return f"{self._objects}/batch/upsert"
 
-    def contact(self, contact_id: str) -> str:
-        return f"{self._objects}/{contact_id}"
-
     @property
     def properties_batch_create(self) -> str:
         return f"{self.properties}/batch/create"
@@ -57,15 +54,6 @@ class Paths:
     @property
     def groups(self) -> str:
         return f"{self.properties}/groups"
-
-    @property
-    def custom_property_limits(self) -> str:
-        # Limits tracking has no 2026-09 release; 2026-03 is its newest date version.
-        return (
-            "/crm/v3/limits/custom-properties"
-            if self.version is ApiVersion.V3
-            else "/crm/limits/2026-03/custom-properties"
-        )
 
     @property
     def oauth_token(self) -> str:
