@@ -4,6 +4,9 @@ It keeps contacts, properties and groups in memory and reproduces what the conne
 date-versioned and v3 paths, bearer auth, scopes, the 10-second and daily limits with HubSpot's
 headers and 429 bodies, batch upsert semantics and per-input errors, property rules, the OAuth
 token endpoint, and fault injection. Shapes follow HubSpot's published OpenAPI specs.
+
+It deliberately imports nothing from the connector's package: it is what the connector
+is checked against, so it keeps its own reading of HubSpot's rules and is free to disagree.
 """
 
 from .server import SandboxServer

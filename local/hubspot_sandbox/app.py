@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
-from hubspot_activation.emails import normalize_email
 from werkzeug.wrappers import Request, Response
 
+from .emails import normalize_email
 from .state import ALL_SCOPES, PORTAL_ID, SandboxState
 from .values import InvalidValue, validate
 
@@ -86,6 +86,28 @@ def error_body(category: str, message: str, **extra: Any) -> dict[str, Any]:
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
     return Response(json.dumps(body), status=status, headers=headers or {}, content_type="application/json")
+
+
+def _version(value: str, timestamp: str) -> dict[str, Any]:
+    """One ``ValueWithTimestamp``; writes through the API are attributed to an integration."""
+    return {"value": value, "timestamp": timestamp, "sourceType": "INTEGRATION"}
+
+
+def query_list(request: Request, name: str) -> list[str]:
+    """An array query parameter, in every form HubSpot accepts.
+
+    HubSpot's spec declares these parameters exploded (``?properties=a&properties=b``, which is what
+    its official clients send) while its descriptions and guides write them comma-separated
+    (``?properties=a,b``). HubSpot answers both, so the sandbox takes both and any mix of them: reading
+    only one form would fail a client that is right, or hide from the tests a client that is wrong.
+    """
+    return [item.strip() for value in request.args.getlist(name) for item in value.split(",") if item.strip()]
+
+
+def query_flag(request: Request, name: str) -> bool:
+    """A boolean query parameter, read case-insensitively: HubSpot's official Python client sends
+    Python's spelling (``archived=True``), so HubSpot evidently takes it as true."""
+    return request.args.get(name, "false").strip().lower() == "true"
 
 
 class SandboxApp:
@@ -259,6 +281,7 @@ class SandboxApp:
         new: bool | None = None,
         trace: str | None = None,
         only: Iterable[str] | None = None,
+        history: Iterable[str] | None = None,
     ) -> dict[str, Any]:
         contact = self.state.contacts[contact_id]
         names = set(only) if only is not None else set(contact["properties"])
@@ -270,11 +293,27 @@ class SandboxApp:
             "updatedAt": contact["updatedAt"],
             "archived": False,
         }
+        if history is not None:
+            result["propertiesWithHistory"] = self._history(contact, history)
         if new is not None:
             result["new"] = new
         if trace is not None:
             result["objectWriteTraceId"] = trace
         return result
+
+    @staticmethod
+    def _history(contact: dict[str, Any], names: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
+        """``propertiesWithHistory``: each asked-for property that has a value, newest version first;
+        properties without a value are left out, as HubSpot ignores names it has nothing for."""
+        recorded: dict[str, list[dict[str, Any]]] = contact.get("history", {})
+        current: dict[str, str] = contact["properties"]
+        found: dict[str, list[dict[str, Any]]] = {}
+        for name in dict.fromkeys(names):
+            if name in recorded:
+                found[name] = [dict(version) for version in recorded[name]]
+            elif name in current:  # a contact put into the state directly by a test has no history
+                found[name] = [_version(current[name], contact["updatedAt"])]
+        return found
 
     def _validated(self, properties: Any) -> tuple[dict[str, str], list[dict[str, Any]]]:
         if not isinstance(properties, dict):
@@ -317,19 +356,26 @@ class SandboxApp:
         if contact_id is None:
             contact_id = self.state.next_id()
             self.state.contacts[contact_id] = {
-                "properties": {"hs_object_id": contact_id, "createdate": now},
+                "properties": {},
+                "history": {},
                 "createdAt": now,
                 "updatedAt": now,
             }
+            properties = {"hs_object_id": contact_id, "createdate": now, **properties}
             created = True
         else:
             created = False
         contact = self.state.contacts[contact_id]
         if email:
             properties = {**properties, "email": email}
+        properties = {**properties, "lastmodifieddate": now}
         old_email = contact["properties"].get("email")
+        history = contact.setdefault("history", {})
+        for name, value in properties.items():
+            # Only changes become versions, so repeated identical writes do not grow the history.
+            if contact["properties"].get(name) != value or name not in history:
+                history.setdefault(name, []).insert(0, _version(value, now))
         contact["properties"].update(properties)
-        contact["properties"]["lastmodifieddate"] = now
         contact["updatedAt"] = now
         new_email = contact["properties"].get("email")
         if old_email and old_email != new_email:
@@ -516,6 +562,7 @@ class SandboxApp:
         inputs = self._inputs(body)
         id_property = body.get("idProperty") or "hs_object_id"
         wanted = body.get("properties") or []
+        with_history = body.get("propertiesWithHistory") or None
         results, errors = [], []
         for item in inputs:
             key = str(item.get("id", ""))
@@ -533,7 +580,7 @@ class SandboxApp:
                     }
                 )
                 continue
-            results.append(self._contact_json(str(contact_id), only=wanted or None))
+            results.append(self._contact_json(str(contact_id), only=wanted or None, history=with_history))
         payload: dict[str, Any] = {
             "status": "COMPLETE",
             "results": results,
@@ -565,8 +612,17 @@ class SandboxApp:
         return str(contact_id)
 
     def get_contact(self, request: Request, version: str, body: Any, key: str) -> tuple[int, Any]:
-        wanted = request.args.get("properties")
-        return 200, self._contact_json(self._find(request, key), only=wanted.split(",") if wanted else None)
+        document = self._contact_json(
+            self._find(request, key),
+            only=query_list(request, "properties") or None,
+            history=query_list(request, "propertiesWithHistory") or None,
+        )
+        if query_list(request, "associations"):
+            # The sandbox keeps no associations, so every asked-for object type has nothing to list:
+            # an empty type -> CollectionResponseAssociatedId map is the answer the schema allows.
+            # (Real HubSpot may leave the key out altogether in that case.)
+            document["associations"] = {}
+        return 200, document
 
     def patch_contact(self, request: Request, version: str, body: Any, key: str) -> tuple[int, Any]:
         contact_id = self._find(request, key)
@@ -579,7 +635,7 @@ class SandboxApp:
     # --- properties --------------------------------------------------------------------------------
 
     def list_properties(self, request: Request, version: str, body: Any) -> tuple[int, Any]:
-        archived = request.args.get("archived", "false") == "true"
+        archived = query_flag(request, "archived")
         return 200, {
             "results": [p for p in self.state.properties.values() if bool(p.get("archived")) == archived]
         }

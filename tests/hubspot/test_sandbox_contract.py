@@ -356,3 +356,128 @@ def test_tier_presets(sandbox: SandboxServer) -> None:
         requests.post(sandbox.url + "/__sandbox/config", json={"tier": "platinum"}, timeout=5).status_code
         == 400
     )
+
+
+CONTACT_PATHS = {
+    "v3": "/crm/v3/objects/contacts",
+    "2026-03": "/crm/objects/2026-03/contacts",
+    "2026-09": "/crm/objects/2026-09/contacts",
+}
+ALWAYS_RETURNED = {"hs_object_id", "createdate", "lastmodifieddate"}
+VALUE_WITH_TIMESTAMP_REQUIRED = {"value", "timestamp", "sourceType"}
+
+
+def seeded_contact(api: tuple[str, dict[str, str]], **properties: str) -> str:
+    """The record id of ada@example.com after an upsert of ``properties``."""
+    response = post_upsert(api, [{"idProperty": "email", "id": "ada@example.com", "properties": properties}])
+    assert response.status_code == 200, response.text
+    contact_id: str = response.json()["results"][0]["id"]
+    return contact_id
+
+
+@pytest.mark.parametrize("version", list(CONTACT_PATHS))
+@pytest.mark.parametrize(
+    "query",
+    [
+        "properties=firstname&properties=lastname&properties=city",  # what HubSpot's clients send
+        "properties=firstname,lastname,city",  # what HubSpot's guides write
+        "properties=firstname,lastname&properties=city",
+        "properties=firstname&properties=%20lastname%20,,city&properties=",
+        "properties=firstname%2Clastname%2Ccity",
+    ],
+)
+def test_single_read_takes_properties_repeated_comma_separated_and_mixed(
+    api: tuple[str, dict[str, str]], version: str, query: str
+) -> None:
+    base, headers = api
+    contact_id = seeded_contact(api, firstname="Ada", lastname="Lovelace", city="London", company="AE")
+    for key in (contact_id, "ada@example.com?idProperty=email"):
+        separator = "&" if "?" in key else "?"
+        url = f"{base}{CONTACT_PATHS[version]}/{key}{separator}{query}"
+        response = requests.get(url, headers=headers, timeout=5)
+        assert response.status_code == 200, response.text
+        properties = response.json()["properties"]
+        assert set(properties) == {"firstname", "lastname", "city", *ALWAYS_RETURNED}
+        assert (properties["firstname"], properties["lastname"], properties["city"]) == (
+            "Ada",
+            "Lovelace",
+            "London",
+        )
+
+
+def test_single_read_without_properties_and_with_unknown_ones(api: tuple[str, dict[str, str]]) -> None:
+    base, headers = api
+    contact_id = seeded_contact(api, firstname="Ada", company="AE")
+    url = f"{base}{CONTACT_PATHS['v3']}/{contact_id}"
+    everything = requests.get(url, headers=headers, timeout=5).json()
+    assert {"firstname", "company", "email"} <= set(everything["properties"])
+    assert "propertiesWithHistory" not in everything and "associations" not in everything
+    unknown = requests.get(url + "?properties=nope&properties=firstname", headers=headers, timeout=5)
+    assert unknown.status_code == 200  # names HubSpot has nothing for are ignored
+    assert set(unknown.json()["properties"]) == {"firstname", *ALWAYS_RETURNED}
+
+
+@pytest.mark.parametrize("version", list(CONTACT_PATHS))
+def test_single_read_properties_with_history(api: tuple[str, dict[str, str]], version: str) -> None:
+    base, headers = api
+    contact_id = seeded_contact(api, firstname="Ada", city="London")
+    seeded_contact(api, firstname="Augusta", city="London")
+    response = requests.get(
+        f"{base}{CONTACT_PATHS[version]}/{contact_id}"
+        "?propertiesWithHistory=firstname&propertiesWithHistory=city,missing&properties=lastname",
+        headers=headers,
+        timeout=5,
+    )
+    assert response.status_code == 200, response.text
+    history = response.json()["propertiesWithHistory"]
+    assert set(history) == {"firstname", "city"}  # "missing" has no value, so it is left out
+    assert [entry["value"] for entry in history["firstname"]] == ["Augusta", "Ada"]  # newest first
+    assert [entry["value"] for entry in history["city"]] == ["London"]  # unchanged: one version
+    for entries in history.values():
+        assert all(set(entry) >= VALUE_WITH_TIMESTAMP_REQUIRED for entry in entries)
+        assert all(entry["timestamp"].endswith("Z") for entry in entries)
+
+
+@pytest.mark.parametrize("version", list(CONTACT_PATHS))
+def test_single_read_associations_in_both_forms(api: tuple[str, dict[str, str]], version: str) -> None:
+    base, headers = api
+    contact_id = seeded_contact(api, firstname="Ada")
+    url = f"{base}{CONTACT_PATHS[version]}/{contact_id}"
+    for query in ("associations=companies&associations=deals", "associations=companies,deals"):
+        response = requests.get(f"{url}?{query}", headers=headers, timeout=5)
+        assert response.status_code == 200
+        assert response.json()["associations"] == {}  # the sandbox keeps no associations
+
+
+def test_batch_read_returns_properties_with_history(api: tuple[str, dict[str, str]]) -> None:
+    base, headers = api
+    seeded_contact(api, firstname="Ada")
+    seeded_contact(api, firstname="Augusta")
+    response = requests.post(
+        base + CONTACT_PATHS["v3"] + "/batch/read",
+        headers=headers,
+        timeout=5,
+        json={
+            "idProperty": "email",
+            "properties": ["firstname"],
+            "propertiesWithHistory": ["firstname"],
+            "inputs": [{"id": "ada@example.com"}],
+        },
+    )
+    assert response.status_code == 200
+    (result,) = response.json()["results"]
+    assert [v["value"] for v in result["propertiesWithHistory"]["firstname"]] == ["Augusta", "Ada"]
+
+
+@pytest.mark.parametrize("version", list(PROPERTY_PATHS))
+def test_list_properties_reads_archived_in_any_case(api: tuple[str, dict[str, str]], version: str) -> None:
+    base, headers = api
+    url = base + PROPERTY_PATHS[version]
+
+    def names(query: str) -> set[str]:
+        response = requests.get(url + query, headers=headers, timeout=5)
+        assert response.status_code == 200
+        return {p["name"] for p in response.json()["results"]}
+
+    assert "email" in names("") and names("") == names("?archived=false") == names("?archived=False")
+    assert names("?archived=true") == names("?archived=True") == set()  # nothing is archived
