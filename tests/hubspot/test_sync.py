@@ -249,7 +249,7 @@ def test_undecodable_message_goes_back_with_its_successors(harness: Harness) -> 
 
 def test_ledger_outage_hands_everything_back(harness: Harness) -> None:
     class BrokenLedger(InMemoryLedger):
-        def put_many(self, entries: Sequence[LedgerEntry]) -> None:
+        def put_many(self, entries: Sequence[LedgerEntry]) -> dict[str, str]:
             raise LedgerUnavailable("DynamoDB is down")
 
     service = SyncService(harness.client, PropertySchema(harness.client, "g", "G", "aud_"), BrokenLedger())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -11,12 +12,14 @@ from hubspot_activation.messages import pack
 from hubspot_activation.model import AudienceChange, AudienceStatus, ContactUpdate
 from hubspot_activation.upsert.ledger import AppliedAudience, LedgerEntry
 from hubspot_activation.upsert.plan import (
+    AMBIGUITY_SETTLE_MS,
     MAX_RETRY_DELAY_SECONDS,
     MAX_VISIBILITY_SECONDS,
     MIN_DAILY_PAUSE_SECONDS,
     Batch,
     InboundMessage,
     Outcome,
+    audiences_to_ensure,
     coalesce,
     drop_refused_fields,
     messages_to_return,
@@ -44,14 +47,19 @@ def exited(audience: str, ts: int, name: str | None = None) -> AudienceChange:
 
 
 class Messages:
-    """Packs updates into inbound messages, one message per call, numbered in delivery order."""
+    """Packs updates into inbound messages, one message per call, numbered in delivery order; each
+    call is a request received a second after the previous one (unless ``received_ms`` says)."""
 
     def __init__(self) -> None:
         self.count = 0
 
-    def __call__(self, *updates: ContactUpdate, group: str | None = None) -> list[InboundMessage]:
+    def __call__(
+        self, *updates: ContactUpdate, group: str | None = None, received_ms: int | None = None
+    ) -> list[InboundMessage]:
         result = []
-        for message in pack(list(updates), 1):
+        received = received_ms if received_ms is not None else NOW_MS + 1000 * (self.count + 1)
+        stamped = [replace(u, received_ms=received, position=i) for i, u in enumerate(updates)]
+        for message in pack(stamped, 1):
             self.count += 1
             result.append(
                 InboundMessage(f"m{self.count}", group or message.group_id, message.body, f"rh{self.count}")
@@ -72,7 +80,7 @@ def properties_for(*audiences: str, broken: str | None = None) -> dict[str, Audi
 
 
 def plan_for(batch: Batch, ledger: dict[str, LedgerEntry] | None = None, broken: str | None = None) -> Any:
-    audiences = properties_for(*batch.audience_names(), broken=broken)
+    audiences = properties_for(*audiences_to_ensure(batch, ledger or {}), broken=broken)
     return plan_writes(batch, ledger or {}, audiences, DEFINITIONS, NOW_MS)
 
 
@@ -84,7 +92,7 @@ def test_newest_audience_timestamp_wins_whatever_the_message_order(messages: Mes
         messages(ContactUpdate(ADA, (realized("gold", 200),)))
         + messages(ContactUpdate(ADA, (exited("gold", 100),)))
     )
-    assert batch.contacts[ADA].audiences["gold"].status is AudienceStatus.REALIZED
+    assert batch.contacts[ADA].audiences["gold"].change.status is AudienceStatus.REALIZED
 
 
 def test_a_tie_goes_to_the_later_message_and_a_name_is_never_forgotten(messages: Messages) -> None:
@@ -92,7 +100,7 @@ def test_a_tie_goes_to_the_later_message_and_a_name_is_never_forgotten(messages:
         messages(ContactUpdate(ADA, (realized("gold", 100, "Gold"),)))
         + messages(ContactUpdate(ADA, (exited("gold", 100),)))
     )
-    change = batch.contacts[ADA].audiences["gold"]
+    change = batch.contacts[ADA].audiences["gold"].change
     assert change.status is AudienceStatus.EXITED and change.name == "Gold"
     assert batch.audience_names() == {"gold": "Gold"}
 
@@ -102,7 +110,8 @@ def test_later_attributes_win_and_absent_ones_are_kept(messages: Messages) -> No
         messages(ContactUpdate(ADA, (), {"city": "Paris", "firstname": "Ada"}))
         + messages(ContactUpdate(ADA, (), {"city": "Lyon"}))
     )
-    assert batch.contacts[ADA].attributes == {"city": "Lyon", "firstname": "Ada"}
+    values = {name: value for name, (value, _order) in batch.contacts[ADA].attributes.items()}
+    assert values == {"city": "Lyon", "firstname": "Ada"}
     assert batch.contacts[ADA].message_ids == ["m1", "m2"]
     assert batch.attribute_names() == {"city", "firstname"}
 
@@ -151,7 +160,7 @@ def test_a_requalification_with_the_same_status_is_remembered_without_a_write(me
     plan = plan_for(coalesce(messages(ContactUpdate(ADA, (realized("gold", 300),)))), ledger)
     assert plan.writes == []
     (record,) = plan.records
-    assert record.audiences["gold"] == AppliedAudience("realized", 300)
+    assert record.audiences["gold"] == AppliedAudience("realized", 300, (NOW_MS + 1000, 0))
 
 
 def test_a_write_hubspot_refused_is_not_sent_again(messages: Messages) -> None:
@@ -195,13 +204,14 @@ def test_refused_fields_are_dropped_and_the_contact_sent_again(messages: Message
 def test_outcomes_of_success_refusal_and_transient_failure(messages: Messages) -> None:
     batch = coalesce(messages(ContactUpdate(ADA, (realized("gold", 100),), {"city": "Paris"})))
     (write,) = plan_for(batch).writes
-    outcome, entry = outcome_of(write, UpsertResult(ADA, contact_id="7"), NOW_MS)
+    outcome, entry = outcome_of(write, UpsertResult(ADA, contact_id="7"), NOW_MS, NOW_MS)
     assert outcome is Outcome.SYNCED and entry is not None and entry.hubspot_id == "7"
     assert entry.written == {"city": "Paris", "aud_gold": "realized"}
-    assert entry.audiences == {"gold": AppliedAudience("realized", 100)} and entry.updated_at_ms == NOW_MS
+    assert entry.audiences == {"gold": AppliedAudience("realized", 100, (NOW_MS + 1000, 0))}
+    assert entry.updated_at_ms == NOW_MS
     transient = UpsertResult(ADA, error=HubSpotError(ErrorKind.RETRYABLE, "502"))
-    assert outcome_of(write, transient, NOW_MS) == (Outcome.RETRY, None)
-    outcome, entry = outcome_of(write, refusal(), NOW_MS)
+    assert outcome_of(write, transient, NOW_MS, NOW_MS) == (Outcome.RETRY, None)
+    outcome, entry = outcome_of(write, refusal(), NOW_MS, NOW_MS)
     assert outcome is Outcome.FAILED and entry is not None and entry.rejected == write.fingerprint()
     assert entry.reason and "HubSpot rejected the contact" in entry.reason
 
@@ -236,3 +246,107 @@ def test_a_daily_pause_lasts_until_the_reset_within_sqs_bounds() -> None:
     assert list(retry_schedule(batch, ["a"], 10, 1_000.0 + 5, 1_000.0)) == [MIN_DAILY_PAUSE_SECONDS]
     assert list(retry_schedule(batch, ["a"], 10, 1_000.0 + 10**6, 1_000.0)) == [MAX_VISIBILITY_SECONDS]
     assert retry_schedule(batch, [], 10, None, 0.0) == {}
+
+
+# --- order across batches, replays and redrives ------------------------------------------------
+
+
+def written_by(plan: Any, sent_ms: int = NOW_MS) -> LedgerEntry:
+    """The ledger after HubSpot confirmed the plan's single write."""
+    (write,) = plan.writes
+    outcome, entry = outcome_of(write, UpsertResult(write.email, contact_id="101"), sent_ms, sent_ms)
+    assert outcome in (Outcome.SYNCED, Outcome.FAILED) and entry is not None
+    return entry
+
+
+def test_an_older_message_replayed_after_a_newer_one_never_rolls_attributes_back(messages: Messages) -> None:
+    older = messages(ContactUpdate(ADA, (), {"city": "Paris"}), received_ms=NOW_MS)
+    newer = messages(ContactUpdate(ADA, (), {"city": "Lyon"}), received_ms=NOW_MS + 5_000)
+    ledger = {ADA: written_by(plan_for(coalesce(newer)))}
+    replayed = plan_for(coalesce(older), ledger)
+    assert replayed.writes == [] and replayed.outcomes == {ADA: Outcome.SKIPPED}
+    # Within one batch too, whatever the delivery order: the later received value wins.
+    assert coalesce(newer + older).contacts[ADA].attributes["city"][0] == "Lyon"
+
+
+def test_a_value_asked_again_later_moves_the_applied_order_so_an_older_one_stays_out(
+    messages: Messages,
+) -> None:
+    first = messages(ContactUpdate(ADA, (), {"city": "Lyon"}), received_ms=NOW_MS)
+    middle = messages(ContactUpdate(ADA, (), {"city": "Paris"}), received_ms=NOW_MS + 1_000)
+    last = messages(ContactUpdate(ADA, (), {"city": "Lyon"}), received_ms=NOW_MS + 2_000)
+    ledger = {ADA: written_by(plan_for(coalesce(first)))}
+    resent = plan_for(coalesce(last), ledger)  # unchanged: no write, but the newer order is kept
+    assert resent.writes == []
+    (record,) = resent.records
+    assert record.attribute_order["city"] == (NOW_MS + 2_000, 0)
+    assert plan_for(coalesce(middle), {ADA: record}).writes == []
+
+
+def test_equal_timestamps_go_to_the_later_received_in_and_across_batches(messages: Messages) -> None:
+    early = messages(ContactUpdate(ADA, (realized("gold", 100),)), received_ms=NOW_MS)
+    late = messages(ContactUpdate(ADA, (exited("gold", 100),)), received_ms=NOW_MS + 1)
+    in_batch = coalesce(late + early).contacts[ADA].audiences["gold"].change
+    assert in_batch.status is AudienceStatus.EXITED
+    ledger = {ADA: written_by(plan_for(coalesce(early)))}
+    across = plan_for(coalesce(late), ledger)
+    assert [w.properties for w in across.writes] == [{"aud_gold": "exited"}]
+    ledger = {ADA: written_by(plan_for(coalesce(late)))}
+    assert plan_for(coalesce(early), ledger).writes == []  # the earlier-received tie stays out
+
+
+def test_an_audience_without_a_property_stays_pending_and_rides_every_later_update(
+    messages: Messages,
+) -> None:
+    first = coalesce(messages(ContactUpdate(ADA, (realized("gold", 100),), {"city": "Paris"})))
+    plan = plan_for(first, broken="gold")
+    ledger = {ADA: written_by(plan)}
+    assert ledger[ADA].status == "failed" and "gold" in ledger[ADA].pending_audiences
+    # The operator raised the limit; a later update about something else still applies gold.
+    later = coalesce(messages(ContactUpdate(ADA, (), {"firstname": "Ada"})))
+    (write,) = plan_for(later, ledger).writes
+    assert write.properties == {"firstname": "Ada", "aud_gold": "realized"}
+    after = written_by(plan_for(later, ledger))
+    assert after.pending_audiences == {} and after.status == "synced"
+    assert after.audiences["gold"].status == "realized"
+
+
+def test_a_replay_with_no_changes_applies_what_is_pending(messages: Messages) -> None:
+    failed = written_by(
+        plan_for(coalesce(messages(ContactUpdate(ADA, (realized("gold", 100),)))), broken="gold")
+    )
+    replay = coalesce(messages(ContactUpdate(ADA, source="replay")))
+    (write,) = plan_for(replay, {ADA: failed}).writes
+    assert write.properties == {"aud_gold": "realized"}
+    # A newer change that arrived meanwhile wins over the pending one.
+    newer = coalesce(messages(ContactUpdate(ADA, (exited("gold", 200),))))
+    (write,) = plan_for(newer, {ADA: failed}).writes
+    assert write.properties == {"aud_gold": "exited"}
+
+
+def test_a_value_for_a_property_hubspot_lacks_is_kept_for_a_replay(messages: Messages) -> None:
+    plan = plan_for(coalesce(messages(ContactUpdate(ADA, (), {"loyalty_tier": "gold", "city": "Paris"}))))
+    entry = written_by(plan)
+    assert entry.pending_attributes["loyalty_tier"].value == "gold"
+    created = {**DEFINITIONS, "loyalty_tier": {"name": "loyalty_tier", "type": "string"}}
+    replay = coalesce(messages(ContactUpdate(ADA, source="replay")))
+    (write,) = plan_writes(replay, {ADA: entry}, {}, created, NOW_MS).writes
+    assert write.properties == {"loyalty_tier": "gold"}
+
+
+def test_an_ambiguous_outcome_never_counts_as_written(messages: Messages) -> None:
+    old = coalesce(messages(ContactUpdate(ADA, (), {"city": "Paris"})))
+    new = coalesce(messages(ContactUpdate(ADA, (), {"city": "Lyon"})))
+    (write,) = plan_for(old).writes
+    timeout = UpsertResult(ADA, error=HubSpotError(ErrorKind.RETRYABLE, "ReadTimeout", ambiguous=True))
+    outcome, unsure = outcome_of(write, timeout, NOW_MS, NOW_MS)
+    assert outcome is Outcome.RETRY and unsure is not None and unsure.unconfirmed_at_ms == NOW_MS
+    # The newer write succeeds soon after; HubSpot may still apply the old one late.
+    confirmed = written_by(plan_for(new, {ADA: unsure}), sent_ms=NOW_MS + 1_000)
+    assert confirmed.unconfirmed_at_ms == NOW_MS
+    resend = plan_for(new, {ADA: confirmed})
+    assert [w.properties for w in resend.writes] == [{"city": "Lyon"}]  # sent, not skipped
+    # A write confirmed once HubSpot can no longer apply the old one ends the doubt.
+    settled = written_by(resend, sent_ms=NOW_MS + AMBIGUITY_SETTLE_MS)
+    assert settled.unconfirmed_at_ms is None
+    assert plan_for(new, {ADA: settled}).writes == []

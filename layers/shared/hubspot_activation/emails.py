@@ -12,6 +12,13 @@ _TLD = re.compile(r"^(?:[A-Za-z]{2,63}|xn--[A-Za-z0-9-]{1,59})$")
 _SHA256_HEX = re.compile(r"^[0-9a-fA-F]{64}$")
 
 MAX_EMAIL_LENGTH = 254
+_ANY_EMAIL = re.compile(r"[^\s@\"'<>(),;:\[\]]+@[^\s@\"'<>(),;:\[\]]+")
+
+
+def scrub_emails(text: str) -> str:
+    """``text`` without the email addresses it quotes (HubSpot's error messages often do): logs
+    promise to identify a contact only by a hash."""
+    return _ANY_EMAIL.sub("<email>", text)
 
 
 def normalize_email(raw: str) -> str:

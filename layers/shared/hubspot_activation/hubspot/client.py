@@ -106,6 +106,7 @@ class HubSpotClient:
         attempts = 0
         waited = 0.0
         refreshed = False
+        ambiguous = False  # some attempt may have been applied without an answer saying so
         last: HubSpotError | None = None
         while attempts < self._retry.max_attempts:
             self.governor.acquire()
@@ -121,7 +122,12 @@ class HubSpotClient:
                     timeout=self._timeout,
                 )
             except (requests.ConnectionError, requests.Timeout) as exc:
-                last = HubSpotError(ErrorKind.RETRYABLE, f"{type(exc).__name__} talking to HubSpot")
+                # Only a connection never made is known not to have reached HubSpot.
+                sent = not isinstance(exc, requests.ConnectTimeout)
+                last = HubSpotError(
+                    ErrorKind.RETRYABLE, f"{type(exc).__name__} talking to HubSpot", ambiguous=sent
+                )
+                ambiguous = ambiguous or sent
                 attempts += 1
                 waited += self._backoff(attempts, waited)
                 continue
@@ -149,11 +155,13 @@ class HubSpotClient:
             if error.kind is ErrorKind.RETRYABLE:
                 attempts += 1
                 last = error
+                ambiguous = ambiguous or error.ambiguous
                 minimum = self._retry.locked_wait_seconds if response.status_code == 423 else 0.0
                 waited += self._backoff(attempts, waited, minimum)
                 continue
             raise error
         assert last is not None
+        last.ambiguous = last.ambiguous or ambiguous
         raise last
 
     def _backoff(self, attempt: int, waited: float, minimum: float = 0.0) -> float:
@@ -235,7 +243,9 @@ class HubSpotClient:
                 found = UpsertResult(
                     "",
                     error=HubSpotError(
-                        ErrorKind.RETRYABLE, "HubSpot's answer did not account for this input"
+                        ErrorKind.RETRYABLE,
+                        "HubSpot's answer did not account for this input",
+                        ambiguous=True,
                     ),
                 )
             found.email = item.email

@@ -6,6 +6,8 @@ import json
 from enum import StrEnum
 from typing import Any
 
+from ..emails import scrub_emails
+
 
 class ErrorKind(StrEnum):
     RETRYABLE = "retryable"  # 5xx, 423, timeouts, dropped connections: try again later
@@ -27,6 +29,7 @@ class HubSpotError(Exception):
         policy_name: str | None = None,
         sub_category: str | None = None,
         body: Any = None,
+        ambiguous: bool = False,
     ) -> None:
         super().__init__(message)
         self.kind = kind
@@ -37,9 +40,14 @@ class HubSpotError(Exception):
         self.policy_name = policy_name
         self.sub_category = sub_category
         self.body = body
+        #: the request may have been applied although no success came back (timeout, dropped
+        #: connection, 5xx): whoever records the outcome must not count it as written, nor as not
+        self.ambiguous = ambiguous
 
     def __str__(self) -> str:
-        parts = [f"HubSpot {self.status or 'request'} {self.category or self.kind.value}: {self.message}"]
+        """For logs: HubSpot's message without the email addresses it may quote."""
+        message = scrub_emails(self.message)
+        parts = [f"HubSpot {self.status or 'request'} {self.category or self.kind.value}: {message}"]
         if self.correlation_id:
             parts.append(f"(correlationId {self.correlation_id})")
         return " ".join(parts)
@@ -83,7 +91,8 @@ def classify(status: int, body: Any, headers: Any = None) -> HubSpotError:
     if status == 429:
         return HubSpotError(ErrorKind.RATE_LIMITED, message, policy_name=document.get("policyName"), **common)
     if status in _RETRYABLE_STATUSES or status >= 500:
-        return HubSpotError(ErrorKind.RETRYABLE, message, **common)
+        # A 5xx may come after HubSpot applied the write; 408 and 423 say it was not processed.
+        return HubSpotError(ErrorKind.RETRYABLE, message, ambiguous=status >= 500, **common)
     if status in (401, 403):
         return HubSpotError(ErrorKind.CONFIGURATION, message, **common)
     return HubSpotError(ErrorKind.PERMANENT, message, **common)

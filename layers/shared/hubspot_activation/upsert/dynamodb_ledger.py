@@ -1,7 +1,12 @@
-"""The ledger in DynamoDB: one item per contact, keyed by the normalized email."""
+"""The ledger in DynamoDB: one item per contact, keyed by the normalized email.
+
+The same table holds the connector's daily count of HubSpot calls (an item whose key cannot be an
+email: it has no ``@``), shared by every consumer.
+"""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from decimal import Decimal
@@ -10,15 +15,28 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..observability import tracer
-from .ledger import SYNCED, AppliedAudience, LedgerEntry, LedgerUnavailable
+from .ledger import (
+    SYNCED,
+    UNORDERED,
+    AppliedAudience,
+    LedgerEntry,
+    LedgerUnavailable,
+    Order,
+    PendingAttribute,
+    PendingAudience,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
+#: DynamoDB's answer for an item it can never store (a number out of range, over 400 KB...).
+_REFUSED_ITEM_ERRORS = frozenset({"ValidationException", "ItemCollectionSizeLimitExceededException"})
+_DAILY_KEY_PREFIX = "#hubspot-calls#"
+
 
 class DynamoDbLedger:
-    """One item per contact, keyed by the normalized email. Items expire ``retention_days`` after
-    their last change (a contact that comes back later is simply synced again)."""
+    """Items expire ``retention_days`` after their last change (a contact that comes back later is
+    simply synced again)."""
 
     def __init__(
         self, client: DynamoDBClient, table: str, retention_days: int = 400, max_attempts: int = 5
@@ -42,15 +60,28 @@ class DynamoDbLedger:
         return found
 
     @tracer.capture_method(capture_response=False, capture_error=False)
-    def put_many(self, entries: Sequence[LedgerEntry]) -> None:
+    def put_many(self, entries: Sequence[LedgerEntry]) -> dict[str, str]:
+        """A batch DynamoDB refuses as a whole is written again item by item, so one item it cannot
+        hold is refused alone and the others are stored."""
+        refused: dict[str, str] = {}
         for start in range(0, len(entries), 25):
-            writes: list[Any] = [
-                {"PutRequest": {"Item": self._to_item(e)}} for e in entries[start : start + 25]
-            ]
-            for _response in self._until_processed(
-                self._client.batch_write_item, {self._table: writes}, "UnprocessedItems"
-            ):
-                pass
+            chunk = entries[start : start + 25]
+            try:
+                self._write([self._to_item(entry) for entry in chunk])
+            except _ItemRefused:
+                for entry in chunk:
+                    try:
+                        self._write([self._to_item(entry)])
+                    except _ItemRefused as refusal:
+                        refused[entry.email] = refusal.reason
+        return refused
+
+    def _write(self, items: list[dict[str, Any]]) -> None:
+        writes: list[Any] = [{"PutRequest": {"Item": item}} for item in items]
+        for _response in self._until_processed(
+            self._client.batch_write_item, {self._table: writes}, "UnprocessedItems"
+        ):
+            pass
 
     def _until_processed(
         self, call: Callable[..., Any], request: dict[str, Any], unprocessed: str
@@ -59,7 +90,12 @@ class DynamoDbLedger:
         for attempt in range(self._max_attempts):
             try:
                 response = call(RequestItems=request)
-            except (ClientError, BotoCoreError) as exc:
+            except ClientError as exc:
+                code = str(exc.response.get("Error", {}).get("Code", ""))
+                if code in _REFUSED_ITEM_ERRORS:
+                    raise _ItemRefused(f"the ledger cannot store this contact's state ({code})") from exc
+                raise LedgerUnavailable(f"DynamoDB call failed: {code or type(exc).__name__}") from exc
+            except BotoCoreError as exc:
                 raise LedgerUnavailable(f"DynamoDB call failed: {type(exc).__name__}") from exc
             yield response
             request = dict(response.get(unprocessed) or {})
@@ -77,22 +113,75 @@ class DynamoDbLedger:
             "audiences": {
                 "M": {
                     audience_id: {
-                        "M": {"status": {"S": applied.status}, "ts": {"N": str(applied.timestamp_ms)}}
+                        "M": {
+                            "status": {"S": applied.status},
+                            "ts": {"N": str(applied.timestamp_ms)},
+                            "order": _order_value(applied.order),
+                        }
                     }
                     for audience_id, applied in entry.audiences.items()
                 }
             },
             "written": {"M": {name: {"S": value} for name, value in entry.written.items()}},
+            "attributeOrder": {"M": {name: _order_value(o) for name, o in entry.attribute_order.items()}},
         }
-        if entry.hubspot_id:
-            item["hubspotId"] = {"S": entry.hubspot_id}
-        if entry.reason:
-            item["reason"] = {"S": entry.reason[:2000]}
-        if entry.rejected:
-            item["rejected"] = {"S": entry.rejected}
-        if entry.warnings:
-            item["warnings"] = {"M": {name: {"S": text[:500]} for name, text in entry.warnings.items()}}
+        optional: dict[str, Any] = {
+            "hubspotId": {"S": entry.hubspot_id} if entry.hubspot_id else None,
+            "reason": {"S": entry.reason[:2000]} if entry.reason else None,
+            "rejected": {"S": entry.rejected} if entry.rejected else None,
+            "unconfirmedAt": {"N": str(entry.unconfirmed_at_ms)} if entry.unconfirmed_at_ms else None,
+            "warnings": {"M": {name: {"S": text[:500]} for name, text in entry.warnings.items()}}
+            if entry.warnings
+            else None,
+            "pendingAudiences": _pending_audiences_value(entry.pending_audiences),
+            "pendingAttributes": {
+                "M": {
+                    name: {"M": {"value": {"S": json.dumps(p.value)}, "order": _order_value(p.order)}}
+                    for name, p in entry.pending_attributes.items()
+                }
+            }
+            if entry.pending_attributes
+            else None,
+        }
+        item.update({name: value for name, value in optional.items() if value is not None})
         return item
+
+
+class _ItemRefused(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _order_value(order: Order) -> dict[str, Any]:
+    return {"L": [{"N": str(part)} for part in order]}
+
+
+def _order(value: Mapping[str, Any] | None) -> Order:
+    parts = [int(Decimal(part["N"])) for part in (value or {}).get("L", [])]
+    return (parts[0], parts[1]) if len(parts) == 2 else UNORDERED
+
+
+def _pending_audiences_value(pending: Mapping[str, PendingAudience]) -> dict[str, Any] | None:
+    if not pending:
+        return None
+    return {
+        "M": {
+            audience_id: {
+                "M": {
+                    "status": {"S": change.status},
+                    "ts": {"N": str(change.timestamp_ms)},
+                    "order": _order_value(change.order),
+                    **({"name": {"S": change.name}} if change.name else {}),
+                }
+            }
+            for audience_id, change in pending.items()
+        }
+    }
+
+
+def _map(item: Mapping[str, Any], name: str) -> dict[str, Any]:
+    return dict((item.get(name) or {}).get("M") or {})
 
 
 def _from_item(item: Mapping[str, Any]) -> LedgerEntry:
@@ -101,19 +190,75 @@ def _from_item(item: Mapping[str, Any]) -> LedgerEntry:
         return str(value["S"]) if value else None
 
     audiences = {
-        audience_id: AppliedAudience(str(value["M"]["status"]["S"]), int(Decimal(value["M"]["ts"]["N"])))
-        for audience_id, value in (item.get("audiences", {}).get("M") or {}).items()
+        audience_id: AppliedAudience(
+            str(value["M"]["status"]["S"]),
+            int(Decimal(value["M"]["ts"]["N"])),
+            _order(value["M"].get("order")),
+        )
+        for audience_id, value in _map(item, "audiences").items()
     }
-    written = {name: str(value["S"]) for name, value in (item.get("written", {}).get("M") or {}).items()}
-    warnings = {name: str(value["S"]) for name, value in (item.get("warnings", {}).get("M") or {}).items()}
+    pending_audiences = {
+        audience_id: PendingAudience(
+            str(value["M"]["status"]["S"]),
+            int(Decimal(value["M"]["ts"]["N"])),
+            _order(value["M"].get("order")),
+            str(value["M"]["name"]["S"]) if "name" in value["M"] else None,
+        )
+        for audience_id, value in _map(item, "pendingAudiences").items()
+    }
+    pending_attributes = {
+        name: PendingAttribute(json.loads(value["M"]["value"]["S"]), _order(value["M"].get("order")))
+        for name, value in _map(item, "pendingAttributes").items()
+    }
+    unconfirmed = item.get("unconfirmedAt")
     return LedgerEntry(
         email=str(item["email"]["S"]),
         status=text("status") or SYNCED,
         hubspot_id=text("hubspotId"),
         audiences=audiences,
-        written=written,
+        written={name: str(value["S"]) for name, value in _map(item, "written").items()},
+        attribute_order={name: _order(value) for name, value in _map(item, "attributeOrder").items()},
+        pending_audiences=pending_audiences,
+        pending_attributes=pending_attributes,
         reason=text("reason"),
-        warnings=warnings,
+        warnings={name: str(value["S"]) for name, value in _map(item, "warnings").items()},
         updated_at_ms=int(Decimal(item.get("updatedAt", {}).get("N", "0"))),
         rejected=text("rejected"),
+        unconfirmed_at_ms=int(Decimal(unconfirmed["N"])) if unconfirmed else None,
     )
+
+
+class DynamoDbDailyCounter:
+    """The connector's HubSpot calls of the day, counted atomically across every consumer (HubSpot
+    tells OAuth apps nothing about the daily limit, so the connector must count for itself)."""
+
+    def __init__(self, client: DynamoDBClient, table: str) -> None:
+        self._client = client
+        self._table = table
+
+    @tracer.capture_method(capture_response=False, capture_error=False)
+    def add(self, day: str, calls: int) -> int:
+        """Count ``calls`` more for ``day`` (the account's date); returns the day's total."""
+        try:
+            response = self._client.update_item(
+                TableName=self._table,
+                Key={"email": {"S": _DAILY_KEY_PREFIX + day}},
+                UpdateExpression="ADD calls :n SET expiresAt = if_not_exists(expiresAt, :expires)",
+                ExpressionAttributeValues={
+                    ":n": {"N": str(calls)},
+                    ":expires": {"N": str(int(time.time()) + 3 * 86_400)},
+                },
+                ReturnValues="UPDATED_NEW",
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise LedgerUnavailable(f"DynamoDB call failed: {type(exc).__name__}") from exc
+        return int(Decimal(response["Attributes"]["calls"]["N"]))
+
+    def used(self, day: str) -> int:
+        try:
+            response = self._client.get_item(
+                TableName=self._table, Key={"email": {"S": _DAILY_KEY_PREFIX + day}}, ConsistentRead=True
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise LedgerUnavailable(f"DynamoDB call failed: {type(exc).__name__}") from exc
+        return int(Decimal(response.get("Item", {}).get("calls", {}).get("N", "0")))

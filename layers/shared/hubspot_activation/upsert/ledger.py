@@ -10,12 +10,40 @@ from typing import Protocol
 
 SYNCED = "synced"
 FAILED = "failed"
+#: A contact whose only known write had an ambiguous outcome (it may or may not be in HubSpot).
+UNCONFIRMED = "unconfirmed"
+
+
+#: (receive time in ms, position in the request): the order in which the ingest API received an update.
+Order = tuple[int, int]
+#: The order of anything recorded before updates carried one: older than every real order.
+UNORDERED: Order = (0, 0)
 
 
 @dataclass
 class AppliedAudience:
     status: str
     timestamp_ms: int
+    order: Order = UNORDERED
+
+
+@dataclass
+class PendingAudience:
+    """An audience change that could not be applied for a reason an operator can fix (no property
+    for the audience): kept until it is applied or a newer change replaces it."""
+
+    status: str
+    timestamp_ms: int
+    order: Order = UNORDERED
+    name: str | None = None
+
+
+@dataclass
+class PendingAttribute:
+    """An attribute value that could not be written because HubSpot has no such property yet."""
+
+    value: str | int | float | bool
+    order: Order = UNORDERED
 
 
 @dataclass
@@ -23,21 +51,36 @@ class LedgerEntry:
     email: str
     status: str
     hubspot_id: str | None = None
-    #: audience id -> the newest status written to HubSpot and its timestamp
+    #: audience id -> the newest status written to HubSpot, its timestamp and receive order
     audiences: dict[str, AppliedAudience] = field(default_factory=dict)
     #: property -> value of the last successful write (identical writes are skipped)
     written: dict[str, str] = field(default_factory=dict)
+    #: attribute property -> receive order of the newest update that asked for its written value
+    attribute_order: dict[str, Order] = field(default_factory=dict)
+    #: changes kept for a replay after an operator's fix (property limit, missing property)
+    pending_audiences: dict[str, PendingAudience] = field(default_factory=dict)
+    pending_attributes: dict[str, PendingAttribute] = field(default_factory=dict)
     reason: str | None = None
     warnings: dict[str, str] = field(default_factory=dict)
     updated_at_ms: int = 0
     #: fingerprint of the last write HubSpot refused for good: the same write is not sent again
     rejected: str | None = None
+    #: when a write's outcome was last ambiguous (a timeout, a dropped connection, a 5xx): HubSpot
+    #: may apply it late, so what ``written`` says is not trusted until a later write is confirmed
+    unconfirmed_at_ms: int | None = None
+
+    @property
+    def replayable(self) -> bool:
+        return bool(self.pending_audiences or self.pending_attributes)
 
 
 class Ledger(Protocol):
     def get_many(self, emails: Sequence[str]) -> dict[str, LedgerEntry]: ...
 
-    def put_many(self, entries: Sequence[LedgerEntry]) -> None: ...
+    def put_many(self, entries: Sequence[LedgerEntry]) -> dict[str, str]:
+        """Store the entries; returns email -> reason for each entry the store refused for good
+        (an item it cannot hold). Raises LedgerUnavailable when the store cannot be reached."""
+        ...
 
 
 class LedgerUnavailable(Exception):

@@ -18,15 +18,25 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
 from ..hubspot.batch import UpsertResult
 from ..hubspot.errors import ErrorKind
 from ..messages import decode_message
-from ..model import AttributeValue, AudienceChange, ContactUpdate
-from .ledger import FAILED, SYNCED, AppliedAudience, LedgerEntry
+from ..model import AttributeValue, AudienceChange, AudienceStatus, ContactUpdate
+from .ledger import (
+    FAILED,
+    SYNCED,
+    UNCONFIRMED,
+    UNORDERED,
+    AppliedAudience,
+    LedgerEntry,
+    Order,
+    PendingAttribute,
+    PendingAudience,
+)
 from .properties import AudienceProperty, coerce_attributes
 
 #: SQS keeps a message invisible for at most 12 hours after it was received.
@@ -36,6 +46,10 @@ RETRY_BASE_SECONDS = 10
 MAX_RETRY_DELAY_SECONDS = 600
 #: A DAILY pause never makes a message invisible for less than this.
 MIN_DAILY_PAUSE_SECONDS = 60
+#: After an ambiguous write, how long HubSpot may still apply it: only a write confirmed later than
+#: this makes the ledger's record of what HubSpot holds trustworthy again.
+AMBIGUITY_SETTLE_MS = 5 * 60 * 1000
+UNKNOWN_PROPERTY_WARNING = "HubSpot has no such contact property; field not written"
 
 
 class Outcome(StrEnum):
@@ -54,32 +68,61 @@ class InboundMessage:
     receive_count: int = 1
 
 
+@dataclass(frozen=True)
+class OrderedChange:
+    """An audience change and the receive order of the update that carried it."""
+
+    change: AudienceChange
+    order: Order
+
+    @property
+    def rank(self) -> tuple[int, Order]:
+        """Newest timestamp first; between equal timestamps, the later received."""
+        return (self.change.timestamp_ms, self.order)
+
+    def named(self, name: str | None) -> OrderedChange:
+        if not name or self.change.name:
+            return self
+        change = self.change
+        return OrderedChange(
+            AudienceChange(change.audience_id, change.status, change.timestamp_ms, name), self.order
+        )
+
+
 @dataclass
 class PendingContact:
-    """Everything one batch asks for one contact, merged in message order."""
+    """Everything one batch asks for one contact, merged by timestamp and receive order (not by
+    delivery order: a replayed or redriven older message never wins over a newer one)."""
 
     email: str
     group_id: str
-    audiences: dict[str, AudienceChange] = field(default_factory=dict)
-    attributes: dict[str, AttributeValue] = field(default_factory=dict)
+    audiences: dict[str, OrderedChange] = field(default_factory=dict)
+    #: property -> (value, receive order of the update that set it)
+    attributes: dict[str, tuple[AttributeValue, Order]] = field(default_factory=dict)
     message_ids: list[str] = field(default_factory=list)
 
     def merge(self, update: ContactUpdate, message_id: str) -> None:
         for change in update.audiences:
-            current = self.audiences.get(change.audience_id)
-            # Newest timestamp wins; on a tie the later message wins. A name is never forgotten.
-            if current is None or change.timestamp_ms >= current.timestamp_ms:
-                name = change.name or (current.name if current else None)
-                self.audiences[change.audience_id] = AudienceChange(
-                    change.audience_id, change.status, change.timestamp_ms, name
-                )
-            elif change.name and not current.name:
-                self.audiences[change.audience_id] = AudienceChange(
-                    current.audience_id, current.status, current.timestamp_ms, change.name
-                )
-        self.attributes.update(update.attributes)
+            self.merge_audience(OrderedChange(change, update.order))
+        for name, value in update.attributes.items():
+            self.merge_attribute(name, value, update.order)
         if message_id not in self.message_ids:
             self.message_ids.append(message_id)
+
+    def merge_audience(self, candidate: OrderedChange) -> None:
+        current = self.audiences.get(candidate.change.audience_id)
+        if current is None or candidate.rank > current.rank:
+            # A name, once given, is never forgotten.
+            self.audiences[candidate.change.audience_id] = candidate.named(
+                current.change.name if current else None
+            )
+        elif candidate.change.name:
+            self.audiences[candidate.change.audience_id] = current.named(candidate.change.name)
+
+    def merge_attribute(self, name: str, value: AttributeValue, order: Order) -> None:
+        current = self.attributes.get(name)
+        if current is None or order >= current[1]:
+            self.attributes[name] = (value, order)
 
 
 @dataclass
@@ -93,7 +136,8 @@ class Batch:
         """Every audience of the batch, with the newest name it was given (None when none)."""
         names: dict[str, str | None] = {}
         for contact in self.contacts.values():
-            for change in contact.audiences.values():
+            for ordered in contact.audiences.values():
+                change = ordered.change
                 names[change.audience_id] = change.name or names.get(change.audience_id)
         return names
 
@@ -123,15 +167,20 @@ class ContactWrite:
     message_ids: list[str]
     previous: LedgerEntry | None
     #: audience changes newer than what the ledger says was applied
-    fresh: list[AudienceChange] = field(default_factory=list)
+    fresh: list[OrderedChange] = field(default_factory=list)
     #: HubSpot property -> value to write
     properties: dict[str, str] = field(default_factory=dict)
+    #: attribute property -> receive order of the value asked for
+    attribute_orders: dict[str, Order] = field(default_factory=dict)
     #: audience id -> the property its status is written to
     audience_properties: dict[str, str] = field(default_factory=dict)
     #: property -> why its value is not written
     warnings: dict[str, str] = field(default_factory=dict)
     #: why the contact is not (fully) synced
     problems: list[str] = field(default_factory=list)
+    #: what an operator's fix and a replay (or a later update) must still apply
+    pending_audiences: dict[str, PendingAudience] = field(default_factory=dict)
+    pending_attributes: dict[str, PendingAttribute] = field(default_factory=dict)
 
     def fingerprint(self) -> str:
         document = json.dumps([self.email, sorted(self.properties.items())], separators=(",", ":"))
@@ -142,14 +191,17 @@ class ContactWrite:
 
     def needs_write(self) -> bool:
         """A contact never written creates itself even without properties; a known one is written
-        when a value differs from the last successful write and the write is not one HubSpot
+        when a value differs from the last confirmed write, or whenever a write's outcome is still
+        ambiguous (HubSpot may have applied an older one late), and the write is not one HubSpot
         refused."""
         if self.refused_before():
             return False
-        if self.previous is None or self.previous.hubspot_id is None:
+        previous = self.previous
+        if previous is None or previous.hubspot_id is None:
             return True
-        written = self.previous.written
-        return any(written.get(name) != value for name, value in self.properties.items())
+        if previous.unconfirmed_at_ms is not None and self.properties:
+            return True
+        return any(previous.written.get(name) != value for name, value in self.properties.items())
 
 
 @dataclass
@@ -158,10 +210,21 @@ class WritePlan:
     writes: list[ContactWrite] = field(default_factory=list)
     #: outcomes already decided without a HubSpot call (skipped, or failed before sending)
     outcomes: dict[str, Outcome] = field(default_factory=dict)
-    #: ledger entries to store for contacts that are not written (newer timestamps, a problem)
+    #: ledger entries to store for contacts that are not written (newer orders, a problem)
     records: list[LedgerEntry] = field(default_factory=list)
     #: every contact of the batch, written or not (for logging warnings and problems)
     contacts: list[ContactWrite] = field(default_factory=list)
+
+
+def audiences_to_ensure(batch: Batch, ledger: Mapping[str, LedgerEntry]) -> dict[str, str | None]:
+    """The audiences whose properties must exist: the batch's and those still pending in the
+    ledger for its contacts (a replay or a later update applies them)."""
+    names = batch.audience_names()
+    for email in batch.contacts:
+        entry = ledger.get(email)
+        for audience_id, pending in (entry.pending_audiences if entry else {}).items():
+            names[audience_id] = names.get(audience_id) or pending.name
+    return names
 
 
 def plan_writes(
@@ -173,7 +236,8 @@ def plan_writes(
 ) -> WritePlan:
     plan = WritePlan()
     for pending in batch.contacts.values():
-        contact = _contact_write(pending, ledger.get(pending.email), audiences, definitions)
+        previous = ledger.get(pending.email)
+        contact = _contact_write(_with_ledger_pending(pending, previous), previous, audiences, definitions)
         plan.contacts.append(contact)
         if contact.needs_write():
             plan.writes.append(contact)
@@ -181,10 +245,42 @@ def plan_writes(
         plan.outcomes[contact.email] = Outcome.FAILED if contact.problems else Outcome.SKIPPED
         if contact.refused_before():
             continue  # the same write HubSpot refused before: its failure is already recorded
-        if contact.fresh or contact.problems:
-            # Nothing to send, but newer timestamps (or a problem) must still be remembered.
-            plan.records.append(synced_entry(contact, None, now_ms))
+        entry = synced_entry(contact, None, now_ms)
+        if previous is None or _recorded_state(entry) != _recorded_state(previous):
+            # Nothing to send, but newer orders, timestamps or a problem must still be remembered.
+            plan.records.append(entry)
     return plan
+
+
+def _recorded_state(entry: LedgerEntry) -> tuple[Any, ...]:
+    return (
+        entry.status,
+        entry.audiences,
+        entry.attribute_order,
+        entry.pending_audiences,
+        entry.pending_attributes,
+        entry.reason,
+        entry.warnings,
+    )
+
+
+def _with_ledger_pending(pending: PendingContact, previous: LedgerEntry | None) -> PendingContact:
+    """The batch's changes plus what the ledger still holds for a replay, by the same rules."""
+    if previous is None or not previous.replayable:
+        return pending
+    merged = PendingContact(pending.email, pending.group_id, {}, {}, list(pending.message_ids))
+    for audience_id, kept in previous.pending_audiences.items():
+        status = AudienceStatus(kept.status)
+        merged.merge_audience(
+            OrderedChange(AudienceChange(audience_id, status, kept.timestamp_ms, kept.name), kept.order)
+        )
+    for name, value in previous.pending_attributes.items():
+        merged.merge_attribute(name, value.value, value.order)
+    for ordered in pending.audiences.values():
+        merged.merge_audience(ordered)
+    for name, (attribute, order) in pending.attributes.items():
+        merged.merge_attribute(name, attribute, order)
+    return merged
 
 
 def _contact_write(
@@ -193,25 +289,46 @@ def _contact_write(
     audiences: Mapping[str, AudienceProperty],
     definitions: Mapping[str, Mapping[str, Any]],
 ) -> ContactWrite:
+    contact = ContactWrite(pending.email, list(pending.message_ids), previous)
+    applied_orders = previous.attribute_order if previous else {}
+    unsure = previous is not None and previous.unconfirmed_at_ms is not None
+    current: dict[str, AttributeValue] = {}
+    for name, (value, order) in pending.attributes.items():
+        if name == "email":
+            continue  # the upsert's id, never a property to write
+        if order != UNORDERED and _stale(order, applied_orders.get(name, UNORDERED), unsure):
+            continue  # an older value than the one already applied: never roll back
+        current[name] = value
+        contact.attribute_orders[name] = order
+    contact.properties, contact.warnings = coerce_attributes(definitions, current)
+    for name in current:
+        if name not in definitions:
+            # The operator can create the property (or fix the mapping): keep the value for a replay.
+            contact.pending_attributes[name] = PendingAttribute(current[name], contact.attribute_orders[name])
     applied = previous.audiences if previous else {}
-    fresh = [
-        change
-        for change in pending.audiences.values()
-        if change.audience_id not in applied or change.timestamp_ms > applied[change.audience_id].timestamp_ms
-    ]
-    properties, warnings = coerce_attributes(definitions, pending.attributes)
-    properties.pop("email", None)  # the upsert's id, never a property to write
-    contact = ContactWrite(
-        pending.email, list(pending.message_ids), previous, fresh, properties, warnings=warnings
-    )
-    for change in fresh:
-        prop = audiences[change.audience_id]
-        if prop.error:
-            contact.problems.append(f"audience {change.audience_id}: {prop.error}")
+    for ordered in pending.audiences.values():
+        change = ordered.change
+        before = applied.get(change.audience_id)
+        if before is not None and _stale(ordered.rank, (before.timestamp_ms, before.order), unsure):
+            continue  # not newer than what HubSpot already holds
+        contact.fresh.append(ordered)
+        prop = audiences.get(change.audience_id)
+        if prop is None or prop.error:
+            reason = prop.error if prop is not None else "no property was made sure of for it"
+            contact.problems.append(f"audience {change.audience_id}: {reason}")
+            contact.pending_audiences[change.audience_id] = PendingAudience(
+                change.status.value, change.timestamp_ms, ordered.order, change.name
+            )
         else:
             contact.properties[prop.name] = change.status.value
             contact.audience_properties[change.audience_id] = prop.name
     return contact
+
+
+def _stale(candidate: tuple[Any, ...], applied: tuple[Any, ...], unsure: bool) -> bool:
+    """Older than what was applied; the very same change again (a duplicate delivery) only while
+    the ledger's record is trustworthy - after an ambiguous write it is sent once more."""
+    return candidate < applied or (candidate == applied and not unsure)
 
 
 REFUSED_FIELD_WARNING = "HubSpot refused the value; field not written"
@@ -238,17 +355,29 @@ def refers_to_unknown_property(result: UpsertResult) -> bool:
 
 
 def outcome_of(
-    contact: ContactWrite, result: UpsertResult, now_ms: int
+    contact: ContactWrite, result: UpsertResult, sent_ms: int, now_ms: int
 ) -> tuple[Outcome, LedgerEntry | None]:
-    """What a HubSpot answer means for the contact, and the ledger entry to store (None: nothing
-    is known yet, the contact goes back to the queue)."""
+    """What a HubSpot answer to a write sent at ``sent_ms`` means for the contact, and the ledger
+    entry to store (None: nothing to record, the contact goes back to the queue)."""
     if result.ok:
         outcome = Outcome.FAILED if contact.problems else Outcome.SYNCED
-        return outcome, synced_entry(contact, result.contact_id, now_ms)
+        return outcome, synced_entry(contact, result.contact_id, now_ms, sent_ms)
     if result.error is not None and result.error.kind is ErrorKind.PERMANENT:
         contact.problems.append(describe_refusal(result))
         return Outcome.FAILED, rejected_entry(contact, now_ms)
+    if result.error is not None and result.error.ambiguous:
+        return Outcome.RETRY, ambiguous_entry(contact, now_ms)
     return Outcome.RETRY, None
+
+
+def ambiguous_entry(contact: ContactWrite, now_ms: int) -> LedgerEntry:
+    """The write may or may not have reached HubSpot (a timeout, a dropped connection, a 5xx):
+    nothing is counted as written, and the contact's next write is sent even if it looks
+    unchanged."""
+    previous = contact.previous
+    if previous is None:
+        return LedgerEntry(contact.email, UNCONFIRMED, updated_at_ms=now_ms, unconfirmed_at_ms=now_ms)
+    return replace(previous, updated_at_ms=now_ms, unconfirmed_at_ms=now_ms)
 
 
 def describe_refusal(result: UpsertResult) -> str:
@@ -263,43 +392,72 @@ def describe_refusal(result: UpsertResult) -> str:
     ]
 
 
-def synced_entry(contact: ContactWrite, hubspot_id: str | None, now_ms: int) -> LedgerEntry:
-    """The ledger after a successful write (``hubspot_id`` set) or after deciding not to write: the
-    written values are kept, and an audience counts as applied once HubSpot holds its status."""
+def synced_entry(
+    contact: ContactWrite, hubspot_id: str | None, now_ms: int, sent_ms: int | None = None
+) -> LedgerEntry:
+    """The ledger after a confirmed write (``hubspot_id`` set, sent at ``sent_ms``) or after
+    deciding not to write: the written values and their orders are kept, an audience counts as
+    applied once HubSpot holds its status, and what could not be applied stays pending."""
     previous = contact.previous
     audiences = dict(previous.audiences) if previous else {}
     written = dict(previous.written) if previous else {}
+    orders = dict(previous.attribute_order) if previous else {}
     if hubspot_id is not None:
         written.update(contact.properties)
-    for change in contact.fresh:
-        name = contact.audience_properties.get(change.audience_id)
-        if name is not None and written.get(name) == change.status.value:
-            audiences[change.audience_id] = AppliedAudience(change.status.value, change.timestamp_ms)
+    for name, order in contact.attribute_orders.items():
+        if name in contact.properties and written.get(name) == contact.properties[name]:
+            orders[name] = max(order, orders.get(name, UNORDERED))
+    pending = dict(contact.pending_audiences)
+    for ordered in contact.fresh:
+        change = ordered.change
+        prop = contact.audience_properties.get(change.audience_id)
+        if prop is not None and written.get(prop) == change.status.value:
+            audiences[change.audience_id] = AppliedAudience(
+                change.status.value, change.timestamp_ms, ordered.order
+            )
+            pending.pop(change.audience_id, None)
     return LedgerEntry(
         email=contact.email,
         status=FAILED if contact.problems else SYNCED,
         hubspot_id=hubspot_id or (previous.hubspot_id if previous else None),
         audiences=audiences,
         written=written,
+        attribute_order=orders,
+        pending_audiences=pending,
+        pending_attributes=dict(contact.pending_attributes),
         reason="; ".join(contact.problems) or None,
         warnings=contact.warnings,
         updated_at_ms=now_ms,
+        unconfirmed_at_ms=_still_unconfirmed(previous, sent_ms),
     )
+
+
+def _still_unconfirmed(previous: LedgerEntry | None, confirmed_sent_ms: int | None) -> int | None:
+    """An ambiguity ends with a write confirmed after HubSpot could still have applied the
+    ambiguous one; until then every write of the contact is sent."""
+    if previous is None or previous.unconfirmed_at_ms is None:
+        return None
+    if (
+        confirmed_sent_ms is not None
+        and confirmed_sent_ms - previous.unconfirmed_at_ms >= AMBIGUITY_SETTLE_MS
+    ):
+        return None
+    return previous.unconfirmed_at_ms
 
 
 def rejected_entry(contact: ContactWrite, now_ms: int) -> LedgerEntry:
     """HubSpot refused the write for good: remember its fingerprint so the same write is not sent
-    again, and keep what was applied before."""
+    again, and keep what was applied (and what is pending) before."""
     previous = contact.previous
-    return LedgerEntry(
+    base = previous or LedgerEntry(contact.email, FAILED)
+    return replace(
+        base,
         rejected=contact.fingerprint(),
-        email=contact.email,
         status=FAILED,
-        hubspot_id=previous.hubspot_id if previous else None,
-        audiences=dict(previous.audiences) if previous else {},
-        written=dict(previous.written) if previous else {},
         reason="; ".join(contact.problems),
         warnings=contact.warnings,
+        pending_audiences={**base.pending_audiences, **contact.pending_audiences},
+        pending_attributes={**base.pending_attributes, **contact.pending_attributes},
         updated_at_ms=now_ms,
     )
 
@@ -345,9 +503,12 @@ __all__ = [
     "Batch",
     "ContactWrite",
     "InboundMessage",
+    "OrderedChange",
     "Outcome",
     "PendingContact",
     "WritePlan",
+    "ambiguous_entry",
+    "audiences_to_ensure",
     "coalesce",
     "drop_refused_fields",
     "messages_to_return",

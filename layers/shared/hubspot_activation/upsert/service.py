@@ -15,17 +15,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from ..emails import scrub_emails
 from ..hubspot.batch import MAX_BATCH_INPUTS, UpsertInput, UpsertResult
 from ..hubspot.client import CallStats
 from ..hubspot.errors import DailyLimitReached, ErrorKind, HubSpotError
 from ..observability import logger
-from .ledger import Ledger, LedgerEntry, LedgerUnavailable
+from .ledger import FAILED, Ledger, LedgerEntry, LedgerUnavailable
 from .plan import (
     RETRY_BASE_SECONDS,
     Batch,
     ContactWrite,
     InboundMessage,
     Outcome,
+    ambiguous_entry,
+    audiences_to_ensure,
     coalesce,
     drop_refused_fields,
     messages_to_return,
@@ -51,6 +54,12 @@ class ContactWriter(Protocol):
     def max_call_seconds(self) -> float: ...
 
 
+class DeadLetters(Protocol):
+    def send(self, messages: Sequence[InboundMessage]) -> set[str]:
+        """Move these messages to the dead-letter queue; returns the ids that could not be moved."""
+        ...
+
+
 class VisibilityExtender(Protocol):
     def extend(self, messages: Sequence[InboundMessage], seconds: int) -> None:
         """Make these received messages visible again in ``seconds`` (a retry backoff or a DAILY
@@ -68,6 +77,8 @@ class SyncReport:
     warnings: int = 0
     hubspot_requests: int = 0
     throttled: int = 0
+    #: messages that were not ours to read (moved to the dead-letter queue at once)
+    undecodable: int = 0
     daily_limit_resets_at: float | None = None
     #: HubSpot's remaining burst budget after the last call (None when no call was made)
     rate_limit_remaining: int | None = None
@@ -106,7 +117,9 @@ class SyncService:
         extender: VisibilityExtender | None = None,
         clock: Callable[[], float] = time.time,
         retry_base_seconds: int = RETRY_BASE_SECONDS,
+        dead_letters: DeadLetters | None = None,
     ) -> None:
+        self._dead_letters = dead_letters
         self._writer = writer
         self._schema = schema
         self._ledger = ledger
@@ -125,8 +138,6 @@ class SyncService:
         run = _Invocation(SyncReport(), remaining_seconds or _unlimited)
         before = self._writer.stats()
         batch = coalesce(messages)
-        for message_id, reason in batch.undecodable.items():
-            logger.error("undecodable message", extra={"messageId": message_id, "error": reason})
         try:
             self._sync(batch, run)
         except DailyLimitReached as exc:
@@ -147,7 +158,7 @@ class SyncService:
         for email in run.retry:
             report.outcomes[email] = Outcome.RETRY
         report.count()
-        failed = set(batch.undecodable)
+        failed = self._set_aside(messages, batch, report)
         failed.update(mid for email in run.retry for mid in batch.contacts[email].message_ids)
         report.failed_message_ids = messages_to_return(messages, failed)
         after = self._writer.stats()
@@ -166,11 +177,24 @@ class SyncService:
             for seconds, group in schedule.items():
                 self._extender.extend(group, seconds)
 
+    def _set_aside(self, messages: Sequence[InboundMessage], batch: Batch, report: SyncReport) -> set[str]:
+        """Messages that are not ours to read can never succeed: they go to the dead-letter queue
+        at once instead of being retried for hours. Returns the ids that must still go back to the
+        queue (no dead-letter queue configured, or it refused them)."""
+        report.undecodable = len(batch.undecodable)
+        if not batch.undecodable:
+            return set()
+        for message_id, reason in batch.undecodable.items():
+            logger.error("undecodable message", extra={"messageId": message_id, "error": reason})
+        if self._dead_letters is None:
+            return set(batch.undecodable)
+        return self._dead_letters.send([m for m in messages if m.message_id in batch.undecodable])
+
     def _sync(self, batch: Batch, run: _Invocation) -> None:
         if not batch.contacts:
             return
         ledger = self._ledger.get_many(list(batch.contacts))
-        audiences = self._schema.ensure_audiences(batch.audience_names())
+        audiences = self._schema.ensure_audiences(audiences_to_ensure(batch, ledger))
         definitions = self._schema.definitions_for(batch.attribute_names())
         plan = plan_writes(batch, ledger, audiences, definitions, self._now_ms())
         run.report.outcomes.update(plan.outcomes)
@@ -179,7 +203,7 @@ class SyncService:
             self._write(plan.writes, run)
         finally:
             # Whatever stopped the writes, what is known so far is recorded (a DAILY stop included).
-            self._ledger.put_many(run.records)
+            self._record(run)
         run.report.warnings = sum(len(contact.warnings) for contact in plan.contacts)
         for contact in plan.contacts:
             if contact.warnings or contact.problems:
@@ -192,6 +216,7 @@ class SyncService:
                 logger.warning("time is running out; the rest of the batch goes back to the queue")
                 run.retry.update(contact.email for contact in writes[start:])
                 return
+            sent_ms = self._now_ms()
             try:
                 results = self._upsert(chunk)
             except DailyLimitReached:
@@ -201,13 +226,15 @@ class SyncService:
                     "batch upsert failed; contacts go back to the queue", extra={"error": str(exc)[:500]}
                 )
                 run.retry.update(contact.email for contact in chunk)
+                if exc.ambiguous:
+                    run.records.extend(ambiguous_entry(contact, self._now_ms()) for contact in chunk)
                 if exc.kind is ErrorKind.CONFIGURATION:
                     run.retry.update(contact.email for contact in writes[start + MAX_BATCH_INPUTS :])
                     return
                 continue
             now_ms = self._now_ms()
             for contact, result in zip(chunk, results, strict=True):
-                outcome, entry = outcome_of(contact, result, now_ms)
+                outcome, entry = outcome_of(contact, result, sent_ms, now_ms)
                 if outcome is Outcome.RETRY:
                     run.retry.add(contact.email)
                 else:
@@ -232,6 +259,24 @@ class SyncService:
                 results[index] = result
         return results
 
+    def _record(self, run: _Invocation) -> None:
+        """Store the outcomes. An entry the ledger cannot hold fails that contact alone, with the
+        reason, instead of sending the whole batch back (and its good contacts to the DLQ)."""
+        refused = self._ledger.put_many(run.records)
+        if not refused:
+            return
+        for email in refused:
+            logger.error("ledger refused a contact's state", extra={"contactHash": contact_hash(email)})
+            run.retry.discard(email)
+            run.report.outcomes[email] = Outcome.FAILED
+        # What can be recorded of them: that they failed, and why.
+        self._ledger.put_many(
+            [
+                LedgerEntry(email, FAILED, reason=reason, updated_at_ms=self._now_ms())
+                for email, reason in refused.items()
+            ]
+        )
+
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
 
@@ -241,8 +286,8 @@ class SyncService:
             "contact synced with warnings" if outcome is Outcome.SYNCED else "contact not fully synced",
             extra={
                 "contactHash": contact_hash(contact.email),
-                "warnings": contact.warnings,
-                "problems": contact.problems,
+                "warnings": {name: scrub_emails(text) for name, text in contact.warnings.items()},
+                "problems": [scrub_emails(text) for text in contact.problems],
             },
         )
 
