@@ -79,16 +79,31 @@ def test_low_remaining_header_slows_down_before_hubspot_refuses() -> None:
     assert clock.now == before  # plenty left: no pause
 
 
-def test_ten_secondly_429_holds_every_request_for_the_interval() -> None:
+def test_ten_secondly_429_holds_every_request_until_our_oldest_request_leaves_the_window() -> None:
     clock = FakeTime()
     rate = governor(clock)
     rate.acquire()
-    wait = rate.on_throttled("TEN_SECONDLY_ROLLING", {"X-HubSpot-RateLimit-Interval-Milliseconds": "10000"})
-    assert wait == 10
+    clock.now += 8
+    headers = {"X-HubSpot-RateLimit-Interval-Milliseconds": "10000", "X-HubSpot-RateLimit-Remaining": "0"}
+    wait = rate.on_throttled("TEN_SECONDLY_ROLLING", headers)
+    # The window is rolling: our request of 8 s ago frees its slot in about 2 s, not 10.
+    assert 2 <= wait <= 2.5
     before = clock.now
     rate.acquire()
-    assert clock.now - before == pytest.approx(10)
+    assert clock.now - before == pytest.approx(wait)
     assert rate.throttled == 1
+
+
+def test_a_429_with_none_of_our_requests_in_the_window_waits_one_slot() -> None:
+    clock = FakeTime()
+    rate = governor(clock)
+    headers = {
+        "X-HubSpot-RateLimit-Interval-Milliseconds": "10000",
+        "X-HubSpot-RateLimit-Max": "100",
+        "X-HubSpot-RateLimit-Remaining": "0",
+    }
+    assert rate.on_throttled("TEN_SECONDLY_ROLLING", headers) == pytest.approx(0.1)
+    assert rate.on_throttled("TEN_SECONDLY_ROLLING", {**headers, "Retry-After": "3"}) == 3
 
 
 def test_daily_429_stops_until_midnight_in_the_account_time_zone() -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -20,11 +21,27 @@ def test_audience_property_names_are_stable_valid_and_bounded() -> None:
     name = audience_property_name("a1b2c3d4-0000-4000-8000-000000000001", "aud_")
     assert name == "aud_a1b2c3d4_0000_4000_8000_000000000001"
     assert audience_property_name("a1b2c3d4-0000-4000-8000-000000000001", "aud_") == name
-    assert audience_property_name("Weird ID / with spaces!", "aud_") == "aud_weird_id_with_spaces"
+    assert audience_property_name("gold_members", "aud_") == "aud_gold_members"
+    assert audience_property_name("Weird ID / with spaces!", "aud_").startswith("aud_weird_id_with_spaces__")
     long = audience_property_name("x" * 300, "aud_")
     assert len(long) == 100 and long.startswith("aud_xxx")
     assert long != audience_property_name("x" * 299, "aud_")
-    assert audience_property_name("---", "aud_") == "aud_audience"
+    assert audience_property_name("---", "aud_").startswith("aud_audience__")
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [
+        ("VIP", "vip", "vip!", "Vip", " vip", "_vip", "vip_"),
+        ("a-b", "a_b", "a__b", "a b", "A_B"),
+        ("a1b2c3d4-0000-4000-8000-000000000001", "a1b2c3d4_0000_4000_8000_000000000001"),
+        ("x" * 300, "x" * 299 + "!", "x" * 299 + "y"),
+    ],
+)
+def test_distinct_audience_ids_never_share_a_property(ids: tuple[str, ...]) -> None:
+    names = [audience_property_name(audience_id, "aud_") for audience_id in ids]
+    assert len(set(names)) == len(ids), names
+    assert all(re.fullmatch(r"[a-z][a-z0-9_]{0,99}", name) for name in names)
 
 
 def test_audience_property_spec_is_an_enumeration_of_statuses() -> None:

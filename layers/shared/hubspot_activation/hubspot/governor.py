@@ -124,13 +124,33 @@ class RateGovernor:
             raise DailyLimitReached(
                 "HubSpot daily limit reached", resets_at=resets_at, status=429, policy_name="DAILY"
             )
-        interval_ms = _int(headers.get("X-HubSpot-RateLimit-Interval-Milliseconds"))
-        wait = interval_ms / 1000 if interval_ms else self.settings.window_seconds
-        if policy_name == "SECONDLY":  # search's per-second limit
-            wait = 1.0
         with self._lock:
+            wait = self._throttle_wait(policy_name, headers)
             self._paused_until = max(self._paused_until, self._clock() + wait)
         return wait
+
+    def _throttle_wait(self, policy_name: str | None, headers: Mapping[str, str]) -> float:
+        """As long as the headers say, and no longer: HubSpot's window is rolling, so a slot frees
+        as soon as the oldest request in it is an interval old. Of the requests in the window we
+        know our own: once our oldest has aged out, at least one slot is free. With none of ours in
+        it (other apps filled it), one slot's share of the interval."""
+        retry_after = _float(headers.get("Retry-After"))
+        if retry_after is not None and retry_after >= 0:
+            return retry_after
+        if policy_name == "SECONDLY":  # search's per-second limit
+            return 1.0
+        interval_ms = _int(headers.get("X-HubSpot-RateLimit-Interval-Milliseconds"))
+        interval = interval_ms / 1000 if interval_ms else self.settings.window_seconds
+        maximum = _int(headers.get("X-HubSpot-RateLimit-Max")) or self.settings.limit_per_window
+        remaining = _int(headers.get("X-HubSpot-RateLimit-Remaining"))
+        one_slot = interval / max(1, maximum)
+        if remaining is not None and remaining > 0:
+            return one_slot  # the window has room again: a short pause is all that is needed
+        now = self._clock()
+        in_window = [sent for sent in self._sent if sent > now - interval]
+        if not in_window:
+            return one_slot
+        return max(one_slot, in_window[0] + interval * 1.02 + 0.02 - now)
 
 
 def next_daily_reset(now: float, timezone: str = "UTC") -> float:
@@ -138,6 +158,13 @@ def next_daily_reset(now: float, timezone: str = "UTC") -> float:
     moment = datetime.fromtimestamp(now, tz=ZoneInfo(timezone))
     midnight = (moment + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
     return midnight.timestamp()
+
+
+def _float(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
 
 
 def _int(value: str | None) -> int | None:

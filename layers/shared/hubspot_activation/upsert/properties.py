@@ -26,16 +26,30 @@ STATUS_OPTIONS = [
     {"label": "Exited", "value": AudienceStatus.EXITED.value, "hidden": False, "displayOrder": 1},
 ]
 _NOT_NAME_CHARACTER = re.compile(r"[^a-z0-9]+")
+_NAME_LIKE_ID = re.compile(r"[a-z0-9]+(?:_[a-z0-9]+)*")
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_UNDERSCORED_UUID = re.compile(r"[0-9a-f]{8}_[0-9a-f]{4}_[0-9a-f]{4}_[0-9a-f]{4}_[0-9a-f]{12}")
 
 
 def audience_property_name(audience_id: str, prefix: str) -> str:
     """A stable HubSpot internal name for an audience: ``^[a-z][a-z0-9_]*$``, at most 100
-    characters, never starting with ``hs_`` (the prefix is validated to start with a letter)."""
+    characters, never starting with ``hs_`` (the prefix is validated to start with a letter).
+
+    Two kinds of id keep the readable name they always had: ids that already are a name
+    (``gold_members``) and AEP's lower-case UUIDs (hyphens read as underscores; no name-like id has
+    that shape). Any other id, which a name could only approximate (``VIP`` and ``vip!`` would both
+    read ``vip``), gets a short hash of the exact id after a double underscore that no readable
+    name contains, so distinct audiences never share a property."""
     slug = _NOT_NAME_CHARACTER.sub("_", audience_id.lower()).strip("_") or "audience"
     name = f"{prefix}{slug}"
+    digest = hashlib.sha256(audience_id.encode("utf-8")).hexdigest()[:12]
+    readable = _UUID.fullmatch(audience_id) or (
+        _NAME_LIKE_ID.fullmatch(audience_id) and not _UNDERSCORED_UUID.fullmatch(audience_id)
+    )
+    if not readable:
+        return f"{name[: MAX_NAME_LENGTH - 14]}__{digest}"
     if len(name) > MAX_NAME_LENGTH:
-        digest = hashlib.sha256(audience_id.encode("utf-8")).hexdigest()[:12]
-        name = f"{name[: MAX_NAME_LENGTH - 13]}_{digest}"
+        return f"{name[: MAX_NAME_LENGTH - 13]}_{digest}"
     return name
 
 
