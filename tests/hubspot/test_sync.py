@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -327,3 +328,60 @@ def test_contacts_not_reached_before_the_timeout_go_back_to_the_queue(harness: H
     report = harness.service.process(messages, remaining_seconds=lambda: next(left))
     assert report.synced == 100 and report.retried_later == 50
     assert report.failed_message_ids == [m.message_id for m in messages]  # one group: all go back
+
+
+@dataclass
+class RecordingDeadLetters:
+    moved: list[str] = field(default_factory=list)
+    refuse: bool = False
+
+    def send(self, messages: Sequence[InboundMessage]) -> set[str]:
+        if self.refuse:
+            return {m.message_id for m in messages}
+        self.moved.extend(m.message_id for m in messages)
+        return set()
+
+
+def test_undecodable_messages_go_to_the_dlq_at_once_and_hold_nothing_back(
+    harness: Harness, make_client: Callable[..., HubSpotClient]
+) -> None:
+    dead_letters = RecordingDeadLetters()
+    client = make_client()
+    schema = PropertySchema(client, "audience_activations", "Audience activations", "aud_")
+    service = SyncService(client, schema, harness.ledger, dead_letters=dead_letters)
+    good = harness.messages([update("ada@example.com", city="x")], shards=1)
+    sns = InboundMessage("sns", good[0].group_id, '{"Type": "Notification", "Message": "hello"}')
+    report = service.process([sns, *good])
+    assert dead_letters.moved == ["sns"] and report.undecodable == 1
+    assert report.failed_message_ids == [] and report.outcomes == {"ada@example.com": "synced"}
+    # When the DLQ cannot take it, it goes back (with its successors) rather than being lost.
+    dead_letters.refuse = True
+    again = service.process([sns, *harness.messages([update("ada@example.com", city="y")], shards=1)])
+    assert again.failed_message_ids[0] == "sns" and len(again.failed_message_ids) == 2
+
+
+def test_a_contact_the_ledger_cannot_hold_fails_alone(
+    harness: Harness, make_client: Callable[..., HubSpotClient]
+) -> None:
+    ledger = InMemoryLedger(refuse=frozenset({"bad@example.com"}))
+    client = make_client()
+    schema = PropertySchema(client, "audience_activations", "Audience activations", "aud_")
+    service = SyncService(client, schema, ledger)
+    updates = [update(f"user{i}@example.com", realized(GOLD, 1000), city="x") for i in range(80)]
+    updates.insert(40, update("bad@example.com", realized(GOLD, 10**300)))
+    report = service.process(harness.messages(updates, shards=8))
+    assert report.failed_message_ids == []
+    assert report.synced == 80 and report.outcomes["bad@example.com"] == "failed"
+    assert len(ledger.entries) == 81
+    bad = ledger.entries["bad@example.com"]
+    assert bad.status == "failed" and bad.reason is not None and "cannot store" in bad.reason
+
+
+def test_hubspot_messages_quoting_an_email_are_scrubbed_before_logging(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG):
+        harness.service.process(harness.messages([update("bad@@example.com", firstname="Bad")]))
+    assert harness.ledger.entries["bad@@example.com"].status == "failed"
+    logged = "\n".join(record.getMessage() + str(record.__dict__) for record in caplog.records)
+    assert "contactHash" in logged and "example.com" not in logged

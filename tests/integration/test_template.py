@@ -111,8 +111,13 @@ def test_upsert_role_reaches_only_its_queue_table_and_secret(cfn: dict[str, Any]
     assert (
         "ActivationsQueue" in rendered and "LedgerTable" in rendered and "HubSpotCredentialSecret" in rendered
     )
-    assert "IngestTokenSecret" not in rendered and "ActivationsDeadLetterQueue" not in rendered
+    assert "IngestTokenSecret" not in rendered
     assert all(statement["Resource"] != "*" for statement in statements)
+    # It sends only to the DLQ (undecodable messages are moved there at once), never to the queue.
+    for statement in statements:
+        if any(action.startswith("sqs:Send") for action in statement["Action"]):
+            assert "ActivationsDeadLetterQueue" in str(statement["Resource"])
+            assert "'ActivationsQueue'" not in str(statement["Resource"])
     actions = {action for statement in statements for action in statement["Action"]}
     assert {
         "sqs:ReceiveMessage",
@@ -120,9 +125,9 @@ def test_upsert_role_reaches_only_its_queue_table_and_secret(cfn: dict[str, Any]
         "sqs:ChangeMessageVisibility",
         "dynamodb:BatchGetItem",
         "dynamodb:BatchWriteItem",
+        "dynamodb:UpdateItem",
         "secretsmanager:GetSecretValue",
     } <= actions
-    assert not any(action.startswith("sqs:Send") for action in actions)
     ingest = str(cfn["Resources"]["IngestFunctionRole"]["Properties"]["Policies"])
     assert "LedgerTable" not in ingest and "HubSpotCredentialSecret" not in ingest
 

@@ -141,3 +141,42 @@ def test_the_latest_remaining_header_is_kept_for_the_metric() -> None:
     rate.observe({"X-HubSpot-RateLimit-Remaining": "87"})
     rate.observe({})
     assert rate.last_remaining == 87
+
+
+class SharedCounter:
+    """The daily count in the ledger table, as every consumer sees it."""
+
+    def __init__(self, used: int = 0) -> None:
+        self.totals: dict[str, int] = {}
+        self.used = used
+        self.updates = 0
+
+    def add(self, day: str, calls: int) -> int:
+        self.updates += 1
+        self.totals[day] = self.totals.get(day, self.used) + calls
+        return self.totals[day]
+
+
+def test_the_daily_reserve_holds_without_any_daily_header_as_for_oauth_apps() -> None:
+    clock = FakeTime()
+    counter = SharedCounter()
+    settings = GovernorSettings(limit_per_window=10_000, daily_limit=1_000, daily_reserve=900)
+    consumers = [
+        RateGovernor(settings, lambda: clock.now, clock.sleep, lambda: clock.wall, daily_counter=counter)
+        for _ in range(3)
+    ]
+    sent = 0
+    stopped: DailyLimitReached | None = None
+    for _ in range(1_000):
+        try:
+            consumers[sent % 3].acquire()  # no header ever says anything about the day
+        except DailyLimitReached as exc:
+            stopped = exc
+            break
+        sent += 1
+    assert stopped is not None
+    assert sent <= 100 and sent >= 100 - 3 * 10  # the budget, less what other consumers reserved
+    assert counter.updates <= 3 + sent // 10 + 3  # one counter update per block of calls
+    assert stopped.resets_at == datetime(2026, 11, 23, 0, 0, tzinfo=UTC).timestamp()
+    clock.wall = stopped.resets_at + 1  # a new day in the account's time zone: a new budget
+    consumers[0].acquire()

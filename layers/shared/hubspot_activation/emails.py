@@ -12,7 +12,9 @@ _TLD = re.compile(r"^(?:[A-Za-z]{2,63}|xn--[A-Za-z0-9-]{1,59})$")
 _SHA256_HEX = re.compile(r"^[0-9a-fA-F]{64}$")
 
 MAX_EMAIL_LENGTH = 254
-_ANY_EMAIL = re.compile(r"[^\s@\"'<>(),;:\[\]]+@[^\s@\"'<>(),;:\[\]]+")
+# Any run of address characters around an "@" (also malformed ones like "a@@b.com": those are
+# exactly the addresses HubSpot quotes back when it refuses them).
+_ANY_EMAIL = re.compile(r"[^\s\"'<>(),;\[\]]*@[^\s\"'<>(),;\[\]]*")
 
 
 def scrub_emails(text: str) -> str:

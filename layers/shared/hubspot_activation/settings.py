@@ -87,6 +87,7 @@ class UpsertSettings:
     ledger_table: str
     hubspot_secret_id: str
     queue_url: str = ""
+    dead_letter_queue_url: str = ""
     hubspot_base_url: str = "https://api.hubapi.com"
     #: The newest generally available version; v3 goes unsupported in September 2027.
     api_version: ApiVersion = ApiVersion.V2026_09
@@ -94,6 +95,7 @@ class UpsertSettings:
     share: float = 0.8
     max_concurrency: int = 2
     daily_reserve: int = 10_000
+    daily_limit: int = 250_000
     account_timezone: str = "UTC"
     property_prefix: str = "aud_"
     property_group: str = "audience_activations"
@@ -124,12 +126,14 @@ class UpsertSettings:
             ledger_table=_required(env, "LEDGER_TABLE"),
             hubspot_secret_id=_required(env, "HUBSPOT_SECRET_ID"),
             queue_url=env.get("QUEUE_URL", "").strip(),
+            dead_letter_queue_url=env.get("DEAD_LETTER_QUEUE_URL", "").strip(),
             hubspot_base_url=env.get("HUBSPOT_BASE_URL", "").strip() or "https://api.hubapi.com",
             api_version=version,
             tier_limit=_integer(env, "HUBSPOT_TEN_SECOND_LIMIT", 100, 1, 10_000),
             share=_number(env, "HUBSPOT_LIMIT_SHARE", 0.8, 0.01, 1.0),
             max_concurrency=_integer(env, "MAX_CONCURRENCY", 2, 1, 1000),
             daily_reserve=_integer(env, "HUBSPOT_DAILY_RESERVE", 10_000, 0, 100_000_000),
+            daily_limit=_integer(env, "HUBSPOT_DAILY_LIMIT", 250_000, 1, 100_000_000),
             account_timezone=env.get("HUBSPOT_ACCOUNT_TIMEZONE", "").strip() or "UTC",
             property_prefix=prefix,
             property_group=group,

@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import DailyLimitReached
@@ -31,6 +32,8 @@ class GovernorSettings:
     concurrency: int = 1
     #: Daily calls left untouched for the account's other integrations.
     daily_reserve: int = 10_000
+    #: The account's daily limit, for when HubSpot does not say it (it tells OAuth apps nothing).
+    daily_limit: int = 250_000
     #: HubSpot resets the daily limit at midnight in the account's time zone setting.
     account_timezone: str = "UTC"
 
@@ -52,6 +55,16 @@ class GovernorSettings:
         return max(1, math.floor(self.limit_per_window * self.share / self.concurrency))
 
 
+class DailyCounter(Protocol):
+    def add(self, day: str, calls: int) -> int:
+        """Count ``calls`` more for ``day``; returns the day's total across every consumer."""
+        ...
+
+
+#: Calls reserved from the shared daily count at a time: one counter update per this many calls.
+DAILY_BLOCK = 10
+
+
 class RateGovernor:
     def __init__(
         self,
@@ -59,8 +72,12 @@ class RateGovernor:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         wall_clock: Callable[[], float] = time.time,
+        daily_counter: DailyCounter | None = None,
     ) -> None:
         self.settings = settings
+        self._daily_counter = daily_counter
+        self._daily_allowance = 0
+        self._daily_day = ""
         self._clock = clock
         self._sleep = sleep
         self._wall_clock = wall_clock
@@ -77,6 +94,7 @@ class RateGovernor:
 
     def acquire(self) -> None:
         """Block until a request may be sent; raise DailyLimitReached when the daily budget is spent."""
+        self._count_daily()
         while True:
             with self._lock:
                 if self._daily_stop_until is not None:
@@ -94,6 +112,35 @@ class RateGovernor:
                     return
             self.waited_seconds += wait
             self._sleep(wait)
+
+    def _count_daily(self) -> None:
+        """Count this call in the connector's shared daily total (in blocks, to spare the counter),
+        and stop until the account's midnight once the total reaches the limit less the reserve:
+        without this an OAuth app, which gets no daily header, could spend the whole shared limit."""
+        if self._daily_counter is None:
+            return
+        now = self._wall_clock()
+        with self._lock:
+            if self._daily_stop_until is not None and now < self._daily_stop_until:
+                raise DailyLimitReached("daily API budget used up", resets_at=self._daily_stop_until)
+        day = datetime.fromtimestamp(now, tz=ZoneInfo(self.settings.account_timezone)).date().isoformat()
+        with self._lock:
+            if day != self._daily_day:
+                self._daily_day, self._daily_allowance = day, 0
+            if self._daily_allowance > 0:
+                self._daily_allowance -= 1
+                return
+        total = self._daily_counter.add(day, DAILY_BLOCK)
+        budget = self.settings.daily_limit - self.settings.daily_reserve
+        if total > budget + DAILY_BLOCK - 1:
+            resets_at = next_daily_reset(now, self.settings.account_timezone)
+            with self._lock:
+                self._daily_stop_until = resets_at
+            raise DailyLimitReached(
+                f"the connector's daily budget ({budget} calls) is used up", resets_at=resets_at
+            )
+        with self._lock:
+            self._daily_allowance = min(DAILY_BLOCK, budget - (total - DAILY_BLOCK)) - 1
 
     def observe(self, headers: Mapping[str, str]) -> None:
         """Slow down from HubSpot's headers before it refuses (other apps share the window too)."""

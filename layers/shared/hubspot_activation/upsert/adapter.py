@@ -23,7 +23,7 @@ from ..hubspot.versions import Paths
 from ..observability import logger, metrics, tracer
 from ..secret_store import secrets_manager_fetcher
 from ..settings import UpsertSettings
-from .dynamodb_ledger import DynamoDbLedger
+from .dynamodb_ledger import DynamoDbDailyCounter, DynamoDbLedger
 from .plan import InboundMessage
 from .schema import PropertySchema
 from .service import SyncReport, SyncService
@@ -54,6 +54,38 @@ class SqsVisibilityChanger:
                 logger.warning("could not extend visibility", extra={"error": str(exc)[:300]})
 
 
+class SqsDeadLetters:
+    """Moves messages that can never be processed straight to the dead-letter queue, keeping their
+    group (so an operator's redrive keeps their order) and their body untouched for inspection."""
+
+    def __init__(self, client: SQSClient, queue_url: str) -> None:
+        self._client = client
+        self._queue_url = queue_url
+
+    @tracer.capture_method(capture_response=False, capture_error=False)
+    def send(self, messages: Sequence[InboundMessage]) -> set[str]:
+        unmoved: set[str] = set()
+        for start in range(0, len(messages), 10):
+            chunk = messages[start : start + 10]
+            entries: list[Any] = [
+                {
+                    "Id": str(i),
+                    "MessageBody": m.body or "(empty)",
+                    "MessageGroupId": m.group_id or "undecodable",
+                    "MessageDeduplicationId": m.message_id[:128],
+                }
+                for i, m in enumerate(chunk)
+            ]
+            try:
+                response = self._client.send_message_batch(QueueUrl=self._queue_url, Entries=entries)
+            except (ClientError, BotoCoreError) as exc:
+                logger.warning("could not move messages to the DLQ", extra={"error": str(exc)[:300]})
+                unmoved.update(m.message_id for m in chunk)
+                continue
+            unmoved.update(chunk[int(item["Id"])].message_id for item in response.get("Failed", []))
+        return unmoved
+
+
 def inbound_messages(event: Mapping[str, Any]) -> list[InboundMessage]:
     """The event's records, read through powertools' SQS event data class."""
     return [
@@ -75,14 +107,18 @@ def build_sync_service(settings: UpsertSettings) -> SyncService:
     credentials = credentials_from_secret(
         fetch_secret, settings.hubspot_base_url + Paths(version).oauth_token, session
     )
+    aws_config = Config(retries={"max_attempts": 5, "mode": "standard"})
+    dynamodb = boto3.client("dynamodb", config=aws_config)
     governor = RateGovernor(
         GovernorSettings(
             limit_per_window=settings.tier_limit,
             share=settings.share,
             concurrency=settings.max_concurrency,
             daily_reserve=settings.daily_reserve,
+            daily_limit=settings.daily_limit,
             account_timezone=settings.account_timezone,
-        )
+        ),
+        daily_counter=DynamoDbDailyCounter(dynamodb, settings.ledger_table),
     )
     client = HubSpotClient(
         credentials, governor, version, base_url=settings.hubspot_base_url, session=session
@@ -94,16 +130,20 @@ def build_sync_service(settings: UpsertSettings) -> SyncService:
         settings.property_prefix,
         max_age_seconds=settings.schema_cache_seconds,
     )
-    aws_config = Config(retries={"max_attempts": 5, "mode": "standard"})
-    ledger = DynamoDbLedger(
-        boto3.client("dynamodb", config=aws_config), settings.ledger_table, settings.ledger_retention_days
+    ledger = DynamoDbLedger(dynamodb, settings.ledger_table, settings.ledger_retention_days)
+    sqs = boto3.client("sqs", config=aws_config)
+    extender = SqsVisibilityChanger(sqs, settings.queue_url) if settings.queue_url else None
+    dead_letters = (
+        SqsDeadLetters(sqs, settings.dead_letter_queue_url) if settings.dead_letter_queue_url else None
     )
-    extender = (
-        SqsVisibilityChanger(boto3.client("sqs", config=aws_config), settings.queue_url)
-        if settings.queue_url
-        else None
+    return SyncService(
+        client,
+        schema,
+        ledger,
+        extender,
+        retry_base_seconds=settings.retry_base_seconds,
+        dead_letters=dead_letters,
     )
-    return SyncService(client, schema, ledger, extender, retry_base_seconds=settings.retry_base_seconds)
 
 
 def publish_metrics(report: SyncReport) -> None:
@@ -114,6 +154,7 @@ def publish_metrics(report: SyncReport) -> None:
         ("ContactsRetried", report.retried_later),
         ("HubSpotRequests", report.hubspot_requests),
         ("HubSpotThrottled", report.throttled),
+        ("UndecodableMessages", report.undecodable),
     ):
         metrics.add_metric(name=name, unit="Count", value=value)
     if report.rate_limit_remaining is not None:
@@ -135,6 +176,7 @@ def handle(service: SyncService, event: Mapping[str, Any], context: Any = None) 
             "retriedLater": report.retried_later,
             "hubspotRequests": report.hubspot_requests,
             "throttled": report.throttled,
+            "undecodable": report.undecodable,
             "dailyLimitResetsAt": report.daily_limit_resets_at,
         },
     )
