@@ -1,5 +1,6 @@
-"""Eight consumers, each with its own governor (as eight Lambda instances would), share one app's
-10-second limit: the sandbox must never answer 429."""
+"""Eight consumers, each with its own governor (as eight Lambda instances would) that alone could use
+the whole share, divide one app's 10-second limit through HubSpot's Remaining header: the sandbox
+must never answer 429."""
 
 from __future__ import annotations
 
@@ -61,4 +62,4 @@ def test_eight_concurrent_consumers_draw_no_429(sandbox: SandboxServer) -> None:
     assert sum(client.governor.throttled for client in clients) == 0
     sent = sum(client.requests_sent for client in clients)
     assert sent == sandbox.state.requests["POST batch_upsert"]
-    assert sent > settings.budget * CONSUMERS  # the load really exceeded one window's budget
+    assert sent > 2 * settings.budget  # the load really exceeded the app's share, window after window

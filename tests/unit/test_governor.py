@@ -29,9 +29,11 @@ def governor(clock: FakeTime, **settings: Any) -> RateGovernor:
     )
 
 
-def test_budget_is_share_of_tier_limit_divided_by_concurrency() -> None:
-    assert GovernorSettings(limit_per_window=190, share=0.8, concurrency=4).budget == 38
-    assert GovernorSettings(limit_per_window=100, share=0.1, concurrency=50).budget == 1
+def test_one_consumer_alone_may_use_the_whole_share() -> None:
+    assert GovernorSettings(limit_per_window=190, share=0.8, concurrency=4).budget == 152
+    assert GovernorSettings(limit_per_window=100, share=0.001, concurrency=50).budget == 1
+    # What stays unused of the window: the other integrations' part and one request per consumer.
+    assert GovernorSettings(limit_per_window=100, share=0.8, concurrency=4).headroom(100) == pytest.approx(24)
     bad: dict[str, Any]
     for bad in (
         {"share": 0},
@@ -59,11 +61,30 @@ def test_requests_are_paced_to_the_budget_per_rolling_window() -> None:
     assert sent_at[149] - sent_at[0] < 2 * 10.3 + 0.1  # and no longer than needed
 
 
-def test_low_remaining_header_slows_down_before_hubspot_refuses() -> None:
+def test_low_remaining_header_waits_until_our_own_oldest_request_leaves_the_window() -> None:
     clock = FakeTime()
-    rate = governor(clock, limit_per_window=100, window_seconds=10, share=0.8)
+    rate = governor(clock, limit_per_window=100, window_seconds=10, share=0.8, concurrency=2)
     rate.acquire()
+    clock.now += 4
+    low = {
+        "X-HubSpot-RateLimit-Remaining": "5",
+        "X-HubSpot-RateLimit-Max": "100",
+        "X-HubSpot-RateLimit-Interval-Milliseconds": "10000",
+    }
+    rate.observe(low)
     started = clock.now
+    rate.acquire()
+    # Our request of 4 s ago frees its slot in about 6 s: we reuse only the slots we free.
+    assert 6 <= clock.now - started <= 6.5
+    rate.observe({"X-HubSpot-RateLimit-Remaining": "60", "X-HubSpot-RateLimit-Max": "100"})
+    before = clock.now
+    rate.acquire()
+    assert clock.now == before  # plenty left: no pause
+
+
+def test_low_remaining_with_nothing_of_ours_in_the_window_waits_for_the_slots_it_would_take() -> None:
+    clock = FakeTime()
+    rate = governor(clock, limit_per_window=100, window_seconds=10, share=0.8, concurrency=2)
     rate.observe(
         {
             "X-HubSpot-RateLimit-Remaining": "5",
@@ -71,12 +92,9 @@ def test_low_remaining_header_slows_down_before_hubspot_refuses() -> None:
             "X-HubSpot-RateLimit-Interval-Milliseconds": "10000",
         }
     )
+    started = clock.now
     rate.acquire()
-    assert clock.now - started == pytest.approx(10 * 16 / 100)
-    rate.observe({"X-HubSpot-RateLimit-Remaining": "60", "X-HubSpot-RateLimit-Max": "100"})
-    before = clock.now
-    rate.acquire()
-    assert clock.now == before  # plenty left: no pause
+    assert clock.now - started == pytest.approx(10 * (22 - 5 + 1) / 100)
 
 
 def test_ten_secondly_429_holds_every_request_until_our_oldest_request_leaves_the_window() -> None:

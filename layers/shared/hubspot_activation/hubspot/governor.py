@@ -1,10 +1,11 @@
 """Client-side pacing that keeps this connector under HubSpot's limits.
 
-The 10-second limit is per app and the daily limit is shared by every app of the account, so the
-governor uses only ``share`` of the burst limit, divided by the consumer's maximum concurrency (each
-Lambda instance has its own governor), reads HubSpot's rate-limit headers to slow down before
-HubSpot refuses, keeps a reserve of the daily limit for the account's other integrations, and
-follows the 429 policy names.
+The 10-second limit is per app and the daily limit is shared by every app of the account. Each
+Lambda instance has its own governor: alone it may use the whole ``share`` of the burst limit;
+with others, HubSpot's app-wide ``X-HubSpot-RateLimit-Remaining`` divides it between them, each
+keeping a headroom of the other integrations' part plus one request per possible consumer. It keeps
+a reserve of the daily limit for the account's other integrations and follows the 429 policy
+names.
 """
 
 from __future__ import annotations
@@ -51,8 +52,14 @@ class GovernorSettings:
 
     @property
     def budget(self) -> int:
-        """Requests this instance may send per window."""
-        return max(1, math.floor(self.limit_per_window * self.share / self.concurrency))
+        """Requests this instance may send per window: the whole share when it is alone. With
+        several consumers HubSpot's app-wide Remaining header divides the share between them."""
+        return max(1, math.floor(self.limit_per_window * self.share))
+
+    def headroom(self, maximum: int) -> float:
+        """What must stay unused of the app's window: the other integrations' part, plus one request
+        per consumer that may be in flight unseen by the latest Remaining figure."""
+        return maximum * (1 - self.share) + self.concurrency
 
 
 class DailyCounter(Protocol):
@@ -151,14 +158,27 @@ class RateGovernor:
         with self._lock:
             if remaining is not None:
                 self.last_remaining = remaining
-                headroom = maximum * (1 - self.settings.share)
+                headroom = self.settings.headroom(maximum)
                 if remaining <= headroom:
-                    # Others are using the window: wait for roughly the slots we would eat into.
-                    deficit = headroom - remaining + 1
-                    self._paused_until = max(self._paused_until, self._clock() + interval * deficit / maximum)
+                    self._paused_until = max(
+                        self._paused_until, self._slot_frees_at(remaining, headroom, maximum, interval)
+                    )
             daily_remaining = _int(headers.get("X-HubSpot-RateLimit-Daily-Remaining"))
             if daily_remaining is not None and daily_remaining <= self.settings.daily_reserve:
                 self._daily_stop_until = next_daily_reset(self._wall_clock(), self.settings.account_timezone)
+
+    def _slot_frees_at(self, remaining: int, headroom: float, maximum: int, interval: float) -> float:
+        """When the window is down to its headroom, send again only when one of our own requests
+        leaves it: each consumer then reuses only the slots it frees itself, so together they keep
+        the window full and never overrun it, however many there are. A consumer with nothing in
+        the window waits for roughly the slots it would eat into."""
+        now = self._clock()
+        while self._sent and self._sent[0] <= now - self._window:
+            self._sent.popleft()
+        if self._sent:
+            return self._sent[0] + self._window
+        deficit = headroom - remaining + 1
+        return now + interval * deficit / maximum
 
     def on_throttled(self, policy_name: str | None, headers: Mapping[str, str]) -> float:
         """React to a 429. Returns how long the caller should wait before retrying (the governor
