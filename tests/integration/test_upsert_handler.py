@@ -104,3 +104,111 @@ def test_handler_hands_everything_back_when_the_invocation_has_no_time_left(
     result = handler("upsert", cold_start=True)(event, AlmostOut())
     assert result == {"batchItemFailures": [{"itemIdentifier": r["messageId"]} for r in event["Records"]]}
     assert sandbox.state.contacts == {}
+
+
+def enqueue(queue: str, updates: list[ContactUpdate], shards: int = 8) -> None:
+    sqs = boto3.client("sqs")
+    for message in pack(updates, shards):
+        sqs.send_message(
+            QueueUrl=queue,
+            MessageBody=message.body,
+            MessageGroupId=message.group_id,
+            MessageDeduplicationId=message.deduplication_id,
+        )
+
+
+def receive_as_event_source(queue: str, count: int) -> dict[str, Any]:
+    """What Lambda's event source would hand the function: ``count`` messages, their groups locked."""
+    messages = boto3.client("sqs").receive_message(
+        QueueUrl=queue, MaxNumberOfMessages=count, MessageSystemAttributeNames=["All"]
+    )["Messages"]
+    return {
+        "Records": [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": {
+                    "MessageGroupId": m["Attributes"]["MessageGroupId"],
+                    "ApproximateReceiveCount": m["Attributes"]["ApproximateReceiveCount"],
+                },
+                "eventSource": "aws:sqs",
+            }
+            for m in messages
+        ]
+    }
+
+
+def queued(queue: str) -> int:
+    attributes = boto3.client("sqs").get_queue_attributes(
+        QueueUrl=queue,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"]) + int(
+        attributes["ApproximateNumberOfMessagesNotVisible"]
+    )
+
+
+def one_profile_requests(count: int, start_ms: int = 1_795_000_000_000) -> list[ContactUpdate]:
+    """What a caller sending one profile per request makes: one small message per contact."""
+    gold = AudienceChange("gold", AudienceStatus.REALIZED, 1000, "Gold")
+    return [
+        ContactUpdate(f"user{i}@example.com", (gold,), {"city": f"City {i}"}, received_ms=start_ms + i)
+        for i in range(count)
+    ]
+
+
+def test_a_small_batch_is_topped_up_to_a_full_hubspot_call_and_settled(
+    upsert_env: tuple[SandboxServer, str],
+) -> None:
+    sandbox, queue = upsert_env
+    for update in one_profile_requests(150):
+        enqueue(queue, [update])  # 150 messages of one contact each, spread over 8 groups
+    event = receive_as_event_source(queue, 1)
+    result = handler("upsert", cold_start=True)(event, FakeContext())
+    assert result == {"batchItemFailures": []}
+    # One call for every contact the batch could be filled with, not one call per message. (How
+    # many that is depends on how many groups are free: SQS locks a group while any of its
+    # messages is in flight, and moto hands out one message per group per receive, where SQS
+    # returns a group's messages together.)
+    written = len(sandbox.state.contacts)
+    assert written > 1 and sandbox.state.requests["POST batch_upsert"] == 1
+    # The event source deletes its own message; the function deleted the ones it received itself.
+    boto3.client("sqs").delete_message(QueueUrl=queue, ReceiptHandle=event["Records"][0]["receiptHandle"])
+    assert queued(queue) == 150 - written
+
+
+def test_a_transient_failure_leaves_the_topped_up_messages_of_its_group_on_the_queue(
+    upsert_env: tuple[SandboxServer, str],
+) -> None:
+    sandbox, queue = upsert_env
+    for update in one_profile_requests(30):
+        enqueue(queue, [update], shards=2)
+    event = receive_as_event_source(queue, 1)
+    sandbox.state.config.error_rate = 1.0  # HubSpot down for this invocation
+    result = handler("upsert", cold_start=True)(event, FakeContext())
+    assert [item["itemIdentifier"] for item in result["batchItemFailures"]] == [
+        r["messageId"] for r in event["Records"]
+    ]
+    # Nothing the function received itself was deleted: every message is still on the queue.
+    assert queued(queue) == 30
+    sandbox.state.config.error_rate = 0.0
+
+
+def test_a_crash_after_the_top_up_loses_nothing(
+    upsert_env: tuple[SandboxServer, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _sandbox, queue = upsert_env
+    for update in one_profile_requests(20):
+        enqueue(queue, [update])
+    event = receive_as_event_source(queue, 1)
+    lambda_handler = handler("upsert", cold_start=True)
+    from hubspot_activation.upsert.service import SyncService
+
+    def crash(*_args: Any, **_kwargs: Any) -> Any:
+        raise RuntimeError("the container died")
+
+    monkeypatch.setattr(SyncService, "process", crash)
+    with pytest.raises(RuntimeError):
+        lambda_handler(event, FakeContext())
+    assert queued(queue) == 20  # in flight, back after the visibility timeout, none deleted

@@ -105,6 +105,10 @@ class UpsertSettings:
     secret_max_age_seconds: int = 300
     #: First retry delay of a transiently failed message; it doubles with each receive.
     retry_base_seconds: int = 10
+    #: Messages the function may receive itself to fill a batch to full HubSpot calls (0: never).
+    top_up_max_messages: int = 90
+    #: Longest wait for more messages, used only when HubSpot's budget would hold the call anyway.
+    batch_fill_seconds: int = 1
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> UpsertSettings:
@@ -143,4 +147,6 @@ class UpsertSettings:
             ledger_retention_days=_integer(env, "LEDGER_RETENTION_DAYS", 400, 1, 3650),
             secret_max_age_seconds=_integer(env, "SECRET_MAX_AGE_SECONDS", 300, 0, 86_400),
             retry_base_seconds=_integer(env, "RETRY_BASE_SECONDS", 10, 0, 600),
+            top_up_max_messages=_integer(env, "TOP_UP_MAX_MESSAGES", 90, 0, 1000),
+            batch_fill_seconds=_integer(env, "BATCH_FILL_SECONDS", 1, 0, 20),
         )

@@ -91,6 +91,10 @@ class HubSpotClient:
     def stats(self) -> CallStats:
         return CallStats(self.requests_sent, self.governor.throttled, self.governor.last_remaining)
 
+    def ready_in(self) -> float:
+        """Seconds until the governor would let the next call go."""
+        return self.governor.ready_in()
+
     @property
     def max_call_seconds(self) -> float:
         """The longest one logical call can take: every retry wait plus the last attempt's timeouts."""

@@ -120,6 +120,17 @@ class RateGovernor:
             self.waited_seconds += wait
             self._sleep(wait)
 
+    def ready_in(self) -> float:
+        """Seconds until a request could be sent (0: now)."""
+        with self._lock:
+            now = self._clock()
+            while self._sent and self._sent[0] <= now - self._window:
+                self._sent.popleft()
+            wait = self._paused_until - now
+            if len(self._sent) >= self.settings.budget:
+                wait = max(wait, self._sent[0] + self._window - now)
+            return max(0.0, wait)
+
     def _count_daily(self) -> None:
         """Count this call in the connector's shared daily total (in blocks, to spare the counter),
         and stop until the account's midnight once the total reaches the limit less the reserve:

@@ -8,7 +8,8 @@ response is built here, with FIFO order kept by the core.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -27,6 +28,7 @@ from .dynamodb_ledger import DynamoDbDailyCounter, DynamoDbLedger
 from .plan import InboundMessage
 from .schema import PropertySchema
 from .service import SyncReport, SyncService
+from .topup import QueueTopUp
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -100,15 +102,76 @@ def inbound_messages(event: Mapping[str, Any]) -> list[InboundMessage]:
     ]
 
 
-def build_sync_service(settings: UpsertSettings) -> SyncService:
+@dataclass
+class UpsertConsumer:
+    """What one container keeps: the service, and the top-up that fills its batches."""
+
+    service: SyncService
+    topup: QueueTopUp | None = None
+    #: seconds until HubSpot's budget lets the next call go (0: now)
+    ready_in: Callable[[], float] = lambda: 0.0
+    batch_fill_seconds: int = 0
+
+    def handle(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
+        messages = inbound_messages(event)
+        remaining = (lambda: context.get_remaining_time_in_millis() / 1000) if context is not None else None
+        extra: list[InboundMessage] = []
+        if self.topup is not None and (remaining is None or remaining() > 30):
+            # No wait while HubSpot's budget is free: a backlog fills the batch at once, and a lone
+            # message is not held back. A short long-poll only when the next call would wait anyway.
+            poll = min(self.batch_fill_seconds, int(self.ready_in()))
+            extra = self.topup.fill(messages, poll)
+        report = self.service.process([*messages, *extra], remaining)
+        returned = set(report.failed_message_ids)
+        deleted = self.topup.settle(extra, returned) if self.topup is not None and extra else 0
+        publish_metrics(report)
+        logger.info(
+            "batch processed",
+            extra={
+                "messages": len(messages),
+                "toppedUp": len(extra),
+                "toppedUpDeleted": deleted,
+                "synced": report.synced,
+                "skippedUnchanged": report.skipped_unchanged,
+                "failed": report.failed,
+                "retriedLater": report.retried_later,
+                "hubspotRequests": report.hubspot_requests,
+                "throttled": report.throttled,
+                "undecodable": report.undecodable,
+                "dailyLimitResetsAt": report.daily_limit_resets_at,
+            },
+        )
+        own = {message.message_id for message in messages}
+        return {
+            "batchItemFailures": [
+                {"itemIdentifier": message_id}
+                for message_id in report.failed_message_ids
+                if message_id in own
+            ]
+        }
+
+
+def build_consumer(settings: UpsertSettings) -> UpsertConsumer:
+    client = _hubspot_client(settings)
+    aws_config = Config(retries={"max_attempts": 5, "mode": "standard"})
+    sqs = boto3.client("sqs", config=aws_config)
+    topup = (
+        QueueTopUp(sqs, settings.queue_url, max_messages=settings.top_up_max_messages)
+        if settings.queue_url and settings.top_up_max_messages
+        else None
+    )
+    return UpsertConsumer(
+        build_sync_service(settings, client), topup, client.ready_in, settings.batch_fill_seconds
+    )
+
+
+def _hubspot_client(settings: UpsertSettings) -> HubSpotClient:
     session = new_session()
-    version = settings.api_version
     fetch_secret = secrets_manager_fetcher(settings.hubspot_secret_id, settings.secret_max_age_seconds)
     credentials = credentials_from_secret(
-        fetch_secret, settings.hubspot_base_url + Paths(version).oauth_token, session
+        fetch_secret, settings.hubspot_base_url + Paths(settings.api_version).oauth_token, session
     )
-    aws_config = Config(retries={"max_attempts": 5, "mode": "standard"})
-    dynamodb = boto3.client("dynamodb", config=aws_config)
+    dynamodb = boto3.client("dynamodb", config=Config(retries={"max_attempts": 5, "mode": "standard"}))
     governor = RateGovernor(
         GovernorSettings(
             limit_per_window=settings.tier_limit,
@@ -120,9 +183,13 @@ def build_sync_service(settings: UpsertSettings) -> SyncService:
         ),
         daily_counter=DynamoDbDailyCounter(dynamodb, settings.ledger_table),
     )
-    client = HubSpotClient(
-        credentials, governor, version, base_url=settings.hubspot_base_url, session=session
+    return HubSpotClient(
+        credentials, governor, settings.api_version, base_url=settings.hubspot_base_url, session=session
     )
+
+
+def build_sync_service(settings: UpsertSettings, client: HubSpotClient | None = None) -> SyncService:
+    client = client or _hubspot_client(settings)
     schema = PropertySchema(
         client,
         settings.property_group,
@@ -130,7 +197,10 @@ def build_sync_service(settings: UpsertSettings) -> SyncService:
         settings.property_prefix,
         max_age_seconds=settings.schema_cache_seconds,
     )
-    ledger = DynamoDbLedger(dynamodb, settings.ledger_table, settings.ledger_retention_days)
+    aws_config = Config(retries={"max_attempts": 5, "mode": "standard"})
+    ledger = DynamoDbLedger(
+        boto3.client("dynamodb", config=aws_config), settings.ledger_table, settings.ledger_retention_days
+    )
     sqs = boto3.client("sqs", config=aws_config)
     extender = SqsVisibilityChanger(sqs, settings.queue_url) if settings.queue_url else None
     dead_letters = (
@@ -159,25 +229,3 @@ def publish_metrics(report: SyncReport) -> None:
         metrics.add_metric(name=name, unit="Count", value=value)
     if report.rate_limit_remaining is not None:
         metrics.add_metric(name="RateLimitRemaining", unit="Count", value=report.rate_limit_remaining)
-
-
-def handle(service: SyncService, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
-    messages = inbound_messages(event)
-    remaining = (lambda: context.get_remaining_time_in_millis() / 1000) if context is not None else None
-    report = service.process(messages, remaining)
-    publish_metrics(report)
-    logger.info(
-        "batch processed",
-        extra={
-            "messages": len(messages),
-            "synced": report.synced,
-            "skippedUnchanged": report.skipped_unchanged,
-            "failed": report.failed,
-            "retriedLater": report.retried_later,
-            "hubspotRequests": report.hubspot_requests,
-            "throttled": report.throttled,
-            "undecodable": report.undecodable,
-            "dailyLimitResetsAt": report.daily_limit_resets_at,
-        },
-    )
-    return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in report.failed_message_ids]}
