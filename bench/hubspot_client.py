@@ -77,7 +77,8 @@ def concurrent_backlog(server: SandboxServer, consumers: int = 8, seconds: float
         thread.join()
     elapsed = time.monotonic() - started
     sent = sum(c.requests_sent for c in clients)
-    budget_per_window = settings.budget * consumers
+    # The configured share is the app's, whatever the number of consumers dividing it.
+    budget_per_window = settings.budget
     windows = elapsed / settings.window_seconds
     return {
         "consumers": consumers,
@@ -93,6 +94,7 @@ def main() -> None:
     server = SandboxServer(SandboxState(config=SandboxConfig(window_ms=1000))).start()
     try:
         volume = requests_per_thousand(server)
+        alone = concurrent_backlog(server, consumers=1)
         backlog = concurrent_backlog(server)
     finally:
         server.stop()
@@ -102,13 +104,20 @@ def main() -> None:
         "(the client alone; the consumer's ledger skips unchanged contacts)"
     )
     print(
+        f"backlog:      1 consumer, {alone['requests']} requests, {alone['throttled_429']} x 429, "
+        f"{alone['budget_used']:.1%} of the configured budget"
+    )
+    print(
         f"backlog:      {backlog['consumers']} consumers, {backlog['requests']} requests, "
         f"{backlog['throttled_429']} x 429, {backlog['budget_used']:.1%} of the configured budget "
         f"({backlog['configured_budget_per_window']}/window of a {backlog['limit_per_window']} limit)"
     )
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(
-        json.dumps({"benchmark": "hubspot_client", **volume, "backlog": backlog}, indent=2) + "\n"
+        json.dumps(
+            {"benchmark": "hubspot_client", **volume, "backlog_one": alone, "backlog": backlog}, indent=2
+        )
+        + "\n"
     )
 
 
