@@ -78,8 +78,8 @@ class SendReport:
 
     def render(self) -> str:
         lines = [
-            f"sent {self.rows} rows as {self.profiles} profiles in {self.requests} requests "
-            f"({self.retries} retries) to {self.url}",
+            f"sent {_count(self.rows, 'row')} as {_count(self.profiles, 'profile')} in "
+            f"{_count(self.requests, 'request')} ({_count(self.retries, 'retry', 'retries')}) to {self.url}",
             f"accepted  {self.accepted}",
             f"excluded  {self.excluded_total}",
         ]
@@ -92,6 +92,10 @@ class SendReport:
         if self.failure:
             lines.append(f"stopped: {self.failure}")
         return "\n".join(lines)
+
+
+def _count(n: int, singular: str, plural: str | None = None) -> str:
+    return f"{n} {singular if n == 1 else plural or singular + 's'}"
 
 
 def count_rows(path: Path, fmt: Format) -> int:

@@ -101,6 +101,7 @@ def test_429_is_retried_after_the_retry_after_header(mocked: responses.RequestsM
     assert sleeps[0] == 7.0  # as the API asked
     assert len(sleeps) == 2 and sleeps[1] > 0  # no Retry-After: the client's own backoff
     assert (report.requests, report.retries, report.accepted, report.failure) == (1, 2, 1, None)
+    assert "sent 1 row as 1 profile in 1 request (2 retries)" in report.render()
 
 
 def test_connection_errors_are_retried_too(mocked: responses.RequestsMock, tmp_path: Path) -> None:
