@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -161,6 +162,19 @@ class EventSourcePoller:
             if not handled:
                 time.sleep(0.2)
         return False
+
+    def run(self, stop: threading.Event, idle_seconds: float = 0.2) -> None:
+        """Poll until ``stop`` is set, like the event source mapping, which never stops on an empty
+        queue. An error of the poll itself (moto restarting, a dropped connection) is logged and
+        polling goes on: a consumer that dies silently would look like an empty queue."""
+        while not stop.is_set():
+            try:
+                handled = self.poll_once()
+            except Exception:
+                logger.exception("polling the queue failed; trying again")
+                handled = 0
+            if not handled:
+                stop.wait(idle_seconds)
 
     def _record(self, message: dict[str, Any]) -> dict[str, Any]:
         attributes = message.get("Attributes", {})

@@ -5,7 +5,8 @@ declares; the HubSpot sandbox (or a real HubSpot account, see HUBSPOT_CREDENTIAL
 handler behind a local HTTP server speaking API Gateway HTTP API events; and a poller that drives
 the upsert handler like Lambda's SQS event source. ``demo`` posts every sample in events/ through
 real HTTP, drains the queue, prints the HubSpot contacts and a sync summary, then re-sends
-everything to show that unchanged contacts cost no HubSpot request. ``serve`` keeps it all up.
+everything to show that unchanged contacts cost no HubSpot request. ``serve`` keeps it all up and
+keeps consuming the queue until stopped.
 """
 
 from __future__ import annotations
@@ -266,22 +267,73 @@ def demo() -> int:
         stack.stop()
 
 
+#: Where a real HubSpot account comes from when the sandbox is not enough.
+REAL_HUBSPOT_HELP = (
+    "to sync into a real HubSpot account instead: in a HubSpot developer account choose "
+    '"Create a developer test account" (or use a HubSpot sandbox account), create a private app or a '
+    "service key there with the scopes crm.objects.contacts.read/write and "
+    "crm.schemas.contacts.read/write, then restart with "
+    """HUBSPOT_CREDENTIAL='{"accessToken": "..."}' make serve"""
+)
+
+
+@dataclass
+class ServingStack:
+    """A local stack whose upsert function keeps consuming, as the deployed event source does."""
+
+    stack: LocalStack
+    stopping: threading.Event
+    consumer: threading.Thread
+
+    @property
+    def api_url(self) -> str:
+        return self.stack.api.url
+
+    @property
+    def sandbox_state_url(self) -> str | None:
+        return f"{self.stack.hubspot_url}/__sandbox/state" if self.stack.sandbox else None
+
+    def banner(self) -> str:
+        stack = self.stack
+        sample = '{"email": "you@example.com", "attributes": {"firstname": "You"}}'
+        lines = [
+            f"moto (AWS) endpoint : {stack.aws.endpoint}",
+            f"HubSpot             : {stack.hubspot_url}" + ("" if stack.sandbox else " (real account)"),
+        ]
+        if self.sandbox_state_url:
+            lines.append(f"sandbox state       : {self.sandbox_state_url}")
+        lines += [
+            f"API base URL        : {self.api_url}",
+            f"activations endpoint: {stack.activations_url}",
+            f"ingest token        : {stack.ingest_token}",
+            f"try: curl -X POST {stack.activations_url} -H 'Authorization: Bearer {stack.ingest_token}' "
+            f"-H 'Content-Type: application/json' -d '{sample}'",
+            f"or:  hubspot-activation send audience.csv --url {self.api_url} --token {stack.ingest_token}",
+        ]
+        if stack.sandbox:
+            lines.append(REAL_HUBSPOT_HELP)
+        lines.append("Ctrl-C to stop")
+        return "\n".join(lines)
+
+    def stop(self) -> None:
+        # The consumer goes first: it must not poll a moto server that is shutting down.
+        self.stopping.set()
+        self.consumer.join(timeout=30)
+        self.stack.stop()
+
+
+def start_serving(port: int = 0, quiet: bool = False) -> ServingStack:
+    """Start the stack and a consumer that polls until stopped; ``stop()`` ends both."""
+    stack = start(quiet=quiet, port=port)
+    stopping = threading.Event()
+    consumer = threading.Thread(target=stack.poller.run, args=(stopping,), name="event-source", daemon=True)
+    consumer.start()
+    return ServingStack(stack, stopping, consumer)
+
+
 def serve(port: int) -> int:
-    stack = start(quiet=False, port=port)
-    threading.Thread(target=lambda: stack.poller.drain(timeout=float("inf")), daemon=True).start()
-    print(f"moto (AWS) endpoint : {stack.aws.endpoint}")
-    print(
-        f"HubSpot             : {stack.hubspot_url}"
-        + (" (sandbox: GET /__sandbox/state)" if stack.sandbox else "")
-    )
-    print(f"activations endpoint: {stack.activations_url}")
-    print(f"ingest token        : {stack.ingest_token}")
-    sample = '{"email": "you@example.com", "attributes": {"firstname": "You"}}'
-    print(
-        f"try: curl -X POST {stack.activations_url} -H 'Authorization: Bearer {stack.ingest_token}' "
-        f"-H 'Content-Type: application/json' -d '{sample}'"
-    )
-    print("Ctrl-C to stop")
+    serving = start_serving(port)
+    print(serving.banner(), flush=True)
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     try:
@@ -289,7 +341,7 @@ def serve(port: int) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        stack.stop()
+        serving.stop()
     return 0
 
 

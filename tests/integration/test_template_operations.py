@@ -1,0 +1,148 @@
+"""The template's operations side: alarms and where they notify, and the CloudWatch dashboard."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+
+from local.template import translate
+
+DASHBOARD_METRICS = {
+    "ProfilesAccepted",
+    "ContactsUpserted",
+    "ContactsSkippedUnchanged",
+    "ContactsFailed",
+    "ProfilesExcluded",
+    "HubSpotRequests",
+    "HubSpotThrottled",
+    "RateLimitRemaining",
+    "ApproximateNumberOfMessagesVisible",
+    "ApproximateAgeOfOldestMessage",
+}
+TOPIC = "arn:aws:sns:eu-west-1:123456789012:ops-alarms"
+
+
+@pytest.fixture(scope="module")
+def cfn() -> dict[str, Any]:
+    return translate()
+
+
+def alarms(cfn: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        name: spec["Properties"]
+        for name, spec in cfn["Resources"].items()
+        if spec["Type"] == "AWS::CloudWatch::Alarm"
+    }
+
+
+def evaluate(value: Any, parameters: dict[str, str], conditions: dict[str, Any]) -> Any:
+    """Ref / Fn::If / Fn::Not / Fn::Equals as CloudFormation evaluates them for these parameters;
+    a resource's Ref stays {"Ref": name}. AWS::NoValue items disappear from lists."""
+    if isinstance(value, list):
+        items = [evaluate(item, parameters, conditions) for item in value]
+        return [item for item in items if item != {"Ref": "AWS::NoValue"}]
+    if not isinstance(value, dict) or len(value) != 1:
+        return value
+    ((key, argument),) = value.items()
+    if key == "Ref":
+        return parameters.get(argument, value)
+    if key == "Fn::If":
+        name, when_true, when_false = argument
+        chosen = when_true if evaluate(conditions[name], parameters, conditions) else when_false
+        return evaluate(chosen, parameters, conditions)
+    if key == "Fn::Not":
+        return not evaluate(argument[0], parameters, conditions)
+    if key == "Fn::Equals":
+        left, right = (evaluate(item, parameters, conditions) for item in argument)
+        return left == right
+    return value
+
+
+@pytest.mark.parametrize(
+    ("parameters", "expected"),
+    [
+        ({"AlarmTopicArn": TOPIC, "AlarmEmail": ""}, [TOPIC]),
+        ({"AlarmTopicArn": "", "AlarmEmail": "ops@example.com"}, [{"Ref": "AlarmEmailTopic"}]),
+        ({"AlarmTopicArn": TOPIC, "AlarmEmail": "ops@example.com"}, [TOPIC, {"Ref": "AlarmEmailTopic"}]),
+        ({"AlarmTopicArn": "", "AlarmEmail": ""}, []),
+    ],
+)
+def test_every_alarm_notifies_the_configured_targets(
+    cfn: dict[str, Any], parameters: dict[str, str], expected: list[Any]
+) -> None:
+    found = alarms(cfn)
+    assert len(found) >= 5
+    for name, alarm in found.items():
+        for key in ("AlarmActions", "OKActions"):
+            assert evaluate(alarm.get(key, []), parameters, cfn["Conditions"]) == expected, (name, key)
+
+
+def test_alarm_parameters_default_to_no_notifications(cfn: dict[str, Any]) -> None:
+    assert cfn["Parameters"]["AlarmTopicArn"]["Default"] == ""
+    assert cfn["Parameters"]["AlarmEmail"]["Default"] == ""
+    assert re.fullmatch(cfn["Parameters"]["AlarmTopicArn"]["AllowedPattern"], TOPIC)
+    assert re.fullmatch(cfn["Parameters"]["AlarmTopicArn"]["AllowedPattern"], "")
+
+
+def test_the_email_topic_exists_only_with_an_email_and_cloudwatch_can_use_its_key(
+    cfn: dict[str, Any],
+) -> None:
+    resources = cfn["Resources"]
+    topic, key = resources["AlarmEmailTopic"], resources["AlarmTopicKey"]
+    assert topic["Condition"] == "HasAlarmEmail" and key["Condition"] == "HasAlarmEmail"
+    assert topic["Properties"]["Subscription"] == [{"Protocol": "email", "Endpoint": {"Ref": "AlarmEmail"}}]
+    # Encrypted, but not with alias/aws/sns: CloudWatch could not publish to that.
+    assert topic["Properties"]["KmsMasterKeyId"] == {"Ref": "AlarmTopicKey"}
+    statements = key["Properties"]["KeyPolicy"]["Statement"]
+    cloudwatch = [s for s in statements if s["Principal"].get("Service") == "cloudwatch.amazonaws.com"]
+    assert cloudwatch and {"kms:Decrypt", "kms:GenerateDataKey*"} <= set(cloudwatch[0]["Action"])
+    assert key["Properties"]["EnableKeyRotation"] is True
+
+
+def test_alarms_cover_undecodable_messages_with_the_emf_dimension(cfn: dict[str, Any]) -> None:
+    service = cfn["Resources"]["UpsertFunction"]["Properties"]["Environment"]["Variables"][
+        "POWERTOOLS_SERVICE_NAME"
+    ]
+    by_metric = {alarm["MetricName"]: alarm for alarm in alarms(cfn).values()}
+    alarm = by_metric["UndecodableMessages"]
+    assert alarm["Namespace"] == "HubSpotActivation"
+    # EMF metrics carry the powertools service as a dimension: an alarm without it watches nothing.
+    for own in ("UndecodableMessages", "ContactsFailed", "HubSpotThrottled"):
+        assert by_metric[own]["Dimensions"] == [{"Name": "service", "Value": service}]
+
+
+def dashboard(cfn: dict[str, Any]) -> tuple[dict[str, Any], set[str]]:
+    """The dashboard body as CloudFormation would render it (fake values for ${...}), and the names
+    it substitutes."""
+    (spec,) = [spec for spec in cfn["Resources"].values() if spec["Type"] == "AWS::CloudWatch::Dashboard"]
+    body = spec["Properties"]["DashboardBody"]["Fn::Sub"]
+    assert isinstance(body, str)
+    names = set(re.findall(r"\$\{([^}]+)\}", body))
+    rendered = re.sub(r"\$\{([^}]+)\}", lambda m: f"fake-{m.group(1).replace('::', '-')}", body)
+    return json.loads(rendered), names
+
+
+def test_dashboard_body_is_json_and_shows_every_metric(cfn: dict[str, Any]) -> None:
+    body, names = dashboard(cfn)
+    metric_widgets = [w["properties"] for w in body["widgets"] if w["type"] == "metric"]
+    shown = {line[1] for widget in metric_widgets for line in widget["metrics"]}
+    assert shown >= DASHBOARD_METRICS
+    queues = {line[3] for widget in metric_widgets for line in widget["metrics"] if line[0] == "AWS/SQS"}
+    assert queues == {"fake-ActivationsQueue.QueueName", "fake-ActivationsDeadLetterQueue.QueueName"}
+    own = [line for widget in metric_widgets for line in widget["metrics"] if line[0] == "HubSpotActivation"]
+    assert all(line[2:4] == ["service", "hubspot-activation"] for line in own)
+    assert all(widget["region"] == "fake-AWS-Region" for widget in metric_widgets)
+    # Everything substituted is a pseudo parameter or an attribute of a resource of this template.
+    for name in names:
+        assert name.startswith("AWS::") or name.split(".")[0] in cfn["Resources"], name
+
+
+def test_dashboard_lists_every_alarm_and_has_an_output(cfn: dict[str, Any]) -> None:
+    body, _ = dashboard(cfn)
+    (alarm_widget,) = [w["properties"] for w in body["widgets"] if w["type"] == "alarm"]
+    assert set(alarm_widget["alarms"]) == {f"fake-{name}.Arn" for name in alarms(cfn)}
+    url = cfn["Outputs"]["DashboardUrl"]["Value"]["Fn::Sub"]
+    assert "#dashboards:name=${OperationsDashboard}" in url

@@ -1,0 +1,134 @@
+"""status / issues / replay / contact against the documented routes (mocked), and their errors."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+
+import pytest
+import responses
+from responses import matchers
+
+from hubspot_activation_cli.main import main
+
+BASE = "https://api.example.test"
+
+
+@pytest.fixture
+def mocked() -> Iterator[responses.RequestsMock]:
+    with responses.RequestsMock() as mock:
+        yield mock
+
+
+def run(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main([*argv, "--url", BASE, "--token", "tok", "--max-retries", "0"], out=out, err=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_status_prints_the_answer_as_indented_json(mocked: responses.RequestsMock) -> None:
+    answer = {"contacts": {"synced": 10, "failed": 1}, "queue": {"visible": 0}}
+    mocked.add(
+        responses.GET,
+        f"{BASE}/sync/status",
+        json=answer,
+        match=[matchers.header_matcher({"Authorization": "Bearer tok"})],
+    )
+    code, out, _ = run("status")
+    assert code == 0
+    assert json.loads(out) == answer and out.startswith('{\n  "contacts"')
+
+
+def test_issues_passes_status_limit_and_cursor(mocked: responses.RequestsMock) -> None:
+    mocked.add(
+        responses.GET,
+        f"{BASE}/sync/issues",
+        json={"items": [{"email": "a@example.com", "status": "failed"}], "nextCursor": "c2"},
+        match=[matchers.query_param_matcher({"status": "failed", "limit": "5", "cursor": "c1"})],
+    )
+    code, out, _ = run("issues", "--status", "failed", "--limit", "5", "--cursor", "c1")
+    assert code == 0 and json.loads(out)["nextCursor"] == "c2"
+
+
+def test_issues_without_filters_sends_no_query(mocked: responses.RequestsMock) -> None:
+    mocked.add(
+        responses.GET, f"{BASE}/sync/issues", json={"items": []}, match=[matchers.query_param_matcher({})]
+    )
+    assert run("issues")[0] == 0
+
+
+@pytest.mark.parametrize(("flags", "dry_run"), [(["--dry-run"], True), ([], False)])
+def test_replay_posts_dry_run(mocked: responses.RequestsMock, flags: list[str], dry_run: bool) -> None:
+    mocked.add(
+        responses.POST,
+        f"{BASE}/replay",
+        json={"dryRun": dry_run, "contacts": 3},
+        match=[matchers.json_params_matcher({"dryRun": dry_run})],
+    )
+    code, out, _ = run("replay", *flags)
+    assert code == 0 and json.loads(out)["contacts"] == 3
+
+
+def test_replay_is_not_retried_after_an_error_that_may_have_replayed(mocked: responses.RequestsMock) -> None:
+    mocked.add(responses.POST, f"{BASE}/replay", status=500, json={"message": "Internal Server Error"})
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["replay", "--url", BASE, "--token", "tok"], out=out, err=err) == 1
+    assert len(mocked.calls) == 1  # --max-retries defaults to 5; a 500 may hide a started replay
+    assert "replay failed: HTTP 500" in err.getvalue()
+
+
+def test_contact_email_is_escaped_in_the_path(mocked: responses.RequestsMock) -> None:
+    mocked.add(responses.GET, f"{BASE}/contacts/ada%2Btest@example.com", json={"status": "synced"})
+    code, out, _ = run("contact", "ada+test@example.com")
+    assert code == 0 and json.loads(out) == {"status": "synced"}
+
+
+def test_an_unknown_contact_reports_the_apis_message_without_a_url_hint(
+    mocked: responses.RequestsMock,
+) -> None:
+    mocked.add(
+        responses.GET,
+        f"{BASE}/contacts/nobody@example.com",
+        status=404,
+        json={"error": "not_found", "message": "no sync state for this contact", "requestId": "r1"},
+    )
+    code, out, err = run("contact", "nobody@example.com")
+    assert (code, out) == (1, "")
+    assert err == (
+        "hubspot-activation: contact failed: "
+        "HTTP 404 not_found: no sync state for this contact (requestId r1)\n"
+    )
+
+
+def test_a_missing_route_hints_at_the_base_url(mocked: responses.RequestsMock) -> None:
+    mocked.add(responses.GET, f"{BASE}/sync/status", status=404, json={"message": "Not Found"})
+    code, _, err = run("status")
+    assert code == 1 and "is --url the API base" in err
+
+
+def test_an_unreachable_api_is_a_clear_error() -> None:
+    with responses.RequestsMock():  # no route registered: the request fails like a refused connection
+        code, _, err = run("status")
+    assert code == 1 and f"cannot reach {BASE}/sync/status" in err
+
+
+def test_url_and_token_come_from_the_environment(
+    mocked: responses.RequestsMock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HUBSPOT_ACTIVATION_URL", BASE)
+    monkeypatch.setenv("HUBSPOT_ACTIVATION_TOKEN", "from-env")
+    mocked.add(
+        responses.GET,
+        f"{BASE}/sync/status",
+        json={},
+        match=[matchers.header_matcher({"Authorization": "Bearer from-env"})],
+    )
+    assert main(["status"], out=io.StringIO(), err=io.StringIO()) == 0
+
+
+def test_without_a_url_nothing_is_sent(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HUBSPOT_ACTIVATION_URL", raising=False)
+    err = io.StringIO()
+    assert main(["status", "--token", "t"], out=io.StringIO(), err=err) == 2
+    assert "--url (or $HUBSPOT_ACTIVATION_URL) is required" in err.getvalue()
