@@ -9,6 +9,7 @@ from hubspot_activation.hubspot.client import HubSpotClient, UpsertInput, new_se
 from hubspot_activation.hubspot.credentials import (
     CredentialError,
     OAuthCredentials,
+    RotatingCredentials,
     StaticTokenCredentials,
     credentials_from_secret,
 )
@@ -104,3 +105,28 @@ def test_no_secret_in_reprs_or_logs(sandbox: SandboxServer, caplog: pytest.LogCa
     texts = [repr(client.credentials), caplog.text]
     for value in [secret.value["clientSecret"], secret.value["refreshToken"], *access_tokens]:
         assert all(value not in text for text in texts)
+
+
+def test_moving_the_secret_from_a_token_to_oauth_takes_effect_on_the_next_401(
+    sandbox: SandboxServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    token = sandbox.state.add_private_app_token()
+    secret = TokenSecret({"accessToken": token})
+    session = new_session()
+    credentials = RotatingCredentials(secret, sandbox.url + Paths(ApiVersion.V2026_09).oauth_token, session)
+    client = HubSpotClient(
+        credentials,
+        governor_for(sandbox),
+        ApiVersion.V2026_09,
+        base_url=sandbox.url,
+        session=session,
+        retry=FAST_RETRY,
+    )
+    assert client.batch_upsert([UpsertInput("a@example.com", {"city": "x"})])[0].ok
+    # The operator installs the OAuth app and replaces the secret; the old token is revoked.
+    secret.value = dict(oauth_secret(sandbox).value)
+    sandbox.state.tokens.pop(token)
+    assert client.batch_upsert([UpsertInput("b@example.com", {"city": "y"})])[0].ok
+    assert sandbox.state.requests["POST oauth_token"] == 1 and repr(
+        credentials
+    ) == "RotatingCredentials(<hidden>)"

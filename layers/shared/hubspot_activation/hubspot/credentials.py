@@ -164,3 +164,43 @@ def credentials_from_secret(
     raise CredentialError(
         'the HubSpot credential secret needs "accessToken", or "clientId", "clientSecret" and "refreshToken"'
     )
+
+
+class RotatingCredentials:
+    """The credential kind the secret holds now: an operator may move the secret from a private-app
+    token to OAuth (or back) while consumers run. After HubSpot's 401 the secret is read again and,
+    when its kind changed, the matching credentials replace the old ones."""
+
+    def __init__(self, fetch_secret: SecretFetcher, token_url: str, session: requests.Session) -> None:
+        self._fetch = fetch_secret
+        self._token_url = token_url
+        self._session = session
+        self._current: StaticTokenCredentials | OAuthCredentials | None = None
+        self._lock = threading.Lock()
+
+    def access_token(self) -> str:
+        with self._lock:
+            if self._current is None:
+                self._current = credentials_from_secret(self._fetch, self._token_url, self._session)
+            current = self._current
+        try:
+            return current.access_token()
+        except CredentialError:
+            # The cached secret may have changed kind under us (its max age passed): pick again.
+            with self._lock:
+                self._current = credentials_from_secret(self._fetch, self._token_url, self._session)
+                current = self._current
+            return current.access_token()
+
+    def invalidate(self) -> None:
+        with self._lock:
+            if self._current is not None:
+                self._current.invalidate()
+            kind = type(self._current)
+            document = _secret_document(self._fetch(True))
+            fresh_kind = StaticTokenCredentials if document.get("accessToken") else OAuthCredentials
+            if kind is not fresh_kind:
+                self._current = None  # rebuilt from the rotated secret on the next call
+
+    def __repr__(self) -> str:
+        return "RotatingCredentials(<hidden>)"

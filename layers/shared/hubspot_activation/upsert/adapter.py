@@ -18,7 +18,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..hubspot.client import HubSpotClient, new_session
-from ..hubspot.credentials import credentials_from_secret
+from ..hubspot.credentials import RotatingCredentials
 from ..hubspot.governor import GovernorSettings, RateGovernor
 from ..hubspot.versions import Paths
 from ..observability import logger, metrics, tracer
@@ -168,7 +168,7 @@ def build_consumer(settings: UpsertSettings) -> UpsertConsumer:
 def _hubspot_client(settings: UpsertSettings) -> HubSpotClient:
     session = new_session()
     fetch_secret = secrets_manager_fetcher(settings.hubspot_secret_id, settings.secret_max_age_seconds)
-    credentials = credentials_from_secret(
+    credentials = RotatingCredentials(
         fetch_secret, settings.hubspot_base_url + Paths(settings.api_version).oauth_token, session
     )
     dynamodb = boto3.client("dynamodb", config=Config(retries={"max_attempts": 5, "mode": "standard"}))
