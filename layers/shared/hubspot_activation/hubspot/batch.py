@@ -26,6 +26,8 @@ class UpsertResult:
     error: HubSpotError | None = None
     #: HubSpot's per-property details (``name``, ``error`` code, ``message``) for a failed input.
     property_errors: list[dict[str, Any]] = field(default_factory=list)
+    #: an earlier attempt of the same call got no answer and may still be applied late
+    unconfirmed: bool = False
 
     @property
     def ok(self) -> bool:

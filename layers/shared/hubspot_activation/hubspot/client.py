@@ -102,11 +102,19 @@ class HubSpotClient:
 
     # --- transport -------------------------------------------------------------------------------
 
-    @tracer.capture_method(capture_response=False, capture_error=False)
     def request(
         self, method: str, path: str, json_body: Any = None, params: Mapping[str, str] | None = None
     ) -> tuple[int, Any]:
         """Send one logical call; returns (status, body) for 2xx/207, raises HubSpotError otherwise."""
+        status, body, _ambiguous = self._call(method, path, json_body, params)
+        return status, body
+
+    @tracer.capture_method(capture_response=False, capture_error=False)
+    def _call(
+        self, method: str, path: str, json_body: Any = None, params: Mapping[str, str] | None = None
+    ) -> tuple[int, Any, bool]:
+        """``request``, also saying whether an earlier attempt may have been applied although it
+        got no answer: HubSpot can apply it late, after the attempt that succeeded."""
         attempts = 0
         waited = 0.0
         refreshed = False
@@ -138,7 +146,7 @@ class HubSpotClient:
             self.governor.observe(response.headers)
             body = parse_body(response.text)
             if 200 <= response.status_code < 300:
-                return response.status_code, body
+                return response.status_code, body, ambiguous
             error = classify(response.status_code, body, response.headers)
             if response.status_code == 401 and not refreshed:
                 # Rotation or an expired OAuth token: re-read the secret once, then give up.
@@ -208,7 +216,7 @@ class HubSpotClient:
             ]
         }
         try:
-            _status, document = self.request("POST", self.paths.batch_upsert, body)
+            _status, document, ambiguous = self._call("POST", self.paths.batch_upsert, body)
         except HubSpotError as error:
             if error.status != 400 or error.kind is not ErrorKind.PERMANENT:
                 raise
@@ -219,7 +227,10 @@ class HubSpotClient:
             # A whole-batch 400 despite trace ids: split until the bad inputs are isolated.
             middle = len(inputs) // 2
             return self._upsert_or_bisect(inputs[:middle]) + self._upsert_or_bisect(inputs[middle:])
-        return self._map_batch(inputs, traces, document)
+        results = self._map_batch(inputs, traces, document)
+        for result in results:
+            result.unconfirmed = ambiguous
+        return results
 
     @staticmethod
     def _map_batch(inputs: list[UpsertInput], traces: list[str], document: Any) -> list[UpsertResult]:

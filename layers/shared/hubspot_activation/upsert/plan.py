@@ -361,7 +361,12 @@ def outcome_of(
     entry to store (None: nothing to record, the contact goes back to the queue)."""
     if result.ok:
         outcome = Outcome.FAILED if contact.problems else Outcome.SYNCED
-        return outcome, synced_entry(contact, result.contact_id, now_ms, sent_ms)
+        entry = synced_entry(contact, result.contact_id, now_ms, sent_ms)
+        if result.unconfirmed:
+            # Written now, but an earlier attempt of the same call may still land late: whatever
+            # this contact's next write is, it must be sent.
+            entry.unconfirmed_at_ms = now_ms
+        return outcome, entry
     if result.error is not None and result.error.kind is ErrorKind.PERMANENT:
         contact.problems.append(describe_refusal(result))
         return Outcome.FAILED, rejected_entry(contact, now_ms)
