@@ -141,14 +141,18 @@ class SandboxApp:
         handler, scopes, version, args = route
         config = self.state.config
         if config.latency_ms:
+            self._count_fault("latency")
             time.sleep(config.latency_ms / 1000)
         if config.drop_rate and self._random.random() < config.drop_rate:
+            self._count_fault("drop")
             request.environ["sandbox.drop"] = True
             return Response(status=500)
         with self.state.lock:
             try:
                 token = self.authenticate(request, scopes)
             except ApiError as exc:
+                if exc.status == 401:
+                    self.state.faults["auth"] += 1
                 return json_response(exc.status, error_body(exc.category, exc.message, **exc.extra))
             policy, remaining, daily_remaining = self.state.take_rate_limit(token.value)
             headers = {
@@ -178,18 +182,27 @@ class SandboxApp:
                 )
             self.state.requests[route_key] += 1
             if config.locked_rate and self._random.random() < config.locked_rate:
+                self.state.faults["locked"] += 1
                 return json_response(
                     423, error_body("LOCKED", "The resource is locked; retry after 2 seconds"), headers
                 )
             if config.error_rate and self._random.random() < config.error_rate:
+                self.state.faults["error"] += 1
                 return json_response(
                     config.error_status, error_body("INTERNAL_ERROR", "Internal error"), headers
                 )
+            writes = request.method in ("POST", "PATCH", "PUT")
             try:
-                body = self._json(request) if request.method in ("POST", "PATCH", "PUT") else None
+                body = self._json(request) if writes else None
                 status, payload = handler(request, version, body, *args)
             except ApiError as exc:
                 return json_response(exc.status, error_body(exc.category, exc.message, **exc.extra), headers)
+            if writes and config.applied_error_rate and self._random.random() < config.applied_error_rate:
+                # The write is done; only its answer is lost.
+                self.state.faults["applied_error"] += 1
+                return json_response(
+                    config.error_status, error_body("INTERNAL_ERROR", "Internal error"), headers
+                )
             return (
                 json_response(status, payload, headers)
                 if payload is not None
@@ -204,6 +217,10 @@ class SandboxApp:
             raise ApiError(
                 400, "VALIDATION_ERROR", f"Invalid input JSON on line {exc.lineno}, column {exc.colno}"
             ) from exc
+
+    def _count_fault(self, kind: str) -> None:
+        with self.state.lock:
+            self.state.faults[kind] += 1
 
     def authenticate(self, request: Request, scopes: tuple[str, ...]) -> Any:
         header = request.headers.get("Authorization", "")
@@ -865,6 +882,7 @@ class SandboxApp:
                         "requests": dict(state.requests),
                         "throttled": dict(state.throttled),
                         "dailyUsed": state.daily_used,
+                        "faults": dict(state.faults),
                         "properties": [p for p in state.properties.values() if not p.get("hubspotDefined")],
                     },
                 )
