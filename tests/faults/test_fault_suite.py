@@ -177,7 +177,7 @@ def explain(mismatches: list[str], state: Any, ledger: LockedLedger, workload: W
     return "\n".join(lines)
 
 
-def produce(queue: FifoQueue, workload: Workload, finished: threading.Event, chaos: Chaos) -> None:
+def produce(queue: FifoQueue, workload: Workload, finished: threading.Event) -> None:
     for previous, delivery in zip([None, *workload.deliveries], workload.deliveries, strict=False):
         if previous is not None and previous.request != delivery.request:
             time.sleep(0.02)  # requests arrive over time, so batches mix old and new
@@ -227,7 +227,7 @@ def test_faults_converge_to_the_ordering_rules(
     total = len(workload.deliveries)
     chaos = Chaos(sandbox, queue, workers, total, offset)
     threads = [threading.Thread(target=w.run, name=w.consumer.name) for w in workers]
-    producer = threading.Thread(target=produce, args=(queue, workload, finished, chaos), name="producer")
+    producer = threading.Thread(target=produce, args=(queue, workload, finished), name="producer")
     state.config.update({"error_rate": 0.10, "drop_rate": 0.03, "applied_error_rate": 0.04})
     for thread in [producer, *threads]:
         thread.start()
