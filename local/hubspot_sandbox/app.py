@@ -141,8 +141,10 @@ class SandboxApp:
         handler, scopes, version, args = route
         config = self.state.config
         if config.latency_ms:
+            self._count_fault("latency")
             time.sleep(config.latency_ms / 1000)
         if config.drop_rate and self._random.random() < config.drop_rate:
+            self._count_fault("drop")
             request.environ["sandbox.drop"] = True
             return Response(status=500)
         with self.state.lock:
@@ -177,19 +179,18 @@ class SandboxApp:
                     headers,
                 )
             self.state.requests[route_key] += 1
-            if config.locked_rate and self._random.random() < config.locked_rate:
-                return json_response(
-                    423, error_body("LOCKED", "The resource is locked; retry after 2 seconds"), headers
-                )
-            if config.error_rate and self._random.random() < config.error_rate:
-                return json_response(
-                    config.error_status, error_body("INTERNAL_ERROR", "Internal error"), headers
-                )
+            refused = self._fault_instead_of_handling(headers)
+            if refused is not None:
+                return refused
+            writes = request.method in ("POST", "PATCH", "PUT")
             try:
-                body = self._json(request) if request.method in ("POST", "PATCH", "PUT") else None
+                body = self._json(request) if writes else None
                 status, payload = handler(request, version, body, *args)
             except ApiError as exc:
                 return json_response(exc.status, error_body(exc.category, exc.message, **exc.extra), headers)
+            lost = self._answer_lost_after_write(writes, headers)
+            if lost is not None:
+                return lost
             return (
                 json_response(status, payload, headers)
                 if payload is not None
@@ -205,10 +206,38 @@ class SandboxApp:
                 400, "VALIDATION_ERROR", f"Invalid input JSON on line {exc.lineno}, column {exc.colno}"
             ) from exc
 
+    def _fault_instead_of_handling(self, headers: dict[str, str]) -> Response | None:
+        """A 423 or an error answer (locked_rate, error_rate) for a call that is not processed."""
+        config = self.state.config
+        if config.locked_rate and self._random.random() < config.locked_rate:
+            self.state.faults["locked"] += 1
+            return json_response(
+                423, error_body("LOCKED", "The resource is locked; retry after 2 seconds"), headers
+            )
+        if config.error_rate and self._random.random() < config.error_rate:
+            self.state.faults["error"] += 1
+            return json_response(config.error_status, error_body("INTERNAL_ERROR", "Internal error"), headers)
+        return None
+
+    def _answer_lost_after_write(self, writes: bool, headers: dict[str, str]) -> Response | None:
+        """An error answer for a write that was done (applied_error_rate): the client cannot tell
+        it from one that was not."""
+        config = self.state.config
+        if writes and config.applied_error_rate and self._random.random() < config.applied_error_rate:
+            self.state.faults["applied_error"] += 1
+            return json_response(config.error_status, error_body("INTERNAL_ERROR", "Internal error"), headers)
+        return None
+
+    def _count_fault(self, kind: str) -> None:
+        with self.state.lock:
+            self.state.faults[kind] += 1
+
     def authenticate(self, request: Request, scopes: tuple[str, ...]) -> Any:
         header = request.headers.get("Authorization", "")
         scheme, _, value = header.partition(" ")
         token = self.state.tokens.get(value.strip()) if scheme.lower() == "bearer" else None
+        if token is None or (token.expires_at is not None and self.state.clock() >= token.expires_at):
+            self.state.faults["auth"] += 1  # revoked, expired or missing: a client must re-authenticate
         if token is None:
             raise ApiError(
                 401,
@@ -865,6 +894,7 @@ class SandboxApp:
                         "requests": dict(state.requests),
                         "throttled": dict(state.throttled),
                         "dailyUsed": state.daily_used,
+                        "faults": dict(state.faults),
                         "properties": [p for p in state.properties.values() if not p.get("hubspotDefined")],
                     },
                 )

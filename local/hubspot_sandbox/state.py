@@ -43,6 +43,9 @@ class SandboxConfig:
     oauth_token_ttl_seconds: int = 1_800
     error_rate: float = 0.0  # share of API calls answered with error_status
     error_status: int = 502
+    #: share of write calls (POST/PATCH/PUT) that are applied and then answered error_status: what a
+    #: client sees when HubSpot's gateway fails after the write went through
+    applied_error_rate: float = 0.0
     locked_rate: float = 0.0  # share answered 423 Locked
     latency_ms: int = 0
     drop_rate: float = 0.0  # share of connections closed without an answer
@@ -157,6 +160,8 @@ class SandboxState:
     daily_used: int = 0
     requests: Counter[str] = field(default_factory=Counter)
     throttled: Counter[str] = field(default_factory=Counter)
+    #: injected faults by kind (error, applied_error, locked, drop, latency) and refused tokens (auth)
+    faults: Counter[str] = field(default_factory=Counter)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1001))
 
     def next_id(self) -> str:
@@ -166,6 +171,12 @@ class SandboxState:
         token = value or f"pat-na1-{secrets.token_hex(4)}-{secrets.token_hex(2)}-sandbox"
         self.tokens[token] = Token(token, scopes)
         return token
+
+    def revoke_token(self, token: str) -> bool:
+        """Revoke an access token (a rotated private-app token): calls with it answer 401 from now
+        on. True when the token existed."""
+        with self.lock:
+            return self.tokens.pop(token, None) is not None
 
     def add_oauth_app(self, scopes: frozenset[str] = ALL_SCOPES) -> tuple[str, str, str]:
         client_id, client_secret = secrets.token_hex(8), secrets.token_hex(16)

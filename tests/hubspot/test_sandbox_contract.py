@@ -481,3 +481,39 @@ def test_list_properties_reads_archived_in_any_case(api: tuple[str, dict[str, st
 
     assert "email" in names("") and names("") == names("?archived=false") == names("?archived=False")
     assert names("?archived=true") == names("?archived=True") == set()  # nothing is archived
+
+
+def test_applied_error_writes_first_and_then_answers_5xx(
+    api: tuple[str, dict[str, str]], sandbox: SandboxServer
+) -> None:
+    base, headers = api
+    sandbox.state.config.applied_error_rate = 1.0
+    answer = post_upsert(api, [{"idProperty": "email", "id": "a@example.com", "properties": {"city": "X"}}])
+    assert answer.status_code == 502 and answer.json()["category"] == "INTERNAL_ERROR"
+    # The write went through although the answer says otherwise: a client must treat it as ambiguous.
+    (contact,) = sandbox.state.contacts.values()
+    assert contact["properties"]["city"] == "X"
+    # Reads are never "applied then failed".
+    assert requests.get(base + PROPERTY_PATHS["v3"], headers=headers, timeout=5).status_code == 200
+    assert sandbox.state.faults["applied_error"] == 1
+    sandbox.state.config.applied_error_rate = 0.0
+    sandbox.state.config.error_rate = 1.0
+    refused = post_upsert(api, [{"idProperty": "email", "id": "b@example.com", "properties": {"city": "Y"}}])
+    assert refused.status_code == 502 and "b@example.com" not in sandbox.state.email_index
+    assert requests.get(base + "/__sandbox/state", timeout=5).json()["faults"] == {
+        "applied_error": 1,
+        "error": 1,
+    }
+
+
+def test_a_revoked_token_answers_401_and_is_counted(sandbox: SandboxServer) -> None:
+    old = sandbox.state.add_private_app_token()
+    new = sandbox.state.add_private_app_token()
+    assert sandbox.state.revoke_token(old) and not sandbox.state.revoke_token(old)
+    statuses = [
+        requests.get(
+            sandbox.url + PROPERTY_PATHS["v3"], headers={"Authorization": f"Bearer {token}"}, timeout=5
+        ).status_code
+        for token in (old, new)
+    ]
+    assert statuses == [401, 200] and sandbox.state.faults["auth"] == 1
