@@ -127,6 +127,7 @@ def test_moving_the_secret_from_a_token_to_oauth_takes_effect_on_the_next_401(
     secret.value = dict(oauth_secret(sandbox).value)
     sandbox.state.tokens.pop(token)
     assert client.batch_upsert([UpsertInput("b@example.com", {"city": "y"})])[0].ok
-    assert sandbox.state.requests["POST oauth_token"] == 1 and repr(
-        credentials
-    ) == "RotatingCredentials(<hidden>)"
+    assert (
+        sandbox.state.requests["POST oauth_token"] == 1
+        and repr(credentials) == "RotatingCredentials(<hidden>)"
+    )

@@ -363,9 +363,12 @@ def outcome_of(
         outcome = Outcome.FAILED if contact.problems else Outcome.SYNCED
         entry = synced_entry(contact, result.contact_id, now_ms, sent_ms)
         if result.unconfirmed:
-            # Written now, but an earlier attempt of the same call may still land late: whatever
-            # this contact's next write is, it must be sent.
+            # Written now, but an earlier attempt of the same call may still land late and undo a
+            # newer write: the contact's next write must be sent whatever it looks like, and its
+            # messages (with their group's later ones) come back once for a re-check after the
+            # backoff, so the newest state is written again after any late apply.
             entry.unconfirmed_at_ms = now_ms
+            return Outcome.RETRY, entry
         return outcome, entry
     if result.error is not None and result.error.kind is ErrorKind.PERMANENT:
         contact.problems.append(describe_refusal(result))
