@@ -128,9 +128,13 @@ def _quoted(text: str | None, limit: int = 100) -> str:
 
 
 def _unknown_route(path: str, method: str) -> ApiError:
-    allowed = ROUTES.get(path.rstrip("/") or "/")
+    route = path.rstrip("/") or "/"
+    allowed = ROUTES.get(route)
     if allowed is None:
         return ApiError(HTTPStatus.NOT_FOUND, "not_found", f"no route {_quoted(path)}", "path")
+    if method in allowed:
+        # Only the spelling differs (a trailing slash): the method is right, the path is not.
+        return ApiError(HTTPStatus.NOT_FOUND, "not_found", f"no route {_quoted(path)}; use {route}", "path")
     return ApiError(
         HTTPStatus.METHOD_NOT_ALLOWED,
         "method_not_allowed",

@@ -40,7 +40,9 @@ def _integer(text: str) -> int:
 
 def _text(body: bytes) -> str:
     if body.startswith(_UTF16_32_BOMS) or b"\x00" in body[:4]:
-        raise MalformedBody("body must be UTF-8 JSON; it looks like UTF-16 or UTF-32")
+        raise MalformedBody(
+            "body must be UTF-8 JSON; it starts with a UTF-16/UTF-32 byte-order mark or a NUL byte"
+        )
     if body.startswith(codecs.BOM_UTF8):
         body = body[len(codecs.BOM_UTF8) :]  # some tools write one; it carries no content
     try:
