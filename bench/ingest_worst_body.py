@@ -83,13 +83,17 @@ BODIES: dict[str, Callable[[], str]] = {
     "10k-excluded-profiles": lambda: _fill(
         lambda n: {"profiles": [{"email": "x" * n + f"{p}"} for p in range(MAX_PROFILES)]}
     ),
-    # Nesting at the depth limit everywhere: the longest depth walk.
+    # Nesting at the depth limit in every profile (the longest depth walk); past 10,000 profiles
+    # the first profile's city grows, so the body still reaches the limit.
     "max-nesting-everywhere": lambda: _fill(
         lambda n: {
             "profiles": [
                 {
                     "email": f"u{p}@example.com",
-                    "attributes": {"x": json.loads("[" * 60 + "]" * 60), "city": "c"},
+                    "attributes": {
+                        "x": json.loads("[" * 60 + "]" * 60),
+                        "city": "c" * (1 + max(0, n - MAX_PROFILES) * (p == 0)),
+                    },
                 }
                 for p in range(min(n, MAX_PROFILES))
             ]
