@@ -40,6 +40,7 @@ unit: $(STAMP)
 test: lint typecheck cfn-lint unit
 
 bench: $(STAMP)
+	$(BIN)/python -m bench.ingest_worst_body
 	$(BIN)/python -m bench.ingest_throughput
 	$(BIN)/python -m bench.hubspot_client
 	$(BIN)/python -m bench.pipeline

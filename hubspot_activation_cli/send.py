@@ -62,9 +62,15 @@ class SendReport:
         self.profiles += len(batch.profiles)
         answer = answer if isinstance(answer, dict) else {}
         self.accepted += int(answer.get("accepted", 0))
-        for item in answer.get("excluded") or []:
+        listed = answer.get("excluded") or []
+        by_reason = answer.get("excludedByReason")
+        if isinstance(by_reason, dict):
+            # The API lists only the first exclusions of a request; the counts cover all of them.
+            self.excluded.update({str(reason): int(count) for reason, count in by_reason.items()})
+        else:
+            self.excluded.update(str(item.get("reason", "unknown")) for item in listed)
+        for item in listed:
             reason = str(item.get("reason", "unknown"))
-            self.excluded[reason] += 1
             examples = self.examples.setdefault(reason, [])
             index = item.get("index")
             if (

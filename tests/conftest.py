@@ -14,7 +14,7 @@ from hubspot_activation.ingest.payloads import ParseOptions
 from moto import mock_aws
 
 INGEST_TOKEN = "test-ingest-token-0123456789"
-RECEIVED_AT_MS = 1_795_000_000_000
+RECEIVED_AT_MS = 1_796_000_000_000  # 2026-11-30, after every timestamp the tests send
 
 
 @pytest.fixture(autouse=True)

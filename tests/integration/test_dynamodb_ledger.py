@@ -63,4 +63,7 @@ def test_the_daily_count_is_shared_and_atomic(table: str) -> None:
     second = DynamoDbDailyCounter(boto3.client("dynamodb"), table)
     assert first.add("2026-11-23", 10) == 10
     assert second.add("2026-11-23", 10) == 20
-    assert first.used("2026-11-23") == 20 and first.used("2026-11-24") == 0
+    item = boto3.client("dynamodb").get_item(
+        TableName=table, Key={"email": {"S": "#hubspot-calls#2026-11-23"}}
+    )
+    assert item["Item"]["calls"]["N"] == "20" and "@" not in item["Item"]["email"]["S"]

@@ -224,3 +224,37 @@ def test_unreadable_ingest_secret_answers_503_not_500(
     response = invoke(http_api_event(native(1), AUTH))
     assert response["statusCode"] == 503
     assert body_of(response)["error"] == "secret_unavailable"
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        {"profiles": [{"email": "ada@example.com", "audiences": {GOLD: "realized"}}]},
+        {
+            "profiles": [
+                {
+                    "identities": [{"type": "email", "id": "ada@example.com"}],
+                    "AdobeExperiencePlatformSegments": {"add": [GOLD], "remove": []},
+                }
+            ]
+        },
+    ],
+    ids=["native-without-timestamps", "destination-sdk"],
+)
+def test_the_same_body_posted_twice_at_different_times_is_queued_once(
+    invoke: Handler, aws_resources: dict[str, str], document: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Audience times default to the receive time, which the envelope carries outside the
+    deduplicated content: a re-post within SQS's 5-minute window is dropped by the queue."""
+    from local.functions import load_function
+
+    invoke(http_api_event({"email": "warm@example.com", "attributes": {"city": "x"}}, AUTH))
+    drain(aws_resources["QUEUE_URL"])
+    service = load_function("ingest")._api()._service
+    for clock in (1_796_000_000.0, 1_796_000_090.0):
+        monkeypatch.setattr(service, "_clock", lambda clock=clock: clock)
+        assert invoke(http_api_event(document, AUTH))["statusCode"] == 202
+    messages = drain(aws_resources["QUEUE_URL"])
+    assert len(messages) == 1
+    (update,) = decode_message(messages[0]["Body"])
+    assert update.audiences[0].timestamp_ms == 1_796_000_000_000

@@ -169,3 +169,82 @@ def test_alarms_cover_failures_throttling_and_queue_age(cfn: dict[str, Any]) -> 
         "ApproximateAgeOfOldestMessage",
         "ApproximateNumberOfMessagesVisible",
     } <= metrics
+
+
+#: Services whose actions cannot be scoped to a resource (or are scoped by other means).
+_UNSCOPABLE_PREFIXES = ("logs:", "xray:", "cloudwatch:PutMetricData")
+
+
+def _policy_statements(cfn: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    found = []
+    for name, spec in of_type(cfn, "AWS::IAM::Role").items():
+        for policy in spec["Properties"].get("Policies", []):
+            for statement in policy["PolicyDocument"]["Statement"]:
+                found.append((name, statement))
+    return found
+
+
+def test_no_role_grants_anything_on_every_resource_but_logs_traces_and_metrics(cfn: dict[str, Any]) -> None:
+    statements = _policy_statements(cfn)
+    assert statements
+    for role, statement in statements:
+        resources = (
+            statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        )
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        if "*" in resources:
+            assert all(action.startswith(_UNSCOPABLE_PREFIXES) for action in actions), (role, statement)
+    for name, spec in of_type(cfn, "AWS::IAM::Role").items():
+        for arn in spec["Properties"].get("ManagedPolicyArns", []):
+            # The basic execution role writes logs only; anything else managed (like the SQS
+            # execution role SAM adds for SQS events) grants on every resource of the account.
+            assert "AWSLambdaBasicExecutionRole" in str(arn) or "AWSXrayWriteOnlyAccess" in str(arn), name
+
+
+def test_upsert_role_grants_only_the_calls_the_code_makes(cfn: dict[str, Any]) -> None:
+    statements = [s for role, s in _policy_statements(cfn) if role == "UpsertFunctionRole"]
+    actions = {action for statement in statements for action in statement["Action"]}
+    assert {a for a in actions if a.startswith("dynamodb:")} == {
+        "dynamodb:BatchGetItem",
+        "dynamodb:BatchWriteItem",
+        "dynamodb:UpdateItem",  # the shared daily count of HubSpot calls
+    }
+    assert {a for a in actions if a.startswith("sqs:")} == {
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
+        "sqs:ChangeMessageVisibility",
+        "sqs:GetQueueAttributes",
+        "sqs:SendMessage",  # to the DLQ only (see the test above)
+    }
+
+
+def test_http_api_writes_access_logs_with_retention(cfn: dict[str, Any]) -> None:
+    (stage,) = of_type(cfn, "AWS::ApiGatewayV2::Stage").values()
+    settings = stage["Properties"]["AccessLogSettings"]
+    assert settings["DestinationArn"] == {"Fn::GetAtt": ["ApiAccessLogGroup", "Arn"]}
+    assert "$context.status" in settings["Format"] and "$context.requestId" in settings["Format"]
+    assert "authorization" not in settings["Format"].lower()
+    group = cfn["Resources"]["ApiAccessLogGroup"]["Properties"]
+    assert group["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+
+
+def test_a_stack_update_never_rewrites_a_secret_value(cfn: dict[str, Any]) -> None:
+    """CloudFormation writes a secret's value only when these blocks change: they are pinned so an
+    edit (which would regenerate the ingest token or blank the HubSpot credential) fails here."""
+    ingest = cfn["Resources"]["IngestTokenSecret"]["Properties"]
+    assert ingest["GenerateSecretString"] == {
+        "SecretStringTemplate": '{"username": "aep"}',
+        "GenerateStringKey": "token",
+        "PasswordLength": 48,
+        "ExcludePunctuation": True,
+    }
+    assert "SecretString" not in ingest
+    hubspot = cfn["Resources"]["HubSpotCredentialSecret"]["Properties"]
+    assert hubspot["SecretString"] == '{"accessToken": ""}'
+    assert "GenerateSecretString" not in hubspot
+
+
+def test_profile_limit_is_a_parameter_of_the_ingest_function(cfn: dict[str, Any]) -> None:
+    variables = cfn["Resources"]["IngestFunction"]["Properties"]["Environment"]["Variables"]
+    assert variables["MAX_PROFILES_PER_REQUEST"] == {"Ref": "MaxProfilesPerRequest"}
+    assert cfn["Parameters"]["MaxProfilesPerRequest"]["Default"] == 10000

@@ -77,18 +77,77 @@ def test_rotated_token_is_picked_up_by_one_forced_read() -> None:
     assert store.forced == 1
 
 
-def test_bad_callers_cannot_hammer_secrets_manager() -> None:
+def test_a_repeated_wrong_token_costs_one_read_a_minute() -> None:
     now = [0.0]
     store = SecretStore({"token": TOKEN})
-    authenticator = IngestAuthenticator(store, refresh_interval_seconds=60, clock=lambda: now[0])
-    for _ in range(20):
+    authenticator = IngestAuthenticator(store, clock=lambda: now[0])
+    for second in range(60):
+        now[0] = float(second)
         with pytest.raises(Unauthorized):
             authenticator.authenticate({"x-api-key": "guess"})
     assert store.forced == 1
-    now[0] = 61
+    now[0] = 60.0
     with pytest.raises(Unauthorized):
         authenticator.authenticate({"x-api-key": "guess"})
     assert store.forced == 2
+
+
+def test_random_wrong_tokens_cost_at_most_one_read_per_five_seconds() -> None:
+    now = [0.0]
+    store = SecretStore({"token": TOKEN})
+    authenticator = IngestAuthenticator(store, clock=lambda: now[0])
+    for attempt in range(600):  # ten per second for a minute, each a new guess
+        now[0] = attempt / 10
+        with pytest.raises(Unauthorized):
+            authenticator.authenticate({"x-api-key": f"guess-{attempt}"})
+    assert store.forced == 12
+
+
+@pytest.mark.parametrize("wrong", ["same-wrong-token", "random"])
+def test_a_rotated_token_works_within_five_seconds_whatever_others_send(wrong: str) -> None:
+    now = [0.0]
+    store = SecretStore({"token": "old"})
+    authenticator = IngestAuthenticator(store, clock=lambda: now[0])
+    rotated_at = 30.0
+    works_at = None
+    for step in range(1000):  # a wrong caller sends ten requests a second throughout
+        now[0] = step / 10
+        if now[0] == rotated_at:
+            store.value = {"token": "new"}
+        guess = wrong if wrong != "random" else f"guess-{step}"
+        with pytest.raises(Unauthorized):
+            authenticator.authenticate({"x-api-key": guess})
+        if now[0] >= rotated_at and works_at is None:
+            try:
+                authenticator.authenticate({"x-api-key": "new"})
+                works_at = now[0]
+            except Unauthorized:
+                pass
+    assert works_at is not None and works_at - rotated_at <= 5.0
+
+
+def test_a_token_refused_before_it_was_put_in_the_secret_works_within_a_minute() -> None:
+    now = [0.0]
+    store = SecretStore({"token": "old"})
+    authenticator = IngestAuthenticator(store, clock=lambda: now[0])
+    with pytest.raises(Unauthorized):
+        authenticator.authenticate({"x-api-key": "new"})  # the caller was switched first
+    store.value = {"token": "new"}
+    now[0] = 30.0
+    with pytest.raises(Unauthorized):
+        authenticator.authenticate({"x-api-key": "new"})
+    now[0] = 60.0
+    authenticator.authenticate({"x-api-key": "new"})
+
+
+def test_refused_credentials_are_remembered_in_bounded_memory() -> None:
+    now = [0.0]
+    authenticator = IngestAuthenticator(SecretStore({"token": TOKEN}), clock=lambda: now[0], max_remembered=3)
+    for attempt in range(10):
+        now[0] = attempt * 10.0
+        with pytest.raises(Unauthorized):
+            authenticator.authenticate({"x-api-key": f"guess-{attempt}"})
+    assert len(authenticator._refused) == 3
 
 
 def test_secret_shapes() -> None:

@@ -116,3 +116,51 @@ def test_sqs_records_become_inbound_messages() -> None:
         ]
     }
     assert inbound_messages(event) == [InboundMessage("m1", "c3", "{}", "rh", 4)]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        1_795_166_100,  # seconds
+        1_795_166_100_000,  # milliseconds
+        1_795_166_100_000_000,  # microseconds
+        1_795_166_100_000_000_000,  # nanoseconds
+        "1795166100000000",
+        1_795_166_100.0,
+        "2026-11-20T09:15:00Z",
+        "2026-11-20T09:15:00.000+0000",
+        "2026-11-20T10:15:00+01:00",
+        "2026-11-20t09:15:00z",
+        "2026-11-20T09:15:00.000000001Z",
+    ],
+)
+def test_epoch_units_are_told_apart_by_magnitude(value: object) -> None:
+    assert to_epoch_ms(value) == 1_795_166_100_000
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        float("nan"),
+        float("inf"),
+        -float("inf"),
+        10**400,
+        "9" * 400,
+        10**20,
+        "yesterday",
+        [],
+        True,
+    ],
+)
+def test_unreadable_timestamps_raise_the_timestamp_error_only(value: object) -> None:
+    with pytest.raises(TimestampError):
+        to_epoch_ms(value)
+
+
+def test_audience_timestamps_before_2000_are_unreadable_but_birthdates_are_not() -> None:
+    from hubspot_activation.timestamps import audience_epoch_ms
+
+    with pytest.raises(TimestampError, match="before 2000"):
+        audience_epoch_ms("1999-12-31T23:59:59Z")
+    assert audience_epoch_ms("2000-01-01T00:00:00Z") == 946_684_800_000
+    assert to_epoch_ms("1960-05-01") == -305_164_800_000

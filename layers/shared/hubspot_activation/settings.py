@@ -60,8 +60,10 @@ class IngestSettings:
     audience_allowlist: frozenset[str] = frozenset()
     mapping: AttributeMapping = field(default_factory=AttributeMapping.from_overrides)
     max_body_bytes: int = 5 * 1024 * 1024
+    max_profiles: int = 10_000
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
-    secret_max_age_seconds: int = 300
+    #: How long the ingest token is cached: a token removed from the secret stops working within it.
+    secret_max_age_seconds: int = 60
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> IngestSettings:
@@ -77,8 +79,9 @@ class IngestSettings:
             audience_allowlist=_id_list(env, "AUDIENCE_ALLOWLIST"),
             mapping=mapping,
             max_body_bytes=_integer(env, "MAX_BODY_BYTES", 5 * 1024 * 1024, 1024, 6 * 1024 * 1024),
+            max_profiles=_integer(env, "MAX_PROFILES_PER_REQUEST", 10_000, 1, 100_000),
             max_message_bytes=_integer(env, "MAX_MESSAGE_BYTES", DEFAULT_MAX_MESSAGE_BYTES, 4096, 1_048_576),
-            secret_max_age_seconds=_integer(env, "SECRET_MAX_AGE_SECONDS", 300, 0, 86_400),
+            secret_max_age_seconds=_integer(env, "SECRET_MAX_AGE_SECONDS", 60, 0, 86_400),
         )
 
 

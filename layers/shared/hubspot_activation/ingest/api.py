@@ -27,7 +27,8 @@ from ..observability import logger, metrics
 from ..secret_store import secrets_manager_fetcher
 from ..settings import IngestSettings
 from .auth import IngestAuthenticator, Unauthorized
-from .payloads import InvalidRequest
+from .body import parse_json
+from .payloads import InvalidRequest, TooManyProfiles
 from .publisher import EnqueueError, SqsFifoPublisher
 from .service import IngestResult, IngestService
 
@@ -36,6 +37,8 @@ _JSON_TYPES = ("application/json",)
 RETRY_AFTER_SECONDS = "5"
 #: The routes this API serves, and their methods (anything else: 404, or 405 with ``Allow``).
 ROUTES: dict[str, tuple[str, ...]] = {"/activations": ("POST",)}
+#: Exclusions listed in the "activation accepted" log line (all are counted by reason).
+LOGGED_EXCLUSIONS = 10
 
 
 class ApiError(Exception):
@@ -90,8 +93,10 @@ def _as_api_error(exc: Exception) -> ApiError:
         return exc
     if isinstance(exc, Unauthorized):
         return ApiError(HTTPStatus.UNAUTHORIZED, "unauthorized", exc.reason)
+    if isinstance(exc, TooManyProfiles):
+        return ApiError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, exc.error, exc.message, exc.field)
     if isinstance(exc, InvalidRequest):
-        return ApiError(HTTPStatus.BAD_REQUEST, "invalid_request", exc.message, exc.field)
+        return ApiError(HTTPStatus.BAD_REQUEST, exc.error, exc.message, exc.field)
     if isinstance(exc, GetParameterError):
         return ApiError(
             HTTPStatus.SERVICE_UNAVAILABLE,
@@ -116,14 +121,24 @@ def _log_error(exc: Exception, error: ApiError, request_id: str) -> None:
         logger.info("ingest request rejected", extra={"reason": exc.reason, "requestId": request_id})
 
 
+def _quoted(text: str | None, limit: int = 100) -> str:
+    """Caller-controlled text echoed in an answer: cut so every answer stays small."""
+    text = text or ""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _unknown_route(path: str, method: str) -> ApiError:
-    allowed = ROUTES.get(path.rstrip("/") or "/")
+    route = path.rstrip("/") or "/"
+    allowed = ROUTES.get(route)
     if allowed is None:
-        return ApiError(HTTPStatus.NOT_FOUND, "not_found", f"no route {path}", "path")
+        return ApiError(HTTPStatus.NOT_FOUND, "not_found", f"no route {_quoted(path)}", "path")
+    if method in allowed:
+        # Only the spelling differs (a trailing slash): the method is right, the path is not.
+        return ApiError(HTTPStatus.NOT_FOUND, "not_found", f"no route {_quoted(path)}; use {route}", "path")
     return ApiError(
         HTTPStatus.METHOD_NOT_ALLOWED,
         "method_not_allowed",
-        f"{method} is not allowed on {path}; use {', '.join(allowed)}",
+        f"{_quoted(method)} is not allowed on {_quoted(path)}; use {', '.join(allowed)}",
         "method",
         headers={"Allow": ", ".join(allowed)},
     )
@@ -199,7 +214,7 @@ class IngestApi:
             raise ApiError(
                 HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
-                f"Content-Type must be application/json, got {content_type or 'none'}",
+                f"Content-Type must be application/json, got {_quoted(content_type) or 'none'}",
                 "Content-Type",
             )
         document = self._json_body(raw_body, is_base64)
@@ -213,7 +228,13 @@ class IngestApi:
 
     def _json_body(self, raw_body: str | None, is_base64: bool) -> Any:
         try:
-            body = base64.b64decode(raw_body or "", validate=True) if is_base64 else (raw_body or "").encode()
+            # surrogatepass: a lone surrogate in the event's text must reach the UTF-8 check (400),
+            # not fail here.
+            body = (
+                base64.b64decode(raw_body or "", validate=True)
+                if is_base64
+                else (raw_body or "").encode("utf-8", "surrogatepass")
+            )
         except binascii.Error:
             raise ApiError(
                 HTTPStatus.BAD_REQUEST, "invalid_body", "body is not valid base64", "body"
@@ -225,25 +246,22 @@ class IngestApi:
                 f"body is {len(body)} bytes, over the limit of {self._max_body_bytes}: send fewer profiles",
                 "body",
             )
-        try:
-            return json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "body is not UTF-8"
-            raise ApiError(
-                HTTPStatus.BAD_REQUEST, "invalid_json", f"body is not valid JSON: {reason}", "body"
-            ) from None
+        return parse_json(body)
 
     @staticmethod
     def _record(result: IngestResult, request_id: str) -> None:
         metrics.add_metric(name="ProfilesAccepted", unit="Count", value=result.accepted)
         metrics.add_metric(name="ProfilesExcluded", unit="Count", value=len(result.excluded))
+        # Bounded whatever the request: a few exclusions by index, the rest as counts by reason.
         logger.info(
             "activation accepted",
             extra={
                 "requestId": request_id,
                 "accepted": result.accepted,
-                "excluded": [item.to_json() for item in result.excluded],
-                "warnings": len(result.warnings),
+                "excluded": [item.to_json() for item in result.excluded[:LOGGED_EXCLUSIONS]],
+                "excludedCount": len(result.excluded),
+                "excludedByReason": result.excluded_by_reason(),
+                "warnings": result.warning_count,
                 "messages": result.messages,
                 "sqsRequests": result.sqs_requests,
             },

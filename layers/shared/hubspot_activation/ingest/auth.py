@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -60,23 +61,42 @@ def accepted_tokens(secret: Any) -> list[str]:
 
 def _digest(value: str) -> bytes:
     # Comparing fixed-length digests keeps compare_digest constant-time whatever the lengths.
-    return hashlib.sha256(value.encode("utf-8")).digest()
+    # surrogatepass: a header may carry any code point; it must be refused, not crash.
+    return hashlib.sha256(value.encode("utf-8", "surrogatepass")).digest()
 
 
 class IngestAuthenticator:
-    """Constant-time comparison; a mismatch re-reads the secret at most once per ``refresh_interval``
-    so a rotated token works at once without letting bad callers hammer Secrets Manager."""
+    """Constant-time comparison against the cached secret; a refused credential may force a fresh
+    read of the secret, so a rotated token works at once, under two budgets that keep bad callers
+    from either hammering Secrets Manager or using up the reads a rotation needs:
+
+    - at most one forced read per ``min_read_interval_seconds`` (5 s) per container, whoever asks:
+      a token just put in the secret works within 5 s whatever other callers send;
+    - a credential refused by a fresh read forces no other read for ``refused_retry_seconds``
+      (60 s): a caller repeating a wrong token costs one read a minute, and a token refused
+      *before* the operator put it in the secret works within 60 s.
+
+    The secret is otherwise cached for ``SECRET_MAX_AGE_SECONDS``, which is how long a token
+    removed from the secret keeps working at most. Refused credentials are remembered only as
+    digests, ``max_remembered`` of them.
+    """
 
     def __init__(
         self,
         fetch_secret: SecretFetcher,
-        refresh_interval_seconds: float = 60.0,
+        min_read_interval_seconds: float = 5.0,
+        refused_retry_seconds: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
+        max_remembered: int = 1024,
     ) -> None:
         self._fetch = fetch_secret
-        self._refresh_interval = refresh_interval_seconds
+        self._min_interval = min_read_interval_seconds
+        self._refused_retry = refused_retry_seconds
         self._clock = clock
+        self._max_remembered = max_remembered
         self._last_forced: float | None = None
+        #: digest of a refused credential -> when the fresh read that refused it was made
+        self._refused: OrderedDict[bytes, float] = OrderedDict()
 
     def authenticate(self, headers: Mapping[str, str]) -> None:
         presented = presented_credentials(headers)
@@ -84,12 +104,27 @@ class IngestAuthenticator:
             raise Unauthorized("missing credentials: send Authorization: Bearer <token>, Basic, or x-api-key")
         if self._matches(presented, accepted_tokens(self._fetch(False))):
             return
+        key = _digest("\n".join(presented))
         now = self._clock()
-        if self._last_forced is None or now - self._last_forced >= self._refresh_interval:
+        if self._may_force_read(key, now):
             self._last_forced = now
             if self._matches(presented, accepted_tokens(self._fetch(True))):
+                self._refused.pop(key, None)
                 return
+            self._remember_refused(key, now)
         raise Unauthorized("invalid credentials")
+
+    def _may_force_read(self, key: bytes, now: float) -> bool:
+        if self._last_forced is not None and now - self._last_forced < self._min_interval:
+            return False
+        refused_at = self._refused.get(key)
+        return refused_at is None or now - refused_at >= self._refused_retry
+
+    def _remember_refused(self, key: bytes, now: float) -> None:
+        self._refused[key] = now
+        self._refused.move_to_end(key)
+        while len(self._refused) > self._max_remembered:
+            self._refused.popitem(last=False)
 
     @staticmethod
     def _matches(presented: list[str], accepted: list[str]) -> bool:

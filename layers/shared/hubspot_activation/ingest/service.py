@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -11,6 +12,7 @@ from ..messages import encode_update, fits_in_message, pack_encoded
 from ..model import Exclusion, ProfileWarning
 from ..settings import IngestSettings
 from .payloads import ParseOptions, parse_activation
+from .payloads.common import MAX_LISTED
 from .publisher import MessagePublisher
 
 
@@ -18,19 +20,31 @@ from .publisher import MessagePublisher
 class IngestResult:
     request_id: str
     accepted: int
+    #: every excluded profile (at most one per profile, so bounded by the profile limit)
     excluded: list[Exclusion]
+    #: the first warnings; ``warning_count`` counts them all
     warnings: list[ProfileWarning]
+    warning_count: int = 0
     messages: int = 0
     sqs_requests: int = 0
 
+    def excluded_by_reason(self) -> dict[str, int]:
+        # Exclusion reasons are fixed texts (never the caller's values), so this stays small.
+        return dict(Counter(item.reason for item in self.excluded))
+
     def to_response(self) -> dict[str, Any]:
+        """At most ``MAX_LISTED`` exclusions and warnings are listed, with the counts of all of them:
+        the answer stays far below API Gateway's and Lambda's response limits for any request."""
         body: dict[str, Any] = {
             "accepted": self.accepted,
-            "excluded": [item.to_json() for item in self.excluded],
+            "excluded": [item.to_json() for item in self.excluded[:MAX_LISTED]],
+            "excludedCount": len(self.excluded),
+            "excludedByReason": self.excluded_by_reason(),
             "requestId": self.request_id,
         }
-        if self.warnings:
-            body["warnings"] = [item.to_json() for item in self.warnings]
+        if self.warning_count:
+            body["warnings"] = [item.to_json() for item in self.warnings[:MAX_LISTED]]
+            body["warningCount"] = self.warning_count
         return body
 
 
@@ -53,6 +67,7 @@ class IngestService:
             mapping=self._settings.mapping,
             audience_allowlist=self._settings.audience_allowlist,
             received_at_ms=received_ms,
+            max_profiles=self._settings.max_profiles,
         )
         parsed = parse_activation(document, options)
         excluded = list(parsed.excluded)
@@ -73,6 +88,7 @@ class IngestService:
             accepted=len(encoded),
             excluded=excluded,
             warnings=parsed.warnings,
+            warning_count=parsed.log.count,
             messages=len(messages),
             sqs_requests=requests,
         )

@@ -253,12 +253,3 @@ class DynamoDbDailyCounter:
         except (ClientError, BotoCoreError) as exc:
             raise LedgerUnavailable(f"DynamoDB call failed: {type(exc).__name__}") from exc
         return int(Decimal(response["Attributes"]["calls"]["N"]))
-
-    def used(self, day: str) -> int:
-        try:
-            response = self._client.get_item(
-                TableName=self._table, Key={"email": {"S": _DAILY_KEY_PREFIX + day}}, ConsistentRead=True
-            )
-        except (ClientError, BotoCoreError) as exc:
-            raise LedgerUnavailable(f"DynamoDB call failed: {type(exc).__name__}") from exc
-        return int(Decimal(response.get("Item", {}).get("calls", {}).get("N", "0")))

@@ -14,15 +14,18 @@ from typing import Any
 
 from ...model import ContactUpdate, Exclusion, ProfileWarning
 from .aep import is_aep_profile, parse_aep_profile
-from .common import ParseOptions, ProfileContext, ProfileExcluded, require_object
+from .common import ParseOptions, ProfileContext, ProfileExcluded, WarningLog, require_object
 from .native import is_native_profile, parse_native_profile
 from .sdk import is_sdk_profile, parse_sdk_profile
 
-__all__ = ["InvalidRequest", "ParseOptions", "ParsedRequest", "parse_activation"]
+__all__ = ["InvalidRequest", "ParseOptions", "ParsedRequest", "TooManyProfiles", "parse_activation"]
 
 
 class InvalidRequest(ValueError):
     """The body can never succeed (AEP does not retry a 400): ``field`` names what is wrong."""
+
+    #: The ``error`` code of the answer.
+    error = "invalid_request"
 
     def __init__(self, field_name: str, message: str) -> None:
         super().__init__(message)
@@ -30,12 +33,24 @@ class InvalidRequest(ValueError):
         self.message = message
 
 
+class TooManyProfiles(InvalidRequest):
+    """More profiles than one request may carry (413): the caller must split the request."""
+
+    error = "too_many_profiles"
+
+
 @dataclass
 class ParsedRequest:
     #: (index in the request, update) for every accepted profile, in request order.
     updates: list[tuple[int, ContactUpdate]] = field(default_factory=list)
+    #: At most one per profile, so bounded by ``ParseOptions.max_profiles``.
     excluded: list[Exclusion] = field(default_factory=list)
-    warnings: list[ProfileWarning] = field(default_factory=list)
+    log: WarningLog = field(default_factory=WarningLog)
+
+    @property
+    def warnings(self) -> list[ProfileWarning]:
+        """The first warnings (``log.count`` has them all)."""
+        return self.log.listed
 
 
 def _profiles(document: Any) -> tuple[list[Any], Mapping[str, Any]]:
@@ -75,9 +90,15 @@ def parse_activation(document: Any, options: ParseOptions) -> ParsedRequest:
     profiles, envelope = _profiles(document)
     if not profiles:
         raise InvalidRequest("profiles", "the request contains no profiles")
+    if len(profiles) > options.max_profiles:
+        raise TooManyProfiles(
+            "profiles",
+            f"the request has {len(profiles)} profiles, over the limit of {options.max_profiles}: "
+            "send fewer per request",
+        )
     result = ParsedRequest()
     for index, raw in enumerate(profiles):
-        ctx = ProfileContext(index, options)
+        ctx = ProfileContext(index, options, result.log)
         try:
             update = _parse_profile(ctx, raw, envelope)
             if not update.audiences and not update.attributes:
@@ -87,7 +108,5 @@ def parse_activation(document: Any, options: ParseOptions) -> ParsedRequest:
         except ProfileExcluded as excluded:
             result.excluded.append(Exclusion(index, excluded.reason))
             continue
-        finally:
-            result.warnings.extend(ctx.warnings)
         result.updates.append((index, replace(update, received_ms=options.received_at_ms, position=index)))
     return result

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ...emails import email_problem, looks_hashed, normalize_email
 from ...model import AttributeValue, AudienceChange, AudienceStatus, ProfileWarning
-from ...timestamps import TimestampError, to_epoch_ms
+from ...timestamps import TimestampError, audience_epoch_ms
 from ..mapping import PROPERTY_NAME, AttributeMapping
 
 _STATUS_ALIASES = {
@@ -18,6 +20,18 @@ _STATUS_ALIASES = {
 }
 
 _ABSENT = object()
+
+#: HubSpot refuses longer property values; dropping them here keeps the queue free of writes that fail.
+MAX_ATTRIBUTE_CHARACTERS = 65_536
+#: A clock skew between the sender and us that is tolerated; an audience timestamp further in the
+#: future is a sender's bug (a wrong unit, a placeholder date) and would freeze the membership, since
+#: only newer changes are applied: it is replaced by the receive time.
+MAX_FUTURE_SKEW_MS = 5 * 60 * 1000
+#: Warnings listed in a response (and kept in memory); the rest are only counted.
+MAX_LISTED = 100
+#: A warning quotes the caller's field name, cut to this length so answers stay small.
+_MAX_FIELD_CHARACTERS = 200
+_LARGEST_FLOAT_INT = int(sys.float_info.max)
 
 
 class ProfileExcluded(Exception):
@@ -35,16 +49,50 @@ class ParseOptions:
     audience_allowlist: frozenset[str] = frozenset()
     #: When a membership carries no timestamp: the time the request was received.
     received_at_ms: int = 0
+    #: More profiles in one request answer 413 (the worst body must fit the function's memory and time).
+    max_profiles: int = 10_000
+
+
+@dataclass
+class WarningLog:
+    """Every warning of a request is counted; only the first ``MAX_LISTED`` are kept."""
+
+    listed: list[ProfileWarning] = field(default_factory=list)
+    count: int = 0
+
+    def add(self, warning: ProfileWarning) -> None:
+        self.count += 1
+        if len(self.listed) < MAX_LISTED:
+            self.listed.append(warning)
 
 
 @dataclass
 class ProfileContext:
     index: int
     options: ParseOptions
-    warnings: list[ProfileWarning] = field(default_factory=list)
+    log: WarningLog = field(default_factory=WarningLog)
 
     def warn(self, field_name: str, reason: str) -> None:
-        self.warnings.append(ProfileWarning(self.index, field_name, reason))
+        if len(field_name) > _MAX_FIELD_CHARACTERS:
+            field_name = field_name[: _MAX_FIELD_CHARACTERS - 3] + "..."
+        self.log.add(ProfileWarning(self.index, field_name, reason))
+
+
+def is_unicode(text: str) -> bool:
+    """False for text with a lone surrogate (JSON's ``\\ud800``): it has no UTF-8 form, so it can be
+    neither queued nor written to HubSpot."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def shown(value: Any) -> str:
+    """A caller's value quoted in a warning: short, whatever was sent."""
+    scalar = isinstance(value, str | int | float | bool) or value is None
+    text = repr(value) if scalar else type(value).__name__
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def usable_email(candidates: list[Any]) -> str:
@@ -74,15 +122,29 @@ def hashed_only(values: list[Any]) -> bool:
 
 
 def scalar_value(raw: Any) -> Any:
-    """Unwrap ``{"value": x}``; ``{}``/``null``/missing mean "no change" and return ``_ABSENT``."""
-    if isinstance(raw, dict):
-        if not raw:
-            return _ABSENT
-        if set(raw) == {"value"}:
-            return scalar_value(raw["value"])
-    if raw is None:
+    """Unwrap ``{"value": x}``; ``{}``/``null``/missing mean "no change" and return ``_ABSENT``.
+    A loop, not recursion: wrappers nest as deep as the body does."""
+    while isinstance(raw, dict) and len(raw) == 1 and "value" in raw:
+        raw = raw["value"]
+    if raw is None or (isinstance(raw, dict) and not raw):
         return _ABSENT
     return raw
+
+
+def _value_problem(value: Any) -> str | None:
+    """Why a scalar attribute value cannot be written to HubSpot, or None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return "attribute value is not a finite number (NaN or infinite); ignored"
+    if isinstance(value, int) and abs(value) > _LARGEST_FLOAT_INT:
+        return "attribute value is too large a number; ignored"
+    if isinstance(value, str):
+        if len(value) > MAX_ATTRIBUTE_CHARACTERS:
+            return f"attribute value is over HubSpot's {MAX_ATTRIBUTE_CHARACTERS:,} characters; ignored"
+        if not is_unicode(value):
+            return "attribute value is not valid Unicode (a lone surrogate); ignored"
+    return None
 
 
 def lookup_path(document: Mapping[str, Any], path: str) -> Any:
@@ -105,6 +167,10 @@ def add_attribute(
         return
     if not isinstance(value, str | int | float | bool):
         ctx.warn(source, "attribute value is not a string, number or boolean; ignored")
+        return
+    problem = _value_problem(value)
+    if problem is not None:
+        ctx.warn(source, problem)
         return
     if prop in attributes and attributes[prop] != value:
         # Two sources for one property (a raw path and a flat name): the first mapped one wins.
@@ -146,22 +212,44 @@ def audience_change(
     if not isinstance(audience_id, str) or not audience_id.strip():
         ctx.warn(where, "audience id must be a non-empty string; membership ignored")
         return None
+    if not is_unicode(audience_id):
+        ctx.warn(where, "audience id is not valid Unicode (a lone surrogate); membership ignored")
+        return None
     audience_id = audience_id.strip()
     allowlist = ctx.options.audience_allowlist
     if allowlist and audience_id not in allowlist:
         return None
     normalized = _STATUS_ALIASES.get(status.strip().lower()) if isinstance(status, str) else None
     if normalized is None:
-        ctx.warn(where, f"unknown audience status {status!r} (expected realized or exited); ignored")
+        ctx.warn(where, f"unknown audience status {shown(status)} (expected realized or exited); ignored")
         return None
-    timestamp_ms = ctx.options.received_at_ms
-    if timestamp not in (None, ""):
-        try:
-            timestamp_ms = to_epoch_ms(timestamp)
-        except TimestampError as exc:
-            ctx.warn(where, f"{exc}; used the time the request was received")
-    label = name.strip() if isinstance(name, str) and name.strip() else None
-    return AudienceChange(audience_id, normalized, timestamp_ms, label)
+    return AudienceChange(
+        audience_id, normalized, _audience_timestamp(ctx, timestamp, where), _audience_name(ctx, name, where)
+    )
+
+
+def _audience_timestamp(ctx: ProfileContext, timestamp: Any, where: str) -> int:
+    received_ms = ctx.options.received_at_ms
+    if timestamp in (None, ""):
+        return received_ms
+    try:
+        timestamp_ms = audience_epoch_ms(timestamp)
+    except TimestampError as exc:
+        ctx.warn(where, f"{exc}; used the time the request was received")
+        return received_ms
+    if timestamp_ms > received_ms + MAX_FUTURE_SKEW_MS:
+        ctx.warn(where, "timestamp is in the future; used the time the request was received")
+        return received_ms
+    return timestamp_ms
+
+
+def _audience_name(ctx: ProfileContext, name: Any, where: str) -> str | None:
+    if not isinstance(name, str) or not name.strip():
+        return None
+    if not is_unicode(name):
+        ctx.warn(where, "audience name is not valid Unicode (a lone surrogate); name ignored")
+        return None
+    return name.strip()
 
 
 def require_object(profile: Any) -> Mapping[str, Any]:

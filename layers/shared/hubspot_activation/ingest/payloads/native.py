@@ -26,8 +26,9 @@ def _audiences(ctx: ProfileContext, audiences: Any) -> list[AudienceChange]:
         ctx.warn("audiences", "must be an object of audience id -> {status, name, timestamp}; ignored")
         return []
     changes: list[AudienceChange] = []
-    for audience_id, entry in entries:
-        where = f"audiences.{audience_id}"
+    for position, (audience_id, entry) in enumerate(entries):
+        # An id that is not text is not quoted: it can be as large as the body.
+        where = f"audiences.{audience_id}" if isinstance(audience_id, str) else f"audiences[{position}]"
         if isinstance(entry, str):
             entry = {"status": entry}
         if not isinstance(entry, Mapping):

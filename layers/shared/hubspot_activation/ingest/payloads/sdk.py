@@ -29,7 +29,8 @@ def _email(profile: Mapping[str, Any]) -> str:
         for identity in identities:
             if not isinstance(identity, Mapping):
                 continue
-            kind = str(identity.get("type", "")).lower()
+            raw_kind = identity.get("type")
+            kind = raw_kind.lower() if isinstance(raw_kind, str) else ""
             if kind == "email":
                 candidates.append(identity.get("id"))
             elif is_hashed_namespace(kind) and "email" in kind:
