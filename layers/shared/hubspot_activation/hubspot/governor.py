@@ -109,11 +109,7 @@ class RateGovernor:
                         raise DailyLimitReached("daily API budget used up", resets_at=self._daily_stop_until)
                     self._daily_stop_until = None
                 now = self._clock()
-                while self._sent and self._sent[0] <= now - self._window:
-                    self._sent.popleft()
-                wait = self._paused_until - now
-                if len(self._sent) >= self.settings.budget:
-                    wait = max(wait, self._sent[0] + self._window - now)
+                wait = self._wait_locked(now)
                 if wait <= 0:
                     self._sent.append(now)
                     return
@@ -123,13 +119,16 @@ class RateGovernor:
     def ready_in(self) -> float:
         """Seconds until a request could be sent (0: now)."""
         with self._lock:
-            now = self._clock()
-            while self._sent and self._sent[0] <= now - self._window:
-                self._sent.popleft()
-            wait = self._paused_until - now
-            if len(self._sent) >= self.settings.budget:
-                wait = max(wait, self._sent[0] + self._window - now)
-            return max(0.0, wait)
+            return max(0.0, self._wait_locked(self._clock()))
+
+    def _wait_locked(self, now: float) -> float:
+        """How long the next request must wait: a pause, or our own budget's window (lock held)."""
+        while self._sent and self._sent[0] <= now - self._window:
+            self._sent.popleft()
+        wait = self._paused_until - now
+        if len(self._sent) >= self.settings.budget:
+            wait = max(wait, self._sent[0] + self._window - now)
+        return wait
 
     def _count_daily(self) -> None:
         """Count this call in the connector's shared daily total (in blocks, to spare the counter),
