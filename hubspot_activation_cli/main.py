@@ -44,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     connection.add_argument(
         "--url", help=f"API base URL, e.g. http://127.0.0.1:3000 (default: ${URL_VARIABLE})"
     )
-    connection.add_argument("--token", help=f"ingest token (default: ${TOKEN_VARIABLE})")
+    # Generated tokens may start with "-": pass them as --token=VALUE (or the environment variable).
+    connection.add_argument("--token", help=f"ingest token, as --token=VALUE (default: ${TOKEN_VARIABLE})")
     connection.add_argument("--timeout", type=float, default=30.0, help="seconds per request (default 30)")
     connection.add_argument(
         "--max-retries", type=int, default=5, help="retries of a 429 or 5xx answer (default 5)"

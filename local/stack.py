@@ -308,7 +308,7 @@ class ServingStack:
             f"ingest token        : {stack.ingest_token}",
             f"try: curl -X POST {stack.activations_url} -H 'Authorization: Bearer {stack.ingest_token}' "
             f"-H 'Content-Type: application/json' -d '{sample}'",
-            f"or:  hubspot-activation send audience.csv --url {self.api_url} --token {stack.ingest_token}",
+            f"or:  hubspot-activation send audience.csv --url {self.api_url} --token={stack.ingest_token}",
         ]
         if stack.sandbox:
             lines.append(REAL_HUBSPOT_HELP)

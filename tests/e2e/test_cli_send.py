@@ -59,7 +59,7 @@ def test_send_10000_rows_reports_every_unique_email(running: local_stack.LocalSt
     assert members_csv(path) == 10_000
     out, err = io.StringIO(), io.StringIO()
     code = main(
-        ["send", str(path), "--url", running.api.url, "--token", running.ingest_token], out=out, err=err
+        ["send", str(path), "--url", running.api.url, f"--token={running.ingest_token}"], out=out, err=err
     )
     report = out.getvalue()
     assert code == 0, report + err.getvalue()

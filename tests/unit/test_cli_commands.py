@@ -132,3 +132,14 @@ def test_without_a_url_nothing_is_sent(monkeypatch: pytest.MonkeyPatch) -> None:
     err = io.StringIO()
     assert main(["status", "--token", "t"], out=io.StringIO(), err=err) == 2
     assert "--url (or $HUBSPOT_ACTIVATION_URL) is required" in err.getvalue()
+
+
+def test_a_token_that_starts_with_a_dash_is_taken_in_the_equals_form(mocked: responses.RequestsMock) -> None:
+    mocked.add(
+        responses.GET,
+        f"{BASE}/sync/status",
+        json={},
+        match=[matchers.header_matcher({"Authorization": "Bearer -abc"})],
+    )
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["status", "--url", BASE, "--token=-abc", "--max-retries", "0"], out=out, err=err) == 0
