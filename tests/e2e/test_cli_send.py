@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import io
-import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from hubspot_activation_cli.main import main
 from local import stack as local_stack
@@ -16,22 +12,6 @@ from local import stack as local_stack
 VALID = 7_500
 TWO_AUDIENCES = 2_000  # of the valid emails, these have a second row (another audience)
 NO_AT, NO_DOMAIN = 250, 250
-
-
-@pytest.fixture(autouse=True)
-def _restore_environment() -> Iterator[None]:
-    """The local stack points this process's boto3 at moto: undo it afterwards."""
-    saved = dict(os.environ)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
-
-
-@pytest.fixture
-def running() -> Iterator[local_stack.LocalStack]:
-    started = local_stack.start()
-    yield started
-    started.stop()
 
 
 def members_csv(path: Path) -> int:

@@ -4,12 +4,9 @@
 from __future__ import annotations
 
 import json
-import os
 import time
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 import requests
 from hubspot_activation.upsert.properties import audience_property_name
 
@@ -18,22 +15,6 @@ from local.functions import handler
 
 GOLD = "a1b2c3d4-0000-4000-8000-000000000001"
 GOLD_PROP = audience_property_name(GOLD, "aud_")
-
-
-@pytest.fixture(autouse=True)
-def _restore_environment() -> Iterator[None]:
-    """The local stack points this process's boto3 at moto, as `make run` does: undo it afterwards."""
-    saved = dict(os.environ)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
-
-
-@pytest.fixture
-def running() -> Iterator[local_stack.LocalStack]:
-    started = local_stack.start()
-    yield started
-    started.stop()
 
 
 def post(stack: local_stack.LocalStack, document: Any) -> dict[str, Any]:

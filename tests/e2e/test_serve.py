@@ -10,7 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from typing import IO, Any
 
 import pytest
@@ -20,15 +19,6 @@ from local import stack as local_stack
 from local.template import ROOT
 
 WAIT_SECONDS = 30
-
-
-@pytest.fixture(autouse=True)
-def _restore_environment() -> Iterator[None]:
-    """The local stack points this process's boto3 at moto: undo it afterwards."""
-    saved = dict(os.environ)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
 
 
 def banner_value(banner: str, label: str) -> str:
