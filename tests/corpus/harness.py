@@ -95,3 +95,21 @@ def ingest_handler(setenv: Callable[[str, str], None]) -> Iterator[tuple[Handler
             yield call, queue
         finally:
             module._api.cache_clear()
+
+
+def isolated_ingest_handler() -> Iterator[Handler]:
+    """The ingest handler on moto with fake credentials, for a module-scoped fixture (the
+    function-scoped AWS isolation of tests/conftest.py does not reach those)."""
+    import pytest
+
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_SESSION_TOKEN": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "POWERTOOLS_TRACE_DISABLED": "1",
+        }.items():
+            patch.setenv(name, value)
+        with ingest_handler(patch.setenv) as (call, _queue):
+            yield call

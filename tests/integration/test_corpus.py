@@ -4,29 +4,16 @@ exactly its recorded status and JSON answer, and no case ever gets a 5xx or rais
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.corpus.harness import Handler, event_of, ingest_handler, load_cases
+from tests.corpus.harness import Handler, event_of, isolated_ingest_handler, load_cases
 
 CASES = load_cases()
 
 
-@pytest.fixture(scope="module")
-def handler() -> Iterator[Handler]:
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in {
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_SESSION_TOKEN": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "POWERTOOLS_TRACE_DISABLED": "1",
-        }.items():
-            patch.setenv(name, value)
-        with ingest_handler(patch.setenv) as (call, _queue):
-            yield call
+handler = pytest.fixture(scope="module")(isolated_ingest_handler)
 
 
 def test_the_corpus_is_large_and_covers_every_answer() -> None:

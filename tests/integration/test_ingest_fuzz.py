@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -20,7 +20,7 @@ from hubspot_activation.settings import IngestSettings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.corpus.harness import REQUEST_ID, Handler, event_of, ingest_handler
+from tests.corpus.harness import REQUEST_ID, Handler, event_of, isolated_ingest_handler
 
 RECEIVED_MS = 1_796_000_000_000
 GOLD = "a1b2c3d4-0000-4000-8000-000000000001"
@@ -148,18 +148,7 @@ def _assert_writable(update: ContactUpdate) -> None:
             assert len(value) <= 65_536
 
 
-@pytest.fixture(scope="module")
-def handler() -> Iterator[Handler]:
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in {
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "POWERTOOLS_TRACE_DISABLED": "1",
-        }.items():
-            patch.setenv(name, value)
-        with ingest_handler(patch.setenv) as (call, _queue):
-            yield call
+handler = pytest.fixture(scope="module")(isolated_ingest_handler)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
