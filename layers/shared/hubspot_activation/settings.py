@@ -64,6 +64,9 @@ class IngestSettings:
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     #: How long the ingest token is cached: a token removed from the secret stops working within it.
     secret_max_age_seconds: int = 60
+    #: Where exclusions are kept for the operator (empty: not kept), and for how long.
+    ledger_table: str = ""
+    exclusion_retention_days: int = 30
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> IngestSettings:
@@ -82,6 +85,8 @@ class IngestSettings:
             max_profiles=_integer(env, "MAX_PROFILES_PER_REQUEST", 10_000, 1, 100_000),
             max_message_bytes=_integer(env, "MAX_MESSAGE_BYTES", DEFAULT_MAX_MESSAGE_BYTES, 4096, 1_048_576),
             secret_max_age_seconds=_integer(env, "SECRET_MAX_AGE_SECONDS", 60, 0, 86_400),
+            ledger_table=env.get("LEDGER_TABLE", "").strip(),
+            exclusion_retention_days=_integer(env, "EXCLUSION_RETENTION_DAYS", 30, 1, 3650),
         )
 
 
