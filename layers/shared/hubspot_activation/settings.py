@@ -117,6 +117,8 @@ class UpsertSettings:
     top_up_max_messages: int = 90
     #: Longest wait for more messages, used only when HubSpot's budget would hold the call anyway.
     batch_fill_seconds: int = 1
+    #: How long audience metadata (names, deletions) is cached per container.
+    audience_cache_seconds: int = 30
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> UpsertSettings:
@@ -157,4 +159,34 @@ class UpsertSettings:
             retry_base_seconds=_integer(env, "RETRY_BASE_SECONDS", 10, 0, 600),
             top_up_max_messages=_integer(env, "TOP_UP_MAX_MESSAGES", 90, 0, 1000),
             batch_fill_seconds=_integer(env, "BATCH_FILL_SECONDS", 1, 0, 20),
+            audience_cache_seconds=_integer(env, "AUDIENCE_CACHE_SECONDS", 30, 0, 3600),
+        )
+
+
+@dataclass(frozen=True)
+class OperationsSettings:
+    ledger_table: str
+    ingest_secret_id: str
+    queue_url: str
+    dead_letter_queue_url: str = ""
+    shard_count: int = 8
+    secret_max_age_seconds: int = 60
+    #: the HubSpot side (budget figures, relabelling audience properties), read like the consumer's
+    upsert: UpsertSettings | None = None
+
+    @property
+    def queue_name(self) -> str:
+        return self.queue_url.rstrip("/").rsplit("/", 1)[-1]
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> OperationsSettings:
+        env = os.environ if env is None else env
+        return cls(
+            ledger_table=_required(env, "LEDGER_TABLE"),
+            ingest_secret_id=_required(env, "INGEST_SECRET_ID"),
+            queue_url=_required(env, "QUEUE_URL"),
+            dead_letter_queue_url=env.get("DEAD_LETTER_QUEUE_URL", "").strip(),
+            shard_count=_integer(env, "SHARD_COUNT", 8, 1, 10_000),
+            secret_max_age_seconds=_integer(env, "SECRET_MAX_AGE_SECONDS", 60, 0, 86_400),
+            upsert=UpsertSettings.from_env(env),
         )

@@ -11,9 +11,9 @@ from typing import Any
 from ..messages import encode_update, fits_in_message, pack_encoded
 from ..model import Exclusion, ProfileWarning
 from ..settings import IngestSettings
+from .exclusions import ExclusionStore, NoExclusionStore
 from .payloads import ParseOptions, parse_activation
 from .payloads.common import MAX_LISTED
-from .exclusions import ExclusionStore, NoExclusionStore
 from .publisher import MessagePublisher
 
 
