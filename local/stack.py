@@ -117,6 +117,9 @@ def start(
     os.environ["POWERTOOLS_TRACE_DISABLED"] = "true"
     # Retries within seconds, like the shortened visibility timeout below: a demo cannot wait minutes.
     os.environ["RETRY_BASE_SECONDS"] = str(visibility_timeout)
+    # An audience renamed or deleted through the operations routes is seen by the next batch
+    # (deployed, the consumer caches audience metadata for 30 s).
+    os.environ["AUDIENCE_CACHE_SECONDS"] = "0"
     # A new stack is a cold start: fresh function modules, so no client of a previous stack is reused.
     ingest, upsert = handler("ingest", cold_start=True), handler("upsert", cold_start=True)
     operations = handler("operations", cold_start=True)

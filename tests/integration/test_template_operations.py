@@ -172,7 +172,10 @@ def api_routes(cfn: dict[str, Any]) -> dict[str, str]:
 
 def test_the_operations_routes_share_the_activations_api_on_their_own_function(cfn: dict[str, Any]) -> None:
     routes = api_routes(cfn)
-    assert routes == {"POST /activations": "IngestFunction", **dict.fromkeys(OPERATIONS_ROUTES, "OperationsFunction")}
+    assert routes == {
+        "POST /activations": "IngestFunction",
+        **dict.fromkeys(OPERATIONS_ROUTES, "OperationsFunction"),
+    }
 
 
 def statements(cfn: dict[str, Any], role: str) -> list[dict[str, Any]]:
@@ -187,7 +190,9 @@ def actions_on(cfn: dict[str, Any], role: str) -> dict[str, set[str]]:
     result: dict[str, set[str]] = {}
     for statement in statements(cfn, role):
         actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        resources = (
+            statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        )
         for resource in resources:
             result.setdefault(json.dumps(resource, sort_keys=True), set()).update(actions)
     return result

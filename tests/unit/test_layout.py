@@ -44,7 +44,9 @@ def test_each_function_package_keeps_to_its_side(side: str, other: str) -> None:
 def test_no_function_package_imports_the_operations_package(side: str) -> None:
     # The operator's routes read what the functions record; the functions never depend on them.
     offenders = {
-        str(path.relative_to(LIBRARY)): sorted(name for name in imported_modules(path) if ".operations" in name)
+        str(path.relative_to(LIBRARY)): sorted(
+            name for name in imported_modules(path) if ".operations" in name
+        )
         for path in (LIBRARY / side).rglob("*.py")
     }
     assert {path: names for path, names in offenders.items() if names} == {}

@@ -73,7 +73,11 @@ def test_the_contact_view_shows_state_pending_items_and_times() -> None:
         updated_at_ms=1_795_000_001_000,
     )
     view = contact_view(entry)
-    assert view["status"] == "failed" and view["hubspotId"] == "101" and view["lastError"] == "audience vip: no room"
+    assert (
+        view["status"] == "failed"
+        and view["hubspotId"] == "101"
+        and view["lastError"] == "audience vip: no room"
+    )
     assert view["audiences"] == {"gold": {"status": "realized", "timestamp": "2026-11-18T11:06:40.000Z"}}
     assert view["attributes"] == {"firstname": "Ada"} and view["pending"]["attributes"] == {"tier": "gold"}
     assert view["lastSynced"] == "2026-11-18T11:06:41.000Z"

@@ -362,7 +362,9 @@ def test_a_replay_sends_a_write_hubspot_refused_once_more(messages: Messages) ->
     ledger = {ADA: LedgerEntry(ADA, "failed", rejected=write.fingerprint(), reason="refused")}
     # Without a replay the same write stays refused; an operator's replay sends it again.
     assert plan_for(coalesce(messages(ContactUpdate(ADA, (), {"city": "Paris"}))), ledger).writes == []
-    replay = coalesce(messages(ContactUpdate(ADA, (), {"city": "Paris"}), ContactUpdate(ADA, source="replay")))
+    replay = coalesce(
+        messages(ContactUpdate(ADA, (), {"city": "Paris"}), ContactUpdate(ADA, source="replay"))
+    )
     (again,) = plan_for(replay, ledger).writes
     assert again.properties == {"city": "Paris"}
 
