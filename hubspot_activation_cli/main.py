@@ -6,7 +6,7 @@ Routes called, relative to the API base URL (--url or HUBSPOT_ACTIVATION_URL), w
   send FILE           POST /activations (batches of native-format profiles)
   status              GET  /sync/status
   issues              GET  /sync/issues?status=&limit=&cursor=
-  replay [--dry-run]  POST /replay {"dryRun": bool}
+  replay [--dry-run]  POST /replay {"dryRun": bool, "cursor"?}
   contact EMAIL       GET  /contacts/{email}
 """
 
@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     issues.add_argument("--cursor", help="the cursor a previous page returned")
     replay = sub.add_parser("replay", parents=[connection], help="re-sync failed contacts: POST /replay")
     replay.add_argument("--dry-run", action="store_true", help="only report what would be replayed")
+    replay.add_argument("--cursor", help="continue a replay that answered more: true")
     contact = sub.add_parser(
         "contact", parents=[connection], help="one contact's sync state: GET /contacts/{email}"
     )
@@ -98,7 +99,8 @@ def _query(client: ApiClient, args: argparse.Namespace) -> Any:
         return client.get("/sync/issues", {key: value for key, value in params.items() if value is not None})
     if args.command == "replay":
         # Not idempotent: a replay is retried only when the API certainly did not start it.
-        return client.post("/replay", {"dryRun": args.dry_run}, idempotent=False)
+        body = {"dryRun": args.dry_run, **({"cursor": args.cursor} if args.cursor else {})}
+        return client.post("/replay", body, idempotent=False)
     return client.get(f"/contacts/{quote(args.email.strip(), safe='@')}")
 
 

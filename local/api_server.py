@@ -1,13 +1,15 @@
-"""Serve a Lambda HTTP handler on a local port, as API Gateway HTTP API (payload v2) events: like
-`sam local start-api`, without Docker."""
+"""Serve Lambda HTTP handlers on a local port, as API Gateway HTTP API (payload v2) events: like
+`sam local start-api`, without Docker. Requests are routed like the HttpApi routes of the template
+(``METHOD /path/{param}``), and a request no route matches gets API Gateway's own 404."""
 
 from __future__ import annotations
 
 import base64
 import logging
+import re
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,12 +75,60 @@ def http_api_event(request: Request) -> dict[str, Any]:
     }
 
 
-def wsgi_app(handler: LambdaHandler) -> Callable[[dict[str, Any], Any], Iterable[bytes]]:
+@dataclass(frozen=True)
+class Route:
+    """One HttpApi route of the template: ``METHOD /path/{param}`` -> a function's handler."""
+
+    method: str
+    path: str
+    handler: LambdaHandler
+
+    @property
+    def key(self) -> str:
+        return f"{self.method} {self.path}"
+
+    def match(self, method: str, path: str) -> dict[str, str] | None:
+        if method != self.method:
+            return None
+        # API Gateway: a {param} is one path segment (at least one character, no slash).
+        pattern = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(self.path))
+        found = re.fullmatch(pattern, path)
+        return found.groupdict() if found else None
+
+
+def _not_found(_event: dict[str, Any], _context: Any) -> dict[str, Any]:
+    # What an HTTP API answers for a request no route matches.
+    return {
+        "statusCode": 404,
+        "body": '{"message":"Not Found"}',
+        "headers": {"Content-Type": "application/json"},
+    }
+
+
+def route_of(routes: Sequence[Route], request: Request) -> tuple[Route | None, dict[str, str]]:
+    for route in routes:
+        params = route.match(request.method, request.path)
+        if params is not None:
+            return route, params
+    return None, {}
+
+
+def wsgi_app(handler: LambdaHandler | Sequence[Route]) -> Callable[[dict[str, Any], Any], Iterable[bytes]]:
+    """One handler for every request, or the template's routes (unmatched: API Gateway's 404)."""
+    routes = None if callable(handler) else list(handler)
+
     def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         request = Request(environ)
         event = http_api_event(request)
+        target = handler if callable(handler) else _not_found
+        if routes is not None:
+            route, params = route_of(routes, request)
+            if route is not None:
+                target = route.handler
+                event["routeKey"] = event["requestContext"]["routeKey"] = route.key
+                event["pathParameters"] = params
         try:
-            result = handler(event, LocalContext(aws_request_id=event["requestContext"]["requestId"]))
+            result = target(event, LocalContext(aws_request_id=event["requestContext"]["requestId"]))
         except Exception:
             # What API Gateway answers when the function fails; the traceback is the "CloudWatch log".
             logger.exception("the function raised")
@@ -100,5 +150,7 @@ def wsgi_app(handler: LambdaHandler) -> Callable[[dict[str, Any], Any], Iterable
 
 
 class LocalApiServer(LocalWsgiServer):
-    def __init__(self, handler: LambdaHandler, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, handler: LambdaHandler | Sequence[Route], host: str = "127.0.0.1", port: int = 0
+    ) -> None:
         super().__init__(wsgi_app(handler), host, port)

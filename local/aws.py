@@ -116,11 +116,13 @@ def start(
             continue
         properties = resolver(spec["Properties"])
         table_name = f"{stack_name}-{logical_id}"
+        indexes = {"GlobalSecondaryIndexes": properties["GlobalSecondaryIndexes"]}
         dynamodb.create_table(
             TableName=table_name,
             KeySchema=properties["KeySchema"],
             AttributeDefinitions=properties["AttributeDefinitions"],
             BillingMode=properties.get("BillingMode", "PAY_PER_REQUEST"),
+            **(indexes if properties.get("GlobalSecondaryIndexes") else {}),
         )
         if properties.get("TimeToLiveSpecification"):
             dynamodb.update_time_to_live(

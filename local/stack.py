@@ -27,11 +27,11 @@ from typing import Any
 import requests
 
 from . import aws
-from .api_server import LocalApiServer
+from .api_server import LocalApiServer, Route
 from .event_source import EventSourcePoller, Handler
 from .functions import handler
 from .hubspot_sandbox import SandboxServer
-from .template import ROOT
+from .template import ROOT, http_routes
 
 EVENTS = ROOT / "events"
 #: Set to a HubSpot credential secret (JSON) to sync into a real HubSpot account instead of the sandbox.
@@ -111,16 +111,24 @@ def start(
     )
     os.environ.update(local_aws.function_environment("IngestFunction"))
     os.environ.update(local_aws.function_environment("UpsertFunction"))
+    os.environ.update(local_aws.function_environment("OperationsFunction"))
     os.environ["HUBSPOT_BASE_URL"] = hubspot_url
     # No X-Ray daemon runs locally: the functions' Tracer would only complain about missing segments.
     os.environ["POWERTOOLS_TRACE_DISABLED"] = "true"
     # Retries within seconds, like the shortened visibility timeout below: a demo cannot wait minutes.
     os.environ["RETRY_BASE_SECONDS"] = str(visibility_timeout)
+    # An audience renamed or deleted through the operations routes is seen by the next batch
+    # (deployed, the consumer caches audience metadata for 30 s).
+    os.environ["AUDIENCE_CACHE_SECONDS"] = "0"
     # A new stack is a cold start: fresh function modules, so no client of a previous stack is reused.
     ingest, upsert = handler("ingest", cold_start=True), handler("upsert", cold_start=True)
+    operations = handler("operations", cold_start=True)
     if quiet:
         ingest, upsert = without_metrics_output(ingest), without_metrics_output(upsert)
-    api = LocalApiServer(ingest, port=port).start()
+        operations = without_metrics_output(operations)
+    functions = {"IngestFunction": ingest, "OperationsFunction": operations}
+    routes = [Route(method, path, functions[logical_id]) for logical_id, method, path in http_routes()]
+    api = LocalApiServer(routes, port=port).start()
     reports = BatchReports()
     from hubspot_activation.observability import logger as library_logger  # loaded with the handlers
 

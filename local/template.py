@@ -104,3 +104,18 @@ class Resolver:
             return str(self._ref(name))
 
         return re.sub(r"\$\{([^}!]+)\}", replace, text)
+
+
+def http_routes(sam: Mapping[str, Any] | None = None) -> list[tuple[str, str, str]]:
+    """(function logical id, METHOD, path) of every HttpApi event in the SAM template: the routes
+    API Gateway creates, which the local API server serves the same way."""
+    document = sam if sam is not None else load_sam()
+    routes = []
+    for logical_id, resource in document.get("Resources", {}).items():
+        if resource.get("Type") != "AWS::Serverless::Function":
+            continue
+        for event in (resource.get("Properties", {}).get("Events") or {}).values():
+            if event.get("Type") == "HttpApi":
+                properties = event.get("Properties", {})
+                routes.append((logical_id, str(properties["Method"]).upper(), str(properties["Path"])))
+    return routes

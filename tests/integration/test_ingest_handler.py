@@ -258,3 +258,43 @@ def test_the_same_body_posted_twice_at_different_times_is_queued_once(
     assert len(messages) == 1
     (update,) = decode_message(messages[0]["Body"])
     assert update.audiences[0].timestamp_ms == 1_796_000_000_000
+
+
+def exclusions_request() -> dict[str, Any]:
+    document = native(2)
+    document["profiles"] += [
+        {"email": "not-an-email", "attributes": {"city": "X"}},
+        {"attributes": {"city": "Y"}},
+    ]
+    return document
+
+
+def test_exclusions_are_kept_in_the_ledger_for_the_issues_list(
+    invoke: Handler, aws_resources: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dynamodb = boto3.client("dynamodb")
+    dynamodb.create_table(
+        TableName="ledger",
+        KeySchema=[{"AttributeName": "email", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "email", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    monkeypatch.setenv("LEDGER_TABLE", "ledger")
+    response = invoke(http_api_event(exclusions_request(), AUTH))
+    assert response["statusCode"] == 202
+    items = dynamodb.scan(TableName="ledger")["Items"]
+    kept = sorted((int(i["profileIndex"]["N"]), i.get("excludedEmail", {}).get("S")) for i in items)
+    assert kept == [(2, "not-an-email"), (3, None)]
+    assert {i["issueStatus"]["S"] for i in items} == {"excluded"}
+    assert all("@" not in i["email"]["S"] and int(i["expiresAt"]["N"]) > 0 for i in items)
+
+
+def test_a_ledger_outage_never_costs_a_valid_request_its_answer(
+    invoke: Handler, aws_resources: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LEDGER_TABLE", "no-such-table")  # every write fails
+    response = invoke(http_api_event(exclusions_request(), AUTH))
+    assert response["statusCode"] == 202
+    body = body_of(response)
+    assert body["accepted"] == 2 and body["excludedCount"] == 2
+    assert len(drain(aws_resources["QUEUE_URL"])) >= 1

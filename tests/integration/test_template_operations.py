@@ -146,3 +146,81 @@ def test_dashboard_lists_every_alarm_and_has_an_output(cfn: dict[str, Any]) -> N
     assert set(alarm_widget["alarms"]) == {f"fake-{name}.Arn" for name in alarms(cfn)}
     url = cfn["Outputs"]["DashboardUrl"]["Value"]["Fn::Sub"]
     assert "#dashboards:name=${OperationsDashboard}" in url
+
+
+OPERATIONS_ROUTES = {
+    "GET /sync/status",
+    "GET /sync/issues",
+    "GET /contacts/{email}",
+    "PUT /audiences/{id}",
+    "DELETE /audiences/{id}",
+    "POST /replay",
+}
+
+
+def api_routes(cfn: dict[str, Any]) -> dict[str, str]:
+    """route key -> the function its integration invokes, from the HttpApi's OpenAPI body."""
+    (api,) = [spec for spec in cfn["Resources"].values() if spec["Type"] == "AWS::ApiGatewayV2::Api"]
+    routes = {}
+    for path, methods in api["Properties"]["Body"]["paths"].items():
+        for method, spec in methods.items():
+            uri = json.dumps(spec["x-amazon-apigateway-integration"]["uri"])
+            (function,) = re.findall(r"(IngestFunction|OperationsFunction|UpsertFunction)\.Arn", uri)
+            routes[f"{method.upper()} {path}"] = function
+    return routes
+
+
+def test_the_operations_routes_share_the_activations_api_on_their_own_function(cfn: dict[str, Any]) -> None:
+    routes = api_routes(cfn)
+    assert routes == {
+        "POST /activations": "IngestFunction",
+        **dict.fromkeys(OPERATIONS_ROUTES, "OperationsFunction"),
+    }
+
+
+def statements(cfn: dict[str, Any], role: str) -> list[dict[str, Any]]:
+    found = []
+    for policy in cfn["Resources"][role]["Properties"].get("Policies", []):
+        found.extend(policy["PolicyDocument"]["Statement"])
+    return found
+
+
+def actions_on(cfn: dict[str, Any], role: str) -> dict[str, set[str]]:
+    """resource (as JSON) -> the actions the role may take on it."""
+    result: dict[str, set[str]] = {}
+    for statement in statements(cfn, role):
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        resources = (
+            statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        )
+        for resource in resources:
+            result.setdefault(json.dumps(resource, sort_keys=True), set()).update(actions)
+    return result
+
+
+def test_the_operations_role_is_scoped_to_this_stack(cfn: dict[str, Any]) -> None:
+    granted = actions_on(cfn, "OperationsFunctionRole")
+    dlq = json.dumps({"Fn::GetAtt": ["ActivationsDeadLetterQueue", "Arn"]}, sort_keys=True)
+    queue = json.dumps({"Fn::GetAtt": ["ActivationsQueue", "Arn"]}, sort_keys=True)
+    table = json.dumps({"Fn::GetAtt": ["LedgerTable", "Arn"]}, sort_keys=True)
+    assert granted[dlq] == {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}
+    assert granted[queue] == {"sqs:SendMessage", "sqs:GetQueueAttributes"}
+    assert granted[table] == {"dynamodb:GetItem", "dynamodb:DescribeTable", "dynamodb:UpdateItem"}
+    (index,) = [resource for resource in granted if "index/issues" in resource]
+    assert granted[index] == {"dynamodb:Query"}
+    # Only CloudWatch's metric read is account-wide (it has no resource-level permission).
+    assert granted[json.dumps("*")] == {"cloudwatch:GetMetricData"}
+    # Ingest may only add exclusions to the table; the operations role cannot scan it.
+    assert actions_on(cfn, "IngestFunctionRole")[table] == {"dynamodb:BatchWriteItem"}
+    assert not any("Scan" in action for actions in granted.values() for action in actions)
+
+
+def test_the_ledger_has_a_sparse_issues_index(cfn: dict[str, Any]) -> None:
+    table = cfn["Resources"]["LedgerTable"]["Properties"]
+    (index,) = table["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == "issues"
+    assert [k["AttributeName"] for k in index["KeySchema"]] == ["issueStatus", "issueAt"]
+    assert {"reason", "excludedEmail", "requestId"} <= set(index["Projection"]["NonKeyAttributes"])
+    operations = cfn["Resources"]["OperationsFunction"]["Properties"]
+    assert operations["Timeout"] < 30  # API Gateway answers 504 after 30 s
+    assert operations["LoggingConfig"]["LogGroup"] == {"Ref": "OperationsLogGroup"}

@@ -5,7 +5,7 @@ import json
 from typing import Any
 
 import pytest
-from hubspot_activation.ingest.auth import (
+from hubspot_activation.auth import (
     IngestAuthenticator,
     Unauthorized,
     accepted_tokens,

@@ -70,6 +70,16 @@ def test_replay_posts_dry_run(mocked: responses.RequestsMock, flags: list[str], 
     assert code == 0 and json.loads(out)["contacts"] == 3
 
 
+def test_replay_continues_from_a_cursor(mocked: responses.RequestsMock) -> None:
+    mocked.add(
+        responses.POST,
+        f"{BASE}/replay",
+        json={"more": False},
+        match=[matchers.json_params_matcher({"dryRun": False, "cursor": "abc"})],
+    )
+    assert run("replay", "--cursor", "abc")[0] == 0
+
+
 def test_replay_is_not_retried_after_an_error_that_may_have_replayed(mocked: responses.RequestsMock) -> None:
     mocked.add(responses.POST, f"{BASE}/replay", status=500, json={"message": "Internal Server Error"})
     out, err = io.StringIO(), io.StringIO()

@@ -40,6 +40,18 @@ def test_each_function_package_keeps_to_its_side(side: str, other: str) -> None:
     assert {path: names for path, names in offenders.items() if names} == {}
 
 
+@pytest.mark.parametrize("side", ["ingest", "upsert"])
+def test_no_function_package_imports_the_operations_package(side: str) -> None:
+    # The operator's routes read what the functions record; the functions never depend on them.
+    offenders = {
+        str(path.relative_to(LIBRARY)): sorted(
+            name for name in imported_modules(path) if ".operations" in name
+        )
+        for path in (LIBRARY / side).rglob("*.py")
+    }
+    assert {path: names for path, names in offenders.items() if names} == {}
+
+
 def test_the_planner_imports_no_io_library() -> None:
     probe = (
         "import sys; import hubspot_activation.upsert.plan; "

@@ -10,9 +10,10 @@ from hubspot_activation.hubspot.batch import UpsertResult
 from hubspot_activation.hubspot.errors import ErrorKind, HubSpotError
 from hubspot_activation.messages import pack
 from hubspot_activation.model import AudienceChange, AudienceStatus, ContactUpdate
-from hubspot_activation.upsert.ledger import AppliedAudience, LedgerEntry
+from hubspot_activation.upsert.ledger import AppliedAudience, LedgerEntry, PendingAudience
 from hubspot_activation.upsert.plan import (
     AMBIGUITY_SETTLE_MS,
+    DELETED_AUDIENCE_WARNING,
     MAX_RETRY_DELAY_SECONDS,
     MAX_VISIBILITY_SECONDS,
     MIN_DAILY_PAUSE_SECONDS,
@@ -350,3 +351,48 @@ def test_an_ambiguous_outcome_never_counts_as_written(messages: Messages) -> Non
     settled = written_by(resend, sent_ms=NOW_MS + AMBIGUITY_SETTLE_MS)
     assert settled.unconfirmed_at_ms is None
     assert plan_for(new, {ADA: settled}).writes == []
+
+
+# --- operator actions: replay, deleted audiences -------------------------------------------------
+
+
+def test_a_replay_sends_a_write_hubspot_refused_once_more(messages: Messages) -> None:
+    batch = coalesce(messages(ContactUpdate(ADA, (), {"city": "Paris"})))
+    (write,) = plan_for(batch).writes
+    ledger = {ADA: LedgerEntry(ADA, "failed", rejected=write.fingerprint(), reason="refused")}
+    # Without a replay the same write stays refused; an operator's replay sends it again.
+    assert plan_for(coalesce(messages(ContactUpdate(ADA, (), {"city": "Paris"}))), ledger).writes == []
+    replay = coalesce(
+        messages(ContactUpdate(ADA, (), {"city": "Paris"}), ContactUpdate(ADA, source="replay"))
+    )
+    (again,) = plan_for(replay, ledger).writes
+    assert again.properties == {"city": "Paris"}
+
+
+def test_a_replay_never_applies_a_pending_change_older_than_the_applied_one(messages: Messages) -> None:
+    ledger = {
+        ADA: replace(
+            synced(aud_gold="exited"),
+            audiences={"gold": AppliedAudience("exited", 200, (NOW_MS + 5000, 0))},
+            pending_audiences={"gold": PendingAudience("realized", 100, (NOW_MS + 1000, 0))},
+        )
+    }
+    plan = plan_for(coalesce(messages(ContactUpdate(ADA, source="replay"))), ledger)
+    assert plan.writes == []
+    (record,) = plan.records
+    assert record.audiences["gold"].status == "exited" and record.pending_audiences == {}
+
+
+def test_changes_of_a_deleted_audience_are_dropped_but_recorded(messages: Messages) -> None:
+    batch = coalesce(messages(ContactUpdate(ADA, (realized("gold", 100), realized("vip", 100)))))
+    audiences = {
+        "gold": AudienceProperty("gold", "aud_gold", deleted=True),
+        "vip": AudienceProperty("vip", "aud_vip"),
+    }
+    plan = plan_writes(batch, {}, audiences, DEFINITIONS, NOW_MS)
+    (write,) = plan.writes
+    assert write.properties == {"aud_vip": "realized"}
+    assert write.warnings == {"audience gold": DELETED_AUDIENCE_WARNING}
+    entry = written_by(plan)
+    assert "gold" not in entry.audiences and "gold" not in entry.pending_audiences
+    assert entry.warnings == {"audience gold": DELETED_AUDIENCE_WARNING} and entry.status == "synced"

@@ -18,6 +18,9 @@ from .model import ContactUpdate
 
 #: v2 carries the receive time in the envelope and each update's position in its request.
 MESSAGE_FORMAT_VERSION = 2
+#: The ``source`` of the updates a replay enqueues: no change of their own, they make the consumer
+#: apply what the ledger keeps pending and send a write HubSpot refused once more.
+REPLAY_SOURCE = "replay"
 #: Messages of the first format may still be on a queue when a new version is deployed.
 _READABLE_VERSIONS = frozenset({1, 2})
 DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024
@@ -55,6 +58,8 @@ class QueueMessage:
     content: str
     update_count: int
     received_ms: int = 0
+    #: Set by a replay: the same content sent again on purpose must not be dropped as a duplicate.
+    nonce: str = ""
 
     @property
     def body(self) -> str:
@@ -68,7 +73,8 @@ class QueueMessage:
     def deduplication_id(self) -> str:
         """A caller's retry of the same request packs to the same content, which SQS then drops
         within its 5-minute window, whatever the time each copy was received."""
-        return hashlib.sha256(f"{self.group_id}:{self.content}".encode()).hexdigest()
+        nonce = f":{self.nonce}" if self.nonce else ""
+        return hashlib.sha256(f"{self.group_id}:{self.content}{nonce}".encode()).hexdigest()
 
     @property
     def size(self) -> int:

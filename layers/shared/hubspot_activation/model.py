@@ -93,6 +93,9 @@ class Exclusion:
 
     index: int
     reason: str
+    #: The address the profile gave, when it gave one (an invalid one): kept for the operator's
+    #: issues list, never part of the caller's answer.
+    email: str | None = field(default=None, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         return {"index": self.index, "reason": self.reason}

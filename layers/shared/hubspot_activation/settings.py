@@ -64,6 +64,9 @@ class IngestSettings:
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     #: How long the ingest token is cached: a token removed from the secret stops working within it.
     secret_max_age_seconds: int = 60
+    #: Where exclusions are kept for the operator (empty: not kept), and for how long.
+    ledger_table: str = ""
+    exclusion_retention_days: int = 30
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> IngestSettings:
@@ -82,6 +85,8 @@ class IngestSettings:
             max_profiles=_integer(env, "MAX_PROFILES_PER_REQUEST", 10_000, 1, 100_000),
             max_message_bytes=_integer(env, "MAX_MESSAGE_BYTES", DEFAULT_MAX_MESSAGE_BYTES, 4096, 1_048_576),
             secret_max_age_seconds=_integer(env, "SECRET_MAX_AGE_SECONDS", 60, 0, 86_400),
+            ledger_table=env.get("LEDGER_TABLE", "").strip(),
+            exclusion_retention_days=_integer(env, "EXCLUSION_RETENTION_DAYS", 30, 1, 3650),
         )
 
 
@@ -112,6 +117,8 @@ class UpsertSettings:
     top_up_max_messages: int = 90
     #: Longest wait for more messages, used only when HubSpot's budget would hold the call anyway.
     batch_fill_seconds: int = 1
+    #: How long audience metadata (names, deletions) is cached per container.
+    audience_cache_seconds: int = 30
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> UpsertSettings:
@@ -152,4 +159,34 @@ class UpsertSettings:
             retry_base_seconds=_integer(env, "RETRY_BASE_SECONDS", 10, 0, 600),
             top_up_max_messages=_integer(env, "TOP_UP_MAX_MESSAGES", 90, 0, 1000),
             batch_fill_seconds=_integer(env, "BATCH_FILL_SECONDS", 1, 0, 20),
+            audience_cache_seconds=_integer(env, "AUDIENCE_CACHE_SECONDS", 30, 0, 3600),
+        )
+
+
+@dataclass(frozen=True)
+class OperationsSettings:
+    ledger_table: str
+    ingest_secret_id: str
+    queue_url: str
+    dead_letter_queue_url: str = ""
+    shard_count: int = 8
+    secret_max_age_seconds: int = 60
+    #: the HubSpot side (budget figures, relabelling audience properties), read like the consumer's
+    upsert: UpsertSettings | None = None
+
+    @property
+    def queue_name(self) -> str:
+        return self.queue_url.rstrip("/").rsplit("/", 1)[-1]
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> OperationsSettings:
+        env = os.environ if env is None else env
+        return cls(
+            ledger_table=_required(env, "LEDGER_TABLE"),
+            ingest_secret_id=_required(env, "INGEST_SECRET_ID"),
+            queue_url=_required(env, "QUEUE_URL"),
+            dead_letter_queue_url=env.get("DEAD_LETTER_QUEUE_URL", "").strip(),
+            shard_count=_integer(env, "SHARD_COUNT", 8, 1, 10_000),
+            secret_max_age_seconds=_integer(env, "SECRET_MAX_AGE_SECONDS", 60, 0, 86_400),
+            upsert=UpsertSettings.from_env(env),
         )

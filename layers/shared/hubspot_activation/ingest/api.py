@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import uuid
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from typing import Any
@@ -23,68 +22,29 @@ from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterEr
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
+from ..auth import IngestAuthenticator, Unauthorized
+from ..http_errors import ApiError, error_response
+from ..http_errors import quoted as _quoted
+from ..http_errors import request_id as _request_id
 from ..observability import logger, metrics
 from ..secret_store import secrets_manager_fetcher
 from ..settings import IngestSettings
-from .auth import IngestAuthenticator, Unauthorized
 from .body import parse_json
+from .exclusions import DynamoDbExclusionStore
 from .payloads import InvalidRequest, TooManyProfiles
 from .publisher import EnqueueError, SqsFifoPublisher
 from .service import IngestResult, IngestService
 
 _JSON_TYPES = ("application/json",)
-#: How long a caller should wait after a 503 before retrying (AEP ignores it; curl users do not).
-RETRY_AFTER_SECONDS = "5"
 #: The routes this API serves, and their methods (anything else: 404, or 405 with ``Allow``).
 ROUTES: dict[str, tuple[str, ...]] = {"/activations": ("POST",)}
 #: Exclusions listed in the "activation accepted" log line (all are counted by reason).
 LOGGED_EXCLUSIONS = 10
 
 
-class ApiError(Exception):
-    """An answer other than 202, raised anywhere below the route and turned into a response once."""
-
-    def __init__(
-        self,
-        status: HTTPStatus,
-        error: str,
-        message: str,
-        field: str | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.error = error
-        self.message = message
-        self.field = field
-        self.headers = dict(headers or {})
-
-
-def error_response(error: ApiError, request_id: str) -> Response[str]:
-    body: dict[str, Any] = {"error": error.error, "message": error.message}
-    if error.field is not None:
-        body["field"] = error.field
-    body["requestId"] = request_id
-    headers = dict(error.headers)
-    if error.status == HTTPStatus.UNAUTHORIZED:
-        headers["WWW-Authenticate"] = 'Bearer realm="activations"'
-    if error.status == HTTPStatus.SERVICE_UNAVAILABLE:
-        headers["Retry-After"] = RETRY_AFTER_SECONDS
-    return Response(
-        status_code=error.status.value,
-        content_type="application/json",
-        body=json.dumps(body),
-        headers=headers,
-    )
-
-
 def _is_json(content_type: str | None) -> bool:
     media_type = (content_type or "").split(";", 1)[0].strip().lower()
     return media_type in _JSON_TYPES or media_type.endswith("+json")
-
-
-def _request_id(event: Mapping[str, Any]) -> str:
-    return str((event.get("requestContext") or {}).get("requestId") or uuid.uuid4())
 
 
 def _as_api_error(exc: Exception) -> ApiError:
@@ -119,12 +79,6 @@ def _log_error(exc: Exception, error: ApiError, request_id: str) -> None:
         logger.exception("ingest secret unavailable")
     elif isinstance(exc, Unauthorized):
         logger.info("ingest request rejected", extra={"reason": exc.reason, "requestId": request_id})
-
-
-def _quoted(text: str | None, limit: int = 100) -> str:
-    """Caller-controlled text echoed in an answer: cut so every answer stays small."""
-    text = text or ""
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _unknown_route(path: str, method: str) -> ApiError:
@@ -172,9 +126,20 @@ class IngestApi:
         )
         publisher = SqsFifoPublisher(sqs, settings.queue_url)
         fetch_secret = secrets_manager_fetcher(settings.ingest_secret_id, settings.secret_max_age_seconds)
-        return cls(
-            IngestService(settings, publisher), IngestAuthenticator(fetch_secret), settings.max_body_bytes
-        )
+        exclusions = None
+        if settings.ledger_table:
+            # Tighter still, and one attempt: the operator's list must never cost the caller's answer.
+            dynamodb = boto3.client(
+                "dynamodb",
+                config=Config(
+                    connect_timeout=0.5, read_timeout=0.5, retries={"max_attempts": 1, "mode": "standard"}
+                ),
+            )
+            exclusions = DynamoDbExclusionStore(
+                dynamodb, settings.ledger_table, settings.exclusion_retention_days
+            )
+        service = IngestService(settings, publisher, exclusions=exclusions)
+        return cls(service, IngestAuthenticator(fetch_secret), settings.max_body_bytes)
 
     def handle(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
         resolver = self._http if event.get("version") == "2.0" else self._rest
@@ -252,6 +217,12 @@ class IngestApi:
     def _record(result: IngestResult, request_id: str) -> None:
         metrics.add_metric(name="ProfilesAccepted", unit="Count", value=result.accepted)
         metrics.add_metric(name="ProfilesExcluded", unit="Count", value=len(result.excluded))
+        if result.exclusions_unstored:
+            metrics.add_metric(name="ExclusionsNotStored", unit="Count", value=result.exclusions_unstored)
+            logger.warning(
+                "exclusions not kept for the issues list",
+                extra={"requestId": request_id, "unstored": result.exclusions_unstored},
+            )
         # Bounded whatever the request: a few exclusions by index, the rest as counts by reason.
         logger.info(
             "activation accepted",

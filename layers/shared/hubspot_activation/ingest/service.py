@@ -11,6 +11,7 @@ from typing import Any
 from ..messages import encode_update, fits_in_message, pack_encoded
 from ..model import Exclusion, ProfileWarning
 from ..settings import IngestSettings
+from .exclusions import ExclusionStore, NoExclusionStore
 from .payloads import ParseOptions, parse_activation
 from .payloads.common import MAX_LISTED
 from .publisher import MessagePublisher
@@ -27,6 +28,8 @@ class IngestResult:
     warning_count: int = 0
     messages: int = 0
     sqs_requests: int = 0
+    #: exclusions the operator's issues list could not keep (DynamoDB slow or down)
+    exclusions_unstored: int = 0
 
     def excluded_by_reason(self) -> dict[str, int]:
         # Exclusion reasons are fixed texts (never the caller's values), so this stays small.
@@ -54,10 +57,12 @@ class IngestService:
         settings: IngestSettings,
         publisher: MessagePublisher,
         clock: Callable[[], float] = time.time,
+        exclusions: ExclusionStore | None = None,
     ) -> None:
         self._settings = settings
         self._publisher = publisher
         self._clock = clock
+        self._exclusions = exclusions or NoExclusionStore()
 
     def ingest(self, document: Any, request_id: str) -> IngestResult:
         """Raises ``InvalidRequest`` for a body that can never succeed and ``EnqueueError`` when the
@@ -77,12 +82,16 @@ class IngestService:
             if fits_in_message(text, self._settings.max_message_bytes):
                 encoded.append((update.email, text))
             else:
-                excluded.append(Exclusion(index, "profile is larger than the queue message limit"))
+                excluded.append(
+                    Exclusion(index, "profile is larger than the queue message limit", update.email)
+                )
         excluded.sort(key=lambda item: item.index)
         messages = pack_encoded(
             encoded, self._settings.shard_count, self._settings.max_message_bytes, received_ms
         )
         requests = self._publisher.publish(messages, request_id) if messages else 0
+        # Only once the request is queued: a 503 keeps nothing, and the caller's retry keeps them.
+        unstored = self._exclusions.store(excluded, request_id, received_ms) if excluded else 0
         return IngestResult(
             request_id=request_id,
             accepted=len(encoded),
@@ -91,4 +100,5 @@ class IngestService:
             warning_count=parsed.log.count,
             messages=len(messages),
             sqs_requests=requests,
+            exclusions_unstored=unstored,
         )

@@ -24,6 +24,7 @@ from ..hubspot.versions import Paths
 from ..observability import logger, metrics, tracer
 from ..secret_store import secrets_manager_fetcher
 from ..settings import UpsertSettings
+from .audiences import DynamoDbAudienceDirectory
 from .dynamodb_ledger import DynamoDbDailyCounter, DynamoDbLedger
 from .plan import InboundMessage
 from .schema import PropertySchema
@@ -152,7 +153,7 @@ class UpsertConsumer:
 
 
 def build_consumer(settings: UpsertSettings) -> UpsertConsumer:
-    client = _hubspot_client(settings)
+    client = hubspot_client(settings)
     aws_config = Config(retries={"max_attempts": 5, "mode": "standard"})
     sqs = boto3.client("sqs", config=aws_config)
     topup = (
@@ -165,7 +166,7 @@ def build_consumer(settings: UpsertSettings) -> UpsertConsumer:
     )
 
 
-def _hubspot_client(settings: UpsertSettings) -> HubSpotClient:
+def hubspot_client(settings: UpsertSettings) -> HubSpotClient:
     session = new_session()
     fetch_secret = secrets_manager_fetcher(settings.hubspot_secret_id, settings.secret_max_age_seconds)
     credentials = RotatingCredentials(
@@ -189,7 +190,7 @@ def _hubspot_client(settings: UpsertSettings) -> HubSpotClient:
 
 
 def build_sync_service(settings: UpsertSettings, client: HubSpotClient | None = None) -> SyncService:
-    client = client or _hubspot_client(settings)
+    client = client or hubspot_client(settings)
     schema = PropertySchema(
         client,
         settings.property_group,
@@ -206,6 +207,11 @@ def build_sync_service(settings: UpsertSettings, client: HubSpotClient | None = 
     dead_letters = (
         SqsDeadLetters(sqs, settings.dead_letter_queue_url) if settings.dead_letter_queue_url else None
     )
+    directory = DynamoDbAudienceDirectory(
+        boto3.client("dynamodb", config=aws_config),
+        settings.ledger_table,
+        max_age_seconds=settings.audience_cache_seconds,
+    )
     return SyncService(
         client,
         schema,
@@ -213,6 +219,7 @@ def build_sync_service(settings: UpsertSettings, client: HubSpotClient | None = 
         extender,
         retry_base_seconds=settings.retry_base_seconds,
         dead_letters=dead_letters,
+        directory=directory,
     )
 
 

@@ -1,7 +1,9 @@
 """The ledger in DynamoDB: one item per contact, keyed by the normalized email.
 
 The same table holds the connector's daily count of HubSpot calls (an item whose key cannot be an
-email: it has no ``@``), shared by every consumer.
+email: it has no ``@``), shared by every consumer, and other item kinds (see ``ledger_keys``). A
+failed contact carries the sparse ``issues`` index's attributes; any later write of the contact
+that is not a failure leaves them out, which takes it off the failed list.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from ..ledger_keys import ISSUE_AT, ISSUE_FAILED, ISSUE_STATUS, daily_calls_key
 from ..observability import tracer
 from .ledger import (
+    FAILED,
     SYNCED,
     UNORDERED,
     AppliedAudience,
@@ -31,7 +35,6 @@ if TYPE_CHECKING:
 
 #: DynamoDB's answer for an item it can never store (a number out of range, over 400 KB...).
 _REFUSED_ITEM_ERRORS = frozenset({"ValidationException", "ItemCollectionSizeLimitExceededException"})
-_DAILY_KEY_PREFIX = "#hubspot-calls#"
 
 
 class DynamoDbLedger:
@@ -144,6 +147,9 @@ class DynamoDbLedger:
             else None,
         }
         item.update({name: value for name, value in optional.items() if value is not None})
+        if entry.status == FAILED:
+            item[ISSUE_STATUS] = {"S": ISSUE_FAILED}
+            item[ISSUE_AT] = {"N": str(entry.updated_at_ms)}
         return item
 
 
@@ -182,6 +188,11 @@ def _pending_audiences_value(pending: Mapping[str, PendingAudience]) -> dict[str
 
 def _map(item: Mapping[str, Any], name: str) -> dict[str, Any]:
     return dict((item.get(name) or {}).get("M") or {})
+
+
+def entry_from_item(item: Mapping[str, Any]) -> LedgerEntry:
+    """A contact's ledger item (as DynamoDB's low-level API returns it) as a LedgerEntry."""
+    return _from_item(item)
 
 
 def _from_item(item: Mapping[str, Any]) -> LedgerEntry:
@@ -242,7 +253,7 @@ class DynamoDbDailyCounter:
         try:
             response = self._client.update_item(
                 TableName=self._table,
-                Key={"email": {"S": _DAILY_KEY_PREFIX + day}},
+                Key={"email": {"S": daily_calls_key(day)}},
                 UpdateExpression="ADD calls :n SET expiresAt = if_not_exists(expiresAt, :expires)",
                 ExpressionAttributeValues={
                     ":n": {"N": str(calls)},

@@ -24,7 +24,7 @@ from typing import Any
 
 from ..hubspot.batch import UpsertResult
 from ..hubspot.errors import ErrorKind
-from ..messages import decode_message
+from ..messages import REPLAY_SOURCE, decode_message
 from ..model import AttributeValue, AudienceChange, AudienceStatus, ContactUpdate
 from .ledger import (
     FAILED,
@@ -50,6 +50,7 @@ MIN_DAILY_PAUSE_SECONDS = 60
 #: this makes the ledger's record of what HubSpot holds trustworthy again.
 AMBIGUITY_SETTLE_MS = 5 * 60 * 1000
 UNKNOWN_PROPERTY_WARNING = "HubSpot has no such contact property; field not written"
+DELETED_AUDIENCE_WARNING = "the audience is deleted (DELETE /audiences/{id}); change not synced"
 
 
 class Outcome(StrEnum):
@@ -100,8 +101,12 @@ class PendingContact:
     #: property -> (value, receive order of the update that set it)
     attributes: dict[str, tuple[AttributeValue, Order]] = field(default_factory=dict)
     message_ids: list[str] = field(default_factory=list)
+    #: an operator's replay asked for this contact: a write HubSpot refused is sent once more
+    replay: bool = False
 
     def merge(self, update: ContactUpdate, message_id: str) -> None:
+        if update.source == REPLAY_SOURCE:
+            self.replay = True
         for change in update.audiences:
             self.merge_audience(OrderedChange(change, update.order))
         for name, value in update.attributes.items():
@@ -144,6 +149,10 @@ class Batch:
     def attribute_names(self) -> set[str]:
         return {name for contact in self.contacts.values() for name in contact.attributes}
 
+    @property
+    def replay(self) -> bool:
+        return any(contact.replay for contact in self.contacts.values())
+
 
 def coalesce(messages: Sequence[InboundMessage]) -> Batch:
     batch = Batch({})
@@ -181,13 +190,15 @@ class ContactWrite:
     #: what an operator's fix and a replay (or a later update) must still apply
     pending_audiences: dict[str, PendingAudience] = field(default_factory=dict)
     pending_attributes: dict[str, PendingAttribute] = field(default_factory=dict)
+    #: an operator's replay: the operator fixed something, so a refused write is tried once more
+    replay: bool = False
 
     def fingerprint(self) -> str:
         document = json.dumps([self.email, sorted(self.properties.items())], separators=(",", ":"))
         return hashlib.sha256(document.encode("utf-8")).hexdigest()
 
     def refused_before(self) -> bool:
-        return self.previous is not None and self.previous.rejected == self.fingerprint()
+        return not self.replay and self.previous is not None and self.previous.rejected == self.fingerprint()
 
     def needs_write(self) -> bool:
         """A contact never written creates itself even without properties; a known one is written
@@ -268,7 +279,9 @@ def _with_ledger_pending(pending: PendingContact, previous: LedgerEntry | None) 
     """The batch's changes plus what the ledger still holds for a replay, by the same rules."""
     if previous is None or not previous.replayable:
         return pending
-    merged = PendingContact(pending.email, pending.group_id, {}, {}, list(pending.message_ids))
+    merged = PendingContact(
+        pending.email, pending.group_id, {}, {}, list(pending.message_ids), pending.replay
+    )
     for audience_id, kept in previous.pending_audiences.items():
         status = AudienceStatus(kept.status)
         merged.merge_audience(
@@ -289,7 +302,7 @@ def _contact_write(
     audiences: Mapping[str, AudienceProperty],
     definitions: Mapping[str, Mapping[str, Any]],
 ) -> ContactWrite:
-    contact = ContactWrite(pending.email, list(pending.message_ids), previous)
+    contact = ContactWrite(pending.email, list(pending.message_ids), previous, replay=pending.replay)
     applied_orders = previous.attribute_order if previous else {}
     unsure = previous is not None and previous.unconfirmed_at_ms is not None
     current: dict[str, AttributeValue] = {}
@@ -311,8 +324,12 @@ def _contact_write(
         before = applied.get(change.audience_id)
         if before is not None and _stale(ordered.rank, (before.timestamp_ms, before.order), unsure):
             continue  # not newer than what HubSpot already holds
-        contact.fresh.append(ordered)
         prop = audiences.get(change.audience_id)
+        if prop is not None and prop.deleted:
+            # Dropped, but on record: the contact's ledger item says which change was not synced.
+            contact.warnings[f"audience {change.audience_id}"] = DELETED_AUDIENCE_WARNING
+            continue
+        contact.fresh.append(ordered)
         if prop is None or prop.error:
             reason = prop.error if prop is not None else "no property was made sure of for it"
             contact.problems.append(f"audience {change.audience_id}: {reason}")

@@ -73,6 +73,8 @@ class AudienceProperty:
     audience_id: str
     name: str
     error: str | None = None
+    #: the audience was deleted through its metadata: its changes are dropped, not written
+    deleted: bool = False
 
 
 class CoercionError(ValueError):

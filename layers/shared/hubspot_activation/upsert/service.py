@@ -20,6 +20,7 @@ from ..hubspot.batch import MAX_BATCH_INPUTS, UpsertInput, UpsertResult
 from ..hubspot.client import CallStats
 from ..hubspot.errors import DailyLimitReached, ErrorKind, HubSpotError
 from ..observability import logger
+from .audiences import AudienceDirectory
 from .ledger import FAILED, Ledger, LedgerEntry, LedgerUnavailable
 from .plan import (
     RETRY_BASE_SECONDS,
@@ -37,6 +38,7 @@ from .plan import (
     refers_to_unknown_property,
     retry_schedule,
 )
+from .properties import AudienceProperty, audience_property_name
 from .schema import PropertySchema
 
 #: Time to record outcomes after the last HubSpot call.
@@ -118,8 +120,10 @@ class SyncService:
         clock: Callable[[], float] = time.time,
         retry_base_seconds: int = RETRY_BASE_SECONDS,
         dead_letters: DeadLetters | None = None,
+        directory: AudienceDirectory | None = None,
     ) -> None:
         self._dead_letters = dead_letters
+        self._directory = directory
         self._writer = writer
         self._schema = schema
         self._ledger = ledger
@@ -194,7 +198,11 @@ class SyncService:
         if not batch.contacts:
             return
         ledger = self._ledger.get_many(list(batch.contacts))
-        audiences = self._schema.ensure_audiences(audiences_to_ensure(batch, ledger))
+        if batch.replay:
+            # An operator fixed something (a property freed, created or allowed): see it now,
+            # not when the definitions' cache expires.
+            self._schema.refresh()
+        audiences = self._audiences(audiences_to_ensure(batch, ledger))
         definitions = self._schema.definitions_for(batch.attribute_names())
         plan = plan_writes(batch, ledger, audiences, definitions, self._now_ms())
         run.report.outcomes.update(plan.outcomes)
@@ -208,6 +216,24 @@ class SyncService:
         for contact in plan.contacts:
             if contact.warnings or contact.problems:
                 self._log_contact(contact, run.report.outcomes.get(contact.email))
+
+    def _audiences(self, wanted: dict[str, str | None]) -> dict[str, AudienceProperty]:
+        """The audience properties, with the metadata the operator stored: its name labels the
+        property, and a deleted audience gets no property made sure of (its changes are dropped)."""
+        metadata = self._directory.lookup(wanted) if self._directory is not None and wanted else {}
+        deleted = {
+            audience_id: AudienceProperty(
+                audience_id, audience_property_name(audience_id, self._schema.prefix), deleted=True
+            )
+            for audience_id, meta in metadata.items()
+            if meta.deleted
+        }
+        live = {
+            audience_id: (metadata[audience_id].name if audience_id in metadata else None) or name
+            for audience_id, name in wanted.items()
+            if audience_id not in deleted
+        }
+        return {**self._schema.ensure_audiences(live), **deleted} if live else deleted
 
     def _write(self, writes: list[ContactWrite], run: _Invocation) -> None:
         for start in range(0, len(writes), MAX_BATCH_INPUTS):

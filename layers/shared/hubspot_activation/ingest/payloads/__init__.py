@@ -103,10 +103,10 @@ def parse_activation(document: Any, options: ParseOptions) -> ParsedRequest:
             update = _parse_profile(ctx, raw, envelope)
             if not update.audiences and not update.attributes:
                 raise ProfileExcluded(
-                    "nothing to sync: no allowed audience membership and no mapped attribute"
+                    "nothing to sync: no allowed audience membership and no mapped attribute", update.email
                 )
         except ProfileExcluded as excluded:
-            result.excluded.append(Exclusion(index, excluded.reason))
+            result.excluded.append(Exclusion(index, excluded.reason, excluded.email))
             continue
         result.updates.append((index, replace(update, received_ms=options.received_at_ms, position=index)))
     return result

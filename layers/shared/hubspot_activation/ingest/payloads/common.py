@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...emails import email_problem, looks_hashed, normalize_email
+from ...emails import MAX_EMAIL_LENGTH, email_problem, looks_hashed, normalize_email
 from ...model import AttributeValue, AudienceChange, AudienceStatus, ProfileWarning
 from ...timestamps import TimestampError, audience_epoch_ms
 from ..mapping import PROPERTY_NAME, AttributeMapping
@@ -37,9 +37,11 @@ _LARGEST_FLOAT_INT = int(sys.float_info.max)
 class ProfileExcluded(Exception):
     """The profile cannot be synced; ``reason`` goes back to the caller."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, email: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
+        #: the unusable address the profile gave, if any (for the operator, never the answer)
+        self.email = email
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,7 @@ def shown(value: Any) -> str:
 
 def usable_email(candidates: list[Any]) -> str:
     """The first valid clear-text email among ``candidates``; otherwise the exclusion reason."""
-    problems: list[str] = []
+    problems: list[tuple[str, str]] = []
     for candidate in candidates:
         if not isinstance(candidate, str):
             continue
@@ -105,12 +107,13 @@ def usable_email(candidates: list[Any]) -> str:
         problem = email_problem(email)
         if problem is None:
             return email
-        problems.append(problem)
+        problems.append((problem, email))
     if not problems:
         raise ProfileExcluded("no email identity")
-    if all("hashed" in problem for problem in problems):
+    if all("hashed" in problem for problem, _email in problems):
         raise ProfileExcluded("only a hashed email identity; HubSpot needs a clear-text address")
-    raise ProfileExcluded(problems[0])
+    problem, email = problems[0]
+    raise ProfileExcluded(problem, email[:MAX_EMAIL_LENGTH] if is_unicode(email) else None)
 
 
 def is_hashed_namespace(namespace: str) -> bool:

@@ -1,4 +1,5 @@
-"""Caller authentication for the ingest API: Bearer, Basic or x-api-key against the ingest secret."""
+"""Caller authentication for every route (ingest and operations): Bearer, Basic or x-api-key against
+the ingest token secret. Neutral ground: the ingest and operations packages both use it."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..secret_store import SecretFetcher
+from .secret_store import SecretFetcher
 
 
 class Unauthorized(Exception):

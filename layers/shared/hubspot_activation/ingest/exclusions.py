@@ -1,0 +1,95 @@
+"""Keeping ingest's exclusions for the operator's issues list (``GET /sync/issues?status=excluded``).
+
+Stored after the request was queued, under a short time budget, and never at the cost of the
+answer: the caller's 202 (with every exclusion listed) is what counts, and AEP gives up after 2 s.
+If DynamoDB is slow or down, the exclusions of that request are logged (counts by reason, no
+addresses) and counted in the ``ExclusionsNotStored`` metric instead - a valid request never turns
+into a 5xx because of the operator's list.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ..ledger_keys import EXPIRES_AT, ISSUE_AT, ISSUE_EXCLUDED, ISSUE_STATUS, KEY, exclusion_key
+from ..model import Exclusion
+from ..observability import tracer
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+#: Exclusions kept per request, like the answer's list: bounds the writes (4 batch calls) whatever
+#: the request; the rest are counted in the answer and the ProfilesExcluded metric.
+MAX_STORED_PER_REQUEST = 100
+_BATCH = 25
+
+
+class ExclusionStore(Protocol):
+    def store(self, exclusions: Sequence[Exclusion], request_id: str, received_ms: int) -> int:
+        """Keep the exclusions; returns how many could not be stored (never raises)."""
+        ...
+
+
+class DynamoDbExclusionStore:
+    """One item per exclusion in the ledger table, in the sparse ``issues`` index, expiring after
+    ``retention_days``."""
+
+    def __init__(
+        self,
+        client: DynamoDBClient,
+        table: str,
+        retention_days: int = 30,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._client = client
+        self._table = table
+        self._retention_seconds = retention_days * 86_400
+        self._clock = clock
+
+    @tracer.capture_method(capture_response=False, capture_error=False)
+    def store(self, exclusions: Sequence[Exclusion], request_id: str, received_ms: int) -> int:
+        kept = list(exclusions[:MAX_STORED_PER_REQUEST])
+        expires = int(self._clock()) + self._retention_seconds
+        items = [self._item(item, request_id, received_ms, expires) for item in kept]
+        unstored = 0
+        for start in range(0, len(items), _BATCH):
+            unstored += self._write(items[start : start + _BATCH])
+        return unstored
+
+    def _write(self, items: list[dict[str, Any]]) -> int:
+        request: Any = {self._table: [{"PutRequest": {"Item": item}} for item in items]}
+        try:
+            response = self._client.batch_write_item(RequestItems=request)
+            left = response.get("UnprocessedItems") or {}
+            if left:
+                # One more try, no backoff: the answer's time matters more than the list.
+                left = self._client.batch_write_item(RequestItems=left).get("UnprocessedItems") or {}
+        except (ClientError, BotoCoreError):
+            return len(items)
+        return len(left.get(self._table, []))
+
+    def _item(self, exclusion: Exclusion, request_id: str, received_ms: int, expires: int) -> dict[str, Any]:
+        item: dict[str, Any] = {
+            KEY: {"S": exclusion_key(request_id, exclusion.index)},
+            ISSUE_STATUS: {"S": ISSUE_EXCLUDED},
+            # The index sorts newest first; within a request, by position (received_ms is shared).
+            ISSUE_AT: {"N": str(received_ms)},
+            "profileIndex": {"N": str(exclusion.index)},
+            "reason": {"S": exclusion.reason},
+            "requestId": {"S": request_id},
+            EXPIRES_AT: {"N": str(expires)},
+        }
+        if exclusion.email:
+            item["excludedEmail"] = {"S": exclusion.email}
+        return item
+
+
+class NoExclusionStore:
+    """Where no table is configured (tests, a bare ingest): nothing is kept."""
+
+    def store(self, exclusions: Sequence[Exclusion], request_id: str, received_ms: int) -> int:
+        return 0

@@ -1,0 +1,227 @@
+"""HTTP adapter of the operations function (API Gateway HTTP API, payload v2).
+
+Every route authenticates first, with the ingest token (the same authenticator, so the same
+schemes, constant-time comparison and rotation windows), and every error leaves through one
+mapping with ingest's body: ``{"error", "message", "field"?, "requestId"}``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import unquote
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from ..auth import IngestAuthenticator, Unauthorized
+from ..emails import email_problem, normalize_email
+from ..http_errors import ApiError, error_response, quoted, request_id
+from ..ingest.publisher import EnqueueError
+from ..ledger_keys import ISSUE_FAILED, ISSUE_STATUSES
+from ..observability import logger
+from .audiences import AudienceService
+from .replay import ReplayService
+from .status import StatusService
+from .store import OperationsStore, StoreUnavailable
+from .views import InvalidParameter, contact_view, decode_cursor, encode_cursor, issue_view
+
+DEFAULT_PAGE = 25
+MAX_PAGE = 100
+
+
+def _json(status: HTTPStatus, body: Any) -> Response[str]:
+    return Response(status_code=status.value, content_type="application/json", body=json.dumps(body))
+
+
+def _as_api_error(exc: Exception) -> ApiError:
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, Unauthorized):
+        return ApiError(HTTPStatus.UNAUTHORIZED, "unauthorized", exc.reason)
+    if isinstance(exc, InvalidParameter):
+        return ApiError(HTTPStatus.BAD_REQUEST, "invalid_request", exc.message, exc.field)
+    if isinstance(exc, GetParameterError):
+        return ApiError(
+            HTTPStatus.SERVICE_UNAVAILABLE,
+            "secret_unavailable",
+            "credentials could not be checked right now; retry",
+        )
+    if isinstance(exc, StoreUnavailable):
+        return ApiError(
+            HTTPStatus.SERVICE_UNAVAILABLE, "ledger_unavailable", "the ledger cannot be read right now; retry"
+        )
+    if isinstance(exc, EnqueueError):
+        return ApiError(
+            HTTPStatus.SERVICE_UNAVAILABLE,
+            "queue_unavailable",
+            "the replay was not (fully) queued; retry it (queueing a contact twice is harmless)",
+        )
+    raise exc
+
+
+def _limit(raw: str | None) -> int:
+    if raw is None or raw == "":
+        return DEFAULT_PAGE
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+        raise InvalidParameter(
+            "limit", f"limit must be an integer from 1 to {MAX_PAGE}, got {quoted(raw, 40)!r}"
+        )
+    return int(raw)
+
+
+def _replay_request(body: str | None) -> tuple[bool, str | None]:
+    if not body:
+        return False, None
+    try:
+        document = json.loads(body)
+    except ValueError:
+        raise InvalidParameter("body", 'the body must be JSON: {"dryRun": true|false}') from None
+    if not isinstance(document, dict):
+        raise InvalidParameter("body", 'the body must be a JSON object: {"dryRun": true|false}')
+    dry_run = document.get("dryRun", False)
+    if not isinstance(dry_run, bool):
+        raise InvalidParameter("dryRun", "dryRun must be true or false")
+    cursor = document.get("cursor")
+    if cursor is not None and not isinstance(cursor, str):
+        raise InvalidParameter("cursor", "cursor must be the string a previous replay returned")
+    return dry_run, cursor
+
+
+class OperationsApi:
+    """Routes: GET /sync/status, GET /sync/issues, GET /contacts/{email}, PUT and DELETE
+    /audiences/{id}, POST /replay."""
+
+    def __init__(
+        self,
+        authenticator: IngestAuthenticator,
+        store: OperationsStore,
+        status: StatusService,
+        audiences: AudienceService,
+        replay: ReplayService,
+    ) -> None:
+        self._authenticator = authenticator
+        self._store = store
+        self._status = status
+        self._audiences = audiences
+        self._replay = replay
+        self._http = APIGatewayHttpResolver()
+        self._routes()
+        self._map_errors()
+
+    def handle(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
+        return self._http.resolve(dict(event), context)
+
+    def _authenticated(self, route: Callable[..., Response[str]]) -> Callable[..., Response[str]]:
+        def wrapped(**params: str) -> Response[str]:
+            self._authenticator.authenticate(self._http.current_event.headers)
+            return route(**params)
+
+        return wrapped
+
+    def _routes(self) -> None:
+        http = self._http
+        http.get("/sync/status")(self._authenticated(self._sync_status))
+        http.get("/sync/issues")(self._authenticated(self._sync_issues))
+        http.get("/contacts/<email>")(self._authenticated(self._contact))
+        http.put("/audiences/<audience_id>")(self._authenticated(self._put_audience))
+        http.delete("/audiences/<audience_id>")(self._authenticated(self._delete_audience))
+        http.post("/replay")(self._authenticated(self._post_replay))
+
+    def _map_errors(self) -> None:
+        resolver = self._http
+        handled = [
+            ApiError,
+            Unauthorized,
+            InvalidParameter,
+            GetParameterError,
+            StoreUnavailable,
+            EnqueueError,
+        ]
+
+        @resolver.exception_handler(handled)  # type: ignore[untyped-decorator]
+        def mapped(exc: Exception) -> Response[str]:
+            rid = request_id(resolver.current_event)
+            error = _as_api_error(exc)
+            if error.status >= HTTPStatus.INTERNAL_SERVER_ERROR:
+                logger.error(
+                    "operations route unavailable", extra={"error": str(exc)[:300], "requestId": rid}
+                )
+            return error_response(error, rid)
+
+        @resolver.not_found
+        def not_found(_exc: NotFoundError) -> Response[str]:
+            event = resolver.current_event
+            try:
+                self._authenticator.authenticate(event.headers)
+            except Unauthorized as exc:
+                return error_response(_as_api_error(exc), request_id(event))
+            error = ApiError(HTTPStatus.NOT_FOUND, "not_found", f"no route {quoted(event.path)}", "path")
+            return error_response(error, request_id(event))
+
+    # -- routes ------------------------------------------------------------------------------------
+    def _sync_status(self) -> Response[str]:
+        return _json(HTTPStatus.OK, self._status.status())
+
+    def _sync_issues(self) -> Response[str]:
+        event = self._http.current_event
+        status = event.get_query_string_value("status") or ISSUE_FAILED
+        if status not in ISSUE_STATUSES:
+            raise InvalidParameter("status", f"status must be one of {', '.join(ISSUE_STATUSES)}")
+        limit = _limit(event.get_query_string_value("limit"))
+        cursor = event.get_query_string_value("cursor")
+        start = decode_cursor(cursor, status) if cursor else None
+        page = self._store.issues(status, limit, start)
+        return _json(
+            HTTPStatus.OK,
+            {
+                "status": status,
+                "items": [issue_view(item) for item in page.items],
+                "cursor": encode_cursor(page.last_key) if page.last_key else None,
+            },
+        )
+
+    def _contact(self, email: str) -> Response[str]:
+        address = normalize_email(unquote(email))
+        problem = email_problem(address)
+        if problem is not None:
+            raise InvalidParameter("email", problem)
+        entry = self._store.contact(address)
+        if entry is None:
+            raise ApiError(
+                HTTPStatus.NOT_FOUND, "not_found", "the ledger has no sync state for this contact", "email"
+            )
+        return _json(HTTPStatus.OK, contact_view(entry))
+
+    def _put_audience(self, audience_id: str) -> Response[str]:
+        raw = self._http.current_event.decoded_body
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            raise InvalidParameter(
+                "body", 'the body must be JSON: {"name": ..., "description": ...}'
+            ) from None
+        answer, created = self._audiences.put(unquote(audience_id), body)
+        return _json(HTTPStatus.CREATED if created else HTTPStatus.OK, answer)
+
+    def _delete_audience(self, audience_id: str) -> Response[str]:
+        return _json(HTTPStatus.OK, self._audiences.delete(unquote(audience_id)))
+
+    def _post_replay(self) -> Response[str]:
+        event = self._http.current_event
+        dry_run, cursor = _replay_request(event.decoded_body)
+        answer = self._replay.replay(dry_run, cursor, request_id(event))
+        logger.info(
+            "replay",
+            extra={
+                "dryRun": dry_run,
+                "contacts": answer["failedContacts"]["count"],
+                "deadLetters": answer["deadLetters"],
+                "more": answer["more"],
+            },
+        )
+        return _json(HTTPStatus.OK, answer)

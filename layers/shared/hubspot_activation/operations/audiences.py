@@ -1,0 +1,94 @@
+"""``PUT /audiences/{id}`` and ``DELETE /audiences/{id}``: audience metadata, shaped for AEP's
+Destination SDK audience-metadata template (create/update: ``PUT .../audiences/{{segment.id}}``
+with ``{"name": "{{segment.name}}", "description": "{{segment.description}}"}``; the answer's
+``externalAudienceId`` is what the template's response path reads; delete:
+``DELETE .../audiences/{{segment.id}}``).
+
+A rename relabels the audience's HubSpot property at once when it exists (its internal name,
+derived from the id, never changes); the consumer also labels it with the stored name whenever it
+syncs the audience. A delete stops syncing the audience but keeps its property and the values
+contacts have: deleting a HubSpot property erases that value on every contact, which no later
+re-activation could bring back.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from ..upsert.properties import audience_property_name
+from .store import AudienceRecord, OperationsStore
+from .views import InvalidParameter
+
+MAX_ID_CHARACTERS = 256
+MAX_NAME_CHARACTERS = 400
+MAX_DESCRIPTION_CHARACTERS = 2000
+
+
+class LabelUpdater(Protocol):
+    def relabel(self, property_name: str, label: str) -> str | None:
+        """Set the property's label; None when done, else why not (nothing raised)."""
+        ...
+
+
+def _audience_id(raw: str) -> str:
+    audience_id = raw.strip()
+    if not audience_id or len(audience_id) > MAX_ID_CHARACTERS:
+        raise InvalidParameter("id", f"the audience id must be 1 to {MAX_ID_CHARACTERS} characters")
+    return audience_id
+
+
+def _metadata(body: Any) -> tuple[str, str | None]:
+    if not isinstance(body, dict):
+        raise InvalidParameter("body", 'the body must be a JSON object: {"name": ..., "description": ...}')
+    name = body.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidParameter("name", "name is required: the audience's name (a non-empty string)")
+    if len(name) > MAX_NAME_CHARACTERS:
+        raise InvalidParameter("name", f"name is longer than {MAX_NAME_CHARACTERS} characters")
+    description = body.get("description")
+    if description is not None and not isinstance(description, str):
+        raise InvalidParameter("description", "description must be a string")
+    if description is not None and len(description) > MAX_DESCRIPTION_CHARACTERS:
+        raise InvalidParameter(
+            "description", f"description is longer than {MAX_DESCRIPTION_CHARACTERS} characters"
+        )
+    return name.strip(), description
+
+
+class AudienceService:
+    def __init__(self, store: OperationsStore, labels: LabelUpdater | None, prefix: str) -> None:
+        self._store = store
+        self._labels = labels
+        self._prefix = prefix
+
+    def put(self, raw_id: str, body: Any) -> tuple[dict[str, Any], bool]:
+        """The answer, and whether the audience was created (201) rather than updated (200)."""
+        audience_id = _audience_id(raw_id)
+        name, description = _metadata(body)
+        record, created = self._store.save_audience(audience_id, name, description)
+        property_name = audience_property_name(audience_id, self._prefix)
+        problem = self._labels.relabel(property_name, name) if self._labels else "no HubSpot client"
+        answer = self._view(record)
+        answer["labelUpdated"] = problem is None
+        if problem is not None:
+            answer["labelNote"] = problem
+        return answer, created
+
+    def delete(self, raw_id: str) -> dict[str, Any]:
+        record = self._store.delete_audience(_audience_id(raw_id))
+        answer = self._view(record)
+        answer["note"] = (
+            "no longer synced; its HubSpot property and the values contacts have are kept "
+            "(deleting the property would erase them on every contact). PUT the audience to sync it again."
+        )
+        return answer
+
+    def _view(self, record: AudienceRecord) -> dict[str, Any]:
+        return {
+            "externalAudienceId": record.audience_id,
+            "audienceId": record.audience_id,
+            "name": record.name,
+            "description": record.description,
+            "status": record.status,
+            "property": audience_property_name(record.audience_id, self._prefix),
+        }

@@ -1,0 +1,143 @@
+"""What the operator's routes answer, built from ledger data (pure)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+from ..ledger_keys import ISSUE_AT, ISSUE_EXCLUDED, ISSUE_STATUS, KEY
+from ..timestamps import iso_from_ms
+from ..upsert.ledger import LedgerEntry
+
+
+class InvalidParameter(Exception):
+    """A query parameter or body field the route cannot use: 400 naming it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+def _iso(ms: int | None) -> str | None:
+    return iso_from_ms(ms) if ms else None
+
+
+def contact_view(entry: LedgerEntry) -> dict[str, Any]:
+    """One contact's sync state as the ledger holds it."""
+    return {
+        "email": entry.email,
+        "status": entry.status,
+        "hubspotId": entry.hubspot_id,
+        "lastSynced": _iso(entry.updated_at_ms),
+        "lastError": entry.reason,
+        "audiences": {
+            audience_id: {"status": applied.status, "timestamp": _iso(applied.timestamp_ms)}
+            for audience_id, applied in sorted(entry.audiences.items())
+        },
+        "attributes": dict(sorted(entry.written.items())),
+        "pending": {
+            "audiences": {
+                audience_id: {
+                    "status": change.status,
+                    "timestamp": _iso(change.timestamp_ms),
+                    "name": change.name,
+                }
+                for audience_id, change in sorted(entry.pending_audiences.items())
+            },
+            "attributes": {name: change.value for name, change in sorted(entry.pending_attributes.items())},
+        },
+        "warnings": dict(entry.warnings),
+        "unconfirmedSince": _iso(entry.unconfirmed_at_ms),
+    }
+
+
+def _text(item: Mapping[str, Any], name: str) -> str | None:
+    value = item.get(name)
+    return str(value["S"]) if value and "S" in value else None
+
+
+def _int(item: Mapping[str, Any], name: str) -> int | None:
+    value = item.get(name)
+    return int(Decimal(value["N"])) if value and "N" in value else None
+
+
+def issue_view(item: Mapping[str, Any]) -> dict[str, Any]:
+    """An item of the issues index: a failed contact, or a profile excluded at ingest."""
+    status = _text(item, ISSUE_STATUS)
+    at = _iso(_int(item, ISSUE_AT))
+    if status == ISSUE_EXCLUDED:
+        return {
+            "status": ISSUE_EXCLUDED,
+            "email": _text(item, "excludedEmail"),
+            "reason": _text(item, "reason"),
+            "at": at,
+            "requestId": _text(item, "requestId"),
+            "index": _int(item, "profileIndex"),
+        }
+    return {
+        "status": status,
+        "email": _text(item, KEY),
+        "reason": _text(item, "reason"),
+        "at": at,
+        "hubspotId": _text(item, "hubspotId"),
+    }
+
+
+def error_kind(reason: str | None) -> str:
+    """A failure reason's kind, for "last error by kind" (the reasons are the connector's own
+    fixed texts, with HubSpot's message inside)."""
+    text = (reason or "").lower()
+    if "property limit" in text:
+        return "property_limit"
+    if text.startswith("audience "):
+        return "audience_property"
+    if "hubspot rejected the contact" in text:
+        return "hubspot_rejected"
+    if "ledger cannot store" in text:
+        return "ledger"
+    return "other"
+
+
+# -- the opaque cursor of GET /sync/issues --------------------------------------------------------
+_CURSOR_KEYS = frozenset({KEY, ISSUE_STATUS, ISSUE_AT})
+MAX_CURSOR_CHARACTERS = 2048
+
+
+def encode_cursor(key: Mapping[str, Any]) -> str:
+    document = {
+        "k": _text(key, KEY),
+        "s": _text(key, ISSUE_STATUS),
+        "t": _int(key, ISSUE_AT),
+    }
+    raw = json.dumps(document, separators=(",", ":")).encode("utf-8")
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def decode_cursor(cursor: str, status: str) -> dict[str, Any]:
+    """The index key a cursor stands for; InvalidParameter("cursor") for anything this API did not
+    hand out for this status."""
+    invalid = InvalidParameter("cursor", "cursor is not one this API returned for this status")
+    if len(cursor) > MAX_CURSOR_CHARACTERS:
+        raise invalid
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        document = json.loads(raw.decode("utf-8"))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise invalid from None
+    if not isinstance(document, dict) or set(document) != {"k", "s", "t"}:
+        raise invalid
+    key, kind, at = document["k"], document["s"], document["t"]
+    if (
+        not isinstance(key, str)
+        or not key
+        or kind != status
+        or not isinstance(at, int)
+        or isinstance(at, bool)
+    ):
+        raise invalid
+    return {KEY: {"S": key}, ISSUE_STATUS: {"S": kind}, ISSUE_AT: {"N": str(at)}}

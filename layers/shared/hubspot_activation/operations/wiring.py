@@ -1,0 +1,86 @@
+"""Builds the operations API from the environment: boto3 clients, the HubSpot client for
+relabelling, the services. The only module of the package that creates clients."""
+
+from __future__ import annotations
+
+import boto3
+from botocore.config import Config
+
+from ..auth import IngestAuthenticator
+from ..hubspot.client import HubSpotClient
+from ..hubspot.errors import HubSpotError
+from ..ingest.publisher import SqsFifoPublisher
+from ..secret_store import secrets_manager_fetcher
+from ..settings import OperationsSettings, UpsertSettings
+from ..upsert.adapter import hubspot_client
+from .api import OperationsApi
+from .audiences import AudienceService
+from .queues import SqsDeadLetterMover, SqsQueueReader
+from .replay import ReplayService
+from .status import StatusService, StatusSettings
+from .store import OperationsStore
+
+
+class HubSpotLabels:
+    """Relabels an audience property through the connector's HubSpot client (governed and counted
+    like the consumer's calls); built on the first rename, so the read-only routes never need the
+    HubSpot credential."""
+
+    def __init__(self, settings: UpsertSettings) -> None:
+        self._settings = settings
+        self._client: HubSpotClient | None = None
+
+    def relabel(self, property_name: str, label: str) -> str | None:
+        if self._client is None:
+            self._client = hubspot_client(self._settings)
+        try:
+            self._client.update_property(property_name, {"label": label})
+        except HubSpotError as exc:
+            if exc.status == 404:
+                return (
+                    "the HubSpot property does not exist yet: "
+                    "it is created with this name on the audience's first sync"
+                )
+            return (
+                f"HubSpot did not take the new label now ({exc.status or exc.kind.value}); "
+                "the next sync of the audience sets it"
+            )
+        return None
+
+
+def build_api(settings: OperationsSettings) -> OperationsApi:
+    config = Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 3, "mode": "standard"})
+    dynamodb = boto3.client("dynamodb", config=config)
+    sqs = boto3.client("sqs", config=config)
+    cloudwatch = boto3.client("cloudwatch", config=config)
+    upsert = settings.upsert or UpsertSettings.from_env()
+    store = OperationsStore(dynamodb, settings.ledger_table)
+    queues = SqsQueueReader(sqs, cloudwatch)
+    status = StatusService(
+        store,
+        queues,
+        StatusSettings(
+            queue_url=settings.queue_url,
+            queue_name=settings.queue_name,
+            dead_letter_url=settings.dead_letter_queue_url,
+            daily_limit=upsert.daily_limit,
+            daily_reserve=upsert.daily_reserve,
+            account_timezone=upsert.account_timezone,
+        ),
+    )
+    mover = (
+        SqsDeadLetterMover(sqs, settings.dead_letter_queue_url, settings.queue_url)
+        if settings.dead_letter_queue_url
+        else None
+    )
+    replay = ReplayService(
+        store,
+        SqsFifoPublisher(sqs, settings.queue_url),
+        mover,
+        queues,
+        settings.dead_letter_queue_url,
+        settings.shard_count,
+    )
+    audiences = AudienceService(store, HubSpotLabels(upsert), upsert.property_prefix)
+    fetch_secret = secrets_manager_fetcher(settings.ingest_secret_id, settings.secret_max_age_seconds)
+    return OperationsApi(IngestAuthenticator(fetch_secret), store, status, audiences, replay)

@@ -1,0 +1,226 @@
+"""The operator's routes on the local stack, over real HTTP: the same API and token as ingest,
+routed to the operations function like API Gateway routes the template."""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import replace
+from typing import Any
+
+import pytest
+import requests
+from hubspot_activation.messages import pack
+from hubspot_activation.model import AudienceChange, AudienceStatus, ContactUpdate
+
+from hubspot_activation_cli.main import main as cli
+from local import stack as local_stack
+
+ROUTES = [
+    ("GET", "/sync/status"),
+    ("GET", "/sync/issues?status=failed"),
+    ("GET", "/contacts/ada@example.com"),
+    ("PUT", "/audiences/gold"),
+    ("DELETE", "/audiences/gold"),
+    ("POST", "/replay"),
+]
+
+
+def call(
+    stack: local_stack.LocalStack, method: str, path: str, body: Any = None, token: str | None = ""
+) -> requests.Response:
+    headers = {} if token is None else {"Authorization": f"Bearer {token or stack.ingest_token}"}
+    return requests.request(method, f"{stack.api.url}{path}", json=body, headers=headers, timeout=30)
+
+
+def answer(stack: local_stack.LocalStack, method: str, path: str, body: Any = None, status: int = 200) -> Any:
+    response = call(stack, method, path, body)
+    assert response.status_code == status, response.text
+    return response.json()
+
+
+def post(stack: local_stack.LocalStack, *profiles: dict[str, Any]) -> dict[str, Any]:
+    body: dict[str, Any] = answer(stack, "POST", "/activations", {"profiles": list(profiles)}, status=202)
+    return body
+
+
+def member(
+    email: str,
+    audience: str,
+    status: str = "realized",
+    timestamp: str = "2026-11-20T10:00:00Z",
+    name: str | None = None,
+) -> dict[str, Any]:
+    entry: dict[str, Any] = {"status": status, "timestamp": timestamp}
+    if name:
+        entry["name"] = name
+    return {"email": email, "audiences": {audience: entry}}
+
+
+def sandbox_contact(stack: local_stack.LocalStack, email: str) -> dict[str, str]:
+    assert stack.sandbox is not None
+    state = stack.sandbox.state
+    return dict(state.contacts[state.email_index[email]]["properties"])
+
+
+def drain(stack: local_stack.LocalStack) -> None:
+    assert stack.poller.drain(timeout=60)
+
+
+@pytest.mark.parametrize(("method", "path"), ROUTES)
+def test_every_operations_route_refuses_a_missing_or_wrong_token(
+    running: local_stack.LocalStack, method: str, path: str
+) -> None:
+    for token in (None, "wrong-token"):
+        response = call(running, method, path, {"name": "Gold"}, token=token)
+        assert response.status_code == 401, (token, response.text)
+        body = response.json()
+        assert body["error"] == "unauthorized" and body["requestId"]
+
+
+def test_issues_are_listed_newest_first_a_page_at_a_time(running: local_stack.LocalStack) -> None:
+    for batch in range(3):
+        post(running, *({"email": f"broken-{batch}-{i}", "attributes": {"firstname": "X"}} for i in range(2)))
+    pages, cursor = [], None
+    while True:
+        path = "/sync/issues?status=excluded&limit=4" + (f"&cursor={cursor}" if cursor else "")
+        page = answer(running, "GET", path)
+        pages.append(page["items"])
+        cursor = page["cursor"]
+        if cursor is None:
+            break
+    assert [len(items) for items in pages] == [4, 2]
+    items = [item for page in pages for item in page]
+    assert sorted(item["email"] for item in items) == sorted(
+        f"broken-{b}-{i}" for b in range(3) for i in range(2)
+    )
+    assert [item["at"] for item in items] == sorted((item["at"] for item in items), reverse=True)
+    assert all(item["reason"] == "email has no '@' between a local part and a domain" for item in items)
+    for bad in (
+        "/sync/issues?status=excluded&cursor=bm90LWEtY3Vyc29y",
+        "/sync/issues?limit=101",
+        "/sync/issues?status=lost",
+    ):
+        refused = call(running, "GET", bad)
+        assert refused.status_code == 400
+        assert refused.json()["field"] == bad.rsplit("?", 1)[1].split("&")[-1].split("=")[0]
+
+
+def test_replay_after_a_fix_turns_failed_contacts_into_synced_ones(running: local_stack.LocalStack) -> None:
+    assert running.sandbox is not None
+    state = running.sandbox.state
+    # No room for another custom property: the audience cannot get one, its contacts fail.
+    state.config.update({"custom_property_limit": state.custom_property_count()})
+    post(running, member("ada@example.com", "vip", name="VIP"), member("bob@example.com", "vip"))
+    drain(running)
+    failed = answer(running, "GET", "/sync/issues?status=failed")["items"]
+    assert sorted(item["email"] for item in failed) == ["ada@example.com", "bob@example.com"]
+    assert all("property limit" in item["reason"] for item in failed)
+    ada = answer(running, "GET", "/contacts/ADA@Example.com")
+    assert ada["status"] == "failed" and ada["pending"]["audiences"]["vip"]["status"] == "realized"
+    status = answer(running, "GET", "/sync/status")
+    assert status["contacts"]["failed"] == 2 and "property_limit" in status["lastErrorByKind"]
+
+    dry = answer(running, "POST", "/replay", {"dryRun": True})
+    assert dry["failedContacts"]["count"] == 2 and dry["more"] is False
+    assert sorted(dry["failedContacts"]["emails"]) == ["ada@example.com", "bob@example.com"]
+    assert running.poller.pending() == 0  # a dry run queues nothing
+    assert answer(running, "GET", "/contacts/ada@example.com")["status"] == "failed"
+
+    state.config.update({"custom_property_limit": 1000})  # the operator's fix
+    done = answer(running, "POST", "/replay", {"dryRun": False})
+    assert done["failedContacts"]["count"] == 2 and done["failedContacts"]["messages"] >= 1
+    drain(running)
+    assert answer(running, "GET", "/sync/issues?status=failed")["items"] == []
+    for email in ("ada@example.com", "bob@example.com"):
+        assert sandbox_contact(running, email)["aud_vip"] == "realized"
+        view = answer(running, "GET", f"/contacts/{email}")
+        assert view["status"] == "synced" and view["pending"]["audiences"] == {}
+    assert state.properties["aud_vip"]["label"] == "VIP"
+
+
+def dead_letter(running: local_stack.LocalStack, update: ContactUpdate, received_ms: int) -> None:
+    (message,) = pack([replace(update, received_ms=received_ms)], 8)
+    running.aws.client("sqs").send_message(
+        QueueUrl=running.aws.physical_id("ActivationsDeadLetterQueue"),
+        MessageBody=message.body,
+        MessageGroupId=message.group_id,
+        MessageDeduplicationId=message.deduplication_id,
+    )
+
+
+def test_dead_letters_move_back_and_never_overwrite_a_newer_state(running: local_stack.LocalStack) -> None:
+    post(running, member("ada@example.com", "gold", "realized", "2026-11-20T10:00:00Z"))
+    drain(running)
+    older = AudienceChange("gold", AudienceStatus.EXITED, 1_795_000_000_000)  # 2026-11-18, before
+    dead_letter(running, ContactUpdate("ada@example.com", (older,)), received_ms=1_795_000_000_000)
+    dead_letter(running, ContactUpdate("cy@example.com", (older,)), received_ms=1_795_000_000_000)
+    assert local_stack.dead_letters(running) == 2
+    assert answer(running, "POST", "/replay", {"dryRun": True})["deadLetters"]["count"] == 2
+    assert local_stack.dead_letters(running) == 2  # the dry run moved nothing
+    moved = answer(running, "POST", "/replay", {})
+    assert moved["deadLetters"]["moved"] == 2 and moved["deadLetters"]["failed"] == 0
+    assert local_stack.dead_letters(running) == 0
+    drain(running)
+    # Ada's newer membership stands; Cy, whom nothing newer reached, gets the moved-back change.
+    assert sandbox_contact(running, "ada@example.com")["aud_gold"] == "realized"
+    assert answer(running, "GET", "/contacts/ada@example.com")["audiences"]["gold"]["status"] == "realized"
+    assert sandbox_contact(running, "cy@example.com")["aud_gold"] == "exited"
+
+
+def test_audience_rename_relabels_and_delete_stops_syncing_until_put_again(
+    running: local_stack.LocalStack,
+) -> None:
+    assert running.sandbox is not None
+    post(running, member("ada@example.com", "gold", name="Gold"))
+    drain(running)
+    properties = running.sandbox.state.properties
+    assert properties["aud_gold"]["label"] == "Gold"
+    # The first PUT creates the audience's metadata (201), as AEP's create call does.
+    renamed = answer(
+        running, "PUT", "/audiences/gold", {"name": "Gold members", "description": "from AEP"}, status=201
+    )
+    assert renamed["externalAudienceId"] == "gold" and renamed["labelUpdated"] is True
+    assert properties["aud_gold"]["label"] == "Gold members" and "aud_gold" in properties
+    assert answer(running, "PUT", "/audiences/x", {"name": ""}, status=400)["field"] == "name"
+
+    deleted = answer(running, "DELETE", "/audiences/gold")
+    assert deleted["status"] == "deleted"
+    post(running, member("ada@example.com", "gold", "exited", "2026-11-21T10:00:00Z"))
+    drain(running)
+    assert sandbox_contact(running, "ada@example.com")["aud_gold"] == "realized"  # kept, not synced
+    assert "aud_gold" in properties
+    view = answer(running, "GET", "/contacts/ada@example.com")
+    assert "deleted" in view["warnings"]["audience gold"]
+
+    assert answer(running, "PUT", "/audiences/gold", {"name": "Gold again"})["status"] == "active"
+    post(running, member("ada@example.com", "gold", "exited", "2026-11-22T10:00:00Z", name="stale name"))
+    drain(running)
+    assert sandbox_contact(running, "ada@example.com")["aud_gold"] == "exited"
+    assert properties["aud_gold"]["label"] == "Gold again"  # the stored name wins over the payload's
+
+
+def test_the_cli_reads_the_routes(running: local_stack.LocalStack) -> None:
+    post(running, member("ada@example.com", "gold"), {"email": "nope", "attributes": {"firstname": "X"}})
+    drain(running)
+    connection = ["--url", running.api.url, f"--token={running.ingest_token}"]
+    answers = {}
+    for command in (
+        ["status"],
+        ["issues", "--status", "excluded"],
+        ["contact", "Ada@Example.com"],
+        ["replay", "--dry-run"],
+    ):
+        out, err = io.StringIO(), io.StringIO()
+        assert cli([*command, *connection], out=out, err=err) == 0, err.getvalue()
+        answers[command[0]] = json.loads(out.getvalue())
+    assert answers["status"]["contacts"]["excluded"] == 1
+    assert answers["issues"]["items"][0]["email"] == "nope"
+    assert (
+        answers["contact"]["status"] == "synced"
+        and answers["contact"]["audiences"]["gold"]["status"] == "realized"
+    )
+    assert answers["replay"]["dryRun"] is True
+    out, err = io.StringIO(), io.StringIO()
+    assert cli(["contact", "nobody@example.com", *connection], out=out, err=err) == 1
+    assert "HTTP 404" in err.getvalue()

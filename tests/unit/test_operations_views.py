@@ -1,0 +1,90 @@
+"""The operations routes' pure parts: the opaque issues cursor, error kinds, the contact view."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+from hubspot_activation.ledger_keys import audience_id_of, audience_key, exclusion_key, is_contact_key
+from hubspot_activation.operations.views import (
+    InvalidParameter,
+    contact_view,
+    decode_cursor,
+    encode_cursor,
+    error_kind,
+)
+from hubspot_activation.upsert.ledger import AppliedAudience, LedgerEntry, PendingAttribute
+
+KEY = {"email": {"S": "ada@example.com"}, "issueStatus": {"S": "failed"}, "issueAt": {"N": "1795000000000"}}
+
+
+def test_a_cursor_round_trips_to_the_index_key() -> None:
+    cursor = encode_cursor(KEY)
+    assert "ada" not in cursor  # opaque, not the key in clear
+    assert decode_cursor(cursor, "failed") == KEY
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "not base64!!",
+        base64.urlsafe_b64encode(b"[1, 2]").decode(),
+        base64.urlsafe_b64encode(json.dumps({"k": "a@b.co", "s": "failed"}).encode()).decode(),
+        base64.urlsafe_b64encode(json.dumps({"k": "a@b.co", "s": "failed", "t": "1"}).encode()).decode(),
+        base64.urlsafe_b64encode(json.dumps({"k": "", "s": "failed", "t": 1}).encode()).decode(),
+        "A" * 5000,
+    ],
+)
+def test_a_cursor_this_api_did_not_hand_out_is_refused_naming_the_field(cursor: str) -> None:
+    with pytest.raises(InvalidParameter) as refused:
+        decode_cursor(cursor, "failed")
+    assert refused.value.field == "cursor"
+
+
+def test_a_cursor_of_one_status_is_refused_for_the_other() -> None:
+    with pytest.raises(InvalidParameter):
+        decode_cursor(encode_cursor(KEY), "excluded")
+
+
+@pytest.mark.parametrize(
+    ("reason", "kind"),
+    [
+        ("audience gold: HubSpot's custom property limit is reached; no property", "property_limit"),
+        ("audience gold: HubSpot refused the audience property: bad", "audience_property"),
+        ("HubSpot rejected the contact (VALIDATION_ERROR): email: INVALID_EMAIL", "hubspot_rejected"),
+        ("the ledger cannot store this contact's state (ValidationException)", "ledger"),
+        (None, "other"),
+    ],
+)
+def test_failure_reasons_have_a_kind(reason: str | None, kind: str) -> None:
+    assert error_kind(reason) == kind
+
+
+def test_the_contact_view_shows_state_pending_items_and_times() -> None:
+    entry = LedgerEntry(
+        "ada@example.com",
+        "failed",
+        hubspot_id="101",
+        audiences={"gold": AppliedAudience("realized", 1_795_000_000_000)},
+        written={"firstname": "Ada"},
+        pending_attributes={"tier": PendingAttribute("gold")},
+        reason="audience vip: no room",
+        updated_at_ms=1_795_000_001_000,
+    )
+    view = contact_view(entry)
+    assert (
+        view["status"] == "failed"
+        and view["hubspotId"] == "101"
+        and view["lastError"] == "audience vip: no room"
+    )
+    assert view["audiences"] == {"gold": {"status": "realized", "timestamp": "2026-11-18T11:06:40.000Z"}}
+    assert view["attributes"] == {"firstname": "Ada"} and view["pending"]["attributes"] == {"tier": "gold"}
+    assert view["lastSynced"] == "2026-11-18T11:06:41.000Z"
+
+
+@pytest.mark.parametrize("audience_id", ["gold", "a@b.com", "50%/off", "#hubspot-calls#2026-01-01"])
+def test_no_key_of_another_item_kind_can_be_an_email(audience_id: str) -> None:
+    key = audience_key(audience_id)
+    assert not is_contact_key(key) and audience_id_of(key) == audience_id
+    assert not is_contact_key(exclusion_key("req@x", 3))
