@@ -356,17 +356,40 @@ def test_an_ambiguous_outcome_never_counts_as_written(messages: Messages) -> Non
 # --- operator actions: replay, deleted audiences -------------------------------------------------
 
 
-def test_a_replay_sends_a_write_hubspot_refused_once_more(messages: Messages) -> None:
-    batch = coalesce(messages(ContactUpdate(ADA, (), {"city": "Paris"})))
+def refused(write: Any) -> LedgerEntry:
+    """The ledger after HubSpot refused ``write`` for good."""
+    error = HubSpotError(ErrorKind.PERMANENT, "Property values were not valid", category="VALIDATION_ERROR")
+    outcome, entry = outcome_of(write, UpsertResult(write.email, error=error), NOW_MS, NOW_MS)
+    assert outcome is Outcome.FAILED and entry is not None and entry.status == "failed"
+    return entry
+
+
+def test_a_replay_alone_sends_the_write_hubspot_refused_once_more(messages: Messages) -> None:
+    batch = coalesce(messages(ContactUpdate(ADA, (realized("gold", 100),), {"city": "Paris"})))
     (write,) = plan_for(batch).writes
-    ledger = {ADA: LedgerEntry(ADA, "failed", rejected=write.fingerprint(), reason="refused")}
-    # Without a replay the same write stays refused; an operator's replay sends it again.
-    assert plan_for(coalesce(messages(ContactUpdate(ADA, (), {"city": "Paris"}))), ledger).writes == []
-    replay = coalesce(
-        messages(ContactUpdate(ADA, (), {"city": "Paris"}), ContactUpdate(ADA, source="replay"))
-    )
-    (again,) = plan_for(replay, ledger).writes
-    assert again.properties == {"city": "Paris"}
+    ledger = {ADA: refused(write)}
+    # Without a replay the same write stays refused and the contact failed.
+    same = coalesce(messages(ContactUpdate(ADA, (realized("gold", 100),), {"city": "Paris"})))
+    again = plan_for(same, ledger)
+    assert again.writes == [] and again.records == []
+    # The replay's batch holds only the operator's marker: the refused changes come from the ledger.
+    replay = plan_for(coalesce(messages(ContactUpdate(ADA, source="replay"))), ledger)
+    (replayed,) = replay.writes
+    assert replayed.properties == {"city": "Paris", "aud_gold": "realized"}
+    assert written_by(replay).status == "synced"
+
+
+def test_a_newer_change_wins_over_a_refused_one_kept_for_a_replay(messages: Messages) -> None:
+    (write,) = plan_for(coalesce(messages(ContactUpdate(ADA, (), {"city": "Paris"})))).writes
+    ledger = {ADA: refused(write)}
+    (newer,) = plan_for(coalesce(messages(ContactUpdate(ADA, (), {"city": "Lyon"}))), ledger).writes
+    assert newer.properties == {"city": "Lyon"}
+
+
+def test_a_replay_with_nothing_to_send_leaves_a_refused_contact_failed(messages: Messages) -> None:
+    ledger = {ADA: LedgerEntry(ADA, "failed", hubspot_id="1", rejected="abc", reason="refused")}
+    plan = plan_for(coalesce(messages(ContactUpdate(ADA, source="replay"))), ledger)
+    assert plan.writes == [] and plan.records == []
 
 
 def test_a_replay_never_applies_a_pending_change_older_than_the_applied_one(messages: Messages) -> None:

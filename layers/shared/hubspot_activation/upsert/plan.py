@@ -179,6 +179,8 @@ class ContactWrite:
     fresh: list[OrderedChange] = field(default_factory=list)
     #: HubSpot property -> value to write
     properties: dict[str, str] = field(default_factory=dict)
+    #: attribute property -> the value asked for, before coercion (kept if HubSpot refuses the write)
+    attribute_values: dict[str, AttributeValue] = field(default_factory=dict)
     #: attribute property -> receive order of the value asked for
     attribute_orders: dict[str, Order] = field(default_factory=dict)
     #: audience id -> the property its status is written to
@@ -254,13 +256,25 @@ def plan_writes(
             plan.writes.append(contact)
             continue
         plan.outcomes[contact.email] = Outcome.FAILED if contact.problems else Outcome.SKIPPED
-        if contact.refused_before():
-            continue  # the same write HubSpot refused before: its failure is already recorded
+        if contact.refused_before() or _refusal_stands(contact):
+            continue  # the failure HubSpot's refusal recorded still holds: nothing new was sent
         entry = synced_entry(contact, None, now_ms)
         if previous is None or _recorded_state(entry) != _recorded_state(previous):
             # Nothing to send, but newer orders, timestamps or a problem must still be remembered.
             plan.records.append(entry)
     return plan
+
+
+def _refusal_stands(contact: ContactWrite) -> bool:
+    """A contact HubSpot refused stays failed until a write is sent again: an update (or a replay)
+    with nothing to send must not mark it synced."""
+    previous = contact.previous
+    return (
+        previous is not None
+        and previous.status == FAILED
+        and previous.rejected is not None
+        and not (contact.properties or contact.problems or contact.fresh)
+    )
 
 
 def _recorded_state(entry: LedgerEntry) -> tuple[Any, ...]:
@@ -314,6 +328,7 @@ def _contact_write(
         current[name] = value
         contact.attribute_orders[name] = order
     contact.properties, contact.warnings = coerce_attributes(definitions, current)
+    contact.attribute_values = current
     for name in current:
         if name not in definitions:
             # The operator can create the property (or fix the mapping): keep the value for a replay.
@@ -472,17 +487,31 @@ def _still_unconfirmed(previous: LedgerEntry | None, confirmed_sent_ms: int | No
 
 def rejected_entry(contact: ContactWrite, now_ms: int) -> LedgerEntry:
     """HubSpot refused the write for good: remember its fingerprint so the same write is not sent
-    again, and keep what was applied (and what is pending) before."""
+    again unasked, keep what was applied before, and keep the refused changes pending with their
+    orders - an operator's replay after a fix (or the contact's next update) sends them again, and
+    the ordering rules still let a newer change win."""
     previous = contact.previous
     base = previous or LedgerEntry(contact.email, FAILED)
+    refused_audiences = {
+        ordered.change.audience_id: PendingAudience(
+            ordered.change.status.value, ordered.change.timestamp_ms, ordered.order, ordered.change.name
+        )
+        for ordered in contact.fresh
+        if ordered.change.audience_id in contact.audience_properties
+    }
+    refused_attributes = {
+        name: PendingAttribute(value, contact.attribute_orders[name])
+        for name, value in contact.attribute_values.items()
+        if name in contact.properties
+    }
     return replace(
         base,
         rejected=contact.fingerprint(),
         status=FAILED,
         reason="; ".join(contact.problems),
         warnings=contact.warnings,
-        pending_audiences={**base.pending_audiences, **contact.pending_audiences},
-        pending_attributes={**base.pending_attributes, **contact.pending_attributes},
+        pending_audiences={**base.pending_audiences, **refused_audiences, **contact.pending_audiences},
+        pending_attributes={**base.pending_attributes, **refused_attributes, **contact.pending_attributes},
         updated_at_ms=now_ms,
     )
 
