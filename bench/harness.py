@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import requests
 from hubspot_activation.hubspot.batch import UpsertInput, UpsertResult
 from hubspot_activation.hubspot.client import CallStats, HubSpotClient, new_session
 from hubspot_activation.hubspot.credentials import RotatingCredentials
@@ -118,6 +119,7 @@ class Consumer:
 
     upsert: UpsertConsumer
     client: HubSpotClient
+    session: requests.Session
 
 
 def build_consumer(
@@ -157,7 +159,9 @@ def build_consumer(
         retry_base_seconds=settings.retry_base_seconds,
     )
     topup = QueueTopUp(fifo, QUEUE_URL, max_messages=settings.top_up_max_messages)  # type: ignore[arg-type]
-    return Consumer(UpsertConsumer(service, topup, client.ready_in, settings.batch_fill_seconds), client)
+    return Consumer(
+        UpsertConsumer(service, topup, client.ready_in, settings.batch_fill_seconds), client, session
+    )
 
 
 def discard_logs() -> None:
