@@ -1,12 +1,13 @@
 """Backlog throughput against the HubSpot sandbox, and a naive connector in the same run.
 
-A backlog of 50,000 contacts (callers sending ``BENCH_PER_REQUEST`` profiles per request, packed by
-the real ingest service) is drained by 1 consumer and then by ``MaxConcurrency`` consumers (the
-template's default). Each consumer is the real upsert path - the adapter's UpsertConsumer with its
-top-up, SyncService, planner, property schema, HubSpot client, rate governor and credentials -
-talking HTTP to the sandbox on loopback. SQS FIFO and DynamoDB (ledger, daily counter) are the
-in-memory fakes of ``bench.fakes``; an event-source loop per consumer hands it up to 10 messages
-as Lambda's does and deletes what the answer does not name.
+A backlog of 50,000 contacts (callers sending 100, then 10 profiles per request - AEP's HTTP API
+destination sends at most 10 - packed by the real ingest service; ``BENCH_PER_REQUEST`` changes
+the list) is drained by 1 consumer and then by ``MaxConcurrency`` consumers (the template's
+default). Each consumer is the real upsert path - the adapter's UpsertConsumer with its top-up,
+SyncService, planner, property schema, HubSpot client, rate governor and credentials - talking
+HTTP to the sandbox on loopback. SQS FIFO and DynamoDB (ledger, daily counter) are the in-memory
+fakes of ``bench.fakes``; an event-source loop per consumer hands it up to 10 messages as Lambda's
+does and deletes what the answer does not name.
 
 HubSpot's 10-second window is scaled down (``BENCH_WINDOW_SECONDS``, 3 s by default) in the sandbox
 and the governor alike: the figure is the ratio of contacts per second to the ceiling, configured
@@ -50,7 +51,7 @@ from local.hubspot_sandbox import SandboxConfig, SandboxServer, SandboxState
 RESULTS = Path(__file__).resolve().parent / "results" / "backlog_throughput.json"
 CONTACTS = int(os.environ.get("BENCH_CONTACTS", "50000"))
 WINDOW_SECONDS = float(os.environ.get("BENCH_WINDOW_SECONDS", "3"))
-PER_REQUEST = int(os.environ.get("BENCH_PER_REQUEST", "100"))
+PER_REQUEST = [int(n) for n in os.environ.get("BENCH_PER_REQUEST", "100,10").split(",")]
 NAIVE_WINDOWS = 5
 
 
@@ -82,7 +83,9 @@ def steady_rate(calls: list[tuple[float, int]], budget: int) -> float:
     return sum(size for _, size in calls[:end]) / (calls[end][0] - calls[0][0])
 
 
-def drain(server: SandboxServer, consumers: int, defaults: dict[str, Any], prefix: str) -> dict[str, Any]:
+def drain(
+    server: SandboxServer, consumers: int, per_request: int, defaults: dict[str, Any], prefix: str
+) -> dict[str, Any]:
     limit = server.state.config.ten_second_limit
     governor = GovernorSettings(
         limit_per_window=limit,
@@ -101,7 +104,7 @@ def drain(server: SandboxServer, consumers: int, defaults: dict[str, Any], prefi
     setup_requests = sum(c.client.requests_sent for c in pool)
     time.sleep(WINDOW_SECONDS * 1.1)  # an empty window to start from
     log.calls.clear()
-    messages = ingest_backlog(fifo, CONTACTS, PER_REQUEST, int(defaults["ShardCount"]), prefix)
+    messages = ingest_backlog(fifo, CONTACTS, per_request, int(defaults["ShardCount"]), prefix)
     throttled_before = sum(server.state.throttled.values())
     stats = {"failed_items": 0}
     started, cpu = time.monotonic(), time.process_time()
@@ -116,6 +119,7 @@ def drain(server: SandboxServer, consumers: int, defaults: dict[str, Any], prefi
     ceiling = governor.budget * 100 / WINDOW_SECONDS
     rate = steady_rate(log.calls, governor.budget)
     return {
+        "profiles_per_request": per_request,
         "consumers": consumers,
         "queue_messages": messages,
         "contacts_written": written,
@@ -194,55 +198,68 @@ def main() -> None:
     server = SandboxServer(SandboxState(config=config)).start()
     try:
         max_concurrency = int(defaults["MaxConcurrency"])
-        runs = [drain(server, n, defaults, f"c{n}") for n in (1, max_concurrency)]
+        runs = [
+            drain(server, n, size, defaults, f"s{size}c{n}")
+            for size in PER_REQUEST
+            for n in (1, max_concurrency)
+        ]
         baseline = naive(server, "naive")
     finally:
         server.stop()
-    ours = max(run["contacts_per_second"] for run in runs[:1])
-    ratio = ours / baseline["contacts_per_second"] if baseline["contacts_per_second"] else float("inf")
-    ours_requests_per_contact = runs[0]["batch_upsert_calls"] / runs[0]["contacts_written"]
-    print(
-        f"backlog {CONTACTS:,} contacts ({PER_REQUEST} profiles per request, "
-        f"{defaults['ShardCount']} shards), "
-        f"window {WINDOW_SECONDS:g} s (HubSpot's 10 s scaled), limit {config.ten_second_limit}, "
-        f"share {defaults['HubSpotLimitShare']}"
-    )
-    header = ("consumers", "contacts/s", "ceiling", "share", "contacts/call", "calls", "429s", "seconds")
-    print(
-        f"{header[0]:>9} {header[1]:>11} {header[2]:>8} {header[3]:>7} {header[4]:>13} "
-        f"{header[5]:>6} {header[6]:>5} {header[7]:>8}"
-    )
-    for run in runs:
-        print(
-            f"{run['consumers']:>9} {run['contacts_per_second']:>11} {run['ceiling_contacts_per_second']:>8} "
-            f"{run['share_of_ceiling']:>7.1%} {run['contacts_per_call']:>13} {run['batch_upsert_calls']:>6} "
-            f"{run['throttled_429']:>5} {run['seconds']:>8}"
-        )
-    print(
-        f"naive (1 request per contact, fixed {WINDOW_SECONDS:g} s back-off): "
-        f"{baseline['contacts_per_second']} contacts/s, {baseline['requests_per_contact']} requests per "
-        f"contact, {baseline['throttled_429']} x 429 -> ours (1 consumer) is {ratio:.0f}x its contacts per "
-        f"second with {ours_requests_per_contact:.3f} requests per contact"
-    )
+    # The comparison uses our slowest run: the naive connector's rate does not depend on them.
+    slowest = min(runs, key=lambda run: run["contacts_per_second"])
+    ratio = slowest["contacts_per_second"] / baseline["contacts_per_second"]
+    requests_per_contact = max(run["batch_upsert_calls"] / run["contacts_written"] for run in runs)
+    _print(runs, baseline, defaults, config, ratio, requests_per_contact)
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(
         json.dumps(
             {
                 "benchmark": "backlog_throughput",
                 "contacts": CONTACTS,
-                "profiles_per_request": PER_REQUEST,
                 "shards": int(defaults["ShardCount"]),
                 "window_seconds": WINDOW_SECONDS,
                 "limit_per_window": config.ten_second_limit,
                 "share": float(defaults["HubSpotLimitShare"]),
                 "runs": runs,
                 "naive": baseline,
-                "ours_vs_naive_contacts_per_second": round(ratio, 1),
-                "ours_requests_per_contact": round(ours_requests_per_contact, 4),
+                "slowest_ours_vs_naive_contacts_per_second": round(ratio, 1),
+                "ours_requests_per_contact_at_most": round(requests_per_contact, 4),
             },
             indent=2,
         )
         + "\n"
+    )
+
+
+def _print(
+    runs: list[dict[str, Any]],
+    baseline: dict[str, Any],
+    defaults: dict[str, Any],
+    config: SandboxConfig,
+    ratio: float,
+    requests_per_contact: float,
+) -> None:
+    print(
+        f"backlog {CONTACTS:,} contacts, {defaults['ShardCount']} shards, window {WINDOW_SECONDS:g} s "
+        f"(HubSpot's 10 s scaled), limit {config.ten_second_limit}, share {defaults['HubSpotLimitShare']}"
+    )
+    header = ("profiles/req", "consumers", "contacts/s", "ceiling", "share", "contacts/call", "429s", "s")
+    print(
+        f"{header[0]:>12} {header[1]:>9} {header[2]:>11} {header[3]:>8} {header[4]:>7} {header[5]:>13} "
+        f"{header[6]:>5} {header[7]:>6}"
+    )
+    for run in runs:
+        print(
+            f"{run['profiles_per_request']:>12} {run['consumers']:>9} {run['contacts_per_second']:>11} "
+            f"{run['ceiling_contacts_per_second']:>8} {run['share_of_ceiling']:>7.1%} "
+            f"{run['contacts_per_call']:>13} {run['throttled_429']:>5} {run['seconds']:>6}"
+        )
+    print(
+        f"naive (1 request per contact, fixed {WINDOW_SECONDS:g} s back-off): "
+        f"{baseline['contacts_per_second']} contacts/s, {baseline['requests_per_contact']} requests per "
+        f"contact, {baseline['throttled_429']} x 429. Ours, slowest run: {ratio:.0f}x its contacts per "
+        f"second, at most {requests_per_contact:.3f} requests per contact"
     )
 
 
