@@ -10,6 +10,7 @@ import logging
 import os
 import threading
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -166,6 +167,7 @@ def build_consumer(
 
 def discard_logs() -> None:
     """Point the library's log handler at /dev/null, keeping its level: records are still built."""
+    warnings.filterwarnings("ignore", "No application metrics to publish")
     for handler in logger.handlers:
         if isinstance(handler, logging.StreamHandler):
             handler.setStream(_DISCARD)
