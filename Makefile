@@ -42,7 +42,11 @@ test: lint typecheck cfn-lint unit
 bench: $(STAMP)
 	$(BIN)/python -m bench.ingest_worst_body
 	$(BIN)/python -m bench.ingest_throughput
+	$(BIN)/python -m bench.ingest_parse_pack
 	$(BIN)/python -m bench.hubspot_client
+	$(BIN)/python -m bench.consumer_cpu
+	$(BIN)/python -m bench.backlog_throughput
+	$(BIN)/python -m bench.end_to_end
 	$(BIN)/python -m bench.pipeline
 
 clean:

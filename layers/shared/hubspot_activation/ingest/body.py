@@ -52,14 +52,21 @@ def _text(body: bytes) -> str:
 
 
 def _check_depth(document: Any) -> None:
-    """Iterative on purpose: a recursive walk is exactly what deep nesting breaks."""
-    stack: list[tuple[Any, int]] = [(document, 1)]
-    while stack:
-        node, depth = stack.pop()
+    """Iterative on purpose: a recursive walk is exactly what deep nesting breaks. One nesting
+    level at a time, with exact type checks (json.loads makes only dicts and lists): this walks
+    every value of the body, so it is on the ingest's hot path."""
+    level: list[Any] = [document]
+    depth = 1
+    while level:
         if depth > MAX_DEPTH:
             raise MalformedBody(f"body nests deeper than {MAX_DEPTH} levels")
-        children = node.values() if isinstance(node, dict) else node
-        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+        below: list[Any] = []
+        for node in level:
+            for child in node.values() if type(node) is dict else node:
+                if type(child) is dict or type(child) is list:
+                    below.append(child)
+        level = below
+        depth += 1
 
 
 def parse_json(body: bytes) -> Any:

@@ -200,7 +200,10 @@ class ContactWrite:
         return hashlib.sha256(document.encode("utf-8")).hexdigest()
 
     def refused_before(self) -> bool:
-        return not self.replay and self.previous is not None and self.previous.rejected == self.fingerprint()
+        # The fingerprint (JSON + SHA-256) only when there is a refusal to compare it with: it is
+        # asked for every contact of every batch.
+        rejected = self.previous.rejected if self.previous is not None else None
+        return not self.replay and rejected is not None and rejected == self.fingerprint()
 
     def needs_write(self) -> bool:
         """A contact never written creates itself even without properties; a known one is written

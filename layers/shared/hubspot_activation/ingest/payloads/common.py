@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 from collections.abc import Mapping
@@ -150,13 +151,20 @@ def _value_problem(value: Any) -> str | None:
     return None
 
 
+@functools.cache
+def _path_parts(path: str) -> tuple[str, ...]:
+    # The mapping's few paths are looked up in every profile: split each once.
+    return tuple(path.split("."))
+
+
 def lookup_path(document: Mapping[str, Any], path: str) -> Any:
     """A dotted path in nested objects, falling back to a literal key that contains dots."""
     if path in document:
         return document[path]
     node: Any = document
-    for part in path.split("."):
-        if not isinstance(node, Mapping) or part not in node:
+    for part in _path_parts(path):
+        # JSON objects are dicts: the exact check spares the ABC machinery on the hot path.
+        if not isinstance(node, dict) or part not in node:
             return _ABSENT
         node = node[part]
     return node

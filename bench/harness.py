@@ -1,0 +1,182 @@
+"""What the consumer benchmarks share: callers' profiles, a backlog packed by the real ingest
+service, and the real upsert consumer (adapter, top-up, SyncService, planner, HubSpot client,
+governor, credentials) wired to the in-memory queue and ledger of ``bench.fakes``."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import threading
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+from hubspot_activation.hubspot.batch import UpsertInput, UpsertResult
+from hubspot_activation.hubspot.client import CallStats, HubSpotClient, new_session
+from hubspot_activation.hubspot.credentials import RotatingCredentials
+from hubspot_activation.hubspot.governor import GovernorSettings, RateGovernor
+from hubspot_activation.hubspot.versions import Paths
+from hubspot_activation.ingest.service import IngestService
+from hubspot_activation.observability import logger, metrics
+from hubspot_activation.settings import IngestSettings, UpsertSettings
+from hubspot_activation.upsert.adapter import SqsVisibilityChanger, UpsertConsumer
+from hubspot_activation.upsert.schema import PropertySchema
+from hubspot_activation.upsert.service import SyncService
+from hubspot_activation.upsert.topup import QueueTopUp
+
+from bench.fakes import MemoryDailyCounter, MemoryFifo, MemoryLedger
+from local.template import load_sam, parameter_defaults
+
+#: Logs and metrics are formatted as in Lambda (their cost is the product's) and thrown away.
+_DISCARD: io.TextIOWrapper = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
+
+QUEUE_URL = "https://sqs.us-east-1.amazonaws.com/000000000000/bench.fifo"
+AUDIENCES = ["a1b2c3d4-0000-4000-8000-000000000001", "a1b2c3d4-0000-4000-8000-000000000002"]
+
+
+def template_defaults() -> dict[str, Any]:
+    """The deployed defaults (MaxConcurrency, limit, share, shards), read from template.yaml."""
+    return parameter_defaults(load_sam())
+
+
+def aep_profiles(count: int, prefix: str, offset: int = 0) -> list[dict[str, Any]]:
+    """AEP profile exports as the HTTP API destination sends them: two audiences, four attributes."""
+    return [
+        {
+            "identityMap": {"Email": [{"id": f"{prefix}.User{i}@Example.com"}]},
+            "segmentMembership": {
+                "ups": {
+                    audience: {
+                        "status": "realized" if (i + n) % 3 else "exited",
+                        "lastQualificationTime": "2026-11-20T09:15:00Z",
+                        "name": f"Audience {n}",
+                    }
+                    for n, audience in enumerate(AUDIENCES)
+                }
+            },
+            "person": {"name": {"firstName": f"First{i}", "lastName": f"Last{i}"}},
+            "workAddress": {"city": "London", "country": "United Kingdom"},
+        }
+        for i in range(offset, offset + count)
+    ]
+
+
+def ingest_backlog(fifo: MemoryFifo, contacts: int, per_request: int, shards: int, prefix: str) -> int:
+    """Queue ``contacts`` profiles as callers sending ``per_request`` at a time would (real parsing
+    and packing); returns the number of queue messages."""
+    service = IngestService(
+        IngestSettings(queue_url=QUEUE_URL, ingest_secret_id="unused", shard_count=shards),  # noqa: S106
+        fifo,
+    )
+    messages = 0
+    for start in range(0, contacts, per_request):
+        result = service.ingest(
+            {"profiles": aep_profiles(min(per_request, contacts - start), prefix, start)}, f"req-{start}"
+        )
+        messages += result.messages
+    return messages
+
+
+@dataclass
+class CallLog:
+    """When each batch upsert ended and how many contacts it carried, across consumers."""
+
+    calls: list[tuple[float, int]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, contacts: int) -> None:
+        with self.lock:
+            self.calls.append((time.monotonic(), contacts))
+
+
+class RecordingWriter:
+    """The HubSpot client as the service's ContactWriter, noting each batch upsert's end and size."""
+
+    def __init__(self, client: HubSpotClient, log: CallLog) -> None:
+        self._client = client
+        self._log = log
+
+    def batch_upsert(self, inputs: Sequence[UpsertInput]) -> list[UpsertResult]:
+        results = self._client.batch_upsert(inputs)
+        self._log.add(len(inputs))
+        return results
+
+    def stats(self) -> CallStats:
+        return self._client.stats()
+
+    @property
+    def max_call_seconds(self) -> float:
+        return self._client.max_call_seconds
+
+
+@dataclass
+class Consumer:
+    """One upsert function container: the adapter's UpsertConsumer and its HubSpot client."""
+
+    upsert: UpsertConsumer
+    client: HubSpotClient
+    session: requests.Session
+
+
+def build_consumer(
+    hubspot_url: str,
+    token: str,
+    governor: GovernorSettings,
+    fifo: MemoryFifo,
+    ledger: MemoryLedger,
+    daily: MemoryDailyCounter,
+    log: CallLog,
+) -> Consumer:
+    """As ``upsert.adapter.build_consumer`` wires it, with the in-memory queue and ledger."""
+    settings = UpsertSettings(ledger_table="memory", hubspot_secret_id="memory", queue_url=QUEUE_URL)  # noqa: S106
+    session = new_session()
+    credentials = RotatingCredentials(
+        lambda force: {"accessToken": token}, hubspot_url + Paths(settings.api_version).oauth_token, session
+    )
+    client = HubSpotClient(
+        credentials,
+        RateGovernor(governor, daily_counter=daily),
+        settings.api_version,
+        base_url=hubspot_url,
+        session=session,
+    )
+    schema = PropertySchema(
+        client,
+        settings.property_group,
+        settings.property_group_label,
+        settings.property_prefix,
+        max_age_seconds=settings.schema_cache_seconds,
+    )
+    service = SyncService(
+        RecordingWriter(client, log),
+        schema,
+        ledger,
+        SqsVisibilityChanger(fifo, QUEUE_URL),  # type: ignore[arg-type]
+        retry_base_seconds=settings.retry_base_seconds,
+    )
+    topup = QueueTopUp(fifo, QUEUE_URL, max_messages=settings.top_up_max_messages)  # type: ignore[arg-type]
+    return Consumer(
+        UpsertConsumer(service, topup, client.ready_in, settings.batch_fill_seconds), client, session
+    )
+
+
+def discard_logs() -> None:
+    """Point the library's log handler at /dev/null, keeping its level: records are still built."""
+    warnings.filterwarnings("ignore", "No application metrics to publish")
+    for handler in logger.handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.setStream(_DISCARD)
+
+
+def invoke(consumer: Consumer, event: dict[str, Any]) -> dict[str, Any]:
+    """One invocation as the handler runs it: the batch, then its metrics flushed (as log_metrics
+    does at the end of every invocation)."""
+    answer = consumer.upsert.handle(event)
+    with contextlib.redirect_stdout(_DISCARD):
+        metrics.flush_metrics()
+    return answer
