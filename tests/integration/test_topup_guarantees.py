@@ -196,7 +196,7 @@ def test_a_contact_keeps_its_order_while_another_consumer_holds_its_group(pipeli
     assert ada not in pipeline.cities
     assert sorted(pipeline.cities) == sorted(other)
     # Consumer 1's invocation, then the rest of the queue.
-    event = {"Records": [pipeline.poller._record(held[0])]}
+    event = {"Records": [pipeline.poller._record(dict(held[0]))]}
     assert pipeline.poller.handler(event, FakeContext()) == {"batchItemFailures": []}
     boto3.client("sqs").delete_message(QueueUrl=pipeline.queue, ReceiptHandle=held[0]["ReceiptHandle"])
     assert pipeline.poller.drain(timeout=30)
