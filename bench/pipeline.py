@@ -108,7 +108,10 @@ def post_all(stack: local_stack.LocalStack, profiles: list[dict[str, Any]], per_
     headers = {"Authorization": f"Bearer {stack.ingest_token}"}
 
     def post(session: requests.Session, body: dict[str, Any]) -> None:
-        response = session.post(stack.activations_url, json=body, timeout=60, headers=headers)
+        for _ in range(5):  # a 503 asks the caller to retry (the local queue was slow to answer)
+            response = session.post(stack.activations_url, json=body, timeout=60, headers=headers)
+            if response.status_code != 503:
+                break
         assert response.status_code == 202, response.text
         assert response.json()["accepted"] == len(body["profiles"]), response.text
 
