@@ -1,13 +1,31 @@
-"""End-to-end benchmark on the embedded local stack: ingest API -> moto SQS -> upsert handler ->
-HubSpot sandbox. Counts HubSpot requests per 1,000 contacts for a fresh load and for a re-send of
-the same load, and wall time for each. Prints a table and writes bench/results/pipeline.json.
+"""End-to-end benchmark on the embedded local stack: ingest API -> local SQS FIFO (moto with SQS's
+FIFO receive, local/sqs_fifo.py) -> upsert handler (with its top-up) -> HubSpot sandbox.
+
+For callers sending 1, 10, 100 and 1,000 profiles per request, with 8 and 16 shards:
+
+- fresh: 1,000 new contacts with 2 audiences, posted while nothing consumes (a backlog), then drained;
+- re-send: the same 1,000 contacts again, newer qualification times, half of them with a changed
+  first name (the other half is a write identical to the last confirmed one).
+
+Per row: HubSpot batch-upsert calls per 1,000 contacts, property set-up calls (schema reads,
+group and property creation: a few per new set of audiences) counted apart, 429s, wall time
+(posting + draining), and what explains the figure: contacts per upsert call and messages per
+top-up receive. Prints a table and writes bench/results/pipeline.json. Measured, never asserted.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import platform
+import statistics
+import sys
 import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +36,15 @@ from local import stack as local_stack
 RESULTS = Path(__file__).resolve().parent / "results" / "pipeline.json"
 AUDIENCES = ["a1b2c3d4-0000-4000-8000-000000000001", "a1b2c3d4-0000-4000-8000-000000000002"]
 CONTACTS = 1000
+PER_REQUEST = (1, 10, 100, 1000)
+UPSERT_ROUTE = "POST batch_upsert"
+#: Concurrent posters for the small-request rows (1,000 requests of one profile).
+POSTERS = 8
 
 
-def load(prefix: str) -> list[dict[str, Any]]:
+def load(
+    prefix: str, qualified: str = "2026-11-20T09:15:00Z", changed: Callable[[int], bool] = lambda i: False
+) -> list[dict[str, Any]]:
     return [
         {
             "identityMap": {"Email": [{"id": f"{prefix}.User{i}@Example.com"}]},
@@ -28,71 +52,163 @@ def load(prefix: str) -> list[dict[str, Any]]:
                 "ups": {
                     audience: {
                         "status": "realized" if (i + n) % 3 else "exited",
-                        "lastQualificationTime": "2026-11-20T09:15:00Z",
+                        "lastQualificationTime": qualified,
                         "name": f"Audience {n}",
                     }
                     for n, audience in enumerate(AUDIENCES)
                 }
             },
-            "person": {"name": {"firstName": f"First{i}", "lastName": f"Last{i}"}},
+            "person": {
+                "name": {"firstName": f"First{i}" + ("b" if changed(i) else ""), "lastName": f"Last{i}"}
+            },
             "workAddress": {"city": "London", "country": "United Kingdom"},
         }
         for i in range(CONTACTS)
     ]
 
 
-def run(stack: local_stack.LocalStack, profiles: list[dict[str, Any]], per_request: int) -> dict[str, float]:
+class Probe:
+    """Contacts per HubSpot upsert call and messages per top-up receive, read by wrapping the
+    product's two methods for the run (the bench's instrument, not the product's)."""
+
+    def __init__(self) -> None:
+        self.call_sizes: list[int] = []
+        self.receive_sizes: list[int] = []
+
+    @contextmanager
+    def installed(self) -> Iterator[Probe]:
+        from hubspot_activation.hubspot.client import HubSpotClient
+        from hubspot_activation.upsert.topup import QueueTopUp
+
+        upsert, receive = HubSpotClient.batch_upsert, QueueTopUp._receive
+
+        def counted_upsert(client: Any, inputs: Any) -> Any:
+            self.call_sizes.append(len(inputs))
+            return upsert(client, inputs)
+
+        def counted_receive(topup: Any, count: int, wait: int) -> Any:
+            received = receive(topup, count, wait)
+            self.receive_sizes.append(len(received))
+            return received
+
+        HubSpotClient.batch_upsert = counted_upsert  # type: ignore[method-assign,assignment]
+        QueueTopUp._receive = counted_receive  # type: ignore[method-assign,assignment]
+        try:
+            yield self
+        finally:
+            HubSpotClient.batch_upsert = upsert  # type: ignore[method-assign]
+            QueueTopUp._receive = receive  # type: ignore[method-assign]
+
+
+def post_all(stack: local_stack.LocalStack, profiles: list[dict[str, Any]], per_request: int) -> int:
+    """Posts the load in requests of ``per_request`` profiles; returns how many requests."""
+    bodies = [
+        {"profiles": profiles[start : start + per_request]} for start in range(0, len(profiles), per_request)
+    ]
+    headers = {"Authorization": f"Bearer {stack.ingest_token}"}
+
+    def post(session: requests.Session, body: dict[str, Any]) -> None:
+        for _ in range(5):  # a 503 asks the caller to retry (the local queue was slow to answer)
+            response = session.post(stack.activations_url, json=body, timeout=60, headers=headers)
+            if response.status_code != 503:
+                break
+        assert response.status_code == 202, response.text
+        assert response.json()["accepted"] == len(body["profiles"]), response.text
+
+    sessions = [requests.Session() for _ in range(POSTERS)]
+    with ThreadPoolExecutor(POSTERS) as pool:
+        list(pool.map(post, [sessions[i % POSTERS] for i in range(len(bodies))], bodies))
+    for session in sessions:
+        session.close()
+    return len(bodies)
+
+
+def run(stack: local_stack.LocalStack, profiles: list[dict[str, Any]], per_request: int) -> dict[str, Any]:
     assert stack.sandbox is not None
-    before = sum(stack.sandbox.state.requests.values())
+    state = stack.sandbox.state
+    requests_before, throttled_before = Counter(state.requests), sum(state.throttled.values())
     started = time.perf_counter()
-    for start in range(0, len(profiles), per_request):
-        response = requests.post(
-            stack.activations_url,
-            json={"profiles": profiles[start : start + per_request]},
-            timeout=30,
-            headers={"Authorization": f"Bearer {stack.ingest_token}"},
-        )
-        assert response.status_code == 202 and response.json()["accepted"] == per_request
-    assert stack.poller.drain(timeout=600)
-    elapsed = time.perf_counter() - started
-    requests_made = sum(stack.sandbox.state.requests.values()) - before
+    posted = post_all(stack, profiles, per_request)  # nothing consumes yet: a backlog
+    posted_in = time.perf_counter() - started
+    with Probe().installed() as probe:
+        drain_started = time.perf_counter()
+        assert stack.poller.drain(timeout=900)
+        drained_in = time.perf_counter() - drain_started
+    made = Counter(state.requests)
+    made.subtract(requests_before)
+    upserts = made.pop(UPSERT_ROUTE, 0)
+    setup = sum(count for count in made.values() if count > 0)
     return {
-        "hubspot_requests": requests_made,
-        "per_1000_contacts": requests_made * 1000 / len(profiles),
-        "seconds": round(elapsed, 2),
+        "requests_posted": posted,
+        "upsert_calls": upserts,
+        "upsert_calls_per_1000_contacts": round(upserts * 1000 / len(profiles), 1),
+        "setup_calls": setup,
+        "throttled_429": sum(state.throttled.values()) - throttled_before,
+        "seconds": round(time.perf_counter() - started, 2),
+        "post_seconds": round(posted_in, 2),
+        "drain_seconds": round(drained_in, 2),
+        "contacts_per_call": dict(sorted(Counter(probe.call_sizes).items())),
+        "topup_receives": len(probe.receive_sizes),
+        "messages_per_topup_receive": round(statistics.fmean(probe.receive_sizes), 2)
+        if probe.receive_sizes
+        else 0,
     }
 
 
-def main() -> None:
+def measure(shards: int) -> dict[str, dict[str, Any]]:
     saved = dict(os.environ)
-    rows: dict[str, dict[str, float]] = {}
-    throttled = contacts = 0
-    shard_counts = [int(value) for value in os.environ.get("BENCH_SHARDS", "8,16").split(",")]
-    for shards in shard_counts:
-        stack = local_stack.start(parameters={"ShardCount": shards})
-        try:
-            # AEP's HTTP API destination sends about 10 profiles per call; configurable aggregation, more.
-            for per_request in (100, 10):
-                profiles = load(f"Batch{per_request}")
-                rows[f"{shards} shards, fresh, {per_request}/req"] = run(stack, profiles, per_request)
-                rows[f"{shards} shards, re-send, {per_request}/req"] = run(stack, profiles, per_request)
-            assert stack.sandbox is not None
-            throttled += sum(stack.sandbox.state.throttled.values())
-            contacts += len(stack.sandbox.state.contacts)
-        finally:
-            stack.stop()
-            os.environ.clear()
-            os.environ.update(saved)
-    print(f"{'load':<32} {'HubSpot requests':>17} {'per 1,000 contacts':>19} {'seconds':>8}")
+    rows: dict[str, dict[str, Any]] = {}
+    stack = local_stack.start(parameters={"ShardCount": shards})
+    try:
+        for per_request in PER_REQUEST:
+            prefix = f"S{shards}R{per_request}"
+            rows[f"{shards} shards, {per_request}/req, fresh"] = run(stack, load(prefix), per_request)
+            # Newer qualification times for everyone (so no body is a duplicate SQS would drop),
+            # a changed first name for every other contact.
+            resend = load(prefix, "2026-11-21T09:15:00Z", changed=lambda i: i % 2 == 1)
+            rows[f"{shards} shards, {per_request}/req, re-send half changed"] = run(
+                stack, resend, per_request
+            )
+    finally:
+        stack.stop()
+        os.environ.clear()
+        os.environ.update(saved)
+    return rows
+
+
+def table(rows: dict[str, dict[str, Any]]) -> str:
+    lines = [
+        f"{'load':<40} {'upserts/1,000':>13} {'set-up':>6} {'429s':>5} {'seconds':>8}  contacts per call",
+    ]
     for name, row in rows.items():
-        print(
-            f"{name:<32} {row['hubspot_requests']:>17} {row['per_1000_contacts']:>19.1f} {row['seconds']:>8}"
+        sizes = ", ".join(f"{size}x{count}" for size, count in row["contacts_per_call"].items())
+        lines.append(
+            f"{name:<40} {row['upsert_calls_per_1000_contacts']:>13} {row['setup_calls']:>6} "
+            f"{row['throttled_429']:>5} {row['seconds']:>8}  {sizes}"
         )
-    print(f"contacts in HubSpot: {contacts}; 429s: {throttled}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    rows: dict[str, dict[str, Any]] = {}
+    for shards in (int(value) for value in os.environ.get("BENCH_SHARDS", "8,16").split(",")):
+        rows.update(measure(shards))
+    # The local functions' metrics go to a swapped sys.stdout while requests run in parallel.
+    print(table(rows), file=sys.__stdout__)
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(
         json.dumps(
-            {"benchmark": "pipeline", "contacts_per_load": CONTACTS, "rows": rows, "throttled": throttled},
+            {
+                "benchmark": "pipeline",
+                "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+                "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+                "contacts_per_load": CONTACTS,
+                "goals": {
+                    "fresh_upsert_calls_per_1000": 10.5,
+                    "resend_half_changed_upsert_calls_per_1000": 5.5,
+                },
+                "rows": rows,
+            },
             indent=2,
         )
         + "\n"

@@ -1,9 +1,16 @@
 """Drive an SQS handler the way Lambda's SQS event source mapping does, against moto.
 
-Up to ``batch_size`` messages per invocation (FIFO group order kept by SQS), records shaped like
-Lambda's, ``batchItemFailures`` honoured (successes deleted, failures left to reappear after the
-visibility timeout), a raised error failing the whole batch, and the queue's redrive policy moving
-messages to the DLQ after maxReceiveCount (moto applies it on receive).
+Up to ``batch_size`` messages per invocation (FIFO group order and locking kept by SQS: the local
+queue receives like SQS FIFO, see ``local.sqs_fifo``), records shaped like Lambda's,
+``batchItemFailures`` honoured (successes deleted, failures left to reappear), a raised error
+failing the whole batch, and the queue's redrive policy moving messages to the DLQ after
+maxReceiveCount (on receive, as SQS does).
+
+The messages are received with the queue's own visibility timeout, as the event source does, so
+they stay locked for the whole invocation however long it takes. Only a failed record's return is
+shortened (``visibility_timeout`` after the invocation instead of the queue's 12 minutes), so a
+local retry is seen in seconds; a record whose visibility the function set itself (its retry
+backoff, a DAILY pause) keeps what the function set.
 """
 
 from __future__ import annotations
@@ -35,16 +42,14 @@ class PollerStats:
 
 
 def _watch_visibility_changes(poller: EventSourcePoller) -> None:
-    """Note when the function itself changes a message's visibility (retry backoff, DAILY pause),
-    so the workaround below releases it at that time. Clients made by boto3.client() share this
-    session."""
+    """Note the messages whose visibility the function itself changes (retry backoff, DAILY pause):
+    their return is the function's choice, not the shortened timeout's. Clients made by
+    boto3.client() share this session."""
 
     def record(params: dict[str, Any], **_: Any) -> None:
         for entry in params.get("Entries") or [params]:
             if "ReceiptHandle" in entry:
-                poller.visible_again_at[entry["ReceiptHandle"]] = time.monotonic() + int(
-                    entry["VisibilityTimeout"]
-                )
+                poller.visibility_set.add(entry["ReceiptHandle"])
 
     session = boto3._get_default_session()
     session.events.register("provide-client-params.sqs.ChangeMessageVisibilityBatch", record)
@@ -58,44 +63,24 @@ class EventSourcePoller:
     queue_arn: str
     handler: Handler
     batch_size: int = 10
-    #: The queue's visibility timeout applies to failed records; the local stack shortens it so a
-    #: retry is seen in seconds rather than minutes.
+    #: Seconds until a failed record reappears (the queue's visibility timeout in AWS); the local
+    #: stack shortens it so a retry is seen in seconds rather than minutes.
     visibility_timeout: int = 720
     #: The function's Timeout from the template: what its context reports as time left.
     function_timeout: float = 120.0
     stats: PollerStats = field(default_factory=PollerStats)
-    #: receipt handle -> when the function asked for the message to be visible again
-    visible_again_at: dict[str, float] = field(default_factory=dict)
-    #: failed records waiting for their visibility timeout: (due time, receipt handle)
-    _failed: list[tuple[float, str]] = field(default_factory=list)
+    #: receipt handles whose visibility the function itself changed during the invocation
+    visibility_set: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         _watch_visibility_changes(self)
 
-    def _release_due_failures(self) -> None:
-        """moto skips FIFO messages that reappear together (it still counts their group as in
-        flight), so they come back one by one and out of order. Real SQS returns them in order;
-        making them visible in one call once their timeout has passed restores that."""
-        now = time.monotonic()
-        due = [handle for when, handle in self._failed if when <= now]
-        self._failed = [(when, handle) for when, handle in self._failed if when > now]
-        for start in range(0, len(due), 10):
-            self.sqs.change_message_visibility_batch(
-                QueueUrl=self.queue_url,
-                Entries=[
-                    {"Id": str(i), "ReceiptHandle": handle, "VisibilityTimeout": 0}
-                    for i, handle in enumerate(due[start : start + 10])
-                ],
-            )
-
     def poll_once(self) -> int:
         """One receive + invoke; returns how many records were handed to the function."""
-        self._release_due_failures()
-        received_at = time.monotonic()
+        self.visibility_set.clear()
         response = self.sqs.receive_message(
             QueueUrl=self.queue_url,
             MaxNumberOfMessages=self.batch_size,
-            VisibilityTimeout=self.visibility_timeout,
             MessageSystemAttributeNames=["All"],
             MessageAttributeNames=["All"],
         )
@@ -124,10 +109,19 @@ class EventSourcePoller:
             self.stats.errors += 1
             failed = set(by_id)
         self.stats.failed_records += len(failed)
-        for message_id in failed:
-            handle = by_id[message_id]["ReceiptHandle"]
-            visible_at = self.visible_again_at.pop(handle, received_at + self.visibility_timeout)
-            self._failed.append((visible_at - 0.25, handle))  # just before moto's own expiry
+        returned = [
+            by_id[message_id]["ReceiptHandle"]
+            for message_id in failed
+            if by_id[message_id]["ReceiptHandle"] not in self.visibility_set
+        ]
+        for start in range(0, len(returned), 10):
+            self.sqs.change_message_visibility_batch(
+                QueueUrl=self.queue_url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": handle, "VisibilityTimeout": self.visibility_timeout}
+                    for i, handle in enumerate(returned[start : start + 10])
+                ],
+            )
         done = [m for m in messages if m["MessageId"] not in failed]
         for start in range(0, len(done), 10):
             self.sqs.delete_message_batch(
