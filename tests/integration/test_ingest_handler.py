@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -298,3 +300,69 @@ def test_a_ledger_outage_never_costs_a_valid_request_its_answer(
     body = body_of(response)
     assert body["accepted"] == 2 and body["excludedCount"] == 2
     assert len(drain(aws_resources["QUEUE_URL"])) >= 1
+
+
+class SilentServer:
+    """A TCP endpoint that accepts connections, reads what is sent and never answers: DynamoDB as
+    slow as it can be. Counts the HTTP requests it received."""
+
+    def __init__(self) -> None:
+        self._socket = socket.create_server(("127.0.0.1", 0))
+        self.url = "http://127.0.0.1:%d" % self._socket.getsockname()[1]  # noqa: UP031
+        self._received = bytearray()
+        self._connections: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self._socket.accept()
+            except OSError:
+                return
+            self._connections.append(connection)
+            threading.Thread(target=self._read, args=(connection,), daemon=True).start()
+
+    def _read(self, connection: socket.socket) -> None:
+        while True:
+            try:
+                data = connection.recv(65536)
+            except OSError:
+                return
+            if not data:
+                return
+            with self._lock:
+                self._received += data
+
+    def requests(self) -> int:
+        with self._lock:
+            return self._received.count(b"POST / HTTP/1.1")
+
+    def close(self) -> None:
+        self._socket.close()
+        for connection in self._connections:
+            connection.close()
+
+
+@pytest.fixture
+def silent_dynamodb(monkeypatch: pytest.MonkeyPatch) -> Iterator[SilentServer]:
+    server = SilentServer()
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", server.url)
+    monkeypatch.setenv("LEDGER_TABLE", "ledger")
+    yield server
+    server.close()
+
+
+def test_a_dynamodb_that_never_answers_costs_one_attempt_of_one_call(
+    invoke: Handler, aws_resources: dict[str, str], silent_dynamodb: SilentServer
+) -> None:
+    document = native(2)
+    # 120 exclusions: 100 kept for the list, in four batches if DynamoDB answered.
+    document["profiles"] += [{"email": f"broken-{i}", "attributes": {"city": "X"}} for i in range(120)]
+    response = invoke(http_api_event(document, AUTH))
+    assert response["statusCode"] == 202
+    assert body_of(response)["excludedCount"] == 120
+    assert len(drain(aws_resources["QUEUE_URL"])) >= 1
+    # The read timeout ended the one attempt; no retry of it, and no further batch after it.
+    assert silent_dynamodb.requests() == 1
