@@ -291,6 +291,31 @@ def test_exclusions_are_kept_in_the_ledger_for_the_issues_list(
     assert all("@" not in i["email"]["S"] and int(i["expiresAt"]["N"]) > 0 for i in items)
 
 
+def test_a_retry_of_the_same_body_rewrites_its_exclusions_instead_of_adding_more(
+    invoke: Handler, aws_resources: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dynamodb = boto3.client("dynamodb")
+    dynamodb.create_table(
+        TableName="ledger",
+        KeySchema=[{"AttributeName": "email", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "email", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    monkeypatch.setenv("LEDGER_TABLE", "ledger")
+    document = exclusions_request()
+    for request_id in ("first-try", "retry"):
+        event = http_api_event(document, AUTH)
+        event["requestContext"]["requestId"] = request_id
+        assert invoke(event)["statusCode"] == 202
+    items = dynamodb.scan(TableName="ledger")["Items"]
+    assert sorted(int(item["profileIndex"]["N"]) for item in items) == [2, 3]
+    assert {item["requestId"]["S"] for item in items} == {"retry"}
+    # Another body with the same excluded profiles is another request: listed on its own.
+    document["profiles"][0]["attributes"]["city"] = "Elsewhere"
+    assert invoke(http_api_event(document, AUTH))["statusCode"] == 202
+    assert len(dynamodb.scan(TableName="ledger")["Items"]) == 4
+
+
 def test_a_ledger_outage_never_costs_a_valid_request_its_answer(
     invoke: Handler, aws_resources: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -50,7 +50,7 @@ def store(client: FakeDynamoDb, clock: FakeClock) -> DynamoDbExclusionStore:
 def test_a_healthy_table_gets_every_kept_exclusion_in_batches_of_25() -> None:
     clock = FakeClock()
     client = FakeDynamoDb(clock)
-    assert store(client, clock).store(exclusions(130), "req-1", 1_796_000_000_000) == 0
+    assert store(client, clock).store(exclusions(130), "req-1", 1_796_000_000_000, "c0ffee") == 0
     assert client.calls == [25, 25, 25, 25]  # 100 kept, like the answer's list
 
 
@@ -58,11 +58,11 @@ def test_the_first_failed_call_ends_the_step() -> None:
     clock = FakeClock()
     timeout = ReadTimeoutError(endpoint_url="http://dynamodb")
     client = FakeDynamoDb(clock, outcome=timeout)
-    assert store(client, clock).store(exclusions(100), "req-1", 1_796_000_000_000) == 100
+    assert store(client, clock).store(exclusions(100), "req-1", 1_796_000_000_000, "c0ffee") == 100
     assert client.calls == [25]
     refused = ClientError({"Error": {"Code": "ProvisionedThroughputExceededException"}}, "BatchWriteItem")
     client = FakeDynamoDb(clock, outcome=refused)
-    assert store(client, clock).store(exclusions(60), "req-1", 1_796_000_000_000) == 60
+    assert store(client, clock).store(exclusions(60), "req-1", 1_796_000_000_000, "c0ffee") == 60
     assert client.calls == [25]
 
 
@@ -70,7 +70,7 @@ def test_unprocessed_items_are_not_retried_and_end_the_step() -> None:
     clock = FakeClock()
     client = FakeDynamoDb(clock, outcome=5)
     # 20 of the first 25 stored; the 5 unprocessed and the 75 after them are not.
-    assert store(client, clock).store(exclusions(100), "req-1", 1_796_000_000_000) == 80
+    assert store(client, clock).store(exclusions(100), "req-1", 1_796_000_000_000, "c0ffee") == 80
     assert client.calls == [25]
 
 
@@ -79,5 +79,5 @@ def test_no_call_starts_after_the_budget() -> None:
     # Every call succeeds but takes 0.2 s: the third would start after the 0.3 s budget.
     client = FakeDynamoDb(clock, seconds=0.2)
     assert STORE_BUDGET_SECONDS == 0.3
-    assert store(client, clock).store(exclusions(100), "req-1", 1_796_000_000_000) == 50
+    assert store(client, clock).store(exclusions(100), "req-1", 1_796_000_000_000, "c0ffee") == 50
     assert client.calls == [25, 25]

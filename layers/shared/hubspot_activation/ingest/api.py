@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
@@ -195,8 +196,10 @@ class IngestApi:
                 f"Content-Type must be application/json, got {_quoted(content_type) or 'none'}",
                 "Content-Type",
             )
-        document = self._json_body(raw_body, is_base64)
-        result = self._service.ingest(document, request_id)
+        body = self._raw_body(raw_body, is_base64)
+        # Keys the stored exclusions: a retry of the same body replaces them rather than adding more.
+        digest = hashlib.sha256(body).hexdigest()[:32]
+        result = self._service.ingest(parse_json(body), request_id, digest)
         self._record(result, request_id)
         return Response(
             status_code=HTTPStatus.ACCEPTED.value,
@@ -204,7 +207,7 @@ class IngestApi:
             body=json.dumps(result.to_response()),
         )
 
-    def _json_body(self, raw_body: str | None, is_base64: bool) -> Any:
+    def _raw_body(self, raw_body: str | None, is_base64: bool) -> bytes:
         try:
             # surrogatepass: a lone surrogate in the event's text must reach the UTF-8 check (400),
             # not fail here.
@@ -224,7 +227,7 @@ class IngestApi:
                 f"body is {len(body)} bytes, over the limit of {self._max_body_bytes}: send fewer profiles",
                 "body",
             )
-        return parse_json(body)
+        return body
 
     @staticmethod
     def _record(result: IngestResult, request_id: str) -> None:

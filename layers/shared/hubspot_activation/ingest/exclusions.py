@@ -35,8 +35,13 @@ STORE_BUDGET_SECONDS = 0.3
 
 
 class ExclusionStore(Protocol):
-    def store(self, exclusions: Sequence[Exclusion], request_id: str, received_ms: int) -> int:
-        """Keep the exclusions; returns how many could not be stored (never raises)."""
+    def store(
+        self, exclusions: Sequence[Exclusion], request_id: str, received_ms: int, content_id: str
+    ) -> int:
+        """Keep the exclusions; returns how many could not be stored (never raises).
+
+        Items are keyed by ``content_id`` (a hash of the request body) and the profile's index, not
+        by the request id: a caller's retry of the same body rewrites the same items."""
         ...
 
 
@@ -61,11 +66,13 @@ class DynamoDbExclusionStore:
         self._budget = budget_seconds
 
     @tracer.capture_method(capture_response=False, capture_error=False)
-    def store(self, exclusions: Sequence[Exclusion], request_id: str, received_ms: int) -> int:
+    def store(
+        self, exclusions: Sequence[Exclusion], request_id: str, received_ms: int, content_id: str
+    ) -> int:
         deadline = self._monotonic() + self._budget
         kept = list(exclusions[:MAX_STORED_PER_REQUEST])
         expires = int(self._clock()) + self._retention_seconds
-        items = [self._item(item, request_id, received_ms, expires) for item in kept]
+        items = [self._item(item, request_id, received_ms, expires, content_id) for item in kept]
         stored = 0
         for start in range(0, len(items), _BATCH):
             if self._monotonic() >= deadline:
@@ -89,9 +96,11 @@ class DynamoDbExclusionStore:
         left = response.get("UnprocessedItems") or {}
         return len(items) - len(left.get(self._table, []))
 
-    def _item(self, exclusion: Exclusion, request_id: str, received_ms: int, expires: int) -> dict[str, Any]:
+    def _item(
+        self, exclusion: Exclusion, request_id: str, received_ms: int, expires: int, content_id: str
+    ) -> dict[str, Any]:
         item: dict[str, Any] = {
-            KEY: {"S": exclusion_key(request_id, exclusion.index)},
+            KEY: {"S": exclusion_key(content_id, exclusion.index)},
             ISSUE_STATUS: {"S": ISSUE_EXCLUDED},
             # The index sorts newest first; within a request, by position (received_ms is shared).
             ISSUE_AT: {"N": str(received_ms)},
@@ -108,5 +117,7 @@ class DynamoDbExclusionStore:
 class NoExclusionStore:
     """Where no table is configured (tests, a bare ingest): nothing is kept."""
 
-    def store(self, exclusions: Sequence[Exclusion], request_id: str, received_ms: int) -> int:
+    def store(
+        self, exclusions: Sequence[Exclusion], request_id: str, received_ms: int, content_id: str
+    ) -> int:
         return 0
