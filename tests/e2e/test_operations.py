@@ -15,6 +15,8 @@ from hubspot_activation.model import AudienceChange, AudienceStatus, ContactUpda
 
 from hubspot_activation_cli.main import main as cli
 from local import stack as local_stack
+from local.api_server import LocalContext
+from local.functions import handler
 
 ROUTES = [
     ("GET", "/sync/status"),
@@ -224,3 +226,52 @@ def test_the_cli_reads_the_routes(running: local_stack.LocalStack) -> None:
     out, err = io.StringIO(), io.StringIO()
     assert cli(["contact", "nobody@example.com", *connection], out=out, err=err) == 1
     assert "HTTP 404" in err.getvalue()
+
+
+def test_path_parameters_are_decoded_once(running: local_stack.LocalStack) -> None:
+    # %25 is a literal "%": the id is "a%2Fb", not "a/b" decoded a second time.
+    created = answer(running, "PUT", "/audiences/a%252Fb", {"name": "Percent"}, status=201)
+    assert created["externalAudienceId"] == "a%2Fb"
+    assert answer(running, "DELETE", "/audiences/a%252Fb")["audienceId"] == "a%2Fb"
+    post(running, member("100%41@example.com", "gold"))
+    drain(running)
+    assert answer(running, "GET", "/contacts/100%2541@example.com")["email"] == "100%41@example.com"
+    assert call(running, "GET", "/contacts/100A@example.com").status_code == 404
+
+
+def api_gateway_event(method: str, route: str, params: dict[str, str], token: str, body: Any = None) -> Any:
+    """What API Gateway hands the function once it matched ``route``: the path and the parameters
+    already decoded (``%2F`` is a "/" by then)."""
+    path = route
+    for name, value in params.items():
+        path = path.replace("{" + name + "}", value)
+    return {
+        "version": "2.0",
+        "routeKey": f"{method} {route}",
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": {"authorization": f"Bearer {token}", "content-type": "application/json"},
+        "pathParameters": params,
+        "requestContext": {
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "203.0.113.1"},
+            "requestId": "req-slash",
+            "routeKey": f"{method} {route}",
+            "stage": "$default",
+        },
+        "body": json.dumps(body) if body is not None else None,
+        "isBase64Encoded": False,
+    }
+
+
+def test_a_decoded_slash_in_a_parameter_stays_one_parameter(running: local_stack.LocalStack) -> None:
+    operations = handler("operations")
+    put = api_gateway_event("PUT", "/audiences/{id}", {"id": "a/b%2F"}, running.ingest_token, {"name": "S"})
+    response = operations(put, LocalContext())
+    assert response["statusCode"] == 201, response
+    assert json.loads(response["body"])["externalAudienceId"] == "a/b%2F"
+    post(running, member("x/y%2F@example.com", "gold"))
+    drain(running)
+    get = api_gateway_event("GET", "/contacts/{email}", {"email": "X/y%2F@example.com"}, running.ingest_token)
+    response = operations(get, LocalContext())
+    assert response["statusCode"] == 200, response
+    assert json.loads(response["body"])["email"] == "x/y%2f@example.com"
