@@ -188,6 +188,9 @@ def test_audience_rename_relabels_and_delete_stops_syncing_until_put_again(
 
     deleted = answer(running, "DELETE", "/audiences/gold")
     assert deleted["status"] == "deleted"
+    # The answer must not suggest that a PUT brings dropped changes back: it does not (below).
+    assert "re-send the audience's memberships" in deleted["note"]
+    assert "sync it again" not in deleted["note"]
     post(running, member("ada@example.com", "gold", "exited", "2026-11-21T10:00:00Z"))
     drain(running)
     assert sandbox_contact(running, "ada@example.com")["aud_gold"] == "realized"  # kept, not synced
@@ -196,6 +199,9 @@ def test_audience_rename_relabels_and_delete_stops_syncing_until_put_again(
     assert "deleted" in view["warnings"]["audience gold"]
 
     assert answer(running, "PUT", "/audiences/gold", {"name": "Gold again"})["status"] == "active"
+    drain(running)
+    # Re-activated, but the change dropped while deleted stays dropped until it is sent again.
+    assert sandbox_contact(running, "ada@example.com")["aud_gold"] == "realized"
     post(running, member("ada@example.com", "gold", "exited", "2026-11-22T10:00:00Z", name="stale name"))
     drain(running)
     assert sandbox_contact(running, "ada@example.com")["aud_gold"] == "exited"
@@ -275,3 +281,15 @@ def test_a_decoded_slash_in_a_parameter_stays_one_parameter(running: local_stack
     response = operations(get, LocalContext())
     assert response["statusCode"] == 200, response
     assert json.loads(response["body"])["email"] == "x/y%2f@example.com"
+
+
+@pytest.mark.parametrize(
+    ("method", "path"), [("GET", "/activations"), ("DELETE", "/activations"), ("PUT", "/sync/status")]
+)
+def test_an_unrouted_method_gets_api_gateways_own_404(
+    running: local_stack.LocalStack, method: str, path: str
+) -> None:
+    # As the README says: the route table answers, not the function (no 405 naming the method).
+    response = call(running, method, path, {})
+    assert response.status_code == 404
+    assert response.json() == {"message": "Not Found"}

@@ -78,8 +78,11 @@ class AudienceService:
         record = self._store.delete_audience(_audience_id(raw_id))
         answer = self._view(record)
         answer["note"] = (
-            "no longer synced; its HubSpot property and the values contacts have are kept "
-            "(deleting the property would erase them on every contact). PUT the audience to sync it again."
+            "no longer synced: its changes are dropped from now on (each recorded as a warning on the "
+            "contact); its HubSpot property and the values contacts have are kept (deleting the "
+            "property would erase them on every contact). A PUT re-activates syncing of the changes "
+            "that arrive after it; the dropped ones do not come back: re-send the audience's "
+            "memberships to restore its state."
         )
         return answer
 
