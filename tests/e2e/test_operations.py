@@ -160,9 +160,17 @@ def test_dead_letters_move_back_and_never_overwrite_a_newer_state(running: local
     assert local_stack.dead_letters(running) == 2
     assert answer(running, "POST", "/replay", {"dryRun": True})["deadLetters"]["count"] == 2
     assert local_stack.dead_letters(running) == 2  # the dry run moved nothing
+    garbage = running.aws.client("sqs").send_message(
+        QueueUrl=running.aws.physical_id("ActivationsDeadLetterQueue"),
+        MessageBody="not a queue message",
+        MessageGroupId="other",
+        MessageDeduplicationId="garbage",
+    )["MessageId"]
     moved = answer(running, "POST", "/replay", {})
     assert moved["deadLetters"]["moved"] == 2 and moved["deadLetters"]["failed"] == 0
-    assert local_stack.dead_letters(running) == 0
+    # Undecodable: not moved (it would only come back), left visible in the DLQ and reported.
+    assert moved["deadLetters"]["undecodable"] == {"count": 1, "messageIds": [garbage]}
+    assert local_stack.dead_letters(running) == 1
     drain(running)
     # Ada's newer membership stands; Cy, whom nothing newer reached, gets the moved-back change.
     assert sandbox_contact(running, "ada@example.com")["aud_gold"] == "realized"

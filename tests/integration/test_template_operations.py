@@ -203,7 +203,12 @@ def test_the_operations_role_is_scoped_to_this_stack(cfn: dict[str, Any]) -> Non
     dlq = json.dumps({"Fn::GetAtt": ["ActivationsDeadLetterQueue", "Arn"]}, sort_keys=True)
     queue = json.dumps({"Fn::GetAtt": ["ActivationsQueue", "Arn"]}, sort_keys=True)
     table = json.dumps({"Fn::GetAtt": ["LedgerTable", "Arn"]}, sort_keys=True)
-    assert granted[dlq] == {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}
+    assert granted[dlq] == {
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
+        "sqs:ChangeMessageVisibility",
+        "sqs:GetQueueAttributes",
+    }
     assert granted[queue] == {"sqs:SendMessage", "sqs:GetQueueAttributes"}
     assert granted[table] == {"dynamodb:GetItem", "dynamodb:DescribeTable", "dynamodb:UpdateItem"}
     (index,) = [resource for resource in granted if "index/issues" in resource]

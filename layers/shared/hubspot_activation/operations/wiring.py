@@ -15,7 +15,8 @@ from ..settings import OperationsSettings, UpsertSettings
 from ..upsert.adapter import hubspot_client
 from .api import OperationsApi
 from .audiences import AudienceService
-from .queues import SqsDeadLetterMover, SqsQueueReader
+from .dead_letters import SqsDeadLetterMover
+from .queues import SqsQueueReader
 from .replay import ReplayService
 from .status import StatusService, StatusSettings
 from .store import OperationsStore
