@@ -301,3 +301,29 @@ def test_an_unrouted_method_gets_api_gateways_own_404(
     response = call(running, method, path, {})
     assert response.status_code == 404
     assert response.json() == {"message": "Not Found"}
+
+
+def test_a_rename_answers_when_the_hubspot_secret_cannot_be_read(running: local_stack.LocalStack) -> None:
+    running.aws.client("secretsmanager").delete_secret(
+        SecretId=running.aws.physical_id("HubSpotCredentialSecret"), ForceDeleteWithoutRecovery=True
+    )
+    renamed = answer(running, "PUT", "/audiences/gold", {"name": "Gold members"}, status=201)
+    assert (
+        renamed["labelUpdated"] is False and "the next sync of the audience sets it" in renamed["labelNote"]
+    )
+    # The metadata is stored all the same: the consumer labels the property with it on the next sync.
+    assert answer(running, "PUT", "/audiences/gold", {"name": "Gold members"})["name"] == "Gold members"
+
+
+def test_a_rename_makes_one_short_attempt_when_hubspot_is_slow(running: local_stack.LocalStack) -> None:
+    assert running.sandbox is not None
+    state = running.sandbox.state
+    post(running, member("ada@example.com", "gold", name="Gold"))
+    drain(running)
+    # Slower than the relabel's 2 s read timeout (the consumer's client would wait up to 20 s).
+    state.config.update({"latency_ms": 2500})
+    before = state.faults["latency"]
+    renamed = answer(running, "PUT", "/audiences/gold", {"name": "Gold members"}, status=201)
+    assert renamed["labelUpdated"] is False and "labelNote" in renamed
+    assert state.faults["latency"] - before == 1  # one attempt, no retries
+    state.config.update({"latency_ms": 0})
