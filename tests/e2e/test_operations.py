@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import warnings
 from dataclasses import replace
 from typing import Any
 
@@ -327,3 +328,30 @@ def test_a_rename_makes_one_short_attempt_when_hubspot_is_slow(running: local_st
     assert renamed["labelUpdated"] is False and "labelNote" in renamed
     assert state.faults["latency"] - before == 1  # one attempt, no retries
     state.config.update({"latency_ms": 0})
+
+
+def test_replay_publishes_its_metrics_and_read_routes_publish_nothing(
+    running: local_stack.LocalStack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    operations = handler("operations")
+    token = running.ingest_token
+    dead_letter(running, ContactUpdate("cy@example.com", ()), received_ms=1_795_000_000_000)
+    running.aws.client("sqs").send_message(
+        QueueUrl=running.aws.physical_id("ActivationsDeadLetterQueue"),
+        MessageBody="not a queue message",
+        MessageGroupId="other",
+        MessageDeduplicationId="garbage",
+    )
+    capsys.readouterr()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        status = operations(api_gateway_event("GET", "/sync/status", {}, token), LocalContext())
+    assert status["statusCode"] == 200
+    assert not [w for w in caught if "metrics" in str(w.message)]
+    assert capsys.readouterr().out == ""  # nothing counted, nothing printed
+    replay = api_gateway_event("POST", "/replay", {}, token, {"dryRun": False})
+    assert operations(replay, LocalContext())["statusCode"] == 200
+    (emf,) = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    names = {metric["Name"] for metric in emf["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+    assert names == {"ContactsReplayed", "DeadLettersMoved", "DeadLettersNotMoved"}
+    assert (emf["ContactsReplayed"], emf["DeadLettersMoved"], emf["DeadLettersNotMoved"]) == ([0], [1], [1])

@@ -24,7 +24,7 @@ from ..emails import email_problem, normalize_email
 from ..http_errors import ApiError, error_response, quoted, request_id
 from ..ingest.publisher import EnqueueError
 from ..ledger_keys import ISSUE_FAILED, ISSUE_STATUSES
-from ..observability import logger
+from ..observability import logger, metrics
 from .audiences import AudienceService
 from .replay import ReplayService
 from .status import StatusService
@@ -112,6 +112,17 @@ def _replay_request(body: str | None) -> tuple[bool, str | None]:
     return dry_run, cursor
 
 
+def _publish_replay_metrics(answer: Mapping[str, Any]) -> None:
+    dead_letters = answer["deadLetters"]
+    for name, value in (
+        ("ContactsReplayed", answer["failedContacts"]["count"]),
+        ("DeadLettersMoved", dead_letters["moved"]),
+        # Refused by the main queue, or undecodable: both still in the DLQ.
+        ("DeadLettersNotMoved", dead_letters["failed"] + dead_letters["undecodable"]["count"]),
+    ):
+        metrics.add_metric(name=name, unit="Count", value=value)
+
+
 class OperationsApi:
     """Routes: GET /sync/status, GET /sync/issues, GET /contacts/{email}, PUT and DELETE
     /audiences/{id}, POST /replay."""
@@ -134,7 +145,13 @@ class OperationsApi:
         self._map_errors()
 
     def handle(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
-        return self._http.resolve(_routable(dict(event)), context)
+        try:
+            return self._http.resolve(_routable(dict(event)), context)
+        finally:
+            # Only routes that counted something publish (powertools' log_metrics would warn "No
+            # application metrics to publish" on every read-only route).
+            if metrics.metric_set:
+                metrics.flush_metrics()
 
     def _path_parameter(self, name: str, matched: str) -> str:
         """API Gateway's decoded value; the resolver's match when the event has none (the path is
@@ -240,6 +257,8 @@ class OperationsApi:
         event = self._http.current_event
         dry_run, cursor = _replay_request(event.decoded_body)
         answer = self._replay.replay(dry_run, cursor, request_id(event))
+        if not dry_run:
+            _publish_replay_metrics(answer)
         logger.info(
             "replay",
             extra={
