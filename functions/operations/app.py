@@ -7,7 +7,7 @@ from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from hubspot_activation.observability import logger, metrics, tracer
+from hubspot_activation.observability import logger, tracer
 from hubspot_activation.operations.api import OperationsApi
 from hubspot_activation.operations.wiring import build_api
 from hubspot_activation.settings import OperationsSettings
@@ -21,6 +21,6 @@ def _api() -> OperationsApi:
 
 @logger.inject_lambda_context(correlation_id_path="requestContext.requestId", clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
-@metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    # The API publishes its metrics itself, only when a route counted something.
     return _api().handle(event, context)

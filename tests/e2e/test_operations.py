@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import warnings
 from dataclasses import replace
 from typing import Any
 
@@ -15,6 +16,8 @@ from hubspot_activation.model import AudienceChange, AudienceStatus, ContactUpda
 
 from hubspot_activation_cli.main import main as cli
 from local import stack as local_stack
+from local.api_server import LocalContext
+from local.functions import handler
 
 ROUTES = [
     ("GET", "/sync/status"),
@@ -158,9 +161,17 @@ def test_dead_letters_move_back_and_never_overwrite_a_newer_state(running: local
     assert local_stack.dead_letters(running) == 2
     assert answer(running, "POST", "/replay", {"dryRun": True})["deadLetters"]["count"] == 2
     assert local_stack.dead_letters(running) == 2  # the dry run moved nothing
+    garbage = running.aws.client("sqs").send_message(
+        QueueUrl=running.aws.physical_id("ActivationsDeadLetterQueue"),
+        MessageBody="not a queue message",
+        MessageGroupId="other",
+        MessageDeduplicationId="garbage",
+    )["MessageId"]
     moved = answer(running, "POST", "/replay", {})
     assert moved["deadLetters"]["moved"] == 2 and moved["deadLetters"]["failed"] == 0
-    assert local_stack.dead_letters(running) == 0
+    # Undecodable: not moved (it would only come back), left visible in the DLQ and reported.
+    assert moved["deadLetters"]["undecodable"] == {"count": 1, "messageIds": [garbage]}
+    assert local_stack.dead_letters(running) == 1
     drain(running)
     # Ada's newer membership stands; Cy, whom nothing newer reached, gets the moved-back change.
     assert sandbox_contact(running, "ada@example.com")["aud_gold"] == "realized"
@@ -186,6 +197,9 @@ def test_audience_rename_relabels_and_delete_stops_syncing_until_put_again(
 
     deleted = answer(running, "DELETE", "/audiences/gold")
     assert deleted["status"] == "deleted"
+    # The answer must not suggest that a PUT brings dropped changes back: it does not (below).
+    assert "re-send the audience's memberships" in deleted["note"]
+    assert "sync it again" not in deleted["note"]
     post(running, member("ada@example.com", "gold", "exited", "2026-11-21T10:00:00Z"))
     drain(running)
     assert sandbox_contact(running, "ada@example.com")["aud_gold"] == "realized"  # kept, not synced
@@ -194,6 +208,9 @@ def test_audience_rename_relabels_and_delete_stops_syncing_until_put_again(
     assert "deleted" in view["warnings"]["audience gold"]
 
     assert answer(running, "PUT", "/audiences/gold", {"name": "Gold again"})["status"] == "active"
+    drain(running)
+    # Re-activated, but the change dropped while deleted stays dropped until it is sent again.
+    assert sandbox_contact(running, "ada@example.com")["aud_gold"] == "realized"
     post(running, member("ada@example.com", "gold", "exited", "2026-11-22T10:00:00Z", name="stale name"))
     drain(running)
     assert sandbox_contact(running, "ada@example.com")["aud_gold"] == "exited"
@@ -224,3 +241,117 @@ def test_the_cli_reads_the_routes(running: local_stack.LocalStack) -> None:
     out, err = io.StringIO(), io.StringIO()
     assert cli(["contact", "nobody@example.com", *connection], out=out, err=err) == 1
     assert "HTTP 404" in err.getvalue()
+
+
+def test_path_parameters_are_decoded_once(running: local_stack.LocalStack) -> None:
+    # %25 is a literal "%": the id is "a%2Fb", not "a/b" decoded a second time.
+    created = answer(running, "PUT", "/audiences/a%252Fb", {"name": "Percent"}, status=201)
+    assert created["externalAudienceId"] == "a%2Fb"
+    assert answer(running, "DELETE", "/audiences/a%252Fb")["audienceId"] == "a%2Fb"
+    post(running, member("100%41@example.com", "gold"))
+    drain(running)
+    assert answer(running, "GET", "/contacts/100%2541@example.com")["email"] == "100%41@example.com"
+    assert call(running, "GET", "/contacts/100A@example.com").status_code == 404
+
+
+def api_gateway_event(method: str, route: str, params: dict[str, str], token: str, body: Any = None) -> Any:
+    """What API Gateway hands the function once it matched ``route``: the path and the parameters
+    already decoded (``%2F`` is a "/" by then)."""
+    path = route
+    for name, value in params.items():
+        path = path.replace("{" + name + "}", value)
+    return {
+        "version": "2.0",
+        "routeKey": f"{method} {route}",
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": {"authorization": f"Bearer {token}", "content-type": "application/json"},
+        "pathParameters": params,
+        "requestContext": {
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "203.0.113.1"},
+            "requestId": "req-slash",
+            "routeKey": f"{method} {route}",
+            "stage": "$default",
+        },
+        "body": json.dumps(body) if body is not None else None,
+        "isBase64Encoded": False,
+    }
+
+
+def test_a_decoded_slash_in_a_parameter_stays_one_parameter(running: local_stack.LocalStack) -> None:
+    operations = handler("operations")
+    put = api_gateway_event("PUT", "/audiences/{id}", {"id": "a/b%2F"}, running.ingest_token, {"name": "S"})
+    response = operations(put, LocalContext())
+    assert response["statusCode"] == 201, response
+    assert json.loads(response["body"])["externalAudienceId"] == "a/b%2F"
+    post(running, member("x/y%2F@example.com", "gold"))
+    drain(running)
+    get = api_gateway_event("GET", "/contacts/{email}", {"email": "X/y%2F@example.com"}, running.ingest_token)
+    response = operations(get, LocalContext())
+    assert response["statusCode"] == 200, response
+    assert json.loads(response["body"])["email"] == "x/y%2f@example.com"
+
+
+@pytest.mark.parametrize(
+    ("method", "path"), [("GET", "/activations"), ("DELETE", "/activations"), ("PUT", "/sync/status")]
+)
+def test_an_unrouted_method_gets_api_gateways_own_404(
+    running: local_stack.LocalStack, method: str, path: str
+) -> None:
+    # As the README says: the route table answers, not the function (no 405 naming the method).
+    response = call(running, method, path, {})
+    assert response.status_code == 404
+    assert response.json() == {"message": "Not Found"}
+
+
+def test_a_rename_answers_when_the_hubspot_secret_cannot_be_read(running: local_stack.LocalStack) -> None:
+    running.aws.client("secretsmanager").delete_secret(
+        SecretId=running.aws.physical_id("HubSpotCredentialSecret"), ForceDeleteWithoutRecovery=True
+    )
+    renamed = answer(running, "PUT", "/audiences/gold", {"name": "Gold members"}, status=201)
+    assert (
+        renamed["labelUpdated"] is False and "the next sync of the audience sets it" in renamed["labelNote"]
+    )
+    # The metadata is stored all the same: the consumer labels the property with it on the next sync.
+    assert answer(running, "PUT", "/audiences/gold", {"name": "Gold members"})["name"] == "Gold members"
+
+
+def test_a_rename_makes_one_short_attempt_when_hubspot_is_slow(running: local_stack.LocalStack) -> None:
+    assert running.sandbox is not None
+    state = running.sandbox.state
+    post(running, member("ada@example.com", "gold", name="Gold"))
+    drain(running)
+    # Slower than the relabel's 2 s read timeout (the consumer's client would wait up to 20 s).
+    state.config.update({"latency_ms": 2500})
+    before = state.faults["latency"]
+    renamed = answer(running, "PUT", "/audiences/gold", {"name": "Gold members"}, status=201)
+    assert renamed["labelUpdated"] is False and "labelNote" in renamed
+    assert state.faults["latency"] - before == 1  # one attempt, no retries
+    state.config.update({"latency_ms": 0})
+
+
+def test_replay_publishes_its_metrics_and_read_routes_publish_nothing(
+    running: local_stack.LocalStack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    operations = handler("operations")
+    token = running.ingest_token
+    dead_letter(running, ContactUpdate("cy@example.com", ()), received_ms=1_795_000_000_000)
+    running.aws.client("sqs").send_message(
+        QueueUrl=running.aws.physical_id("ActivationsDeadLetterQueue"),
+        MessageBody="not a queue message",
+        MessageGroupId="other",
+        MessageDeduplicationId="garbage",
+    )
+    capsys.readouterr()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        status = operations(api_gateway_event("GET", "/sync/status", {}, token), LocalContext())
+    assert status["statusCode"] == 200
+    assert not [w for w in caught if "metrics" in str(w.message)]
+    assert capsys.readouterr().out == ""  # nothing counted, nothing printed
+    replay = api_gateway_event("POST", "/replay", {}, token, {"dryRun": False})
+    assert operations(replay, LocalContext())["statusCode"] == 200
+    (emf,) = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    names = {metric["Name"] for metric in emf["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+    assert names == {"ContactsReplayed", "DeadLettersMoved", "DeadLettersNotMoved"}
+    assert (emf["ContactsReplayed"], emf["DeadLettersMoved"], emf["DeadLettersNotMoved"]) == ([0], [1], [1])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -289,6 +291,31 @@ def test_exclusions_are_kept_in_the_ledger_for_the_issues_list(
     assert all("@" not in i["email"]["S"] and int(i["expiresAt"]["N"]) > 0 for i in items)
 
 
+def test_a_retry_of_the_same_body_rewrites_its_exclusions_instead_of_adding_more(
+    invoke: Handler, aws_resources: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dynamodb = boto3.client("dynamodb")
+    dynamodb.create_table(
+        TableName="ledger",
+        KeySchema=[{"AttributeName": "email", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "email", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    monkeypatch.setenv("LEDGER_TABLE", "ledger")
+    document = exclusions_request()
+    for request_id in ("first-try", "retry"):
+        event = http_api_event(document, AUTH)
+        event["requestContext"]["requestId"] = request_id
+        assert invoke(event)["statusCode"] == 202
+    items = dynamodb.scan(TableName="ledger")["Items"]
+    assert sorted(int(item["profileIndex"]["N"]) for item in items) == [2, 3]
+    assert {item["requestId"]["S"] for item in items} == {"retry"}
+    # Another body with the same excluded profiles is another request: listed on its own.
+    document["profiles"][0]["attributes"]["city"] = "Elsewhere"
+    assert invoke(http_api_event(document, AUTH))["statusCode"] == 202
+    assert len(dynamodb.scan(TableName="ledger")["Items"]) == 4
+
+
 def test_a_ledger_outage_never_costs_a_valid_request_its_answer(
     invoke: Handler, aws_resources: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -298,3 +325,69 @@ def test_a_ledger_outage_never_costs_a_valid_request_its_answer(
     body = body_of(response)
     assert body["accepted"] == 2 and body["excludedCount"] == 2
     assert len(drain(aws_resources["QUEUE_URL"])) >= 1
+
+
+class SilentServer:
+    """A TCP endpoint that accepts connections, reads what is sent and never answers: DynamoDB as
+    slow as it can be. Counts the HTTP requests it received."""
+
+    def __init__(self) -> None:
+        self._socket = socket.create_server(("127.0.0.1", 0))
+        self.url = "http://127.0.0.1:%d" % self._socket.getsockname()[1]  # noqa: UP031
+        self._received = bytearray()
+        self._connections: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self._socket.accept()
+            except OSError:
+                return
+            self._connections.append(connection)
+            threading.Thread(target=self._read, args=(connection,), daemon=True).start()
+
+    def _read(self, connection: socket.socket) -> None:
+        while True:
+            try:
+                data = connection.recv(65536)
+            except OSError:
+                return
+            if not data:
+                return
+            with self._lock:
+                self._received += data
+
+    def requests(self) -> int:
+        with self._lock:
+            return self._received.count(b"POST / HTTP/1.1")
+
+    def close(self) -> None:
+        self._socket.close()
+        for connection in self._connections:
+            connection.close()
+
+
+@pytest.fixture
+def silent_dynamodb(monkeypatch: pytest.MonkeyPatch) -> Iterator[SilentServer]:
+    server = SilentServer()
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", server.url)
+    monkeypatch.setenv("LEDGER_TABLE", "ledger")
+    yield server
+    server.close()
+
+
+def test_a_dynamodb_that_never_answers_costs_one_attempt_of_one_call(
+    invoke: Handler, aws_resources: dict[str, str], silent_dynamodb: SilentServer
+) -> None:
+    document = native(2)
+    # 120 exclusions: 100 kept for the list, in four batches if DynamoDB answered.
+    document["profiles"] += [{"email": f"broken-{i}", "attributes": {"city": "X"}} for i in range(120)]
+    response = invoke(http_api_event(document, AUTH))
+    assert response["statusCode"] == 202
+    assert body_of(response)["excludedCount"] == 120
+    assert len(drain(aws_resources["QUEUE_URL"])) >= 1
+    # The read timeout ended the one attempt; no retry of it, and no further batch after it.
+    assert silent_dynamodb.requests() == 1

@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 import pytest
+from hubspot_activation.ledger_keys import AUDIENCE_PREFIX, DAILY_CALLS_PREFIX, EXCLUDED_PREFIX
 
 from local.template import translate
 
@@ -21,6 +22,12 @@ DASHBOARD_METRICS = {
     "RateLimitRemaining",
     "ApproximateNumberOfMessagesVisible",
     "ApproximateAgeOfOldestMessage",
+}
+DYNAMODB_WRITES = {
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:BatchWriteItem",
 }
 TOPIC = "arn:aws:sns:eu-west-1:123456789012:ops-alarms"
 
@@ -203,15 +210,38 @@ def test_the_operations_role_is_scoped_to_this_stack(cfn: dict[str, Any]) -> Non
     dlq = json.dumps({"Fn::GetAtt": ["ActivationsDeadLetterQueue", "Arn"]}, sort_keys=True)
     queue = json.dumps({"Fn::GetAtt": ["ActivationsQueue", "Arn"]}, sort_keys=True)
     table = json.dumps({"Fn::GetAtt": ["LedgerTable", "Arn"]}, sort_keys=True)
-    assert granted[dlq] == {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}
+    assert granted[dlq] == {
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
+        "sqs:ChangeMessageVisibility",
+        "sqs:GetQueueAttributes",
+    }
     assert granted[queue] == {"sqs:SendMessage", "sqs:GetQueueAttributes"}
     assert granted[table] == {"dynamodb:GetItem", "dynamodb:DescribeTable", "dynamodb:UpdateItem"}
+    # Reads are table-wide; the write is limited to the item kinds the function owns.
+    (write,) = [s for s in statements(cfn, "OperationsFunctionRole") if "dynamodb:UpdateItem" in s["Action"]]
+    assert write["Action"] == ["dynamodb:UpdateItem"]
+    assert write["Condition"] == {
+        "ForAllValues:StringLike": {
+            "dynamodb:LeadingKeys": [AUDIENCE_PREFIX + "*", DAILY_CALLS_PREFIX + "*"],
+        }
+    }
     (index,) = [resource for resource in granted if "index/issues" in resource]
     assert granted[index] == {"dynamodb:Query"}
     # Only CloudWatch's metric read is account-wide (it has no resource-level permission).
     assert granted[json.dumps("*")] == {"cloudwatch:GetMetricData"}
     # Ingest may only add exclusions to the table; the operations role cannot scan it.
     assert actions_on(cfn, "IngestFunctionRole")[table] == {"dynamodb:BatchWriteItem"}
+    (ingest_write,) = [s for s in statements(cfn, "IngestFunctionRole") if s.get("Sid") == "KeepExclusions"]
+    assert ingest_write["Condition"] == {
+        "ForAllValues:StringLike": {"dynamodb:LeadingKeys": [EXCLUDED_PREFIX + "*"]}
+    }
+    # No other statement of either role grants a DynamoDB write without such a condition.
+    for role in ("IngestFunctionRole", "OperationsFunctionRole"):
+        for statement in statements(cfn, role):
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            if any(action in DYNAMODB_WRITES for action in actions):
+                assert "dynamodb:LeadingKeys" in json.dumps(statement.get("Condition")), (role, statement)
     assert not any("Scan" in action for actions in granted.values() for action in actions)
 
 

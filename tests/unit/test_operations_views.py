@@ -34,6 +34,11 @@ def test_a_cursor_round_trips_to_the_index_key() -> None:
         base64.urlsafe_b64encode(json.dumps({"k": "a@b.co", "s": "failed", "t": "1"}).encode()).decode(),
         base64.urlsafe_b64encode(json.dumps({"k": "", "s": "failed", "t": 1}).encode()).decode(),
         "A" * 5000,
+        # Over DynamoDB's 38 digits (a ValidationException, so a 503, if it reached the query),
+        # negative, or beyond any epoch in milliseconds this API hands out.
+        base64.urlsafe_b64encode(json.dumps({"k": "a@b.co", "s": "failed", "t": 10**40}).encode()).decode(),
+        base64.urlsafe_b64encode(json.dumps({"k": "a@b.co", "s": "failed", "t": -1}).encode()).decode(),
+        base64.urlsafe_b64encode(json.dumps({"k": "a@b.co", "s": "failed", "t": 10**15}).encode()).decode(),
     ],
 )
 def test_a_cursor_this_api_did_not_hand_out_is_refused_naming_the_field(cursor: str) -> None:

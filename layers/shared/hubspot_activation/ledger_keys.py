@@ -35,9 +35,10 @@ def daily_calls_key(day: str) -> str:
     return DAILY_CALLS_PREFIX + day
 
 
-def exclusion_key(request_id: str, index: int) -> str:
-    # A request id never holds "@" (API Gateway's are base64-like, ours are UUIDs): quoted anyway.
-    return f"{EXCLUDED_PREFIX}{quote(request_id, safe='')}#{index}"
+def exclusion_key(content_id: str, index: int) -> str:
+    """``content_id`` is a hash of the request body (a retry of the same body rewrites the same
+    items); quoted anyway, so no value can make the key read as an email."""
+    return f"{EXCLUDED_PREFIX}{quote(content_id, safe='')}#{index}"
 
 
 def audience_key(audience_id: str) -> str:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, APIGatewayRestResolver, Response
@@ -35,11 +36,17 @@ from .payloads import InvalidRequest, TooManyProfiles
 from .publisher import EnqueueError, SqsFifoPublisher
 from .service import IngestResult, IngestService
 
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
 _JSON_TYPES = ("application/json",)
 #: The routes this API serves, and their methods (anything else: 404, or 405 with ``Allow``).
 ROUTES: dict[str, tuple[str, ...]] = {"/activations": ("POST",)}
 #: Exclusions listed in the "activation accepted" log line (all are counted by reason).
 LOGGED_EXCLUSIONS = 10
+#: Seconds one exclusion-storing call may take to connect, then to read DynamoDB's answer.
+EXCLUSIONS_CONNECT_TIMEOUT = 0.2
+EXCLUSIONS_READ_TIMEOUT = 0.3
 
 
 def _is_json(content_type: str | None) -> bool:
@@ -98,6 +105,20 @@ def _unknown_route(path: str, method: str) -> ApiError:
     )
 
 
+def exclusions_client() -> DynamoDBClient:
+    """DynamoDB for the exclusion list: exactly one attempt per call (``total_max_attempts`` counts
+    the first one; botocore's ``max_attempts`` would allow a retry) and short timeouts, so the
+    operator's list never costs the caller's answer (see ``exclusions``)."""
+    return boto3.client(
+        "dynamodb",
+        config=Config(
+            connect_timeout=EXCLUSIONS_CONNECT_TIMEOUT,
+            read_timeout=EXCLUSIONS_READ_TIMEOUT,
+            retries={"total_max_attempts": 1, "mode": "standard"},
+        ),
+    )
+
+
 class IngestApi:
     """Routes: ``POST /activations``. Both API Gateway payload versions are served, so the same
     function works behind an HTTP API (v2), a REST API (v1), or ``sam local``."""
@@ -128,15 +149,8 @@ class IngestApi:
         fetch_secret = secrets_manager_fetcher(settings.ingest_secret_id, settings.secret_max_age_seconds)
         exclusions = None
         if settings.ledger_table:
-            # Tighter still, and one attempt: the operator's list must never cost the caller's answer.
-            dynamodb = boto3.client(
-                "dynamodb",
-                config=Config(
-                    connect_timeout=0.5, read_timeout=0.5, retries={"max_attempts": 1, "mode": "standard"}
-                ),
-            )
             exclusions = DynamoDbExclusionStore(
-                dynamodb, settings.ledger_table, settings.exclusion_retention_days
+                exclusions_client(), settings.ledger_table, settings.exclusion_retention_days
             )
         service = IngestService(settings, publisher, exclusions=exclusions)
         return cls(service, IngestAuthenticator(fetch_secret), settings.max_body_bytes)
@@ -182,8 +196,10 @@ class IngestApi:
                 f"Content-Type must be application/json, got {_quoted(content_type) or 'none'}",
                 "Content-Type",
             )
-        document = self._json_body(raw_body, is_base64)
-        result = self._service.ingest(document, request_id)
+        body = self._raw_body(raw_body, is_base64)
+        # Keys the stored exclusions: a retry of the same body replaces them rather than adding more.
+        digest = hashlib.sha256(body).hexdigest()[:32]
+        result = self._service.ingest(parse_json(body), request_id, digest)
         self._record(result, request_id)
         return Response(
             status_code=HTTPStatus.ACCEPTED.value,
@@ -191,7 +207,7 @@ class IngestApi:
             body=json.dumps(result.to_response()),
         )
 
-    def _json_body(self, raw_body: str | None, is_base64: bool) -> Any:
+    def _raw_body(self, raw_body: str | None, is_base64: bool) -> bytes:
         try:
             # surrogatepass: a lone surrogate in the event's text must reach the UTF-8 check (400),
             # not fail here.
@@ -211,7 +227,7 @@ class IngestApi:
                 f"body is {len(body)} bytes, over the limit of {self._max_body_bytes}: send fewer profiles",
                 "body",
             )
-        return parse_json(body)
+        return body
 
     @staticmethod
     def _record(result: IngestResult, request_id: str) -> None:

@@ -1,10 +1,14 @@
 """Keeping ingest's exclusions for the operator's issues list (``GET /sync/issues?status=excluded``).
 
-Stored after the request was queued, under a short time budget, and never at the cost of the
-answer: the caller's 202 (with every exclusion listed) is what counts, and AEP gives up after 2 s.
-If DynamoDB is slow or down, the exclusions of that request are logged (counts by reason, no
-addresses) and counted in the ``ExclusionsNotStored`` metric instead - a valid request never turns
-into a 5xx because of the operator's list.
+Stored after the request was queued, and never at the cost of the answer: the caller's 202 (with
+every exclusion listed) is what counts, and AEP gives up after 2 s. What is really done: at most
+``MAX_STORED_PER_REQUEST`` items, in BatchWriteItem calls of 25, one after the other; each call is a
+single attempt (the client is built with ``total_max_attempts=1`` and short connect/read timeouts,
+see ``ingest.api``); the first call that fails or leaves items unprocessed ends the step (no retry),
+and no call starts once ``STORE_BUDGET_SECONDS`` have passed. So the step costs at most the budget
+plus one call's timeouts. What was not stored is counted in the ``ExclusionsNotStored`` metric and a
+log line (counts, no addresses) - a valid request never turns into a 5xx because of the operator's
+list.
 """
 
 from __future__ import annotations
@@ -26,11 +30,18 @@ if TYPE_CHECKING:
 #: the request; the rest are counted in the answer and the ProfilesExcluded metric.
 MAX_STORED_PER_REQUEST = 100
 _BATCH = 25
+#: No BatchWriteItem call starts after this long (the last one may still take its timeouts).
+STORE_BUDGET_SECONDS = 0.3
 
 
 class ExclusionStore(Protocol):
-    def store(self, exclusions: Sequence[Exclusion], request_id: str, received_ms: int) -> int:
-        """Keep the exclusions; returns how many could not be stored (never raises)."""
+    def store(
+        self, exclusions: Sequence[Exclusion], request_id: str, received_ms: int, content_id: str
+    ) -> int:
+        """Keep the exclusions; returns how many could not be stored (never raises).
+
+        Items are keyed by ``content_id`` (a hash of the request body) and the profile's index, not
+        by the request id: a caller's retry of the same body rewrites the same items."""
         ...
 
 
@@ -44,37 +55,52 @@ class DynamoDbExclusionStore:
         table: str,
         retention_days: int = 30,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        budget_seconds: float = STORE_BUDGET_SECONDS,
     ) -> None:
         self._client = client
         self._table = table
         self._retention_seconds = retention_days * 86_400
         self._clock = clock
+        self._monotonic = monotonic
+        self._budget = budget_seconds
 
     @tracer.capture_method(capture_response=False, capture_error=False)
-    def store(self, exclusions: Sequence[Exclusion], request_id: str, received_ms: int) -> int:
+    def store(
+        self, exclusions: Sequence[Exclusion], request_id: str, received_ms: int, content_id: str
+    ) -> int:
+        deadline = self._monotonic() + self._budget
         kept = list(exclusions[:MAX_STORED_PER_REQUEST])
         expires = int(self._clock()) + self._retention_seconds
-        items = [self._item(item, request_id, received_ms, expires) for item in kept]
-        unstored = 0
+        items = [self._item(item, request_id, received_ms, expires, content_id) for item in kept]
+        stored = 0
         for start in range(0, len(items), _BATCH):
-            unstored += self._write(items[start : start + _BATCH])
-        return unstored
+            if self._monotonic() >= deadline:
+                break
+            chunk = items[start : start + _BATCH]
+            written = self._write(chunk)
+            stored += written
+            if written < len(chunk):
+                # DynamoDB is slow, throttling or down: another call would most likely fail too,
+                # and the answer's time matters more than the list.
+                break
+        return len(items) - stored
 
     def _write(self, items: list[dict[str, Any]]) -> int:
+        """One BatchWriteItem call; how many of ``items`` it stored."""
         request: Any = {self._table: [{"PutRequest": {"Item": item}} for item in items]}
         try:
             response = self._client.batch_write_item(RequestItems=request)
-            left = response.get("UnprocessedItems") or {}
-            if left:
-                # One more try, no backoff: the answer's time matters more than the list.
-                left = self._client.batch_write_item(RequestItems=left).get("UnprocessedItems") or {}
         except (ClientError, BotoCoreError):
-            return len(items)
-        return len(left.get(self._table, []))
+            return 0
+        left = response.get("UnprocessedItems") or {}
+        return len(items) - len(left.get(self._table, []))
 
-    def _item(self, exclusion: Exclusion, request_id: str, received_ms: int, expires: int) -> dict[str, Any]:
+    def _item(
+        self, exclusion: Exclusion, request_id: str, received_ms: int, expires: int, content_id: str
+    ) -> dict[str, Any]:
         item: dict[str, Any] = {
-            KEY: {"S": exclusion_key(request_id, exclusion.index)},
+            KEY: {"S": exclusion_key(content_id, exclusion.index)},
             ISSUE_STATUS: {"S": ISSUE_EXCLUDED},
             # The index sorts newest first; within a request, by position (received_ms is shared).
             ISSUE_AT: {"N": str(received_ms)},
@@ -91,5 +117,7 @@ class DynamoDbExclusionStore:
 class NoExclusionStore:
     """Where no table is configured (tests, a bare ingest): nothing is kept."""
 
-    def store(self, exclusions: Sequence[Exclusion], request_id: str, received_ms: int) -> int:
+    def store(
+        self, exclusions: Sequence[Exclusion], request_id: str, received_ms: int, content_id: str
+    ) -> int:
         return 0

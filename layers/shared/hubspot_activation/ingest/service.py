@@ -64,9 +64,12 @@ class IngestService:
         self._clock = clock
         self._exclusions = exclusions or NoExclusionStore()
 
-    def ingest(self, document: Any, request_id: str) -> IngestResult:
+    def ingest(self, document: Any, request_id: str, body_digest: str | None = None) -> IngestResult:
         """Raises ``InvalidRequest`` for a body that can never succeed and ``EnqueueError`` when the
-        queue did not take everything (the caller must retry; nothing is half-acknowledged)."""
+        queue did not take everything (the caller must retry; nothing is half-acknowledged).
+
+        ``body_digest`` (a hash of the request body) keys the stored exclusions, so a caller's retry
+        of the same body overwrites them instead of listing them twice; without it, the request id."""
         received_ms = int(self._clock() * 1000)
         options = ParseOptions(
             mapping=self._settings.mapping,
@@ -91,7 +94,11 @@ class IngestService:
         )
         requests = self._publisher.publish(messages, request_id) if messages else 0
         # Only once the request is queued: a 503 keeps nothing, and the caller's retry keeps them.
-        unstored = self._exclusions.store(excluded, request_id, received_ms) if excluded else 0
+        unstored = (
+            self._exclusions.store(excluded, request_id, received_ms, body_digest or request_id)
+            if excluded
+            else 0
+        )
         return IngestResult(
             request_id=request_id,
             accepted=len(encoded),

@@ -8,10 +8,11 @@ mapping with ingest's body: ``{"error", "message", "field"?, "requestId"}``.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import quote
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
@@ -23,7 +24,7 @@ from ..emails import email_problem, normalize_email
 from ..http_errors import ApiError, error_response, quoted, request_id
 from ..ingest.publisher import EnqueueError
 from ..ledger_keys import ISSUE_FAILED, ISSUE_STATUSES
-from ..observability import logger
+from ..observability import logger, metrics
 from .audiences import AudienceService
 from .replay import ReplayService
 from .status import StatusService
@@ -64,6 +65,25 @@ def _as_api_error(exc: Exception) -> ApiError:
     raise exc
 
 
+def _routable(event: dict[str, Any]) -> dict[str, Any]:
+    """The event with a path the resolver matches whatever the parameters hold.
+
+    API Gateway has already matched the route and decoded both ``rawPath`` and ``pathParameters``:
+    a decoded ``/`` (from ``%2F``) would split a parameter in two, and characters such as ``?`` or
+    ``"`` fall outside the resolver's parameter pattern. So the path is rebuilt from the route key
+    with each parameter percent-encoded, and the routes read the decoded ``pathParameters`` - never
+    decoding a value a second time (``%25`` stays a literal ``%``)."""
+    params = event.get("pathParameters") or {}
+    _method, _, template = str(event.get("routeKey") or "").partition(" ")
+    if not params or not template.startswith("/"):
+        return event
+    path = re.sub(r"\{(\w+)\}", lambda found: quote(str(params.get(found.group(1), "")), safe=""), template)
+    stage = (event.get("requestContext") or {}).get("stage")
+    if stage and stage != "$default":
+        path = f"/{stage}{path}"
+    return {**event, "rawPath": path}
+
+
 def _limit(raw: str | None) -> int:
     if raw is None or raw == "":
         return DEFAULT_PAGE
@@ -92,6 +112,17 @@ def _replay_request(body: str | None) -> tuple[bool, str | None]:
     return dry_run, cursor
 
 
+def _publish_replay_metrics(answer: Mapping[str, Any]) -> None:
+    dead_letters = answer["deadLetters"]
+    for name, value in (
+        ("ContactsReplayed", answer["failedContacts"]["count"]),
+        ("DeadLettersMoved", dead_letters["moved"]),
+        # Refused by the main queue, or undecodable: both still in the DLQ.
+        ("DeadLettersNotMoved", dead_letters["failed"] + dead_letters["undecodable"]["count"]),
+    ):
+        metrics.add_metric(name=name, unit="Count", value=value)
+
+
 class OperationsApi:
     """Routes: GET /sync/status, GET /sync/issues, GET /contacts/{email}, PUT and DELETE
     /audiences/{id}, POST /replay."""
@@ -114,7 +145,18 @@ class OperationsApi:
         self._map_errors()
 
     def handle(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
-        return self._http.resolve(dict(event), context)
+        try:
+            return self._http.resolve(_routable(dict(event)), context)
+        finally:
+            # Only routes that counted something publish (powertools' log_metrics would warn "No
+            # application metrics to publish" on every read-only route).
+            if metrics.metric_set:
+                metrics.flush_metrics()
+
+    def _path_parameter(self, name: str, matched: str) -> str:
+        """API Gateway's decoded value; the resolver's match when the event has none (the path is
+        then API Gateway's decoded ``rawPath``). Never decoded again."""
+        return self._http.current_event.path_parameters.get(name, matched)
 
     def _authenticated(self, route: Callable[..., Response[str]]) -> Callable[..., Response[str]]:
         def wrapped(**params: str) -> Response[str]:
@@ -186,7 +228,7 @@ class OperationsApi:
         )
 
     def _contact(self, email: str) -> Response[str]:
-        address = normalize_email(unquote(email))
+        address = normalize_email(self._path_parameter("email", email))
         problem = email_problem(address)
         if problem is not None:
             raise InvalidParameter("email", problem)
@@ -205,16 +247,18 @@ class OperationsApi:
             raise InvalidParameter(
                 "body", 'the body must be JSON: {"name": ..., "description": ...}'
             ) from None
-        answer, created = self._audiences.put(unquote(audience_id), body)
+        answer, created = self._audiences.put(self._path_parameter("id", audience_id), body)
         return _json(HTTPStatus.CREATED if created else HTTPStatus.OK, answer)
 
     def _delete_audience(self, audience_id: str) -> Response[str]:
-        return _json(HTTPStatus.OK, self._audiences.delete(unquote(audience_id)))
+        return _json(HTTPStatus.OK, self._audiences.delete(self._path_parameter("id", audience_id)))
 
     def _post_replay(self) -> Response[str]:
         event = self._http.current_event
         dry_run, cursor = _replay_request(event.decoded_body)
         answer = self._replay.replay(dry_run, cursor, request_id(event))
+        if not dry_run:
+            _publish_replay_metrics(answer)
         logger.info(
             "replay",
             extra={

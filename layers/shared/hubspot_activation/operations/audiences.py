@@ -13,8 +13,10 @@ re-activation could bring back.
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Protocol
 
+from ..observability import logger
 from ..upsert.properties import audience_property_name
 from .store import AudienceRecord, OperationsStore
 from .views import InvalidParameter
@@ -28,6 +30,47 @@ class LabelUpdater(Protocol):
     def relabel(self, property_name: str, label: str) -> str | None:
         """Set the property's label; None when done, else why not (nothing raised)."""
         ...
+
+
+#: The longest a PUT waits for the relabel (API Gateway gives up after 30 s, AEP sooner).
+RELABEL_BUDGET_SECONDS = 4.0
+
+
+class BudgetedLabels:
+    """A relabel that never costs the answer: whatever it does (HubSpot slow, retries, the
+    credential's secret unreadable), the PUT waits at most ``budget_seconds`` and every failure is
+    a reason, not an exception. The metadata is already stored by then, and the consumer labels the
+    property with the stored name on the audience's next sync, so nothing is lost."""
+
+    def __init__(self, inner: LabelUpdater, budget_seconds: float = RELABEL_BUDGET_SECONDS) -> None:
+        self._inner = inner
+        self._budget = budget_seconds
+
+    def relabel(self, property_name: str, label: str) -> str | None:
+        outcome: list[str | None] = []
+
+        def run() -> None:
+            try:
+                outcome.append(self._inner.relabel(property_name, label))
+            except Exception as exc:  # every failure, credentials included: the PUT still answers
+                logger.warning("audience relabel failed", extra={"error": type(exc).__name__})
+                outcome.append(
+                    f"the label could not be set now ({type(exc).__name__}); "
+                    "the next sync of the audience sets it"
+                )
+
+        # A daemon thread: a relabel still waiting on the network when the budget is spent is left
+        # behind (it can only set the same label) instead of holding the answer.
+        worker = threading.Thread(target=run, name="relabel", daemon=True)
+        worker.start()
+        worker.join(self._budget)
+        if not outcome:
+            logger.warning("audience relabel timed out", extra={"budgetSeconds": self._budget})
+            return (
+                f"HubSpot did not take the new label within {self._budget:g} s; "
+                "the next sync of the audience sets it"
+            )
+        return outcome[0]
 
 
 def _audience_id(raw: str) -> str:
@@ -78,8 +121,11 @@ class AudienceService:
         record = self._store.delete_audience(_audience_id(raw_id))
         answer = self._view(record)
         answer["note"] = (
-            "no longer synced; its HubSpot property and the values contacts have are kept "
-            "(deleting the property would erase them on every contact). PUT the audience to sync it again."
+            "no longer synced: its changes are dropped from now on (each recorded as a warning on the "
+            "contact); its HubSpot property and the values contacts have are kept (deleting the "
+            "property would erase them on every contact). A PUT re-activates syncing of the changes "
+            "that arrive after it; the dropped ones do not come back: re-send the audience's "
+            "memberships to restore its state."
         )
         return answer
 

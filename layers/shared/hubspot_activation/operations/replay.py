@@ -20,7 +20,8 @@ from ..ingest.publisher import MessagePublisher
 from ..ledger_keys import ISSUE_FAILED, KEY
 from ..messages import DEFAULT_MAX_MESSAGE_BYTES, REPLAY_SOURCE, encode_update, pack_encoded
 from ..model import ContactUpdate
-from .queues import DeadLetterMover, MoveReport, QueueReader
+from .dead_letters import DeadLetterMover, MoveReport
+from .queues import QueueReader
 from .store import OperationsStore
 from .views import decode_cursor, encode_cursor
 
@@ -80,12 +81,7 @@ class ReplayService:
             return answer
         answer["failedContacts"]["messages"] = self._enqueue(contacts.emails, request_id)
         moved = self._move_dead_letters(deadline)
-        answer["deadLetters"] = {
-            "moved": moved.moved,
-            "failed": moved.failed,
-            "more": moved.more,
-            "errors": moved.errors,
-        }
+        answer["deadLetters"] = moved.to_json()
         answer["more"] = contacts.cursor is not None or moved.more
         return answer
 

@@ -106,6 +106,9 @@ def error_kind(reason: str | None) -> str:
 # -- the opaque cursor of GET /sync/issues --------------------------------------------------------
 _CURSOR_KEYS = frozenset({KEY, ISSUE_STATUS, ISSUE_AT})
 MAX_CURSOR_CHARACTERS = 2048
+#: ``issueAt`` is an epoch in ms: anything at or past this (the year 33658) was never handed out, and
+#: a number over DynamoDB's 38 digits would fail the query (a 503) instead of a 400.
+MAX_CURSOR_TIME_MS = 10**15
 
 
 def encode_cursor(key: Mapping[str, Any]) -> str:
@@ -138,6 +141,7 @@ def decode_cursor(cursor: str, status: str) -> dict[str, Any]:
         or kind != status
         or not isinstance(at, int)
         or isinstance(at, bool)
+        or not 0 <= at < MAX_CURSOR_TIME_MS
     ):
         raise invalid
     return {KEY: {"S": key}, ISSUE_STATUS: {"S": kind}, ISSUE_AT: {"N": str(at)}}

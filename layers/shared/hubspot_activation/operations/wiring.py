@@ -7,24 +7,70 @@ import boto3
 from botocore.config import Config
 
 from ..auth import IngestAuthenticator
-from ..hubspot.client import HubSpotClient
+from ..hubspot.client import HubSpotClient, RetryPolicy, new_session
+from ..hubspot.credentials import RotatingCredentials
 from ..hubspot.errors import HubSpotError
+from ..hubspot.governor import GovernorSettings, RateGovernor
+from ..hubspot.versions import Paths
 from ..ingest.publisher import SqsFifoPublisher
 from ..secret_store import secrets_manager_fetcher
 from ..settings import OperationsSettings, UpsertSettings
-from ..upsert.adapter import hubspot_client
+from ..upsert.dynamodb_ledger import DynamoDbDailyCounter
 from .api import OperationsApi
-from .audiences import AudienceService
-from .queues import SqsDeadLetterMover, SqsQueueReader
+from .audiences import AudienceService, BudgetedLabels
+from .dead_letters import SqsDeadLetterMover
+from .queues import SqsQueueReader
 from .replay import ReplayService
 from .status import StatusService, StatusSettings
 from .store import OperationsStore
 
+#: One attempt, short timeouts: a rename answers within seconds; the next sync sets the label anyway.
+RELABEL_HTTP_TIMEOUT = (1.0, 2.0)
+_RELABEL_AWS = Config(
+    connect_timeout=1, read_timeout=2, retries={"total_max_attempts": 1, "mode": "standard"}
+)
+
+
+def relabel_client(settings: UpsertSettings) -> HubSpotClient:
+    """The connector's HubSpot client (governed, and counted in the shared daily total like the
+    consumer's calls), but with one attempt and short timeouts on every call it makes: HubSpot, the
+    credential's secret, the daily counter."""
+    session = new_session()
+    secrets = boto3.client("secretsmanager", config=_RELABEL_AWS)
+    fetch_secret = secrets_manager_fetcher(
+        settings.hubspot_secret_id, settings.secret_max_age_seconds, secrets
+    )
+    credentials = RotatingCredentials(
+        fetch_secret, settings.hubspot_base_url + Paths(settings.api_version).oauth_token, session
+    )
+    governor = RateGovernor(
+        GovernorSettings(
+            limit_per_window=settings.tier_limit,
+            share=settings.share,
+            concurrency=settings.max_concurrency,
+            daily_reserve=settings.daily_reserve,
+            daily_limit=settings.daily_limit,
+            account_timezone=settings.account_timezone,
+        ),
+        daily_counter=DynamoDbDailyCounter(
+            boto3.client("dynamodb", config=_RELABEL_AWS), settings.ledger_table
+        ),
+    )
+    return HubSpotClient(
+        credentials,
+        governor,
+        settings.api_version,
+        base_url=settings.hubspot_base_url,
+        session=session,
+        timeout=RELABEL_HTTP_TIMEOUT,
+        retry=RetryPolicy(max_attempts=1, max_wait_seconds=0.0),
+    )
+
 
 class HubSpotLabels:
-    """Relabels an audience property through the connector's HubSpot client (governed and counted
-    like the consumer's calls); built on the first rename, so the read-only routes never need the
-    HubSpot credential."""
+    """Relabels an audience property; the client is built on the first rename, so the read-only
+    routes never need the HubSpot credential. Wrapped in ``BudgetedLabels``, which bounds its time
+    and turns any failure into a reason."""
 
     def __init__(self, settings: UpsertSettings) -> None:
         self._settings = settings
@@ -32,7 +78,7 @@ class HubSpotLabels:
 
     def relabel(self, property_name: str, label: str) -> str | None:
         if self._client is None:
-            self._client = hubspot_client(self._settings)
+            self._client = relabel_client(self._settings)
         try:
             self._client.update_property(property_name, {"label": label})
         except HubSpotError as exc:
@@ -81,6 +127,6 @@ def build_api(settings: OperationsSettings) -> OperationsApi:
         settings.dead_letter_queue_url,
         settings.shard_count,
     )
-    audiences = AudienceService(store, HubSpotLabels(upsert), upsert.property_prefix)
+    audiences = AudienceService(store, BudgetedLabels(HubSpotLabels(upsert)), upsert.property_prefix)
     fetch_secret = secrets_manager_fetcher(settings.ingest_secret_id, settings.secret_max_age_seconds)
     return OperationsApi(IngestAuthenticator(fetch_secret), store, status, audiences, replay)

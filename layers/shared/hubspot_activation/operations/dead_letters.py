@@ -1,0 +1,211 @@
+"""Moving dead letters back to the main queue (``POST /replay``).
+
+A message is moved with the same body and message group and a fresh deduplication id (the original
+one, or content-based deduplication, would make SQS drop a move made within five minutes of the
+message's first send), and deleted from the DLQ only once the main queue took it. The order of moved
+messages does not matter: the ledger's order stamps decide, so an older message never overwrites a
+newer state.
+
+What can go wrong, and what happens then - a message is never lost:
+
+- a message the consumer cannot decode is not moved (it would come straight back): it stays in the
+  DLQ, visible again when the call ends, and the answer lists its message id;
+- the main queue refuses the whole batch: the move stops, the batch's messages are made visible in
+  the DLQ again at once, and the error is reported once;
+- the main queue refuses some entries (``Failed[]``): those are made visible in the DLQ again, the
+  others are deleted from it, and the move stops;
+- the DLQ delete fails after the send: the message is on the main queue *and* still in the DLQ, so a
+  later move sends it again - a duplicate on the main queue, which the ordering rules make harmless
+  (a change is never applied twice or over a newer one).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ..messages import decode_message
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+
+#: SQS's limit of entries per batch call and of messages per receive.
+_BATCH = 10
+
+
+@dataclass
+class MoveReport:
+    moved: int = 0
+    #: decodable messages received but not moved (a send failed): visible in the DLQ again
+    failed: int = 0
+    #: the DLQ still had messages when the call stopped
+    more: bool = False
+    errors: list[str] = field(default_factory=list)
+    #: messages left in the DLQ because the consumer could not decode them
+    undecodable_ids: list[str] = field(default_factory=list)
+    #: moved, but the DLQ delete failed: a later move sends them again
+    undeleted: int = 0
+
+    def error(self, text: str) -> None:
+        if text not in self.errors:
+            self.errors.append(text)
+
+    @property
+    def handled(self) -> int:
+        return self.moved + self.failed + len(self.undecodable_ids)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "moved": self.moved,
+            "failed": self.failed,
+            "undecodable": {"count": len(self.undecodable_ids), "messageIds": self.undecodable_ids},
+            "notDeleted": self.undeleted,
+            "more": self.more,
+            "errors": self.errors,
+        }
+
+
+class DeadLetterMover(Protocol):
+    def move_back(self, max_messages: int, deadline: float) -> MoveReport: ...
+
+
+def _decodable(message: Any) -> bool:
+    try:
+        decode_message(message["Body"])
+    except (ValueError, KeyError, TypeError):
+        return False
+    return True
+
+
+class SqsDeadLetterMover:
+    def __init__(
+        self,
+        sqs: SQSClient,
+        dead_letter_url: str,
+        queue_url: str,
+        clock: Callable[[], float] = time.monotonic,
+        visibility_seconds: int = 60,
+    ) -> None:
+        self._sqs = sqs
+        self._dlq = dead_letter_url
+        self._queue = queue_url
+        self._clock = clock
+        self._visibility = visibility_seconds
+
+    def move_back(self, max_messages: int, deadline: float) -> MoveReport:
+        report = MoveReport()
+        # Undecodable messages stay invisible until the call ends, so it does not receive them
+        # again and again; then they are made visible in the DLQ for the operator.
+        held: list[Any] = []
+        try:
+            self._move_until_done(max_messages, deadline, report, held)
+        finally:
+            self._release(held, report)
+            if report.undeleted:
+                report.error(
+                    f"{report.undeleted} moved message(s) could not be deleted from the DLQ: a later "
+                    "move sends them again (a duplicate the ordering rules make harmless)"
+                )
+        return report
+
+    def _move_until_done(
+        self, max_messages: int, deadline: float, report: MoveReport, held: list[Any]
+    ) -> None:
+        while report.handled < max_messages:
+            if self._clock() >= deadline:
+                report.more = True
+                return
+            received = self._receive(min(_BATCH, max_messages - report.handled), report)
+            if not received:
+                return
+            movable = []
+            for message in received:
+                if _decodable(message):
+                    movable.append(message)
+                else:
+                    held.append(message)
+                    report.undecodable_ids.append(str(message["MessageId"]))
+            if movable and not self._move(movable, report):
+                return
+        report.more = True
+
+    def _receive(self, count: int, report: MoveReport) -> list[Any]:
+        try:
+            return list(
+                self._sqs.receive_message(
+                    QueueUrl=self._dlq,
+                    MaxNumberOfMessages=count,
+                    VisibilityTimeout=self._visibility,
+                    WaitTimeSeconds=0,
+                    MessageSystemAttributeNames=["MessageGroupId"],
+                ).get("Messages", [])
+            )
+        except (ClientError, BotoCoreError) as exc:
+            report.error(f"could not read the dead-letter queue: {type(exc).__name__}")
+            return []
+
+    def _move(self, messages: list[Any], report: MoveReport) -> bool:
+        """Send one received batch to the main queue; False when the move must stop."""
+        entries: list[Any] = [
+            {
+                "Id": str(position),
+                "MessageBody": message["Body"],
+                "MessageGroupId": message.get("Attributes", {}).get("MessageGroupId", "replay"),
+                "MessageDeduplicationId": uuid.uuid4().hex,
+            }
+            for position, message in enumerate(messages)
+        ]
+        try:
+            response = self._sqs.send_message_batch(QueueUrl=self._queue, Entries=entries)
+        except (ClientError, BotoCoreError) as exc:
+            report.failed += len(messages)
+            report.error(
+                f"could not send to the queue ({type(exc).__name__}); "
+                "the messages received are visible in the DLQ again"
+            )
+            self._release(messages, report)
+            return False
+        failed_positions = {int(item["Id"]) for item in response.get("Failed", [])}
+        unsent = [message for position, message in enumerate(messages) if position in failed_positions]
+        sent = [message for position, message in enumerate(messages) if position not in failed_positions]
+        if unsent:
+            report.failed += len(unsent)
+            report.error(f"{len(unsent)} message(s) could not be sent back; they stay in the DLQ")
+            self._release(unsent, report)
+        self._delete(sent, report)
+        report.moved += len(sent)
+        return not unsent
+
+    def _delete(self, messages: Sequence[Any], report: MoveReport) -> None:
+        if not messages:
+            return
+        entries: list[Any] = [
+            {"Id": str(position), "ReceiptHandle": message["ReceiptHandle"]}
+            for position, message in enumerate(messages)
+        ]
+        try:
+            deleted = self._sqs.delete_message_batch(QueueUrl=self._dlq, Entries=entries)
+            report.undeleted += len(deleted.get("Failed", []))
+        except (ClientError, BotoCoreError):
+            report.undeleted += len(entries)
+
+    def _release(self, messages: Sequence[Any], report: MoveReport) -> None:
+        """Make messages visible in the DLQ again at once (instead of after the visibility timeout)."""
+        for start in range(0, len(messages), _BATCH):
+            entries: list[Any] = [
+                {"Id": str(position), "ReceiptHandle": message["ReceiptHandle"], "VisibilityTimeout": 0}
+                for position, message in enumerate(messages[start : start + _BATCH])
+            ]
+            try:
+                failed = self._sqs.change_message_visibility_batch(QueueUrl=self._dlq, Entries=entries).get(
+                    "Failed", []
+                )
+            except (ClientError, BotoCoreError):
+                failed = entries
+            if failed:
+                report.error(f"some messages left in the DLQ stay invisible for up to {self._visibility} s")

@@ -1,0 +1,154 @@
+"""Moving dead letters back when SQS fails part of the way: nothing is lost, nothing loops."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from hubspot_activation.messages import pack
+from hubspot_activation.model import AudienceChange, AudienceStatus, ContactUpdate
+from hubspot_activation.operations.dead_letters import SqsDeadLetterMover
+
+from tests.conftest import drain
+
+
+class FaultySqs:
+    """moto's SQS, with the faults a test asks for; counts the calls it passes on."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.send_error: Exception | None = None
+        self.refuse_entries: set[str] = set()
+        self.delete_error: Exception | None = None
+        self.calls: dict[str, int] = {}
+
+    def _count(self, name: str) -> None:
+        self.calls[name] = self.calls.get(name, 0) + 1
+
+    def receive_message(self, **kwargs: Any) -> Any:
+        self._count("receive_message")
+        return self._client.receive_message(**kwargs)
+
+    def send_message_batch(self, **kwargs: Any) -> Any:
+        self._count("send_message_batch")
+        if self.send_error is not None:
+            raise self.send_error
+        refused = [entry for entry in kwargs["Entries"] if entry["Id"] in self.refuse_entries]
+        kept = [entry for entry in kwargs["Entries"] if entry["Id"] not in self.refuse_entries]
+        response = dict(self._client.send_message_batch(QueueUrl=kwargs["QueueUrl"], Entries=kept))
+        response["Failed"] = [
+            {"Id": entry["Id"], "Code": "InternalError", "SenderFault": False} for entry in refused
+        ]
+        return response
+
+    def delete_message_batch(self, **kwargs: Any) -> Any:
+        self._count("delete_message_batch")
+        if self.delete_error is not None:
+            raise self.delete_error
+        return self._client.delete_message_batch(**kwargs)
+
+    def change_message_visibility_batch(self, **kwargs: Any) -> Any:
+        self._count("change_message_visibility_batch")
+        return self._client.change_message_visibility_batch(**kwargs)
+
+
+REFUSED = ClientError({"Error": {"Code": "InternalError", "Message": "boom"}}, "SendMessageBatch")
+
+
+@pytest.fixture
+def queues(aws_resources: dict[str, str]) -> tuple[Any, str, str]:
+    sqs = boto3.client("sqs")
+    dlq = sqs.get_queue_url(QueueName="dlq.fifo")["QueueUrl"]
+    return sqs, dlq, aws_resources["QUEUE_URL"]
+
+
+def dead_letter(sqs: Any, dlq: str, email: str) -> None:
+    change = AudienceChange("gold", AudienceStatus.REALIZED, 1_795_000_000_000)
+    (message,) = pack([ContactUpdate(email, (change,), received_ms=1_795_000_000_000)], 8)
+    sqs.send_message(
+        QueueUrl=dlq,
+        MessageBody=message.body,
+        MessageGroupId=message.group_id,
+        MessageDeduplicationId=message.deduplication_id,
+    )
+
+
+def garbage(sqs: Any, dlq: str, body: str) -> str:
+    return str(
+        sqs.send_message(
+            QueueUrl=dlq, MessageBody=body, MessageGroupId="other", MessageDeduplicationId=body[:60]
+        )["MessageId"]
+    )
+
+
+def bodies(sqs: Any, url: str) -> list[str]:
+    return sorted(message["Body"] for message in drain(url))
+
+
+def mover(faulty: FaultySqs, dlq: str, queue: str) -> SqsDeadLetterMover:
+    return SqsDeadLetterMover(faulty, dlq, queue, clock=lambda: 0.0)  # type: ignore[arg-type]
+
+
+def test_a_refused_send_stops_the_move_and_the_messages_are_visible_again_at_once(
+    queues: tuple[Any, str, str],
+) -> None:
+    sqs, dlq, queue = queues
+    for i in range(25):
+        dead_letter(sqs, dlq, f"user{i}@example.com")
+    faulty = FaultySqs(sqs)
+    faulty.send_error = REFUSED
+    report = mover(faulty, dlq, queue).move_back(500, deadline=1.0)
+    assert (report.moved, report.failed) == (0, 10)
+    assert len(report.errors) == 1 and "could not send to the queue" in report.errors[0]
+    # One batch received and tried, then no more: not 500 messages' worth of the same failure.
+    assert faulty.calls["receive_message"] == 1 and faulty.calls["send_message_batch"] == 1
+    assert "delete_message_batch" not in faulty.calls
+    # Made visible at once: all 25 are receivable now, not only after the 60 s visibility timeout.
+    assert len(drain(dlq)) == 25
+    assert drain(queue) == []
+
+
+def test_entries_the_queue_refuses_stay_in_the_dlq_and_the_rest_moves(queues: tuple[Any, str, str]) -> None:
+    sqs, dlq, queue = queues
+    for i in range(3):
+        dead_letter(sqs, dlq, f"user{i}@example.com")
+    faulty = FaultySqs(sqs)
+    faulty.refuse_entries = {"1"}
+    report = mover(faulty, dlq, queue).move_back(500, deadline=1.0)
+    assert (report.moved, report.failed) == (2, 1)
+    assert report.errors == ["1 message(s) could not be sent back; they stay in the DLQ"]
+    moved, left = drain(queue), drain(dlq)
+    assert len(moved) == 2 and len(left) == 1
+    assert {message["Body"] for message in moved}.isdisjoint(message["Body"] for message in left)
+
+
+def test_a_failed_delete_after_the_send_duplicates_but_never_loses(queues: tuple[Any, str, str]) -> None:
+    sqs, dlq, queue = queues
+    dead_letter(sqs, dlq, "ada@example.com")
+    faulty = FaultySqs(sqs)
+    faulty.delete_error = ClientError({"Error": {"Code": "InternalError"}}, "DeleteMessageBatch")
+    report = mover(faulty, dlq, queue).move_back(500, deadline=1.0)
+    assert (report.moved, report.undeleted) == (1, 1)
+    assert any("could not be deleted from the DLQ" in error for error in report.errors)
+    # On the main queue, and still in the DLQ (visible after its timeout): a later move sends it
+    # again - a duplicate the ledger's order stamps make harmless - but it is never lost.
+    (on_queue,) = drain(queue)
+    assert on_queue["Body"].count("ada@example.com") == 1
+    attributes = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["All"])["Attributes"]
+    assert attributes["ApproximateNumberOfMessagesNotVisible"] == "1"
+    assert faulty.calls["send_message_batch"] == 1  # not re-received and re-sent within the call
+
+
+def test_undecodable_messages_stay_in_the_dlq_and_are_reported(queues: tuple[Any, str, str]) -> None:
+    sqs, dlq, queue = queues
+    dead_letter(sqs, dlq, "ada@example.com")
+    ids = [garbage(sqs, dlq, "not a queue message"), garbage(sqs, dlq, '{"v": 99, "updates": []}')]
+    faulty = FaultySqs(sqs)
+    report = mover(faulty, dlq, queue).move_back(500, deadline=1.0)
+    assert report.moved == 1 and sorted(report.undecodable_ids) == sorted(ids)
+    assert report.to_json()["undecodable"]["count"] == 2
+    assert len(drain(queue)) == 1
+    # Left in the DLQ and visible for the operator as soon as the call ended.
+    assert sorted(message["MessageId"] for message in drain(dlq)) == sorted(ids)
