@@ -67,6 +67,9 @@ class IngestSettings:
     #: Where exclusions are kept for the operator (empty: not kept), and for how long.
     ledger_table: str = ""
     exclusion_retention_days: int = 30
+    #: Time the exclusion list may cost an answer (no write starts later; also each call's read
+    #: timeout). Short in AWS, where a write takes milliseconds; the local stack's moto is slower.
+    exclusion_store_seconds: float = 0.3
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> IngestSettings:
@@ -87,6 +90,7 @@ class IngestSettings:
             secret_max_age_seconds=_integer(env, "SECRET_MAX_AGE_SECONDS", 60, 0, 86_400),
             ledger_table=env.get("LEDGER_TABLE", "").strip(),
             exclusion_retention_days=_integer(env, "EXCLUSION_RETENTION_DAYS", 30, 1, 3650),
+            exclusion_store_seconds=float(_number(env, "EXCLUSION_STORE_SECONDS", 0.3, 0.05, 1.5)),
         )
 
 

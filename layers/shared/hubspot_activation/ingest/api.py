@@ -105,7 +105,7 @@ def _unknown_route(path: str, method: str) -> ApiError:
     )
 
 
-def exclusions_client() -> DynamoDBClient:
+def exclusions_client(read_timeout: float = EXCLUSIONS_READ_TIMEOUT) -> DynamoDBClient:
     """DynamoDB for the exclusion list: exactly one attempt per call (``total_max_attempts`` counts
     the first one; botocore's ``max_attempts`` would allow a retry) and short timeouts, so the
     operator's list never costs the caller's answer (see ``exclusions``)."""
@@ -113,7 +113,7 @@ def exclusions_client() -> DynamoDBClient:
         "dynamodb",
         config=Config(
             connect_timeout=EXCLUSIONS_CONNECT_TIMEOUT,
-            read_timeout=EXCLUSIONS_READ_TIMEOUT,
+            read_timeout=read_timeout,
             retries={"total_max_attempts": 1, "mode": "standard"},
         ),
     )
@@ -150,7 +150,10 @@ class IngestApi:
         exclusions = None
         if settings.ledger_table:
             exclusions = DynamoDbExclusionStore(
-                exclusions_client(), settings.ledger_table, settings.exclusion_retention_days
+                exclusions_client(settings.exclusion_store_seconds),
+                settings.ledger_table,
+                settings.exclusion_retention_days,
+                budget_seconds=settings.exclusion_store_seconds,
             )
         service = IngestService(settings, publisher, exclusions=exclusions)
         return cls(service, IngestAuthenticator(fetch_secret), settings.max_body_bytes)
