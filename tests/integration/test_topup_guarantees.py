@@ -82,6 +82,27 @@ class Pipeline:
             )["MessageId"]
         )
 
+    def send_many(self, emails: list[str], city: str) -> str:
+        """One message carrying every one of ``emails`` (all of one group)."""
+        self.stamp += 1
+        updates = [ContactUpdate(email, (), {"city": city}, received_ms=self.stamp) for email in emails]
+        (message,) = pack(updates, SHARDS)
+        return str(
+            boto3.client("sqs").send_message(
+                QueueUrl=self.queue,
+                MessageBody=message.body,
+                MessageGroupId=message.group_id,
+                MessageDeduplicationId=message.deduplication_id,
+            )["MessageId"]
+        )
+
+    def visible(self) -> list[str]:
+        """The queue's messages visible now (moto's clock moved a second on first: it stands still
+        here, and "visible at once" means "visible from now")."""
+        self.now_ms[0] += 1000
+        queue = sqs_models.sqs_backends["123456789012"]["us-east-1"].get_queue(self.queue.rsplit("/", 1)[1])
+        return [message.id for message in queue._messages if message.visible]
+
     def pass_backoff(self) -> None:
         self.now_ms[0] += (RETRY_BASE_SECONDS * 2**MAX_RECEIVE_COUNT + 1) * 1000
 
@@ -256,3 +277,62 @@ def test_a_topped_up_message_failing_max_receive_count_times_lands_in_the_dlq(pi
     assert pipeline.poller.stats.records == MAX_RECEIVE_COUNT + 1
     assert pipeline.deletes == Counter(dict.fromkeys(starter_ids, 1))
     assert city(pipeline, bob) is None
+
+
+def three_groups(sizes: tuple[int, int, int]) -> list[list[str]]:
+    """Emails of three different groups, as many of each as ``sizes`` asks."""
+    first = same_group_emails(sizes[0])
+    second = same_group_emails(sizes[1], avoid=frozenset({group_of(first[0])}))
+    third = same_group_emails(sizes[2], avoid=frozenset({group_of(first[0]), group_of(second[0])}))
+    return [first, second, third]
+
+
+def test_a_topped_up_partial_tail_is_held_back_and_written_by_the_next_invocation(
+    pipeline: Pipeline,
+) -> None:
+    a, b, c = three_groups((20, 40, 49))
+    # The event source's record: 20 contacts; the top-up asks for 4 more messages and gets b's
+    # two (20 + 20) and c's two (40 + 10, of which one contact repeats): 110 contacts, a backlog.
+    ids = [pipeline.send_many(a, "a"), pipeline.send_many(b[:20], "b1"), pipeline.send_many(b[20:], "b2")]
+    ids += [pipeline.send_many(c[:40], "first"), pipeline.send_many([c[39], *c[40:]], "second")]
+    assert pipeline.poller.poll_once() == 1
+    # One full call: c's second message held back, nothing of it written.
+    assert sorted(pipeline.cities) == sorted([*a, *b, *c[:40]])
+    assert pipeline.sandbox.state.requests["POST batch_upsert"] == 1
+    assert pipeline.cities[c[39]] == ["first"]
+    assert pipeline.deletes == Counter(dict.fromkeys(ids[:4], 1))
+    assert pipeline.visible() == [ids[4]]  # back at once, not after the visibility timeout
+    assert pipeline.poller.poll_once() == 1
+    assert pipeline.poller.pending() == 0
+    assert pipeline.cities[c[39]] == ["first", "second"]
+    assert {email: pipeline.cities[email] for email in c[40:]} == {email: ["second"] for email in c[40:]}
+    assert pipeline.deletes == Counter(dict.fromkeys(ids, 1))  # every message deleted exactly once
+
+
+def test_an_event_source_record_held_back_comes_back_first_of_its_group(pipeline: Pipeline) -> None:
+    a, b, _ = three_groups((20, 100, 1))
+    # The record: 20 contacts of a; the top-up asks for four messages and gets b's 20 + 20 + 20 +
+    # 40: 120 contacts, of which only b's 100 make a full call. a's later message waits behind it.
+    ids = [pipeline.send_many(a, "first")]
+    sizes = (20, 20, 20, 40)
+    starts = [sum(sizes[:i]) for i in range(len(sizes))]
+    ids += [
+        pipeline.send_many(b[s : s + n], f"b{i}") for i, (s, n) in enumerate(zip(starts, sizes, strict=True))
+    ]
+    later = pipeline.send_many(a[:5], "second")
+    handler = pipeline.poller.handler
+    answers: list[dict[str, Any]] = []
+
+    def recorded(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        answers.append(handler(event, context))
+        return answers[-1]
+
+    pipeline.poller.handler = recorded
+    assert pipeline.poller.poll_once() == 1
+    assert answers[0] == {"batchItemFailures": [{"itemIdentifier": ids[0]}]}
+    assert sorted(pipeline.cities) == sorted(b)
+    assert pipeline.visible() == [ids[0], later]  # the record at once; its group's next behind it
+    assert pipeline.poller.drain(timeout=30)
+    assert all(pipeline.cities[email] == ["first", "second"] for email in a[:5])
+    assert all(pipeline.cities[email] == ["first"] for email in a[5:])
+    assert pipeline.deletes == Counter(dict.fromkeys([*ids, later], 1))

@@ -56,7 +56,7 @@ def _id_list(env: Mapping[str, str], name: str) -> frozenset[str]:
 class IngestSettings:
     queue_url: str
     ingest_secret_id: str
-    shard_count: int = 8
+    shard_count: int = 16
     audience_allowlist: frozenset[str] = frozenset()
     mapping: AttributeMapping = field(default_factory=AttributeMapping.from_overrides)
     max_body_bytes: int = 5 * 1024 * 1024
@@ -81,7 +81,7 @@ class IngestSettings:
         return cls(
             queue_url=_required(env, "QUEUE_URL"),
             ingest_secret_id=_required(env, "INGEST_SECRET_ID"),
-            shard_count=_integer(env, "SHARD_COUNT", 8, 1, 10_000),
+            shard_count=_integer(env, "SHARD_COUNT", 16, 1, 10_000),
             audience_allowlist=_id_list(env, "AUDIENCE_ALLOWLIST"),
             mapping=mapping,
             max_body_bytes=_integer(env, "MAX_BODY_BYTES", 5 * 1024 * 1024, 1024, 6 * 1024 * 1024),
@@ -173,7 +173,7 @@ class OperationsSettings:
     ingest_secret_id: str
     queue_url: str
     dead_letter_queue_url: str = ""
-    shard_count: int = 8
+    shard_count: int = 16
     secret_max_age_seconds: int = 60
     #: the HubSpot side (budget figures, relabelling audience properties), read like the consumer's
     upsert: UpsertSettings | None = None
@@ -190,7 +190,7 @@ class OperationsSettings:
             ingest_secret_id=_required(env, "INGEST_SECRET_ID"),
             queue_url=_required(env, "QUEUE_URL"),
             dead_letter_queue_url=env.get("DEAD_LETTER_QUEUE_URL", "").strip(),
-            shard_count=_integer(env, "SHARD_COUNT", 8, 1, 10_000),
+            shard_count=_integer(env, "SHARD_COUNT", 16, 1, 10_000),
             secret_max_age_seconds=_integer(env, "SECRET_MAX_AGE_SECONDS", 60, 0, 86_400),
             upsert=UpsertSettings.from_env(env),
         )

@@ -29,7 +29,7 @@ from .dynamodb_ledger import DynamoDbDailyCounter, DynamoDbLedger
 from .plan import InboundMessage
 from .schema import PropertySchema
 from .service import SyncReport, SyncService
-from .topup import QueueTopUp
+from .topup import QueueTopUp, TopUp, contacts_in, hold_back
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -116,22 +116,32 @@ class UpsertConsumer:
     def handle(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
         messages = inbound_messages(event)
         remaining = (lambda: context.get_remaining_time_in_millis() / 1000) if context is not None else None
-        extra: list[InboundMessage] = []
+        topped = TopUp()
         if self.topup is not None and (remaining is None or remaining() > 30):
             # No wait while HubSpot's budget is free: a backlog fills the batch at once, and a lone
             # message is not held back. A short long-poll only when the next call would wait anyway.
             poll = min(self.batch_fill_seconds, int(self.ready_in()))
-            extra = self.topup.fill(messages, poll)
-        report = self.service.process([*messages, *extra], remaining)
-        returned = set(report.failed_message_ids)
+            topped = self.topup.top_up(messages, poll)
+        extra = topped.messages
+        batch = [*messages, *extra]
+        held = set(hold_back(batch, topped.backlog))
+        if held and self.topup is not None:
+            # Visible again before this batch is written: another consumer may take a group that
+            # was held back whole; a held-back suffix waits behind its group's messages in flight.
+            self.topup.release([m for m in batch if m.message_id in held])
+        report = self.service.process([m for m in batch if m.message_id not in held], remaining)
+        returned = set(report.failed_message_ids) | held
         deleted = self.topup.settle(extra, returned) if self.topup is not None and extra else 0
-        publish_metrics(report)
+        held_contacts = contacts_in(m for m in batch if m.message_id in held)
+        publish_metrics(report, held_contacts)
         logger.info(
             "batch processed",
             extra={
                 "messages": len(messages),
                 "toppedUp": len(extra),
                 "toppedUpDeleted": deleted,
+                "heldBack": len(held),
+                "contactsHeldBack": held_contacts,
                 "synced": report.synced,
                 "skippedUnchanged": report.skipped_unchanged,
                 "failed": report.failed,
@@ -142,12 +152,11 @@ class UpsertConsumer:
                 "dailyLimitResetsAt": report.daily_limit_resets_at,
             },
         )
-        own = {message.message_id for message in messages}
         return {
             "batchItemFailures": [
-                {"itemIdentifier": message_id}
-                for message_id in report.failed_message_ids
-                if message_id in own
+                {"itemIdentifier": message.message_id}
+                for message in messages
+                if message.message_id in returned
             ]
         }
 
@@ -223,7 +232,7 @@ def build_sync_service(settings: UpsertSettings, client: HubSpotClient | None = 
     )
 
 
-def publish_metrics(report: SyncReport) -> None:
+def publish_metrics(report: SyncReport, contacts_held_back: int = 0) -> None:
     for name, value in (
         ("ContactsUpserted", report.synced),
         ("ContactsSkippedUnchanged", report.skipped_unchanged),
@@ -232,6 +241,7 @@ def publish_metrics(report: SyncReport) -> None:
         ("HubSpotRequests", report.hubspot_requests),
         ("HubSpotThrottled", report.throttled),
         ("UndecodableMessages", report.undecodable),
+        ("ContactsHeldBack", contacts_held_back),
     ):
         metrics.add_metric(name=name, unit="Count", value=value)
     if report.rate_limit_remaining is not None:

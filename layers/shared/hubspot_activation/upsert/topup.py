@@ -9,6 +9,10 @@ messages received here are settled here, as the event source settles its own: de
 on failure left undeleted (the service already made them visible again after the backoff, with
 every later message of their group); a crash leaves them to reappear after the visibility timeout.
 Receive counts and the DLQ redrive are SQS's own, untouched.
+
+When the top-up shows a backlog, the batch's partial tail is held back (``hold_back``): a batch of
+112 contacts would cost two calls, one of them for 12; handed back visible at once, those 12 ride
+in the next invocation's full calls instead.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -30,18 +35,99 @@ if TYPE_CHECKING:
 
 #: SQS hands out at most ten messages per ReceiveMessage.
 RECEIVE_MAX = 10
+#: A message received this many times is never held back again: each hold-back costs a receive
+#: count, and hold-backs must not push a healthy message toward the dead-letter queue
+#: (MaxReceiveCount, 20 by default).
+HOLD_BACK_MAX_RECEIVES = 3
+
+
+@dataclass(frozen=True)
+class TopUp:
+    """The messages a top-up received, and whether the queue showed a backlog: the top-up stopped
+    at its target or its message cap with every receive answered in full, rather than on an empty
+    or short receive (the queue drained, or its other groups in flight)."""
+
+    messages: list[InboundMessage] = field(default_factory=list)
+    backlog: bool = False
+
+
+def _emails(message: InboundMessage) -> set[str]:
+    try:
+        document = json.loads(message.body)
+        return {str(update["email"]) for update in document["updates"]}
+    except (ValueError, KeyError, TypeError):
+        return set()
 
 
 def contacts_in(messages: Iterable[InboundMessage]) -> int:
     """How many distinct contacts the messages carry (an unreadable one carries none)."""
     emails: set[str] = set()
     for message in messages:
-        try:
-            document = json.loads(message.body)
-            emails.update(str(update["email"]) for update in document["updates"])
-        except (ValueError, KeyError, TypeError):
-            continue
+        emails.update(_emails(message))
     return len(emails)
+
+
+@dataclass
+class _Group:
+    """One message group's messages in the batch (in queue order), the distinct contacts of each
+    of its prefixes (``contacts[k]``: of the first k messages) and the shortest prefix it must keep."""
+
+    messages: list[InboundMessage] = field(default_factory=list)
+    contacts: list[int] = field(default_factory=lambda: [0])
+    seen: set[str] = field(default_factory=set)
+    must_keep: int = 0
+
+    def add(self, message: InboundMessage, max_receives: int) -> None:
+        self.messages.append(message)
+        self.seen.update(_emails(message))
+        self.contacts.append(len(self.seen))
+        if message.receive_count >= max_receives:
+            # Kept, and so is every earlier message of its group: order needs the prefix whole.
+            self.must_keep = len(self.messages)
+
+
+def hold_back(
+    messages: Sequence[InboundMessage], backlog: bool, max_receives: int = HOLD_BACK_MAX_RECEIVES
+) -> list[str]:
+    """The ids of the messages to hand back unprocessed so that what is kept makes only full
+    HubSpot calls: the largest multiple of 100 contacts reachable by keeping a prefix of each
+    group's messages (what is held back is always a suffix of its group, so a later message never
+    goes ahead of an earlier one). Nothing is held back without a backlog (the tail would come back
+    alone, and late), at one call's worth or less, or when no full-call selection exists.
+
+    Contacts are counted per group: a contact's messages all go to one group (its shard)."""
+    if not backlog:
+        return []
+    groups: dict[str, _Group] = {}
+    for message in messages:
+        groups.setdefault(message.group_id, _Group()).add(message, max_receives)
+    total = sum(group.contacts[-1] for group in groups.values())
+    if total <= MAX_BATCH_INPUTS:
+        return []
+    keep = _full_calls(list(groups.values()))
+    if keep is None:
+        return []
+    return [
+        message.message_id
+        for group, kept in zip(groups.values(), keep, strict=True)
+        for message in group.messages[kept:]
+    ]
+
+
+def _full_calls(groups: list[_Group]) -> tuple[int, ...] | None:
+    """How many messages to keep of each group so the kept contacts are the largest multiple of
+    100 (at least 100) that prefixes can make; None when there is none. Every reachable total is
+    tried (a subset sum over at most a few thousand contacts); between selections of one total,
+    the one keeping more messages wins."""
+    reachable: dict[int, tuple[int, ...]] = {0: ()}
+    for group in groups:
+        step: dict[int, tuple[int, ...]] = {}
+        for total, kept in reachable.items():
+            for length in range(len(group.messages), group.must_keep - 1, -1):
+                step.setdefault(total + group.contacts[length], (*kept, length))
+        reachable = step
+    full = [total for total in reachable if total >= MAX_BATCH_INPUTS and total % MAX_BATCH_INPUTS == 0]
+    return reachable[max(full)] if full else None
 
 
 def fill_target(contacts: int) -> int:
@@ -70,27 +156,54 @@ class QueueTopUp:
         self._max_seconds = max_seconds
         self._clock = clock
 
-    @tracer.capture_method(capture_response=False, capture_error=False)
     def fill(self, messages: Sequence[InboundMessage], long_poll_seconds: int = 0) -> list[InboundMessage]:
+        """Messages received to bring the batch up to a multiple of 100 contacts (see ``top_up``)."""
+        return self.top_up(messages, long_poll_seconds).messages
+
+    @tracer.capture_method(capture_response=False, capture_error=False)
+    def top_up(self, messages: Sequence[InboundMessage], long_poll_seconds: int = 0) -> TopUp:
         """Messages received to bring the batch up to a multiple of 100 contacts (or until the queue
-        is empty, or the caps). ``long_poll_seconds`` > 0 only when HubSpot's budget would make the
-        next call wait anyway: waiting for messages then costs nothing."""
+        is empty, or the caps), and whether the queue showed a backlog. ``long_poll_seconds`` > 0
+        only when HubSpot's budget would make the next call wait anyway: waiting for messages then
+        costs nothing."""
         have = contacts_in(messages)
         if have == 0 or have % MAX_BATCH_INPUTS == 0:
-            return []
+            return TopUp()
         target = fill_target(have)
         extra: list[InboundMessage] = []
         deadline = self._clock() + self._max_seconds
+        answered_in_full = True
         while have < target and len(extra) < self._max_messages and self._clock() < deadline:
             wanted = messages_wanted(target - have, have / (len(messages) + len(extra)))
-            received = self._receive(
-                min(RECEIVE_MAX, self._max_messages - len(extra), wanted), long_poll_seconds
-            )
+            asked = min(RECEIVE_MAX, self._max_messages - len(extra), wanted)
+            received = self._receive(asked, long_poll_seconds)
+            answered_in_full = len(received) >= asked
             if not received:
                 break
             extra.extend(received)
             have = contacts_in([*messages, *extra])
-        return extra
+        stopped_at_cap = have >= target or len(extra) >= self._max_messages
+        return TopUp(extra, backlog=stopped_at_cap and answered_in_full)
+
+    @tracer.capture_method(capture_response=False, capture_error=False)
+    def release(self, messages: Sequence[InboundMessage]) -> None:
+        """Make held-back messages visible at once, unprocessed: the event source's and our own
+        alike (the event source would otherwise return its failures after the visibility timeout).
+        A message of a group whose earlier message is still in flight stays behind it: SQS FIFO
+        hands out nothing of a group while one of its messages is in flight."""
+        for start in range(0, len(messages), 10):
+            entries: list[Any] = [
+                {"Id": str(i), "ReceiptHandle": m.receipt_handle, "VisibilityTimeout": 0}
+                for i, m in enumerate(messages[start : start + 10])
+                if m.receipt_handle
+            ]
+            if not entries:
+                continue
+            try:
+                self._client.change_message_visibility_batch(QueueUrl=self._queue_url, Entries=entries)
+            except (ClientError, BotoCoreError) as exc:
+                # They come back after the visibility timeout instead: later, never lost.
+                logger.warning("could not release held-back messages", extra={"error": str(exc)[:300]})
 
     def _receive(self, count: int, wait_seconds: int) -> list[InboundMessage]:
         try:
