@@ -116,10 +116,12 @@ def drain(built: Consumer, fifo: MemoryFifo) -> int:
     while len(fifo):
         batch = fifo.receive(10)
         answer = invoke(built, sqs_event(batch))
-        failed = {item["itemIdentifier"] for item in answer["batchItemFailures"]}
-        assert not failed, "no contact fails in this benchmark"
+        # Nothing fails here; a returned message is one the function held back to keep its calls
+        # full (it made it visible again itself): it comes back in a later receive.
+        returned = {item["itemIdentifier"] for item in answer["batchItemFailures"]}
         for message in batch:
-            fifo.delete(message.receipt_handle)
+            if message.message_id not in returned:
+                fifo.delete(message.receipt_handle)
         invocations += 1
     return invocations
 
