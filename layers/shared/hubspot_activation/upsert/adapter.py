@@ -29,7 +29,7 @@ from .dynamodb_ledger import DynamoDbDailyCounter, DynamoDbLedger
 from .plan import InboundMessage
 from .schema import PropertySchema
 from .service import SyncReport, SyncService
-from .topup import QueueTopUp, TopUp, contacts_in, hold_back
+from .topup import QueueTopUp, TopUp, change_visibility, contacts_in, hold_back
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -42,19 +42,8 @@ class SqsVisibilityChanger:
 
     @tracer.capture_method(capture_response=False, capture_error=False)
     def extend(self, messages: Sequence[InboundMessage], seconds: int) -> None:
-        for start in range(0, len(messages), 10):
-            entries: list[Any] = [
-                {"Id": str(i), "ReceiptHandle": m.receipt_handle, "VisibilityTimeout": seconds}
-                for i, m in enumerate(messages[start : start + 10])
-                if m.receipt_handle
-            ]
-            if not entries:
-                continue
-            try:
-                self._client.change_message_visibility_batch(QueueUrl=self._queue_url, Entries=entries)
-            except (ClientError, BotoCoreError) as exc:
-                # The messages come back after the normal visibility timeout instead: no loss.
-                logger.warning("could not extend visibility", extra={"error": str(exc)[:300]})
+        # When SQS refuses, the messages come back after the normal visibility timeout: no loss.
+        change_visibility(self._client, self._queue_url, messages, seconds, "could not extend visibility")
 
 
 class SqsDeadLetters:

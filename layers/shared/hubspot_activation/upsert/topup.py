@@ -141,6 +141,25 @@ def messages_wanted(contacts_missing: int, contacts_per_message: float) -> int:
     return max(1, math.ceil(contacts_missing / max(1.0, contacts_per_message)))
 
 
+def change_visibility(
+    client: SQSClient, queue_url: str, messages: Sequence[InboundMessage], seconds: int, failure: str
+) -> None:
+    """ChangeMessageVisibilityBatch, ten messages a call; a refused call is logged as ``failure``
+    and the next chunk still tried (what SQS refuses keeps its current visibility)."""
+    for start in range(0, len(messages), RECEIVE_MAX):
+        entries: list[Any] = [
+            {"Id": str(i), "ReceiptHandle": m.receipt_handle, "VisibilityTimeout": seconds}
+            for i, m in enumerate(messages[start : start + RECEIVE_MAX])
+            if m.receipt_handle
+        ]
+        if not entries:
+            continue
+        try:
+            client.change_message_visibility_batch(QueueUrl=queue_url, Entries=entries)
+        except (ClientError, BotoCoreError) as exc:
+            logger.warning(failure, extra={"error": str(exc)[:300]})
+
+
 class QueueTopUp:
     def __init__(
         self,
@@ -191,19 +210,8 @@ class QueueTopUp:
         alike (the event source would otherwise return its failures after the visibility timeout).
         A message of a group whose earlier message is still in flight stays behind it: SQS FIFO
         hands out nothing of a group while one of its messages is in flight."""
-        for start in range(0, len(messages), 10):
-            entries: list[Any] = [
-                {"Id": str(i), "ReceiptHandle": m.receipt_handle, "VisibilityTimeout": 0}
-                for i, m in enumerate(messages[start : start + 10])
-                if m.receipt_handle
-            ]
-            if not entries:
-                continue
-            try:
-                self._client.change_message_visibility_batch(QueueUrl=self._queue_url, Entries=entries)
-            except (ClientError, BotoCoreError) as exc:
-                # They come back after the visibility timeout instead: later, never lost.
-                logger.warning("could not release held-back messages", extra={"error": str(exc)[:300]})
+        # They come back after the visibility timeout instead when SQS refuses: later, never lost.
+        change_visibility(self._client, self._queue_url, messages, 0, "could not release held-back messages")
 
     def _receive(self, count: int, wait_seconds: int) -> list[InboundMessage]:
         try:
