@@ -64,6 +64,10 @@ class RetryPolicy:
     locked_wait_seconds: float = 2.0
 
 
+#: (connect, read) seconds of one HubSpot request.
+DEFAULT_TIMEOUT: tuple[float, float] = (3.05, 20)
+
+
 class HubSpotClient:
     def __init__(
         self,
@@ -72,7 +76,7 @@ class HubSpotClient:
         version: ApiVersion,
         base_url: str = DEFAULT_BASE_URL,
         session: requests.Session | None = None,
-        timeout: tuple[float, float] = (3.05, 20),
+        timeout: tuple[float, float] = DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:

@@ -7,15 +7,11 @@ import boto3
 from botocore.config import Config
 
 from ..auth import IngestAuthenticator
-from ..hubspot.client import HubSpotClient, RetryPolicy, new_session
-from ..hubspot.credentials import RotatingCredentials
+from ..hubspot.client import HubSpotClient, RetryPolicy
 from ..hubspot.errors import HubSpotError
-from ..hubspot.governor import GovernorSettings, RateGovernor
-from ..hubspot.versions import Paths
 from ..ingest.publisher import SqsFifoPublisher
 from ..secret_store import secrets_manager_fetcher
 from ..settings import OperationsSettings, UpsertSettings
-from ..upsert.dynamodb_ledger import DynamoDbDailyCounter
 from .api import OperationsApi
 from .audiences import AudienceService, BudgetedLabels
 from .dead_letters import SqsDeadLetterMover
@@ -35,33 +31,14 @@ def relabel_client(settings: UpsertSettings) -> HubSpotClient:
     """The connector's HubSpot client (governed, and counted in the shared daily total like the
     consumer's calls), but with one attempt and short timeouts on every call it makes: HubSpot, the
     credential's secret, the daily counter."""
-    session = new_session()
-    secrets = boto3.client("secretsmanager", config=_RELABEL_AWS)
-    fetch_secret = secrets_manager_fetcher(
-        settings.hubspot_secret_id, settings.secret_max_age_seconds, secrets
-    )
-    credentials = RotatingCredentials(
-        fetch_secret, settings.hubspot_base_url + Paths(settings.api_version).oauth_token, session
-    )
-    governor = RateGovernor(
-        GovernorSettings(
-            limit_per_window=settings.tier_limit,
-            share=settings.share,
-            concurrency=settings.max_concurrency,
-            daily_reserve=settings.daily_reserve,
-            daily_limit=settings.daily_limit,
-            account_timezone=settings.account_timezone,
-        ),
-        daily_counter=DynamoDbDailyCounter(
-            boto3.client("dynamodb", config=_RELABEL_AWS), settings.ledger_table
-        ),
-    )
-    return HubSpotClient(
-        credentials,
-        governor,
-        settings.api_version,
-        base_url=settings.hubspot_base_url,
-        session=session,
+    # Imported here: only a rename needs the consumer's wiring, so the read routes' cold start
+    # does not load it.
+    from ..upsert.adapter import hubspot_client
+
+    return hubspot_client(
+        settings,
+        secrets=boto3.client("secretsmanager", config=_RELABEL_AWS),
+        dynamodb=boto3.client("dynamodb", config=_RELABEL_AWS),
         timeout=RELABEL_HTTP_TIMEOUT,
         retry=RetryPolicy(max_attempts=1, max_wait_seconds=0.0),
     )

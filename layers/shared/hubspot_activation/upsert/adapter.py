@@ -17,7 +17,7 @@ from aws_lambda_powertools.utilities.data_classes import SQSEvent
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ..hubspot.client import HubSpotClient, new_session
+from ..hubspot.client import DEFAULT_TIMEOUT, HubSpotClient, RetryPolicy, new_session
 from ..hubspot.credentials import RotatingCredentials
 from ..hubspot.governor import GovernorSettings, RateGovernor
 from ..hubspot.versions import Paths
@@ -164,13 +164,26 @@ def build_consumer(settings: UpsertSettings) -> UpsertConsumer:
     )
 
 
-def hubspot_client(settings: UpsertSettings) -> HubSpotClient:
+def hubspot_client(
+    settings: UpsertSettings,
+    secrets: Any = None,
+    dynamodb: Any = None,
+    timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+    retry: RetryPolicy | None = None,
+) -> HubSpotClient:
+    """The connector's governed HubSpot client; ``secrets``/``dynamodb`` (boto3 clients) and
+    ``timeout``/``retry`` let a caller with a tighter time budget (the operations function's
+    relabel) shorten every call it makes."""
     session = new_session()
-    fetch_secret = secrets_manager_fetcher(settings.hubspot_secret_id, settings.secret_max_age_seconds)
+    fetch_secret = secrets_manager_fetcher(
+        settings.hubspot_secret_id, settings.secret_max_age_seconds, secrets
+    )
     credentials = RotatingCredentials(
         fetch_secret, settings.hubspot_base_url + Paths(settings.api_version).oauth_token, session
     )
-    dynamodb = boto3.client("dynamodb", config=Config(retries={"max_attempts": 5, "mode": "standard"}))
+    dynamodb = dynamodb or boto3.client(
+        "dynamodb", config=Config(retries={"max_attempts": 5, "mode": "standard"})
+    )
     governor = RateGovernor(
         GovernorSettings(
             limit_per_window=settings.tier_limit,
@@ -183,7 +196,13 @@ def hubspot_client(settings: UpsertSettings) -> HubSpotClient:
         daily_counter=DynamoDbDailyCounter(dynamodb, settings.ledger_table),
     )
     return HubSpotClient(
-        credentials, governor, settings.api_version, base_url=settings.hubspot_base_url, session=session
+        credentials,
+        governor,
+        settings.api_version,
+        base_url=settings.hubspot_base_url,
+        session=session,
+        timeout=timeout,
+        retry=retry,
     )
 
 
