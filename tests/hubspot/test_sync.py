@@ -385,3 +385,48 @@ def test_hubspot_messages_quoting_an_email_are_scrubbed_before_logging(
     assert harness.ledger.entries["bad@@example.com"].status == "failed"
     logged = "\n".join(record.getMessage() + str(record.__dict__) for record in caplog.records)
     assert "contactHash" in logged and "example.com" not in logged
+
+
+def hold_back_writes(group: str, calls: list[dict[str, set[str]]]) -> Callable[..., set[str]]:
+    """A hold-back that hands back every message of ``group``, recording the writes it was shown."""
+
+    def choose(messages: Sequence[InboundMessage], writes: dict[str, set[str]]) -> set[str]:
+        calls.append({mid: set(emails) for mid, emails in writes.items()})
+        return {m.message_id for m in messages if m.group_id == group}
+
+    return choose
+
+
+def test_the_hold_back_sees_only_writes_and_held_messages_are_neither_written_nor_recorded(
+    harness: Harness,
+) -> None:
+    unchanged = [f"same{i}@example.com" for i in range(6)]
+    harness.service.process(harness.messages([update(email, city="Paris") for email in unchanged]))
+    fresh = [f"new{i}@example.com" for i in range(12)]
+    batch = harness.messages([update(email, city="Paris") for email in [*unchanged, *fresh]])
+    held_group = next(m.group_id for m in batch if shard_of(fresh[0], 4) == m.group_id)
+    calls: list[dict[str, set[str]]] = []
+    requests_before = harness.sandbox.state.requests["POST batch_upsert"]
+
+    report = harness.service.process(batch, hold_back=hold_back_writes(held_group, calls))
+
+    # Shown per message: only the fresh contacts, never the unchanged ones.
+    assert set().union(*calls[0].values()) == set(fresh)
+    held = [m.message_id for m in batch if m.group_id == held_group]
+    assert report.held_message_ids == held and report.failed_message_ids == []
+    held_emails = {email for email in [*unchanged, *fresh] if shard_of(email, 4) == held_group}
+    assert report.contacts_held_back == len(held_emails)
+    assert set(report.outcomes) == {email for email in [*unchanged, *fresh] if email not in held_emails}
+    assert not held_emails & {e for e in fresh if e in harness.sandbox.state.email_index}
+    assert not held_emails & (set(harness.ledger.entries) - set(unchanged))
+    assert harness.sandbox.state.requests["POST batch_upsert"] == requests_before + 1
+    # Held back, they are written when they come back.
+    again = harness.service.process([m for m in batch if m.message_id in held])
+    assert again.synced == len(held_emails - set(unchanged))
+    assert all(email in harness.sandbox.state.email_index for email in fresh)
+
+
+def test_nothing_held_back_leaves_the_batch_whole(harness: Harness) -> None:
+    batch = harness.messages([update(f"u{i}@example.com", city="Oslo") for i in range(5)])
+    report = harness.service.process(batch, hold_back=lambda messages, writes: set())
+    assert report.synced == 5 and report.held_message_ids == [] and report.contacts_held_back == 0

@@ -12,6 +12,7 @@ from hubspot_activation.upsert.topup import (
     QueueTopUp,
     TopUp,
     contacts_in,
+    contacts_target,
     fill_target,
     hold_back,
     messages_wanted,
@@ -180,3 +181,41 @@ def test_a_short_last_receive_is_no_backlog_even_past_the_target() -> None:
     last = QueueTopUp(Queue(contacts=50, size=3), "q", max_messages=200).top_up(start)  # type: ignore[arg-type]
     assert len(last.messages) == 3 and contacts_in([*start, *last.messages]) > 100
     assert not last.backlog
+
+
+def test_only_the_contacts_that_need_a_write_are_counted_when_the_writes_are_known() -> None:
+    # a: 60 unchanged contacts (no write), b: 40 + 60 to write, c: 5 to write. Counting every
+    # contact, a + b's first message make "100" (40 writes); counting writes, a + b make 100.
+    batch = [grouped("a", 0, 60), grouped("b", 0, 40), grouped("b", 1, 60), grouped("c", 0, 5)]
+    everyone = {
+        m.message_id: [f"{m.message_id}-{i}" for i in range(n)]
+        for m, n in zip(batch, (60, 40, 60, 5), strict=True)
+    }
+    writes = {mid: emails for mid, emails in everyone.items() if not mid.startswith("a")}
+    assert hold_back(batch, backlog=True) == ["b-1", "c-0"]
+    assert hold_back(batch, backlog=True, writes=writes) == ["c-0"]
+    assert hold_back(batch, backlog=True, writes={"b-0": everyone["b-0"]}) == []  # 40 writes: one call
+
+
+def test_a_message_with_nothing_to_write_is_kept() -> None:
+    batch = [grouped("a", n, 10) for n in range(10)] + [grouped("b", 0, 30), grouped("c", 0, 5)]
+    writes = {m.message_id: [f"{m.message_id}-{i}" for i in range(10)] for m in batch if m.group_id == "a"}
+    writes["c-0"] = ["c-0-0", "c-0-1"]
+    assert hold_back(batch, backlog=True, writes=writes) == ["c-0"]  # b's unchanged 30 cost nothing
+
+
+def test_the_contacts_target_grows_when_only_a_share_needs_a_write() -> None:
+    assert [contacts_target(n) for n in (0, 40, 100, 130)] == [0, 100, 0, 200]
+    # Half unchanged: about 100 writes need about 200 contacts, with a margin for the estimate.
+    assert contacts_target(40, write_share=0.5) == 220
+    assert contacts_target(130, write_share=0.5) == 220
+    assert contacts_target(500, write_share=0.5) == 660  # 250 writes -> 300, plus the margin
+    assert contacts_target(10, write_share=0.01) == 550  # never more than five times a full call
+
+
+def test_the_top_up_receives_more_when_half_the_contacts_are_unchanged() -> None:
+    start = [message(i, 10) for i in range(4)]  # 40 contacts
+    whole = QueueTopUp(Queue(contacts=10), "q", max_messages=200).top_up(start)  # type: ignore[arg-type]
+    half = QueueTopUp(Queue(contacts=10), "q", max_messages=200).top_up(start, write_share=0.5)  # type: ignore[arg-type]
+    assert contacts_in([*start, *whole.messages]) == 100
+    assert contacts_in([*start, *half.messages]) == 220 and half.backlog

@@ -8,7 +8,7 @@ response is built here, with FIFO order kept by the core.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -28,8 +28,8 @@ from .audiences import DynamoDbAudienceDirectory
 from .dynamodb_ledger import DynamoDbDailyCounter, DynamoDbLedger
 from .plan import InboundMessage
 from .schema import PropertySchema
-from .service import SyncReport, SyncService
-from .topup import QueueTopUp, TopUp, change_visibility, contacts_in, hold_back
+from .service import HoldBack, SyncReport, SyncService
+from .topup import MIN_WRITE_SHARE, QueueTopUp, TopUp, change_visibility, hold_back
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -92,15 +92,22 @@ def inbound_messages(event: Mapping[str, Any]) -> list[InboundMessage]:
     ]
 
 
+#: A batch with fewer contacts than this says too little about how many of the next ones will need
+#: a write.
+WRITE_SHARE_MIN_SAMPLE = 20
+
+
 @dataclass
 class UpsertConsumer:
-    """What one container keeps: the service, and the top-up that fills its batches."""
+    """What one container keeps: the service, the top-up that fills its batches, and the share of
+    contacts its last batch needed to write (a re-send of mostly unchanged profiles tops up more)."""
 
     service: SyncService
     topup: QueueTopUp | None = None
     #: seconds until HubSpot's budget lets the next call go (0: now)
     ready_in: Callable[[], float] = lambda: 0.0
     batch_fill_seconds: int = 0
+    write_share: float = 1.0
 
     def handle(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
         messages = inbound_messages(event)
@@ -110,27 +117,21 @@ class UpsertConsumer:
             # No wait while HubSpot's budget is free: a backlog fills the batch at once, and a lone
             # message is not held back. A short long-poll only when the next call would wait anyway.
             poll = min(self.batch_fill_seconds, int(self.ready_in()))
-            topped = self.topup.top_up(messages, poll)
+            topped = self.topup.top_up(messages, poll, self.write_share)
         extra = topped.messages
-        batch = [*messages, *extra]
-        held = set(hold_back(batch, topped.backlog))
-        if held and self.topup is not None:
-            # Visible again before this batch is written: another consumer may take a group that
-            # was held back whole; a held-back suffix waits behind its group's messages in flight.
-            self.topup.release([m for m in batch if m.message_id in held])
-        report = self.service.process([m for m in batch if m.message_id not in held], remaining)
-        returned = set(report.failed_message_ids) | held
+        report = self.service.process([*messages, *extra], remaining, self._hold_back(topped.backlog))
+        self._learn_write_share(report)
+        returned = set(report.failed_message_ids) | set(report.held_message_ids)
         deleted = self.topup.settle(extra, returned) if self.topup is not None and extra else 0
-        held_contacts = contacts_in(m for m in batch if m.message_id in held)
-        publish_metrics(report, held_contacts)
+        publish_metrics(report)
         logger.info(
             "batch processed",
             extra={
                 "messages": len(messages),
                 "toppedUp": len(extra),
                 "toppedUpDeleted": deleted,
-                "heldBack": len(held),
-                "contactsHeldBack": held_contacts,
+                "heldBack": len(report.held_message_ids),
+                "contactsHeldBack": report.contacts_held_back,
                 "synced": report.synced,
                 "skippedUnchanged": report.skipped_unchanged,
                 "failed": report.failed,
@@ -148,6 +149,28 @@ class UpsertConsumer:
                 if message.message_id in returned
             ]
         }
+
+    def _hold_back(self, backlog: bool) -> HoldBack | None:
+        """Under a backlog, the partial tail of the batch's writes goes back to the queue, visible
+        at once: before anything is written, so another consumer may take a group held back
+        whole (a held-back suffix waits behind its group's messages in flight)."""
+        topup = self.topup
+        if topup is None or not backlog:
+            return None
+
+        def choose(messages: Sequence[InboundMessage], writes: Mapping[str, Collection[str]]) -> set[str]:
+            held = set(hold_back(messages, backlog, writes))
+            if held:
+                topup.release([m for m in messages if m.message_id in held])
+            return held
+
+        return choose
+
+    def _learn_write_share(self, report: SyncReport) -> None:
+        contacts = len(report.outcomes)
+        if contacts >= WRITE_SHARE_MIN_SAMPLE:
+            written = contacts - report.skipped_unchanged
+            self.write_share = max(MIN_WRITE_SHARE, written / contacts)
 
 
 def build_consumer(settings: UpsertSettings) -> UpsertConsumer:
@@ -240,7 +263,7 @@ def build_sync_service(settings: UpsertSettings, client: HubSpotClient | None = 
     )
 
 
-def publish_metrics(report: SyncReport, contacts_held_back: int = 0) -> None:
+def publish_metrics(report: SyncReport) -> None:
     for name, value in (
         ("ContactsUpserted", report.synced),
         ("ContactsSkippedUnchanged", report.skipped_unchanged),
@@ -249,7 +272,7 @@ def publish_metrics(report: SyncReport, contacts_held_back: int = 0) -> None:
         ("HubSpotRequests", report.hubspot_requests),
         ("HubSpotThrottled", report.throttled),
         ("UndecodableMessages", report.undecodable),
-        ("ContactsHeldBack", contacts_held_back),
+        ("ContactsHeldBack", report.contacts_held_back),
     ):
         metrics.add_metric(name=name, unit="Count", value=value)
     if report.rate_limit_remaining is not None:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -28,6 +28,7 @@ from .plan import (
     ContactWrite,
     InboundMessage,
     Outcome,
+    WritePlan,
     ambiguous_entry,
     audiences_to_ensure,
     coalesce,
@@ -62,6 +63,14 @@ class DeadLetters(Protocol):
         ...
 
 
+class HoldBack(Protocol):
+    def __call__(self, messages: Sequence[InboundMessage], writes: Mapping[str, Collection[str]]) -> set[str]:
+        """Given the batch and, per message id, the emails of its contacts that need a HubSpot
+        write, the ids of the messages handed back unprocessed (already made visible again), so
+        that the rest make full calls."""
+        ...
+
+
 class VisibilityExtender(Protocol):
     def extend(self, messages: Sequence[InboundMessage], seconds: int) -> None:
         """Make these received messages visible again in ``seconds`` (a retry backoff or a DAILY
@@ -84,6 +93,9 @@ class SyncReport:
     daily_limit_resets_at: float | None = None
     #: HubSpot's remaining burst budget after the last call (None when no call was made)
     rate_limit_remaining: int | None = None
+    #: messages handed back unprocessed so the rest made full calls, and their distinct contacts
+    held_message_ids: list[str] = field(default_factory=list)
+    contacts_held_back: int = 0
     #: email -> what happened to each contact
     outcomes: dict[str, Outcome] = field(default_factory=dict)
 
@@ -97,10 +109,14 @@ class SyncReport:
 
 @dataclass
 class _Invocation:
-    """What one ``process`` call works on: its deadline and what it has decided so far."""
+    """What one ``process`` call works on: its messages (less any held back), their contacts, its
+    deadline and what it has decided so far."""
 
     report: SyncReport
     remaining_seconds: Callable[[], float]
+    messages: list[InboundMessage]
+    batch: Batch
+    hold_back: HoldBack | None = None
     #: emails to hand back to the queue
     retry: set[str] = field(default_factory=set)
     records: list[LedgerEntry] = field(default_factory=list)
@@ -135,30 +151,34 @@ class SyncService:
         self._call_budget = 2 * writer.max_call_seconds + RECORD_MARGIN_SECONDS
 
     def process(
-        self, messages: Sequence[InboundMessage], remaining_seconds: Callable[[], float] | None = None
+        self,
+        messages: Sequence[InboundMessage],
+        remaining_seconds: Callable[[], float] | None = None,
+        hold_back: HoldBack | None = None,
     ) -> SyncReport:
         """``remaining_seconds`` is the invocation's time left: no HubSpot call is started without
-        enough of it, and the contacts not reached go back to the queue instead of timing out."""
-        run = _Invocation(SyncReport(), remaining_seconds or _unlimited)
+        enough of it, and the contacts not reached go back to the queue instead of timing out.
+        ``hold_back`` is asked, once the ledger tells which contacts need a write, which messages
+        to hand back so the rest make full calls; those are neither written nor recorded."""
+        run = _Invocation(
+            SyncReport(), remaining_seconds or _unlimited, list(messages), coalesce(messages), hold_back
+        )
         before = self._writer.stats()
-        batch = coalesce(messages)
         try:
-            self._sync(batch, run)
+            self._sync(run)
         except DailyLimitReached as exc:
             # Contacts already answered keep their outcome; the rest wait for the reset.
             run.report.daily_limit_resets_at = exc.resets_at
-            run.retry.update(email for email in batch.contacts if email not in run.report.outcomes)
+            run.retry.update(email for email in run.batch.contacts if email not in run.report.outcomes)
         except (HubSpotError, LedgerUnavailable) as exc:
             # Nothing is known to be recorded: hand everything back (HubSpot upserts are idempotent).
             logger.error("sync stopped; messages go back to the queue", extra={"error": str(exc)[:500]})
-            run.retry.update(batch.contacts)
-        self._finish(messages, batch, run, before)
+            run.retry.update(run.batch.contacts)
+        self._finish(run, before)
         return run.report
 
-    def _finish(
-        self, messages: Sequence[InboundMessage], batch: Batch, run: _Invocation, before: CallStats
-    ) -> None:
-        report = run.report
+    def _finish(self, run: _Invocation, before: CallStats) -> None:
+        report, messages, batch = run.report, run.messages, run.batch
         for email in run.retry:
             report.outcomes[email] = Outcome.RETRY
         report.count()
@@ -194,7 +214,8 @@ class SyncService:
             return set(batch.undecodable)
         return self._dead_letters.send([m for m in messages if m.message_id in batch.undecodable])
 
-    def _sync(self, batch: Batch, run: _Invocation) -> None:
+    def _sync(self, run: _Invocation) -> None:
+        batch = run.batch
         if not batch.contacts:
             return
         ledger = self._ledger.get_many(list(batch.contacts))
@@ -205,6 +226,9 @@ class SyncService:
         audiences = self._audiences(audiences_to_ensure(batch, ledger))
         definitions = self._schema.definitions_for(batch.attribute_names())
         plan = plan_writes(batch, ledger, audiences, definitions, self._now_ms())
+        if self._held_back(run, plan):
+            # The kept messages alone: a contact of a held-back message is planned when it returns.
+            plan = plan_writes(run.batch, ledger, audiences, definitions, self._now_ms())
         run.report.outcomes.update(plan.outcomes)
         run.records.extend(plan.records)
         try:
@@ -216,6 +240,27 @@ class SyncService:
         for contact in plan.contacts:
             if contact.warnings or contact.problems:
                 self._log_contact(contact, run.report.outcomes.get(contact.email))
+
+    @staticmethod
+    def _held_back(run: _Invocation, plan: WritePlan) -> bool:
+        """Asks the hold-back which messages to hand back, given the writes the plan needs; True
+        when some were (``run`` then holds the kept messages and their contacts)."""
+        if run.hold_back is None:
+            return False
+        writes: dict[str, set[str]] = defaultdict(set)
+        for write in plan.writes:
+            for message_id in write.message_ids:
+                writes[message_id].add(write.email)
+        held = run.hold_back(run.messages, writes)
+        if not held:
+            return False
+        run.report.held_message_ids = [m.message_id for m in run.messages if m.message_id in held]
+        run.report.contacts_held_back = sum(
+            1 for contact in run.batch.contacts.values() if held.intersection(contact.message_ids)
+        )
+        run.messages = [m for m in run.messages if m.message_id not in held]
+        run.batch = coalesce(run.messages)
+        return True
 
     def _audiences(self, wanted: dict[str, str | None]) -> dict[str, AudienceProperty]:
         """The audience properties, with the metadata the operator stored: its name labels the

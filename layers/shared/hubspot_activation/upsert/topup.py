@@ -12,7 +12,10 @@ Receive counts and the DLQ redrive are SQS's own, untouched.
 
 When the top-up shows a backlog, the batch's partial tail is held back (``hold_back``): a batch of
 112 contacts would cost two calls, one of them for 12; handed back visible at once, those 12 ride
-in the next invocation's full calls instead.
+in the next invocation's full calls instead. What counts is the contacts that need a HubSpot
+write, known only once the ledger is read: the service asks for the hold-back then, and a re-send
+where half the contacts are unchanged tops up to about twice the contacts (``write_share``, learnt
+from the container's previous batch) so that its writes still make full calls.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +42,13 @@ RECEIVE_MAX = 10
 #: count, and hold-backs must not push a healthy message toward the dead-letter queue
 #: (MaxReceiveCount, 20 by default).
 HOLD_BACK_MAX_RECEIVES = 3
+#: The top-up aims this much past the contacts that should make full calls when only a share of
+#: them needs a write: the share is an estimate, and a few writes too many are held back (they
+#: come back at once) where a few too few would cost a partial call.
+WRITE_SHARE_MARGIN = 1.1
+#: The lowest write share the top-up believes: a batch of mostly unchanged contacts does not make
+#: it receive more than this many times a full call's contacts.
+MIN_WRITE_SHARE = 0.2
 
 
 @dataclass(frozen=True)
@@ -77,9 +87,9 @@ class _Group:
     seen: set[str] = field(default_factory=set)
     must_keep: int = 0
 
-    def add(self, message: InboundMessage, max_receives: int) -> None:
+    def add(self, message: InboundMessage, emails: Iterable[str], max_receives: int) -> None:
         self.messages.append(message)
-        self.seen.update(_emails(message))
+        self.seen.update(emails)
         self.contacts.append(len(self.seen))
         if message.receive_count >= max_receives:
             # Kept, and so is every earlier message of its group: order needs the prefix whole.
@@ -87,7 +97,10 @@ class _Group:
 
 
 def hold_back(
-    messages: Sequence[InboundMessage], backlog: bool, max_receives: int = HOLD_BACK_MAX_RECEIVES
+    messages: Sequence[InboundMessage],
+    backlog: bool,
+    writes: Mapping[str, Collection[str]] | None = None,
+    max_receives: int = HOLD_BACK_MAX_RECEIVES,
 ) -> list[str]:
     """The ids of the messages to hand back unprocessed so that what is kept makes only full
     HubSpot calls: the largest multiple of 100 contacts reachable by keeping a prefix of each
@@ -95,12 +108,15 @@ def hold_back(
     goes ahead of an earlier one). Nothing is held back without a backlog (the tail would come back
     alone, and late), at one call's worth or less, or when no full-call selection exists.
 
-    Contacts are counted per group: a contact's messages all go to one group (its shard)."""
+    ``writes`` (message id -> the emails of its contacts that need a HubSpot write) counts only
+    those; without it, every contact a message carries counts. Contacts are counted per group: a
+    contact's messages all go to one group (its shard)."""
     if not backlog:
         return []
     groups: dict[str, _Group] = {}
     for message in messages:
-        groups.setdefault(message.group_id, _Group()).add(message, max_receives)
+        emails = _emails(message) if writes is None else writes.get(message.message_id, ())
+        groups.setdefault(message.group_id, _Group()).add(message, emails, max_receives)
     total = sum(group.contacts[-1] for group in groups.values())
     if total <= MAX_BATCH_INPUTS:
         return []
@@ -133,6 +149,17 @@ def _full_calls(groups: list[_Group]) -> tuple[int, ...] | None:
 def fill_target(contacts: int) -> int:
     """The next multiple of a full HubSpot call: nothing to fill when the batch is already one."""
     return max(MAX_BATCH_INPUTS, math.ceil(contacts / MAX_BATCH_INPUTS) * MAX_BATCH_INPUTS)
+
+
+def contacts_target(contacts: int, write_share: float = 1.0) -> int:
+    """How many contacts to hold so that the ones needing a write (``write_share`` of them) make
+    the next multiple of a full call, with a margin when the share is an estimate; with every
+    contact written, that is ``fill_target`` exactly (0: the batch is already full calls)."""
+    if write_share >= 1.0:
+        return 0 if contacts % MAX_BATCH_INPUTS == 0 else fill_target(contacts)
+    share = max(MIN_WRITE_SHARE, write_share)
+    writes = fill_target(math.ceil(contacts * share))
+    return max(contacts, math.ceil(round(writes * WRITE_SHARE_MARGIN / share, 6)))
 
 
 def messages_wanted(contacts_missing: int, contacts_per_message: float) -> int:
@@ -180,15 +207,18 @@ class QueueTopUp:
         return self.top_up(messages, long_poll_seconds).messages
 
     @tracer.capture_method(capture_response=False, capture_error=False)
-    def top_up(self, messages: Sequence[InboundMessage], long_poll_seconds: int = 0) -> TopUp:
-        """Messages received to bring the batch up to a multiple of 100 contacts (or until the queue
-        is empty, or the caps), and whether the queue showed a backlog. ``long_poll_seconds`` > 0
-        only when HubSpot's budget would make the next call wait anyway: waiting for messages then
-        costs nothing."""
+    def top_up(
+        self, messages: Sequence[InboundMessage], long_poll_seconds: int = 0, write_share: float = 1.0
+    ) -> TopUp:
+        """Messages received to bring the batch's writes up to a multiple of 100 contacts (or until
+        the queue is empty, or the caps), and whether the queue showed a backlog.
+        ``long_poll_seconds`` > 0 only when HubSpot's budget would make the next call wait anyway:
+        waiting for messages then costs nothing. ``write_share``: the expected share of contacts
+        that need a write (the rest are unchanged and cost no call)."""
         have = contacts_in(messages)
-        if have == 0 or have % MAX_BATCH_INPUTS == 0:
+        target = contacts_target(have, write_share)
+        if have == 0 or target <= have:
             return TopUp()
-        target = fill_target(have)
         extra: list[InboundMessage] = []
         deadline = self._clock() + self._max_seconds
         answered_in_full = True
