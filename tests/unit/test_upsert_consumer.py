@@ -49,7 +49,7 @@ def outcomes(synced: int, skipped: int) -> dict[str, Outcome]:
     }
 
 
-EVENT = {"Records": []}
+EVENT: dict[str, Any] = {"Records": []}
 
 
 def consumer(script: list[dict[str, Outcome]], topup: RecordingTopUp) -> Callable[[], Any]:
