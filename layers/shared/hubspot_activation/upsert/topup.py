@@ -215,7 +215,10 @@ class QueueTopUp:
         ``long_poll_seconds`` > 0 only when HubSpot's budget would make the next call wait anyway:
         waiting for messages then costs nothing. ``write_share``: the expected share of contacts
         that need a write (the rest are unchanged and cost no call)."""
-        have = contacts_in(messages)
+        seen: set[str] = set()
+        for message in messages:
+            seen.update(_emails(message))
+        have = len(seen)
         target = contacts_target(have, write_share)
         if have == 0 or target <= have:
             return TopUp()
@@ -230,7 +233,11 @@ class QueueTopUp:
             if not received:
                 break
             extra.extend(received)
-            have = contacts_in([*messages, *extra])
+            # Counted as they arrive: a batch of hundreds of small messages is parsed once, not
+            # once per receive.
+            for message in received:
+                seen.update(_emails(message))
+            have = len(seen)
         stopped_at_cap = have >= target or len(extra) >= self._max_messages
         return TopUp(extra, backlog=stopped_at_cap and answered_in_full)
 
