@@ -211,6 +211,8 @@ def test_the_contacts_target_grows_when_only_a_share_needs_a_write() -> None:
     assert contacts_target(130, write_share=0.5) == 220
     assert contacts_target(500, write_share=0.5) == 660  # 250 writes -> 300, plus the margin
     assert contacts_target(10, write_share=0.01) == 550  # never more than five times a full call
+    assert contacts_target(900, write_share=0.5) == 1000  # a large batch is topped up to ten calls at most
+    assert contacts_target(1500, write_share=0.5) == 1500
 
 
 def test_the_top_up_receives_more_when_half_the_contacts_are_unchanged() -> None:

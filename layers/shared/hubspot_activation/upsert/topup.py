@@ -49,6 +49,9 @@ WRITE_SHARE_MARGIN = 1.1
 #: The lowest write share the top-up believes: a batch of mostly unchanged contacts does not make
 #: it receive more than this many times a full call's contacts.
 MIN_WRITE_SHARE = 0.2
+#: Receiving more for a share of writes stops at ten full calls' contacts: a batch that is already
+#: large needs no top-up to fill calls, and a bound keeps memory and the hold-back's search small.
+WRITE_SHARE_MAX_CONTACTS = 1000
 
 
 @dataclass(frozen=True)
@@ -159,7 +162,8 @@ def contacts_target(contacts: int, write_share: float = 1.0) -> int:
         return 0 if contacts % MAX_BATCH_INPUTS == 0 else fill_target(contacts)
     share = max(MIN_WRITE_SHARE, write_share)
     writes = fill_target(math.ceil(contacts * share))
-    return max(contacts, math.ceil(round(writes * WRITE_SHARE_MARGIN / share, 6)))
+    wanted = math.ceil(round(writes * WRITE_SHARE_MARGIN / share, 6))
+    return max(contacts, min(wanted, WRITE_SHARE_MAX_CONTACTS))
 
 
 def messages_wanted(contacts_missing: int, contacts_per_message: float) -> int:
