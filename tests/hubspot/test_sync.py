@@ -387,46 +387,47 @@ def test_hubspot_messages_quoting_an_email_are_scrubbed_before_logging(
     assert "contactHash" in logged and "example.com" not in logged
 
 
-def hold_back_writes(group: str, calls: list[dict[str, set[str]]]) -> Callable[..., set[str]]:
-    """A hold-back that hands back every message of ``group``, recording the writes it was shown."""
+def defer_group(group: str, calls: list[list[tuple[str, list[str]]]]) -> Callable[..., set[str]]:
+    """A hold-back that makes every contact of ``group`` wait, recording the writes it was shown."""
 
-    def choose(messages: Sequence[InboundMessage], writes: dict[str, set[str]]) -> set[str]:
-        calls.append({mid: set(emails) for mid, emails in writes.items()})
-        return {m.message_id for m in messages if m.group_id == group}
+    def choose(messages: Sequence[InboundMessage], writes: Sequence[tuple[str, Sequence[str]]]) -> set[str]:
+        calls.append([(email, list(ids)) for email, ids in writes])
+        return {email for email, _ in writes if shard_of(email, 4) == group}
 
     return choose
 
 
-def test_the_hold_back_sees_only_writes_and_held_messages_are_neither_written_nor_recorded(
+def test_the_hold_back_sees_only_writes_and_waiting_contacts_are_neither_written_nor_recorded(
     harness: Harness,
 ) -> None:
     unchanged = [f"same{i}@example.com" for i in range(6)]
     harness.service.process(harness.messages([update(email, city="Paris") for email in unchanged]))
     fresh = [f"new{i}@example.com" for i in range(12)]
     batch = harness.messages([update(email, city="Paris") for email in [*unchanged, *fresh]])
-    held_group = next(m.group_id for m in batch if shard_of(fresh[0], 4) == m.group_id)
-    calls: list[dict[str, set[str]]] = []
+    waiting_group = shard_of(fresh[0], 4)
+    calls: list[list[tuple[str, list[str]]]] = []
     requests_before = harness.sandbox.state.requests["POST batch_upsert"]
 
-    report = harness.service.process(batch, hold_back=hold_back_writes(held_group, calls))
+    report = harness.service.process(batch, hold_back=defer_group(waiting_group, calls))
 
-    # Shown per message: only the fresh contacts, never the unchanged ones.
-    assert set().union(*calls[0].values()) == set(fresh)
-    held = [m.message_id for m in batch if m.group_id == held_group]
-    assert report.held_message_ids == held and report.failed_message_ids == []
-    held_emails = {email for email in [*unchanged, *fresh] if shard_of(email, 4) == held_group}
-    assert report.contacts_held_back == len(held_emails)
-    assert set(report.outcomes) == {email for email in [*unchanged, *fresh] if email not in held_emails}
-    assert not held_emails & {e for e in fresh if e in harness.sandbox.state.email_index}
-    assert not held_emails & (set(harness.ledger.entries) - set(unchanged))
+    # Shown: only the fresh contacts, never the unchanged ones, with their messages.
+    assert sorted(email for email, _ in calls[0]) == sorted(fresh)
+    waiting = {email for email in fresh if shard_of(email, 4) == waiting_group}
+    # Their messages go back (the unchanged contacts in them are recorded as skipped, harmlessly).
+    assert report.held_message_ids == [m.message_id for m in batch if m.group_id == waiting_group]
+    assert report.failed_message_ids == [] and report.contacts_held_back == len(waiting)
+    assert not waiting & set(report.outcomes)
+    assert not waiting & set(harness.sandbox.state.email_index)
+    assert not waiting & set(harness.ledger.entries)
+    assert report.synced == len(fresh) - len(waiting)
     assert harness.sandbox.state.requests["POST batch_upsert"] == requests_before + 1
-    # Held back, they are written when they come back.
-    again = harness.service.process([m for m in batch if m.message_id in held])
-    assert again.synced == len(held_emails - set(unchanged))
+    # When the messages return, the waiting contacts are written and the others skipped.
+    again = harness.service.process([m for m in batch if m.message_id in report.held_message_ids])
+    assert again.synced == len(waiting) and again.hubspot_requests == 1
     assert all(email in harness.sandbox.state.email_index for email in fresh)
 
 
-def test_nothing_held_back_leaves_the_batch_whole(harness: Harness) -> None:
+def test_nothing_waiting_leaves_the_batch_whole(harness: Harness) -> None:
     batch = harness.messages([update(f"u{i}@example.com", city="Oslo") for i in range(5)])
     report = harness.service.process(batch, hold_back=lambda messages, writes: set())
     assert report.synced == 5 and report.held_message_ids == [] and report.contacts_held_back == 0

@@ -13,8 +13,8 @@ from hubspot_activation.upsert.topup import (
     TopUp,
     contacts_in,
     contacts_target,
+    defer_tail,
     fill_target,
-    hold_back,
     messages_wanted,
 )
 
@@ -85,82 +85,73 @@ def grouped(group: str, n: int, contacts: int, receives: int = 1) -> InboundMess
     return InboundMessage(f"{group}-{n}", group, body, f"h-{group}-{n}", receive_count=receives)
 
 
-def kept_prefixes(batch: list[InboundMessage], held: list[str]) -> dict[str, list[str]]:
-    """Each group's kept message ids, asserting that what is held back is a suffix of its group."""
-    kept: dict[str, list[str]] = {}
-    for group in dict.fromkeys(m.group_id for m in batch):
-        ids = [m.message_id for m in batch if m.group_id == group]
-        flags = [i in held for i in ids]
-        assert flags == sorted(flags), f"group {group}: {flags} holds back an earlier message"
-        kept[group] = [i for i in ids if i not in held]
-    return kept
+def writes_of(batch: list[InboundMessage], skip: frozenset[str] = frozenset()) -> list[tuple[str, list[str]]]:
+    """Every contact of the batch as a write (email, its message ids), in first-seen order."""
+    found: dict[str, list[str]] = {}
+    for m in batch:
+        for update in json.loads(m.body)["updates"]:
+            if update["email"] not in skip:
+                found.setdefault(update["email"], []).append(m.message_id)
+    return list(found.items())
 
 
-def test_the_partial_tail_is_held_back_as_a_suffix_of_each_group() -> None:
-    # 112 contacts: group a 6 x 10, group b 4 x 10 + one of 12 (one call of 100 and one of 12).
+def test_the_partial_tail_of_the_writes_waits() -> None:
+    # 112 writes: one call of 100 and 12 that wait, the last ones of the batch.
     batch = [grouped("a", n, 10) for n in range(6)] + [grouped("b", n, 10) for n in range(4)]
     batch.append(grouped("b", 4, 12))
-    held = hold_back(batch, backlog=True)
-    assert contacts_in(m for m in batch if m.message_id not in held) == 100
-    assert held == ["b-4"]
-    kept_prefixes(batch, held)
+    writes = writes_of(batch)
+    deferred = defer_tail(batch, writes)
+    assert deferred == {email for email, _ in writes[100:]}
 
 
-def test_held_back_messages_are_never_earlier_than_a_kept_one_of_their_group() -> None:
-    # Holding back b's first message and keeping its second would reach 200 (93 + 7 + 100):
-    # forbidden, so only c's full call is kept.
-    batch = [grouped("a", 0, 93), grouped("b", 0, 50), grouped("b", 1, 7), grouped("c", 0, 100)]
-    held = hold_back(batch, backlog=True)
-    assert kept_prefixes(batch, held) == {"a": [], "b": [], "c": ["c-0"]}
+def test_a_message_split_between_written_and_waiting_contacts() -> None:
+    # 105 writes in messages of 15: the last message's last 5 wait, its other 10 are written now.
+    batch = [grouped(g, n, 15) for g in "abc" for n in range(2)] + [grouped("d", 0, 15)]
+    writes = writes_of(batch)
+    deferred = defer_tail(batch, writes)
+    assert len(deferred) == 5 and all(
+        writes_by == ["d-0"] for email, writes_by in writes if email in deferred
+    )
+    assert len(writes) - len(deferred) == 100
 
 
-def test_the_largest_multiple_of_a_full_call_is_kept() -> None:
-    batch = [grouped("a", n, 10) for n in range(15)] + [grouped("b", n, 10) for n in range(10)]
-    batch.append(grouped("c", 0, 5))  # 255 contacts: 200 of them make two full calls
-    held = hold_back(batch, backlog=True)
-    assert contacts_in(m for m in batch if m.message_id not in held) == 200
-    kept_prefixes(batch, held)
+def test_only_the_contacts_that_need_a_write_count() -> None:
+    batch = [grouped("a", 0, 60), grouped("b", 0, 40), grouped("b", 1, 60), grouped("c", 0, 5)]
+    unchanged = frozenset(f"am0c{i}@example.com" for i in range(60))
+    assert defer_tail(batch, writes_of(batch, unchanged)) == {f"cm0c{i}@example.com" for i in range(5)}
+    assert (
+        defer_tail(batch, writes_of(batch, unchanged | {f"cm0c{i}@example.com" for i in range(5)})) == set()
+    )
 
 
-def test_full_calls_are_found_among_uneven_groups() -> None:
-    batch = [grouped(g, n, 30) for g in "abc" for n in range(3)]  # 3 groups of 90
-    batch += [grouped("d", 0, 20), grouped("d", 1, 15)]  # 305: only 180 + 20 makes full calls
-    held = hold_back(batch, backlog=True)
-    assert contacts_in(m for m in batch if m.message_id not in held) == 200
-    assert kept_prefixes(batch, held)["d"] == ["d-0"]
-
-
-def test_a_contact_repeated_in_its_group_counts_once() -> None:
+def test_a_contact_repeated_in_its_group_is_one_write() -> None:
     again = InboundMessage("a-1", "a", grouped("a", 0, 10).body, "h", 1)  # the same ten contacts
     batch = [grouped("a", 0, 10), again, grouped("b", 0, 90), grouped("c", 0, 5)]
-    held = hold_back(batch, backlog=True)
-    assert held == ["c-0"]  # a's repeat costs nothing and stays; c's 5 are the tail
+    writes = writes_of(batch)
+    assert len(writes) == 105
+    assert defer_tail(batch, writes) == {f"cm0c{i}@example.com" for i in range(5)}
 
 
-def test_a_message_received_often_is_never_held_back_nor_its_groups_earlier_ones() -> None:
+def test_a_message_received_often_is_never_sent_back_nor_are_earlier_ones_of_its_group() -> None:
     batch = [grouped("a", n, 10) for n in range(10)]
     batch += [grouped("b", 0, 4), grouped("b", 1, 4, receives=HOLD_BACK_MAX_RECEIVES)]
-    # 108 contacts; without the guard b's two messages (8 contacts) would be held back.
-    assert hold_back(batch, backlog=True, max_receives=99) == ["b-0", "b-1"]
-    held = hold_back(batch, backlog=True)
-    assert "b-0" not in held and "b-1" not in held
-    assert held == []  # 108 cannot be cut to 100 by suffixes of a (10 each): everything is written
+    writes = writes_of(batch)  # 108: b's 8 would wait without the guard
+    assert defer_tail(batch, writes, max_receives=99) == {email for email, _ in writes[100:]}
+    # With it, b's contacts stay (their wait would send back b-1), and a's last 8 wait instead.
+    deferred = defer_tail(batch, writes)
+    assert len(deferred) == 8 and all(email.startswith("am9") for email in deferred)
 
 
-def test_the_receive_guard_still_lets_other_groups_be_held_back() -> None:
-    batch = [grouped("a", n, 10) for n in range(9)]
-    batch += [grouped("b", 0, 10, receives=HOLD_BACK_MAX_RECEIVES + 2), grouped("c", 0, 7)]
-    assert hold_back(batch, backlog=True) == ["c-0"]
-
-
-def test_nothing_is_held_back_without_a_backlog_or_at_one_call_or_less() -> None:
-    batch = [grouped("a", n, 10) for n in range(11)] + [grouped("b", 0, 5)]  # 115 contacts
-    assert hold_back(batch, backlog=False) == []
-    assert hold_back(batch, backlog=True) != []
-    small = [grouped("a", n, 10) for n in range(9)] + [grouped("b", 0, 5)]  # 95 contacts
-    assert hold_back(small, backlog=True) == []
-    exact = [grouped("a", n, 10) for n in range(10)]
-    assert hold_back(exact, backlog=True) == []
+def test_nothing_waits_at_one_call_or_less_full_calls_or_a_tail_that_cannot_wait_whole() -> None:
+    small = [grouped("a", n, 10) for n in range(9)] + [grouped("b", 0, 5)]  # 95 writes
+    assert defer_tail(small, writes_of(small)) == set()
+    exact = [grouped("a", n, 10) for n in range(20)]
+    assert defer_tail(exact, writes_of(exact)) == set()
+    # 105 writes, b's all received often: c's 5, in a group of their own, still wait.
+    guarded = [grouped("b", n, 10, receives=HOLD_BACK_MAX_RECEIVES) for n in range(10)] + [grouped("c", 0, 5)]
+    assert defer_tail(guarded, writes_of(guarded)) == {f"cm0c{i}@example.com" for i in range(5)}
+    stuck = [grouped("b", n, 10) for n in range(9)] + [grouped("b", 9, 15, receives=HOLD_BACK_MAX_RECEIVES)]
+    assert defer_tail(stuck, writes_of(stuck)) == set()  # every wait would send b-9 back
 
 
 def test_the_top_up_reports_a_backlog_only_when_it_stopped_at_its_target() -> None:
@@ -181,27 +172,6 @@ def test_a_short_last_receive_is_no_backlog_even_past_the_target() -> None:
     last = QueueTopUp(Queue(contacts=50, size=3), "q", max_messages=200).top_up(start)  # type: ignore[arg-type]
     assert len(last.messages) == 3 and contacts_in([*start, *last.messages]) > 100
     assert not last.backlog
-
-
-def test_only_the_contacts_that_need_a_write_are_counted_when_the_writes_are_known() -> None:
-    # a: 60 unchanged contacts (no write), b: 40 + 60 to write, c: 5 to write. Counting every
-    # contact, a + b's first message make "100" (40 writes); counting writes, a + b make 100.
-    batch = [grouped("a", 0, 60), grouped("b", 0, 40), grouped("b", 1, 60), grouped("c", 0, 5)]
-    everyone = {
-        m.message_id: [f"{m.message_id}-{i}" for i in range(n)]
-        for m, n in zip(batch, (60, 40, 60, 5), strict=True)
-    }
-    writes = {mid: emails for mid, emails in everyone.items() if not mid.startswith("a")}
-    assert hold_back(batch, backlog=True) == ["b-1", "c-0"]
-    assert hold_back(batch, backlog=True, writes=writes) == ["c-0"]
-    assert hold_back(batch, backlog=True, writes={"b-0": everyone["b-0"]}) == []  # 40 writes: one call
-
-
-def test_a_message_with_nothing_to_write_is_kept() -> None:
-    batch = [grouped("a", n, 10) for n in range(10)] + [grouped("b", 0, 30), grouped("c", 0, 5)]
-    writes = {m.message_id: [f"{m.message_id}-{i}" for i in range(10)] for m in batch if m.group_id == "a"}
-    writes["c-0"] = ["c-0-0", "c-0-1"]
-    assert hold_back(batch, backlog=True, writes=writes) == ["c-0"]  # b's unchanged 30 cost nothing
 
 
 def test_the_contacts_target_grows_when_only_a_share_needs_a_write() -> None:

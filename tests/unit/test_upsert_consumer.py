@@ -19,12 +19,13 @@ class ScriptedService:
 
     outcomes: list[dict[str, Outcome]]
     hold_backs: list[Any] = field(default_factory=list)
+    held: list[str] = field(default_factory=list)
 
     def process(
         self, messages: Sequence[InboundMessage], remaining: Any = None, hold_back: Any = None
     ) -> SyncReport:
         self.hold_backs.append(hold_back)
-        report = SyncReport(outcomes=self.outcomes.pop(0))
+        report = SyncReport(outcomes=self.outcomes.pop(0), held_message_ids=list(self.held))
         report.count()
         return report
 
@@ -33,6 +34,7 @@ class ScriptedService:
 class RecordingTopUp:
     shares: list[float] = field(default_factory=list)
     backlog: bool = False
+    released: list[str] = field(default_factory=list)
 
     def top_up(self, messages: Sequence[InboundMessage], poll: int = 0, write_share: float = 1.0) -> TopUp:
         self.shares.append(write_share)
@@ -40,6 +42,9 @@ class RecordingTopUp:
 
     def settle(self, received: Sequence[InboundMessage], returned: Any) -> int:
         return 0
+
+    def release(self, messages: Sequence[InboundMessage]) -> None:
+        self.released.extend(m.message_id for m in messages)
 
 
 def outcomes(synced: int, skipped: int) -> dict[str, Outcome]:
@@ -74,3 +79,17 @@ def test_the_service_is_given_a_hold_back_only_under_a_backlog() -> None:
     topup.backlog = True
     target.handle(EVENT)
     assert service.hold_backs[0] is None and callable(service.hold_backs[1])
+
+
+def test_held_records_go_back_through_the_answer_and_visible_at_once() -> None:
+    record = {
+        "messageId": "r1",
+        "receiptHandle": "h1",
+        "body": "{}",
+        "attributes": {"MessageGroupId": "c1", "ApproximateReceiveCount": "1"},
+    }
+    event = {"Records": [record, {**record, "messageId": "r2", "receiptHandle": "h2"}]}
+    topup = RecordingTopUp(backlog=True)
+    target = UpsertConsumer(ScriptedService([{}], held=["r2"]), topup)  # type: ignore[arg-type]
+    assert target.handle(event) == {"batchItemFailures": [{"itemIdentifier": "r2"}]}
+    assert topup.released == ["r2"]

@@ -8,7 +8,7 @@ response is built here, with FIFO order kept by the core.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +29,7 @@ from .dynamodb_ledger import DynamoDbDailyCounter, DynamoDbLedger
 from .plan import InboundMessage
 from .schema import PropertySchema
 from .service import HoldBack, SyncReport, SyncService
-from .topup import MIN_WRITE_SHARE, QueueTopUp, TopUp, change_visibility, hold_back
+from .topup import MIN_WRITE_SHARE, QueueTopUp, TopUp, change_visibility, defer_tail
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -119,9 +119,15 @@ class UpsertConsumer:
             poll = min(self.batch_fill_seconds, int(self.ready_in()))
             topped = self.topup.top_up(messages, poll, self.write_share)
         extra = topped.messages
-        report = self.service.process([*messages, *extra], remaining, self._hold_back(topped.backlog))
+        batch = [*messages, *extra]
+        report = self.service.process(batch, remaining, self._hold_back(topped.backlog))
         self._learn_write_share(report)
-        returned = set(report.failed_message_ids) | set(report.held_message_ids)
+        held = set(report.held_message_ids)
+        if held and self.topup is not None:
+            # Visible at once, not after the visibility timeout; only now that this invocation's
+            # writes are done, so no other consumer writes one of their contacts at the same time.
+            self.topup.release([m for m in batch if m.message_id in held])
+        returned = set(report.failed_message_ids) | held
         deleted = self.topup.settle(extra, returned) if self.topup is not None and extra else 0
         publish_metrics(report)
         logger.info(
@@ -151,20 +157,8 @@ class UpsertConsumer:
         }
 
     def _hold_back(self, backlog: bool) -> HoldBack | None:
-        """Under a backlog, the partial tail of the batch's writes goes back to the queue, visible
-        at once: before anything is written, so another consumer may take a group held back
-        whole (a held-back suffix waits behind its group's messages in flight)."""
-        topup = self.topup
-        if topup is None or not backlog:
-            return None
-
-        def choose(messages: Sequence[InboundMessage], writes: Mapping[str, Collection[str]]) -> set[str]:
-            held = set(hold_back(messages, backlog, writes))
-            if held:
-                topup.release([m for m in messages if m.message_id in held])
-            return held
-
-        return choose
+        """Under a backlog, the batch's partial last call waits for the next invocation."""
+        return defer_tail if self.topup is not None and backlog else None
 
     def _learn_write_share(self, report: SyncReport) -> None:
         contacts = len(report.outcomes)

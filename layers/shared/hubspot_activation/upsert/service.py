@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections import Counter, defaultdict
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -28,7 +28,6 @@ from .plan import (
     ContactWrite,
     InboundMessage,
     Outcome,
-    WritePlan,
     ambiguous_entry,
     audiences_to_ensure,
     coalesce,
@@ -64,10 +63,11 @@ class DeadLetters(Protocol):
 
 
 class HoldBack(Protocol):
-    def __call__(self, messages: Sequence[InboundMessage], writes: Mapping[str, Collection[str]]) -> set[str]:
-        """Given the batch and, per message id, the emails of its contacts that need a HubSpot
-        write, the ids of the messages handed back unprocessed (already made visible again), so
-        that the rest make full calls."""
+    def __call__(
+        self, messages: Sequence[InboundMessage], writes: Sequence[tuple[str, Sequence[str]]]
+    ) -> set[str]:
+        """Given the batch and the contacts that need a HubSpot write (email, message ids; in batch
+        order), the emails whose writes wait for a later invocation so the rest make full calls."""
         ...
 
 
@@ -93,7 +93,8 @@ class SyncReport:
     daily_limit_resets_at: float | None = None
     #: HubSpot's remaining burst budget after the last call (None when no call was made)
     rate_limit_remaining: int | None = None
-    #: messages handed back unprocessed so the rest made full calls, and their distinct contacts
+    #: messages handed back (to be made visible at once) so the writes made full calls, and how many
+    #: contacts' writes wait for them
     held_message_ids: list[str] = field(default_factory=list)
     contacts_held_back: int = 0
     #: email -> what happened to each contact
@@ -109,14 +110,16 @@ class SyncReport:
 
 @dataclass
 class _Invocation:
-    """What one ``process`` call works on: its messages (less any held back), their contacts, its
-    deadline and what it has decided so far."""
+    """What one ``process`` call works on: its messages and their contacts, its deadline and what
+    it has decided so far."""
 
     report: SyncReport
     remaining_seconds: Callable[[], float]
     messages: list[InboundMessage]
     batch: Batch
     hold_back: HoldBack | None = None
+    #: emails whose writes wait for a later invocation (the hold-back's choice)
+    deferred: set[str] = field(default_factory=set)
     #: emails to hand back to the queue
     retry: set[str] = field(default_factory=set)
     records: list[LedgerEntry] = field(default_factory=list)
@@ -158,8 +161,8 @@ class SyncService:
     ) -> SyncReport:
         """``remaining_seconds`` is the invocation's time left: no HubSpot call is started without
         enough of it, and the contacts not reached go back to the queue instead of timing out.
-        ``hold_back`` is asked, once the ledger tells which contacts need a write, which messages
-        to hand back so the rest make full calls; those are neither written nor recorded."""
+        ``hold_back`` is asked, once the ledger tells which contacts need a write, which of them
+        wait so the rest make full calls; their messages go back (``held_message_ids``)."""
         run = _Invocation(
             SyncReport(), remaining_seconds or _unlimited, list(messages), coalesce(messages), hold_back
         )
@@ -185,6 +188,7 @@ class SyncService:
         failed = self._set_aside(messages, batch, report)
         failed.update(mid for email in run.retry for mid in batch.contacts[email].message_ids)
         report.failed_message_ids = messages_to_return(messages, failed)
+        self._hand_back(run)
         after = self._writer.stats()
         report.hubspot_requests = after.requests - before.requests
         report.throttled = after.throttled - before.throttled
@@ -226,41 +230,38 @@ class SyncService:
         audiences = self._audiences(audiences_to_ensure(batch, ledger))
         definitions = self._schema.definitions_for(batch.attribute_names())
         plan = plan_writes(batch, ledger, audiences, definitions, self._now_ms())
-        if self._held_back(run, plan):
-            # The kept messages alone: a contact of a held-back message is planned when it returns.
-            plan = plan_writes(run.batch, ledger, audiences, definitions, self._now_ms())
+        if run.hold_back is not None:
+            run.deferred = run.hold_back(run.messages, [(w.email, w.message_ids) for w in plan.writes])
         run.report.outcomes.update(plan.outcomes)
         run.records.extend(plan.records)
         try:
-            self._write(plan.writes, run)
+            self._write([w for w in plan.writes if w.email not in run.deferred], run)
         finally:
             # Whatever stopped the writes, what is known so far is recorded (a DAILY stop included).
             self._record(run)
-        run.report.warnings = sum(len(contact.warnings) for contact in plan.contacts)
-        for contact in plan.contacts:
+        contacts = [contact for contact in plan.contacts if contact.email not in run.deferred]
+        run.report.warnings = sum(len(contact.warnings) for contact in contacts)
+        for contact in contacts:
             if contact.warnings or contact.problems:
                 self._log_contact(contact, run.report.outcomes.get(contact.email))
 
     @staticmethod
-    def _held_back(run: _Invocation, plan: WritePlan) -> bool:
-        """Asks the hold-back which messages to hand back, given the writes the plan needs; True
-        when some were (``run`` then holds the kept messages and their contacts)."""
-        if run.hold_back is None:
-            return False
-        writes: dict[str, set[str]] = defaultdict(set)
-        for write in plan.writes:
-            for message_id in write.message_ids:
-                writes[message_id].add(write.email)
-        held = run.hold_back(run.messages, writes)
-        if not held:
-            return False
-        run.report.held_message_ids = [m.message_id for m in run.messages if m.message_id in held]
-        run.report.contacts_held_back = sum(
-            1 for contact in run.batch.contacts.values() if held.intersection(contact.message_ids)
-        )
-        run.messages = [m for m in run.messages if m.message_id not in held]
-        run.batch = coalesce(run.messages)
-        return True
+    def _hand_back(run: _Invocation) -> None:
+        """The messages of the deferred contacts, with every later message of their group (order),
+        go back unprocessed for those contacts; the contacts written from them now are skipped as
+        unchanged when they return. A message already going back as failed keeps its backoff."""
+        deferred = run.deferred - run.retry
+        if not deferred:
+            return
+        report = run.report
+        ids = {mid for email in deferred for mid in run.batch.contacts[email].message_ids}
+        failed = set(report.failed_message_ids)
+        report.held_message_ids = [
+            mid
+            for mid in messages_to_return(run.messages, ids)
+            if mid not in failed and mid not in run.batch.undecodable
+        ]
+        report.contacts_held_back = len(deferred)
 
     def _audiences(self, wanted: dict[str, str | None]) -> dict[str, AudienceProperty]:
         """The audience properties, with the metadata the operator stored: its name labels the

@@ -10,12 +10,12 @@ on failure left undeleted (the service already made them visible again after the
 every later message of their group); a crash leaves them to reappear after the visibility timeout.
 Receive counts and the DLQ redrive are SQS's own, untouched.
 
-When the top-up shows a backlog, the batch's partial tail is held back (``hold_back``): a batch of
-112 contacts would cost two calls, one of them for 12; handed back visible at once, those 12 ride
-in the next invocation's full calls instead. What counts is the contacts that need a HubSpot
-write, known only once the ledger is read: the service asks for the hold-back then, and a re-send
-where half the contacts are unchanged tops up to about twice the contacts (``write_share``, learnt
-from the container's previous batch) so that its writes still make full calls.
+When the top-up shows a backlog, the batch's partial tail is deferred (``defer_tail``): 112
+contacts to write would cost two calls, one of them for 12; those 12 wait, their messages handed
+back, and ride in the next invocation's full calls instead. What counts is the contacts that need
+a HubSpot write, known only once the ledger is read: the service asks then, and a re-send where
+half the contacts are unchanged tops up to about twice the contacts (``write_share``, learnt from
+the container's previous batch) so that its writes still make full calls.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -80,73 +80,39 @@ def contacts_in(messages: Iterable[InboundMessage]) -> int:
     return len(emails)
 
 
-@dataclass
-class _Group:
-    """One message group's messages in the batch (in queue order), the distinct contacts of each
-    of its prefixes (``contacts[k]``: of the first k messages) and the shortest prefix it must keep."""
-
-    messages: list[InboundMessage] = field(default_factory=list)
-    contacts: list[int] = field(default_factory=lambda: [0])
-    seen: set[str] = field(default_factory=set)
-    must_keep: int = 0
-
-    def add(self, message: InboundMessage, emails: Iterable[str], max_receives: int) -> None:
-        self.messages.append(message)
-        self.seen.update(emails)
-        self.contacts.append(len(self.seen))
-        if message.receive_count >= max_receives:
-            # Kept, and so is every earlier message of its group: order needs the prefix whole.
-            self.must_keep = len(self.messages)
-
-
-def hold_back(
+def defer_tail(
     messages: Sequence[InboundMessage],
-    backlog: bool,
-    writes: Mapping[str, Collection[str]] | None = None,
+    writes: Sequence[tuple[str, Sequence[str]]],
     max_receives: int = HOLD_BACK_MAX_RECEIVES,
-) -> list[str]:
-    """The ids of the messages to hand back unprocessed so that what is kept makes only full
-    HubSpot calls: the largest multiple of 100 contacts reachable by keeping a prefix of each
-    group's messages (what is held back is always a suffix of its group, so a later message never
-    goes ahead of an earlier one). Nothing is held back without a backlog (the tail would come back
-    alone, and late), at one call's worth or less, or when no full-call selection exists.
+) -> set[str]:
+    """The emails whose writes wait for a later invocation so that the rest make only full HubSpot
+    calls: the last ``len(writes) % 100`` contacts of ``writes`` (email, message ids; in batch
+    order). A contact's updates in the batch are all written now or all wait. The messages of the
+    waiting ones go back to the queue with every later message of their group (a contact's
+    messages are all in its group), so order holds; the other contacts of those messages are
+    written now and skipped as unchanged when the messages return.
 
-    ``writes`` (message id -> the emails of its contacts that need a HubSpot write) counts only
-    those; without it, every contact a message carries counts. Contacts are counted per group: a
-    contact's messages all go to one group (its shard)."""
-    if not backlog:
-        return []
-    groups: dict[str, _Group] = {}
-    for message in messages:
-        emails = _emails(message) if writes is None else writes.get(message.message_id, ())
-        groups.setdefault(message.group_id, _Group()).add(message, emails, max_receives)
-    total = sum(group.contacts[-1] for group in groups.values())
-    if total <= MAX_BATCH_INPUTS:
-        return []
-    keep = _full_calls(list(groups.values()))
-    if keep is None:
-        return []
-    return [
-        message.message_id
-        for group, kept in zip(groups.values(), keep, strict=True)
-        for message in group.messages[kept:]
-    ]
-
-
-def _full_calls(groups: list[_Group]) -> tuple[int, ...] | None:
-    """How many messages to keep of each group so the kept contacts are the largest multiple of
-    100 (at least 100) that prefixes can make; None when there is none. Every reachable total is
-    tried (a subset sum over at most a few thousand contacts); between selections of one total,
-    the one keeping more messages wins."""
-    reachable: dict[int, tuple[int, ...]] = {0: ()}
-    for group in groups:
-        step: dict[int, tuple[int, ...]] = {}
-        for total, kept in reachable.items():
-            for length in range(len(group.messages), group.must_keep - 1, -1):
-                step.setdefault(total + group.contacts[length], (*kept, length))
-        reachable = step
-    full = [total for total in reachable if total >= MAX_BATCH_INPUTS and total % MAX_BATCH_INPUTS == 0]
-    return reachable[max(full)] if full else None
+    Asked only under a backlog (otherwise the tail would come back alone, and late). Nothing waits
+    at one call's worth or less, when the writes already make full calls, or when the tail cannot
+    wait whole; a contact never waits if that would send back a message already received
+    ``max_receives`` times, so hold-backs cannot walk a healthy message toward the DLQ."""
+    tail = len(writes) % MAX_BATCH_INPUTS
+    if len(writes) <= MAX_BATCH_INPUTS or tail == 0:
+        return set()
+    position = {message.message_id: index for index, message in enumerate(messages)}
+    last_guarded: dict[str, int] = {}
+    for index, message in enumerate(messages):
+        if message.receive_count >= max_receives:
+            last_guarded[message.group_id] = index
+    deferred: set[str] = set()
+    for email, message_ids in reversed(writes):
+        first = min((position[mid] for mid in message_ids if mid in position), default=None)
+        if first is None or first <= last_guarded.get(messages[first].group_id, -1):
+            continue
+        deferred.add(email)
+        if len(deferred) == tail:
+            return deferred
+    return set()
 
 
 def fill_target(contacts: int) -> int:
