@@ -28,6 +28,7 @@ import json
 import os
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,18 @@ def steady_rate(calls: list[tuple[float, int]], budget: int) -> float:
     return sum(size for _, size in calls[:end]) / (calls[end][0] - calls[0][0])
 
 
+def busiest_window(calls: list[tuple[float, int]], window: float) -> int:
+    """The most calls that ended within any ``window`` seconds: above the budget means the
+    consumers together overran their share (the rate would then read above 100 %)."""
+    times = sorted(t for t, _ in calls)
+    start, most = 0, 0
+    for end, t in enumerate(times):
+        while times[start] <= t - window:
+            start += 1
+        most = max(most, end - start + 1)
+    return most
+
+
 def drain(
     server: SandboxServer, consumers: int, per_request: int, defaults: dict[str, Any], prefix: str
 ) -> dict[str, Any]:
@@ -125,6 +138,10 @@ def drain(
         "contacts_written": written,
         "batch_upsert_calls": calls,
         "contacts_per_call": round(written / calls, 1),
+        # how far from full the calls were: {contacts: calls}, the partial ones are the loss
+        "calls_by_size": dict(sorted(Counter(size for _, size in log.calls).items(), reverse=True)),
+        "most_calls_in_a_window": busiest_window(log.calls, WINDOW_SECONDS),
+        "budget_per_window": governor.budget,
         "other_requests": sum(c.client.requests_sent for c in pool) - setup_requests - calls,
         "setup_requests": setup_requests,
         "throttled_429": sum(server.state.throttled.values()) - throttled_before,
@@ -247,13 +264,14 @@ def _print(
     header = ("profiles/req", "consumers", "contacts/s", "ceiling", "share", "contacts/call", "429s", "s")
     print(
         f"{header[0]:>12} {header[1]:>9} {header[2]:>11} {header[3]:>8} {header[4]:>7} {header[5]:>13} "
-        f"{header[6]:>5} {header[7]:>6}"
+        f"{header[6]:>5} {header[7]:>6}  calls in the busiest window / budget"
     )
     for run in runs:
         print(
             f"{run['profiles_per_request']:>12} {run['consumers']:>9} {run['contacts_per_second']:>11} "
             f"{run['ceiling_contacts_per_second']:>8} {run['share_of_ceiling']:>7.1%} "
-            f"{run['contacts_per_call']:>13} {run['throttled_429']:>5} {run['seconds']:>6}"
+            f"{run['contacts_per_call']:>13} {run['throttled_429']:>5} {run['seconds']:>6}  "
+            f"{run['most_calls_in_a_window']} / {run['budget_per_window']}"
         )
     print(
         f"naive (1 request per contact, fixed {WINDOW_SECONDS:g} s back-off): "
