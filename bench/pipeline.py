@@ -31,6 +31,7 @@ from typing import Any
 
 import requests
 
+from bench.harness import email
 from local import stack as local_stack
 
 RESULTS = Path(__file__).resolve().parent / "results" / "pipeline.json"
@@ -50,7 +51,7 @@ def load(
 ) -> list[dict[str, Any]]:
     return [
         {
-            "identityMap": {"Email": [{"id": f"{prefix}.User{i}@Example.com"}]},
+            "identityMap": {"Email": [{"id": email(prefix, i)}]},
             "segmentMembership": {
                 "ups": {
                     audience: {
