@@ -202,7 +202,7 @@ def table(rows: dict[str, dict[str, Any]]) -> str:
 
 def main() -> None:
     rows: dict[str, dict[str, Any]] = {}
-    for shards in (int(value) for value in os.environ.get("BENCH_SHARDS", "8,16").split(",")):
+    for shards in (int(value) for value in os.environ.get("BENCH_SHARDS", "8,16,48").split(",")):
         rows.update(measure(shards))
     # The local functions' metrics go to a swapped sys.stdout while requests run in parallel.
     print(table(rows), file=sys.__stdout__)

@@ -13,7 +13,7 @@ BASE = {"QUEUE_URL": "https://sqs/q.fifo", "INGEST_SECRET_ID": "arn:secret"}
 
 def test_settings_defaults_and_overrides() -> None:
     settings = IngestSettings.from_env(BASE)
-    assert settings.shard_count == 16 and settings.audience_allowlist == frozenset()
+    assert settings.shard_count == 48 and settings.audience_allowlist == frozenset()
     assert settings.mapping.paths == DEFAULT_MAPPING
     custom = IngestSettings.from_env(
         {

@@ -56,7 +56,7 @@ def _id_list(env: Mapping[str, str], name: str) -> frozenset[str]:
 class IngestSettings:
     queue_url: str
     ingest_secret_id: str
-    shard_count: int = 16
+    shard_count: int = 48
     audience_allowlist: frozenset[str] = frozenset()
     mapping: AttributeMapping = field(default_factory=AttributeMapping.from_overrides)
     max_body_bytes: int = 5 * 1024 * 1024
@@ -81,7 +81,7 @@ class IngestSettings:
         return cls(
             queue_url=_required(env, "QUEUE_URL"),
             ingest_secret_id=_required(env, "INGEST_SECRET_ID"),
-            shard_count=_integer(env, "SHARD_COUNT", 16, 1, 10_000),
+            shard_count=_integer(env, "SHARD_COUNT", 48, 1, 10_000),
             audience_allowlist=_id_list(env, "AUDIENCE_ALLOWLIST"),
             mapping=mapping,
             max_body_bytes=_integer(env, "MAX_BODY_BYTES", 5 * 1024 * 1024, 1024, 6 * 1024 * 1024),
@@ -117,8 +117,9 @@ class UpsertSettings:
     secret_max_age_seconds: int = 300
     #: First retry delay of a transiently failed message; it doubles with each receive.
     retry_base_seconds: int = 10
-    #: Messages the function may receive itself to fill a batch to full HubSpot calls (0: never).
-    top_up_max_messages: int = 90
+    #: Messages the function may receive itself to fill a batch to full HubSpot calls (0: never):
+    #: enough for ~220 one-profile messages, a half-unchanged re-send's two calls' worth.
+    top_up_max_messages: int = 250
     #: Longest wait for more messages, used only when HubSpot's budget would hold the call anyway.
     batch_fill_seconds: int = 1
     #: How long audience metadata (names, deletions) is cached per container.
@@ -161,7 +162,7 @@ class UpsertSettings:
             ledger_retention_days=_integer(env, "LEDGER_RETENTION_DAYS", 400, 1, 3650),
             secret_max_age_seconds=_integer(env, "SECRET_MAX_AGE_SECONDS", 300, 0, 86_400),
             retry_base_seconds=_integer(env, "RETRY_BASE_SECONDS", 10, 0, 600),
-            top_up_max_messages=_integer(env, "TOP_UP_MAX_MESSAGES", 90, 0, 1000),
+            top_up_max_messages=_integer(env, "TOP_UP_MAX_MESSAGES", 250, 0, 1000),
             batch_fill_seconds=_integer(env, "BATCH_FILL_SECONDS", 1, 0, 20),
             audience_cache_seconds=_integer(env, "AUDIENCE_CACHE_SECONDS", 30, 0, 3600),
         )
@@ -173,7 +174,7 @@ class OperationsSettings:
     ingest_secret_id: str
     queue_url: str
     dead_letter_queue_url: str = ""
-    shard_count: int = 16
+    shard_count: int = 48
     secret_max_age_seconds: int = 60
     #: the HubSpot side (budget figures, relabelling audience properties), read like the consumer's
     upsert: UpsertSettings | None = None
@@ -190,7 +191,7 @@ class OperationsSettings:
             ingest_secret_id=_required(env, "INGEST_SECRET_ID"),
             queue_url=_required(env, "QUEUE_URL"),
             dead_letter_queue_url=env.get("DEAD_LETTER_QUEUE_URL", "").strip(),
-            shard_count=_integer(env, "SHARD_COUNT", 16, 1, 10_000),
+            shard_count=_integer(env, "SHARD_COUNT", 48, 1, 10_000),
             secret_max_age_seconds=_integer(env, "SECRET_MAX_AGE_SECONDS", 60, 0, 86_400),
             upsert=UpsertSettings.from_env(env),
         )
