@@ -17,4 +17,8 @@ logger = Logger(service=SERVICE)
 metrics = Metrics(
     namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "HubSpotActivation"), service=SERVICE
 )
-tracer = Tracer(service=SERVICE)
+# Only boto3 is patched here: X-Ray's default (patch_all) imports requests, sqlite3 and a dozen
+# other libraries at cold start just to find out whether they exist. requests is patched by the
+# one module that sends HTTP with it (hubspot.client), so a function that never calls HubSpot
+# (ingest) does not load it.
+tracer = Tracer(service=SERVICE, patch_modules=("boto3",))

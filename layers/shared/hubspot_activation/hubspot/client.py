@@ -34,6 +34,11 @@ from .versions import ApiVersion, Paths
 
 DEFAULT_BASE_URL = "https://api.hubapi.com"
 
+# X-Ray subsegments for HubSpot calls (and the OAuth token refresh, which shares the session):
+# the shared tracer patches only boto3, so requests is patched where it is used. A no-op outside
+# Lambda or with tracing disabled; patching twice is ignored.
+tracer.patch(("requests",))
+
 
 def new_session(pool_size: int = 10) -> requests.Session:
     """One pooled session per container: keeps TLS connections to HubSpot warm across invocations."""

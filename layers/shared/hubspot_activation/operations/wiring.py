@@ -3,12 +3,12 @@ relabelling, the services. The only module of the package that creates clients."
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import boto3
 from botocore.config import Config
 
 from ..auth import IngestAuthenticator
-from ..hubspot.client import HubSpotClient, RetryPolicy
-from ..hubspot.errors import HubSpotError
 from ..ingest.publisher import SqsFifoPublisher
 from ..secret_store import secrets_manager_fetcher
 from ..settings import OperationsSettings, UpsertSettings
@@ -19,6 +19,9 @@ from .queues import SqsQueueReader
 from .replay import ReplayService
 from .status import StatusService, StatusSettings
 from .store import OperationsStore
+
+if TYPE_CHECKING:
+    from ..hubspot.client import HubSpotClient
 
 #: One attempt, short timeouts: a rename answers within seconds; the next sync sets the label anyway.
 RELABEL_HTTP_TIMEOUT = (1.0, 2.0)
@@ -31,8 +34,9 @@ def relabel_client(settings: UpsertSettings) -> HubSpotClient:
     """The connector's HubSpot client (governed, and counted in the shared daily total like the
     consumer's calls), but with one attempt and short timeouts on every call it makes: HubSpot, the
     credential's secret, the daily counter."""
-    # Imported here: only a rename needs the consumer's wiring, so the read routes' cold start
-    # does not load it.
+    # Imported here: only a rename needs the HubSpot client (requests, the governor) and the
+    # consumer's wiring, so the read routes' cold start does not load them.
+    from ..hubspot.client import RetryPolicy
     from ..upsert.adapter import hubspot_client
 
     return hubspot_client(
@@ -56,6 +60,8 @@ class HubSpotLabels:
     def relabel(self, property_name: str, label: str) -> str | None:
         if self._client is None:
             self._client = relabel_client(self._settings)
+        from ..hubspot.errors import HubSpotError  # loaded with the client above
+
         try:
             self._client.update_property(property_name, {"label": label})
         except HubSpotError as exc:
