@@ -12,7 +12,7 @@ import os
 import threading
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,8 +59,16 @@ def email(prefix: str, i: int) -> str:
     return f"{prefix}.User{i}.{tag}@Example.com"
 
 
-def aep_profiles(count: int, prefix: str, offset: int = 0) -> list[dict[str, Any]]:
-    """AEP profile exports as the HTTP API destination sends them: two audiences, four attributes."""
+def aep_profiles(
+    count: int,
+    prefix: str,
+    offset: int = 0,
+    qualified: str = "2026-11-20T09:15:00Z",
+    changed: Callable[[int], bool] = lambda i: False,
+) -> list[dict[str, Any]]:
+    """AEP profile exports as the HTTP API destination sends them: two audiences, four attributes.
+    ``qualified`` is every audience's qualification time; profile ``i`` gets another first name
+    when ``changed(i)`` (a re-send where some profiles changed)."""
     return [
         {
             "identityMap": {"Email": [{"id": email(prefix, i)}]},
@@ -68,13 +76,15 @@ def aep_profiles(count: int, prefix: str, offset: int = 0) -> list[dict[str, Any
                 "ups": {
                     audience: {
                         "status": "realized" if (i + n) % 3 else "exited",
-                        "lastQualificationTime": "2026-11-20T09:15:00Z",
+                        "lastQualificationTime": qualified,
                         "name": f"Audience {n}",
                     }
                     for n, audience in enumerate(AUDIENCES)
                 }
             },
-            "person": {"name": {"firstName": f"First{i}", "lastName": f"Last{i}"}},
+            "person": {
+                "name": {"firstName": f"First{i}" + ("b" if changed(i) else ""), "lastName": f"Last{i}"}
+            },
             "workAddress": {"city": "London", "country": "United Kingdom"},
         }
         for i in range(offset, offset + count)

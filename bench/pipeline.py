@@ -31,11 +31,10 @@ from typing import Any
 
 import requests
 
-from bench.harness import email
+from bench.harness import aep_profiles
 from local import stack as local_stack
 
 RESULTS = Path(__file__).resolve().parent / "results" / "pipeline.json"
-AUDIENCES = ["a1b2c3d4-0000-4000-8000-000000000001", "a1b2c3d4-0000-4000-8000-000000000002"]
 #: Contacts per load. The issue's figure is per 1,000; a larger load (``BENCH_CONTACTS``) shows how
 #: much of it is the drain's last partial calls, paid once per drain rather than per 1,000 contacts.
 CONTACTS = int(os.environ.get("BENCH_CONTACTS", "1000"))
@@ -49,26 +48,7 @@ POSTERS = int(os.environ.get("BENCH_POSTERS", "1"))  # parallel posts overload m
 def load(
     prefix: str, qualified: str = "2026-11-20T09:15:00Z", changed: Callable[[int], bool] = lambda i: False
 ) -> list[dict[str, Any]]:
-    return [
-        {
-            "identityMap": {"Email": [{"id": email(prefix, i)}]},
-            "segmentMembership": {
-                "ups": {
-                    audience: {
-                        "status": "realized" if (i + n) % 3 else "exited",
-                        "lastQualificationTime": qualified,
-                        "name": f"Audience {n}",
-                    }
-                    for n, audience in enumerate(AUDIENCES)
-                }
-            },
-            "person": {
-                "name": {"firstName": f"First{i}" + ("b" if changed(i) else ""), "lastName": f"Last{i}"}
-            },
-            "workAddress": {"city": "London", "country": "United Kingdom"},
-        }
-        for i in range(CONTACTS)
-    ]
+    return aep_profiles(CONTACTS, prefix, qualified=qualified, changed=changed)
 
 
 class Probe:
