@@ -23,6 +23,18 @@ RECEIVED_AT_MS = 1_796_000_000_000  # 2026-11-30, after every timestamp the test
 sqs_fifo.install()
 
 
+def create_ledger_table(name: str = "ledger") -> str:
+    """The ledger table's key schema, in moto (inside ``mock_aws``): enough for the code under test,
+    which addresses items by ``email`` alone."""
+    boto3.client("dynamodb").create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "email", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "email", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return name
+
+
 @pytest.fixture(autouse=True)
 def _isolated_aws(monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in {

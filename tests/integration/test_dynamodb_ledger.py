@@ -15,16 +15,13 @@ from hubspot_activation.upsert.ledger import (
 )
 from moto import mock_aws
 
+from tests.conftest import create_ledger_table
+
 
 @pytest.fixture
 def table() -> Iterator[str]:
     with mock_aws():
-        boto3.client("dynamodb").create_table(
-            TableName="ledger",
-            KeySchema=[{"AttributeName": "email", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "email", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_ledger_table()
         yield "ledger"
 
 

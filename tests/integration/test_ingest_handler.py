@@ -17,7 +17,14 @@ from hubspot_activation.messages import decode_message, shard_of
 from hubspot_activation.settings import IngestSettings
 
 from local.functions import load_function
-from tests.conftest import INGEST_TOKEN, FakeContext, drain, http_api_event, rest_api_event
+from tests.conftest import (
+    INGEST_TOKEN,
+    FakeContext,
+    create_ledger_table,
+    drain,
+    http_api_event,
+    rest_api_event,
+)
 
 AUTH = {"authorization": f"Bearer {INGEST_TOKEN}"}
 GOLD = "a1b2c3d4-0000-4000-8000-000000000001"
@@ -275,12 +282,7 @@ def test_exclusions_are_kept_in_the_ledger_for_the_issues_list(
     invoke: Handler, aws_resources: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     dynamodb = boto3.client("dynamodb")
-    dynamodb.create_table(
-        TableName="ledger",
-        KeySchema=[{"AttributeName": "email", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "email", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_ledger_table()
     monkeypatch.setenv("LEDGER_TABLE", "ledger")
     response = invoke(http_api_event(exclusions_request(), AUTH))
     assert response["statusCode"] == 202
@@ -295,12 +297,7 @@ def test_a_retry_of_the_same_body_rewrites_its_exclusions_instead_of_adding_more
     invoke: Handler, aws_resources: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     dynamodb = boto3.client("dynamodb")
-    dynamodb.create_table(
-        TableName="ledger",
-        KeySchema=[{"AttributeName": "email", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "email", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_ledger_table()
     monkeypatch.setenv("LEDGER_TABLE", "ledger")
     document = exclusions_request()
     for request_id in ("first-try", "retry"):

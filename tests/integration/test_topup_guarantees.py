@@ -30,7 +30,7 @@ from moto.sqs import models as sqs_models
 from local.event_source import EventSourcePoller
 from local.functions import handler
 from local.hubspot_sandbox import SandboxServer
-from tests.conftest import FakeContext
+from tests.conftest import FakeContext, create_ledger_table
 
 SHARDS = 8
 MAX_RECEIVE_COUNT = 3
@@ -71,16 +71,7 @@ class Pipeline:
     stamp: int = 1_795_000_000_000
 
     def send(self, email: str, city: str) -> str:
-        self.stamp += 1
-        message = pack([ContactUpdate(email, (), {"city": city}, received_ms=self.stamp)], SHARDS)[0]
-        return str(
-            boto3.client("sqs").send_message(
-                QueueUrl=self.queue,
-                MessageBody=message.body,
-                MessageGroupId=message.group_id,
-                MessageDeduplicationId=message.deduplication_id,
-            )["MessageId"]
-        )
+        return self.send_many([email], city)
 
     def send_many(self, emails: list[str], city: str) -> str:
         """One message carrying every one of ``emails`` (all of one group)."""
@@ -120,12 +111,7 @@ def pipeline(monkeypatch: pytest.MonkeyPatch) -> Iterator[Pipeline]:
     sandbox = SandboxServer().start()
     with mock_aws():
         sqs = boto3.client("sqs")
-        boto3.client("dynamodb").create_table(
-            TableName="ledger",
-            BillingMode="PAY_PER_REQUEST",
-            KeySchema=[{"AttributeName": "email", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "email", "AttributeType": "S"}],
-        )
+        create_ledger_table()
         secret = boto3.client("secretsmanager").create_secret(
             Name="hubspot", SecretString=json.dumps({"accessToken": sandbox.state.add_private_app_token()})
         )["ARN"]

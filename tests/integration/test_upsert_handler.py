@@ -15,19 +15,14 @@ from moto import mock_aws
 
 from local.functions import handler
 from local.hubspot_sandbox import SandboxServer
-from tests.conftest import FakeContext
+from tests.conftest import FakeContext, create_ledger_table
 
 
 @pytest.fixture
 def upsert_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[SandboxServer, str]]:
     sandbox = SandboxServer().start()
     with mock_aws():
-        boto3.client("dynamodb").create_table(
-            TableName="ledger",
-            BillingMode="PAY_PER_REQUEST",
-            KeySchema=[{"AttributeName": "email", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "email", "AttributeType": "S"}],
-        )
+        create_ledger_table()
         secret = boto3.client("secretsmanager").create_secret(
             Name="hubspot", SecretString=json.dumps({"accessToken": sandbox.state.add_private_app_token()})
         )["ARN"]
