@@ -11,12 +11,16 @@ from hubspot_activation.upsert.topup import (
     HOLD_BACK_MAX_RECEIVES,
     QueueTopUp,
     TopUp,
-    contacts_in,
     contacts_target,
     defer_tail,
     fill_target,
     messages_wanted,
 )
+
+
+def contacts_in(messages: list[InboundMessage]) -> int:
+    """How many distinct contacts the messages carry."""
+    return len({update["email"] for m in messages for update in json.loads(m.body)["updates"]})
 
 
 def message(n: int, contacts: int) -> InboundMessage:
@@ -60,7 +64,7 @@ def test_messages_wanted_closes_the_gap_without_overshooting() -> None:
 
 def test_one_contact_messages_fill_exactly_one_call() -> None:
     queue = Queue(contacts=1)
-    extra = QueueTopUp(queue, "q", max_messages=200).fill([message(i, 1) for i in range(10)])  # type: ignore[arg-type]
+    extra = QueueTopUp(queue, "q", max_messages=200).top_up([message(i, 1) for i in range(10)]).messages  # type: ignore[arg-type]
     assert len(extra) == 90
     assert queue.asked == [10] * 9
 
@@ -68,7 +72,7 @@ def test_one_contact_messages_fill_exactly_one_call() -> None:
 def test_the_last_receive_asks_for_only_what_is_missing() -> None:
     queue = Queue(contacts=2)
     batch = [message(i, 2) for i in range(3)] + [message(9, 1)]  # 7 contacts
-    extra = QueueTopUp(queue, "q", max_messages=200).fill(batch)  # type: ignore[arg-type]
+    extra = QueueTopUp(queue, "q", max_messages=200).top_up(batch).messages  # type: ignore[arg-type]
     # 93 contacts missing at ~1.75 per message, then 2 per message: never more than 100.
     assert 7 + 2 * len(extra) in (100, 101)
     assert queue.asked[-1] < 10

@@ -72,14 +72,6 @@ def _emails(message: InboundMessage) -> set[str]:
         return set()
 
 
-def contacts_in(messages: Iterable[InboundMessage]) -> int:
-    """How many distinct contacts the messages carry (an unreadable one carries none)."""
-    emails: set[str] = set()
-    for message in messages:
-        emails.update(_emails(message))
-    return len(emails)
-
-
 def defer_tail(
     messages: Sequence[InboundMessage],
     writes: Sequence[tuple[str, Sequence[str]]],
@@ -171,10 +163,6 @@ class QueueTopUp:
         self._max_messages = max_messages
         self._max_seconds = max_seconds
         self._clock = clock
-
-    def fill(self, messages: Sequence[InboundMessage], long_poll_seconds: int = 0) -> list[InboundMessage]:
-        """Messages received to bring the batch up to a multiple of 100 contacts (see ``top_up``)."""
-        return self.top_up(messages, long_poll_seconds).messages
 
     @tracer.capture_method(capture_response=False, capture_error=False)
     def top_up(
