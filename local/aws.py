@@ -13,7 +13,7 @@ import boto3
 import requests
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
-from . import sqs_fifo
+from . import dynamodb_limits, sqs_fifo
 from .template import Resolver, parameter_defaults, translate
 
 REGION = "us-east-1"
@@ -76,6 +76,7 @@ def start(
     """Start a moto server (unless ``endpoint`` is given) and create the template's resources."""
     server = None
     sqs_fifo.install()  # moto's FIFO receive departs from SQS where the upsert function relies on it
+    dynamodb_limits.install()  # moto measures keys only on writes; DynamoDB on reads too
     if endpoint is None:
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         server.start()

@@ -13,7 +13,7 @@ from hubspot_activation.ingest.mapping import AttributeMapping
 from hubspot_activation.ingest.payloads import ParseOptions
 from moto import mock_aws
 
-from local import sqs_fifo
+from local import dynamodb_limits, sqs_fifo
 
 INGEST_TOKEN = "test-ingest-token-0123456789"
 RECEIVED_AT_MS = 1_796_000_000_000  # 2026-11-30, after every timestamp the tests send
@@ -21,6 +21,8 @@ RECEIVED_AT_MS = 1_796_000_000_000  # 2026-11-30, after every timestamp the test
 # Every moto queue of the suite receives like SQS FIFO (group batching, locking, redrive order), as
 # the local stack's does.
 sqs_fifo.install()
+# ... and every moto table refuses an over-long key on reads as DynamoDB does, not only on writes.
+dynamodb_limits.install()
 
 
 def create_ledger_table(name: str = "ledger") -> str:

@@ -6,7 +6,13 @@ import base64
 import json
 
 import pytest
-from hubspot_activation.ledger_keys import audience_id_of, audience_key, exclusion_key, is_contact_key
+from hubspot_activation.ledger_keys import (
+    AUDIENCE_PREFIX,
+    MAX_KEY_BYTES,
+    audience_key,
+    exclusion_key,
+    is_contact_key,
+)
 from hubspot_activation.operations.views import (
     InvalidParameter,
     contact_view,
@@ -88,8 +94,35 @@ def test_the_contact_view_shows_state_pending_items_and_times() -> None:
     assert view["lastSynced"] == "2026-11-18T11:06:41.000Z"
 
 
-@pytest.mark.parametrize("audience_id", ["gold", "a@b.com", "50%/off", "#hubspot-calls#2026-01-01"])
+#: Ids a caller may send: short ones, ones that look like other keys, and ones whose percent-encoded
+#: key would pass DynamoDB's 2,048 bytes (256 CJK characters, 171 emoji, 683 "@").
+AUDIENCE_IDS = [
+    "gold",
+    "a@b.com",
+    "50%/off",
+    "#hubspot-calls#2026-01-01",
+    "#sha256#" + "0" * 64,
+    "会" * 256,
+    "\U0001f600" * 171,
+    "@" * 683,
+    "@" * 682,
+]
+
+
+@pytest.mark.parametrize("audience_id", AUDIENCE_IDS)
 def test_no_key_of_another_item_kind_can_be_an_email(audience_id: str) -> None:
     key = audience_key(audience_id)
-    assert not is_contact_key(key) and audience_id_of(key) == audience_id
+    assert not is_contact_key(key) and key.startswith(AUDIENCE_PREFIX)
+    assert len(key.encode("utf-8")) <= MAX_KEY_BYTES and audience_key(audience_id) == key
     assert not is_contact_key(exclusion_key("req@x", 3))
+
+
+def test_every_audience_id_has_its_own_storable_key() -> None:
+    ids = [*AUDIENCE_IDS, "会" * 255, "会" * 255 + "社", "\U0001f600" * 170]
+    keys = {audience_key(audience_id) for audience_id in ids}
+    assert len(keys) == len(ids)
+    # An id that fits keeps the percent-encoded key it always had; only longer ones are hashed.
+    assert audience_key("50%/off") == AUDIENCE_PREFIX + "50%25%2Foff"
+    longest = "@" * ((MAX_KEY_BYTES - len(AUDIENCE_PREFIX)) // 3)
+    assert audience_key(longest) == AUDIENCE_PREFIX + "%40" * len(longest)
+    assert "%40" not in audience_key(longest + "@")

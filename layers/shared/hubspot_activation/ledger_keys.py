@@ -2,8 +2,13 @@
 writes it (ingest stores exclusions, upsert records failures, operations reads both).
 
 Contacts are keyed by their lower-cased email. Every other item kind has a key without ``@`` (an
-audience id is percent-encoded), so no key of another kind can ever be an email: the daily count of
-HubSpot calls, an exclusion at ingest, an audience's metadata.
+audience id is percent-encoded, or hashed), so no key of another kind can ever be an email: the daily
+count of HubSpot calls, an exclusion at ingest, an audience's metadata.
+
+Every key fits DynamoDB's 2,048-byte partition key, whatever a caller sends, because DynamoDB
+refuses a longer key on reads as well as writes: an email is at most 254 ASCII characters (ingest
+and the routes validate it), and an audience id whose encoded key would be longer is keyed by its
+SHA-256 instead (the item keeps the id itself in ``audienceId``).
 
 The ``issues`` index is sparse: only items with ``issueStatus`` are in it - contacts whose last
 outcome failed, and exclusions. Querying one status newest first is cheap and exact, and a contact
@@ -12,7 +17,8 @@ that later syncs is rewritten without the attribute, which takes it out of the i
 
 from __future__ import annotations
 
-from urllib.parse import quote, unquote
+import hashlib
+from urllib.parse import quote
 
 KEY = "email"
 ISSUES_INDEX = "issues"
@@ -29,6 +35,11 @@ EXPIRES_AT = "expiresAt"
 DAILY_CALLS_PREFIX = "#hubspot-calls#"
 EXCLUDED_PREFIX = "#excluded#"
 AUDIENCE_PREFIX = "#audience#"
+#: DynamoDB's limit on a partition key value (UTF-8 bytes), on reads and writes alike.
+MAX_KEY_BYTES = 2048
+#: Follows AUDIENCE_PREFIX in the key of an audience whose id is too long to spell out. Percent
+#: encoding never produces ``#``, so a hashed key can never equal a spelled-out one.
+HASHED_AUDIENCE_MARK = "#sha256#"
 
 
 def daily_calls_key(day: str) -> str:
@@ -43,12 +54,15 @@ def exclusion_key(content_id: str, index: int) -> str:
 
 def audience_key(audience_id: str) -> str:
     """An audience id may be anything (even contain ``@``): percent-encoded, it can never read as
-    an email."""
-    return AUDIENCE_PREFIX + quote(audience_id, safe="")
-
-
-def audience_id_of(key: str) -> str:
-    return unquote(key.removeprefix(AUDIENCE_PREFIX))
+    an email. An id whose encoded key would pass DynamoDB's limit (an id of 256 CJK characters is
+    2,304 bytes encoded) is keyed by the SHA-256 of its UTF-8 form: stable, collision-free in
+    practice, and never the key of another id. Which form an id gets depends on the id alone, and
+    every id that fits keeps the key it always had."""
+    spelled = AUDIENCE_PREFIX + quote(audience_id, safe="")
+    if len(spelled) <= MAX_KEY_BYTES:  # percent-encoded: ASCII, one byte a character
+        return spelled
+    digest = hashlib.sha256(audience_id.encode("utf-8")).hexdigest()
+    return AUDIENCE_PREFIX + HASHED_AUDIENCE_MARK + digest
 
 
 def is_contact_key(key: str) -> bool:

@@ -1,7 +1,13 @@
 """Audience metadata as the consumer reads it (written by the operations routes): the stored name
 labels the audience's property, and a deleted audience's changes are dropped (recorded as a
 warning on the contact, not lost silently). Cached per container for a short while, so a rename
-or a delete takes effect within ``max_age_seconds`` without a read per batch."""
+or a delete takes effect within ``max_age_seconds`` without a read per batch.
+
+A read DynamoDB cannot serve at the moment (throttled, unreachable) raises ``LedgerUnavailable``:
+the batch goes back to the queue and is tried again. A read it refuses for good (a
+ValidationException, which DynamoDB answers for the whole BatchGetItem when one key is wrong) is
+narrowed down to the audiences it refuses: those are reported ``unreadable`` and only their changes
+wait, on their own contacts; the rest of the batch is synced."""
 
 from __future__ import annotations
 
@@ -12,7 +18,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ..ledger_keys import KEY, audience_id_of, audience_key
+from ..ledger_keys import KEY, audience_key
+from ..observability import logger
 from .ledger import LedgerUnavailable
 
 if TYPE_CHECKING:
@@ -23,6 +30,9 @@ if TYPE_CHECKING:
 class AudienceMetadata:
     name: str | None
     deleted: bool
+    #: why DynamoDB refuses to read this audience's metadata (None when it was read): whether it
+    #: is deleted is unknown, so its changes are kept for a replay instead of written
+    unreadable: str | None = None
 
 
 class AudienceDirectory(Protocol):
@@ -63,9 +73,23 @@ class DynamoDbAudienceDirectory:
         return result
 
     def _read(self, audience_ids: list[str]) -> dict[str, AudienceMetadata]:
+        try:
+            return self._read_batch(audience_ids)
+        except _ReadRefused as refused:
+            if len(audience_ids) == 1:
+                logger.error("audience metadata read refused", extra={"error": refused.reason})
+                return {audience_ids[0]: AudienceMetadata(None, False, refused.reason)}
+        # DynamoDB refused the request as a whole: each audience alone finds the one it refuses.
+        found: dict[str, AudienceMetadata] = {}
+        for audience_id in audience_ids:
+            found.update(self._read([audience_id]))
+        return found
+
+    def _read_batch(self, audience_ids: list[str]) -> dict[str, AudienceMetadata]:
+        by_key = {audience_key(i): i for i in audience_ids}
         request: Any = {
             self._table: {
-                "Keys": [{KEY: {"S": audience_key(i)}} for i in audience_ids],
+                "Keys": [{KEY: {"S": key}} for key in by_key],
                 "ProjectionExpression": "#k, #n, #s",
                 "ExpressionAttributeNames": {"#k": KEY, "#n": "name", "#s": "status"},
             }
@@ -74,14 +98,28 @@ class DynamoDbAudienceDirectory:
         for _attempt in range(5):
             try:
                 response = self._client.batch_get_item(RequestItems=request)
-            except (ClientError, BotoCoreError) as exc:
+            except ClientError as exc:
+                code = str(exc.response.get("Error", {}).get("Code", ""))
+                if code == "ValidationException":
+                    raise _ReadRefused(
+                        f"the ledger refuses to read the audience's metadata ({code})"
+                    ) from exc
+                raise LedgerUnavailable(f"DynamoDB call failed: {code or type(exc).__name__}") from exc
+            except BotoCoreError as exc:
                 raise LedgerUnavailable(f"DynamoDB call failed: {type(exc).__name__}") from exc
             for item in response.get("Responses", {}).get(self._table, []):
                 name = item.get("name", {}).get("S")
                 deleted = item.get("status", {}).get("S") == "deleted"
-                found[audience_id_of(str(item[KEY]["S"]))] = AudienceMetadata(name, deleted)
+                # The key, not an id decoded from it: a hashed key cannot be read back.
+                found[by_key[str(item[KEY]["S"])]] = AudienceMetadata(name, deleted)
             request = response.get("UnprocessedKeys") or {}
             if not request:
                 return found
             time.sleep(0.05)
         raise LedgerUnavailable("DynamoDB left audience keys unprocessed")
+
+
+class _ReadRefused(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

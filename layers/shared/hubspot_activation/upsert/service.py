@@ -265,21 +265,26 @@ class SyncService:
 
     def _audiences(self, wanted: dict[str, str | None]) -> dict[str, AudienceProperty]:
         """The audience properties, with the metadata the operator stored: its name labels the
-        property, and a deleted audience gets no property made sure of (its changes are dropped)."""
+        property, and a deleted audience gets no property made sure of (its changes are dropped).
+        An audience whose metadata cannot be read gets none either: its changes wait for a replay
+        on its own contacts, and the rest of the batch is synced."""
         metadata = self._directory.lookup(wanted) if self._directory is not None and wanted else {}
-        deleted = {
+        settled = {
             audience_id: AudienceProperty(
-                audience_id, audience_property_name(audience_id, self._schema.prefix), deleted=True
+                audience_id,
+                audience_property_name(audience_id, self._schema.prefix),
+                error=meta.unreadable,
+                deleted=meta.deleted,
             )
             for audience_id, meta in metadata.items()
-            if meta.deleted
+            if meta.deleted or meta.unreadable
         }
         live = {
             audience_id: (metadata[audience_id].name if audience_id in metadata else None) or name
             for audience_id, name in wanted.items()
-            if audience_id not in deleted
+            if audience_id not in settled
         }
-        return {**self._schema.ensure_audiences(live), **deleted} if live else deleted
+        return {**self._schema.ensure_audiences(live), **settled} if live else settled
 
     def _write(self, writes: list[ContactWrite], run: _Invocation) -> None:
         for start in range(0, len(writes), MAX_BATCH_INPUTS):
