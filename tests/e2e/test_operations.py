@@ -196,7 +196,7 @@ def test_an_undecodable_dead_letter_never_holds_back_the_letters_behind_it(
             MessageGroupId=message.group_id,
             MessageDeduplicationId=message.deduplication_id,
         )
-    answers = []
+    answers: list[Any] = []
     while len(answers) < 20:
         answers.append(answer(running, "POST", "/replay", {"dryRun": False}))
         if not answers[-1]["more"]:
