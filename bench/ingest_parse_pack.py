@@ -1,7 +1,7 @@
 """Ingest without SQS: parse + pack time per request size, SQS requests per 1,000 profiles, and the
 cold import time of each Lambda handler.
 
-- parse + pack: ``body.parse_json`` of the request body (what the API adapter does with the bytes)
+- parse + pack: ``http_body.parse_json`` of the request body (what the API adapter does with the bytes)
   and ``IngestService.ingest`` - payload parsing, validation, normalisation, message encoding and
   packing - with the real ``SqsFifoPublisher`` over a client that only counts its
   ``SendMessageBatch`` calls (SQS itself, moto's or AWS's, is not the product's cost). AEP profile
@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hubspot_activation.ingest.body import parse_json
+from hubspot_activation.http_body import parse_json
 from hubspot_activation.ingest.publisher import SqsFifoPublisher
 from hubspot_activation.ingest.service import IngestService
 from hubspot_activation.settings import IngestSettings
@@ -78,7 +78,7 @@ def parse_pack(size: int, shards: int) -> dict[str, Any]:
     for index, body in enumerate(bodies):
         before = sqs.send_message_batch_calls
         started, cpu_started = time.perf_counter(), time.thread_time()
-        result = service.ingest(parse_json(body), f"bench-{index}")
+        result = service.ingest(parse_json(body, "a JSON activation"), f"bench-{index}")
         elapsed, cpu_used = time.perf_counter() - started, time.thread_time() - cpu_started
         assert result.accepted == size
         if index >= 3:  # the first runs warm caches a long-lived container has warm

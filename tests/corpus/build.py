@@ -600,6 +600,7 @@ def encodings() -> list[dict[str, Any]]:
         b64("encoding/nul-bytes", b'{"email": "a@example.com"\x00}'),
         b64("encoding/gzip-magic", b"\x1f\x8b\x08\x00\x00\x00\x00\x00"),
         {"name": "encoding/invalid-base64", "body_b64": "not base64 !!!"},
+        {"name": "encoding/non-ascii-base64", "body_b64": "eyJlbWFpbCI6ICJhQGV4YW1wbGUuY29tIn0=é"},
         {"name": "encoding/base64-of-nothing", "body_b64": ""},
     ]
 

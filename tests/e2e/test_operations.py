@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import requests
-from hubspot_activation.messages import pack
+from hubspot_activation.messages import pack, shard_of
 from hubspot_activation.model import AudienceChange, AudienceStatus, ContactUpdate
 
 from hubspot_activation_cli.main import main as cli
@@ -152,6 +152,70 @@ def dead_letter(running: local_stack.LocalStack, update: ContactUpdate, received
     )
 
 
+def dead_letter_messages(running: local_stack.LocalStack) -> list[Any]:
+    """Every message in the DLQ, received and made visible again at once."""
+    sqs = running.aws.client("sqs")
+    url = running.aws.physical_id("ActivationsDeadLetterQueue")
+    received: list[Any] = []
+    while batch := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=30).get(
+        "Messages", []
+    ):
+        received += batch
+    for message in received:
+        sqs.change_message_visibility(
+            QueueUrl=url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+        )
+    return received
+
+
+def test_an_undecodable_dead_letter_never_holds_back_the_letters_behind_it(
+    running: local_stack.LocalStack,
+) -> None:
+    # 95 contacts of one FIFO group, whose letters sit in the DLQ behind one the consumer cannot
+    # decode (the consumer moves such a message to the DLQ at once, in its group).
+    shards = int(running.aws.function_environment("OperationsFunction")["SHARD_COUNT"])
+    emails = [
+        email for email in (f"user{i}@example.com" for i in range(20_000)) if shard_of(email, shards) == "c7"
+    ]
+    emails = emails[:95]
+    assert len(emails) == 95
+    sqs = running.aws.client("sqs")
+    sqs.send_message(
+        QueueUrl=running.aws.physical_id("ActivationsDeadLetterQueue"),
+        MessageBody='{"v": 99}',
+        MessageGroupId="c7",
+        MessageDeduplicationId="undecodable-head",
+    )
+    realized = AudienceChange("gold", AudienceStatus.REALIZED, 1_795_000_000_000)
+    for email in emails:
+        (message,) = pack([ContactUpdate(email, (realized,), received_ms=1_795_000_000_000)], shards)
+        assert message.group_id == "c7"
+        sqs.send_message(
+            QueueUrl=running.aws.physical_id("ActivationsDeadLetterQueue"),
+            MessageBody=message.body,
+            MessageGroupId=message.group_id,
+            MessageDeduplicationId=message.deduplication_id,
+        )
+    answers: list[Any] = []
+    while len(answers) < 20:
+        answers.append(answer(running, "POST", "/replay", {"dryRun": False}))
+        if not answers[-1]["more"]:
+            break
+    assert sum(reply["deadLetters"]["moved"] for reply in answers) == 95
+    assert all(
+        reply["deadLetters"]["failed"] == 0 and not reply["deadLetters"]["errors"] for reply in answers
+    )
+    (left,) = dead_letter_messages(running)
+    assert left["Body"] == '{"v": 99}'
+    drain(running)
+    for email in emails:
+        assert sandbox_contact(running, email)["aud_gold"] == "realized", email
+    # Nothing movable is left: a further call moves nothing and says so; the letter stays reported.
+    again = answer(running, "POST", "/replay", {"dryRun": False})
+    assert again["more"] is False and again["deadLetters"]["moved"] == 0
+    assert again["deadLetters"]["undecodable"]["messageIds"] == [left["MessageId"]]
+
+
 def test_dead_letters_move_back_and_never_overwrite_a_newer_state(running: local_stack.LocalStack) -> None:
     post(running, member("ada@example.com", "gold", "realized", "2026-11-20T10:00:00Z"))
     drain(running)
@@ -161,16 +225,20 @@ def test_dead_letters_move_back_and_never_overwrite_a_newer_state(running: local
     assert local_stack.dead_letters(running) == 2
     assert answer(running, "POST", "/replay", {"dryRun": True})["deadLetters"]["count"] == 2
     assert local_stack.dead_letters(running) == 2  # the dry run moved nothing
-    garbage = running.aws.client("sqs").send_message(
+    running.aws.client("sqs").send_message(
         QueueUrl=running.aws.physical_id("ActivationsDeadLetterQueue"),
         MessageBody="not a queue message",
         MessageGroupId="other",
         MessageDeduplicationId="garbage",
-    )["MessageId"]
+    )
     moved = answer(running, "POST", "/replay", {})
     assert moved["deadLetters"]["moved"] == 2 and moved["deadLetters"]["failed"] == 0
-    # Undecodable: not moved (it would only come back), left visible in the DLQ and reported.
-    assert moved["deadLetters"]["undecodable"] == {"count": 1, "messageIds": [garbage]}
+    # Undecodable: not moved (it would only come back), left visible in the DLQ (set aside in its
+    # own group) and reported under its id there.
+    undecodable = moved["deadLetters"]["undecodable"]
+    assert undecodable["count"] == 1 and undecodable["setAside"] == 1
+    (left,) = dead_letter_messages(running)
+    assert left["Body"] == "not a queue message" and [left["MessageId"]] == undecodable["messageIds"]
     assert local_stack.dead_letters(running) == 1
     drain(running)
     # Ada's newer membership stands; Cy, whom nothing newer reached, gets the moved-back change.

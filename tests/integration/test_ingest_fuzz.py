@@ -10,9 +10,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from hubspot_activation.ingest.body import parse_json
+from hubspot_activation.http_body import parse_json
+from hubspot_activation.http_errors import InvalidInput
 from hubspot_activation.ingest.mapping import AttributeMapping
-from hubspot_activation.ingest.payloads import InvalidRequest, ParseOptions
+from hubspot_activation.ingest.payloads import ParseOptions
 from hubspot_activation.ingest.service import IngestService
 from hubspot_activation.messages import QueueMessage, decode_message
 from hubspot_activation.model import ContactUpdate
@@ -117,10 +118,10 @@ def test_any_json_value_is_accepted_or_refused_never_raises(document: Any) -> No
     publisher = RecordingPublisher()
     settings_ = IngestSettings(queue_url="q", ingest_secret_id="s", shard_count=4)
     service = IngestService(settings_, publisher, clock=lambda: RECEIVED_MS / 1000)
-    refused: InvalidRequest | None = None
+    refused: InvalidInput | None = None
     try:
-        result = service.ingest(parse_json(_as_body(document)), "fuzz")
-    except InvalidRequest as exc:
+        result = service.ingest(parse_json(_as_body(document), "a JSON activation"), "fuzz")
+    except InvalidInput as exc:
         refused = exc
     if refused is not None:
         assert refused.field and refused.message
@@ -171,5 +172,5 @@ def test_the_fuzzer_reaches_accepted_profiles() -> None:
     service = IngestService(
         IngestSettings(queue_url="q", ingest_secret_id="s"), publisher, lambda: 1_796_000_000
     )
-    result = service.ingest(parse_json(body), "r")
+    result = service.ingest(parse_json(body, "a JSON activation"), "r")
     assert result.accepted == 0 and result.warning_count == 1

@@ -9,7 +9,7 @@ import pytest
 from botocore.exceptions import ClientError
 from hubspot_activation.messages import pack
 from hubspot_activation.model import AudienceChange, AudienceStatus, ContactUpdate
-from hubspot_activation.operations.dead_letters import SqsDeadLetterMover
+from hubspot_activation.operations.dead_letters import UNDECODABLE_GROUP, SqsDeadLetterMover
 
 from tests.conftest import drain
 
@@ -144,11 +144,113 @@ def test_a_failed_delete_after_the_send_duplicates_but_never_loses(queues: tuple
 def test_undecodable_messages_stay_in_the_dlq_and_are_reported(queues: tuple[Any, str, str]) -> None:
     sqs, dlq, queue = queues
     dead_letter(sqs, dlq, "ada@example.com")
-    ids = [garbage(sqs, dlq, "not a queue message"), garbage(sqs, dlq, '{"v": 99, "updates": []}')]
+    garbage(sqs, dlq, "not a queue message")
+    garbage(sqs, dlq, '{"v": 99, "updates": []}')
     faulty = FaultySqs(sqs)
     report = mover(faulty, dlq, queue).move_back(500, deadline=1.0)
-    assert report.moved == 1 and sorted(report.undecodable_ids) == sorted(ids)
+    assert report.moved == 1 and report.set_aside == 2
     assert report.to_json()["undecodable"]["count"] == 2
     assert len(drain(queue)) == 1
-    # Left in the DLQ and visible for the operator as soon as the call ended.
-    assert sorted(message["MessageId"] for message in drain(dlq)) == sorted(ids)
+    # Left in the DLQ (set aside in its undecodable group, body unchanged) under the ids the answer
+    # lists, and visible for the operator as soon as the call ended.
+    left = drain(dlq)
+    assert sorted(message["MessageId"] for message in left) == sorted(report.undecodable_ids)
+    assert sorted(message["Body"] for message in left) == sorted(
+        ["not a queue message", '{"v": 99, "updates": []}']
+    )
+    assert {message["Attributes"]["MessageGroupId"] for message in left} == {UNDECODABLE_GROUP}
+
+
+def letter(sqs: Any, dlq: str, group: str, index: int) -> str:
+    """A decodable dead letter in ``group``; its body names its index."""
+    change = AudienceChange("gold", AudienceStatus.REALIZED, 1_795_000_000_000 + index)
+    (message,) = pack(
+        [ContactUpdate(f"user{index}@example.com", (change,), received_ms=1_795_000_000_000)], 8
+    )
+    sqs.send_message(
+        QueueUrl=dlq, MessageBody=message.body, MessageGroupId=group, MessageDeduplicationId=f"letter-{index}"
+    )
+    return message.body
+
+
+def test_an_undecodable_head_never_blocks_its_group_and_more_holds_until_all_moved(
+    queues: tuple[Any, str, str],
+) -> None:
+    sqs, dlq, queue = queues
+    sqs.send_message(
+        QueueUrl=dlq, MessageBody="{not json", MessageGroupId="c3", MessageDeduplicationId="head"
+    )
+    bodies_in_order = [letter(sqs, dlq, "c3", index) for index in range(95)]
+    faulty = FaultySqs(sqs)
+    answers = []
+    for _call in range(20):
+        report = mover(faulty, dlq, queue).move_back(20, deadline=1.0)
+        answers.append((report.moved, report.more))
+        if not report.more:
+            break
+    moved = drain(queue)
+    # Every movable letter moved, in its group's order; each call but the last said there was more.
+    assert [message["Body"] for message in moved] == bodies_in_order
+    assert {message["Attributes"]["MessageGroupId"] for message in moved} == {"c3"}
+    assert sum(count for count, _more in answers) == 95
+    assert [more for _count, more in answers] == [True] * (len(answers) - 1) + [False]
+    assert len(answers) == 5  # 19 moved with the letter set aside, then 20 a call
+    (left,) = drain(dlq)
+    assert left["Body"] == "{not json" and left["Attributes"]["MessageGroupId"] == UNDECODABLE_GROUP
+
+
+def test_a_set_aside_letter_keeps_its_id_and_is_not_sent_again(queues: tuple[Any, str, str]) -> None:
+    sqs, dlq, queue = queues
+    sqs.send_message(QueueUrl=dlq, MessageBody="[[[", MessageGroupId="c1", MessageDeduplicationId="head")
+    letter(sqs, dlq, "c1", 0)
+    faulty = FaultySqs(sqs)
+    first = mover(faulty, dlq, queue).move_back(500, deadline=1.0)
+    assert (first.moved, first.set_aside, first.more) == (1, 1, False)
+    sends = faulty.calls["send_message_batch"]
+    letter(sqs, dlq, "c1", 1)
+    second = mover(faulty, dlq, queue).move_back(500, deadline=1.0)
+    # Found in the undecodable group: reported under the same id, left there, not sent anew.
+    assert (second.moved, second.set_aside, second.more) == (1, 0, False)
+    assert second.undecodable_ids == first.undecodable_ids
+    assert faulty.calls["send_message_batch"] == sends + 1  # the one move, no set-aside
+    assert [message["MessageId"] for message in drain(dlq)] == first.undecodable_ids
+
+
+def test_undecodable_heads_of_many_groups_are_all_set_aside_in_one_call(queues: tuple[Any, str, str]) -> None:
+    sqs, dlq, queue = queues
+    expected = []
+    for group in range(12):
+        sqs.send_message(
+            QueueUrl=dlq,
+            MessageBody="x" * (group + 1),
+            MessageGroupId=f"c{group}",
+            MessageDeduplicationId=f"h{group}",
+        )
+        expected += [letter(sqs, dlq, f"c{group}", group * 10 + i) for i in range(3)]
+    # Deeper than the JSON decoder's recursion limit: undecodable, not a crash.
+    sqs.send_message(
+        QueueUrl=dlq, MessageBody="[" * 100_000, MessageGroupId="c0", MessageDeduplicationId="deep"
+    )
+    report = mover(FaultySqs(sqs), dlq, queue).move_back(500, deadline=1.0)
+    assert (report.moved, report.set_aside, report.more) == (36, 13, False)
+    assert sorted(message["Body"] for message in drain(queue)) == sorted(expected)
+    assert len(drain(dlq)) == 13
+
+
+def test_a_refused_set_aside_stops_the_move_and_loses_nothing(queues: tuple[Any, str, str]) -> None:
+    sqs, dlq, queue = queues
+    sqs.send_message(QueueUrl=dlq, MessageBody="nope", MessageGroupId="c2", MessageDeduplicationId="head")
+    letter(sqs, dlq, "c2", 0)
+
+    class RefusingDlqSends(FaultySqs):
+        def send_message_batch(self, **kwargs: Any) -> Any:
+            if kwargs["QueueUrl"] == dlq:
+                raise REFUSED
+            return super().send_message_batch(**kwargs)
+
+    report = mover(RefusingDlqSends(sqs), dlq, queue).move_back(500, deadline=1.0)
+    assert (report.moved, report.set_aside) == (1, 0)
+    assert any("could not set undecodable messages aside" in error for error in report.errors)
+    # Visible again at once, still at the head of its group.
+    (left,) = drain(dlq)
+    assert left["Body"] == "nope" and left["Attributes"]["MessageGroupId"] == "c2"

@@ -1,14 +1,13 @@
 """HTTP adapter of the ingest function: API Gateway events (REST v1 or HTTP API v2) -> IngestService.
 
-This module and the upsert adapter are the only ones that know Lambda event shapes. Every error
-leaves through one mapping (the resolvers' exception handlers), so every answer that is not a 202
-has the same body: ``{"error", "message", "field"?, "requestId"}``.
+This module and the upsert adapter are the only ones that know Lambda event shapes. The body is read
+by ``http_body`` and every error leaves through ``http_errors.map_errors``, as on the operator's
+routes, so every answer that is not a 202 has the same body: ``{"error", "message", "field"?,
+"requestId"}``.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 from collections.abc import Callable, Mapping
@@ -24,22 +23,20 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 
 from ..auth import IngestAuthenticator, Unauthorized
-from ..http_errors import ApiError, error_response
+from ..http_body import parse_json, read_body
+from ..http_errors import ApiError, error_response, map_errors
 from ..http_errors import quoted as _quoted
 from ..http_errors import request_id as _request_id
 from ..observability import logger, metrics
 from ..secret_store import secrets_manager_fetcher
 from ..settings import IngestSettings
-from .body import parse_json
 from .exclusions import DynamoDbExclusionStore
-from .payloads import InvalidRequest, TooManyProfiles
 from .publisher import EnqueueError, SqsFifoPublisher
 from .service import IngestResult, IngestService
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
-_JSON_TYPES = ("application/json",)
 #: The routes this API serves, and their methods (anything else: 404, or 405 with ``Allow``).
 ROUTES: dict[str, tuple[str, ...]] = {"/activations": ("POST",)}
 #: Exclusions listed in the "activation accepted" log line (all are counted by reason).
@@ -49,34 +46,12 @@ EXCLUSIONS_CONNECT_TIMEOUT = 0.2
 EXCLUSIONS_READ_TIMEOUT = 0.3
 
 
-def _is_json(content_type: str | None) -> bool:
-    media_type = (content_type or "").split(";", 1)[0].strip().lower()
-    return media_type in _JSON_TYPES or media_type.endswith("+json")
-
-
-def _as_api_error(exc: Exception) -> ApiError:
-    """The one place where the library's exceptions become HTTP answers."""
-    if isinstance(exc, ApiError):
-        return exc
-    if isinstance(exc, Unauthorized):
-        return ApiError(HTTPStatus.UNAUTHORIZED, "unauthorized", exc.reason)
-    if isinstance(exc, TooManyProfiles):
-        return ApiError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, exc.error, exc.message, exc.field)
-    if isinstance(exc, InvalidRequest):
-        return ApiError(HTTPStatus.BAD_REQUEST, exc.error, exc.message, exc.field)
-    if isinstance(exc, GetParameterError):
-        return ApiError(
-            HTTPStatus.SERVICE_UNAVAILABLE,
-            "secret_unavailable",
-            "credentials could not be checked right now; retry",
-        )
-    if isinstance(exc, EnqueueError):
-        return ApiError(
-            HTTPStatus.SERVICE_UNAVAILABLE,
-            "queue_unavailable",
-            "the request was not (fully) queued; retry it",
-        )
-    raise exc
+#: The 503s of this API, by the exception that says a dependency failed.
+UNAVAILABLE: dict[type[Exception], ApiError] = {
+    EnqueueError: ApiError(
+        HTTPStatus.SERVICE_UNAVAILABLE, "queue_unavailable", "the request was not (fully) queued; retry it"
+    )
+}
 
 
 def _log_error(exc: Exception, error: ApiError, request_id: str) -> None:
@@ -164,14 +139,7 @@ class IngestApi:
 
     @staticmethod
     def _map_errors(resolver: ApiGatewayResolver) -> None:
-        handled = [ApiError, Unauthorized, InvalidRequest, GetParameterError, EnqueueError]
-
-        @resolver.exception_handler(handled)  # type: ignore[untyped-decorator]
-        def mapped(exc: Exception) -> Response[str]:
-            request_id = _request_id(resolver.current_event)
-            error = _as_api_error(exc)
-            _log_error(exc, error, request_id)
-            return error_response(error, request_id)
+        map_errors(resolver, UNAVAILABLE, _log_error)
 
         @resolver.not_found
         def not_found(_exc: NotFoundError) -> Response[str]:
@@ -191,46 +159,16 @@ class IngestApi:
         self, headers: Mapping[str, str], raw_body: str | None, is_base64: bool, request_id: str
     ) -> Response[str]:
         self._authenticator.authenticate(headers)
-        content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), None)
-        if not _is_json(content_type):
-            raise ApiError(
-                HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                f"Content-Type must be application/json, got {_quoted(content_type) or 'none'}",
-                "Content-Type",
-            )
-        body = self._raw_body(raw_body, is_base64)
+        body = read_body(headers, raw_body, is_base64, self._max_body_bytes, ": send fewer profiles")
         # Keys the stored exclusions: a retry of the same body replaces them rather than adding more.
         digest = hashlib.sha256(body).hexdigest()[:32]
-        result = self._service.ingest(parse_json(body), request_id, digest)
+        result = self._service.ingest(parse_json(body, "a JSON activation"), request_id, digest)
         self._record(result, request_id)
         return Response(
             status_code=HTTPStatus.ACCEPTED.value,
             content_type="application/json",
             body=json.dumps(result.to_response()),
         )
-
-    def _raw_body(self, raw_body: str | None, is_base64: bool) -> bytes:
-        try:
-            # surrogatepass: a lone surrogate in the event's text must reach the UTF-8 check (400),
-            # not fail here.
-            body = (
-                base64.b64decode(raw_body or "", validate=True)
-                if is_base64
-                else (raw_body or "").encode("utf-8", "surrogatepass")
-            )
-        except binascii.Error:
-            raise ApiError(
-                HTTPStatus.BAD_REQUEST, "invalid_body", "body is not valid base64", "body"
-            ) from None
-        if len(body) > self._max_body_bytes:
-            raise ApiError(
-                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                "body_too_large",
-                f"body is {len(body)} bytes, over the limit of {self._max_body_bytes}: send fewer profiles",
-                "body",
-            )
-        return body
 
     @staticmethod
     def _record(result: IngestResult, request_id: str) -> None:

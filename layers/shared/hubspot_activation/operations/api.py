@@ -1,8 +1,10 @@
 """HTTP adapter of the operations function (API Gateway HTTP API, payload v2).
 
 Every route authenticates first, with the ingest token (the same authenticator, so the same
-schemes, constant-time comparison and rotation windows), and every error leaves through one
-mapping with ingest's body: ``{"error", "message", "field"?, "requestId"}``.
+schemes, constant-time comparison and rotation windows). A body is read as ingest reads its own
+(``http_body``: JSON only, any byte sequence refused with a 4xx), and every error leaves through the
+mapping ingest installs too (``http_errors.map_errors``), with its body: ``{"error", "message",
+"field"?, "requestId"}``.
 """
 
 from __future__ import annotations
@@ -16,12 +18,12 @@ from urllib.parse import quote
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
-from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from ..auth import IngestAuthenticator, Unauthorized
 from ..emails import email_problem, normalize_email
-from ..http_errors import ApiError, error_response, quoted, request_id
+from ..http_body import parse_json, read_body
+from ..http_errors import ApiError, as_api_error, error_response, map_errors, quoted, request_id
 from ..ingest.publisher import EnqueueError
 from ..ledger_keys import ISSUE_FAILED, ISSUE_STATUSES
 from ..observability import logger, metrics
@@ -39,30 +41,27 @@ def _json(status: HTTPStatus, body: Any) -> Response[str]:
     return Response(status_code=status.value, content_type="application/json", body=json.dumps(body))
 
 
-def _as_api_error(exc: Exception) -> ApiError:
-    if isinstance(exc, ApiError):
-        return exc
-    if isinstance(exc, Unauthorized):
-        return ApiError(HTTPStatus.UNAUTHORIZED, "unauthorized", exc.reason)
-    if isinstance(exc, InvalidParameter):
-        return ApiError(HTTPStatus.BAD_REQUEST, "invalid_request", exc.message, exc.field)
-    if isinstance(exc, GetParameterError):
-        return ApiError(
-            HTTPStatus.SERVICE_UNAVAILABLE,
-            "secret_unavailable",
-            "credentials could not be checked right now; retry",
-        )
-    if isinstance(exc, StoreUnavailable):
-        return ApiError(
-            HTTPStatus.SERVICE_UNAVAILABLE, "ledger_unavailable", "the ledger cannot be read right now; retry"
-        )
-    if isinstance(exc, EnqueueError):
-        return ApiError(
-            HTTPStatus.SERVICE_UNAVAILABLE,
-            "queue_unavailable",
-            "the replay was not (fully) queued; retry it (queueing a contact twice is harmless)",
-        )
-    raise exc
+#: The 503s of these routes, by the exception that says a dependency failed.
+UNAVAILABLE: dict[type[Exception], ApiError] = {
+    StoreUnavailable: ApiError(
+        HTTPStatus.SERVICE_UNAVAILABLE, "ledger_unavailable", "the ledger cannot be read right now; retry"
+    ),
+    EnqueueError: ApiError(
+        HTTPStatus.SERVICE_UNAVAILABLE,
+        "queue_unavailable",
+        "the replay was not (fully) queued; retry it (queueing a contact twice is harmless)",
+    ),
+}
+#: The operator's bodies are a few fields (an audience's name and description at most 2,400
+#: characters): a body of more than a MiB is refused before it is parsed.
+MAX_BODY_BYTES = 1024 * 1024
+#: A request without a body (``POST /replay`` with its defaults).
+_NO_BODY = object()
+
+
+def _log_error(exc: Exception, error: ApiError, rid: str) -> None:
+    if error.status >= HTTPStatus.INTERNAL_SERVER_ERROR:
+        logger.error("operations route unavailable", extra={"error": str(exc)[:300], "requestId": rid})
 
 
 def _routable(event: dict[str, Any]) -> dict[str, Any]:
@@ -72,12 +71,17 @@ def _routable(event: dict[str, Any]) -> dict[str, Any]:
     a decoded ``/`` (from ``%2F``) would split a parameter in two, and characters such as ``?`` or
     ``"`` fall outside the resolver's parameter pattern. So the path is rebuilt from the route key
     with each parameter percent-encoded, and the routes read the decoded ``pathParameters`` - never
-    decoding a value a second time (``%25`` stays a literal ``%``)."""
+    decoding a value a second time (``%25`` stays a literal ``%``). A lone surrogate is encoded
+    too: the route refuses it with a 400 naming the parameter."""
     params = event.get("pathParameters") or {}
     _method, _, template = str(event.get("routeKey") or "").partition(" ")
     if not params or not template.startswith("/"):
         return event
-    path = re.sub(r"\{(\w+)\}", lambda found: quote(str(params.get(found.group(1), "")), safe=""), template)
+    path = re.sub(
+        r"\{(\w+)\}",
+        lambda found: quote(str(params.get(found.group(1), "")), safe="", errors="surrogatepass"),
+        template,
+    )
     stage = (event.get("requestContext") or {}).get("stage")
     if stage and stage != "$default":
         path = f"/{stage}{path}"
@@ -87,20 +91,37 @@ def _routable(event: dict[str, Any]) -> dict[str, Any]:
 def _limit(raw: str | None) -> int:
     if raw is None or raw == "":
         return DEFAULT_PAGE
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+    # ASCII digits only, and few of them: isdigit() alone also accepts "²" or "①", which int()
+    # refuses, and int() refuses more than 4,300 digits.
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 6) or not 1 <= int(raw) <= MAX_PAGE:
         raise InvalidParameter(
             "limit", f"limit must be an integer from 1 to {MAX_PAGE}, got {quoted(raw, 40)!r}"
         )
     return int(raw)
 
 
-def _replay_request(body: str | None) -> tuple[bool, str | None]:
-    if not body:
-        return False, None
+def _storable_text(document: Any, fields: tuple[str, ...]) -> Any:
+    """``document`` as it is, once none of its text ``fields`` holds a lone surrogate (a JSON escape
+    such as ``\\ud800``): such text has no UTF-8 form, so neither DynamoDB nor HubSpot can take it."""
+    if isinstance(document, dict):
+        for name in fields:
+            value = document.get(name)
+            if isinstance(value, str) and not _is_unicode(value):
+                raise InvalidParameter(name, f"{name} is not valid Unicode (a lone surrogate)")
+    return document
+
+
+def _is_unicode(text: str) -> bool:
     try:
-        document = json.loads(body)
-    except ValueError:
-        raise InvalidParameter("body", 'the body must be JSON: {"dryRun": true|false}') from None
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _replay_request(document: Any) -> tuple[bool, str | None]:
+    if document is _NO_BODY:
+        return False, None
     if not isinstance(document, dict):
         raise InvalidParameter("body", 'the body must be a JSON object: {"dryRun": true|false}')
     dry_run = document.get("dryRun", False)
@@ -155,8 +176,21 @@ class OperationsApi:
 
     def _path_parameter(self, name: str, matched: str) -> str:
         """API Gateway's decoded value; the resolver's match when the event has none (the path is
-        then API Gateway's decoded ``rawPath``). Never decoded again."""
-        return self._http.current_event.path_parameters.get(name, matched)
+        then API Gateway's decoded ``rawPath``). Never decoded again. A value with a lone surrogate
+        (an escape in the event's JSON) has no UTF-8 form: nothing could store or look it up."""
+        value = self._http.current_event.path_parameters.get(name, matched)
+        if not _is_unicode(value):
+            raise InvalidParameter(name, f"{name} is not valid Unicode (a lone surrogate)")
+        return value
+
+    def _json_body(self, expected: str) -> Any:
+        """The request's JSON document, read as ingest reads its own; ``_NO_BODY`` without a body."""
+        event = self._http.current_event
+        raw = event.get("body")
+        if raw is None or raw == "":
+            return _NO_BODY
+        body = read_body(event.headers, raw, bool(event.is_base64_encoded), MAX_BODY_BYTES, "")
+        return parse_json(body, expected)
 
     def _authenticated(self, route: Callable[..., Response[str]]) -> Callable[..., Response[str]]:
         def wrapped(**params: str) -> Response[str]:
@@ -176,24 +210,7 @@ class OperationsApi:
 
     def _map_errors(self) -> None:
         resolver = self._http
-        handled = [
-            ApiError,
-            Unauthorized,
-            InvalidParameter,
-            GetParameterError,
-            StoreUnavailable,
-            EnqueueError,
-        ]
-
-        @resolver.exception_handler(handled)  # type: ignore[untyped-decorator]
-        def mapped(exc: Exception) -> Response[str]:
-            rid = request_id(resolver.current_event)
-            error = _as_api_error(exc)
-            if error.status >= HTTPStatus.INTERNAL_SERVER_ERROR:
-                logger.error(
-                    "operations route unavailable", extra={"error": str(exc)[:300], "requestId": rid}
-                )
-            return error_response(error, rid)
+        map_errors(resolver, UNAVAILABLE, _log_error)
 
         @resolver.not_found
         def not_found(_exc: NotFoundError) -> Response[str]:
@@ -201,7 +218,7 @@ class OperationsApi:
             try:
                 self._authenticator.authenticate(event.headers)
             except Unauthorized as exc:
-                return error_response(_as_api_error(exc), request_id(event))
+                return error_response(as_api_error(exc, UNAVAILABLE), request_id(event))
             error = ApiError(HTTPStatus.NOT_FOUND, "not_found", f"no route {quoted(event.path)}", "path")
             return error_response(error, request_id(event))
 
@@ -240,14 +257,10 @@ class OperationsApi:
         return _json(HTTPStatus.OK, contact_view(entry))
 
     def _put_audience(self, audience_id: str) -> Response[str]:
-        raw = self._http.current_event.decoded_body
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            raise InvalidParameter(
-                "body", 'the body must be JSON: {"name": ..., "description": ...}'
-            ) from None
-        answer, created = self._audiences.put(self._path_parameter("id", audience_id), body)
+        audience = self._path_parameter("id", audience_id)
+        body = self._json_body('{"name": ..., "description": ...}')
+        document = None if body is _NO_BODY else _storable_text(body, ("name", "description"))
+        answer, created = self._audiences.put(audience, document)
         return _json(HTTPStatus.CREATED if created else HTTPStatus.OK, answer)
 
     def _delete_audience(self, audience_id: str) -> Response[str]:
@@ -255,7 +268,7 @@ class OperationsApi:
 
     def _post_replay(self) -> Response[str]:
         event = self._http.current_event
-        dry_run, cursor = _replay_request(event.decoded_body)
+        dry_run, cursor = _replay_request(self._json_body('{"dryRun": true|false}'))
         answer = self._replay.replay(dry_run, cursor, request_id(event))
         if not dry_run:
             _publish_replay_metrics(answer)

@@ -6,10 +6,22 @@ message's first send), and deleted from the DLQ only once the main queue took it
 messages does not matter: the ledger's order stamps decide, so an older message never overwrites a
 newer state.
 
+A letter the consumer cannot decode is not moved (it would come straight back): it is *set aside*
+in the DLQ, re-sent unchanged to the DLQ's own group ``undecodable`` and deleted from its group,
+and the answer lists its message id there. Left at the head of its group it would hold the group
+back (SQS FIFO hands out nothing of a group while one of its messages is in flight, and keeping the
+letter in flight is what stops a call from receiving it again and again), so the letters behind it
+- other updates of the contacts of that group - could never be moved. Setting it aside keeps every
+order that matters: the letters of the group that can be applied are moved in their order, and the
+set-aside letter can never be applied by the consumer, so no change is reordered against it (the
+consumer already sent it to the DLQ and went on with the rest of its group). Letters already in the
+``undecodable`` group are left there, in flight until the call ends: that group holds only letters
+no call can move.
+
 What can go wrong, and what happens then - a message is never lost:
 
-- a message the consumer cannot decode is not moved (it would come straight back): it stays in the
-  DLQ, visible again when the call ends, and the answer lists its message id;
+- setting an undecodable letter aside fails: as with a refused move (below), the move stops and the
+  letters received are visible in the DLQ again at once;
 - the main queue refuses the whole batch: the move stops, the batch's messages are made visible in
   the DLQ again at once, and the error is reported once;
 - the main queue refuses some entries (``Failed[]``): those are made visible in the DLQ again, the
@@ -30,12 +42,16 @@ from typing import TYPE_CHECKING, Any, Protocol
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..messages import decode_message
+from ..observability import logger
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
 #: SQS's limit of entries per batch call and of messages per receive.
 _BATCH = 10
+#: The DLQ's group of letters the consumer cannot decode (the consumer's own name for a letter
+#: without a group; no contact's group has this name).
+UNDECODABLE_GROUP = "undecodable"
 
 
 @dataclass
@@ -46,8 +62,11 @@ class MoveReport:
     #: the DLQ still had messages when the call stopped
     more: bool = False
     errors: list[str] = field(default_factory=list)
-    #: messages left in the DLQ because the consumer could not decode them
+    #: messages left in the DLQ because the consumer could not decode them (their ids in the
+    #: ``undecodable`` group)
     undecodable_ids: list[str] = field(default_factory=list)
+    #: of those, how many this call set aside from the group they blocked
+    set_aside: int = 0
     #: moved, but the DLQ delete failed: a later move sends them again
     undeleted: int = 0
 
@@ -63,7 +82,11 @@ class MoveReport:
         return {
             "moved": self.moved,
             "failed": self.failed,
-            "undecodable": {"count": len(self.undecodable_ids), "messageIds": self.undecodable_ids},
+            "undecodable": {
+                "count": len(self.undecodable_ids),
+                "messageIds": self.undecodable_ids,
+                "setAside": self.set_aside,
+            },
             "notDeleted": self.undeleted,
             "more": self.more,
             "errors": self.errors,
@@ -77,9 +100,13 @@ class DeadLetterMover(Protocol):
 def _decodable(message: Any) -> bool:
     try:
         decode_message(message["Body"])
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):  # RecursionError: deep nesting
         return False
     return True
+
+
+def _group(message: Any) -> str:
+    return str(message.get("Attributes", {}).get("MessageGroupId", "replay"))
 
 
 class SqsDeadLetterMover:
@@ -99,8 +126,8 @@ class SqsDeadLetterMover:
 
     def move_back(self, max_messages: int, deadline: float) -> MoveReport:
         report = MoveReport()
-        # Undecodable messages stay invisible until the call ends, so it does not receive them
-        # again and again; then they are made visible in the DLQ for the operator.
+        # Letters of the undecodable group stay invisible until the call ends, so it does not
+        # receive them again and again; then they are made visible in the DLQ for the operator.
         held: list[Any] = []
         try:
             self._move_until_done(max_messages, deadline, report, held)
@@ -123,14 +150,20 @@ class SqsDeadLetterMover:
             received = self._receive(min(_BATCH, max_messages - report.handled), report)
             if not received:
                 return
-            movable = []
+            movable, blocking = [], []
             for message in received:
                 if _decodable(message):
                     movable.append(message)
-                else:
+                elif _group(message) == UNDECODABLE_GROUP:
                     held.append(message)
-                    report.undecodable_ids.append(str(message["MessageId"]))
+                    if str(message["MessageId"]) not in report.undecodable_ids:
+                        report.undecodable_ids.append(str(message["MessageId"]))
+                else:
+                    blocking.append(message)
             if movable and not self._move(movable, report):
+                self._release(blocking, report)
+                return
+            if blocking and not self._set_aside(blocking, report):
                 return
         report.more = True
 
@@ -155,7 +188,7 @@ class SqsDeadLetterMover:
             {
                 "Id": str(position),
                 "MessageBody": message["Body"],
-                "MessageGroupId": message.get("Attributes", {}).get("MessageGroupId", "replay"),
+                "MessageGroupId": _group(message),
                 "MessageDeduplicationId": uuid.uuid4().hex,
             }
             for position, message in enumerate(messages)
@@ -179,6 +212,54 @@ class SqsDeadLetterMover:
             self._release(unsent, report)
         self._delete(sent, report)
         report.moved += len(sent)
+        return not unsent
+
+    def _set_aside(self, messages: list[Any], report: MoveReport) -> bool:
+        """Re-send undecodable letters, body unchanged, to the DLQ's undecodable group and delete
+        them from the group they block; False when the move must stop."""
+        entries: list[Any] = [
+            {
+                "Id": str(position),
+                "MessageBody": message["Body"],
+                "MessageGroupId": UNDECODABLE_GROUP,
+                "MessageDeduplicationId": uuid.uuid4().hex,
+            }
+            for position, message in enumerate(messages)
+        ]
+        try:
+            response = self._sqs.send_message_batch(QueueUrl=self._dlq, Entries=entries)
+        except (ClientError, BotoCoreError) as exc:
+            report.error(
+                f"could not set undecodable messages aside in the DLQ ({type(exc).__name__}); "
+                "they are visible in the DLQ again"
+            )
+            self._release(messages, report)
+            return False
+        failed_positions = {int(item["Id"]) for item in response.get("Failed", [])}
+        unsent = [message for position, message in enumerate(messages) if position in failed_positions]
+        if unsent:
+            report.error(
+                f"{len(unsent)} undecodable message(s) could not be set aside; they stay in their "
+                "group in the DLQ, visible again"
+            )
+            self._release(unsent, report)
+        new_ids = {str(item["Id"]): str(item["MessageId"]) for item in response.get("Successful", [])}
+        sent = []
+        for position, message in enumerate(messages):
+            if position in failed_positions:
+                continue
+            sent.append(message)
+            report.undecodable_ids.append(new_ids.get(str(position), str(message["MessageId"])))
+            report.set_aside += 1
+            logger.warning(
+                "undecodable dead letter set aside",
+                extra={
+                    "messageId": message["MessageId"],
+                    "group": _group(message),
+                    "newMessageId": new_ids.get(str(position)),
+                },
+            )
+        self._delete(sent, report)
         return not unsent
 
     def _delete(self, messages: Sequence[Any], report: MoveReport) -> None:

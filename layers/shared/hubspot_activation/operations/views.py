@@ -3,24 +3,20 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
+from ..http_body import parse_json
+from ..http_errors import InvalidInput
 from ..ledger_keys import ISSUE_AT, ISSUE_EXCLUDED, ISSUE_STATUS, KEY
 from ..timestamps import iso_from_ms
 from ..upsert.ledger import LedgerEntry
 
 
-class InvalidParameter(Exception):
-    """A query parameter or body field the route cannot use: 400 naming it."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-        self.message = message
+class InvalidParameter(InvalidInput):
+    """A path or query parameter or a body field the route cannot use: 400 naming it."""
 
 
 def _iso(ms: int | None) -> str | None:
@@ -128,9 +124,10 @@ def decode_cursor(cursor: str, status: str) -> dict[str, Any]:
     if len(cursor) > MAX_CURSOR_CHARACTERS:
         raise invalid
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        document = json.loads(raw.decode("utf-8"))
-    except (binascii.Error, ValueError, UnicodeDecodeError):
+        # A cursor is JSON this API wrote, but the caller can send anything (nesting that would
+        # exhaust the decoder's recursion, numbers of any length): it is parsed as a body is.
+        document = parse_json(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)), "a cursor")
+    except ValueError:  # binascii.Error, text that is not ASCII, InvalidInput
         raise invalid from None
     if not isinstance(document, dict) or set(document) != {"k", "s", "t"}:
         raise invalid

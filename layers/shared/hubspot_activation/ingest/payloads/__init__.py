@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from http import HTTPStatus
 from typing import Any
 
+from ...http_errors import InvalidInput
 from ...model import ContactUpdate, Exclusion, ProfileWarning
 from .aep import is_aep_profile, parse_aep_profile
 from .common import ParseOptions, ProfileContext, ProfileExcluded, WarningLog, require_object
@@ -21,22 +23,15 @@ from .sdk import is_sdk_profile, parse_sdk_profile
 __all__ = ["InvalidRequest", "ParseOptions", "ParsedRequest", "TooManyProfiles", "parse_activation"]
 
 
-class InvalidRequest(ValueError):
+class InvalidRequest(InvalidInput):
     """The body can never succeed (AEP does not retry a 400): ``field`` names what is wrong."""
-
-    #: The ``error`` code of the answer.
-    error = "invalid_request"
-
-    def __init__(self, field_name: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field_name
-        self.message = message
 
 
 class TooManyProfiles(InvalidRequest):
     """More profiles than one request may carry (413): the caller must split the request."""
 
     error = "too_many_profiles"
+    status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
 
 
 @dataclass

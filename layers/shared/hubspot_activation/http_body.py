@@ -1,16 +1,21 @@
-"""Reading a request body as JSON so that no byte sequence can make the function fail.
+"""Reading a request body as JSON so that no byte sequence can make the function fail: the one
+path every route's body takes (ingest's activations, the operator's audience metadata and replay).
 
-Everything wrong with a body is a ``MalformedBody`` (400 naming ``body``): a body that is not
-UTF-8 or not JSON never becomes valid by being retried, and a 5xx would make AEP retry it for hours.
+Everything wrong with a body is an ``InvalidInput`` naming ``body`` (or ``Content-Type``): a body
+that is not UTF-8 or not JSON never becomes valid by being retried, and a 5xx would make AEP retry it
+for hours.
 """
 
 from __future__ import annotations
 
+import base64
 import codecs
 import json
+from collections.abc import Mapping
+from http import HTTPStatus
 from typing import Any, NoReturn
 
-from .payloads import InvalidRequest
+from .http_errors import InvalidInput, quoted
 
 #: Deepest nesting accepted. An AEP profile nests about 8 levels (envelope, profile, identityMap,
 #: namespace, list, identity); 64 leaves room for any real attribute and keeps every later walk of
@@ -21,11 +26,56 @@ MAX_INTEGER_DIGITS = 4300
 _UTF16_32_BOMS = (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 
 
-class MalformedBody(InvalidRequest):
+class MalformedBody(InvalidInput):
     error = "invalid_json"
 
     def __init__(self, message: str) -> None:
         super().__init__("body", message)
+
+
+class UnsupportedMediaType(InvalidInput):
+    error = "unsupported_media_type"
+    status = HTTPStatus.UNSUPPORTED_MEDIA_TYPE
+
+
+class BodyTooLarge(InvalidInput):
+    error = "body_too_large"
+    status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+
+
+class InvalidBase64(InvalidInput):
+    error = "invalid_body"
+
+
+def is_json(content_type: str | None) -> bool:
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or media_type.endswith("+json")
+
+
+def read_body(
+    headers: Mapping[str, str], raw_body: str | None, is_base64: bool, max_bytes: int, advice: str
+) -> bytes:
+    """The bytes of a JSON request's body as API Gateway hands it (text, or base64 for a body that
+    is not UTF-8). Refuses a declared media type that is not JSON (415 naming ``Content-Type``),
+    invalid base64 (400) and a body over ``max_bytes`` (413, with ``advice`` for the caller)."""
+    content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), None)
+    if not is_json(content_type):
+        raise UnsupportedMediaType(
+            "Content-Type", f"Content-Type must be application/json, got {quoted(content_type) or 'none'}"
+        )
+    try:
+        # surrogatepass: a lone surrogate in the event's text must reach the UTF-8 check (400),
+        # not fail here.
+        body = (
+            base64.b64decode(raw_body or "", validate=True)
+            if is_base64
+            else (raw_body or "").encode("utf-8", "surrogatepass")
+        )
+    except ValueError:  # binascii.Error, or text that is not even ASCII
+        raise InvalidBase64("body", "body is not valid base64") from None
+    if len(body) > max_bytes:
+        raise BodyTooLarge("body", f"body is {len(body)} bytes, over the limit of {max_bytes}{advice}")
+    return body
 
 
 def _reject_constant(name: str) -> NoReturn:
@@ -69,11 +119,12 @@ def _check_depth(document: Any) -> None:
         depth += 1
 
 
-def parse_json(body: bytes) -> Any:
-    """The JSON document of ``body``; raises ``MalformedBody`` for anything else."""
+def parse_json(body: bytes, expected: str) -> Any:
+    """The JSON document of ``body``; raises ``MalformedBody`` for anything else. ``expected`` names
+    what the route wants, for the answer to an empty body."""
     text = _text(body)
     if not text.strip():
-        raise MalformedBody("body is empty: send a JSON activation")
+        raise MalformedBody(f"body is empty: send {expected}")
     try:
         document = json.loads(text, parse_constant=_reject_constant, parse_int=_integer)
     except json.JSONDecodeError as exc:
