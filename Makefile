@@ -48,6 +48,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.backlog_throughput
 	$(BIN)/python -m bench.end_to_end
 	$(BIN)/python -m bench.pipeline
+	$(BIN)/python -m bench.latency
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .aws-sam

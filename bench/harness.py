@@ -126,8 +126,10 @@ class RecordingWriter:
         self._client = client
         self._log = log
 
-    def batch_upsert(self, inputs: Sequence[UpsertInput]) -> list[UpsertResult]:
-        results = self._client.batch_upsert(inputs)
+    def batch_upsert(
+        self, inputs: Sequence[UpsertInput], deadline: float | None = None
+    ) -> list[UpsertResult]:
+        results = self._client.batch_upsert(inputs, deadline)
         self._log.add(len(inputs))
         return results
 

@@ -66,9 +66,9 @@ class Probe:
 
         upsert, receive = HubSpotClient.batch_upsert, QueueTopUp._receive
 
-        def counted_upsert(client: Any, inputs: Any) -> Any:
+        def counted_upsert(client: Any, inputs: Any, deadline: float | None = None) -> Any:
             self.call_sizes.append(len(inputs))
-            return upsert(client, inputs)
+            return upsert(client, inputs, deadline)
 
         def counted_receive(topup: Any, count: int, wait: int) -> Any:
             received = receive(topup, count, wait)

@@ -8,7 +8,7 @@ maxReceiveCount (on receive, as SQS does).
 
 The messages are received with the queue's own visibility timeout, as the event source does, so
 they stay locked for the whole invocation however long it takes. Only a failed record's return is
-shortened (``visibility_timeout`` after the invocation instead of the queue's 12 minutes), so a
+shortened (``visibility_timeout`` after the invocation instead of the queue's 15 minutes), so a
 local retry is seen in seconds; a record whose visibility the function set itself (its retry
 backoff, a DAILY pause) keeps what the function set.
 """
@@ -65,9 +65,9 @@ class EventSourcePoller:
     batch_size: int = 10
     #: Seconds until a failed record reappears (the queue's visibility timeout in AWS); the local
     #: stack shortens it so a retry is seen in seconds rather than minutes.
-    visibility_timeout: int = 720
+    visibility_timeout: int = 900
     #: The function's Timeout from the template: what its context reports as time left.
-    function_timeout: float = 120.0
+    function_timeout: float = 150.0
     stats: PollerStats = field(default_factory=PollerStats)
     #: receipt handles whose visibility the function itself changed during the invocation
     visibility_set: set[str] = field(default_factory=set)

@@ -40,15 +40,17 @@ SUMMARY_FIELDS = ("synced", "skippedUnchanged", "failed", "retriedLater", "hubsp
 
 
 class BatchReports(logging.Handler):
-    """Collects the upsert function's "batch processed" log records (its CloudWatch logs, locally)."""
+    """Collects the upsert function's "batch processed" log records (its CloudWatch logs, locally):
+    the totals of ``fields``."""
 
-    def __init__(self) -> None:
+    def __init__(self, fields: tuple[str, ...] = SUMMARY_FIELDS) -> None:
         super().__init__(logging.INFO)
+        self.fields = fields
         self.totals: Counter[str] = Counter()
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.getMessage() == "batch processed":
-            for name in SUMMARY_FIELDS:
+            for name in self.fields:
                 self.totals[name] += int(getattr(record, name, 0) or 0)
 
 

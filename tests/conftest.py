@@ -163,4 +163,4 @@ class FakeContext:
     aws_request_id = "ctx-1"
 
     def get_remaining_time_in_millis(self) -> int:
-        return 120_000  # the upsert function's Timeout
+        return 150_000  # the upsert function's Timeout

@@ -76,7 +76,7 @@ def test_every_sample_lands_in_hubspot(running: local_stack.LocalStack) -> None:
 def test_the_local_resources_are_the_templates(running: local_stack.LocalStack) -> None:
     sqs = running.aws.client("sqs")
     attributes = sqs.get_queue_attributes(QueueUrl=running.queue_url(), AttributeNames=["All"])["Attributes"]
-    assert attributes["FifoQueue"] == "true" and attributes["VisibilityTimeout"] == "720"
+    assert attributes["FifoQueue"] == "true" and attributes["VisibilityTimeout"] == "900"
     assert json.loads(attributes["RedrivePolicy"])["maxReceiveCount"] == 20
     table = running.aws.client("dynamodb").describe_table(TableName=running.aws.physical_id("LedgerTable"))
     assert table["Table"]["KeySchema"] == [{"AttributeName": "email", "KeyType": "HASH"}]

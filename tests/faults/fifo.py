@@ -13,7 +13,7 @@ What it keeps of SQS FIFO (and Lambda's SQS event source):
 - a message received ``max_receive_count`` times that comes up again moves to the dead-letter queue
   (with its group: the next message of the group is then handed out).
 
-What it compresses: the template's visibility timeout (720 s) is six times the function's timeout,
+What it compresses: the template's visibility timeout (900 s) is six times the function's timeout,
 so in AWS a batch is never handed out again while its function still runs. With a 1 s visibility
 the simulator keeps that guarantee explicitly: a message stays in flight while its batch is being
 processed, whatever the clock says.

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 
 import pytest
-from hubspot_activation.hubspot.client import HubSpotClient, UpsertInput, new_session
+from hubspot_activation.hubspot.client import HubSpotClient, RetryPolicy, UpsertInput, new_session
 from hubspot_activation.hubspot.credentials import StaticTokenCredentials
 from hubspot_activation.hubspot.errors import DailyLimitReached, ErrorKind, HubSpotError
 from hubspot_activation.hubspot.versions import ApiVersion
@@ -162,3 +162,50 @@ def test_timeouts_are_retryable(sandbox: SandboxServer, api_version: ApiVersion)
     with pytest.raises(HubSpotError) as raised:
         client.batch_upsert(ONE)
     assert raised.value.kind is ErrorKind.RETRYABLE and "Timeout" in raised.value.message
+
+
+class FakeClock:
+    """The client's clock, moved only by its own backoff sleeps: no test time passes."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_a_deadline_ends_the_retries_before_it(sandbox: SandboxServer, api_version: ApiVersion) -> None:
+    clock = FakeClock()
+    client = HubSpotClient(
+        StaticTokenCredentials(TokenSecret({"accessToken": sandbox.state.add_private_app_token()})),
+        governor_for(sandbox),
+        api_version,
+        base_url=sandbox.url,
+        session=new_session(),
+        timeout=(1, 2),
+        retry=RetryPolicy(max_attempts=5, max_wait_seconds=30, base_backoff_seconds=1.0),
+        sleep=clock.sleep,
+        clock=clock,
+    )
+    sandbox.state.config.error_rate = 1.0
+    # Attempts take up to 3 s (their timeouts); backoffs are 0.5-1.5 s, then 1-3 s. The second
+    # attempt still ends by 5 s; a third would not, so the call gives up without waiting for it.
+    with pytest.raises(HubSpotError) as raised:
+        client.batch_upsert(ONE, deadline=5.0)
+    assert raised.value.kind is ErrorKind.RETRYABLE and raised.value.status == 502
+    assert client.requests_sent == 2
+    assert clock.now + client.attempt_seconds <= 5.0
+
+
+def test_no_attempt_starts_when_the_governor_holds_it_past_the_deadline(
+    make_client: Callable[..., HubSpotClient],
+) -> None:
+    client = make_client()
+    client.governor.on_throttled("TEN_SECONDLY_ROLLING", {"Retry-After": "60"})
+    with pytest.raises(HubSpotError) as raised:
+        client.batch_upsert(ONE, deadline=time.monotonic() + 30)
+    assert raised.value.kind is ErrorKind.RETRYABLE and not raised.value.ambiguous
+    assert client.requests_sent == 0

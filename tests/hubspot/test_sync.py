@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pytest
 from hubspot_activation.hubspot.client import HubSpotClient
 from hubspot_activation.messages import pack, shard_of
 from hubspot_activation.model import AudienceChange, AudienceStatus, ContactUpdate
 from hubspot_activation.upsert.ledger import LedgerEntry, LedgerUnavailable
+from hubspot_activation.upsert.plan import Outcome
 from hubspot_activation.upsert.properties import audience_property_name
 from hubspot_activation.upsert.schema import PropertySchema
 from hubspot_activation.upsert.service import InboundMessage, SyncService
@@ -326,8 +327,23 @@ def test_contacts_not_reached_before_the_timeout_go_back_to_the_queue(harness: H
     messages = harness.messages([update(f"u{i}@example.com", city="x") for i in range(150)], shards=1)
     left = iter([500.0, 5.0])  # enough time for the first chunk of 100, not for the second
     report = harness.service.process(messages, remaining_seconds=lambda: next(left))
-    assert report.synced == 100 and report.retried_later == 50
-    assert report.failed_message_ids == [m.message_id for m in messages]  # one group: all go back
+    assert report.synced == 100 and report.retried_later == 0 and report.contacts_out_of_time == 50
+    # One group: all go back, visible at once (they did not fail: no backoff).
+    assert report.failed_message_ids == []
+    assert report.out_of_time_message_ids == [m.message_id for m in messages]
+    assert harness.extender.calls == [([m.message_id for m in messages], 0)]
+
+
+def test_contacts_sent_back_for_time_are_written_first_when_they_return(harness: Harness) -> None:
+    fresh = harness.messages([update(f"new{i}@example.com", city="x") for i in range(100)], shards=1)
+    returned = harness.messages([update(f"old{i}@example.com", city="x") for i in range(100)], shards=8)
+    again = [replace(m, receive_count=2) for m in returned]
+    left = iter([500.0, 5.0])  # time for one call
+    report = harness.service.process([*fresh, *again], remaining_seconds=lambda: next(left))
+    assert {email for email, outcome in report.outcomes.items() if outcome is Outcome.SYNCED} == {
+        f"old{i}@example.com" for i in range(100)
+    }
+    assert report.contacts_out_of_time == 100
 
 
 @dataclass

@@ -124,7 +124,7 @@ def pipeline(monkeypatch: pytest.MonkeyPatch) -> Iterator[Pipeline]:
             QueueName="q.fifo",
             Attributes={
                 "FifoQueue": "true",
-                "VisibilityTimeout": "720",
+                "VisibilityTimeout": "900",
                 "RedrivePolicy": json.dumps(redrive),
             },
         )["QueueUrl"]
@@ -165,12 +165,14 @@ def _record_deletes(monkeypatch: pytest.MonkeyPatch, running: Pipeline) -> None:
 def _record_writes(monkeypatch: pytest.MonkeyPatch, running: Pipeline) -> None:
     upsert = HubSpotClient.batch_upsert
 
-    def recorded(client: HubSpotClient, inputs: list[UpsertInput]) -> list[UpsertResult]:
+    def recorded(
+        client: HubSpotClient, inputs: list[UpsertInput], deadline: float | None = None
+    ) -> list[UpsertResult]:
         failing = [i for i in inputs if running.failing.get(i.email, 0) != 0]
         passing = [i for i in inputs if i not in failing]
         for item in failing:
             running.failing[item.email] -= 1
-        results = {r.email: r for r in upsert(client, passing)} if passing else {}
+        results = {r.email: r for r in upsert(client, passing, deadline)} if passing else {}
         for item in passing:
             running.cities.setdefault(item.email, []).append(str(item.properties.get("city")))
         error = HubSpotError(ErrorKind.RETRYABLE, "HubSpot had a moment", status=503)

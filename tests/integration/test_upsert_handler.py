@@ -15,6 +15,7 @@ from moto import mock_aws
 
 from local.functions import handler
 from local.hubspot_sandbox import SandboxServer
+from local.template import load_sam
 from tests.conftest import FakeContext, create_ledger_table
 
 
@@ -114,9 +115,11 @@ def enqueue(queue: str, updates: list[ContactUpdate], shards: int = 8) -> None:
 
 def receive_as_event_source(queue: str, count: int) -> dict[str, Any]:
     """What Lambda's event source would hand the function: ``count`` messages, their groups locked."""
-    messages = boto3.client("sqs").receive_message(
-        QueueUrl=queue, MaxNumberOfMessages=count, MessageSystemAttributeNames=["All"]
-    )["Messages"]
+    messages = (
+        boto3.client("sqs")
+        .receive_message(QueueUrl=queue, MaxNumberOfMessages=count, MessageSystemAttributeNames=["All"])
+        .get("Messages", [])
+    )
     return {
         "Records": [
             {
@@ -207,3 +210,80 @@ def test_a_crash_after_the_top_up_loses_nothing(
     with pytest.raises(RuntimeError):
         lambda_handler(event, FakeContext())
     assert queued(queue) == 20  # in flight, back after the visibility timeout, none deleted
+
+
+def upsert_timeout_seconds() -> float:
+    """The upsert function's Timeout in template.yaml: what an invocation starts with."""
+    return float(load_sam()["Resources"]["UpsertFunction"]["Properties"]["Timeout"])
+
+
+class HubSpotPacedContext(FakeContext):
+    """An invocation's context whose clock is HubSpot's answers: each request the sandbox answers
+    (``route``: only those of that route) uses up ``seconds_per_request`` of the ``start_seconds``
+    the invocation began with. The latency is simulated, so nothing waits and nothing is timed."""
+
+    def __init__(
+        self,
+        sandbox: SandboxServer,
+        start_seconds: float,
+        seconds_per_request: float,
+        route: str | None = None,
+    ) -> None:
+        self._sandbox = sandbox
+        self._route = route
+        self._start_seconds = start_seconds
+        self._seconds_per_request = seconds_per_request
+        self._answered_before = self._answered()
+
+    def _answered(self) -> int:
+        requests = self._sandbox.state.requests
+        return requests[self._route] if self._route else sum(requests.values())
+
+    def get_remaining_time_in_millis(self) -> int:
+        used = (self._answered() - self._answered_before) * self._seconds_per_request
+        return int((self._start_seconds - used) * 1000)
+
+
+def aep_sized_batch(queue: str, contacts: int = 1000) -> dict[str, Any]:
+    """An AEP-sized request (``contacts`` profiles) queued by ingest's packing and received as the
+    event source hands it over: a few large messages, ten full HubSpot calls' worth of contacts."""
+    gold = AudienceChange("gold", AudienceStatus.REALIZED, 1000, "Gold")
+    enqueue(
+        queue, [ContactUpdate(f"aep{i}@example.com", (gold,), {"city": f"City {i}"}) for i in range(contacts)]
+    )
+    return receive_as_event_source(queue, 10)
+
+
+def test_a_batch_of_ten_calls_at_one_second_each_fits_in_one_invocation(
+    upsert_env: tuple[SandboxServer, str],
+) -> None:
+    sandbox, queue = upsert_env
+    event = aep_sized_batch(queue)
+    assert len({r["attributes"]["MessageGroupId"] for r in event["Records"]}) == len(event["Records"])
+    # HubSpot answering every request (set-up ones included) in 1 s, well above its usual latency.
+    context = HubSpotPacedContext(sandbox, upsert_timeout_seconds(), 1.0)
+    result = handler("upsert", cold_start=True)(event, context)
+    assert result == {"batchItemFailures": []}
+    assert len(sandbox.state.contacts) == 1000
+    assert sandbox.state.requests["POST batch_upsert"] == 10
+
+
+def test_contacts_that_do_not_fit_go_back_visible_at_once_and_are_written_next(
+    upsert_env: tuple[SandboxServer, str],
+) -> None:
+    sandbox, queue = upsert_env
+    event = aep_sized_batch(queue)
+    # HubSpot slow enough (20 s a call) that the invocation has time for only part of the batch.
+    context = HubSpotPacedContext(sandbox, 120.0, 20.0, route="POST batch_upsert")
+    result = handler("upsert", cold_start=True)(event, context)
+    written = len(sandbox.state.contacts)
+    assert 0 < written < 1000
+    returned = {item["itemIdentifier"] for item in result["batchItemFailures"]}
+    assert returned
+    # No backoff: what went back for time is visible again at once, the whole of it.
+    again = receive_as_event_source(queue, 10)
+    assert {r["messageId"] for r in again["Records"]} == returned
+    # The next invocation, with its full time, writes the rest.
+    retried = handler("upsert", cold_start=True)(again, FakeContext())
+    assert retried == {"batchItemFailures": []}
+    assert len(sandbox.state.contacts) == 1000

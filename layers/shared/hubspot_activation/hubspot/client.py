@@ -1,8 +1,9 @@
 """The HubSpot CRM client the consumer uses: contacts batch upsert, properties and groups.
 
 Every call goes through the rate governor, refreshes credentials once on 401, retries transient
-failures (429 ten-secondly, 423, 5xx, timeouts, dropped connections) within a time budget, and
-maps batch results back to their inputs by ``objectWriteTraceId``.
+failures (429 ten-secondly, 423, 5xx, timeouts, dropped connections) within a time budget and,
+when the caller gives one, a deadline, and maps batch results back to their inputs by
+``objectWriteTraceId``.
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ class HubSpotClient:
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.credentials = credentials
         self.governor = governor
@@ -94,6 +96,7 @@ class HubSpotClient:
         self._timeout = timeout
         self._retry = retry or RetryPolicy()
         self._sleep = sleep
+        self._clock = clock
         self._jitter = random.Random()  # noqa: S311 - backoff jitter
         self.requests_sent = 0
 
@@ -107,7 +110,12 @@ class HubSpotClient:
     @property
     def max_call_seconds(self) -> float:
         """The longest one logical call can take: every retry wait plus the last attempt's timeouts."""
-        return self._retry.max_wait_seconds + sum(self._timeout)
+        return self._retry.max_wait_seconds + self.attempt_seconds
+
+    @property
+    def attempt_seconds(self) -> float:
+        """The longest one attempt can take: its connect and read timeouts."""
+        return sum(self._timeout)
 
     # --- transport -------------------------------------------------------------------------------
 
@@ -120,16 +128,28 @@ class HubSpotClient:
 
     @tracer.capture_method(capture_response=False, capture_error=False)
     def _call(
-        self, method: str, path: str, json_body: Any = None, params: Mapping[str, str] | None = None
+        self,
+        method: str,
+        path: str,
+        json_body: Any = None,
+        params: Mapping[str, str] | None = None,
+        deadline: float | None = None,
     ) -> tuple[int, Any, bool]:
         """``request``, also saying whether an earlier attempt may have been applied although it
-        got no answer: HubSpot can apply it late, after the attempt that succeeded."""
+        got no answer: HubSpot can apply it late, after the attempt that succeeded.
+
+        ``deadline`` (on ``clock``, ``time.monotonic`` by default): an attempt starts only if,
+        after the governor's hold, its timeouts end by then, and a backoff that would push the next
+        attempt past it ends the call instead; the call then fails with the last error (or a
+        retryable one when nothing was sent), so it never runs past the deadline."""
         attempts = 0
         waited = 0.0
         refreshed = False
         ambiguous = False  # some attempt may have been applied without an answer saying so
         last: HubSpotError | None = None
         while attempts < self._retry.max_attempts:
+            if not self._attempt_fits(deadline, 0.0):
+                break
             self.governor.acquire()
             token = self.credentials.access_token()
             self.requests_sent += 1
@@ -150,7 +170,10 @@ class HubSpotClient:
                 )
                 ambiguous = ambiguous or sent
                 attempts += 1
-                waited += self._backoff(attempts, waited)
+                slept = self._backoff(attempts, waited, deadline)
+                if slept is None:
+                    break
+                waited += slept
                 continue
             self.governor.observe(response.headers)
             body = parse_body(response.text)
@@ -178,28 +201,51 @@ class HubSpotClient:
                 last = error
                 ambiguous = ambiguous or error.ambiguous
                 minimum = self._retry.locked_wait_seconds if response.status_code == 423 else 0.0
-                waited += self._backoff(attempts, waited, minimum)
+                slept = self._backoff(attempts, waited, deadline, minimum)
+                if slept is None:
+                    break
+                waited += slept
                 continue
             raise error
-        assert last is not None
+        if last is None:
+            # Nothing was attempted: the governor holds the first attempt past the deadline.
+            raise HubSpotError(ErrorKind.RETRYABLE, "no time before the call's deadline for an attempt")
         last.ambiguous = last.ambiguous or ambiguous
         raise last
 
-    def _backoff(self, attempt: int, waited: float, minimum: float = 0.0) -> float:
+    def _attempt_fits(self, deadline: float | None, after: float) -> bool:
+        """Whether an attempt started ``after`` seconds from now, and held by the governor as long
+        as it says, would end by ``deadline`` at its timeouts."""
+        if deadline is None:
+            return True
+        return self._clock() + after + self.governor.ready_in() + self.attempt_seconds <= deadline
+
+    def _backoff(
+        self, attempt: int, waited: float, deadline: float | None, minimum: float = 0.0
+    ) -> float | None:
+        """Sleep before the next attempt; the time slept, or None when the next attempt would end
+        past ``deadline`` (the call gives up without waiting)."""
         exponential = (
             self._retry.base_backoff_seconds * float(2 ** (attempt - 1)) * (0.5 + self._jitter.random())
         )
         delay = max(minimum, exponential)
         delay = min(delay, max(0.0, self._retry.max_wait_seconds - waited))
-        if attempt < self._retry.max_attempts and delay > 0:
+        if attempt >= self._retry.max_attempts:
+            return delay
+        if not self._attempt_fits(deadline, delay):
+            return None
+        if delay > 0:
             self._sleep(delay)
         return delay
 
     # --- contacts --------------------------------------------------------------------------------
 
-    def batch_upsert(self, inputs: Sequence[UpsertInput]) -> list[UpsertResult]:
+    def batch_upsert(
+        self, inputs: Sequence[UpsertInput], deadline: float | None = None
+    ) -> list[UpsertResult]:
         """Upsert contacts by email; one result per input, in input order. Permanent per-input
-        errors are reported in the results; transient failures of the whole call raise."""
+        errors are reported in the results; transient failures of the whole call raise, and so
+        does a call that cannot be done by ``deadline`` (on ``clock``: see ``_call``)."""
         if len(inputs) > MAX_BATCH_INPUTS:
             raise ValueError(f"at most {MAX_BATCH_INPUTS} inputs per batch upsert, got {len(inputs)}")
         emails = [item.email for item in inputs]
@@ -209,9 +255,9 @@ class HubSpotClient:
             )
         if not inputs:
             return []
-        return self._upsert_or_bisect(list(inputs))
+        return self._upsert_or_bisect(list(inputs), deadline)
 
-    def _upsert_or_bisect(self, inputs: list[UpsertInput]) -> list[UpsertResult]:
+    def _upsert_or_bisect(self, inputs: list[UpsertInput], deadline: float | None) -> list[UpsertResult]:
         traces = [uuid.uuid4().hex for _ in inputs]
         body = {
             "inputs": [
@@ -225,7 +271,9 @@ class HubSpotClient:
             ]
         }
         try:
-            _status, document, ambiguous = self._call("POST", self.paths.batch_upsert, body)
+            _status, document, ambiguous = self._call(
+                "POST", self.paths.batch_upsert, body, deadline=deadline
+            )
         except HubSpotError as error:
             if error.status != 400 or error.kind is not ErrorKind.PERMANENT:
                 raise
@@ -235,7 +283,9 @@ class HubSpotClient:
                 ]
             # A whole-batch 400 despite trace ids: split until the bad inputs are isolated.
             middle = len(inputs) // 2
-            return self._upsert_or_bisect(inputs[:middle]) + self._upsert_or_bisect(inputs[middle:])
+            return self._upsert_or_bisect(inputs[:middle], deadline) + self._upsert_or_bisect(
+                inputs[middle:], deadline
+            )
         results = self._map_batch(inputs, traces, document)
         for result in results:
             result.unconfirmed = ambiguous

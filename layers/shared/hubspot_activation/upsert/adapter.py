@@ -131,7 +131,8 @@ class UpsertConsumer:
             # Visible at once, not after the visibility timeout; only now that this invocation's
             # writes are done, so no other consumer writes one of their contacts at the same time.
             self.topup.release([m for m in batch if m.message_id in held])
-        returned = set(report.failed_message_ids) | held
+        # The service already made the messages left unwritten for lack of time visible again.
+        returned = set(report.failed_message_ids) | held | set(report.out_of_time_message_ids)
         deleted = self.topup.settle(extra, returned) if self.topup is not None and extra else 0
         publish_metrics(report)
         logger.info(
@@ -142,6 +143,7 @@ class UpsertConsumer:
                 "toppedUpDeleted": deleted,
                 "heldBack": len(report.held_message_ids),
                 "contactsHeldBack": report.contacts_held_back,
+                "contactsOutOfTime": report.contacts_out_of_time,
                 "synced": report.synced,
                 "skippedUnchanged": report.skipped_unchanged,
                 "failed": report.failed,
@@ -271,6 +273,7 @@ def publish_metrics(report: SyncReport) -> None:
         ("HubSpotThrottled", report.throttled),
         ("UndecodableMessages", report.undecodable),
         ("ContactsHeldBack", report.contacts_held_back),
+        ("ContactsOutOfTime", report.contacts_out_of_time),
     ):
         metrics.add_metric(name=name, unit="Count", value=value)
     if report.rate_limit_remaining is not None:

@@ -48,12 +48,19 @@ RECORD_MARGIN_SECONDS = 10.0
 class ContactWriter(Protocol):
     """The part of the HubSpot client the service writes through."""
 
-    def batch_upsert(self, inputs: Sequence[UpsertInput]) -> list[UpsertResult]: ...
+    def batch_upsert(
+        self, inputs: Sequence[UpsertInput], deadline: float | None = None
+    ) -> list[UpsertResult]:
+        """``deadline``, a ``time.monotonic()`` value: the call, its retries and waits included,
+        ends by then (it raises a transient HubSpotError rather than run past it)."""
+        ...
 
     def stats(self) -> CallStats: ...
 
     @property
-    def max_call_seconds(self) -> float: ...
+    def max_call_seconds(self) -> float:
+        """The longest one call takes when nothing cuts it short: every retry and wait of it."""
+        ...
 
 
 class DeadLetters(Protocol):
@@ -73,8 +80,8 @@ class HoldBack(Protocol):
 
 class VisibilityExtender(Protocol):
     def extend(self, messages: Sequence[InboundMessage], seconds: int) -> None:
-        """Make these received messages visible again in ``seconds`` (a retry backoff or a DAILY
-        limit pause)."""
+        """Make these received messages visible again in ``seconds`` (a retry backoff, a DAILY
+        limit pause, or 0: at once)."""
         ...
 
 
@@ -97,6 +104,10 @@ class SyncReport:
     #: contacts' writes wait for them
     held_message_ids: list[str] = field(default_factory=list)
     contacts_held_back: int = 0
+    #: messages handed back (made visible at once, no backoff) because the invocation had no time
+    #: left for their contacts' calls, and how many contacts that left unwritten
+    out_of_time_message_ids: list[str] = field(default_factory=list)
+    contacts_out_of_time: int = 0
     #: email -> what happened to each contact
     outcomes: dict[str, Outcome] = field(default_factory=dict)
 
@@ -122,6 +133,8 @@ class _Invocation:
     deferred: set[str] = field(default_factory=set)
     #: emails to hand back to the queue
     retry: set[str] = field(default_factory=set)
+    #: emails whose write was not started for lack of time (handed back at once)
+    out_of_time: set[str] = field(default_factory=set)
     records: list[LedgerEntry] = field(default_factory=list)
 
 
@@ -149,9 +162,10 @@ class SyncService:
         self._extender = extender
         self._clock = clock
         self._retry_base = retry_base_seconds
-        # One upsert (with a possible retry of refused fields) may take the client's longest call
-        # twice, plus time to record the outcome.
-        self._call_budget = 2 * writer.max_call_seconds + RECORD_MARGIN_SECONDS
+        # Each upsert gets the client's longest call as its deadline, a retry of refused fields
+        # included: the client ends the call by then, so a call is started only when that much
+        # time is left, plus the time to record the outcomes.
+        self._call_seconds = writer.max_call_seconds
 
     def process(
         self,
@@ -160,7 +174,8 @@ class SyncService:
         hold_back: HoldBack | None = None,
     ) -> SyncReport:
         """``remaining_seconds`` is the invocation's time left: no HubSpot call is started without
-        enough of it, and the contacts not reached go back to the queue instead of timing out.
+        enough of it, and the contacts not reached go back to the queue at once, without backoff
+        (``out_of_time_message_ids``), instead of timing out.
         ``hold_back`` is asked, once the ledger tells which contacts need a write, which of them
         wait so the rest make full calls; their messages go back (``held_message_ids``)."""
         run = _Invocation(
@@ -189,6 +204,7 @@ class SyncService:
         failed.update(mid for email in run.retry for mid in batch.contacts[email].message_ids)
         report.failed_message_ids = messages_to_return(messages, failed)
         self._hand_back(run)
+        self._return_out_of_time(run)
         after = self._writer.stats()
         report.hubspot_requests = after.requests - before.requests
         report.throttled = after.throttled - before.throttled
@@ -204,6 +220,9 @@ class SyncService:
             )
             for seconds, group in schedule.items():
                 self._extender.extend(group, seconds)
+            late = set(report.out_of_time_message_ids)
+            if late:
+                self._extender.extend([m for m in messages if m.message_id in late], 0)
 
     def _set_aside(self, messages: Sequence[InboundMessage], batch: Batch, report: SyncReport) -> set[str]:
         """Messages that are not ours to read can never succeed: they go to the dead-letter queue
@@ -239,7 +258,11 @@ class SyncService:
         finally:
             # Whatever stopped the writes, what is known so far is recorded (a DAILY stop included).
             self._record(run)
-        contacts = [contact for contact in plan.contacts if contact.email not in run.deferred]
+        contacts = [
+            contact
+            for contact in plan.contacts
+            if contact.email not in run.deferred and contact.email not in run.out_of_time
+        ]
         run.report.warnings = sum(len(contact.warnings) for contact in contacts)
         for contact in contacts:
             if contact.warnings or contact.problems:
@@ -262,6 +285,24 @@ class SyncService:
             if mid not in failed and mid not in run.batch.undecodable
         ]
         report.contacts_held_back = len(deferred)
+
+    def _return_out_of_time(self, run: _Invocation) -> None:
+        """The messages of the contacts left unwritten for lack of time, with every later message
+        of their group, go back visible at once: they did not fail, so no backoff. SQS counts
+        their receive all the same (no API returns a message uncounted); their contacts go first
+        in the next invocation's calls (see ``_write``), ahead of those received for the first
+        time, so a shortage of time does not send the same messages back again and again toward
+        the DLQ. A message already going back as failed or held back keeps that."""
+        late = run.out_of_time - run.retry
+        if not late:
+            return
+        report = run.report
+        ids = {mid for email in late for mid in run.batch.contacts[email].message_ids}
+        taken = {*report.failed_message_ids, *report.held_message_ids, *run.batch.undecodable}
+        report.out_of_time_message_ids = [
+            mid for mid in messages_to_return(run.messages, ids) if mid not in taken
+        ]
+        report.contacts_out_of_time = len(late)
 
     def _audiences(self, wanted: dict[str, str | None]) -> dict[str, AudienceProperty]:
         """The audience properties, with the metadata the operator stored: its name labels the
@@ -287,15 +328,19 @@ class SyncService:
         return {**self._schema.ensure_audiences(live), **settled} if live else settled
 
     def _write(self, writes: list[ContactWrite], run: _Invocation) -> None:
+        # Contacts of messages received before go first: a message sent back for lack of time is
+        # then written first when it returns, instead of being the tail that is sent back again.
+        receives = {message.message_id: message.receive_count for message in run.messages}
+        writes = sorted(writes, key=lambda w: -max((receives.get(m, 1) for m in w.message_ids), default=1))
         for start in range(0, len(writes), MAX_BATCH_INPUTS):
             chunk = writes[start : start + MAX_BATCH_INPUTS]
-            if run.remaining_seconds() < self._call_budget:
-                logger.warning("time is running out; the rest of the batch goes back to the queue")
-                run.retry.update(contact.email for contact in writes[start:])
+            if run.remaining_seconds() - RECORD_MARGIN_SECONDS < self._call_seconds:
+                logger.warning("time is running out; the rest of the batch goes back to the queue at once")
+                run.out_of_time.update(contact.email for contact in writes[start:])
                 return
             sent_ms = self._now_ms()
             try:
-                results = self._upsert(chunk)
+                results = self._upsert(chunk, time.monotonic() + self._call_seconds)
             except DailyLimitReached:
                 raise
             except HubSpotError as exc:
@@ -319,8 +364,8 @@ class SyncService:
                 if entry is not None:
                     run.records.append(entry)
 
-    def _upsert(self, chunk: list[ContactWrite]) -> list[UpsertResult]:
-        results = self._writer.batch_upsert([UpsertInput(c.email, c.properties) for c in chunk])
+    def _upsert(self, chunk: list[ContactWrite], deadline: float) -> list[UpsertResult]:
+        results = self._writer.batch_upsert([UpsertInput(c.email, c.properties) for c in chunk], deadline)
         again = [
             index
             for index, (contact, result) in enumerate(zip(chunk, results, strict=True))
@@ -330,7 +375,7 @@ class SyncService:
             self._schema.refresh()
         if again:
             retried = self._writer.batch_upsert(
-                [UpsertInput(chunk[i].email, chunk[i].properties) for i in again]
+                [UpsertInput(chunk[i].email, chunk[i].properties) for i in again], deadline
             )
             for index, result in zip(again, retried, strict=True):
                 results[index] = result
