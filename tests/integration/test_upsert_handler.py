@@ -287,3 +287,19 @@ def test_contacts_that_do_not_fit_go_back_visible_at_once_and_are_written_next(
     retried = handler("upsert", cold_start=True)(again, FakeContext())
     assert retried == {"batchItemFailures": []}
     assert len(sandbox.state.contacts) == 1000
+
+
+def test_a_message_nested_too_deep_to_decode_is_set_aside_and_the_rest_synced(
+    upsert_env: tuple[SandboxServer, str],
+) -> None:
+    """A body the JSON decoder cannot descend (it raises RecursionError, not ValueError) is not ours
+    to read: it is set apart like any undecodable message, not a crash that sends the batch back."""
+    sandbox, _queue = upsert_env
+    event = sqs_event([ContactUpdate("ada@example.com", (), {"firstname": "Ada"})])
+    poison = {**event["Records"][0], "messageId": "deep", "body": "[" * 100_000}
+    poison["attributes"] = {**poison["attributes"], "MessageGroupId": "elsewhere"}
+    event["Records"].append(poison)
+    result = handler("upsert", cold_start=True)(event, FakeContext())
+    # No dead-letter queue is configured here, so the undecodable message alone goes back.
+    assert result == {"batchItemFailures": [{"itemIdentifier": "deep"}]}
+    assert {c["properties"].get("firstname") for c in sandbox.state.contacts.values()} == {"Ada"}

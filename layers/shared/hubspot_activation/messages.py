@@ -37,7 +37,13 @@ def encode_update(update: ContactUpdate) -> str:
 
 
 def decode_message(body: str) -> list[ContactUpdate]:
-    document = json.loads(body)
+    """The updates of a queue message; ``ValueError`` (or ``KeyError``/``TypeError``) for a body
+    that is not one of ours."""
+    try:
+        document = json.loads(body)
+    except RecursionError:
+        # The decoder gives up on nesting of about a thousand levels; no message of ours nests.
+        raise ValueError("unsupported message format: nested too deep") from None
     if not isinstance(document, dict) or document.get("v") not in _READABLE_VERSIONS:
         raise ValueError(f"unsupported message format: {str(document)[:80]}")
     received_ms = int(document.get("rcv", 0))

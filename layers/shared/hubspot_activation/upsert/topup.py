@@ -68,7 +68,8 @@ def _emails(message: InboundMessage) -> set[str]:
     try:
         document = json.loads(message.body)
         return {str(update["email"]) for update in document["updates"]}
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
+        # Not one of ours: the sync sets it apart; it counts for no contact here.
         return set()
 
 
