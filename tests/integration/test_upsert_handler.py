@@ -4,12 +4,13 @@ with moto (ledger table, credential secret, queue) and the HubSpot sandbox on lo
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
-from hubspot_activation.messages import pack
+from hubspot_activation.messages import REPLAY_SOURCE, pack
 from hubspot_activation.model import AudienceChange, AudienceStatus, ContactUpdate
 from moto import mock_aws
 
@@ -207,3 +208,41 @@ def test_a_crash_after_the_top_up_loses_nothing(
     with pytest.raises(RuntimeError):
         lambda_handler(event, FakeContext())
     assert queued(queue) == 20  # in flight, back after the visibility timeout, none deleted
+
+
+def test_a_raised_property_limit_is_seen_by_every_container(
+    upsert_env: tuple[SandboxServer, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sandbox, _queue = upsert_env
+    monkeypatch.setenv("AUDIENCE_PROPERTY_RETRY_SECONDS", "1")
+    state = sandbox.state
+    state.config.update({"custom_property_limit": state.custom_property_count()})
+    first, second = handler("upsert", cold_start=True), handler("upsert", cold_start=True)
+    vip = AudienceChange("vip", AudienceStatus.REALIZED, 1000, "VIP")
+
+    def send(container: Any, emails: list[str], source: str = "aep") -> None:
+        updates = [ContactUpdate(email, (vip,), {"firstname": "V"}, source=source) for email in emails]
+        assert container(sqs_event(updates), FakeContext()) == {"batchItemFailures": []}
+
+    def vip_status(emails: list[str]) -> list[str | None]:
+        by_email = {c["properties"]["email"]: c["properties"] for c in state.contacts.values()}
+        return [by_email[email].get("aud_vip") for email in emails]
+
+    # Both containers see the audience fail: no room for its property.
+    send(first, ["a0@example.com", "a1@example.com"])
+    send(second, ["b0@example.com", "b1@example.com"])
+    assert vip_status(["a0@example.com", "b0@example.com"]) == [None, None]
+
+    state.config.update({"custom_property_limit": 1000})  # the operator's fix
+    # A replay tries again at once, on whichever container receives it.
+    send(second, ["b0@example.com"], source=REPLAY_SOURCE)
+    assert vip_status(["b0@example.com"]) == ["realized"]
+    # New updates try again once the refusal is older than the retry time, on every container
+    # (the one that did not see the replay included), long before the definitions' refresh.
+    time.sleep(1.2)
+    send(first, ["c0@example.com", "a1@example.com"])
+    send(second, ["d0@example.com", "b1@example.com"])
+    assert (
+        vip_status(["c0@example.com", "a1@example.com", "d0@example.com", "b1@example.com"])
+        == ["realized"] * 4
+    )
