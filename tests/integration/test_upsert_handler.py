@@ -12,6 +12,8 @@ import boto3
 import pytest
 from hubspot_activation.messages import REPLAY_SOURCE, pack
 from hubspot_activation.model import AudienceChange, AudienceStatus, ContactUpdate
+from hubspot_activation.operations.views import contact_view
+from hubspot_activation.upsert.dynamodb_ledger import entry_from_item
 from moto import mock_aws
 
 from local.functions import handler
@@ -246,3 +248,34 @@ def test_a_raised_property_limit_is_seen_by_every_container(
         vip_status(["c0@example.com", "a1@example.com", "d0@example.com", "b1@example.com"])
         == ["realized"] * 4
     )
+
+
+def test_a_value_for_a_property_deleted_in_hubspot_is_kept_until_a_replay_writes_it(
+    upsert_env: tuple[SandboxServer, str],
+) -> None:
+    sandbox, _queue = upsert_env
+    state = sandbox.state
+    state.properties["loyalty_tier"] = {**state.properties["firstname"], "name": "loyalty_tier"}
+    container = handler("upsert", cold_start=True)
+
+    def send(update: ContactUpdate) -> None:
+        assert container(sqs_event([update]), FakeContext()) == {"batchItemFailures": []}
+
+    def ada() -> dict[str, Any]:
+        (contact,) = state.contacts.values()
+        return dict(contact["properties"])
+
+    send(ContactUpdate("ada@example.com", (), {"loyalty_tier": "silver"}))
+    assert ada()["loyalty_tier"] == "silver"
+    # Deleted in HubSpot while the container's cached definitions still list it.
+    definition = state.properties.pop("loyalty_tier")
+    send(ContactUpdate("ada@example.com", (), {"loyalty_tier": "gold", "firstname": "Ada"}))
+    assert ada()["firstname"] == "Ada"
+    item = boto3.client("dynamodb").get_item(TableName="ledger", Key={"email": {"S": "ada@example.com"}})
+    view = contact_view(entry_from_item(item["Item"]))
+    assert view["status"] == "failed" and "loyalty_tier" in view["lastError"]
+    assert view["pending"]["attributes"] == {"loyalty_tier": "gold"}
+
+    state.properties["loyalty_tier"] = definition  # the operator's fix
+    send(ContactUpdate("ada@example.com", source=REPLAY_SOURCE))
+    assert ada()["loyalty_tier"] == "gold"

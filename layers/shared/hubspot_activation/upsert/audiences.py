@@ -30,6 +30,10 @@ class AudienceDirectory(Protocol):
         """The metadata of the audiences that have some (the others are absent)."""
         ...
 
+    def forget(self, audience_ids: Iterable[str]) -> None:
+        """Drop these audiences from the cache: their next lookup reads the store."""
+        ...
+
 
 class DynamoDbAudienceDirectory:
     def __init__(
@@ -85,3 +89,7 @@ class DynamoDbAudienceDirectory:
                 return found
             time.sleep(0.05)
         raise LedgerUnavailable("DynamoDB left audience keys unprocessed")
+
+    def forget(self, audience_ids: Iterable[str]) -> None:
+        for audience_id in audience_ids:
+            self._cache.pop(audience_id, None)
