@@ -1,6 +1,6 @@
 """Audience metadata as the consumer reads it (written by the operations routes): the stored name
-labels the audience's property, and a deleted audience's changes are dropped (recorded as a
-warning on the contact, not lost silently). Cached per container for a short while, so a rename
+labels the audience's property, and a deleted audience's changes are held in the ledger, not
+written (with a warning on the contact). Cached per container for a short while, so a rename
 or a delete takes effect within ``max_age_seconds`` without a read per batch."""
 
 from __future__ import annotations
