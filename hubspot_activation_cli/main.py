@@ -63,9 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     sub.add_parser("status", parents=[connection], help="the sync's state: GET /sync/status")
     issues = sub.add_parser(
-        "issues", parents=[connection], help="failed or excluded contacts: GET /sync/issues"
+        "issues", parents=[connection], help="failed, held or excluded contacts: GET /sync/issues"
     )
-    issues.add_argument("--status", choices=["failed", "excluded"])
+    issues.add_argument("--status", choices=["failed", "held", "excluded"])
     issues.add_argument("--limit", type=_positive)
     issues.add_argument("--cursor", help="the cursor a previous page returned")
     replay = sub.add_parser("replay", parents=[connection], help="re-sync failed contacts: POST /replay")

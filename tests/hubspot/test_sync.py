@@ -149,10 +149,14 @@ def test_invalid_attribute_value_drops_only_that_field(harness: Harness, sandbox
             ]
         )
     )
-    assert report.synced == 1 and report.warnings == 2
+    # The rest is written; the value HubSpot has no property for is kept, and fails the contact
+    # until a replay writes it.
+    assert report.failed == 1 and report.warnings == 2
     ada = harness.contact("ada@example.com")
     assert ada["firstname"] == "Ada" and "lifecyclestage" not in ada
-    assert set(harness.ledger.entries["ada@example.com"].warnings) == {"lifecyclestage", "shoe_size"}
+    entry = harness.ledger.entries["ada@example.com"]
+    assert set(entry.warnings) == {"lifecyclestage", "shoe_size"}
+    assert entry.pending_attributes["shoe_size"].value == 44 and "shoe_size" in (entry.reason or "")
 
 
 def test_value_hubspot_refuses_is_dropped_and_the_contact_written(
@@ -286,12 +290,17 @@ def test_a_write_hubspot_refused_is_not_sent_again_but_a_corrected_one_is(harnes
     assert changed.hubspot_requests == 1
 
 
-def test_a_new_contact_is_created_even_when_all_its_attributes_were_dropped(harness: Harness) -> None:
+def test_a_new_contact_with_nothing_to_write_is_not_created(harness: Harness) -> None:
+    index = harness.sandbox.state.email_index
+    # A value for a property HubSpot lacks: kept, the contact failed until a replay writes it.
     report = harness.service.process(harness.messages([update("ada@example.com", shoe_size=44)]))
-    assert report.outcomes == {"ada@example.com": "synced"} and report.warnings == 1
-    assert harness.contact("ada@example.com")["email"] == "ada@example.com"
+    assert report.outcomes == {"ada@example.com": "failed"} and report.warnings == 1
+    # A value HubSpot cannot take: dropped with a warning.
+    invalid = harness.service.process(harness.messages([update("bob@example.com", lifecyclestage="x")]))
+    assert invalid.outcomes == {"bob@example.com": "skipped"} and invalid.warnings == 1
+    assert "ada@example.com" not in index and "bob@example.com" not in index
     again = harness.service.process(harness.messages([update("ada@example.com", shoe_size=44)]))
-    assert again.hubspot_requests == 0
+    assert again.hubspot_requests == 0 and "ada@example.com" not in index
 
 
 def test_a_property_created_in_hubspot_later_is_picked_up(
@@ -305,7 +314,7 @@ def test_a_property_created_in_hubspot_later_is_picked_up(
     service = SyncService(client, schema, InMemoryLedger())
     harness = Harness(service, client, InMemoryLedger(), RecordingExtender(), sandbox)
     service.process(harness.messages([update("ada@example.com", loyalty_tier="gold")]))
-    assert "loyalty_tier" not in harness.contact("ada@example.com")
+    assert "ada@example.com" not in sandbox.state.email_index  # nothing it could write yet
     sandbox.state.properties["loyalty_tier"] = {
         **sandbox.state.properties["city"],
         "name": "loyalty_tier",

@@ -4,13 +4,16 @@ with moto (ledger table, credential secret, queue) and the HubSpot sandbox on lo
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
-from hubspot_activation.messages import pack
+from hubspot_activation.messages import REPLAY_SOURCE, pack
 from hubspot_activation.model import AudienceChange, AudienceStatus, ContactUpdate
+from hubspot_activation.operations.views import contact_view
+from hubspot_activation.upsert.dynamodb_ledger import entry_from_item
 from moto import mock_aws
 
 from local.functions import handler
@@ -303,3 +306,72 @@ def test_a_message_nested_too_deep_to_decode_is_set_aside_and_the_rest_synced(
     # No dead-letter queue is configured here, so the undecodable message alone goes back.
     assert result == {"batchItemFailures": [{"itemIdentifier": "deep"}]}
     assert {c["properties"].get("firstname") for c in sandbox.state.contacts.values()} == {"Ada"}
+
+
+def test_a_raised_property_limit_is_seen_by_every_container(
+    upsert_env: tuple[SandboxServer, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sandbox, _queue = upsert_env
+    monkeypatch.setenv("AUDIENCE_PROPERTY_RETRY_SECONDS", "1")
+    state = sandbox.state
+    state.config.update({"custom_property_limit": state.custom_property_count()})
+    first, second = handler("upsert", cold_start=True), handler("upsert", cold_start=True)
+    vip = AudienceChange("vip", AudienceStatus.REALIZED, 1000, "VIP")
+
+    def send(container: Any, emails: list[str], source: str = "aep") -> None:
+        updates = [ContactUpdate(email, (vip,), {"firstname": "V"}, source=source) for email in emails]
+        assert container(sqs_event(updates), FakeContext()) == {"batchItemFailures": []}
+
+    def vip_status(emails: list[str]) -> list[str | None]:
+        by_email = {c["properties"]["email"]: c["properties"] for c in state.contacts.values()}
+        return [by_email[email].get("aud_vip") for email in emails]
+
+    # Both containers see the audience fail: no room for its property.
+    send(first, ["a0@example.com", "a1@example.com"])
+    send(second, ["b0@example.com", "b1@example.com"])
+    assert vip_status(["a0@example.com", "b0@example.com"]) == [None, None]
+
+    state.config.update({"custom_property_limit": 1000})  # the operator's fix
+    # A replay tries again at once, on whichever container receives it.
+    send(second, ["b0@example.com"], source=REPLAY_SOURCE)
+    assert vip_status(["b0@example.com"]) == ["realized"]
+    # New updates try again once the refusal is older than the retry time, on every container
+    # (the one that did not see the replay included), long before the definitions' refresh.
+    time.sleep(1.2)
+    send(first, ["c0@example.com", "a1@example.com"])
+    send(second, ["d0@example.com", "b1@example.com"])
+    assert (
+        vip_status(["c0@example.com", "a1@example.com", "d0@example.com", "b1@example.com"])
+        == ["realized"] * 4
+    )
+
+
+def test_a_value_for_a_property_deleted_in_hubspot_is_kept_until_a_replay_writes_it(
+    upsert_env: tuple[SandboxServer, str],
+) -> None:
+    sandbox, _queue = upsert_env
+    state = sandbox.state
+    state.properties["loyalty_tier"] = {**state.properties["firstname"], "name": "loyalty_tier"}
+    container = handler("upsert", cold_start=True)
+
+    def send(update: ContactUpdate) -> None:
+        assert container(sqs_event([update]), FakeContext()) == {"batchItemFailures": []}
+
+    def ada() -> dict[str, Any]:
+        (contact,) = state.contacts.values()
+        return dict(contact["properties"])
+
+    send(ContactUpdate("ada@example.com", (), {"loyalty_tier": "silver"}))
+    assert ada()["loyalty_tier"] == "silver"
+    # Deleted in HubSpot while the container's cached definitions still list it.
+    definition = state.properties.pop("loyalty_tier")
+    send(ContactUpdate("ada@example.com", (), {"loyalty_tier": "gold", "firstname": "Ada"}))
+    assert ada()["firstname"] == "Ada"
+    item = boto3.client("dynamodb").get_item(TableName="ledger", Key={"email": {"S": "ada@example.com"}})
+    view = contact_view(entry_from_item(item["Item"]))
+    assert view["status"] == "failed" and "loyalty_tier" in view["lastError"]
+    assert view["pending"]["attributes"] == {"loyalty_tier": "gold"}
+
+    state.properties["loyalty_tier"] = definition  # the operator's fix
+    send(ContactUpdate("ada@example.com", source=REPLAY_SOURCE))
+    assert ada()["loyalty_tier"] == "gold"

@@ -134,10 +134,12 @@ def synced(**written: str) -> LedgerEntry:
     )
 
 
-def test_a_new_contact_is_written_even_without_properties(messages: Messages) -> None:
+def test_a_new_contact_with_nothing_to_write_is_not_created_and_keeps_its_value(messages: Messages) -> None:
     plan = plan_for(coalesce(messages(ContactUpdate(ADA, (), {"unknown_prop": "x"}))))
-    (write,) = plan.writes
-    assert write.properties == {} and "unknown_prop" in write.warnings
+    assert plan.writes == [] and plan.outcomes == {ADA: Outcome.FAILED}
+    (record,) = plan.records
+    assert record.status == "failed" and record.pending_attributes["unknown_prop"].value == "x"
+    assert record.reason is not None and record.reason.startswith("attribute unknown_prop: ")
 
 
 def test_audience_changes_not_newer_than_applied_are_dropped(messages: Messages) -> None:
@@ -313,9 +315,10 @@ def test_an_audience_without_a_property_stays_pending_and_rides_every_later_upda
 
 
 def test_a_replay_with_no_changes_applies_what_is_pending(messages: Messages) -> None:
-    failed = written_by(
-        plan_for(coalesce(messages(ContactUpdate(ADA, (realized("gold", 100),)))), broken="gold")
-    )
+    # A contact with nothing else to write is not created: only its pending change is recorded.
+    first = coalesce(messages(ContactUpdate(ADA, (realized("gold", 100),))))
+    (failed,) = plan_for(first, broken="gold").records
+    assert failed.status == "failed" and failed.hubspot_id is None
     replay = coalesce(messages(ContactUpdate(ADA, source="replay")))
     (write,) = plan_for(replay, {ADA: failed}).writes
     assert write.properties == {"aud_gold": "realized"}
@@ -406,7 +409,7 @@ def test_a_replay_never_applies_a_pending_change_older_than_the_applied_one(mess
     assert record.audiences["gold"].status == "exited" and record.pending_audiences == {}
 
 
-def test_changes_of_a_deleted_audience_are_dropped_but_recorded(messages: Messages) -> None:
+def test_changes_of_a_deleted_audience_are_not_written_but_kept_in_order(messages: Messages) -> None:
     batch = coalesce(messages(ContactUpdate(ADA, (realized("gold", 100), realized("vip", 100)))))
     audiences = {
         "gold": AudienceProperty("gold", "aud_gold", deleted=True),
@@ -417,5 +420,5 @@ def test_changes_of_a_deleted_audience_are_dropped_but_recorded(messages: Messag
     assert write.properties == {"aud_vip": "realized"}
     assert write.warnings == {"audience gold": DELETED_AUDIENCE_WARNING}
     entry = written_by(plan)
-    assert "gold" not in entry.audiences and "gold" not in entry.pending_audiences
+    assert "gold" not in entry.audiences and entry.pending_audiences["gold"].status == "realized"
     assert entry.warnings == {"audience gold": DELETED_AUDIENCE_WARNING} and entry.status == "synced"

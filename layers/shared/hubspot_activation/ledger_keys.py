@@ -11,8 +11,9 @@ and the routes validate it), and an audience id whose encoded key would be longe
 SHA-256 instead (the item keeps the id itself in ``audienceId``).
 
 The ``issues`` index is sparse: only items with ``issueStatus`` are in it - contacts whose last
-outcome failed, and exclusions. Querying one status newest first is cheap and exact, and a contact
-that later syncs is rewritten without the attribute, which takes it out of the index.
+outcome failed, contacts holding changes of an audience deleted when they arrived, and exclusions.
+Querying one status newest first is cheap and exact, and a contact that later syncs is rewritten
+without the attribute, which takes it out of the index.
 """
 
 from __future__ import annotations
@@ -22,13 +23,14 @@ from urllib.parse import quote
 
 KEY = "email"
 ISSUES_INDEX = "issues"
-#: The index's partition key: ``failed`` or ``excluded``.
+#: The index's partition key: ``failed``, ``held`` or ``excluded``.
 ISSUE_STATUS = "issueStatus"
 #: The index's sort key: when the issue arose (epoch ms).
 ISSUE_AT = "issueAt"
 ISSUE_FAILED = "failed"
 ISSUE_EXCLUDED = "excluded"
-ISSUE_STATUSES = (ISSUE_FAILED, ISSUE_EXCLUDED)
+ISSUE_HELD = "held"
+ISSUE_STATUSES = (ISSUE_FAILED, ISSUE_HELD, ISSUE_EXCLUDED)
 #: DynamoDB's time-to-live attribute (epoch seconds).
 EXPIRES_AT = "expiresAt"
 

@@ -14,6 +14,9 @@ from .messages import DEFAULT_MAX_MESSAGE_BYTES
 
 Number = TypeVar("Number", int, float)
 PROPERTY_PREFIX = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+#: How long an audience whose HubSpot property could not be created (the custom property limit, a
+#: refusal) is refused before the next update asking for it tries again.
+AUDIENCE_PROPERTY_RETRY_SECONDS = 30
 
 
 class SettingsError(ValueError):
@@ -113,6 +116,7 @@ class UpsertSettings:
     property_group: str = "audience_activations"
     property_group_label: str = "Audience activations"
     schema_cache_seconds: int = 600
+    audience_property_retry_seconds: int = AUDIENCE_PROPERTY_RETRY_SECONDS
     ledger_retention_days: int = 400
     secret_max_age_seconds: int = 300
     #: First retry delay of a transiently failed message; it doubles with each receive.
@@ -159,6 +163,9 @@ class UpsertSettings:
             property_group_label=env.get("AUDIENCE_PROPERTY_GROUP_LABEL", "").strip()
             or "Audience activations",
             schema_cache_seconds=_integer(env, "SCHEMA_CACHE_SECONDS", 600, 0, 86_400),
+            audience_property_retry_seconds=_integer(
+                env, "AUDIENCE_PROPERTY_RETRY_SECONDS", AUDIENCE_PROPERTY_RETRY_SECONDS, 0, 3600
+            ),
             ledger_retention_days=_integer(env, "LEDGER_RETENTION_DAYS", 400, 1, 3650),
             secret_max_age_seconds=_integer(env, "SECRET_MAX_AGE_SECONDS", 300, 0, 86_400),
             retry_base_seconds=_integer(env, "RETRY_BASE_SECONDS", 10, 0, 600),

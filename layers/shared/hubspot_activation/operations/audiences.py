@@ -6,14 +6,19 @@ with ``{"name": "{{segment.name}}", "description": "{{segment.description}}"}``;
 
 A rename relabels the audience's HubSpot property at once when it exists (its internal name,
 derived from the id, never changes); the consumer also labels it with the stored name whenever it
-syncs the audience. A delete stops syncing the audience but keeps its property and the values
-contacts have: deleting a HubSpot property erases that value on every contact, which no later
+syncs the audience. A delete stops writing the audience, not recording it: the consumer keeps each
+contact's newest change of it in the ledger (held). A PUT queues the contacts holding changes, so a
+re-activated audience's newest recorded state is written whenever each message was consumed (the
+consumer keeps the changes of audiences still deleted held). Its property and the values contacts
+have are kept: deleting a HubSpot property erases that value on every contact, which no later
 re-activation could bring back.
 """
 
 from __future__ import annotations
 
 import threading
+import uuid
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from ..observability import logger
@@ -98,11 +103,18 @@ def _metadata(body: Any) -> tuple[str, str | None]:
     return name.strip(), description
 
 
+#: Queues the contacts holding changes (``ReplayService.resume_held``): request id -> its answer.
+Resume = Callable[[str], dict[str, Any]]
+
+
 class AudienceService:
-    def __init__(self, store: OperationsStore, labels: LabelUpdater | None, prefix: str) -> None:
+    def __init__(
+        self, store: OperationsStore, labels: LabelUpdater | None, prefix: str, resume: Resume | None = None
+    ) -> None:
         self._store = store
         self._labels = labels
         self._prefix = prefix
+        self._resume = resume
 
     def put(self, raw_id: str, body: Any) -> tuple[dict[str, Any], bool]:
         """The answer, and whether the audience was created (201) rather than updated (200)."""
@@ -115,17 +127,21 @@ class AudienceService:
         answer["labelUpdated"] = problem is None
         if problem is not None:
             answer["labelNote"] = problem
+        if self._resume is not None:
+            # Every PUT, not only the one that re-activates: a PUT retried after a failure, or sent
+            # again while ``more`` is true, queues what is still held. Only SQS messages, no HubSpot
+            # call: the consumer writes them at its own pace.
+            answer["resumed"] = self._resume(str(uuid.uuid4()))
         return answer, created
 
     def delete(self, raw_id: str) -> dict[str, Any]:
         record = self._store.delete_audience(_audience_id(raw_id))
         answer = self._view(record)
         answer["note"] = (
-            "no longer synced: its changes are dropped from now on (each recorded as a warning on the "
-            "contact); its HubSpot property and the values contacts have are kept (deleting the "
-            "property would erase them on every contact). A PUT re-activates syncing of the changes "
-            "that arrive after it; the dropped ones do not come back: re-send the audience's "
-            "memberships to restore its state."
+            "no longer written to HubSpot: each contact's newest change of it is kept in the ledger "
+            "(listed by GET /sync/issues?status=held) and written when a PUT re-activates the "
+            "audience; its HubSpot property and the values contacts have are kept (deleting the "
+            "property would erase them on every contact)."
         )
         return answer
 

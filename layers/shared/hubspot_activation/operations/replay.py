@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ..ingest.publisher import MessagePublisher
-from ..ledger_keys import ISSUE_FAILED, KEY
+from ..ledger_keys import ISSUE_FAILED, ISSUE_HELD, KEY
 from ..messages import DEFAULT_MAX_MESSAGE_BYTES, REPLAY_SOURCE, encode_update, pack_encoded
 from ..model import ContactUpdate
 from .dead_letters import DeadLetterMover, MoveReport
@@ -33,6 +33,9 @@ class ReplayLimits:
     #: wall time one call may spend (API Gateway gives up after 30 s)
     budget_seconds: float = 20.0
     page_size: int = 100
+    #: wall time a PUT re-activating an audience may spend queueing its held contacts (AEP's
+    #: audience-metadata call waits for the answer)
+    resume_budget_seconds: float = 5.0
 
 
 @dataclass
@@ -67,7 +70,7 @@ class ReplayService:
     def replay(self, dry_run: bool, cursor: str | None, request_id: str) -> dict[str, Any]:
         deadline = self._monotonic() + self._limits.budget_seconds
         start_key = decode_cursor(cursor, ISSUE_FAILED) if cursor else None
-        contacts = self._failed_contacts(start_key, deadline)
+        contacts = self._contacts(ISSUE_FAILED, start_key, deadline)
         dlq = self._queues.depth(self._dead_letter_url) if self._dead_letter_url else None
         waiting = dlq.visible if dlq else 0
         answer: dict[str, Any] = {
@@ -85,12 +88,25 @@ class ReplayService:
         answer["more"] = contacts.cursor is not None or moved.more
         return answer
 
-    def _failed_contacts(self, start_key: dict[str, Any] | None, deadline: float) -> _Contacts:
+    def resume_held(self, request_id: str) -> dict[str, Any]:
+        """Queue an update with no change of its own for the contacts holding changes of audiences
+        deleted when they arrived (newest first, as many as the budget allows): the consumer
+        writes those of the audiences active again through the normal path, by the ledger's
+        ordering rules, and keeps the others held."""
+        deadline = self._monotonic() + self._limits.resume_budget_seconds
+        contacts = self._contacts(ISSUE_HELD, None, deadline)
+        return {
+            "contacts": len(contacts.emails),
+            "messages": self._enqueue(contacts.emails, request_id),
+            "more": contacts.cursor is not None,
+        }
+
+    def _contacts(self, status: str, start_key: dict[str, Any] | None, deadline: float) -> _Contacts:
         emails: list[str] = []
         key = start_key
         while len(emails) < self._limits.max_contacts and self._monotonic() < deadline:
             size = min(self._limits.page_size, self._limits.max_contacts - len(emails))
-            page = self._store.issues(ISSUE_FAILED, size, key)
+            page = self._store.issues(status, size, key)
             emails.extend(str(item[KEY]["S"]) for item in page.items)
             key = page.last_key
             if key is None:

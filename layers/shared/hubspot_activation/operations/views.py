@@ -92,6 +92,8 @@ def error_kind(reason: str | None) -> str:
         return "property_limit"
     if text.startswith("audience "):
         return "audience_property"
+    if text.startswith("attribute "):
+        return "missing_property"
     if "hubspot rejected the contact" in text:
         return "hubspot_rejected"
     if "ledger cannot store" in text:

@@ -110,6 +110,8 @@ def build_api(settings: OperationsSettings) -> OperationsApi:
         settings.dead_letter_queue_url,
         settings.shard_count,
     )
-    audiences = AudienceService(store, BudgetedLabels(HubSpotLabels(upsert)), upsert.property_prefix)
+    audiences = AudienceService(
+        store, BudgetedLabels(HubSpotLabels(upsert)), upsert.property_prefix, replay.resume_held
+    )
     fetch_secret = secrets_manager_fetcher(settings.ingest_secret_id, settings.secret_max_age_seconds)
     return OperationsApi(IngestAuthenticator(fetch_secret), store, status, audiences, replay)

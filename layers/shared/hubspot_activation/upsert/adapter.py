@@ -237,6 +237,7 @@ def build_sync_service(settings: UpsertSettings, client: HubSpotClient | None = 
         settings.property_group_label,
         settings.property_prefix,
         max_age_seconds=settings.schema_cache_seconds,
+        unavailable_retry_seconds=settings.audience_property_retry_seconds,
     )
     aws_config = Config(retries={"max_attempts": 5, "mode": "standard"})
     ledger = DynamoDbLedger(

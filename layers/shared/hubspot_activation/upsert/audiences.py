@@ -1,6 +1,6 @@
 """Audience metadata as the consumer reads it (written by the operations routes): the stored name
-labels the audience's property, and a deleted audience's changes are dropped (recorded as a
-warning on the contact, not lost silently). Cached per container for a short while, so a rename
+labels the audience's property, and a deleted audience's changes are held in the ledger, not
+written (with a warning on the contact). Cached per container for a short while, so a rename
 or a delete takes effect within ``max_age_seconds`` without a read per batch.
 
 A read DynamoDB cannot serve at the moment (throttled, unreachable) raises ``LedgerUnavailable``:
@@ -38,6 +38,10 @@ class AudienceMetadata:
 class AudienceDirectory(Protocol):
     def lookup(self, audience_ids: Iterable[str]) -> dict[str, AudienceMetadata]:
         """The metadata of the audiences that have some (the others are absent)."""
+        ...
+
+    def forget(self, audience_ids: Iterable[str]) -> None:
+        """Drop these audiences from the cache: their next lookup reads the store."""
         ...
 
 
@@ -117,6 +121,10 @@ class DynamoDbAudienceDirectory:
                 return found
             time.sleep(0.05)
         raise LedgerUnavailable("DynamoDB left audience keys unprocessed")
+
+    def forget(self, audience_ids: Iterable[str]) -> None:
+        for audience_id in audience_ids:
+            self._cache.pop(audience_id, None)
 
 
 class _ReadRefused(Exception):

@@ -2,8 +2,9 @@
 
 The same table holds the connector's daily count of HubSpot calls (an item whose key cannot be an
 email: it has no ``@``), shared by every consumer, and other item kinds (see ``ledger_keys``). A
-failed contact carries the sparse ``issues`` index's attributes; any later write of the contact
-that is not a failure leaves them out, which takes it off the failed list.
+failed contact, or one holding changes of a deleted audience, carries the sparse ``issues`` index's
+attributes; any later write of the contact with neither leaves them out, which takes it off the
+list.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ..ledger_keys import ISSUE_AT, ISSUE_FAILED, ISSUE_STATUS, daily_calls_key
+from ..ledger_keys import ISSUE_AT, ISSUE_FAILED, ISSUE_HELD, ISSUE_STATUS, daily_calls_key
 from ..observability import tracer
 from .ledger import (
     FAILED,
@@ -149,6 +150,9 @@ class DynamoDbLedger:
         item.update({name: value for name, value in optional.items() if value is not None})
         if entry.status == FAILED:
             item[ISSUE_STATUS] = {"S": ISSUE_FAILED}
+            item[ISSUE_AT] = {"N": str(entry.updated_at_ms)}
+        elif entry.holds_changes:
+            item[ISSUE_STATUS] = {"S": ISSUE_HELD}
             item[ISSUE_AT] = {"N": str(entry.updated_at_ms)}
         return item
 

@@ -57,7 +57,8 @@ class LedgerEntry:
     written: dict[str, str] = field(default_factory=dict)
     #: attribute property -> receive order of the newest update that asked for its written value
     attribute_order: dict[str, Order] = field(default_factory=dict)
-    #: changes kept for a replay after an operator's fix (property limit, missing property)
+    #: changes kept for a replay after an operator's fix (property limit, missing property), and
+    #: the newest change of each audience deleted when it arrived (written when it is PUT again)
     pending_audiences: dict[str, PendingAudience] = field(default_factory=dict)
     pending_attributes: dict[str, PendingAttribute] = field(default_factory=dict)
     reason: str | None = None
@@ -72,6 +73,12 @@ class LedgerEntry:
     @property
     def replayable(self) -> bool:
         return bool(self.pending_audiences or self.pending_attributes)
+
+    @property
+    def holds_changes(self) -> bool:
+        """Changes kept without a failure: those of audiences deleted when they arrived (every
+        other pending change fails the contact). A PUT re-activating an audience resumes them."""
+        return self.status != FAILED and bool(self.pending_audiences)
 
 
 class Ledger(Protocol):

@@ -50,7 +50,13 @@ MIN_DAILY_PAUSE_SECONDS = 60
 #: this makes the ledger's record of what HubSpot holds trustworthy again.
 AMBIGUITY_SETTLE_MS = 5 * 60 * 1000
 UNKNOWN_PROPERTY_WARNING = "HubSpot has no such contact property; field not written"
-DELETED_AUDIENCE_WARNING = "the audience is deleted (DELETE /audiences/{id}); change not synced"
+MISSING_PROPERTY_PROBLEM = (
+    "HubSpot has no such contact property; the value is kept and written by a replay once it exists"
+)
+DELETED_AUDIENCE_WARNING = (
+    "the audience is deleted (DELETE /audiences/{id}); its newest change is kept and written when "
+    "the audience is PUT again"
+)
 
 
 class Outcome(StrEnum):
@@ -206,15 +212,16 @@ class ContactWrite:
         return not self.replay and rejected is not None and rejected == self.fingerprint()
 
     def needs_write(self) -> bool:
-        """A contact never written creates itself even without properties; a known one is written
-        when a value differs from the last confirmed write, or whenever a write's outcome is still
-        ambiguous (HubSpot may have applied an older one late), and the write is not one HubSpot
-        refused."""
+        """A contact HubSpot does not hold yet is created by its first property to write (never
+        with its email alone: a change held for a deleted audience or kept for a missing property
+        writes nothing); a known one is written when a value differs from the last confirmed
+        write, or whenever a write's outcome is still ambiguous (HubSpot may have applied an older
+        one late), and the write is not one HubSpot refused."""
         if self.refused_before():
             return False
         previous = self.previous
         if previous is None or previous.hubspot_id is None:
-            return True
+            return bool(self.properties)
         if previous.unconfirmed_at_ms is not None and self.properties:
             return True
         return any(previous.written.get(name) != value for name, value in self.properties.items())
@@ -240,6 +247,17 @@ def audiences_to_ensure(batch: Batch, ledger: Mapping[str, LedgerEntry]) -> dict
         entry = ledger.get(email)
         for audience_id, pending in (entry.pending_audiences if entry else {}).items():
             names[audience_id] = names.get(audience_id) or pending.name
+    return names
+
+
+def attributes_to_define(batch: Batch, ledger: Mapping[str, LedgerEntry]) -> set[str]:
+    """The attribute properties the plan needs definitions of: the batch's and the values still
+    pending in the ledger for its contacts (written once HubSpot has their property)."""
+    names = batch.attribute_names()
+    for email in batch.contacts:
+        entry = ledger.get(email)
+        if entry is not None:
+            names.update(entry.pending_attributes)
     return names
 
 
@@ -334,8 +352,10 @@ def _contact_write(
     contact.attribute_values = current
     for name in current:
         if name not in definitions:
-            # The operator can create the property (or fix the mapping): keep the value for a replay.
+            # The operator can create the property (or fix the mapping): the value is kept, and the
+            # contact counts as failed until it is written, so a replay finds it.
             contact.pending_attributes[name] = PendingAttribute(current[name], contact.attribute_orders[name])
+            contact.problems.append(f"attribute {name}: {MISSING_PROPERTY_PROBLEM}")
     applied = previous.audiences if previous else {}
     for ordered in pending.audiences.values():
         change = ordered.change
@@ -344,8 +364,12 @@ def _contact_write(
             continue  # not newer than what HubSpot already holds
         prop = audiences.get(change.audience_id)
         if prop is not None and prop.deleted:
-            # Dropped, but on record: the contact's ledger item says which change was not synced.
+            # Not written, but recorded in order like a live audience's change (newest wins): a PUT
+            # re-activating the audience resumes from it, whenever this message was consumed.
             contact.warnings[f"audience {change.audience_id}"] = DELETED_AUDIENCE_WARNING
+            contact.pending_audiences[change.audience_id] = PendingAudience(
+                change.status.value, change.timestamp_ms, ordered.order, change.name
+            )
             continue
         contact.fresh.append(ordered)
         if prop is None or prop.error:
@@ -378,9 +402,23 @@ def drop_refused_fields(contact: ContactWrite, result: UpsertResult) -> bool:
     bad = {str(item.get("name")) for item in result.property_errors}
     if not bad or "email" in bad or not bad <= set(contact.properties):
         return False
+    missing = {
+        str(item.get("name"))
+        for item in result.property_errors
+        if item.get("error") == "PROPERTY_DOESNT_EXIST"
+    }
     for name in bad:
         contact.properties.pop(name)
-        contact.warnings[name] = REFUSED_FIELD_WARNING
+        if name in missing and name in contact.attribute_values:
+            # Deleted in HubSpot since the definitions were cached: kept like any value for a
+            # property HubSpot lacks, not lost.
+            contact.pending_attributes[name] = PendingAttribute(
+                contact.attribute_values[name], contact.attribute_orders[name]
+            )
+            contact.problems.append(f"attribute {name}: {MISSING_PROPERTY_PROBLEM}")
+            contact.warnings[name] = UNKNOWN_PROPERTY_WARNING
+        else:
+            contact.warnings[name] = REFUSED_FIELD_WARNING
     return True
 
 
@@ -565,6 +603,7 @@ __all__ = [
     "PendingContact",
     "WritePlan",
     "ambiguous_entry",
+    "attributes_to_define",
     "audiences_to_ensure",
     "coalesce",
     "drop_refused_fields",

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from ..hubspot.batch import PropertyCreateOutcome
 from ..hubspot.errors import PropertyLimitReached
+from ..settings import AUDIENCE_PROPERTY_RETRY_SECONDS
 from .properties import AudienceProperty, audience_property_name, audience_property_spec, unknown_names
 
 #: A property name still unknown after a refresh is looked up again at most this often.
@@ -39,12 +40,18 @@ class PropertySchema:
     group_label: str
     prefix: str
     max_age_seconds: float = 600.0
+    #: An audience whose property could not be created (the custom property limit, a refusal) is
+    #: tried again by the first update that asks for it after this long: an operator's fix (a
+    #: raised limit, a freed property) is seen by every container within it, not only after the
+    #: definitions' refresh. A replay refreshes at once.
+    unavailable_retry_seconds: float = AUDIENCE_PROPERTY_RETRY_SECONDS
     clock: Callable[[], float] = time.monotonic
     _definitions: dict[str, dict[str, Any]] = field(default_factory=dict)
     _loaded_at: float | None = None
     _group_ready: bool = False
-    #: Audiences whose property could not be created, with the reason (kept until the next refresh).
-    _unavailable: dict[str, str] = field(default_factory=dict)
+    #: Audiences whose property could not be created: the reason and when it was found (kept
+    #: until the next refresh or for ``unavailable_retry_seconds``).
+    _unavailable: dict[str, tuple[str, float]] = field(default_factory=dict)
 
     def definitions(self) -> dict[str, dict[str, Any]]:
         if self._loaded_at is None or self.clock() - self._loaded_at > self.max_age_seconds:
@@ -70,13 +77,15 @@ class PropertySchema:
         """Make sure every audience (id -> name or None) has its property, creating the missing ones
         in one batch call and updating labels when a name arrives or changes."""
         definitions = self.definitions()
+        self._forget_old_refusals(audiences)
         result: dict[str, AudienceProperty] = {}
         missing: list[dict[str, Any]] = []
         for audience_id, name in audiences.items():
             prop_name = audience_property_name(audience_id, self.prefix)
-            result[audience_id] = AudienceProperty(audience_id, prop_name, self._unavailable.get(audience_id))
+            refusal = self._unavailable.get(audience_id)
+            result[audience_id] = AudienceProperty(audience_id, prop_name, refusal[0] if refusal else None)
             existing = definitions.get(prop_name)
-            if existing is None and audience_id not in self._unavailable:
+            if existing is None and refusal is None:
                 missing.append(
                     audience_property_spec(prop_name, name or audience_id, self.group_name, audience_id)
                 )
@@ -85,6 +94,13 @@ class PropertySchema:
         if missing:
             self._create(missing, result)
         return result
+
+    def _forget_old_refusals(self, audience_ids: Iterable[str]) -> None:
+        now = self.clock()
+        for audience_id in audience_ids:
+            refusal = self._unavailable.get(audience_id)
+            if refusal is not None and now - refusal[1] >= self.unavailable_retry_seconds:
+                del self._unavailable[audience_id]
 
     def _create(self, specs: list[dict[str, Any]], result: dict[str, AudienceProperty]) -> None:
         if not self._group_ready:
@@ -113,7 +129,7 @@ class PropertySchema:
 
     def _mark_unavailable(self, prop: AudienceProperty, reason: str) -> None:
         prop.error = reason
-        self._unavailable[prop.audience_id] = reason
+        self._unavailable[prop.audience_id] = (reason, self.clock())
 
 
 __all__ = ["PropertyApi", "PropertySchema"]

@@ -20,7 +20,7 @@ from ..hubspot.batch import MAX_BATCH_INPUTS, UpsertInput, UpsertResult
 from ..hubspot.client import CallStats
 from ..hubspot.errors import DailyLimitReached, ErrorKind, HubSpotError
 from ..observability import logger
-from .audiences import AudienceDirectory
+from .audiences import AudienceDirectory, AudienceMetadata
 from .ledger import FAILED, Ledger, LedgerEntry, LedgerUnavailable
 from .plan import (
     RETRY_BASE_SECONDS,
@@ -29,6 +29,7 @@ from .plan import (
     InboundMessage,
     Outcome,
     ambiguous_entry,
+    attributes_to_define,
     audiences_to_ensure,
     coalesce,
     drop_refused_fields,
@@ -43,6 +44,8 @@ from .schema import PropertySchema
 
 #: Time to record outcomes after the last HubSpot call.
 RECORD_MARGIN_SECONDS = 10.0
+#: An audience without stored metadata is synced.
+_LIVE = AudienceMetadata(None, deleted=False)
 
 
 class ContactWriter(Protocol):
@@ -247,7 +250,7 @@ class SyncService:
             # not when the definitions' cache expires.
             self._schema.refresh()
         audiences = self._audiences(audiences_to_ensure(batch, ledger))
-        definitions = self._schema.definitions_for(batch.attribute_names())
+        definitions = self._schema.definitions_for(attributes_to_define(batch, ledger))
         plan = plan_writes(batch, ledger, audiences, definitions, self._now_ms())
         if run.hold_back is not None:
             run.deferred = run.hold_back(run.messages, [(w.email, w.message_ids) for w in plan.writes])
@@ -258,6 +261,9 @@ class SyncService:
         finally:
             # Whatever stopped the writes, what is known so far is recorded (a DAILY stop included).
             self._record(run)
+        held = {audience_id for audience_id, prop in audiences.items() if prop.deleted}
+        if held:
+            self._recheck_held(run, plan.contacts, held)
         contacts = [
             contact
             for contact in plan.contacts
@@ -267,6 +273,23 @@ class SyncService:
         for contact in contacts:
             if contact.warnings or contact.problems:
                 self._log_contact(contact, run.report.outcomes.get(contact.email))
+
+    def _recheck_held(self, run: _Invocation, contacts: list[ContactWrite], held: set[str]) -> None:
+        """A PUT may have re-activated an audience after this batch read it as deleted, and queued
+        the contacts it found holding changes before this batch recorded its own: the contacts
+        holding changes of an audience active again go back to the queue, and their next pass
+        writes what is now recorded."""
+        assert self._directory is not None  # only a directory marks an audience deleted
+        self._directory.forget(held)
+        metadata = self._directory.lookup(held)
+        active = {audience_id for audience_id in held if not metadata.get(audience_id, _LIVE).deleted}
+        if not active:
+            return
+        run.retry.update(
+            contact.email
+            for contact in contacts
+            if contact.email not in run.deferred and active.intersection(contact.pending_audiences)
+        )
 
     @staticmethod
     def _hand_back(run: _Invocation) -> None:
@@ -306,10 +329,17 @@ class SyncService:
 
     def _audiences(self, wanted: dict[str, str | None]) -> dict[str, AudienceProperty]:
         """The audience properties, with the metadata the operator stored: its name labels the
-        property, and a deleted audience gets no property made sure of (its changes are dropped).
+        property, and a deleted audience gets no property made sure of (its changes are held).
         An audience whose metadata cannot be read gets none either: its changes wait for a replay
         on its own contacts, and the rest of the batch is synced."""
         metadata = self._directory.lookup(wanted) if self._directory is not None and wanted else {}
+        held = [audience_id for audience_id, meta in metadata.items() if meta.deleted]
+        if held and self._directory is not None:
+            # A change is held on the stored status, not a cached one: a PUT that re-activated the
+            # audience since has already queued the contacts holding changes, so one held now
+            # would wait for the next PUT.
+            self._directory.forget(held)
+            metadata.update(self._directory.lookup(held))
         settled = {
             audience_id: AudienceProperty(
                 audience_id,

@@ -1,0 +1,145 @@
+"""What the consumer records and writes when an operator's action (a property created, an audience
+deleted and re-activated) meets queued changes, on the local stack: asserted on HubSpot's
+contacts and the operator routes' answers, whatever order the messages are consumed in."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import pytest
+import requests
+from hubspot_activation.upsert.dynamodb_ledger import DynamoDbLedger
+from hubspot_activation.upsert.ledger import LedgerEntry
+
+from local import stack as local_stack
+from tests.e2e.test_operations import answer, drain, member, post, sandbox_contact
+
+LOYALTY = {"name": "loyalty_tier", "label": "Loyalty tier", "type": "string", "fieldType": "text"}
+
+
+@pytest.fixture
+def stack() -> Iterator[local_stack.LocalStack]:
+    started = local_stack.start()
+    yield started
+    started.stop()
+
+
+def create_property(stack: local_stack.LocalStack, definition: dict[str, str]) -> None:
+    """As the operator would in HubSpot: through its API, not the sandbox's state."""
+    assert stack.sandbox is not None
+    token = stack.sandbox.state.add_private_app_token()
+    response = requests.post(
+        f"{stack.sandbox.url}/crm/v3/properties/contacts",
+        json={**definition, "groupName": "contactinformation"},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+    assert response.status_code == 201, response.text
+
+
+def in_hubspot(stack: local_stack.LocalStack, email: str) -> bool:
+    assert stack.sandbox is not None
+    return email in stack.sandbox.state.email_index
+
+
+def test_a_value_for_a_missing_property_fails_the_contact_until_a_replay_writes_it(
+    stack: local_stack.LocalStack,
+) -> None:
+    emails = [f"member{i}@example.com" for i in range(40)]
+    post(stack, *({"email": e, "attributes": {"firstname": "M", "loyalty_tier": "gold"}} for e in emails))
+    drain(stack)
+    # Written without the value HubSpot has no property for, and listed as failed with the reason.
+    assert all(sandbox_contact(stack, e)["firstname"] == "M" for e in emails)
+    assert all("loyalty_tier" not in sandbox_contact(stack, e) for e in emails)
+    failed = answer(stack, "GET", "/sync/issues?status=failed&limit=100")["items"]
+    assert sorted(item["email"] for item in failed) == sorted(emails)
+    assert all("loyalty_tier" in item["reason"] for item in failed)
+    view = answer(stack, "GET", "/contacts/member0@example.com")
+    assert view["status"] == "failed" and "loyalty_tier" in view["lastError"]
+    assert view["pending"]["attributes"] == {"loyalty_tier": "gold"}
+    assert answer(stack, "GET", "/sync/status")["lastErrorByKind"]["missing_property"]["email"] in emails
+
+    create_property(stack, LOYALTY)  # the operator's fix
+    replayed = answer(stack, "POST", "/replay", {})
+    assert replayed["failedContacts"]["count"] == 40 and replayed["more"] is False
+    drain(stack)
+    assert [sandbox_contact(stack, e).get("loyalty_tier") for e in emails] == ["gold"] * 40
+    assert answer(stack, "GET", "/sync/issues?status=failed")["items"] == []
+    view = answer(stack, "GET", "/contacts/member0@example.com")
+    assert view["status"] == "synced" and view["pending"]["attributes"] == {}
+
+
+def test_a_deleted_audience_is_recorded_not_written_and_a_put_resumes_from_its_newest_state(
+    stack: local_stack.LocalStack,
+) -> None:
+    post(stack, member("ada@example.com", "gold", name="Gold"), member("bob@example.com", "gold"))
+    drain(stack)
+    answer(stack, "PUT", "/audiences/gold", {"name": "Gold"}, status=201)
+    # Sent before the DELETE, consumed after it.
+    post(stack, member("ada@example.com", "gold", "exited", "2026-11-21T10:00:00Z"))
+    deleted = answer(stack, "DELETE", "/audiences/gold")
+    drain(stack)
+    assert sandbox_contact(stack, "ada@example.com")["aud_gold"] == "realized"  # not written
+    # Sent while deleted: Bob's newest change wins though it is consumed first.
+    post(stack, member("bob@example.com", "gold", "exited", "2026-11-23T10:00:00Z"))
+    post(stack, member("bob@example.com", "gold", "realized", "2026-11-22T10:00:00Z"))
+    drain(stack)
+    assert sandbox_contact(stack, "bob@example.com")["aud_gold"] == "realized"  # not written
+    # Sent while deleted, consumed after the re-PUT.
+    post(stack, member("dee@example.com", "gold", "realized", "2026-11-24T10:00:00Z"))
+
+    resumed = answer(stack, "PUT", "/audiences/gold", {"name": "Gold again"})
+    assert resumed["status"] == "active"
+    drain(stack)
+    assert sandbox_contact(stack, "ada@example.com")["aud_gold"] == "exited"
+    assert sandbox_contact(stack, "bob@example.com")["aud_gold"] == "exited"
+    assert sandbox_contact(stack, "dee@example.com")["aud_gold"] == "realized"
+    for email in ("ada@example.com", "bob@example.com", "dee@example.com"):
+        view = answer(stack, "GET", f"/contacts/{email}")
+        assert view["status"] == "synced" and view["pending"]["audiences"] == {}, json.dumps(view)
+    assert answer(stack, "GET", "/sync/issues?status=held")["items"] == []
+    # What the routes said on the way: nothing for the operator to re-send.
+    assert "re-send" not in deleted["note"] and resumed["resumed"]["contacts"] == 2
+
+
+def test_a_contact_whose_only_change_is_for_a_deleted_audience_is_not_written(
+    stack: local_stack.LocalStack,
+) -> None:
+    answer(stack, "PUT", "/audiences/gold", {"name": "Gold"}, status=201)
+    answer(stack, "DELETE", "/audiences/gold")
+    post(stack, member("cy@example.com", "gold", "realized", "2026-11-22T10:00:00Z"))
+    drain(stack)
+    assert not in_hubspot(stack, "cy@example.com")
+    view = answer(stack, "GET", "/contacts/cy@example.com")
+    assert view["hubspotId"] is None and view["pending"]["audiences"]["gold"]["status"] == "realized"
+    assert "deleted" in view["warnings"]["audience gold"]
+    held = answer(stack, "GET", "/sync/issues?status=held")["items"]
+    assert [item["email"] for item in held] == ["cy@example.com"]
+    # Written, with his membership, once the audience is active again.
+    assert answer(stack, "PUT", "/audiences/gold", {"name": "Gold"})["resumed"]["contacts"] == 1
+    drain(stack)
+    assert sandbox_contact(stack, "cy@example.com")["aud_gold"] == "realized"
+
+
+def test_a_put_landing_while_a_batch_holds_changes_of_its_audience_still_resumes_them(
+    stack: local_stack.LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answer(stack, "PUT", "/audiences/gold", {"name": "Gold"}, status=201)
+    answer(stack, "DELETE", "/audiences/gold")
+    post(stack, member("ada@example.com", "gold", "realized", "2026-11-22T10:00:00Z"))
+    puts: list[Any] = []
+    record = DynamoDbLedger.put_many
+
+    def put_before_recording(self: DynamoDbLedger, entries: Sequence[LedgerEntry]) -> dict[str, str]:
+        # The PUT lands after the batch read the audience as deleted, before it records the change.
+        if not puts:
+            puts.append(answer(stack, "PUT", "/audiences/gold", {"name": "Gold"}))
+        return record(self, entries)
+
+    monkeypatch.setattr(DynamoDbLedger, "put_many", put_before_recording)
+    drain(stack)
+    assert puts[0]["resumed"]["contacts"] == 0  # nothing was held yet when the PUT looked
+    assert sandbox_contact(stack, "ada@example.com")["aud_gold"] == "realized"
+    assert answer(stack, "GET", "/sync/issues?status=held")["items"] == []
