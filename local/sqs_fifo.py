@@ -22,20 +22,22 @@ tests/integration/test_local_fifo.py pin each one):
   (the answer carries the first message's MessageId and SequenceNumber) and not queued.
 - every SendMessage rebuilds the queue's attributes, approximate counts included, up to four times
   per message (each a scan of the queue), so a send slows down as the queue grows; GetQueueAttributes
-  rebuilds them twice per attribute asked for.
+  rebuilds them twice per attribute asked for; DeleteMessage and ChangeMessageVisibility look for
+  their receipt handle message by message.
 
-Here a group is locked while any of its messages is in flight (received, not deleted, visibility
-not over), whoever received it; a receive takes the available groups in the order of their oldest
+Here a group is locked while any of its messages is in flight (received, not deleted, visibility not
+over), whoever received it; a receive takes the available groups in the order of their oldest
 message, each from its head, as many messages as fit; a message already received maxReceiveCount
 times goes to the DLQ (in its group, unchanged) instead of being handed out, and the group's next
-message follows. A FIFO send validates and deduplicates without looking at
-the queue's messages. Standard queues keep moto's own behaviour. ``install()`` is idempotent and touches
-nothing but the methods named above; it applies in-process (``mock_aws``) and to a ThreadedMotoServer,
-which runs in this process.
+message follows. A FIFO send validates and deduplicates without looking at the queue's messages, and
+a receipt handle finds its message in an index. Standard queues keep moto's own behaviour.
+``install()`` is idempotent and touches nothing but the methods named above; it applies in-process
+(``mock_aws``) and to a ThreadedMotoServer, which runs in this process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import threading
@@ -57,6 +59,8 @@ _LONG_POLL_STEP = 0.05
 _MARKER = "_faithful_fifo"
 #: SQS drops a FIFO message whose deduplication id (in its scope) it accepted this recently.
 DEDUPLICATION_WINDOW_MS = 300_000
+#: A message's visibility may not run past 12 hours after it was sent.
+_MAX_VISIBILITY_MS = 43_200_000
 
 
 def install() -> None:
@@ -90,6 +94,18 @@ def install() -> None:
 
     def delete_message(self: Queue, receipt_handle: str) -> None:
         with _RECEIVE_LOCK:  # both rebuild the queue's message list
+            handles = _handles(self)
+            found = handles.get(receipt_handle)
+            if found is not None:
+                if receipt_handle != found.receipt_handle:
+                    return  # a handle of an earlier receive: accepted, without effect
+                with contextlib.suppress(ValueError):  # else gone another way (a purge): moto decides
+                    self._messages.remove(found)
+                    self.pending_messages.discard(found)
+                    self.deleted_messages.update(found.all_receipt_handles)  # type: ignore[arg-type]
+                    _forget(handles, found)
+                    return
+                _forget(handles, found)
             for message in self._messages:
                 if receipt_handle != message.receipt_handle and message.had_receipt_handle(receipt_handle):
                     return  # a handle of an earlier receive: accepted, without effect
@@ -99,6 +115,22 @@ def install() -> None:
     SQSBackend.receive_message = receive_message  # type: ignore[method-assign]
     Queue.delete_message = delete_message  # type: ignore[method-assign]
     _install_send()
+    _install_lookups()
+
+
+def _handles(queue: Queue) -> dict[str, Message]:
+    """Every receipt handle the FIFO receive handed out for a message still in the queue: delete and
+    change visibility find their message without scanning the queue."""
+    found: dict[str, Message] | None = getattr(queue, "_receipt_handles", None)
+    if found is None:
+        found = {}
+        queue._receipt_handles = found  # type: ignore[attr-defined]
+    return found
+
+
+def _forget(handles: dict[str, Message], message: Message) -> None:
+    for handle in message.all_receipt_handles:
+        handles.pop(str(handle), None)
 
 
 def receive_fifo(
@@ -124,12 +156,15 @@ def receive_fifo(
                 to_dead_letters.append(message)
                 continue
             message.mark_received(visibility_timeout=visibility_timeout)
+            _handles(queue)[str(message.receipt_handle)] = message
             queue.pending_messages.add(message)
             copy = deepcopy(message)
             sqs_models._filter_message_attributes(copy, attribute_names)
             result.append(copy)
     if to_dead_letters:
         moved = set(map(id, to_dead_letters))
+        for message in to_dead_letters:
+            _forget(_handles(queue), message)
         queue._messages = [message for message in queue._messages if id(message) not in moved]
         dead_letters: Any = queue.dead_letter_queue
         with dead_letters._messages_lock:
@@ -204,7 +239,6 @@ def _install_send() -> None:
     original_validate = SQSBackend._validate_message
     original_send = SQSBackend.send_message
     original_add = Queue.add_message
-    original_attributes = SQSBackend.get_queue_attributes
 
     def validate_message(
         self: SQSBackend,
@@ -269,6 +303,15 @@ def _install_send() -> None:
             self._messages.append(message)
             self._messages_lock.notify_all()
 
+    SQSBackend._validate_message = validate_message  # type: ignore[method-assign]
+    SQSBackend.send_message = send_message  # type: ignore[method-assign]
+    Queue.add_message = add_message  # type: ignore[method-assign]
+
+
+def _install_lookups() -> None:
+    original_attributes = SQSBackend.get_queue_attributes
+    original_visibility = SQSBackend.change_message_visibility
+
     def get_queue_attributes(self: SQSBackend, queue_name: str, attribute_names: list[str]) -> dict[str, Any]:
         queue = self.get_queue(queue_name)
         valid = {"All", *queue.BASE_ATTRIBUTES, *queue.FIFO_ATTRIBUTES, *queue.KMS_ATTRIBUTES}
@@ -280,7 +323,24 @@ def _install_send() -> None:
         attributes = queue.attributes  # one scan of the queue for the counts, not two per name
         return {name: attributes[name] for name in attribute_names if attributes.get(name) is not None}
 
-    SQSBackend._validate_message = validate_message  # type: ignore[method-assign]
-    SQSBackend.send_message = send_message  # type: ignore[method-assign]
-    Queue.add_message = add_message  # type: ignore[method-assign]
+    def change_message_visibility(
+        self: SQSBackend, queue_name: str, receipt_handle: str, visibility_timeout: int
+    ) -> None:
+        queue = self.get_queue(queue_name)
+        message = _handles(queue).get(receipt_handle)
+        if message is None:
+            original_visibility(self, queue_name, receipt_handle, visibility_timeout)
+            return
+        now_ms = sqs_models.unix_time_millis()  # type: ignore[attr-defined]  # moto's clock, moved by tests
+        total_ms = now_ms + int(visibility_timeout) * 1000 - int(message.sent_timestamp or 0)
+        if total_ms > _MAX_VISIBILITY_MS:
+            raise InvalidParameterValue(
+                f"Value {visibility_timeout} for parameter VisibilityTimeout is invalid. Reason: Total "
+                "VisibilityTimeout for the message is beyond the limit [43200 seconds]"
+            )
+        message.change_visibility(visibility_timeout)
+        if message.visible:
+            queue.pending_messages.discard(message)
+
+    SQSBackend.change_message_visibility = change_message_visibility  # type: ignore[method-assign]
     SQSBackend.get_queue_attributes = get_queue_attributes  # type: ignore[method-assign]
