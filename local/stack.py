@@ -269,10 +269,12 @@ def demo() -> int:
             if item["status"]["S"] == "failed":
                 print(f"  failed {item['email']['S']}: {item.get('reason', {}).get('S', '')}")
         post_samples(stack, show=False)
+        queued = stack.poller.pending()
         drain(stack, show=False)
         again = stack.reports.totals - first
         print(
-            f"\nre-sent every sample: {again['skippedUnchanged']} contacts skipped unchanged, "
+            f"\nre-sent every sample: {queued} message(s) queued (SQS drops the same content sent "
+            f"within 5 minutes), {again['skippedUnchanged']} contacts skipped unchanged, "
             f"{again['hubspotRequests']} HubSpot requests"
         )
         return 1 if dead_letters(stack) else 0
