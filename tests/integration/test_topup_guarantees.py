@@ -28,9 +28,9 @@ from moto.core.utils import unix_time_millis
 from moto.sqs import models as sqs_models
 
 from local.event_source import EventSourcePoller
-from local.sqs_fifo import DEDUPLICATION_WINDOW_MS
 from local.functions import handler
 from local.hubspot_sandbox import SandboxServer
+from local.sqs_fifo import DEDUPLICATION_WINDOW_MS
 from tests.conftest import FakeContext, create_ledger_table
 
 SHARDS = 8
