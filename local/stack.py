@@ -20,8 +20,10 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
+from types import FrameType
 from typing import Any
 
 import requests
@@ -269,10 +271,12 @@ def demo() -> int:
             if item["status"]["S"] == "failed":
                 print(f"  failed {item['email']['S']}: {item.get('reason', {}).get('S', '')}")
         post_samples(stack, show=False)
+        queued = stack.poller.pending()
         drain(stack, show=False)
         again = stack.reports.totals - first
         print(
-            f"\nre-sent every sample: {again['skippedUnchanged']} contacts skipped unchanged, "
+            f"\nre-sent every sample: {queued} message(s) queued (SQS drops the same content sent "
+            f"within 5 minutes), {again['skippedUnchanged']} contacts skipped unchanged, "
             f"{again['hubspotRequests']} HubSpot requests"
         )
         return 1 if dead_letters(stack) else 0
@@ -344,17 +348,35 @@ def start_serving(port: int = 0, quiet: bool = False) -> ServingStack:
     return ServingStack(stack, stopping, consumer)
 
 
+#: How long Ctrl-C or SIGTERM may wait before `serve` notices it.
+_SIGNAL_CHECK_SECONDS = 0.2
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM stops `serve` as Ctrl-C does: by raising in the main thread, touching no lock (a
+    handler runs between two steps of the main thread, possibly while it holds one)."""
+    raise KeyboardInterrupt
+
+
 def serve(port: int) -> int:
-    serving = start_serving(port)
-    print(serving.banner(), flush=True)
-    stopped = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    # Before the banner: whoever reads it may stop the stack at once.
+    signal.signal(signal.SIGTERM, _interrupt)
+    serving: ServingStack | None = None
     try:
-        stopped.wait()
+        serving = start_serving(port)
+        print(serving.banner(), flush=True)
+        # Python runs a signal's handler in the main thread, but the kernel may deliver the signal
+        # to any thread: a main thread blocked for good (an Event's wait, a long sleep) would never
+        # run it. Short sleeps run it within a fraction of a second, whichever thread took it.
+        while True:
+            time.sleep(_SIGNAL_CHECK_SECONDS)
     except KeyboardInterrupt:
         pass
     finally:
-        serving.stop()
+        # A second signal while stopping ends the process at once, as the default action does.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if serving is not None:
+            serving.stop()
     return 0
 
 

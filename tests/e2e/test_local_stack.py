@@ -7,11 +7,15 @@ import json
 import time
 from typing import Any
 
+import pytest
 import requests
 from hubspot_activation.upsert.properties import audience_property_name
+from moto.core.utils import unix_time_millis
+from moto.sqs import models as sqs_models
 
 from local import stack as local_stack
 from local.functions import handler
+from local.sqs_fifo import DEDUPLICATION_WINDOW_MS
 
 GOLD = "a1b2c3d4-0000-4000-8000-000000000001"
 GOLD_PROP = audience_property_name(GOLD, "aud_")
@@ -59,6 +63,11 @@ def hubspot_requests(stack: local_stack.LocalStack) -> int:
     return sum(stack.sandbox.state.requests.values())
 
 
+def past_the_deduplication_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Moves the local queue's clock (moto runs in this process) past SQS's deduplication window."""
+    monkeypatch.setattr(sqs_models, "unix_time_millis", lambda: unix_time_millis() + DEDUPLICATION_WINDOW_MS)
+
+
 def test_demo_exits_zero() -> None:
     assert local_stack.demo() == 0
 
@@ -97,7 +106,9 @@ def test_realized_then_exited_in_one_batch_and_across_batches(running: local_sta
     assert contact(running, "ada@example.com")[GOLD_PROP] == "realized"
 
 
-def test_resending_unchanged_profiles_costs_zero_hubspot_requests(running: local_stack.LocalStack) -> None:
+def test_resending_unchanged_profiles_costs_zero_hubspot_requests(
+    running: local_stack.LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
     load = {
         "profiles": [
             profile(f"user{i}@example.com", "realized", name="Gold", firstname=f"U{i}") for i in range(300)
@@ -106,10 +117,28 @@ def test_resending_unchanged_profiles_costs_zero_hubspot_requests(running: local
     post(running, load)
     assert local_stack.drain(running, show=False)
     before = hubspot_requests(running)
+    past_the_deduplication_window(monkeypatch)  # within it SQS drops the re-send before the consumer
     post(running, load)
+    assert running.poller.pending() > 0
     assert local_stack.drain(running, show=False)
     assert hubspot_requests(running) == before
     assert len(ledger(running)) == 300
+
+
+def test_the_same_body_within_five_minutes_is_queued_once_even_after_it_was_consumed(
+    running: local_stack.LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    load = {"profiles": [profile("ada@example.com", "realized", firstname="Ada")]}
+    assert post(running, load)["accepted"] == 1
+    assert local_stack.drain(running, show=False)
+    # Accepted again, and dropped by the queue as SQS drops it: the first copy was sent just now.
+    assert post(running, load)["accepted"] == 1
+    assert running.poller.pending() == 0
+    past_the_deduplication_window(monkeypatch)
+    assert post(running, load)["accepted"] == 1
+    assert running.poller.pending() == 1
+    assert local_stack.drain(running, show=False)
+    assert contact(running, "ada@example.com")["firstname"] == "Ada"
 
 
 def test_invalid_attribute_value_drops_only_that_field(running: local_stack.LocalStack) -> None:

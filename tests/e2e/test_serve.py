@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import re
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from typing import IO, Any
 
 import pytest
@@ -77,7 +79,9 @@ def _lines(stream: IO[str], into: queue.Queue[str]) -> None:
         into.put(line)
 
 
-def test_the_serve_command_prints_a_working_banner_and_stops_on_sigterm() -> None:
+@contextlib.contextmanager
+def serve_command() -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """`python -m local.stack serve --port 0` and its banner, once printed; killed if still running."""
     process = subprocess.Popen(
         [sys.executable, "-m", "local.stack", "serve", "--port", "0"],
         cwd=ROOT,
@@ -94,6 +98,15 @@ def test_the_serve_command_prints_a_working_banner_and_stops_on_sigterm() -> Non
         deadline = time.monotonic() + WAIT_SECONDS
         while "Ctrl-C to stop" not in banner:
             banner += lines.get(timeout=max(0.1, deadline - time.monotonic()))
+        yield process, banner
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_the_serve_command_prints_a_working_banner_and_stops_on_sigterm() -> None:
+    with serve_command() as (process, banner):
         post_profile(
             banner_value(banner, "activations endpoint"),
             banner_value(banner, "ingest token"),
@@ -102,7 +115,11 @@ def test_the_serve_command_prints_a_working_banner_and_stops_on_sigterm() -> Non
         wait_for_contact(banner_value(banner, "sandbox state"), "cli@example.com")
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=WAIT_SECONDS) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+
+
+@pytest.mark.parametrize("attempt", range(10))
+def test_sigterm_right_after_the_banner_stops_the_serve_command(attempt: int) -> None:
+    """As `make serve` stopped by a supervisor (or a script that read the banner): every time."""
+    with serve_command() as (process, _):
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=WAIT_SECONDS) == 0

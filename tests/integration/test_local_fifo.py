@@ -14,9 +14,12 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from moto import mock_aws
 from moto.core.utils import unix_time_millis
 from moto.sqs import models as sqs_models
+
+from local.sqs_fifo import DEDUPLICATION_WINDOW_MS
 
 MAX_RECEIVE_COUNT = 3
 
@@ -182,3 +185,95 @@ def test_standard_queues_keep_their_own_behaviour() -> None:
             sqs.send_message(QueueUrl=url, MessageBody=body)
         received = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
         assert sorted(m["Body"] for m in received) == ["x", "y"]
+
+
+def send_id(
+    fifo: Fifo, body: str, group: str, deduplication_id: str, url: str | None = None
+) -> dict[str, Any]:
+    response: dict[str, Any] = fifo.sqs.send_message(
+        QueueUrl=url or fifo.url,
+        MessageBody=body,
+        MessageGroupId=group,
+        MessageDeduplicationId=deduplication_id,
+    )
+    return response
+
+
+def test_a_deduplication_id_is_remembered_for_five_minutes_after_its_message_was_deleted(fifo: Fifo) -> None:
+    first = send_id(fifo, "first", "A", "x")
+    fifo.delete(fifo.receive(10))
+    # Accepted, answered with the first message's id, and not queued.
+    again = send_id(fifo, "again", "A", "x")
+    assert (again["MessageId"], again["SequenceNumber"]) == (first["MessageId"], first["SequenceNumber"])
+    assert fifo.receive(10) == []
+    fifo.now_ms[0] += DEDUPLICATION_WINDOW_MS - 1
+    send_id(fifo, "still within", "A", "x")
+    assert fifo.receive(10) == []
+    fifo.now_ms[0] += 1
+    later = send_id(fifo, "after the window", "A", "x")
+    assert later["MessageId"] != first["MessageId"]
+    assert bodies(fifo.receive(10)) == ["after the window"]
+
+
+def test_a_deduplication_id_is_remembered_after_its_message_moved_to_the_dlq(fifo: Fifo) -> None:
+    send_id(fifo, "first", "A", "x")
+    for _ in range(MAX_RECEIVE_COUNT):
+        fifo.make_visible(fifo.receive(10))
+    assert fifo.receive(10) == []  # moved to the DLQ
+    send_id(fifo, "again", "A", "x")
+    assert fifo.receive(10) == []
+    assert bodies(fifo.receive(10, url=fifo.dlq)) == ["first"]
+
+
+def test_a_duplicate_of_a_queued_message_is_answered_with_its_id(fifo: Fifo) -> None:
+    first = send_id(fifo, "first", "A", "x")
+    assert send_id(fifo, "first", "A", "x")["MessageId"] == first["MessageId"]
+    assert bodies(fifo.receive(10)) == ["first"]
+
+
+def test_with_message_group_scope_deduplication_is_per_group(fifo: Fifo) -> None:
+    url = fifo.sqs.create_queue(
+        QueueName="per-group.fifo",
+        Attributes={
+            "FifoQueue": "true",
+            "DeduplicationScope": "messageGroup",
+            "FifoThroughputLimit": "perMessageGroupId",
+        },
+    )["QueueUrl"]
+    for group in ("A", "B", "A"):
+        send_id(fifo, f"{group} x", group, "x", url=url)
+    assert bodies(fifo.receive(10, url=url)) == ["A x", "B x"]
+
+
+def test_content_based_deduplication_uses_the_body(fifo: Fifo) -> None:
+    url = fifo.sqs.create_queue(
+        QueueName="by-content.fifo", Attributes={"FifoQueue": "true", "ContentBasedDeduplication": "true"}
+    )["QueueUrl"]
+    for body in ("same", "same", "other"):
+        fifo.sqs.send_message(QueueUrl=url, MessageBody=body, MessageGroupId="A")
+    assert bodies(fifo.receive(10, url=url)) == ["same", "other"]
+
+
+def test_a_fifo_send_is_refused_as_sqs_refuses_it(fifo: Fifo) -> None:
+    with pytest.raises(ClientError, match="MessageDeduplicationId"):
+        fifo.sqs.send_message(QueueUrl=fifo.url, MessageBody="x", MessageGroupId="A")
+    with pytest.raises(ClientError, match="MessageGroupId"):
+        fifo.sqs.send_message(QueueUrl=fifo.url, MessageBody="x", MessageDeduplicationId="x")
+    send = {"MessageBody": "x", "MessageGroupId": "A", "MessageDeduplicationId": "x", "DelaySeconds": 5}
+    with pytest.raises(ClientError, match="DelaySeconds"):
+        fifo.sqs.send_message(QueueUrl=fifo.url, **send)
+    assert fifo.receive(10) == []
+
+
+def test_queue_attributes_count_the_queue(fifo: Fifo) -> None:
+    fifo.send("A1", "A2", "B1")
+    fifo.receive(1)
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "FifoQueue"]
+    attributes = fifo.sqs.get_queue_attributes(QueueUrl=fifo.url, AttributeNames=names)["Attributes"]
+    assert attributes == {
+        "ApproximateNumberOfMessages": "2",
+        "ApproximateNumberOfMessagesNotVisible": "1",
+        "FifoQueue": "true",
+    }
+    with pytest.raises(ClientError, match="InvalidAttributeName"):
+        fifo.sqs.get_queue_attributes(QueueUrl=fifo.url, AttributeNames=["NoSuchAttribute"])

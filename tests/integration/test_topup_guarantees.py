@@ -30,6 +30,7 @@ from moto.sqs import models as sqs_models
 from local.event_source import EventSourcePoller
 from local.functions import handler
 from local.hubspot_sandbox import SandboxServer
+from local.sqs_fifo import DEDUPLICATION_WINDOW_MS
 from tests.conftest import FakeContext, create_ledger_table
 
 SHARDS = 8
@@ -305,6 +306,8 @@ def test_an_event_source_record_held_back_comes_back_first_of_its_group(pipeline
     synced = [pipeline.send_many(b, "b")]
     assert pipeline.poller.drain(timeout=30)
     writes_before = pipeline.sandbox.state.requests["POST batch_upsert"]
+    # Past SQS's deduplication window: the same content is queued again, not dropped as a duplicate.
+    pipeline.now_ms[0] += DEDUPLICATION_WINDOW_MS
     # The record: a's 120 contacts; the top-up reaches 200 contacts with b's unchanged 100. Of the
     # 120 writes, the last 20 wait: the record goes back, its group's next message behind it.
     ids = [pipeline.send_many(a, "first"), pipeline.send_many(b, "b")]
