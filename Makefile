@@ -49,6 +49,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.end_to_end
 	$(BIN)/python -m bench.pipeline
 	$(BIN)/python -m bench.latency
+	$(BIN)/python -m bench.local_backlog
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .aws-sam
