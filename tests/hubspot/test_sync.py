@@ -11,7 +11,7 @@ from hubspot_activation.hubspot.client import HubSpotClient
 from hubspot_activation.messages import pack, shard_of
 from hubspot_activation.model import AudienceChange, AudienceStatus, ContactUpdate
 from hubspot_activation.upsert.ledger import LedgerEntry, LedgerUnavailable
-from hubspot_activation.upsert.plan import Outcome
+from hubspot_activation.upsert.plan import RETRY_BASE_SECONDS, Outcome
 from hubspot_activation.upsert.properties import audience_property_name
 from hubspot_activation.upsert.schema import PropertySchema
 from hubspot_activation.upsert.service import InboundMessage, SyncService
@@ -353,6 +353,15 @@ def test_contacts_sent_back_for_time_are_written_first_when_they_return(harness:
         f"old{i}@example.com" for i in range(100)
     }
     assert report.contacts_out_of_time == 100
+
+
+def test_a_batch_no_call_had_time_for_goes_back_after_the_backoff(harness: Harness) -> None:
+    messages = harness.messages([update(f"u{i}@example.com", city="x") for i in range(150)], shards=1)
+    report = harness.service.process(messages, remaining_seconds=lambda: 5.0)
+    # Nothing written (the set-up used the time): at once would meet the same slowness again.
+    assert harness.sandbox.state.email_index == {} and report.contacts_out_of_time == 0
+    assert report.failed_message_ids == [m.message_id for m in messages]
+    assert harness.extender.calls == [([m.message_id for m in messages], RETRY_BASE_SECONDS)]
 
 
 class HubSpotPacedClock:

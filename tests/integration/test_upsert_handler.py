@@ -296,6 +296,23 @@ def test_contacts_that_do_not_fit_go_back_visible_at_once_and_are_written_next(
     assert len(sandbox.state.contacts) == 1000
 
 
+def test_a_batch_the_set_up_left_no_time_for_backs_off_instead_of_coming_back_at_once(
+    upsert_env: tuple[SandboxServer, str],
+) -> None:
+    """Nothing was written: coming back at once would meet the same slow HubSpot and burn one
+    receive per invocation toward the DLQ."""
+    sandbox, queue = upsert_env
+    event = aep_sized_batch(queue)
+    # HubSpot's property definitions take 90 s to read: less than a call's time is left after it.
+    context = HubSpotPacedContext(sandbox, upsert_timeout_seconds(), 90.0, route="GET list_properties")
+    result = handler("upsert", cold_start=True)(event, context)
+    assert {item["itemIdentifier"] for item in result["batchItemFailures"]} == {
+        r["messageId"] for r in event["Records"]
+    }
+    assert sandbox.state.requests["POST batch_upsert"] == 0
+    assert receive_as_event_source(queue, 10)["Records"] == []  # backing off, not visible at once
+
+
 def test_a_message_nested_too_deep_to_decode_is_set_aside_and_the_rest_synced(
     upsert_env: tuple[SandboxServer, str],
 ) -> None:

@@ -108,8 +108,8 @@ class SyncReport:
     #: contacts' writes wait for them
     held_message_ids: list[str] = field(default_factory=list)
     contacts_held_back: int = 0
-    #: messages handed back (made visible at once, no backoff) because the invocation had no time
-    #: left for their contacts' calls, and how many contacts that left unwritten
+    #: messages handed back (made visible at once, no backoff) because the invocation, after writing
+    #: others, had no time left for their contacts' calls, and how many contacts that left unwritten
     out_of_time_message_ids: list[str] = field(default_factory=list)
     contacts_out_of_time: int = 0
     #: email -> what happened to each contact
@@ -182,7 +182,8 @@ class SyncService:
     ) -> SyncReport:
         """``remaining_seconds`` is the invocation's time left: no HubSpot call is started without
         enough of it, and the contacts not reached go back to the queue at once, without backoff
-        (``out_of_time_message_ids``), instead of timing out.
+        (``out_of_time_message_ids``), instead of timing out; when no call had time at all, they go
+        back after the transient backoff (``failed_message_ids``).
         ``hold_back`` is asked, once the ledger tells which contacts need a write, which of them
         wait so the rest make full calls; their messages go back (``held_message_ids``)."""
         run = _Invocation(
@@ -369,8 +370,7 @@ class SyncService:
         for start in range(0, len(writes), MAX_BATCH_INPUTS):
             chunk = writes[start : start + MAX_BATCH_INPUTS]
             if run.remaining_seconds() - RECORD_MARGIN_SECONDS < self._call_seconds:
-                logger.warning("time is running out; the rest of the batch goes back to the queue at once")
-                run.out_of_time.update(contact.email for contact in writes[start:])
+                self._out_of_time(writes[start:], run, progressed=start > 0)
                 return
             sent_ms = self._now_ms()
             try:
@@ -394,6 +394,20 @@ class SyncService:
             if stop is not None:
                 run.retry.update(contact.email for contact in writes[start + MAX_BATCH_INPUTS :])
                 return
+
+    @staticmethod
+    def _out_of_time(rest: list[ContactWrite], run: _Invocation, progressed: bool) -> None:
+        """The contacts no call has time for. After some were written they go back at once, first
+        in line. When the set-up alone used the time (a slow HubSpot or DynamoDB), nothing was
+        written: coming back at once would meet the same slowness and burn a receive count per
+        invocation toward the DLQ, so they back off like any transient failure."""
+        emails = [contact.email for contact in rest]
+        if progressed:
+            logger.warning("time is running out; the rest of the batch goes back to the queue at once")
+            run.out_of_time.update(emails)
+        else:
+            logger.warning("no time for a call after the set-up; the batch goes back after a backoff")
+            run.retry.update(emails)
 
     def _settle(
         self, chunk: list[ContactWrite], results: list[UpsertResult], sent_ms: int, run: _Invocation
