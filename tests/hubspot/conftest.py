@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -59,7 +60,12 @@ def api_version(request: pytest.FixtureRequest) -> ApiVersion:
 
 @pytest.fixture
 def make_client(sandbox: SandboxServer, api_version: ApiVersion) -> Callable[..., HubSpotClient]:
-    def build(version: ApiVersion = api_version, token: str | None = None, **governor: Any) -> HubSpotClient:
+    def build(
+        version: ApiVersion = api_version,
+        token: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        **governor: Any,
+    ) -> HubSpotClient:
         secret = TokenSecret({"accessToken": token or sandbox.state.add_private_app_token()})
         return HubSpotClient(
             StaticTokenCredentials(secret),
@@ -69,6 +75,7 @@ def make_client(sandbox: SandboxServer, api_version: ApiVersion) -> Callable[...
             session=new_session(),
             timeout=(1, 2),
             retry=FAST_RETRY,
+            clock=clock,
         )
 
     return build

@@ -185,14 +185,15 @@ def test_a_deadline_ends_the_retries_before_it(sandbox: SandboxServer, api_versi
         api_version,
         base_url=sandbox.url,
         session=new_session(),
-        timeout=(1, 2),
+        timeout=(1, 2.5),
         retry=RetryPolicy(max_attempts=5, max_wait_seconds=30, base_backoff_seconds=1.0),
         sleep=clock.sleep,
         clock=clock,
     )
     sandbox.state.config.error_rate = 1.0
-    # Attempts take up to 3 s (their timeouts); backoffs are 0.5-1.5 s, then 1-3 s. The second
-    # attempt still ends by 5 s; a third would not, so the call gives up without waiting for it.
+    # Attempts take up to 3.5 s (their timeouts); backoffs are 0.5-1.5 s, then 1-3 s. The second
+    # attempt still ends by 5 s; a third, whatever the jitter, would not, so the call gives up
+    # without waiting for it.
     with pytest.raises(HubSpotError) as raised:
         client.batch_upsert(ONE, deadline=5.0)
     assert raised.value.kind is ErrorKind.RETRYABLE and raised.value.status == 502

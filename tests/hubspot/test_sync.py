@@ -11,7 +11,7 @@ from hubspot_activation.hubspot.client import HubSpotClient
 from hubspot_activation.messages import pack, shard_of
 from hubspot_activation.model import AudienceChange, AudienceStatus, ContactUpdate
 from hubspot_activation.upsert.ledger import LedgerEntry, LedgerUnavailable
-from hubspot_activation.upsert.plan import Outcome
+from hubspot_activation.upsert.plan import RETRY_BASE_SECONDS, Outcome
 from hubspot_activation.upsert.properties import audience_property_name
 from hubspot_activation.upsert.schema import PropertySchema
 from hubspot_activation.upsert.service import InboundMessage, SyncService
@@ -353,6 +353,133 @@ def test_contacts_sent_back_for_time_are_written_first_when_they_return(harness:
         f"old{i}@example.com" for i in range(100)
     }
     assert report.contacts_out_of_time == 100
+
+
+def test_a_batch_no_call_had_time_for_goes_back_after_the_backoff(harness: Harness) -> None:
+    messages = harness.messages([update(f"u{i}@example.com", city="x") for i in range(150)], shards=1)
+    report = harness.service.process(messages, remaining_seconds=lambda: 5.0)
+    # Nothing written (the set-up used the time): at once would meet the same slowness again.
+    assert harness.sandbox.state.email_index == {} and report.contacts_out_of_time == 0
+    assert report.failed_message_ids == [m.message_id for m in messages]
+    assert harness.extender.calls == [([m.message_id for m in messages], RETRY_BASE_SECONDS)]
+
+
+class HubSpotPacedClock:
+    """A monotonic clock that HubSpot's answers move: each request answered takes ``seconds``. The
+    latency is simulated, so nothing waits and nothing is timed."""
+
+    def __init__(self, sandbox: SandboxServer, seconds: float) -> None:
+        self._sandbox = sandbox
+        self._seconds = seconds
+
+    def __call__(self) -> float:
+        return self._seconds * sum(self._sandbox.state.requests.values())
+
+
+def paced_harness(
+    sandbox: SandboxServer, make_client: Callable[..., HubSpotClient], clock: Callable[[], float]
+) -> Harness:
+    """A harness whose HubSpot calls end by deadlines on ``clock``. Its client's calls get 8 s
+    each: 3 s for one attempt, 5 s of retry waits."""
+    client = make_client(clock=clock)
+    assert client.max_call_seconds == 8
+    ledger, extender = InMemoryLedger(), RecordingExtender()
+    schema = PropertySchema(client, "audience_activations", "Audience activations", "aud_")
+    service = SyncService(client, schema, ledger, extender, monotonic=clock)
+    return Harness(service, client, ledger, extender, sandbox)
+
+
+@pytest.mark.parametrize(
+    ("whole_batch_refused", "seconds_per_request"),
+    [
+        # Ada's refused value is dropped and a second call would write the rest of her in time
+        # the first call (6 s) has used up.
+        (False, 6.0),
+        # The whole batch is refused, split to find Ada; Bob's half is written (3 s + 3 s) and
+        # Ada's half has no time left.
+        (True, 3.0),
+    ],
+)
+def test_a_chunk_out_of_time_for_its_second_call_keeps_what_the_first_wrote(
+    sandbox: SandboxServer,
+    make_client: Callable[..., HubSpotClient],
+    whole_batch_refused: bool,
+    seconds_per_request: float,
+) -> None:
+    harness = paced_harness(sandbox, make_client, HubSpotPacedClock(sandbox, seconds_per_request))
+    harness.service.process(harness.messages([update("warm@example.com", city="x")]))  # schema cached
+    options = sandbox.state.properties["lifecyclestage"]["options"]
+    sandbox.state.properties["lifecyclestage"]["options"] = options[:1]  # changed behind the cache
+    sandbox.state.config.per_input_errors = not whole_batch_refused
+    bob = harness.messages([update("bob@example.com", firstname="Bob")])
+    ada = harness.messages([update("ada@example.com", firstname="Ada", lifecyclestage="lead")])
+    report = harness.service.process([*bob, *ada])
+    # Bob, written by HubSpot, is recorded synced; only Ada goes back, visible at once.
+    assert harness.contact("bob@example.com")["firstname"] == "Bob"
+    assert report.outcomes == {"bob@example.com": Outcome.SYNCED}
+    assert harness.ledger.entries["bob@example.com"].status == "synced"
+    assert "ada@example.com" not in harness.ledger.entries
+    assert report.failed_message_ids == [] and report.contacts_out_of_time == 1
+    assert report.out_of_time_message_ids == [m.message_id for m in ada]
+    assert harness.extender.calls == [([m.message_id for m in ada], 0)]
+
+
+def test_a_second_call_that_fails_sends_back_only_its_contacts_after_a_backoff(
+    sandbox: SandboxServer, make_client: Callable[..., HubSpotClient]
+) -> None:
+    harness_clock = HubSpotPacedClock(sandbox, 0.0)  # time never runs short
+    upserts_before = [0]
+
+    def clock() -> float:
+        # HubSpot fails every request once it has answered the chunk's first call.
+        if sandbox.state.requests["POST batch_upsert"] > upserts_before[0]:
+            sandbox.state.config.error_rate = 1.0
+        return harness_clock()
+
+    harness = paced_harness(sandbox, make_client, clock)
+    harness.service.process(harness.messages([update("warm@example.com", city="x")]))  # schema cached
+    options = sandbox.state.properties["lifecyclestage"]["options"]
+    sandbox.state.properties["lifecyclestage"]["options"] = options[:1]  # changed behind the cache
+    upserts_before[0] = sandbox.state.requests["POST batch_upsert"]
+    bob = harness.messages([update("bob@example.com", firstname="Bob")])
+    ada = harness.messages([update("ada@example.com", firstname="Ada", lifecyclestage="lead")])
+    report = harness.service.process([*bob, *ada])
+    assert report.outcomes == {"bob@example.com": Outcome.SYNCED, "ada@example.com": Outcome.RETRY}
+    assert harness.ledger.entries["bob@example.com"].status == "synced"
+    # Ada's call failed: her message goes back as failed, after the transient backoff.
+    assert report.failed_message_ids == [m.message_id for m in ada] and report.contacts_out_of_time == 0
+    assert [(ids, seconds > 0) for ids, seconds in harness.extender.calls] == [
+        ([m.message_id for m in ada], True)
+    ]
+
+
+def test_a_property_deleted_behind_the_cache_costs_the_chunk_no_call_but_its_write(
+    sandbox: SandboxServer, make_client: Callable[..., HubSpotClient]
+) -> None:
+    """Re-reading the definitions between the chunk's two calls would leave the second no time
+    (3 s a request, 8 s a call): the contact is written without the property in time, and the next
+    batch reads the definitions again and does not send it."""
+    harness = paced_harness(sandbox, make_client, HubSpotPacedClock(sandbox, 3.0))
+    sandbox.state.properties["loyalty_tier"] = {
+        **sandbox.state.properties["city"],
+        "name": "loyalty_tier",
+        "hubspotDefined": False,
+    }
+    harness.service.process(harness.messages([update("warm@example.com", loyalty_tier="gold")]))
+    del sandbox.state.properties["loyalty_tier"]
+    report = harness.service.process(
+        harness.messages([update("ada@example.com", firstname="Ada", loyalty_tier="gold")])
+    )
+    assert report.contacts_out_of_time == 0 and report.failed_message_ids == []
+    assert harness.contact("ada@example.com")["firstname"] == "Ada"
+    # Written without the value, which is kept until the property exists again.
+    assert harness.ledger.entries["ada@example.com"].pending_attributes["loyalty_tier"].value == "gold"
+    assert report.hubspot_requests == 2  # the refused call and the one without the property
+    after = harness.service.process(
+        harness.messages([update("bob@example.com", firstname="Bob", loyalty_tier="gold")])
+    )
+    assert after.hubspot_requests == 2  # the definitions read again, one call without the property
+    assert harness.contact("bob@example.com")["firstname"] == "Bob"
 
 
 @dataclass

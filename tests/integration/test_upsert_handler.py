@@ -257,14 +257,18 @@ def aep_sized_batch(queue: str, contacts: int = 1000) -> dict[str, Any]:
     return receive_as_event_source(queue, 10)
 
 
-def test_a_batch_of_ten_calls_at_one_second_each_fits_in_one_invocation(
-    upsert_env: tuple[SandboxServer, str],
+# 1 s a request is well above HubSpot's usual latency; at 5 s a request, the ten calls end 50 s
+# (plus the set-up's requests) into the invocation: a call is started while its own deadline and
+# the recording margin fit, not only while twice the longest call would.
+@pytest.mark.parametrize("seconds_per_request", [1.0, 5.0])
+def test_a_batch_of_ten_calls_fits_in_one_invocation(
+    upsert_env: tuple[SandboxServer, str], seconds_per_request: float
 ) -> None:
     sandbox, queue = upsert_env
     event = aep_sized_batch(queue)
     assert len({r["attributes"]["MessageGroupId"] for r in event["Records"]}) == len(event["Records"])
-    # HubSpot answering every request (set-up ones included) in 1 s, well above its usual latency.
-    context = HubSpotPacedContext(sandbox, upsert_timeout_seconds(), 1.0)
+    # HubSpot answering every request, set-up ones included, in that time.
+    context = HubSpotPacedContext(sandbox, upsert_timeout_seconds(), seconds_per_request)
     result = handler("upsert", cold_start=True)(event, context)
     assert result == {"batchItemFailures": []}
     assert len(sandbox.state.contacts) == 1000
@@ -290,6 +294,23 @@ def test_contacts_that_do_not_fit_go_back_visible_at_once_and_are_written_next(
     retried = handler("upsert", cold_start=True)(again, FakeContext())
     assert retried == {"batchItemFailures": []}
     assert len(sandbox.state.contacts) == 1000
+
+
+def test_a_batch_the_set_up_left_no_time_for_backs_off_instead_of_coming_back_at_once(
+    upsert_env: tuple[SandboxServer, str],
+) -> None:
+    """Nothing was written: coming back at once would meet the same slow HubSpot and burn one
+    receive per invocation toward the DLQ."""
+    sandbox, queue = upsert_env
+    event = aep_sized_batch(queue)
+    # HubSpot's property definitions take 90 s to read: less than a call's time is left after it.
+    context = HubSpotPacedContext(sandbox, upsert_timeout_seconds(), 90.0, route="GET list_properties")
+    result = handler("upsert", cold_start=True)(event, context)
+    assert {item["itemIdentifier"] for item in result["batchItemFailures"]} == {
+        r["messageId"] for r in event["Records"]
+    }
+    assert sandbox.state.requests["POST batch_upsert"] == 0
+    assert receive_as_event_source(queue, 10)["Records"] == []  # backing off, not visible at once
 
 
 def test_a_message_nested_too_deep_to_decode_is_set_aside_and_the_rest_synced(

@@ -23,6 +23,7 @@ from .batch import MAX_BATCH_INPUTS, PropertyCreateOutcome, UpsertInput, UpsertR
 from .credentials import Credentials
 from .errors import (
     DailyLimitReached,
+    DeadlineReached,
     ErrorKind,
     HubSpotError,
     PropertyLimitReached,
@@ -141,7 +142,7 @@ class HubSpotClient:
         ``deadline`` (on ``clock``, ``time.monotonic`` by default): an attempt starts only if,
         after the governor's hold, its timeouts end by then, and a backoff that would push the next
         attempt past it ends the call instead; the call then fails with the last error (or a
-        retryable one when nothing was sent), so it never runs past the deadline."""
+        ``DeadlineReached`` when nothing was sent), so it never runs past the deadline."""
         attempts = 0
         waited = 0.0
         refreshed = False
@@ -209,7 +210,7 @@ class HubSpotClient:
             raise error
         if last is None:
             # Nothing was attempted: the governor holds the first attempt past the deadline.
-            raise HubSpotError(ErrorKind.RETRYABLE, "no time before the call's deadline for an attempt")
+            raise DeadlineReached()
         last.ambiguous = last.ambiguous or ambiguous
         raise last
 
@@ -245,7 +246,10 @@ class HubSpotClient:
     ) -> list[UpsertResult]:
         """Upsert contacts by email; one result per input, in input order. Permanent per-input
         errors are reported in the results; transient failures of the whole call raise, and so
-        does a call that cannot be done by ``deadline`` (on ``clock``: see ``_call``)."""
+        does a call that cannot be done by ``deadline`` (on ``clock``: see ``_call``). When a
+        whole-batch 400 is split to isolate its bad inputs, the parts answered keep their results
+        and the inputs of a part that then failed (``DeadlineReached`` included) carry that error
+        as their result."""
         if len(inputs) > MAX_BATCH_INPUTS:
             raise ValueError(f"at most {MAX_BATCH_INPUTS} inputs per batch upsert, got {len(inputs)}")
         emails = [item.email for item in inputs]
@@ -283,9 +287,14 @@ class HubSpotClient:
                 ]
             # A whole-batch 400 despite trace ids: split until the bad inputs are isolated.
             middle = len(inputs) // 2
-            return self._upsert_or_bisect(inputs[:middle], deadline) + self._upsert_or_bisect(
-                inputs[middle:], deadline
-            )
+            first = self._upsert_or_bisect(inputs[:middle], deadline)
+            try:
+                second = self._upsert_or_bisect(inputs[middle:], deadline)
+            except HubSpotError as failure:
+                # The first half's answers are known: they are kept, and the second half's inputs
+                # carry the failure (the deadline reached, a transient error) as their result.
+                second = [UpsertResult(item.email, error=failure) for item in inputs[middle:]]
+            return first + second
         results = self._map_batch(inputs, traces, document)
         for result in results:
             result.unconfirmed = ambiguous

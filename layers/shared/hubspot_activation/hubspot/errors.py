@@ -61,6 +61,14 @@ class DailyLimitReached(HubSpotError):
         self.resets_at = resets_at
 
 
+class DeadlineReached(HubSpotError):
+    """No attempt of the call could end by its deadline, so none was sent: the call is not known to
+    have failed, it was not made."""
+
+    def __init__(self, message: str = "no time before the call's deadline for an attempt") -> None:
+        super().__init__(ErrorKind.RETRYABLE, message)
+
+
 class PropertyLimitReached(HubSpotError):
     def __init__(self, message: str, **kwargs: Any) -> None:
         super().__init__(ErrorKind.CONFIGURATION, message, **kwargs)

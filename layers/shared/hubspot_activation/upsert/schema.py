@@ -68,6 +68,10 @@ class PropertySchema:
             self.refresh()
         return self._definitions
 
+    def expire(self) -> None:
+        """The definitions are known to be out of date: the next read re-reads them."""
+        self._loaded_at = None
+
     def refresh(self) -> None:
         self._definitions = {p["name"]: p for p in self.client.list_properties()}
         self._loaded_at = self.clock()

@@ -18,7 +18,7 @@ from typing import Protocol
 from ..emails import scrub_emails
 from ..hubspot.batch import MAX_BATCH_INPUTS, UpsertInput, UpsertResult
 from ..hubspot.client import CallStats
-from ..hubspot.errors import DailyLimitReached, ErrorKind, HubSpotError
+from ..hubspot.errors import DailyLimitReached, DeadlineReached, ErrorKind, HubSpotError
 from ..observability import logger
 from .audiences import AudienceDirectory, AudienceMetadata
 from .ledger import FAILED, Ledger, LedgerEntry, LedgerUnavailable
@@ -54,8 +54,9 @@ class ContactWriter(Protocol):
     def batch_upsert(
         self, inputs: Sequence[UpsertInput], deadline: float | None = None
     ) -> list[UpsertResult]:
-        """``deadline``, a ``time.monotonic()`` value: the call, its retries and waits included,
-        ends by then (it raises a transient HubSpotError rather than run past it)."""
+        """``deadline``, a value of the writer's monotonic clock: the call, its retries and waits
+        included, ends by then (it raises a transient HubSpotError, ``DeadlineReached`` when
+        nothing was sent, rather than run past it)."""
         ...
 
     def stats(self) -> CallStats: ...
@@ -107,8 +108,8 @@ class SyncReport:
     #: contacts' writes wait for them
     held_message_ids: list[str] = field(default_factory=list)
     contacts_held_back: int = 0
-    #: messages handed back (made visible at once, no backoff) because the invocation had no time
-    #: left for their contacts' calls, and how many contacts that left unwritten
+    #: messages handed back (made visible at once, no backoff) because the invocation, after writing
+    #: others, had no time left for their contacts' calls, and how many contacts that left unwritten
     out_of_time_message_ids: list[str] = field(default_factory=list)
     contacts_out_of_time: int = 0
     #: email -> what happened to each contact
@@ -156,7 +157,9 @@ class SyncService:
         retry_base_seconds: int = RETRY_BASE_SECONDS,
         dead_letters: DeadLetters | None = None,
         directory: AudienceDirectory | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``monotonic`` is the writer's clock, the one its calls' deadlines are read on."""
         self._dead_letters = dead_letters
         self._directory = directory
         self._writer = writer
@@ -165,9 +168,10 @@ class SyncService:
         self._extender = extender
         self._clock = clock
         self._retry_base = retry_base_seconds
-        # Each upsert gets the client's longest call as its deadline, a retry of refused fields
-        # included: the client ends the call by then, so a call is started only when that much
-        # time is left, plus the time to record the outcomes.
+        self._monotonic = monotonic
+        # Each chunk gets the client's longest call as its deadline, a second call for refused
+        # fields included: the client ends its calls by then, so a chunk is started only when that
+        # much time is left, plus the time to record the outcomes.
         self._call_seconds = writer.max_call_seconds
 
     def process(
@@ -178,7 +182,8 @@ class SyncService:
     ) -> SyncReport:
         """``remaining_seconds`` is the invocation's time left: no HubSpot call is started without
         enough of it, and the contacts not reached go back to the queue at once, without backoff
-        (``out_of_time_message_ids``), instead of timing out.
+        (``out_of_time_message_ids``), instead of timing out; when no call had time at all, they go
+        back after the transient backoff (``failed_message_ids``).
         ``hold_back`` is asked, once the ledger tells which contacts need a write, which of them
         wait so the rest make full calls; their messages go back (``held_message_ids``)."""
         run = _Invocation(
@@ -365,12 +370,11 @@ class SyncService:
         for start in range(0, len(writes), MAX_BATCH_INPUTS):
             chunk = writes[start : start + MAX_BATCH_INPUTS]
             if run.remaining_seconds() - RECORD_MARGIN_SECONDS < self._call_seconds:
-                logger.warning("time is running out; the rest of the batch goes back to the queue at once")
-                run.out_of_time.update(contact.email for contact in writes[start:])
+                self._out_of_time(writes[start:], run, progressed=start > 0)
                 return
             sent_ms = self._now_ms()
             try:
-                results = self._upsert(chunk, time.monotonic() + self._call_seconds)
+                results = self._upsert(chunk, self._monotonic() + self._call_seconds)
             except DailyLimitReached:
                 raise
             except HubSpotError as exc:
@@ -384,17 +388,59 @@ class SyncService:
                     run.retry.update(contact.email for contact in writes[start + MAX_BATCH_INPUTS :])
                     return
                 continue
-            now_ms = self._now_ms()
-            for contact, result in zip(chunk, results, strict=True):
-                outcome, entry = outcome_of(contact, result, sent_ms, now_ms)
-                if outcome is Outcome.RETRY:
-                    run.retry.add(contact.email)
-                else:
-                    run.report.outcomes[contact.email] = outcome
-                if entry is not None:
-                    run.records.append(entry)
+            stop = self._settle(chunk, results, sent_ms, run)
+            if isinstance(stop, DailyLimitReached):
+                raise stop
+            if stop is not None:
+                run.retry.update(contact.email for contact in writes[start + MAX_BATCH_INPUTS :])
+                return
+
+    @staticmethod
+    def _out_of_time(rest: list[ContactWrite], run: _Invocation, progressed: bool) -> None:
+        """The contacts no call has time for. After some were written they go back at once, first
+        in line. When the set-up alone used the time (a slow HubSpot or DynamoDB), nothing was
+        written: coming back at once would meet the same slowness and burn a receive count per
+        invocation toward the DLQ, so they back off like any transient failure."""
+        emails = [contact.email for contact in rest]
+        if progressed:
+            logger.warning("time is running out; the rest of the batch goes back to the queue at once")
+            run.out_of_time.update(emails)
+        else:
+            logger.warning("no time for a call after the set-up; the batch goes back after a backoff")
+            run.retry.update(emails)
+
+    def _settle(
+        self, chunk: list[ContactWrite], results: list[UpsertResult], sent_ms: int, run: _Invocation
+    ) -> HubSpotError | None:
+        """Take each contact's answer. A contact whose call was not made for lack of time goes back
+        at once like the chunks not started; the others get their outcome and ledger entry. Returns
+        an error among the answers that stops the writes (the daily limit, a configuration
+        problem), after the answers before it are taken."""
+        now_ms = self._now_ms()
+        stop: HubSpotError | None = None
+        for contact, result in zip(chunk, results, strict=True):
+            error = result.error
+            if isinstance(error, DeadlineReached):
+                run.out_of_time.add(contact.email)
+                continue
+            if isinstance(error, DailyLimitReached) or (
+                error is not None and error.kind is ErrorKind.CONFIGURATION
+            ):
+                stop = error
+            outcome, entry = outcome_of(contact, result, sent_ms, now_ms)
+            if outcome is Outcome.RETRY:
+                run.retry.add(contact.email)
+            else:
+                run.report.outcomes[contact.email] = outcome
+            if entry is not None:
+                run.records.append(entry)
+        return stop
 
     def _upsert(self, chunk: list[ContactWrite], deadline: float) -> list[UpsertResult]:
+        """The chunk's call, then one for the contacts whose refused fields were dropped, both
+        ending by ``deadline``. A failure of the first call raises (nothing of the chunk is known
+        to be written); a failure of the second becomes its contacts' answers, so the first
+        call's answers are kept and recorded."""
         results = self._writer.batch_upsert([UpsertInput(c.email, c.properties) for c in chunk], deadline)
         again = [
             index
@@ -402,11 +448,16 @@ class SyncService:
             if drop_refused_fields(contact, result)
         ]
         if any(refers_to_unknown_property(results[index]) for index in again):
-            self._schema.refresh()
+            # Every write of this invocation is planned already: re-reading the definitions now
+            # would spend the chunk's deadline on a call none of them waits for. The next read does.
+            self._schema.expire()
         if again:
-            retried = self._writer.batch_upsert(
-                [UpsertInput(chunk[i].email, chunk[i].properties) for i in again], deadline
-            )
+            try:
+                retried = self._writer.batch_upsert(
+                    [UpsertInput(chunk[i].email, chunk[i].properties) for i in again], deadline
+                )
+            except HubSpotError as failure:
+                retried = [UpsertResult(chunk[i].email, error=failure) for i in again]
             for index, result in zip(again, retried, strict=True):
                 results[index] = result
         return results
