@@ -445,7 +445,6 @@ def audience_cases() -> list[dict[str, Any]]:
         )
     )
     for name, content_type in {
-        "missing": None,
         "text-plain": "text/plain",
         "octet-stream": "application/octet-stream",
         "form": "application/x-www-form-urlencoded",
@@ -475,9 +474,12 @@ def audience_cases() -> list[dict[str, Any]]:
             headers={"content-type": "application/octet-stream"},
         )
     )
+    # No Content-Type at all (an audience-metadata template that lists no such header): read as JSON.
     for name, value in {
         "json-charset": "application/json; charset=utf-8",
         "upper": "APPLICATION/JSON",
+        "missing": None,
+        "empty": "",
     }.items():
         cases.append(
             _case(
@@ -615,7 +617,6 @@ def replay_cases() -> list[dict[str, Any]]:
     for name, content_type in {
         "text-plain": "text/plain",
         "octet-stream": "application/octet-stream",
-        "missing": None,
     }.items():
         cases.append(
             _case(
@@ -631,6 +632,24 @@ def replay_cases() -> list[dict[str, Any]]:
     cases += [
         _case("replay/ok/no-body", "POST", REPLAY, 200, None, body=None),
         _case("replay/ok/no-body-no-content-type", "POST", REPLAY, 200, None, headers={"content-type": None}),
+        _case(
+            "replay/ok/no-content-type",
+            "POST",
+            REPLAY,
+            200,
+            None,
+            body='{"dryRun": true}',
+            headers={"content-type": None},
+        ),
+        _case(
+            "replay/no-content-type/not-json",
+            "POST",
+            REPLAY,
+            400,
+            "body",
+            body="dryRun=true",
+            headers={"content-type": None},
+        ),
         _case("replay/ok/dry-run", "POST", REPLAY, 200, None, body='{"dryRun": true}'),
         _case("replay/ok/real", "POST", REPLAY, 200, None, body='{"dryRun": false}'),
         _case("replay/ok/unknown-keys", "POST", REPLAY, 200, None, body='{"dryRun": true, "x": [1]}'),

@@ -216,6 +216,35 @@ def test_an_undecodable_dead_letter_never_holds_back_the_letters_behind_it(
     assert again["deadLetters"]["undecodable"]["messageIds"] == [left["MessageId"]]
 
 
+@pytest.mark.parametrize(
+    "body",
+    ['{"v":2,"rcv":1e999,"updates":[]}', '{"v":2,"rcv":1,"updates":[{"email":"a@example.com","pos":1e999}]}'],
+    ids=["receive-time", "position"],
+)
+def test_a_dead_letter_with_a_number_no_integer_holds_is_set_aside_not_a_500(
+    running: local_stack.LocalStack, body: str
+) -> None:
+    """JSON's ``1e999`` is an infinite float: ``int()`` raises OverflowError on it. Such a letter at
+    the head of its group is undecodable like any other: set aside, the letter behind it moved."""
+    shards = int(running.aws.function_environment("OperationsFunction")["SHARD_COUNT"])
+    email = next(e for e in (f"big{i}@example.com" for i in range(10_000)) if shard_of(e, shards) == "c3")
+    sqs = running.aws.client("sqs")
+    dlq = running.aws.physical_id("ActivationsDeadLetterQueue")
+    sqs.send_message(QueueUrl=dlq, MessageBody=body, MessageGroupId="c3", MessageDeduplicationId="overflow")
+    realized = AudienceChange("gold", AudienceStatus.REALIZED, 1_795_000_000_000)
+    (message,) = pack([ContactUpdate(email, (realized,), received_ms=1_795_000_000_000)], shards)
+    sqs.send_message(
+        QueueUrl=dlq,
+        MessageBody=message.body,
+        MessageGroupId=message.group_id,
+        MessageDeduplicationId=message.deduplication_id,
+    )
+    moved = answer(running, "POST", "/replay", {"dryRun": False})["deadLetters"]
+    assert moved["moved"] == 1 and moved["undecodable"]["setAside"] == 1, moved
+    (left,) = dead_letter_messages(running)
+    assert left["Body"] == body and [left["MessageId"]] == moved["undecodable"]["messageIds"]
+
+
 def test_dead_letters_move_back_and_never_overwrite_a_newer_state(running: local_stack.LocalStack) -> None:
     post(running, member("ada@example.com", "gold", "realized", "2026-11-20T10:00:00Z"))
     drain(running)

@@ -329,6 +329,40 @@ def test_a_message_nested_too_deep_to_decode_is_set_aside_and_the_rest_synced(
     assert {c["properties"].get("firstname") for c in sandbox.state.contacts.values()} == {"Ada"}
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"v":2,"rcv":1e999,"updates":[]}',
+        '{"v":2,"rcv":1,"updates":[{"email":"x@example.com","pos":1e999}]}',
+        '{"v":2,"rcv":1,"updates":[{"email":"x@example.com","audiences":[{"id":"a","status":"realized","ts":-1e999}]}]}',
+        '{"v":2,"rcv":1,"updates":[{"email":"x@example.com","attributes":{"n":1e999}}]}',
+        '{"v":2,"rcv":1,"updates":[{"email":"\\ud800@example.com"}]}',
+        '{"v":2,"rcv":1,"updates":[{"email":"x@example.com","audiences":[{"id":"a","status":"realized","name":["VIP"]}]}]}',
+    ],
+    ids=[
+        "rcv-overflow",
+        "pos-overflow",
+        "ts-overflow",
+        "infinite-attribute",
+        "lone-surrogate",
+        "name-not-text",
+    ],
+)
+def test_a_message_with_values_no_update_of_ours_holds_is_set_aside_and_the_rest_synced(
+    upsert_env: tuple[SandboxServer, str], body: str
+) -> None:
+    """A number too large for an integer (JSON's ``1e999`` is an infinite float), text with no
+    UTF-8 form or a value of the wrong type is not ours to read either: set apart, the rest synced."""
+    sandbox, _queue = upsert_env
+    event = sqs_event([ContactUpdate("ada@example.com", (), {"firstname": "Ada"})])
+    poison = {**event["Records"][0], "messageId": "hostile", "body": body}
+    poison["attributes"] = {**poison["attributes"], "MessageGroupId": "elsewhere"}
+    event["Records"].append(poison)
+    result = handler("upsert", cold_start=True)(event, FakeContext())
+    assert result == {"batchItemFailures": [{"itemIdentifier": "hostile"}]}
+    assert {c["properties"].get("firstname") for c in sandbox.state.contacts.values()} == {"Ada"}
+
+
 def test_a_raised_property_limit_is_seen_by_every_container(
     upsert_env: tuple[SandboxServer, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

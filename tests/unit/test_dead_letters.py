@@ -254,3 +254,35 @@ def test_a_refused_set_aside_stops_the_move_and_loses_nothing(queues: tuple[Any,
     # Visible again at once, still at the head of its group.
     (left,) = drain(dlq)
     assert left["Body"] == "nope" and left["Attributes"]["MessageGroupId"] == "c2"
+
+
+def test_a_set_aside_letter_whose_delete_fails_keeps_more_true_and_says_what_happened(
+    queues: tuple[Any, str, str],
+) -> None:
+    sqs, dlq, queue = queues
+    sqs.send_message(QueueUrl=dlq, MessageBody="{bad", MessageGroupId="c5", MessageDeduplicationId="head")
+    for index in range(12):
+        letter(sqs, dlq, "c5", index)
+
+    class FailingDeleteAfterSetAside(FaultySqs):
+        """Refuses the delete that follows a send to the DLQ: the set-aside's delete."""
+
+        sent_to: str = ""
+
+        def send_message_batch(self, **kwargs: Any) -> Any:
+            self.sent_to = kwargs["QueueUrl"]
+            return super().send_message_batch(**kwargs)
+
+        def delete_message_batch(self, **kwargs: Any) -> Any:
+            if self.sent_to == dlq:
+                raise ClientError({"Error": {"Code": "InternalError"}}, "DeleteMessageBatch")
+            return super().delete_message_batch(**kwargs)
+
+    report = mover(FailingDeleteAfterSetAside(sqs), dlq, queue).move_back(500, deadline=1.0)
+    # The original still heads its group (in flight until its visibility timeout), with 3 letters
+    # behind it: there is more to move, and the answer says so.
+    assert (report.moved, report.set_aside, report.more) == (9, 1, True)
+    assert report.undeleted == 0  # every moved letter was deleted
+    assert not any("moved message(s)" in error for error in report.errors)
+    assert any("set aside but could not be deleted from their group" in error for error in report.errors)
+    assert len(drain(queue)) == 9

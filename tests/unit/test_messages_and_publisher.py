@@ -10,6 +10,8 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 from hubspot_activation.ingest.publisher import SQS_MAX_BATCH_BYTES, EnqueueError, SqsFifoPublisher
 from hubspot_activation.messages import QueueMessage, decode_message, pack, shard_of
 from hubspot_activation.model import ContactUpdate
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 
 def update(email: str, city: str = "Paris", padding: int = 0) -> ContactUpdate:
@@ -205,3 +207,75 @@ def test_messages_of_the_first_format_still_decode() -> None:
     body = '{"v":1,"updates":[{"email":"a@example.com","audiences":[{"id":"x","status":"realized","ts":5}]}]}'
     (update,) = decode_message(body)
     assert update.audiences[0].timestamp_ms == 5 and update.order == (0, 0)
+
+
+#: JSON scalars as a hostile writer could put them in a message: numbers no integer holds, text with
+#: no UTF-8 form, and the constants Python's encoder writes for non-finite floats.
+_HOSTILE_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**40), max_value=10**40),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=8),
+    st.sampled_from(["\ud800", "a\udfff", "realized", "exited", "x@example.com"]),
+)
+_HOSTILE_VALUES = st.recursive(
+    _HOSTILE_SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(["id", "status", "ts", "name", "email", "pos", "x"]), inner, max_size=4
+        )
+    ),
+    max_leaves=12,
+)
+_UPDATES = st.lists(
+    st.fixed_dictionaries(
+        {"email": _HOSTILE_VALUES},
+        optional={
+            "pos": _HOSTILE_VALUES,
+            "source": _HOSTILE_VALUES,
+            "attributes": _HOSTILE_VALUES,
+            "audiences": st.lists(
+                st.fixed_dictionaries(
+                    {"id": _HOSTILE_VALUES, "status": _HOSTILE_VALUES},
+                    optional={"ts": _HOSTILE_VALUES, "name": _HOSTILE_VALUES},
+                )
+                | _HOSTILE_VALUES,
+                max_size=2,
+            )
+            | _HOSTILE_VALUES,
+        },
+    )
+    | _HOSTILE_VALUES,
+    max_size=3,
+)
+_ENVELOPES = st.fixed_dictionaries(
+    {"v": st.sampled_from([1, 2]) | _HOSTILE_VALUES}, optional={"rcv": _HOSTILE_VALUES, "updates": _UPDATES}
+)
+
+
+def _as_body(document: Any, overflow: bool) -> str:
+    body = json.dumps(document)  # ensure_ascii: a lone surrogate becomes its escape, as a writer may
+    # JSON's 1e999 is an infinite float once decoded: what int() overflows on.
+    return body.replace("Infinity", "1e999") if overflow else body
+
+
+@settings(max_examples=400, deadline=None)
+@given(document=_ENVELOPES | _HOSTILE_VALUES, overflow=st.booleans())
+def test_a_hostile_message_is_decoded_or_refused_with_value_error_only(document: Any, overflow: bool) -> None:
+    body = _as_body(document, overflow)
+    try:
+        updates = decode_message(body)
+    except ValueError:
+        return
+    # What decodes is an update of ours: text that encodes, bounded integers, scalar attributes.
+    for update in updates:
+        json.dumps(update.to_json(), ensure_ascii=False).encode("utf-8")
+        assert isinstance(update.email, str) and isinstance(update.position, int)
+        assert all(isinstance(value, str | int | float | bool) for value in update.attributes.values())
+        assert all(
+            float("-inf") < value < float("inf")
+            for value in update.attributes.values()
+            if isinstance(value, float)
+        )

@@ -53,13 +53,23 @@ def is_json(content_type: str | None) -> bool:
 
 
 def read_body(
-    headers: Mapping[str, str], raw_body: str | None, is_base64: bool, max_bytes: int, advice: str
+    headers: Mapping[str, str],
+    raw_body: str | None,
+    is_base64: bool,
+    max_bytes: int,
+    advice: str,
+    *,
+    undeclared_is_json: bool = False,
 ) -> bytes:
     """The bytes of a JSON request's body as API Gateway hands it (text, or base64 for a body that
-    is not UTF-8). Refuses a declared media type that is not JSON (415 naming ``Content-Type``),
-    invalid base64 (400) and a body over ``max_bytes`` (413, with ``advice`` for the caller)."""
+    is not UTF-8). Refuses a media type that is not JSON (415 naming ``Content-Type``), invalid
+    base64 (400) and a body over ``max_bytes`` (413, with ``advice`` for the caller). With
+    ``undeclared_is_json``, a body without a Content-Type (absent or empty) is read as JSON and only
+    a declared non-JSON type is refused: the operator's routes, whose callers (an AEP audience-metadata
+    template lists its headers itself, a script) may leave the header out; ingest keeps asking for it."""
     content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), None)
-    if not is_json(content_type):
+    undeclared = not (content_type or "").strip()
+    if not is_json(content_type) and not (undeclared and undeclared_is_json):
         raise UnsupportedMediaType(
             "Content-Type", f"Content-Type must be application/json, got {quoted(content_type) or 'none'}"
         )

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any, NoReturn
 
-from .model import ContactUpdate
+from .model import ContactUpdate, as_integer
 
 #: v2 carries the receive time in the envelope and each update's position in its request.
 MESSAGE_FORMAT_VERSION = 2
@@ -37,20 +40,50 @@ def encode_update(update: ContactUpdate) -> str:
 
 
 def decode_message(body: str) -> list[ContactUpdate]:
-    """The updates of a queue message; ``ValueError`` (or ``KeyError``/``TypeError``) for a body
-    that is not one of ours."""
+    """The updates of a queue message; ``ValueError``, and only that, for a body that is not one
+    of ours: whatever a hostile body holds (nesting the decoder cannot descend, a number no integer
+    holds, text with no UTF-8 form, values of the wrong type), the consumer and the replay set the
+    message aside rather than fail on it."""
     try:
-        document = json.loads(body)
+        document = json.loads(body, parse_constant=_reject_constant, parse_float=_finite)
+        version = document.get("v") if isinstance(document, dict) else None
+        if type(version) is not int or version not in _READABLE_VERSIONS:
+            raise ValueError(f"unsupported message format: version {str(version)[:20]}")
+        if _ESCAPED_SURROGATE.search(body):
+            _check_utf8(document)
+        received_ms = as_integer(document.get("rcv", 0), "rcv")
+        updates = document["updates"]
+        if not isinstance(updates, list):
+            raise ValueError("unsupported message format: updates is not a list")
+        return [ContactUpdate.from_json(item, received_ms) for item in updates]
     except RecursionError:
         # The decoder gives up on nesting of about a thousand levels; no message of ours nests.
         raise ValueError("unsupported message format: nested too deep") from None
-    if not isinstance(document, dict) or document.get("v") not in _READABLE_VERSIONS:
-        raise ValueError(f"unsupported message format: {str(document)[:80]}")
-    received_ms = int(document.get("rcv", 0))
-    updates = document["updates"]
-    if not isinstance(updates, list):
-        raise ValueError("unsupported message format: updates is not a list")
-    return [ContactUpdate.from_json(item, received_ms) for item in updates]
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"unsupported message format: {type(exc).__name__} {str(exc)[:80]}") from None
+
+
+#: Ours are written with ``ensure_ascii=False``: a ``\\uD800``-``\\uDFFF`` escape appears only in a
+#: body someone else wrote (or before a literal backslash, which the full check then clears).
+_ESCAPED_SURROGATE = re.compile(r"\\u[dD][89abcdefABCDEF]")
+
+
+def _check_utf8(document: Any) -> None:
+    try:
+        json.dumps(document, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("unsupported message format: text with no UTF-8 form (a lone surrogate)") from None
+
+
+def _reject_constant(name: str) -> NoReturn:
+    raise ValueError(f"unsupported message format: {name} is not a number of ours")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"unsupported message format: {text[:40]} is not a finite number")
+    return value
 
 
 def fits_in_message(encoded_update: str, max_message_bytes: int) -> bool:

@@ -11,6 +11,29 @@ from typing import Any
 AttributeValue = str | int | float | bool
 
 
+#: Bound of the integers a message carries (epoch ms, positions): far past any real one, and within
+#: what every store of them takes.
+MAX_MESSAGE_INTEGER = 2**53
+
+
+def as_integer(value: Any, name: str) -> int:
+    """An integer field of a queue message; ``ValueError`` for anything ``int()`` cannot make a
+    bounded integer of (an infinite or NaN float raises OverflowError or ValueError there)."""
+    try:
+        number = int(value)
+    except (OverflowError, TypeError):
+        raise ValueError(f"{name} is not an integer: {str(value)[:40]}") from None
+    if abs(number) > MAX_MESSAGE_INTEGER:
+        raise ValueError(f"{name} is out of range: {str(value)[:40]}")
+    return number
+
+
+def _text(value: Any, name: str) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{name} is not text")
+    return value
+
+
 class AudienceStatus(StrEnum):
     REALIZED = "realized"
     EXITED = "exited"
@@ -34,11 +57,12 @@ class AudienceChange:
 
     @classmethod
     def from_json(cls, data: dict[str, Any], received_ms: int = 0) -> AudienceChange:
+        name = data.get("name")
         return cls(
-            audience_id=str(data["id"]),
+            audience_id=_text(data["id"], "audience id"),
             status=AudienceStatus(data["status"]),
-            timestamp_ms=int(data.get("ts", received_ms)),
-            name=data.get("name"),
+            timestamp_ms=as_integer(data.get("ts", received_ms), "ts"),
+            name=None if name is None else _text(name, "audience name"),
         )
 
 
@@ -75,15 +99,21 @@ class ContactUpdate:
 
     @classmethod
     def from_json(cls, data: dict[str, Any], received_ms: int = 0) -> ContactUpdate:
+        attributes = data.get("attributes", {})
+        if not isinstance(attributes, dict) or not all(
+            isinstance(value, str | int | float | bool) for value in attributes.values()
+        ):
+            raise ValueError("attributes is not an object of JSON scalars")
+        audiences = data.get("audiences", ())
+        if not isinstance(audiences, list | tuple):
+            raise ValueError("audiences is not a list")
         return cls(
-            email=str(data["email"]),
-            audiences=tuple(
-                AudienceChange.from_json(item, received_ms) for item in data.get("audiences", ())
-            ),
-            attributes=dict(data.get("attributes", {})),
-            source=str(data.get("source", "native")),
+            email=_text(data["email"], "email"),
+            audiences=tuple(AudienceChange.from_json(item, received_ms) for item in audiences),
+            attributes=dict(attributes),
+            source=_text(data.get("source", "native"), "source"),
             received_ms=received_ms,
-            position=int(data.get("pos", 0)),
+            position=as_integer(data.get("pos", 0), "pos"),
         )
 
 

@@ -189,7 +189,9 @@ class OperationsApi:
         raw = event.get("body")
         if raw is None or raw == "":
             return _NO_BODY
-        body = read_body(event.headers, raw, bool(event.is_base64_encoded), MAX_BODY_BYTES, "")
+        body = read_body(
+            event.headers, raw, bool(event.is_base64_encoded), MAX_BODY_BYTES, "", undeclared_is_json=True
+        )
         return parse_json(body, expected)
 
     def _authenticated(self, route: Callable[..., Response[str]]) -> Callable[..., Response[str]]:

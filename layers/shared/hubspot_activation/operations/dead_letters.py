@@ -28,7 +28,10 @@ What can go wrong, and what happens then - a message is never lost:
   others are deleted from it, and the move stops;
 - the DLQ delete fails after the send: the message is on the main queue *and* still in the DLQ, so a
   later move sends it again - a duplicate on the main queue, which the ordering rules make harmless
-  (a change is never applied twice or over a newer one).
+  (a change is never applied twice or over a newer one);
+- the DLQ delete fails after a set-aside: the letter is in the ``undecodable`` group *and* still
+  heads its own, in flight, holding the letters behind it back until its visibility timeout; the
+  answer says ``more`` and a later call sets it aside again (a second copy, never a loss).
 """
 
 from __future__ import annotations
@@ -100,7 +103,7 @@ class DeadLetterMover(Protocol):
 def _decodable(message: Any) -> bool:
     try:
         decode_message(message["Body"])
-    except (ValueError, KeyError, TypeError, RecursionError):  # RecursionError: deep nesting
+    except ValueError:
         return False
     return True
 
@@ -210,7 +213,7 @@ class SqsDeadLetterMover:
             report.failed += len(unsent)
             report.error(f"{len(unsent)} message(s) could not be sent back; they stay in the DLQ")
             self._release(unsent, report)
-        self._delete(sent, report)
+        report.undeleted += self._delete(sent)
         report.moved += len(sent)
         return not unsent
 
@@ -259,21 +262,31 @@ class SqsDeadLetterMover:
                     "newMessageId": new_ids.get(str(position)),
                 },
             )
-        self._delete(sent, report)
+        undeleted = self._delete(sent)
+        if undeleted:
+            # The original still heads its group, in flight, holding back the letters behind it
+            # until its visibility timeout: they remain to be moved.
+            report.more = True
+            report.error(
+                f"{undeleted} undecodable message(s) were set aside but could not be deleted from "
+                f"their group: they hold it back for up to {self._visibility} s, then a later call "
+                "sets them aside again (a second copy in the undecodable group)"
+            )
         return not unsent
 
-    def _delete(self, messages: Sequence[Any], report: MoveReport) -> None:
+    def _delete(self, messages: Sequence[Any]) -> int:
+        """Delete received messages from the DLQ; how many could not be deleted."""
         if not messages:
-            return
+            return 0
         entries: list[Any] = [
             {"Id": str(position), "ReceiptHandle": message["ReceiptHandle"]}
             for position, message in enumerate(messages)
         ]
         try:
             deleted = self._sqs.delete_message_batch(QueueUrl=self._dlq, Entries=entries)
-            report.undeleted += len(deleted.get("Failed", []))
         except (ClientError, BotoCoreError):
-            report.undeleted += len(entries)
+            return len(entries)
+        return len(deleted.get("Failed", []))
 
     def _release(self, messages: Sequence[Any], report: MoveReport) -> None:
         """Make messages visible in the DLQ again at once (instead of after the visibility timeout)."""

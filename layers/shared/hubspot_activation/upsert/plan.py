@@ -165,7 +165,7 @@ def coalesce(messages: Sequence[InboundMessage]) -> Batch:
     for message in messages:
         try:
             updates = decode_message(message.body)
-        except (ValueError, KeyError, TypeError) as exc:
+        except ValueError as exc:
             batch.undecodable[message.message_id] = str(exc)[:200]
             continue
         for update in updates:
