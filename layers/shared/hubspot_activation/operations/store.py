@@ -30,6 +30,10 @@ if TYPE_CHECKING:
 MAX_COUNT_PAGES = 10
 
 
+#: An audience item's flag: its next PUT queues a resume job.
+RESUME_DUE = "resumeDue"
+
+
 class StoreUnavailable(Exception):
     """DynamoDB could not be read or written: the route answers 503."""
 
@@ -57,6 +61,9 @@ class AudienceRecord:
     updated_at_ms: int
     created_at_ms: int
     deleted_at_ms: int | None = None
+    #: a PUT re-activated the audience and the contacts holding its changes are still to be
+    #: resumed (set by a DELETE, cleared once a PUT queued the resume job)
+    resume_due: bool = False
 
 
 def _text(item: Mapping[str, Any], name: str) -> str | None:
@@ -159,7 +166,9 @@ class OperationsStore:
     def save_audience(
         self, audience_id: str, name: str, description: str | None
     ) -> tuple[AudienceRecord, bool]:
-        """Create or update (and re-activate) an audience; True when it did not exist before."""
+        """Create or update (and re-activate) an audience; True when it did not exist before. The
+        record's ``resume_due`` says whether this PUT must queue a resume job: the audience was
+        deleted, or a PUT since re-activated it without queueing one (its send failed)."""
         now = int(self._clock() * 1000)
         values: dict[str, Any] = {
             ":id": {"S": audience_id},
@@ -192,8 +201,26 @@ class OperationsStore:
             status="active",
             updated_at_ms=now,
             created_at_ms=(_number(before, "createdAt") or now) if before else now,
+            resume_due=bool(before) and (_text(before, "status") == "deleted" or RESUME_DUE in before),
         )
         return record, not before
+
+    def resume_queued(self, record: AudienceRecord) -> None:
+        """The PUT that saved ``record`` queued its resume job. Left set when a DELETE or another
+        PUT came since: the newest one decides."""
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={KEY: {"S": audience_key(record.audience_id)}},
+                UpdateExpression="REMOVE " + RESUME_DUE,
+                ConditionExpression="updatedAt = :at",
+                ExpressionAttributeValues={":at": {"N": str(record.updated_at_ms)}},
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise StoreUnavailable(f"DynamoDB call failed: {type(exc).__name__}") from exc
+        except BotoCoreError as exc:
+            raise StoreUnavailable(f"DynamoDB call failed: {type(exc).__name__}") from exc
 
     def delete_audience(self, audience_id: str) -> AudienceRecord:
         """Mark the audience deleted (kept, so the consumer knows to drop its changes and a PUT can
@@ -205,13 +232,16 @@ class OperationsStore:
             Key={KEY: {"S": audience_key(audience_id)}},
             UpdateExpression=(
                 "SET audienceId = :id, #st = :deleted, updatedAt = :now, "
-                "deletedAt = if_not_exists(deletedAt, :now), createdAt = if_not_exists(createdAt, :now)"
+                "deletedAt = if_not_exists(deletedAt, :now), createdAt = if_not_exists(createdAt, :now), "
+                + RESUME_DUE
+                + " = :due"
             ),
             ExpressionAttributeNames={"#st": "status"},
             ExpressionAttributeValues={
                 ":id": {"S": audience_id},
                 ":deleted": {"S": "deleted"},
                 ":now": {"N": str(now)},
+                ":due": {"BOOL": True},
             },
             ReturnValues="ALL_NEW",
         )

@@ -111,7 +111,7 @@ def build_api(settings: OperationsSettings) -> OperationsApi:
         settings.shard_count,
     )
     audiences = AudienceService(
-        store, BudgetedLabels(HubSpotLabels(upsert)), upsert.property_prefix, replay.resume_held
+        store, BudgetedLabels(HubSpotLabels(upsert)), upsert.property_prefix, replay.queue_resume
     )
     fetch_secret = secrets_manager_fetcher(settings.ingest_secret_id, settings.secret_max_age_seconds)
     return OperationsApi(IngestAuthenticator(fetch_secret), store, status, audiences, replay)

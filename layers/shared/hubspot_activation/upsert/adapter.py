@@ -20,12 +20,14 @@ from ..hubspot.client import DEFAULT_TIMEOUT, HubSpotClient, RetryPolicy, new_se
 from ..hubspot.credentials import RotatingCredentials
 from ..hubspot.governor import GovernorSettings, RateGovernor
 from ..hubspot.versions import Paths
+from ..messages import QueueMessage
 from ..observability import logger, metrics, tracer
 from ..secret_store import secrets_manager_fetcher
 from ..settings import UpsertSettings
 from .audiences import DynamoDbAudienceDirectory
 from .dynamodb_ledger import DynamoDbDailyCounter, DynamoDbLedger
 from .plan import InboundMessage
+from .resume import ResumeJobs
 from .schema import PropertySchema
 from .service import HoldBack, SyncReport, SyncService
 from .topup import MIN_WRITE_SHARE, QueueTopUp, TopUp, change_visibility, defer_tail
@@ -43,6 +45,35 @@ class SqsVisibilityChanger:
     def extend(self, messages: Sequence[InboundMessage], seconds: int) -> None:
         # When SQS refuses, the messages come back after the normal visibility timeout: no loss.
         change_visibility(self._client, self._queue_url, messages, seconds, "could not extend visibility")
+
+
+class SqsQueueSender:
+    """Sends a resume job's messages to the queue: chunk after chunk, so a group's messages keep
+    their order; any message SQS did not take raises, and the job is tried again."""
+
+    def __init__(self, client: SQSClient, queue_url: str) -> None:
+        self._client = client
+        self._queue_url = queue_url
+
+    @tracer.capture_method(capture_response=False, capture_error=False)
+    def publish(self, messages: Sequence[QueueMessage], request_id: str) -> int:
+        requests = 0
+        for start in range(0, len(messages), 10):
+            chunk = messages[start : start + 10]
+            entries: list[Any] = [
+                {
+                    "Id": str(i),
+                    "MessageBody": m.body,
+                    "MessageGroupId": m.group_id,
+                    "MessageDeduplicationId": m.deduplication_id,
+                }
+                for i, m in enumerate(chunk)
+            ]
+            requests += 1
+            response = self._client.send_message_batch(QueueUrl=self._queue_url, Entries=entries)
+            if response.get("Failed"):
+                raise RuntimeError(f"SQS did not take {len(response['Failed'])} messages of {request_id}")
+        return requests
 
 
 class SqsDeadLetters:
@@ -253,6 +284,17 @@ def build_sync_service(settings: UpsertSettings, client: HubSpotClient | None = 
         settings.ledger_table,
         max_age_seconds=settings.audience_cache_seconds,
     )
+    resume = (
+        ResumeJobs(
+            ledger,
+            directory,
+            SqsQueueSender(sqs, settings.queue_url),
+            settings.shard_count,
+            settings.resume_sweep_seconds,
+        )
+        if settings.queue_url
+        else None
+    )
     return SyncService(
         client,
         schema,
@@ -261,6 +303,8 @@ def build_sync_service(settings: UpsertSettings, client: HubSpotClient | None = 
         retry_base_seconds=settings.retry_base_seconds,
         dead_letters=dead_letters,
         directory=directory,
+        markers=ledger,
+        resume=resume,
     )
 
 
@@ -275,6 +319,7 @@ def publish_metrics(report: SyncReport) -> None:
         ("UndecodableMessages", report.undecodable),
         ("ContactsHeldBack", report.contacts_held_back),
         ("ContactsOutOfTime", report.contacts_out_of_time),
+        ("ContactsResumed", report.contacts_resumed),
     ):
         metrics.add_metric(name=name, unit="Count", value=value)
     if report.rate_limit_remaining is not None:

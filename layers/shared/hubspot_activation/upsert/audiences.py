@@ -94,6 +94,9 @@ class DynamoDbAudienceDirectory:
         request: Any = {
             self._table: {
                 "Keys": [{KEY: {"S": key}} for key in by_key],
+                # Strongly consistent: whether a change is held or written must follow the newest
+                # PUT or DELETE, not a replica a second behind.
+                "ConsistentRead": True,
                 "ProjectionExpression": "#k, #n, #s",
                 "ExpressionAttributeNames": {"#k": KEY, "#n": "name", "#s": "status"},
             }

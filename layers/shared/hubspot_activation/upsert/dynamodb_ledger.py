@@ -17,8 +17,21 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ..ledger_keys import ISSUE_AT, ISSUE_FAILED, ISSUE_HELD, ISSUE_STATUS, daily_calls_key
-from ..observability import tracer
+from ..ledger_keys import (
+    EXPIRES_AT,
+    HELD_AUDIENCE,
+    HELD_EMAIL,
+    HELD_INDEX,
+    ISSUE_AT,
+    ISSUE_FAILED,
+    ISSUE_HELD,
+    ISSUE_STATUS,
+    KEY,
+    audience_digest,
+    daily_calls_key,
+    held_marker_key,
+)
+from ..observability import logger, tracer
 from .ledger import (
     FAILED,
     SYNCED,
@@ -80,8 +93,55 @@ class DynamoDbLedger:
                         refused[entry.email] = refusal.reason
         return refused
 
+    @tracer.capture_method(capture_response=False, capture_error=False)
+    def mark_held(self, marks: Sequence[tuple[str, str]], now_ms: int) -> None:
+        """Store a held marker for each (email, audience id): idempotent."""
+        expires = now_ms // 1000 + self._retention_seconds
+        items = [held_marker_item(audience_id, email, expires) for email, audience_id in dict.fromkeys(marks)]
+        for start in range(0, len(items), 25):
+            try:
+                self._write(items[start : start + 25])
+            except _ItemRefused as refusal:  # a marker is a few hundred bytes: not seen in practice
+                logger.error("ledger refused held markers", extra={"error": refusal.reason})
+
+    @tracer.capture_method(capture_response=False, capture_error=False)
+    def unmark_held(self, marks: Sequence[tuple[str, str]]) -> None:
+        keys = [held_marker_key(audience_id, email) for email, audience_id in dict.fromkeys(marks)]
+        for start in range(0, len(keys), 25):
+            deletes: list[Any] = [
+                {"DeleteRequest": {"Key": {KEY: {"S": key}}}} for key in keys[start : start + 25]
+            ]
+            try:
+                self._send_writes(deletes)
+            except _ItemRefused as refusal:
+                logger.error("ledger refused to delete held markers", extra={"error": refusal.reason})
+
+    @tracer.capture_method(capture_response=False, capture_error=False)
+    def held_contacts(self, audience_id: str, limit: int, cursor: str | None) -> tuple[list[str], str | None]:
+        """One page of the contacts holding changes of the audience (by email), and the cursor of
+        the next page (None: this was the last)."""
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": HELD_INDEX,
+            "KeyConditionExpression": "#a = :a",
+            "ExpressionAttributeNames": {"#a": HELD_AUDIENCE},
+            "ExpressionAttributeValues": {":a": {"S": audience_digest(audience_id)}},
+            "Limit": limit,
+        }
+        if cursor:
+            kwargs["ExclusiveStartKey"] = json.loads(cursor)
+        try:
+            page = self._client.query(**kwargs)
+        except (ClientError, BotoCoreError) as exc:
+            raise LedgerUnavailable(f"DynamoDB call failed: {type(exc).__name__}") from exc
+        emails = [str(item[HELD_EMAIL]["S"]) for item in page.get("Items", []) if HELD_EMAIL in item]
+        last = page.get("LastEvaluatedKey")
+        return emails, json.dumps(last, sort_keys=True, separators=(",", ":")) if last else None
+
     def _write(self, items: list[dict[str, Any]]) -> None:
-        writes: list[Any] = [{"PutRequest": {"Item": item}} for item in items]
+        self._send_writes([{"PutRequest": {"Item": item}} for item in items])
+
+    def _send_writes(self, writes: list[Any]) -> None:
         for _response in self._until_processed(
             self._client.batch_write_item, {self._table: writes}, "UnprocessedItems"
         ):
@@ -155,6 +215,18 @@ class DynamoDbLedger:
             item[ISSUE_STATUS] = {"S": ISSUE_HELD}
             item[ISSUE_AT] = {"N": str(entry.updated_at_ms)}
         return item
+
+
+def held_marker_item(audience_id: str, email: str, expires_at: int) -> dict[str, Any]:
+    """The item saying that ``email``'s ledger entry keeps a change of ``audience_id`` (see
+    ``ledger_keys``): in the sparse ``held`` index under the audience's digest."""
+    return {
+        KEY: {"S": held_marker_key(audience_id, email)},
+        HELD_AUDIENCE: {"S": audience_digest(audience_id)},
+        HELD_EMAIL: {"S": email},
+        "audienceId": {"S": audience_id},
+        EXPIRES_AT: {"N": str(expires_at)},
+    }
 
 
 class _ItemRefused(Exception):
