@@ -82,6 +82,29 @@ def test_low_remaining_header_waits_until_our_own_oldest_request_leaves_the_wind
     assert clock.now == before  # plenty left: no pause
 
 
+def test_low_remaining_reuses_only_our_requests_it_counted() -> None:
+    """A request of ours that may have left the window before the low Remaining was counted freed
+    a slot that the window has already refilled: taking it again would overrun the share."""
+    clock = FakeTime()
+    rate = governor(clock, limit_per_window=100, window_seconds=10, share=0.8, concurrency=2)
+    rate.acquire()  # sent at 1000; HubSpot counts it on arrival, by 1000.42 at the latest
+    clock.now += 5
+    rate.observe({"X-HubSpot-RateLimit-Remaining": "60", "X-HubSpot-RateLimit-Max": "100"})
+    clock.now = 1010.1
+    rate.acquire()  # sent at 1010.1: our request of 1000 is likely gone, and its slot reused
+    clock.now += 0.01
+    rate.observe(
+        {
+            "X-HubSpot-RateLimit-Remaining": "20",
+            "X-HubSpot-RateLimit-Max": "100",
+            "X-HubSpot-RateLimit-Interval-Milliseconds": "10000",
+        }
+    )
+    rate.acquire()
+    # Not at 1010.42 (when the old request has surely left), but when the one just counted leaves.
+    assert clock.now == pytest.approx(1010.11 + 10)
+
+
 def test_low_remaining_with_nothing_of_ours_in_the_window_waits_for_the_slots_it_would_take() -> None:
     clock = FakeTime()
     rate = governor(clock, limit_per_window=100, window_seconds=10, share=0.8, concurrency=2)
