@@ -81,10 +81,9 @@ class _Call:
     answered: float | None = None
 
     def arrived_by(self, margin: float) -> float:
-        """The latest HubSpot can have counted it: its answer, or ``margin`` after sending when
-        the answer took longer (network transit is assumed to stay within the margin)."""
-        late = self.sent + margin
-        return late if self.answered is None else min(self.answered, late)
+        """The latest HubSpot can have counted it: before its answer; while it is in flight,
+        network transit is assumed to stay within ``margin`` of sending."""
+        return self.sent + margin if self.answered is None else self.answered
 
 
 class RateGovernor:
