@@ -6,7 +6,8 @@ import base64
 import json
 
 import pytest
-from hubspot_activation.ledger_keys import (
+from hubspot_activation.ledger.issue_item import IssueKey
+from hubspot_activation.ledger.keys import (
     AUDIENCE_PREFIX,
     MAX_KEY_BYTES,
     audience_key,
@@ -22,7 +23,7 @@ from hubspot_activation.operations.views import (
 )
 from hubspot_activation.upsert.ledger import AppliedAudience, LedgerEntry, PendingAttribute
 
-KEY = {"email": {"S": "ada@example.com"}, "issueStatus": {"S": "failed"}, "issueAt": {"N": "1795000000000"}}
+KEY = IssueKey("ada@example.com", "failed", 1795000000000)
 
 
 def test_a_cursor_round_trips_to_the_index_key() -> None:

@@ -27,10 +27,10 @@ from ..http_body import parse_json, read_body
 from ..http_errors import ApiError, error_response, map_errors
 from ..http_errors import quoted as _quoted
 from ..http_errors import request_id as _request_id
+from ..ledger.exclusion_store import DynamoDbExclusionStore
 from ..observability import logger, metrics
 from ..secret_store import secrets_manager_fetcher
 from ..settings import IngestSettings
-from .exclusions import DynamoDbExclusionStore
 from .publisher import EnqueueError, SqsFifoPublisher
 from .service import IngestResult, IngestService
 

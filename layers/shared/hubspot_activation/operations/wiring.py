@@ -10,6 +10,7 @@ from botocore.config import Config
 
 from ..auth import IngestAuthenticator
 from ..ingest.publisher import SqsFifoPublisher
+from ..ledger.operations_store import OperationsStore
 from ..secret_store import secrets_manager_fetcher
 from ..settings import OperationsSettings, UpsertSettings
 from .api import OperationsApi
@@ -18,7 +19,6 @@ from .dead_letters import SqsDeadLetterMover
 from .queues import SqsQueueReader
 from .replay import ReplayService
 from .status import StatusService, StatusSettings
-from .store import OperationsStore
 
 if TYPE_CHECKING:
     from ..hubspot.client import HubSpotClient

@@ -20,11 +20,12 @@ from ..hubspot.client import DEFAULT_TIMEOUT, HubSpotClient, RetryPolicy, new_se
 from ..hubspot.credentials import RotatingCredentials
 from ..hubspot.governor import GovernorSettings, RateGovernor
 from ..hubspot.versions import Paths
+from ..ledger.audience_directory import DynamoDbAudienceDirectory
+from ..ledger.contact_ledger import DynamoDbLedger
+from ..ledger.daily_counter import DynamoDbDailyCounter
 from ..observability import logger, metrics, tracer
 from ..secret_store import secrets_manager_fetcher
 from ..settings import UpsertSettings
-from .audiences import DynamoDbAudienceDirectory
-from .dynamodb_ledger import DynamoDbDailyCounter, DynamoDbLedger
 from .plan import InboundMessage
 from .schema import PropertySchema
 from .service import HoldBack, SyncReport, SyncService

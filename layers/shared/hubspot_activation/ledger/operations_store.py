@@ -1,26 +1,30 @@
-"""The ledger table as the operator's routes read it: contacts, the sparse issues index, counts,
-the daily count of HubSpot calls and audience metadata. Low-level DynamoDB client, no scans."""
+"""The ledger table as the operator's routes read and write it: contacts, the sparse issues index,
+counts, the daily count of HubSpot calls and audience metadata. Low-level DynamoDB client, no
+scans; every item is read and written through its kind's codec."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ..ledger_keys import (
-    ISSUE_AT,
-    ISSUE_STATUS,
-    ISSUES_INDEX,
-    KEY,
-    audience_key,
-    daily_calls_key,
-)
-from ..upsert.dynamodb_ledger import entry_from_item
 from ..upsert.ledger import LedgerEntry
+from .audience_item import (
+    AudienceRecord,
+    audience_key_item,
+    delete_update,
+    record_from_item,
+    save_update,
+    saved_record,
+)
+from .contact_item import contact_key, entry_from_item
+from .daily_calls_item import calls_from_item, daily_calls_key_item
+from .issue_item import Issue, IssueKey, issue_from_item, key_attributes, key_from_attributes
+from .keys import ISSUE_STATUS, ISSUES_INDEX
+from .values import string
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -43,30 +47,9 @@ class Count:
 
 @dataclass(frozen=True)
 class IssuePage:
-    items: list[dict[str, Any]]
+    items: list[Issue]
     #: the index key to continue after (None: this was the last page)
-    last_key: dict[str, Any] | None
-
-
-@dataclass(frozen=True)
-class AudienceRecord:
-    audience_id: str
-    name: str | None
-    description: str | None
-    status: str
-    updated_at_ms: int
-    created_at_ms: int
-    deleted_at_ms: int | None = None
-
-
-def _text(item: Mapping[str, Any], name: str) -> str | None:
-    value = item.get(name)
-    return str(value["S"]) if value and "S" in value else None
-
-
-def _number(item: Mapping[str, Any], name: str) -> int | None:
-    value = item.get(name)
-    return int(Decimal(value["N"])) if value and "N" in value else None
+    last_key: IssueKey | None
 
 
 def _guarded(call: Callable[..., Any], **kwargs: Any) -> Any:
@@ -85,23 +68,23 @@ class OperationsStore:
 
     def contact(self, email: str) -> LedgerEntry | None:
         item = _guarded(
-            self._client.get_item, TableName=self._table, Key={KEY: {"S": email}}, ConsistentRead=True
+            self._client.get_item, TableName=self._table, Key=contact_key(email), ConsistentRead=True
         ).get("Item")
         return entry_from_item(item) if item else None
 
-    def issues(self, status: str, limit: int, start_key: Mapping[str, Any] | None) -> IssuePage:
+    def issues(self, status: str, limit: int, start_key: IssueKey | None) -> IssuePage:
         """One page of the index, newest first. DynamoDB may return fewer than ``limit`` items with
         a key to continue; the page is filled from the following ones so a page is full when more
         exist."""
         items: list[dict[str, Any]] = []
-        key = dict(start_key) if start_key else None
+        key = key_attributes(start_key) if start_key else None
         while True:
             kwargs: dict[str, Any] = {
                 "TableName": self._table,
                 "IndexName": ISSUES_INDEX,
                 "KeyConditionExpression": "#s = :s",
                 "ExpressionAttributeNames": {"#s": ISSUE_STATUS},
-                "ExpressionAttributeValues": {":s": {"S": status}},
+                "ExpressionAttributeValues": {":s": string(status)},
                 "ScanIndexForward": False,
                 "Limit": limit - len(items),
             }
@@ -111,7 +94,9 @@ class OperationsStore:
             items.extend(page.get("Items", []))
             key = page.get("LastEvaluatedKey")
             if not key or len(items) >= limit:
-                return IssuePage(items, key)
+                return IssuePage(
+                    [issue_from_item(item) for item in items], key_from_attributes(key) if key else None
+                )
 
     def count_issues(self, status: str, max_pages: int = MAX_COUNT_PAGES) -> Count:
         """Exact from the sparse index (Select=COUNT reads only the index), up to ``max_pages``."""
@@ -123,7 +108,7 @@ class OperationsStore:
                 "IndexName": ISSUES_INDEX,
                 "KeyConditionExpression": "#s = :s",
                 "ExpressionAttributeNames": {"#s": ISSUE_STATUS},
-                "ExpressionAttributeValues": {":s": {"S": status}},
+                "ExpressionAttributeValues": {":s": string(status)},
                 "Select": "COUNT",
             }
             if key:
@@ -142,94 +127,36 @@ class OperationsStore:
         return int(count) if count is not None else None
 
     def daily_calls(self, day: str) -> int:
-        item = _guarded(
-            self._client.get_item, TableName=self._table, Key={KEY: {"S": daily_calls_key(day)}}
-        ).get("Item")
-        return (_number(item, "calls") or 0) if item else 0
+        item = _guarded(self._client.get_item, TableName=self._table, Key=daily_calls_key_item(day))
+        return calls_from_item(item.get("Item"))
 
     def audience(self, audience_id: str) -> AudienceRecord | None:
         item = _guarded(
             self._client.get_item,
             TableName=self._table,
-            Key={KEY: {"S": audience_key(audience_id)}},
+            Key=audience_key_item(audience_id),
             ConsistentRead=True,
         ).get("Item")
-        return _audience(item) if item else None
+        return record_from_item(item) if item else None
 
     def save_audience(
         self, audience_id: str, name: str, description: str | None
     ) -> tuple[AudienceRecord, bool]:
         """Create or update (and re-activate) an audience; True when it did not exist before."""
         now = int(self._clock() * 1000)
-        values: dict[str, Any] = {
-            ":id": {"S": audience_id},
-            ":name": {"S": name},
-            ":active": {"S": "active"},
-            ":now": {"N": str(now)},
-        }
-        update = (
-            "SET audienceId = :id, #n = :name, #st = :active, updatedAt = :now, "
-            "createdAt = if_not_exists(createdAt, :now)"
-        )
-        if description is not None:
-            values[":d"] = {"S": description}
-            update += ", description = :d"
-        update += " REMOVE deletedAt"
         response = _guarded(
             self._client.update_item,
             TableName=self._table,
-            Key={KEY: {"S": audience_key(audience_id)}},
-            UpdateExpression=update,
-            ExpressionAttributeNames={"#n": "name", "#st": "status"},
-            ExpressionAttributeValues=values,
-            ReturnValues="ALL_OLD",
+            **save_update(audience_id, name, description, now),
         )
         before = response.get("Attributes")
-        record = AudienceRecord(
-            audience_id=audience_id,
-            name=name,
-            description=description if description is not None else (_text(before or {}, "description")),
-            status="active",
-            updated_at_ms=now,
-            created_at_ms=(_number(before, "createdAt") or now) if before else now,
-        )
-        return record, not before
+        return saved_record(audience_id, name, description, now, before), not before
 
     def delete_audience(self, audience_id: str) -> AudienceRecord:
         """Mark the audience deleted (kept, so the consumer knows to drop its changes and a PUT can
         re-activate it); an audience never PUT is recorded as deleted too."""
         now = int(self._clock() * 1000)
         response = _guarded(
-            self._client.update_item,
-            TableName=self._table,
-            Key={KEY: {"S": audience_key(audience_id)}},
-            UpdateExpression=(
-                "SET audienceId = :id, #st = :deleted, updatedAt = :now, "
-                "deletedAt = if_not_exists(deletedAt, :now), createdAt = if_not_exists(createdAt, :now)"
-            ),
-            ExpressionAttributeNames={"#st": "status"},
-            ExpressionAttributeValues={
-                ":id": {"S": audience_id},
-                ":deleted": {"S": "deleted"},
-                ":now": {"N": str(now)},
-            },
-            ReturnValues="ALL_NEW",
+            self._client.update_item, TableName=self._table, **delete_update(audience_id, now)
         )
-        return _audience(response["Attributes"])
-
-
-def _audience(item: Mapping[str, Any]) -> AudienceRecord:
-    return AudienceRecord(
-        audience_id=_text(item, "audienceId") or "",
-        name=_text(item, "name"),
-        description=_text(item, "description"),
-        status=_text(item, "status") or "active",
-        updated_at_ms=_number(item, "updatedAt") or 0,
-        created_at_ms=_number(item, "createdAt") or 0,
-        deleted_at_ms=_number(item, "deletedAt"),
-    )
-
-
-def issue_key(item: Mapping[str, Any]) -> dict[str, Any]:
-    """The index key of an item (what DynamoDB's LastEvaluatedKey holds for this index)."""
-    return {name: item[name] for name in (KEY, ISSUE_STATUS, ISSUE_AT)}
+        return record_from_item(response["Attributes"])
