@@ -143,3 +143,47 @@ def test_the_attribute_value_check_sees_each_spelling(source: str) -> None:
 
 def test_the_attribute_value_check_leaves_plain_data_alone() -> None:
     assert attribute_value_uses("view = {'email': email, 'status': 'S'}; first = row['email']") == []
+
+
+def boto3_client_calls(source: str) -> list[str]:
+    """The outermost function (``module`` at the top level) of each ``boto3.client(...)`` call."""
+    found: list[str] = []
+
+    def visit(node: ast.AST, outer: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            name = outer
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef) and outer == "module":
+                name = child.name
+            if (
+                isinstance(child, ast.Call)
+                and isinstance(child.func, ast.Attribute)
+                and child.func.attr == "client"
+                and isinstance(child.func.value, ast.Name)
+                and child.func.value.id == "boto3"
+            ):
+                found.append(name)
+            visit(child, name)
+
+    visit(ast.parse(source), "module")
+    return found
+
+
+def test_each_function_builds_its_clients_in_its_composition_root_only() -> None:
+    # The builders take clients as parameters, so a test or a benchmark builds the same function
+    # with its own; a client created anywhere else would escape them.
+    roots = {
+        "upsert/wiring.py": {"build_consumer"},
+        "ingest/api.py": {"from_environment"},
+        "operations/wiring.py": {"build_api"},
+    }
+    found = {
+        str(path.relative_to(LIBRARY)): set(calls)
+        for path in LIBRARY.rglob("*.py")
+        if (calls := boto3_client_calls(path.read_text(encoding="utf-8")))
+    }
+    assert found == roots
+
+
+def test_the_client_check_finds_a_client_built_in_a_builder() -> None:
+    source = "import boto3\ndef ledger(table):\n    return Ledger(boto3.client('dynamodb'), table)\n"
+    assert boto3_client_calls(source) == ["ledger"]
