@@ -41,13 +41,7 @@ def contact_item(entry: LedgerEntry, retention_seconds: int) -> Item:
         "expiresAt": {"N": str(entry.updated_at_ms // 1000 + retention_seconds)},
         "audiences": {
             "M": {
-                audience_id: {
-                    "M": {
-                        "status": {"S": applied.status},
-                        "ts": {"N": str(applied.timestamp_ms)},
-                        "order": _order_value(applied.order),
-                    }
-                }
+                audience_id: _audience_value(applied.status, applied.timestamp_ms, applied.order)
                 for audience_id, applied in entry.audiences.items()
             }
         },
@@ -94,17 +88,17 @@ def _pending_audiences_value(pending: Mapping[str, PendingAudience]) -> dict[str
         return None
     return {
         "M": {
-            audience_id: {
-                "M": {
-                    "status": {"S": change.status},
-                    "ts": {"N": str(change.timestamp_ms)},
-                    "order": _order_value(change.order),
-                    **({"name": {"S": change.name}} if change.name else {}),
-                }
-            }
+            audience_id: _audience_value(change.status, change.timestamp_ms, change.order, change.name)
             for audience_id, change in pending.items()
         }
     }
+
+
+def _audience_value(status: str, timestamp_ms: int, order: Order, name: str | None = None) -> dict[str, Any]:
+    fields = {"status": {"S": status}, "ts": {"N": str(timestamp_ms)}, "order": _order_value(order)}
+    if name:
+        fields["name"] = {"S": name}
+    return {"M": fields}
 
 
 def _map(item: Mapping[str, Any], name: str) -> dict[str, Any]:

@@ -66,6 +66,17 @@ class OperationsStore:
         self._table = table
         self._clock = clock
 
+    def _index_query(self, status: str, **options: Any) -> dict[str, Any]:
+        """A Query of one status of the issues index."""
+        return {
+            "TableName": self._table,
+            "IndexName": ISSUES_INDEX,
+            "KeyConditionExpression": "#s = :s",
+            "ExpressionAttributeNames": {"#s": ISSUE_STATUS},
+            "ExpressionAttributeValues": {":s": string(status)},
+            **options,
+        }
+
     def contact(self, email: str) -> LedgerEntry | None:
         item = _guarded(
             self._client.get_item, TableName=self._table, Key=contact_key(email), ConsistentRead=True
@@ -79,15 +90,7 @@ class OperationsStore:
         items: list[dict[str, Any]] = []
         key = key_attributes(start_key) if start_key else None
         while True:
-            kwargs: dict[str, Any] = {
-                "TableName": self._table,
-                "IndexName": ISSUES_INDEX,
-                "KeyConditionExpression": "#s = :s",
-                "ExpressionAttributeNames": {"#s": ISSUE_STATUS},
-                "ExpressionAttributeValues": {":s": string(status)},
-                "ScanIndexForward": False,
-                "Limit": limit - len(items),
-            }
+            kwargs = self._index_query(status, ScanIndexForward=False, Limit=limit - len(items))
             if key:
                 kwargs["ExclusiveStartKey"] = key
             page = _guarded(self._client.query, **kwargs)
@@ -103,14 +106,7 @@ class OperationsStore:
         total = 0
         key: Any = None
         for _page in range(max_pages):
-            kwargs: dict[str, Any] = {
-                "TableName": self._table,
-                "IndexName": ISSUES_INDEX,
-                "KeyConditionExpression": "#s = :s",
-                "ExpressionAttributeNames": {"#s": ISSUE_STATUS},
-                "ExpressionAttributeValues": {":s": string(status)},
-                "Select": "COUNT",
-            }
+            kwargs = self._index_query(status, Select="COUNT")
             if key:
                 kwargs["ExclusiveStartKey"] = key
             page = _guarded(self._client.query, **kwargs)

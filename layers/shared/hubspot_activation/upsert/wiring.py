@@ -101,25 +101,14 @@ def consumer(
     directory: AudienceDirectory | None,
     writer: ContactWriter | None = None,
 ) -> UpsertConsumer:
-    """One container's consumer: the sync service, and the top-up that fills its batches from the
-    queue. ``writer`` sends the batch upserts (the client itself unless a caller observes them)."""
+    """One container's consumer: the sync service (its schema cache, visibility extender and
+    dead-letter queue on ``sqs``), and the top-up that fills its batches from the queue. ``writer``
+    sends the batch upserts (the client itself unless a caller observes them)."""
     topup = (
         QueueTopUp(sqs, settings.queue_url, max_messages=settings.top_up_max_messages)
         if settings.queue_url and settings.top_up_max_messages
         else None
     )
-    service = sync_service(settings, client, sqs, ledger, directory, writer)
-    return UpsertConsumer(service, topup, client.ready_in, settings.batch_fill_seconds)
-
-
-def sync_service(
-    settings: UpsertSettings,
-    client: HubSpotClient,
-    sqs: SQSClient,
-    ledger: Ledger,
-    directory: AudienceDirectory | None,
-    writer: ContactWriter | None = None,
-) -> SyncService:
     schema = PropertySchema(
         client,
         settings.property_group,
@@ -132,7 +121,7 @@ def sync_service(
     dead_letters = (
         SqsDeadLetters(sqs, settings.dead_letter_queue_url) if settings.dead_letter_queue_url else None
     )
-    return SyncService(
+    service = SyncService(
         writer or client,
         schema,
         ledger,
@@ -141,3 +130,4 @@ def sync_service(
         dead_letters=dead_letters,
         directory=directory,
     )
+    return UpsertConsumer(service, topup, client.ready_in, settings.batch_fill_seconds)
