@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import requests
-from hubspot_activation.upsert.dynamodb_ledger import DynamoDbLedger
+from hubspot_activation.ledger.contact_ledger import DynamoDbLedger
 from hubspot_activation.upsert.ledger import LedgerEntry
 
 from local import stack as local_stack
