@@ -2,9 +2,10 @@
 
 A backlog of 50,000 contacts (callers sending 100, then 10 profiles per request - AEP's HTTP API
 destination sends at most 10 - packed by the real ingest service; ``BENCH_PER_REQUEST`` changes
-the list) is drained by 1 consumer and then by ``MaxConcurrency`` consumers (the template's
-default). Each consumer is the real upsert path - the adapter's UpsertConsumer with its top-up,
-SyncService, planner, property schema, HubSpot client, rate governor and credentials - talking
+the list) is drained by 1 consumer, then by the template's ``MaxConcurrency`` (2) and by 4
+(``BENCH_CONSUMERS`` changes the list), each run deployed with a MaxConcurrency of at least its
+number of consumers. Each consumer is the real upsert path - the adapter's UpsertConsumer with its
+top-up, SyncService, planner, property schema, HubSpot client, rate governor and credentials - talking
 HTTP to the sandbox on loopback. SQS FIFO and DynamoDB (ledger, daily counter) are the in-memory
 fakes of ``bench.fakes``; an event-source loop per consumer hands it up to 10 messages as Lambda's
 does and deletes what the answer does not name.
@@ -13,7 +14,8 @@ HubSpot's 10-second window is scaled down (``BENCH_WINDOW_SECONDS``, 3 s by defa
 and the governor alike: the figure is the ratio of contacts per second to the ceiling, configured
 share x limit x 100 contacts per window. The first window's burst is left out of the rate (a
 rolling window starts empty): rate = contacts of every call after the first window's budget /
-time from the first call to the last.
+time from the first call to the last. The busiest window is read from the sandbox's own count of
+the calls (HubSpot counts a call when it arrives): at most the share x limit.
 
 The naive connector writes one contact per request (POST, PATCH by email on 409), sequentially,
 and on a 429 sleeps a fixed 10 s scaled like the window, as several open-source HubSpot targets do;
@@ -53,6 +55,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "backlog_throughput.json
 CONTACTS = int(os.environ.get("BENCH_CONTACTS", "50000"))
 WINDOW_SECONDS = float(os.environ.get("BENCH_WINDOW_SECONDS", "3"))
 PER_REQUEST = [int(n) for n in os.environ.get("BENCH_PER_REQUEST", "100,10").split(",")]
+CONSUMERS = os.environ.get("BENCH_CONSUMERS", "")
 NAIVE_WINDOWS = 5
 
 
@@ -84,18 +87,6 @@ def steady_rate(calls: list[tuple[float, int]], budget: int) -> float:
     return sum(size for _, size in calls[:end]) / (calls[end][0] - calls[0][0])
 
 
-def busiest_window(calls: list[tuple[float, int]], window: float) -> int:
-    """The most calls that ended within any ``window`` seconds: above the budget means the
-    consumers together overran their share (the rate would then read above 100 %)."""
-    times = sorted(t for t, _ in calls)
-    start, most = 0, 0
-    for end, t in enumerate(times):
-        while times[start] <= t - window:
-            start += 1
-        most = max(most, end - start + 1)
-    return most
-
-
 def drain(
     server: SandboxServer, consumers: int, per_request: int, defaults: dict[str, Any], prefix: str
 ) -> dict[str, Any]:
@@ -104,7 +95,8 @@ def drain(
         limit_per_window=limit,
         window_seconds=WINDOW_SECONDS,
         share=float(defaults["HubSpotLimitShare"]),
-        concurrency=int(defaults["MaxConcurrency"]),
+        # Running more consumers than the template's default is deploying a larger MaxConcurrency.
+        concurrency=max(consumers, int(defaults["MaxConcurrency"])),
     )
     fifo, ledger, daily, log = MemoryFifo(), MemoryLedger(), MemoryDailyCounter(), CallLog()
     token = server.state.add_private_app_token()
@@ -117,6 +109,7 @@ def drain(
     setup_requests = sum(c.client.requests_sent for c in pool)
     time.sleep(WINDOW_SECONDS * 1.1)  # an empty window to start from
     log.calls.clear()
+    counted_since = server.state.clock()
     messages = ingest_backlog(fifo, CONTACTS, per_request, int(defaults["ShardCount"]), prefix)
     throttled_before = sum(server.state.throttled.values())
     stats = {"failed_items": 0}
@@ -140,7 +133,8 @@ def drain(
         "contacts_per_call": round(written / calls, 1),
         # how far from full the calls were: {contacts: calls}, the partial ones are the loss
         "calls_by_size": dict(sorted(Counter(size for _, size in log.calls).items(), reverse=True)),
-        "most_calls_in_a_window": busiest_window(log.calls, WINDOW_SECONDS),
+        # above the budget: the consumers together overran their share (as HubSpot counts calls)
+        "most_calls_in_a_window": server.state.busiest_window(token, since=counted_since),
         "budget_per_window": governor.budget,
         "other_requests": sum(c.client.requests_sent for c in pool) - setup_requests - calls,
         "setup_requests": setup_requests,
@@ -214,12 +208,9 @@ def main() -> None:
     )
     server = SandboxServer(SandboxState(config=config)).start()
     try:
-        max_concurrency = int(defaults["MaxConcurrency"])
-        runs = [
-            drain(server, n, size, defaults, f"s{size}c{n}")
-            for size in PER_REQUEST
-            for n in (1, max_concurrency)
-        ]
+        default_counts = [1, int(defaults["MaxConcurrency"]), 4]
+        counts = [int(n) for n in CONSUMERS.split(",")] if CONSUMERS else default_counts
+        runs = [drain(server, n, size, defaults, f"s{size}c{n}") for size in PER_REQUEST for n in counts]
         baseline = naive(server, "naive")
     finally:
         server.stop()

@@ -19,16 +19,12 @@ from typing import Any
 import requests
 from hubspot_activation.hubspot.batch import UpsertInput, UpsertResult
 from hubspot_activation.hubspot.client import CallStats, HubSpotClient, new_session
-from hubspot_activation.hubspot.credentials import RotatingCredentials
 from hubspot_activation.hubspot.governor import GovernorSettings, RateGovernor
-from hubspot_activation.hubspot.versions import Paths
 from hubspot_activation.ingest.service import IngestService
 from hubspot_activation.observability import logger, metrics
 from hubspot_activation.settings import IngestSettings, UpsertSettings
-from hubspot_activation.upsert.adapter import SqsVisibilityChanger, UpsertConsumer
-from hubspot_activation.upsert.schema import PropertySchema
-from hubspot_activation.upsert.service import SyncService
-from hubspot_activation.upsert.topup import QueueTopUp
+from hubspot_activation.upsert.adapter import UpsertConsumer
+from hubspot_activation.upsert.wiring import consumer, hubspot_client
 
 from bench.fakes import MemoryDailyCounter, MemoryFifo, MemoryLedger
 from local.template import load_sam, parameter_defaults
@@ -159,37 +155,23 @@ def build_consumer(
     daily: MemoryDailyCounter,
     log: CallLog,
 ) -> Consumer:
-    """As ``upsert.adapter.build_consumer`` wires it, with the in-memory queue and ledger."""
-    settings = UpsertSettings(ledger_table="memory", hubspot_secret_id="memory", queue_url=QUEUE_URL)  # noqa: S106
-    session = new_session()
-    credentials = RotatingCredentials(
-        lambda force: {"accessToken": token}, hubspot_url + Paths(settings.api_version).oauth_token, session
+    """The product's consumer (``upsert.wiring``'s builders) on the in-memory queue, ledger and
+    daily counter, a static token, and no audience directory or dead-letter queue."""
+    settings = UpsertSettings(
+        ledger_table="memory",
+        hubspot_secret_id="memory",  # noqa: S106
+        queue_url=QUEUE_URL,
+        hubspot_base_url=hubspot_url,
     )
-    client = HubSpotClient(
-        credentials,
+    session = new_session()
+    client = hubspot_client(
+        settings,
+        lambda force: {"accessToken": token},
         RateGovernor(governor, daily_counter=daily),
-        settings.api_version,
-        base_url=hubspot_url,
         session=session,
     )
-    schema = PropertySchema(
-        client,
-        settings.property_group,
-        settings.property_group_label,
-        settings.property_prefix,
-        max_age_seconds=settings.schema_cache_seconds,
-    )
-    service = SyncService(
-        RecordingWriter(client, log),
-        schema,
-        ledger,
-        SqsVisibilityChanger(fifo, QUEUE_URL),  # type: ignore[arg-type]
-        retry_base_seconds=settings.retry_base_seconds,
-    )
-    topup = QueueTopUp(fifo, QUEUE_URL, max_messages=settings.top_up_max_messages)  # type: ignore[arg-type]
-    return Consumer(
-        UpsertConsumer(service, topup, client.ready_in, settings.batch_fill_seconds), client, session
-    )
+    upsert = consumer(settings, client, fifo, ledger, None, RecordingWriter(client, log))  # type: ignore[arg-type]
+    return Consumer(upsert, client, session)
 
 
 def discard_logs() -> None:

@@ -1,6 +1,11 @@
 """End-to-end benchmark on the embedded local stack: ingest API -> local SQS FIFO (moto with SQS's
 FIFO receive, local/sqs_fifo.py) -> upsert handler (with its top-up) -> HubSpot sandbox.
 
+The queue is drained by as many upsert function containers at once as the template's
+MaxConcurrency (2), each with its own handler module (client, governor, schema cache) and its own
+event source poller, as Lambda runs them; ``BENCH_CONSUMERS`` runs another number, deployed with
+that MaxConcurrency (results in ``pipeline_<n>_consumers.json`` then).
+
 For callers sending 1, 10, 100 and 1,000 profiles per request, with 8 and 16 shards:
 
 - fresh: 1,000 new contacts with 2 audiences, posted while nothing consumes (a backlog), then drained;
@@ -25,16 +30,26 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import requests
 
-from bench.harness import aep_profiles
+from bench.harness import aep_profiles, template_defaults
 from local import stack as local_stack
+from local.event_source import EventSourcePoller, PollerStats
+from local.functions import handler
 
-RESULTS = Path(__file__).resolve().parent / "results" / "pipeline.json"
+DEFAULT_CONSUMERS = int(template_defaults()["MaxConcurrency"])
+#: Upsert containers consuming at once (the event source's MaximumConcurrency).
+CONSUMERS = int(os.environ.get("BENCH_CONSUMERS", str(DEFAULT_CONSUMERS)))
+RESULTS = (
+    Path(__file__).resolve().parent
+    / "results"
+    / ("pipeline.json" if CONSUMERS == DEFAULT_CONSUMERS else f"pipeline_{CONSUMERS}_consumers.json")
+)
 #: Contacts per load. The issue's figure is per 1,000; a larger load (``BENCH_CONTACTS``) shows how
 #: much of it is the drain's last partial calls, paid once per drain rather than per 1,000 contacts.
 CONTACTS = int(os.environ.get("BENCH_CONTACTS", "1000"))
@@ -114,7 +129,34 @@ def post_all(stack: local_stack.LocalStack, profiles: list[dict[str, Any]], per_
     return len(bodies)
 
 
-def run(stack: local_stack.LocalStack, profiles: list[dict[str, Any]], per_request: int) -> dict[str, Any]:
+def containers(stack: local_stack.LocalStack, count: int) -> list[EventSourcePoller]:
+    """The stack's poller and ``count - 1`` more, each driving a cold-started upsert handler of
+    its own: separate containers that share only the queue, the ledger and HubSpot."""
+    extra = [
+        replace(
+            stack.poller,
+            sqs=stack.aws.client("sqs"),
+            handler=local_stack.without_metrics_output(handler("upsert", cold_start=True)),
+            stats=PollerStats(),
+            visibility_set=set(),
+        )
+        for _ in range(count - 1)
+    ]
+    return [stack.poller, *extra]
+
+
+def drain(pollers: list[EventSourcePoller]) -> None:
+    """Every container polls until the queue is empty, as the event source's concurrent batches do."""
+    with ThreadPoolExecutor(len(pollers)) as pool:
+        assert all(pool.map(lambda poller: poller.drain(timeout=900), pollers))
+
+
+def run(
+    stack: local_stack.LocalStack,
+    pollers: list[EventSourcePoller],
+    profiles: list[dict[str, Any]],
+    per_request: int,
+) -> dict[str, Any]:
     assert stack.sandbox is not None
     state = stack.sandbox.state
     requests_before, throttled_before = Counter(state.requests), sum(state.throttled.values())
@@ -123,7 +165,7 @@ def run(stack: local_stack.LocalStack, profiles: list[dict[str, Any]], per_reque
     posted_in = time.perf_counter() - started
     with Probe().installed() as probe:
         drain_started = time.perf_counter()
-        assert stack.poller.drain(timeout=900)
+        drain(pollers)
         drained_in = time.perf_counter() - drain_started
     made = Counter(state.requests)
     made.subtract(requests_before)
@@ -149,16 +191,18 @@ def run(stack: local_stack.LocalStack, profiles: list[dict[str, Any]], per_reque
 def measure(shards: int) -> dict[str, dict[str, Any]]:
     saved = dict(os.environ)
     rows: dict[str, dict[str, Any]] = {}
-    stack = local_stack.start(parameters={"ShardCount": shards})
+    stack = local_stack.start(parameters={"ShardCount": shards, "MaxConcurrency": CONSUMERS})
+    pollers = containers(stack, CONSUMERS)
     try:
         for per_request in PER_REQUEST:
             prefix = f"S{shards}R{per_request}"
-            rows[f"{shards} shards, {per_request}/req, fresh"] = run(stack, load(prefix), per_request)
+            fresh = run(stack, pollers, load(prefix), per_request)
+            rows[f"{shards} shards, {per_request}/req, fresh"] = fresh
             # Newer qualification times for everyone (so no body is a duplicate SQS would drop),
             # a changed first name for every other contact.
             resend = load(prefix, "2026-11-21T09:15:00Z", changed=lambda i: i % 2 == 1)
             rows[f"{shards} shards, {per_request}/req, re-send half changed"] = run(
-                stack, resend, per_request
+                stack, pollers, resend, per_request
             )
     finally:
         stack.stop()
@@ -185,7 +229,7 @@ def main() -> None:
     for shards in (int(value) for value in os.environ.get("BENCH_SHARDS", "8,16,48").split(",")):
         rows.update(measure(shards))
     # The local functions' metrics go to a swapped sys.stdout while requests run in parallel.
-    print(table(rows), file=sys.__stdout__)
+    print(f"{CONSUMERS} consumers\n{table(rows)}", file=sys.__stdout__)
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(
         json.dumps(
@@ -194,6 +238,7 @@ def main() -> None:
                 "date": datetime.now(UTC).strftime("%Y-%m-%d"),
                 "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
                 "contacts_per_load": CONTACTS,
+                "consumers": CONSUMERS,
                 "goals": {
                     "fresh_upsert_calls_per_1000": 10.5,
                     "resend_half_changed_upsert_calls_per_1000": 5.5,

@@ -11,7 +11,7 @@ import boto3
 import pytest
 from hubspot_activation.ingest.mapping import AttributeMapping
 from hubspot_activation.ingest.payloads import ParseOptions
-from hubspot_activation.ledger_keys import HELD_AUDIENCE, HELD_EMAIL, HELD_INDEX
+from hubspot_activation.ledger.keys import HELD_AUDIENCE, HELD_EMAIL, HELD_INDEX
 from moto import mock_aws
 
 from local import dynamodb_limits, sqs_fifo

@@ -8,7 +8,8 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from hubspot_activation.observability import logger, metrics, tracer
 from hubspot_activation.settings import UpsertSettings
-from hubspot_activation.upsert.adapter import UpsertConsumer, build_consumer
+from hubspot_activation.upsert.adapter import UpsertConsumer
+from hubspot_activation.upsert.wiring import build_consumer
 
 
 @cache

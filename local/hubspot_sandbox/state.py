@@ -21,6 +21,8 @@ ALL_SCOPES = frozenset(
     }
 )
 PORTAL_ID = 24_681_357
+#: Counted calls kept per token for ``busiest_window`` (a long-running sandbox forgets older ones).
+CALL_LOG_SIZE = 100_000
 #: HubSpot's documented limits per tier (per app per 10 s, per account per day), 2026.
 TIERS = {
     "free": (100, 250_000),
@@ -157,6 +159,9 @@ class SandboxState:
         default_factory=dict
     )  # token -> (client, scopes)
     windows: dict[str, deque[float]] = field(default_factory=dict)
+    #: when the 10-second limit counted each call, per token (the latest CALL_LOG_SIZE): what a
+    #: client's pacing is judged by, since HubSpot counts a call on arrival, not when it is answered
+    counted: dict[str, deque[float]] = field(default_factory=dict)
     daily_used: int = 0
     requests: Counter[str] = field(default_factory=Counter)
     throttled: Counter[str] = field(default_factory=Counter)
@@ -195,6 +200,19 @@ class SandboxState:
         self.tokens[token.value] = token
         return token
 
+    def busiest_window(self, token: str, since: float = float("-inf")) -> int:
+        """The most calls of ``token`` counted since ``since`` in any window of the 10-second
+        limit (which the limit would refuse past ``ten_second_limit``)."""
+        with self.lock:
+            times = [t for t in self.counted.get(token, ()) if t >= since]
+        width = self.config.window_ms / 1000
+        start = most = 0
+        for end, moment in enumerate(times):
+            while times[start] <= moment - width:
+                start += 1
+            most = max(most, end - start + 1)
+        return most
+
     def custom_property_count(self) -> int:
         return sum(1 for p in self.properties.values() if not p.get("hubspotDefined"))
 
@@ -213,5 +231,6 @@ class SandboxState:
         if len(window) >= self.config.ten_second_limit:
             return "TEN_SECONDLY_ROLLING", 0, self.config.daily_limit - self.daily_used
         window.append(now)
+        self.counted.setdefault(token, deque(maxlen=CALL_LOG_SIZE)).append(now)
         self.daily_used += 1
         return None, self.config.ten_second_limit - len(window), self.config.daily_limit - self.daily_used

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import requests
 from botocore.client import BaseClient
+from hubspot_activation.ledger.contact_ledger import DynamoDbLedger
 from hubspot_activation.upsert import resume as resume_module
-from hubspot_activation.upsert.dynamodb_ledger import DynamoDbLedger
 from hubspot_activation.upsert.ledger import LedgerEntry
 
 from local import stack as local_stack

@@ -1,12 +1,13 @@
-"""Eight consumers, each with its own governor (as eight Lambda instances would) that alone could use
-the whole share, divide one app's 10-second limit through HubSpot's Remaining header: the sandbox
-must never answer 429."""
+"""Several consumers, each with its own governor (as several Lambda instances would) that alone could
+use the whole share, divide one app's 10-second limit through HubSpot's Remaining header: the sandbox
+never answers 429, and together they never count more than the share in any rolling window."""
 
 from __future__ import annotations
 
 import threading
 import time
 
+import pytest
 from hubspot_activation.hubspot.client import HubSpotClient, UpsertInput, new_session
 from hubspot_activation.hubspot.credentials import StaticTokenCredentials
 from hubspot_activation.hubspot.governor import GovernorSettings, RateGovernor
@@ -19,13 +20,44 @@ CONSUMERS = 8
 
 
 def test_eight_concurrent_consumers_draw_no_429(sandbox: SandboxServer) -> None:
+    settings, clients = consumers(sandbox, CONSUMERS, share=0.9)
+    drive(clients, seconds=2.5)
+    assert sandbox.state.throttled == {}
+    assert sum(client.governor.throttled for client in clients) == 0
+    sent = sum(client.requests_sent for client in clients)
+    assert sent == sandbox.state.requests["POST batch_upsert"]
+    assert sent > 2 * settings.budget  # the load really exceeded the app's share, window after window
+
+
+@pytest.mark.parametrize("count", [2, 4])
+def test_concurrent_consumers_keep_to_the_share_in_every_rolling_window(
+    sandbox: SandboxServer, count: int
+) -> None:
+    """The share is a ceiling on what all consumers together send in any window, as HubSpot counts
+    them (on arrival): pacing from the Remaining header must not let them overrun it by the
+    requests that leave the window while they switch from sending freely to reusing their own
+    slots."""
+    settings, clients = consumers(sandbox, count, share=0.8)
+    drive(clients, seconds=3.0)
+    (token,) = sandbox.state.counted
+    sent = sum(client.requests_sent for client in clients)
+    assert sent > 2 * settings.budget  # windows full of requests, not a trickle
+    assert sandbox.state.busiest_window(token) <= settings.budget
+    assert sandbox.state.throttled == {}
+
+
+def consumers(
+    sandbox: SandboxServer, count: int, share: float
+) -> tuple[GovernorSettings, list[HubSpotClient]]:
+    """``count`` clients of one private app, each with its own governor (a Lambda instance each),
+    the event source's MaximumConcurrency being ``count``."""
     config = sandbox.state.config  # 100 requests per 1 s window (a fast stand-in for 10 s)
     token = sandbox.state.add_private_app_token()
     settings = GovernorSettings(
         limit_per_window=config.ten_second_limit,
         window_seconds=config.window_ms / 1000,
-        share=0.9,
-        concurrency=CONSUMERS,
+        share=share,
+        concurrency=count,
         daily_reserve=0,
     )
     clients = [
@@ -37,9 +69,14 @@ def test_eight_concurrent_consumers_draw_no_429(sandbox: SandboxServer) -> None:
             session=new_session(),
             retry=FAST_RETRY,
         )
-        for _ in range(CONSUMERS)
+        for _ in range(count)
     ]
-    deadline = time.monotonic() + 2.5
+    return settings, clients
+
+
+def drive(clients: list[HubSpotClient], seconds: float) -> None:
+    """Every client upserts batches of five contacts back to back for ``seconds``."""
+    deadline = time.monotonic() + seconds
     failures: list[BaseException] = []
 
     def consume(index: int, client: HubSpotClient) -> None:
@@ -58,8 +95,3 @@ def test_eight_concurrent_consumers_draw_no_429(sandbox: SandboxServer) -> None:
     for thread in threads:
         thread.join()
     assert failures == []
-    assert sandbox.state.throttled == {}
-    assert sum(client.governor.throttled for client in clients) == 0
-    sent = sum(client.requests_sent for client in clients)
-    assert sent == sandbox.state.requests["POST batch_upsert"]
-    assert sent > 2 * settings.budget  # the load really exceeded the app's share, window after window

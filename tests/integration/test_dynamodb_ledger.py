@@ -6,7 +6,8 @@ from collections.abc import Iterator
 
 import boto3
 import pytest
-from hubspot_activation.upsert.dynamodb_ledger import DynamoDbDailyCounter, DynamoDbLedger
+from hubspot_activation.ledger.contact_ledger import DynamoDbLedger
+from hubspot_activation.ledger.daily_counter import DynamoDbDailyCounter
 from hubspot_activation.upsert.ledger import (
     AppliedAudience,
     LedgerEntry,

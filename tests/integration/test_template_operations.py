@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 import pytest
-from hubspot_activation.ledger_keys import AUDIENCE_PREFIX, DAILY_CALLS_PREFIX, EXCLUDED_PREFIX
+from hubspot_activation.ledger.keys import AUDIENCE_PREFIX, DAILY_CALLS_PREFIX, EXCLUDED_PREFIX
 
 from local.template import translate
 

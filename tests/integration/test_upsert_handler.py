@@ -10,10 +10,10 @@ from typing import Any
 
 import boto3
 import pytest
+from hubspot_activation.ledger.contact_item import entry_from_item
 from hubspot_activation.messages import REPLAY_SOURCE, pack
 from hubspot_activation.model import AudienceChange, AudienceStatus, ContactUpdate
 from hubspot_activation.operations.views import contact_view
-from hubspot_activation.upsert.dynamodb_ledger import entry_from_item
 from moto import mock_aws
 
 from local.functions import handler

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from botocore.exceptions import ClientError, ReadTimeoutError
-from hubspot_activation.ingest.exclusions import STORE_BUDGET_SECONDS, DynamoDbExclusionStore
+from hubspot_activation.ledger.exclusion_store import STORE_BUDGET_SECONDS, DynamoDbExclusionStore
 from hubspot_activation.model import Exclusion
 
 REASON = "email has no '@' between a local part and a domain"

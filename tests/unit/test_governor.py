@@ -65,7 +65,9 @@ def test_low_remaining_header_waits_until_our_own_oldest_request_leaves_the_wind
     clock = FakeTime()
     rate = governor(clock, limit_per_window=100, window_seconds=10, share=0.8, concurrency=2)
     rate.acquire()
+    rate.observe({"X-HubSpot-RateLimit-Remaining": "60", "X-HubSpot-RateLimit-Max": "100"})
     clock.now += 4
+    rate.acquire()
     low = {
         "X-HubSpot-RateLimit-Remaining": "5",
         "X-HubSpot-RateLimit-Max": "100",
@@ -80,6 +82,29 @@ def test_low_remaining_header_waits_until_our_own_oldest_request_leaves_the_wind
     before = clock.now
     rate.acquire()
     assert clock.now == before  # plenty left: no pause
+
+
+def test_low_remaining_reuses_only_our_requests_it_counted() -> None:
+    """A request of ours that may have left the window before the low Remaining was counted freed
+    a slot that the window has already refilled: taking it again would overrun the share."""
+    clock = FakeTime()
+    rate = governor(clock, limit_per_window=100, window_seconds=10, share=0.8, concurrency=2)
+    rate.acquire()  # sent at 1000, answered at 1005: HubSpot counted it in between
+    clock.now += 5
+    rate.observe({"X-HubSpot-RateLimit-Remaining": "60", "X-HubSpot-RateLimit-Max": "100"})
+    clock.now = 1010.1
+    rate.acquire()  # sent at 1010.1: our request of 1000 may be gone, and its slot reused
+    clock.now += 0.01
+    rate.observe(
+        {
+            "X-HubSpot-RateLimit-Remaining": "20",
+            "X-HubSpot-RateLimit-Max": "100",
+            "X-HubSpot-RateLimit-Interval-Milliseconds": "10000",
+        }
+    )
+    rate.acquire()
+    # Not when the old request leaves (by 1015), but when the one just counted surely does.
+    assert clock.now == pytest.approx(1010.11 + 10)
 
 
 def test_low_remaining_with_nothing_of_ours_in_the_window_waits_for_the_slots_it_would_take() -> None:

@@ -78,3 +78,112 @@ def test_the_sandbox_imports_nothing_from_the_product() -> None:
                 else []
             )
             assert not any(name.startswith("hubspot_activation") for name in names), path
+
+
+#: How DynamoDB's low-level API spells an attribute value's type, and boto3's converters of them.
+_ATTRIBUTE_TYPES = frozenset({"S", "N", "B", "M", "L", "SS", "NS", "BS", "BOOL", "NULL"})
+_CONVERTERS = frozenset({"TypeSerializer", "TypeDeserializer"})
+
+
+def _spelled_names(node: ast.AST) -> list[object]:
+    if isinstance(node, ast.Dict):
+        return [key.value for key in node.keys if isinstance(key, ast.Constant)]
+    if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant):
+        return [node.slice.value]
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get":
+        return [arg.value for arg in node.args[:1] if isinstance(arg, ast.Constant)]
+    if isinstance(node, ast.Name) and node.id in _CONVERTERS:
+        return [node.id]
+    if isinstance(node, ast.Attribute) and node.attr in _CONVERTERS:
+        return [node.attr]
+    if isinstance(node, ast.alias) and node.name.split(".")[-1] in _CONVERTERS:
+        return [node.name]
+    return []
+
+
+def attribute_value_uses(source: str) -> list[str]:
+    """Where a module spells a DynamoDB attribute value: a dict key, a subscript or a ``.get`` of
+    one of the type names, or boto3's TypeSerializer/TypeDeserializer; as ``line: name``."""
+    return [
+        f"{getattr(node, 'lineno', 0)}: {name}"
+        for node in ast.walk(ast.parse(source))
+        for name in _spelled_names(node)
+        if name in _ATTRIBUTE_TYPES or name in _CONVERTERS
+    ]
+
+
+def test_no_dynamodb_attribute_value_outside_the_ledger_package() -> None:
+    # The table's layout is the ledger package's alone: everything else sees plain data.
+    offenders = {
+        str(path.relative_to(LIBRARY)): uses
+        for path in LIBRARY.rglob("*.py")
+        if (LIBRARY / "ledger") not in path.parents
+        if (uses := attribute_value_uses(path.read_text(encoding="utf-8")))
+    }
+    assert offenders == {}
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "key = {'email': {'S': email}}",
+        "count = int(item['calls']['N'])",
+        "name = item.get('name', {}).get('S')",
+        "flag = {'BOOL': True}",
+        "nothing = {'NULL': True}",
+        "parts = value['L']",
+        "fields = value.get('M')",
+        "from boto3.dynamodb.types import TypeSerializer",
+        "import boto3.dynamodb.types as t\nt.TypeDeserializer().deserialize(value)",
+    ],
+)
+def test_the_attribute_value_check_sees_each_spelling(source: str) -> None:
+    assert attribute_value_uses(source)
+
+
+def test_the_attribute_value_check_leaves_plain_data_alone() -> None:
+    assert attribute_value_uses("view = {'email': email, 'status': 'S'}; first = row['email']") == []
+
+
+def boto3_client_calls(source: str) -> list[str]:
+    """The outermost function (``module`` at the top level) of each ``boto3.client(...)`` call."""
+    found: list[str] = []
+
+    def visit(node: ast.AST, outer: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            name = outer
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef) and outer == "module":
+                name = child.name
+            if (
+                isinstance(child, ast.Call)
+                and isinstance(child.func, ast.Attribute)
+                and child.func.attr == "client"
+                and isinstance(child.func.value, ast.Name)
+                and child.func.value.id == "boto3"
+            ):
+                found.append(name)
+            visit(child, name)
+
+    visit(ast.parse(source), "module")
+    return found
+
+
+def test_each_function_builds_its_clients_in_its_composition_root_only() -> None:
+    # The builders take clients as parameters, so a test or a benchmark builds the same function
+    # with its own; a client created anywhere else would escape them.
+    roots = {
+        "upsert/wiring.py": {"build_consumer"},
+        "ingest/api.py": {"from_environment"},
+        "operations/wiring.py": {"build_api"},
+    }
+    found = {
+        str(path.relative_to(LIBRARY)): set(calls)
+        for path in LIBRARY.rglob("*.py")
+        if (calls := boto3_client_calls(path.read_text(encoding="utf-8")))
+    }
+    assert found == roots
+
+
+def test_the_client_check_finds_a_client_built_in_a_builder() -> None:
+    source = "import boto3\ndef ledger(table):\n    return Ledger(boto3.client('dynamodb'), table)\n"
+    assert boto3_client_calls(source) == ["ledger"]

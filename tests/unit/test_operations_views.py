@@ -6,7 +6,8 @@ import base64
 import json
 
 import pytest
-from hubspot_activation.ledger_keys import (
+from hubspot_activation.ledger.issue_item import IssueKey
+from hubspot_activation.ledger.keys import (
     AUDIENCE_PREFIX,
     MAX_KEY_BYTES,
     audience_key,
@@ -22,13 +23,20 @@ from hubspot_activation.operations.views import (
 )
 from hubspot_activation.upsert.ledger import AppliedAudience, LedgerEntry, PendingAttribute
 
-KEY = {"email": {"S": "ada@example.com"}, "issueStatus": {"S": "failed"}, "issueAt": {"N": "1795000000000"}}
+KEY = IssueKey("ada@example.com", "failed", 1795000000000)
 
 
 def test_a_cursor_round_trips_to_the_index_key() -> None:
     cursor = encode_cursor(KEY)
     assert "ada" not in cursor  # opaque, not the key in clear
     assert decode_cursor(cursor, "failed") == KEY
+
+
+def test_a_cursor_is_the_same_document_whatever_version_handed_it_out() -> None:
+    # Cursors handed out by a running deployment keep working after an update.
+    document = b'{"k":"ada@example.com","s":"failed","t":1795000000000}'
+    handed_out = base64.urlsafe_b64encode(document).decode("ascii").rstrip("=")
+    assert encode_cursor(KEY) == handed_out and decode_cursor(handed_out, "failed") == KEY
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from .ledger_keys import audience_digest
+from .ledger.keys import audience_digest
 from .model import ContactUpdate, as_integer
 
 #: v2 carries the receive time in the envelope and each update's position in its request.

@@ -9,13 +9,13 @@ from typing import Any
 SecretFetcher = Callable[[bool], Any]
 
 
-def secrets_manager_fetcher(secret_id: str, max_age_seconds: int, client: Any = None) -> SecretFetcher:
-    """A fetcher with a provider of its own (not powertools' module-level default), so its boto3
-    client follows this container's configuration; its cache still spans invocations."""
-    import boto3  # only the functions' adapters call this: keep the pure modules importable without it
+def secrets_manager_fetcher(secret_id: str, max_age_seconds: int, client: Any) -> SecretFetcher:
+    """A fetcher with a provider of its own (not powertools' module-level default) around
+    ``client`` (a boto3 Secrets Manager client, built by the function's composition root); its
+    cache still spans invocations."""
     from aws_lambda_powertools.utilities import parameters
 
-    provider = parameters.SecretsProvider(boto3_client=client or boto3.client("secretsmanager"))
+    provider = parameters.SecretsProvider(boto3_client=client)
 
     def fetch(force: bool) -> Any:
         return provider.get(secret_id, max_age=max_age_seconds, force_fetch=force)

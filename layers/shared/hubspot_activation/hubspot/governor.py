@@ -72,6 +72,20 @@ class DailyCounter(Protocol):
 DAILY_BLOCK = 10
 
 
+@dataclass
+class _Call:
+    """One request of ours: when it was sent, and when its answer came (None while in flight).
+    HubSpot counts it on arrival, which is after ``sent`` and before ``answered``."""
+
+    sent: float
+    answered: float | None = None
+
+    def arrived_by(self, margin: float) -> float:
+        """The latest HubSpot can have counted it: before its answer; while it is in flight,
+        network transit is assumed to stay within ``margin`` of sending."""
+        return self.sent + margin if self.answered is None else self.answered
+
+
 class RateGovernor:
     def __init__(
         self,
@@ -88,12 +102,14 @@ class RateGovernor:
         self._clock = clock
         self._sleep = sleep
         self._wall_clock = wall_clock
-        self._sent: deque[float] = deque()
+        self._sent: deque[_Call] = deque()
         self._paused_until = 0.0
         self._daily_stop_until: float | None = None
         self._lock = threading.Lock()
+        #: the request each thread sent last, which the answer it observes belongs to
+        self._current = threading.local()
         # Arrival at HubSpot is a little later than our send time: keep a margin on the window.
-        self._window = settings.window_seconds * 1.02 + 0.02
+        self._margin = settings.window_seconds * 0.02 + 0.02
         self.waited_seconds = 0.0
         self.throttled = 0
         #: HubSpot's X-HubSpot-RateLimit-Remaining on the latest answer (None before any)
@@ -111,7 +127,9 @@ class RateGovernor:
                 now = self._clock()
                 wait = self._wait_locked(now)
                 if wait <= 0:
-                    self._sent.append(now)
+                    call = _Call(now)
+                    self._sent.append(call)
+                    self._current.call = call
                     return
             self.waited_seconds += wait
             self._sleep(wait)
@@ -123,12 +141,19 @@ class RateGovernor:
 
     def _wait_locked(self, now: float) -> float:
         """How long the next request must wait: a pause, or our own budget's window (lock held)."""
-        while self._sent and self._sent[0] <= now - self._window:
-            self._sent.popleft()
+        self._forget_left(now)
         wait = self._paused_until - now
         if len(self._sent) >= self.settings.budget:
-            wait = max(wait, self._sent[0] + self._window - now)
+            wait = max(wait, self._leaves(self._sent[0]) - now)
         return wait
+
+    def _leaves(self, call: _Call) -> float:
+        """When ``call`` has surely left HubSpot's rolling window."""
+        return call.arrived_by(self._margin) + self.settings.window_seconds
+
+    def _forget_left(self, now: float) -> None:
+        while self._sent and self._leaves(self._sent[0]) <= now:
+            self._sent.popleft()
 
     def _count_daily(self) -> None:
         """Count this call in the connector's shared daily total (in blocks, to spare the counter),
@@ -165,28 +190,41 @@ class RateGovernor:
         maximum = _int(headers.get("X-HubSpot-RateLimit-Max")) or self.settings.limit_per_window
         interval_ms = _int(headers.get("X-HubSpot-RateLimit-Interval-Milliseconds"))
         interval = interval_ms / 1000 if interval_ms else self.settings.window_seconds
+        observed: _Call | None = getattr(self._current, "call", None)
+        self._current.call = None
         with self._lock:
+            if observed is not None:
+                observed.answered = self._clock()
             if remaining is not None:
                 self.last_remaining = remaining
                 headroom = self.settings.headroom(maximum)
                 if remaining <= headroom:
                     self._paused_until = max(
-                        self._paused_until, self._slot_frees_at(remaining, headroom, maximum, interval)
+                        self._paused_until,
+                        self._slot_frees_at(observed, remaining, headroom, maximum, interval),
                     )
             daily_remaining = _int(headers.get("X-HubSpot-RateLimit-Daily-Remaining"))
             if daily_remaining is not None and daily_remaining <= self.settings.daily_reserve:
                 self._daily_stop_until = next_daily_reset(self._wall_clock(), self.settings.account_timezone)
 
-    def _slot_frees_at(self, remaining: int, headroom: float, maximum: int, interval: float) -> float:
+    def _slot_frees_at(
+        self, observed: _Call | None, remaining: int, headroom: float, maximum: int, interval: float
+    ) -> float:
         """When the window is down to its headroom, send again only when one of our own requests
-        leaves it: each consumer then reuses only the slots it frees itself, so together they keep
-        the window full and never overrun it, however many there are. A consumer with nothing in
-        the window waits for roughly the slots it would eat into."""
+        that ``remaining`` counted leaves it: each consumer then reuses only slots it frees itself,
+        so together they keep the window full and never overrun it, however many there are.
+
+        Only requests still in the window when the observed one arrived count: one of ours that
+        left before that freed a slot the window has already refilled (any consumer may send
+        while it is above the headroom), and reusing it again would overrun the share by every
+        request that left within the arrival margin. A consumer with nothing counted waits for
+        roughly the slots it would eat into."""
         now = self._clock()
-        while self._sent and self._sent[0] <= now - self._window:
-            self._sent.popleft()
-        if self._sent:
-            return self._sent[0] + self._window
+        self._forget_left(now)
+        counted_after = (observed.arrived_by(self._margin) if observed is not None else now) - interval
+        counted = [self._leaves(call) for call in self._sent if call.sent > counted_after]
+        if counted:
+            return min(counted)
         deficit = headroom - remaining + 1
         return now + interval * deficit / maximum
 
@@ -224,10 +262,10 @@ class RateGovernor:
         if remaining is not None and remaining > 0:
             return one_slot  # the window has room again: a short pause is all that is needed
         now = self._clock()
-        in_window = [sent for sent in self._sent if sent > now - interval]
+        in_window = [call.sent for call in self._sent if call.sent > now - interval]
         if not in_window:
             return one_slot
-        return max(one_slot, in_window[0] + interval * 1.02 + 0.02 - now)
+        return max(one_slot, in_window[0] + interval + self._margin - now)
 
 
 def next_daily_reset(now: float, timezone: str = "UTC") -> float:

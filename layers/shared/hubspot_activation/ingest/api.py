@@ -27,15 +27,16 @@ from ..http_body import parse_json, read_body
 from ..http_errors import ApiError, error_response, map_errors
 from ..http_errors import quoted as _quoted
 from ..http_errors import request_id as _request_id
+from ..ledger.exclusion_store import DynamoDbExclusionStore
 from ..observability import logger, metrics
-from ..secret_store import secrets_manager_fetcher
+from ..secret_store import SecretFetcher, secrets_manager_fetcher
 from ..settings import IngestSettings
-from .exclusions import DynamoDbExclusionStore
 from .publisher import EnqueueError, SqsFifoPublisher
 from .service import IngestResult, IngestService
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_sqs import SQSClient
 
 #: The routes this API serves, and their methods (anything else: 404, or 405 with ``Allow``).
 ROUTES: dict[str, tuple[str, ...]] = {"/activations": ("POST",)}
@@ -80,18 +81,31 @@ def _unknown_route(path: str, method: str) -> ApiError:
     )
 
 
-def exclusions_client(read_timeout: float = EXCLUSIONS_READ_TIMEOUT) -> DynamoDBClient:
+def exclusions_config(read_timeout: float = EXCLUSIONS_READ_TIMEOUT) -> Config:
     """DynamoDB for the exclusion list: exactly one attempt per call (``total_max_attempts`` counts
     the first one; botocore's ``max_attempts`` would allow a retry) and short timeouts, so the
-    operator's list never costs the caller's answer (see ``exclusions``)."""
-    return boto3.client(
-        "dynamodb",
-        config=Config(
-            connect_timeout=EXCLUSIONS_CONNECT_TIMEOUT,
-            read_timeout=read_timeout,
-            retries={"total_max_attempts": 1, "mode": "standard"},
-        ),
+    operator's list never costs the caller's answer (see ``ledger.exclusion_store``)."""
+    return Config(
+        connect_timeout=EXCLUSIONS_CONNECT_TIMEOUT,
+        read_timeout=read_timeout,
+        retries={"total_max_attempts": 1, "mode": "standard"},
     )
+
+
+def ingest_api(
+    settings: IngestSettings, sqs: SQSClient, fetch_secret: SecretFetcher, dynamodb: DynamoDBClient | None
+) -> IngestApi:
+    """The ingest API on these clients; exclusions are kept only with ``dynamodb`` and a table."""
+    exclusions = None
+    if settings.ledger_table and dynamodb is not None:
+        exclusions = DynamoDbExclusionStore(
+            dynamodb,
+            settings.ledger_table,
+            settings.exclusion_retention_days,
+            budget_seconds=settings.exclusion_store_seconds,
+        )
+    service = IngestService(settings, SqsFifoPublisher(sqs, settings.queue_url), exclusions=exclusions)
+    return IngestApi(service, IngestAuthenticator(fetch_secret), settings.max_body_bytes)
 
 
 class IngestApi:
@@ -114,24 +128,23 @@ class IngestApi:
 
     @classmethod
     def from_environment(cls) -> IngestApi:
+        """The ingest function's composition root: its boto3 clients, built once each here."""
         settings = IngestSettings.from_env()
         # Short timeouts and few retries: AEP gives up on us after 2 s, and a 503 makes it retry.
         sqs = boto3.client(
             "sqs",
             config=Config(connect_timeout=1, read_timeout=2, retries={"max_attempts": 2, "mode": "standard"}),
         )
-        publisher = SqsFifoPublisher(sqs, settings.queue_url)
-        fetch_secret = secrets_manager_fetcher(settings.ingest_secret_id, settings.secret_max_age_seconds)
-        exclusions = None
-        if settings.ledger_table:
-            exclusions = DynamoDbExclusionStore(
-                exclusions_client(settings.exclusion_store_seconds),
-                settings.ledger_table,
-                settings.exclusion_retention_days,
-                budget_seconds=settings.exclusion_store_seconds,
-            )
-        service = IngestService(settings, publisher, exclusions=exclusions)
-        return cls(service, IngestAuthenticator(fetch_secret), settings.max_body_bytes)
+        secrets = boto3.client("secretsmanager")
+        dynamodb = (
+            boto3.client("dynamodb", config=exclusions_config(settings.exclusion_store_seconds))
+            if settings.ledger_table
+            else None
+        )
+        fetch_secret = secrets_manager_fetcher(
+            settings.ingest_secret_id, settings.secret_max_age_seconds, secrets
+        )
+        return ingest_api(settings, sqs, fetch_secret, dynamodb)
 
     def handle(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
         resolver = self._http if event.get("version") == "2.0" else self._rest

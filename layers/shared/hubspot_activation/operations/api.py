@@ -25,12 +25,12 @@ from ..emails import email_problem, normalize_email
 from ..http_body import parse_json, read_body
 from ..http_errors import ApiError, as_api_error, error_response, map_errors, quoted, request_id
 from ..ingest.publisher import EnqueueError
-from ..ledger_keys import ISSUE_FAILED, ISSUE_STATUSES
+from ..ledger.keys import ISSUE_FAILED, ISSUE_STATUSES
+from ..ledger.operations_store import OperationsStore, StoreUnavailable
 from ..observability import logger, metrics
 from .audiences import AudienceService
 from .replay import ReplayService
 from .status import StatusService
-from .store import OperationsStore, StoreUnavailable
 from .views import InvalidParameter, contact_view, decode_cursor, encode_cursor, issue_view
 
 DEFAULT_PAGE = 25

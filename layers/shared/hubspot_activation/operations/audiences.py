@@ -21,9 +21,10 @@ import uuid
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from ..ledger.audience_item import AudienceRecord
+from ..ledger.operations_store import OperationsStore
 from ..observability import logger
 from ..upsert.properties import audience_property_name
-from .store import AudienceRecord, OperationsStore
 from .views import InvalidParameter
 
 MAX_ID_CHARACTERS = 256

@@ -17,12 +17,13 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ..ingest.publisher import MessagePublisher
-from ..ledger_keys import ISSUE_FAILED, KEY
+from ..ledger.issue_item import IssueKey
+from ..ledger.keys import ISSUE_FAILED
+from ..ledger.operations_store import OperationsStore
 from ..messages import DEFAULT_MAX_MESSAGE_BYTES, REPLAY_SOURCE, ResumeJob, encode_update, pack_encoded
 from ..model import ContactUpdate
 from .dead_letters import DeadLetterMover, MoveReport
 from .queues import QueueReader
-from .store import OperationsStore
 from .views import decode_cursor, encode_cursor
 
 
@@ -93,13 +94,13 @@ class ReplayService:
         self._publisher.publish([ResumeJob(audience_id).message(request_id, now_ms)], request_id)
         return {"queued": True}
 
-    def _contacts(self, status: str, start_key: dict[str, Any] | None, deadline: float) -> _Contacts:
+    def _contacts(self, status: str, start_key: IssueKey | None, deadline: float) -> _Contacts:
         emails: list[str] = []
         key = start_key
         while len(emails) < self._limits.max_contacts and self._monotonic() < deadline:
             size = min(self._limits.page_size, self._limits.max_contacts - len(emails))
             page = self._store.issues(status, size, key)
-            emails.extend(str(item[KEY]["S"]) for item in page.items)
+            emails.extend(issue.key for issue in page.items)
             key = page.last_key
             if key is None:
                 return _Contacts(emails, None)

@@ -16,9 +16,9 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from ..ledger_keys import ISSUE_EXCLUDED, ISSUE_FAILED
+from ..ledger.keys import ISSUE_EXCLUDED, ISSUE_FAILED
+from ..ledger.operations_store import OperationsStore
 from .queues import QueueReader
-from .store import OperationsStore
 from .views import error_kind, issue_view
 
 #: The newest issues read for "last error by kind".

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping
-from decimal import Decimal
 from typing import Any
 
 from ..http_body import parse_json
 from ..http_errors import InvalidInput
-from ..ledger_keys import ISSUE_AT, ISSUE_EXCLUDED, ISSUE_STATUS, KEY
+from ..ledger.issue_item import Issue, IssueKey
+from ..ledger.keys import ISSUE_EXCLUDED
 from ..timestamps import iso_from_ms
 from ..upsert.ledger import LedgerEntry
 
@@ -52,35 +51,24 @@ def contact_view(entry: LedgerEntry) -> dict[str, Any]:
     }
 
 
-def _text(item: Mapping[str, Any], name: str) -> str | None:
-    value = item.get(name)
-    return str(value["S"]) if value and "S" in value else None
-
-
-def _int(item: Mapping[str, Any], name: str) -> int | None:
-    value = item.get(name)
-    return int(Decimal(value["N"])) if value and "N" in value else None
-
-
-def issue_view(item: Mapping[str, Any]) -> dict[str, Any]:
+def issue_view(issue: Issue) -> dict[str, Any]:
     """An item of the issues index: a failed contact, or a profile excluded at ingest."""
-    status = _text(item, ISSUE_STATUS)
-    at = _iso(_int(item, ISSUE_AT))
-    if status == ISSUE_EXCLUDED:
+    at = _iso(issue.at_ms)
+    if issue.status == ISSUE_EXCLUDED:
         return {
             "status": ISSUE_EXCLUDED,
-            "email": _text(item, "excludedEmail"),
-            "reason": _text(item, "reason"),
+            "email": issue.excluded_email,
+            "reason": issue.reason,
             "at": at,
-            "requestId": _text(item, "requestId"),
-            "index": _int(item, "profileIndex"),
+            "requestId": issue.request_id,
+            "index": issue.profile_index,
         }
     return {
-        "status": status,
-        "email": _text(item, KEY),
-        "reason": _text(item, "reason"),
+        "status": issue.status,
+        "email": issue.key,
+        "reason": issue.reason,
         "at": at,
-        "hubspotId": _text(item, "hubspotId"),
+        "hubspotId": issue.hubspot_id,
     }
 
 
@@ -102,24 +90,19 @@ def error_kind(reason: str | None) -> str:
 
 
 # -- the opaque cursor of GET /sync/issues --------------------------------------------------------
-_CURSOR_KEYS = frozenset({KEY, ISSUE_STATUS, ISSUE_AT})
 MAX_CURSOR_CHARACTERS = 2048
 #: ``issueAt`` is an epoch in ms: anything at or past this (the year 33658) was never handed out, and
 #: a number over DynamoDB's 38 digits would fail the query (a 503) instead of a 400.
 MAX_CURSOR_TIME_MS = 10**15
 
 
-def encode_cursor(key: Mapping[str, Any]) -> str:
-    document = {
-        "k": _text(key, KEY),
-        "s": _text(key, ISSUE_STATUS),
-        "t": _int(key, ISSUE_AT),
-    }
+def encode_cursor(key: IssueKey) -> str:
+    document = {"k": key.key, "s": key.status, "t": key.at_ms}
     raw = json.dumps(document, separators=(",", ":")).encode("utf-8")
     return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
 
 
-def decode_cursor(cursor: str, status: str) -> dict[str, Any]:
+def decode_cursor(cursor: str, status: str) -> IssueKey:
     """The index key a cursor stands for; InvalidParameter("cursor") for anything this API did not
     hand out for this status."""
     invalid = InvalidParameter("cursor", "cursor is not one this API returned for this status")
@@ -143,4 +126,4 @@ def decode_cursor(cursor: str, status: str) -> dict[str, Any]:
         or not 0 <= at < MAX_CURSOR_TIME_MS
     ):
         raise invalid
-    return {KEY: {"S": key}, ISSUE_STATUS: {"S": kind}, ISSUE_AT: {"N": str(at)}}
+    return IssueKey(key, kind, at)

@@ -1,27 +1,33 @@
-"""Builds the operations API from the environment: boto3 clients, the HubSpot client for
-relabelling, the services. The only module of the package that creates clients."""
+"""Builds the operations API. ``build_api`` is its composition root: the only place its boto3
+clients are created, once each, with their Config (the relabel's own, on the first rename). The
+builders below take clients as parameters and create none."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
 
 from ..auth import IngestAuthenticator
 from ..ingest.publisher import SqsFifoPublisher
+from ..ledger.operations_store import OperationsStore
 from ..secret_store import secrets_manager_fetcher
 from ..settings import OperationsSettings, UpsertSettings
 from .api import OperationsApi
-from .audiences import AudienceService, BudgetedLabels
+from .audiences import AudienceService, BudgetedLabels, LabelUpdater
 from .dead_letters import SqsDeadLetterMover
 from .queues import SqsQueueReader
 from .replay import ReplayService
 from .status import StatusService, StatusSettings
-from .store import OperationsStore
 
 if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_sqs import SQSClient
+
     from ..hubspot.client import HubSpotClient
+    from ..secret_store import SecretFetcher
 
 #: One attempt, short timeouts: a rename answers within seconds; the next sync sets the label anyway.
 RELABEL_HTTP_TIMEOUT = (1.0, 2.0)
@@ -30,19 +36,28 @@ _RELABEL_AWS = Config(
 )
 
 
-def relabel_client(settings: UpsertSettings) -> HubSpotClient:
+def relabel_client(settings: UpsertSettings, secrets: Any, dynamodb: DynamoDBClient) -> HubSpotClient:
     """The connector's HubSpot client (governed, and counted in the shared daily total like the
-    consumer's calls), but with one attempt and short timeouts on every call it makes: HubSpot, the
-    credential's secret, the daily counter."""
+    consumer's calls), but with one attempt and short timeouts on every call it makes: HubSpot,
+    the credential's secret and the daily counter (given ``secrets``/``dynamodb`` clients built
+    so)."""
     # Imported here: only a rename needs the HubSpot client (requests, the governor) and the
     # consumer's wiring, so the read routes' cold start does not load them.
     from ..hubspot.client import RetryPolicy
-    from ..upsert.adapter import hubspot_client
+    from ..hubspot.governor import RateGovernor
+    from ..ledger.daily_counter import DynamoDbDailyCounter
+    from ..upsert.wiring import governor_settings, hubspot_client
 
+    fetch_secret = secrets_manager_fetcher(
+        settings.hubspot_secret_id, settings.secret_max_age_seconds, secrets
+    )
+    governor = RateGovernor(
+        governor_settings(settings), daily_counter=DynamoDbDailyCounter(dynamodb, settings.ledger_table)
+    )
     return hubspot_client(
         settings,
-        secrets=boto3.client("secretsmanager", config=_RELABEL_AWS),
-        dynamodb=boto3.client("dynamodb", config=_RELABEL_AWS),
+        fetch_secret,
+        governor,
         timeout=RELABEL_HTTP_TIMEOUT,
         retry=RetryPolicy(max_attempts=1, max_wait_seconds=0.0),
     )
@@ -53,13 +68,13 @@ class HubSpotLabels:
     routes never need the HubSpot credential. Wrapped in ``BudgetedLabels``, which bounds its time
     and turns any failure into a reason."""
 
-    def __init__(self, settings: UpsertSettings) -> None:
-        self._settings = settings
+    def __init__(self, build_client: Callable[[], HubSpotClient]) -> None:
+        self._build_client = build_client
         self._client: HubSpotClient | None = None
 
     def relabel(self, property_name: str, label: str) -> str | None:
         if self._client is None:
-            self._client = relabel_client(self._settings)
+            self._client = self._build_client()
         from ..hubspot.errors import HubSpotError  # loaded with the client above
 
         try:
@@ -78,11 +93,36 @@ class HubSpotLabels:
 
 
 def build_api(settings: OperationsSettings) -> OperationsApi:
+    """The operations function as deployed: DynamoDB, SQS, CloudWatch and Secrets Manager."""
     config = Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 3, "mode": "standard"})
     dynamodb = boto3.client("dynamodb", config=config)
     sqs = boto3.client("sqs", config=config)
     cloudwatch = boto3.client("cloudwatch", config=config)
+    secrets = boto3.client("secretsmanager")
     upsert = settings.upsert or UpsertSettings.from_env()
+
+    def relabel() -> HubSpotClient:
+        return relabel_client(
+            upsert,
+            boto3.client("secretsmanager", config=_RELABEL_AWS),
+            boto3.client("dynamodb", config=_RELABEL_AWS),
+        )
+
+    fetch_secret = secrets_manager_fetcher(
+        settings.ingest_secret_id, settings.secret_max_age_seconds, secrets
+    )
+    return operations_api(settings, upsert, dynamodb, sqs, cloudwatch, fetch_secret, HubSpotLabels(relabel))
+
+
+def operations_api(
+    settings: OperationsSettings,
+    upsert: UpsertSettings,
+    dynamodb: DynamoDBClient,
+    sqs: SQSClient,
+    cloudwatch: Any,
+    fetch_secret: SecretFetcher,
+    labels: LabelUpdater | None,
+) -> OperationsApi:
     store = OperationsStore(dynamodb, settings.ledger_table)
     queues = SqsQueueReader(sqs, cloudwatch)
     status = StatusService(
@@ -111,7 +151,6 @@ def build_api(settings: OperationsSettings) -> OperationsApi:
         settings.shard_count,
     )
     audiences = AudienceService(
-        store, BudgetedLabels(HubSpotLabels(upsert)), upsert.property_prefix, replay.queue_resume
+        store, BudgetedLabels(labels) if labels else None, upsert.property_prefix, replay.queue_resume
     )
-    fetch_secret = secrets_manager_fetcher(settings.ingest_secret_id, settings.secret_max_age_seconds)
     return OperationsApi(IngestAuthenticator(fetch_secret), store, status, audiences, replay)

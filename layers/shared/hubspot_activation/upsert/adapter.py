@@ -12,23 +12,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ..hubspot.client import DEFAULT_TIMEOUT, HubSpotClient, RetryPolicy, new_session
-from ..hubspot.credentials import RotatingCredentials
-from ..hubspot.governor import GovernorSettings, RateGovernor
-from ..hubspot.versions import Paths
 from ..messages import QueueMessage
 from ..observability import logger, metrics, tracer
-from ..secret_store import secrets_manager_fetcher
-from ..settings import UpsertSettings
-from .audiences import DynamoDbAudienceDirectory
-from .dynamodb_ledger import DynamoDbDailyCounter, DynamoDbLedger
 from .plan import InboundMessage
-from .resume import ResumeJobs
-from .schema import PropertySchema
 from .service import HoldBack, SyncReport, SyncService
 from .topup import MIN_WRITE_SHARE, QueueTopUp, TopUp, change_visibility, defer_tail
 
@@ -202,110 +190,6 @@ class UpsertConsumer:
         if contacts >= WRITE_SHARE_MIN_SAMPLE:
             written = contacts - report.skipped_unchanged
             self.write_share = max(MIN_WRITE_SHARE, written / contacts)
-
-
-def build_consumer(settings: UpsertSettings) -> UpsertConsumer:
-    client = hubspot_client(settings)
-    aws_config = Config(retries={"max_attempts": 5, "mode": "standard"})
-    sqs = boto3.client("sqs", config=aws_config)
-    topup = (
-        QueueTopUp(sqs, settings.queue_url, max_messages=settings.top_up_max_messages)
-        if settings.queue_url and settings.top_up_max_messages
-        else None
-    )
-    return UpsertConsumer(
-        build_sync_service(settings, client), topup, client.ready_in, settings.batch_fill_seconds
-    )
-
-
-def hubspot_client(
-    settings: UpsertSettings,
-    secrets: Any = None,
-    dynamodb: Any = None,
-    timeout: tuple[float, float] = DEFAULT_TIMEOUT,
-    retry: RetryPolicy | None = None,
-) -> HubSpotClient:
-    """The connector's governed HubSpot client; ``secrets``/``dynamodb`` (boto3 clients) and
-    ``timeout``/``retry`` let a caller with a tighter time budget (the operations function's
-    relabel) shorten every call it makes."""
-    session = new_session()
-    fetch_secret = secrets_manager_fetcher(
-        settings.hubspot_secret_id, settings.secret_max_age_seconds, secrets
-    )
-    credentials = RotatingCredentials(
-        fetch_secret, settings.hubspot_base_url + Paths(settings.api_version).oauth_token, session
-    )
-    dynamodb = dynamodb or boto3.client(
-        "dynamodb", config=Config(retries={"max_attempts": 5, "mode": "standard"})
-    )
-    governor = RateGovernor(
-        GovernorSettings(
-            limit_per_window=settings.tier_limit,
-            share=settings.share,
-            concurrency=settings.max_concurrency,
-            daily_reserve=settings.daily_reserve,
-            daily_limit=settings.daily_limit,
-            account_timezone=settings.account_timezone,
-        ),
-        daily_counter=DynamoDbDailyCounter(dynamodb, settings.ledger_table),
-    )
-    return HubSpotClient(
-        credentials,
-        governor,
-        settings.api_version,
-        base_url=settings.hubspot_base_url,
-        session=session,
-        timeout=timeout,
-        retry=retry,
-    )
-
-
-def build_sync_service(settings: UpsertSettings, client: HubSpotClient | None = None) -> SyncService:
-    client = client or hubspot_client(settings)
-    schema = PropertySchema(
-        client,
-        settings.property_group,
-        settings.property_group_label,
-        settings.property_prefix,
-        max_age_seconds=settings.schema_cache_seconds,
-        unavailable_retry_seconds=settings.audience_property_retry_seconds,
-    )
-    aws_config = Config(retries={"max_attempts": 5, "mode": "standard"})
-    ledger = DynamoDbLedger(
-        boto3.client("dynamodb", config=aws_config), settings.ledger_table, settings.ledger_retention_days
-    )
-    sqs = boto3.client("sqs", config=aws_config)
-    extender = SqsVisibilityChanger(sqs, settings.queue_url) if settings.queue_url else None
-    dead_letters = (
-        SqsDeadLetters(sqs, settings.dead_letter_queue_url) if settings.dead_letter_queue_url else None
-    )
-    directory = DynamoDbAudienceDirectory(
-        boto3.client("dynamodb", config=aws_config),
-        settings.ledger_table,
-        max_age_seconds=settings.audience_cache_seconds,
-    )
-    resume = (
-        ResumeJobs(
-            ledger,
-            directory,
-            SqsQueueSender(sqs, settings.queue_url),
-            settings.shard_count,
-            settings.resume_sweep_seconds,
-        )
-        if settings.queue_url
-        else None
-    )
-    return SyncService(
-        client,
-        schema,
-        ledger,
-        extender,
-        retry_base_seconds=settings.retry_base_seconds,
-        dead_letters=dead_letters,
-        directory=directory,
-        markers=ledger,
-        resume=resume,
-    )
 
 
 def publish_metrics(report: SyncReport) -> None:

@@ -1,6 +1,6 @@
 """Per-contact sync state: what was applied to HubSpot, so stale changes and identical writes are
-skipped and every outcome is recorded. Plain data and a Protocol; the DynamoDB adapter is in
-``dynamodb_ledger``."""
+skipped and every outcome is recorded. Plain data and a Protocol; the DynamoDB adapter is
+``ledger.contact_ledger``."""
 
 from __future__ import annotations
 

@@ -84,7 +84,7 @@ class HoldBack(Protocol):
 
 
 class HeldMarkers(Protocol):
-    """The held markers of the ledger (see ``ledger_keys``): (email, audience id) pairs."""
+    """The held markers of the ledger (see ``ledger.keys``): (email, audience id) pairs."""
 
     def mark_held(self, marks: Sequence[tuple[str, str]], now_ms: int) -> None: ...
 

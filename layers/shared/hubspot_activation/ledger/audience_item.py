@@ -1,0 +1,138 @@
+"""An audience's metadata (written by the operator's routes, read by the consumer), one item per
+audience keyed by ``keys.audience_key``; the item keeps the id itself in ``audienceId`` (a hashed
+key cannot be read back)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..upsert.audiences import AudienceMetadata
+from .keys import KEY, audience_key
+from .values import Item, integer, number, string, text
+
+ACTIVE = "active"
+DELETED = "deleted"
+#: Set by a DELETE, cleared once a PUT queued the audience's resume job: the next PUT queues one.
+RESUME_DUE = "resumeDue"
+
+
+@dataclass(frozen=True)
+class AudienceRecord:
+    audience_id: str
+    name: str | None
+    description: str | None
+    status: str
+    updated_at_ms: int
+    created_at_ms: int
+    deleted_at_ms: int | None = None
+    #: the PUT that saved this record must queue a resume job: the audience was deleted, or a PUT
+    #: since re-activated it without queueing one (its send failed)
+    resume_due: bool = False
+
+
+def audience_key_item(audience_id: str) -> Item:
+    return {KEY: string(audience_key(audience_id))}
+
+
+def item_key(item: Mapping[str, Any]) -> str:
+    """The table key an item was read under."""
+    return str(item[KEY]["S"])
+
+
+#: What the consumer reads of an item (BatchGetItem's projection): its key, name and status.
+METADATA_PROJECTION: dict[str, Any] = {
+    "ProjectionExpression": "#k, #n, #s",
+    "ExpressionAttributeNames": {"#k": KEY, "#n": "name", "#s": "status"},
+}
+
+
+def metadata_from_item(item: Mapping[str, Any]) -> AudienceMetadata:
+    return AudienceMetadata(item.get("name", {}).get("S"), item.get("status", {}).get("S") == DELETED)
+
+
+def record_from_item(item: Mapping[str, Any]) -> AudienceRecord:
+    return AudienceRecord(
+        audience_id=text(item, "audienceId") or "",
+        name=text(item, "name"),
+        description=text(item, "description"),
+        status=text(item, "status") or ACTIVE,
+        updated_at_ms=integer(item, "updatedAt") or 0,
+        created_at_ms=integer(item, "createdAt") or 0,
+        deleted_at_ms=integer(item, "deletedAt"),
+    )
+
+
+def save_update(audience_id: str, name: str, description: str | None, now_ms: int) -> dict[str, Any]:
+    """The UpdateItem arguments (less the table) that create or update, and re-activate, an
+    audience, answering the item as it was before."""
+    values: dict[str, Any] = {
+        ":id": string(audience_id),
+        ":name": string(name),
+        ":active": string(ACTIVE),
+        ":now": number(now_ms),
+    }
+    update = (
+        "SET audienceId = :id, #n = :name, #st = :active, updatedAt = :now, "
+        "createdAt = if_not_exists(createdAt, :now)"
+    )
+    if description is not None:
+        values[":d"] = string(description)
+        update += ", description = :d"
+    update += " REMOVE deletedAt"
+    return {
+        "Key": audience_key_item(audience_id),
+        "UpdateExpression": update,
+        "ExpressionAttributeNames": {"#n": "name", "#st": "status"},
+        "ExpressionAttributeValues": values,
+        "ReturnValues": "ALL_OLD",
+    }
+
+
+def saved_record(
+    audience_id: str, name: str, description: str | None, now_ms: int, before: Mapping[str, Any] | None
+) -> AudienceRecord:
+    """The audience as ``save_update`` left it, from the item as it was before (None: new)."""
+    return AudienceRecord(
+        audience_id=audience_id,
+        name=name,
+        description=description if description is not None else (text(before or {}, "description")),
+        status=ACTIVE,
+        updated_at_ms=now_ms,
+        created_at_ms=(integer(before, "createdAt") or now_ms) if before else now_ms,
+        resume_due=bool(before) and (text(before or {}, "status") == DELETED or RESUME_DUE in (before or {})),
+    )
+
+
+def resume_queued_update(record: AudienceRecord) -> dict[str, Any]:
+    """The UpdateItem arguments (less the table) that clear ``RESUME_DUE`` after the PUT that saved
+    ``record`` queued its job; conditional on no DELETE or PUT since (the newest one decides)."""
+    return {
+        "Key": audience_key_item(record.audience_id),
+        "UpdateExpression": "REMOVE " + RESUME_DUE,
+        "ConditionExpression": "updatedAt = :at",
+        "ExpressionAttributeValues": {":at": number(record.updated_at_ms)},
+    }
+
+
+def delete_update(audience_id: str, now_ms: int) -> dict[str, Any]:
+    """The UpdateItem arguments (less the table) that mark an audience deleted (recorded so, if it
+    never existed), answering the item as it is after."""
+    return {
+        "Key": audience_key_item(audience_id),
+        "UpdateExpression": (
+            "SET audienceId = :id, #st = :deleted, updatedAt = :now, "
+            "deletedAt = if_not_exists(deletedAt, :now), createdAt = if_not_exists(createdAt, :now), "
+            + RESUME_DUE
+            + " = :due"
+        ),
+        "ExpressionAttributeNames": {"#st": "status"},
+        "ExpressionAttributeValues": {
+            ":id": string(audience_id),
+            ":deleted": string(DELETED),
+            ":now": number(now_ms),
+            ":due": {"BOOL": True},
+        },
+        "ReturnValues": "ALL_NEW",
+    }

@@ -1,0 +1,131 @@
+"""The consumer's ``Ledger`` in DynamoDB: one item per contact (``contact_item``), read and
+written in batches."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ..observability import logger, tracer
+from ..upsert.ledger import LedgerEntry, LedgerUnavailable
+from .contact_item import contact_item, contact_key, entry_from_item
+from .held_item import held_marker_item, held_marker_key_item, held_page, held_query
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+#: DynamoDB's answer for an item it can never store (a number out of range, over 400 KB...).
+_REFUSED_ITEM_ERRORS = frozenset({"ValidationException", "ItemCollectionSizeLimitExceededException"})
+
+
+class DynamoDbLedger:
+    """Items expire ``retention_days`` after their last change (a contact that comes back later is
+    simply synced again)."""
+
+    def __init__(
+        self, client: DynamoDBClient, table: str, retention_days: int = 400, max_attempts: int = 5
+    ) -> None:
+        self._client = client
+        self._table = table
+        self._retention_seconds = retention_days * 86_400
+        self._max_attempts = max_attempts
+
+    @tracer.capture_method(capture_response=False, capture_error=False)
+    def get_many(self, emails: Sequence[str]) -> dict[str, LedgerEntry]:
+        found: dict[str, LedgerEntry] = {}
+        unique = list(dict.fromkeys(emails))
+        for start in range(0, len(unique), 100):
+            keys: list[Any] = [contact_key(email) for email in unique[start : start + 100]]
+            request = {self._table: {"Keys": keys, "ConsistentRead": True}}
+            for response in self._until_processed(self._client.batch_get_item, request, "UnprocessedKeys"):
+                for item in response.get("Responses", {}).get(self._table, []):
+                    entry = entry_from_item(item)
+                    found[entry.email] = entry
+        return found
+
+    @tracer.capture_method(capture_response=False, capture_error=False)
+    def put_many(self, entries: Sequence[LedgerEntry]) -> dict[str, str]:
+        """A batch DynamoDB refuses as a whole is written again item by item, so one item it cannot
+        hold is refused alone and the others are stored."""
+        refused: dict[str, str] = {}
+        for start in range(0, len(entries), 25):
+            chunk = entries[start : start + 25]
+            try:
+                self._write([contact_item(entry, self._retention_seconds) for entry in chunk])
+            except _ItemRefused:
+                for entry in chunk:
+                    try:
+                        self._write([contact_item(entry, self._retention_seconds)])
+                    except _ItemRefused as refusal:
+                        refused[entry.email] = refusal.reason
+        return refused
+
+    @tracer.capture_method(capture_response=False, capture_error=False)
+    def mark_held(self, marks: Sequence[tuple[str, str]], now_ms: int) -> None:
+        """Store a held marker for each (email, audience id): idempotent."""
+        expires = now_ms // 1000 + self._retention_seconds
+        items = [held_marker_item(audience_id, email, expires) for email, audience_id in dict.fromkeys(marks)]
+        for start in range(0, len(items), 25):
+            try:
+                self._write(items[start : start + 25])
+            except _ItemRefused as refusal:  # a marker is a few hundred bytes: not seen in practice
+                logger.error("ledger refused held markers", extra={"error": refusal.reason})
+
+    @tracer.capture_method(capture_response=False, capture_error=False)
+    def unmark_held(self, marks: Sequence[tuple[str, str]]) -> None:
+        keys = [held_marker_key_item(audience_id, email) for email, audience_id in dict.fromkeys(marks)]
+        for start in range(0, len(keys), 25):
+            deletes: list[Any] = [{"DeleteRequest": {"Key": key}} for key in keys[start : start + 25]]
+            try:
+                self._send(deletes)
+            except _ItemRefused as refusal:
+                logger.error("ledger refused to delete held markers", extra={"error": refusal.reason})
+
+    @tracer.capture_method(capture_response=False, capture_error=False)
+    def held_contacts(self, audience_id: str, limit: int, cursor: str | None) -> tuple[list[str], str | None]:
+        """One page of the contacts holding changes of the audience (by email), and the cursor of
+        the next page (None: this was the last)."""
+        try:
+            response = self._client.query(TableName=self._table, **held_query(audience_id, limit, cursor))
+        except (ClientError, BotoCoreError) as exc:
+            raise LedgerUnavailable(f"DynamoDB call failed: {type(exc).__name__}") from exc
+        return held_page(response)
+
+    def _write(self, items: list[dict[str, Any]]) -> None:
+        self._send([{"PutRequest": {"Item": item}} for item in items])
+
+    def _send(self, writes: list[Any]) -> None:
+        for _response in self._until_processed(
+            self._client.batch_write_item, {self._table: writes}, "UnprocessedItems"
+        ):
+            pass
+
+    def _until_processed(
+        self, call: Callable[..., Any], request: dict[str, Any], unprocessed: str
+    ) -> Iterator[Any]:
+        """Batch calls leave items unprocessed under load: send those again with a backoff."""
+        for attempt in range(self._max_attempts):
+            try:
+                response = call(RequestItems=request)
+            except ClientError as exc:
+                code = str(exc.response.get("Error", {}).get("Code", ""))
+                if code in _REFUSED_ITEM_ERRORS:
+                    raise _ItemRefused(f"the ledger cannot store this contact's state ({code})") from exc
+                raise LedgerUnavailable(f"DynamoDB call failed: {code or type(exc).__name__}") from exc
+            except BotoCoreError as exc:
+                raise LedgerUnavailable(f"DynamoDB call failed: {type(exc).__name__}") from exc
+            yield response
+            request = dict(response.get(unprocessed) or {})
+            if not request:
+                return
+            time.sleep(0.05 * 2**attempt)
+        raise LedgerUnavailable(f"DynamoDB left {unprocessed} after {self._max_attempts} attempts")
+
+
+class _ItemRefused(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

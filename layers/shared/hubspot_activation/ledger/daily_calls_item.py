@@ -1,0 +1,43 @@
+"""The connector's count of HubSpot calls for one day (the account's date), one item per day,
+expiring a few days after the day's first call."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+from .keys import KEY, daily_calls_key
+from .values import Item, integer, number, string
+
+CALLS = "calls"
+#: The item lives this long after the day's first call: long past the day in any time zone.
+RETENTION_SECONDS = 3 * 86_400
+
+
+def daily_calls_key_item(day: str) -> Item:
+    return {KEY: string(daily_calls_key(day))}
+
+
+def add_calls_update(day: str, calls: int, now_seconds: int) -> dict[str, Any]:
+    """The UpdateItem arguments (less the table) that count ``calls`` more for ``day`` and
+    answer the day's new total."""
+    return {
+        "Key": daily_calls_key_item(day),
+        "UpdateExpression": "ADD calls :n SET expiresAt = if_not_exists(expiresAt, :expires)",
+        "ExpressionAttributeValues": {
+            ":n": number(calls),
+            ":expires": number(now_seconds + RETENTION_SECONDS),
+        },
+        "ReturnValues": "UPDATED_NEW",
+    }
+
+
+def total_from_update(attributes: Mapping[str, Any]) -> int:
+    """The day's total from the attributes ``add_calls_update`` returns."""
+    return int(Decimal(attributes[CALLS]["N"]))
+
+
+def calls_from_item(item: Mapping[str, Any] | None) -> int:
+    """The day's total from its item (0 when it has none: no call counted that day)."""
+    return (integer(item, CALLS) or 0) if item else 0
