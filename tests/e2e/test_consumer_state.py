@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 import requests
 from botocore.client import BaseClient
+from hubspot_activation.ingest.publisher import EnqueueError, SqsFifoPublisher
 from hubspot_activation.ledger.contact_ledger import DynamoDbLedger
+from hubspot_activation.messages import QueueMessage
 from hubspot_activation.upsert import resume as resume_module
 from hubspot_activation.upsert.ledger import LedgerEntry
 
@@ -231,7 +233,7 @@ def test_a_change_held_while_the_index_lags_behind_a_put_is_still_resumed(
     # DynamoDB's secondary indexes are eventually consistent: the first read of one after the PUT
     # does not list the change just held yet.
     lagging: list[str] = []
-    make_call = BaseClient._make_api_call
+    make_call = vars(BaseClient)["_make_api_call"]
 
     def lagging_index(self: BaseClient, operation: str, params: dict[str, Any]) -> Any:
         response = make_call(self, operation, params)
@@ -265,3 +267,29 @@ def test_a_rename_while_another_audience_holds_changes_costs_no_hubspot_call_but
     spent = {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
     assert renamed["resumed"] == {"queued": False}
     assert {k: v for k, v in spent.items() if "PATCH" not in k} == {}, spent
+
+
+def test_a_put_retried_after_its_resume_could_not_be_queued_still_resumes(
+    stack: local_stack.LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answer(stack, "PUT", "/audiences/gold", {"name": "Gold"}, status=201)
+    answer(stack, "DELETE", "/audiences/gold")
+    post(stack, member("ada@example.com", "gold", "realized", "2026-11-22T10:00:00Z"))
+    drain(stack)
+    publish = SqsFifoPublisher.publish
+    failures: list[int] = []
+
+    def refused_once(self: SqsFifoPublisher, messages: Sequence[QueueMessage], request_id: str) -> int:
+        if not failures:
+            failures.append(len(messages))
+            raise EnqueueError("SQS is throttling", 0, len(messages))
+        return publish(self, messages, request_id)
+
+    monkeypatch.setattr(SqsFifoPublisher, "publish", refused_once)
+    # The audience is active once the first PUT answers 503; the caller's retry queues the job.
+    answer(stack, "PUT", "/audiences/gold", {"name": "Gold"}, status=503)
+    assert answer(stack, "PUT", "/audiences/gold", {"name": "Gold"})["resumed"] == {"queued": True}
+    drain(stack)
+    assert sandbox_contact(stack, "ada@example.com").get("aud_gold") == "realized"
+    # Once queued, a PUT is a rename again.
+    assert answer(stack, "PUT", "/audiences/gold", {"name": "Gold"})["resumed"] == {"queued": False}
