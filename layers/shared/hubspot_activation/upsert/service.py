@@ -540,7 +540,9 @@ class SyncService:
             previous = run.previous.get(email)
             before = set(previous.pending_audiences) if previous is not None else set()
             after = set(entry.pending_audiences)
-            marks.extend((email, audience_id) for audience_id in sorted(after - before))
+            # Every kept change, not only the new ones: idempotent, and an entry recorded again
+            # gets back a marker a failed write lost (or one written before markers existed).
+            marks.extend((email, audience_id) for audience_id in sorted(after))
             unmarks.extend((email, audience_id) for audience_id in sorted(before - after))
         return marks, unmarks
 
