@@ -203,3 +203,26 @@ def test_a_new_contact_whose_only_value_is_an_option_hubspot_refuses_is_not_crea
     assert upserts(stack) == before + 1
     view = answer(stack, "GET", "/contacts/bo@example.com")
     assert view["hubspotId"] is None and "refused" in view["warnings"]["loyalty_tier"], view
+
+
+def test_a_value_kept_for_a_missing_property_counts_as_failed_with_each_update_until_it_is_written(
+    stack: local_stack.LocalStack,
+) -> None:
+    def failed_by(*profiles: dict[str, Any]) -> int:
+        """What the ContactsFailed metric counts for these updates."""
+        before = stack.reports.totals["failed"]
+        post(stack, *profiles)
+        drain(stack)
+        return stack.reports.totals["failed"] - before
+
+    assert (
+        failed_by({"email": "ann@example.com", "attributes": {"firstname": "A", "loyalty_tier": "gold"}}) == 1
+    )
+    assert failed_by({"email": "ann@example.com", "attributes": {"firstname": "B"}}) == 1
+    assert answer(stack, "GET", "/contacts/ann@example.com")["status"] == "failed"
+    create_property(stack, LOYALTY)  # the fix, then the replay that writes the kept value
+    answer(stack, "POST", "/replay", {})
+    drain(stack)
+    assert sandbox_contact(stack, "ann@example.com")["loyalty_tier"] == "gold"
+    assert answer(stack, "GET", "/contacts/ann@example.com")["status"] == "synced"
+    assert failed_by({"email": "ann@example.com", "attributes": {"firstname": "C"}}) == 0
