@@ -5,7 +5,7 @@ contacts and the operator routes' answers, whatever order the messages are consu
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -30,7 +30,7 @@ def stack() -> Iterator[local_stack.LocalStack]:
     started.stop()
 
 
-def create_property(stack: local_stack.LocalStack, definition: dict[str, str]) -> None:
+def create_property(stack: local_stack.LocalStack, definition: Mapping[str, Any]) -> None:
     """As the operator would in HubSpot: through its API, not the sandbox's state."""
     assert stack.sandbox is not None
     token = stack.sandbox.state.add_private_app_token()
@@ -293,3 +293,86 @@ def test_a_put_retried_after_its_resume_could_not_be_queued_still_resumes(
     assert sandbox_contact(stack, "ada@example.com").get("aud_gold") == "realized"
     # Once queued, a PUT is a rename again.
     assert answer(stack, "PUT", "/audiences/gold", {"name": "Gold"})["resumed"] == {"queued": False}
+
+
+def upserts(stack: local_stack.LocalStack) -> int:
+    assert stack.sandbox is not None
+    return stack.sandbox.state.requests["POST batch_upsert"]
+
+
+def test_a_contact_whose_every_value_hubspot_refuses_is_neither_created_nor_sent_again(
+    stack: local_stack.LocalStack,
+) -> None:
+    create_property(stack, LOYALTY)
+    post(stack, {"email": "known@example.com", "attributes": {"loyalty_tier": "gold"}})
+    drain(stack)  # the consumer has cached the property's definition
+    assert stack.sandbox is not None
+    with stack.sandbox.state.lock:  # the operator archives the property in HubSpot
+        stack.sandbox.state.properties["loyalty_tier"]["archived"] = True
+    before = upserts(stack)
+    post(
+        stack,
+        {"email": "known@example.com", "attributes": {"loyalty_tier": "silver"}},
+        {"email": "new@example.com", "attributes": {"loyalty_tier": "gold"}},
+    )
+    drain(stack)
+    assert not in_hubspot(stack, "new@example.com")
+    # The refused call alone: no contact is left with anything to write.
+    assert upserts(stack) == before + 1
+    assert sandbox_contact(stack, "known@example.com")["loyalty_tier"] == "gold"
+    for email, value in (("known@example.com", "silver"), ("new@example.com", "gold")):
+        view = answer(stack, "GET", f"/contacts/{email}")
+        assert view["status"] == "failed" and "loyalty_tier" in view["lastError"], view
+        assert view["pending"]["attributes"] == {"loyalty_tier": value}, view
+    failed = answer(stack, "GET", "/sync/issues?status=failed")["items"]
+    assert sorted(item["email"] for item in failed) == ["known@example.com", "new@example.com"]
+
+    with stack.sandbox.state.lock:  # the operator restores it, then replays
+        stack.sandbox.state.properties["loyalty_tier"]["archived"] = False
+    answer(stack, "POST", "/replay", {})
+    drain(stack)
+    assert sandbox_contact(stack, "known@example.com")["loyalty_tier"] == "silver"
+    assert sandbox_contact(stack, "new@example.com")["loyalty_tier"] == "gold"
+    assert answer(stack, "GET", "/sync/issues?status=failed")["items"] == []
+
+
+def test_a_new_contact_whose_only_value_is_an_option_hubspot_refuses_is_not_created(
+    stack: local_stack.LocalStack,
+) -> None:
+    options = [{"label": tier.title(), "value": tier} for tier in ("gold", "silver")]
+    create_property(stack, {**LOYALTY, "type": "enumeration", "fieldType": "select", "options": options})
+    post(stack, {"email": "ann@example.com", "attributes": {"loyalty_tier": "silver"}})
+    drain(stack)  # the consumer has cached the property's options
+    assert stack.sandbox is not None
+    with stack.sandbox.state.lock:  # the operator removes an option in HubSpot
+        stack.sandbox.state.properties["loyalty_tier"]["options"] = options[:1]
+    before = upserts(stack)
+    post(stack, {"email": "bo@example.com", "attributes": {"loyalty_tier": "silver"}})
+    drain(stack)
+    assert not in_hubspot(stack, "bo@example.com")
+    assert upserts(stack) == before + 1
+    view = answer(stack, "GET", "/contacts/bo@example.com")
+    assert view["hubspotId"] is None and "refused" in view["warnings"]["loyalty_tier"], view
+
+
+def test_a_value_kept_for_a_missing_property_counts_as_failed_with_each_update_until_it_is_written(
+    stack: local_stack.LocalStack,
+) -> None:
+    def failed_by(*profiles: dict[str, Any]) -> int:
+        """What the ContactsFailed metric counts for these updates."""
+        before = stack.reports.totals["failed"]
+        post(stack, *profiles)
+        drain(stack)
+        return stack.reports.totals["failed"] - before
+
+    assert (
+        failed_by({"email": "ann@example.com", "attributes": {"firstname": "A", "loyalty_tier": "gold"}}) == 1
+    )
+    assert failed_by({"email": "ann@example.com", "attributes": {"firstname": "B"}}) == 1
+    assert answer(stack, "GET", "/contacts/ann@example.com")["status"] == "failed"
+    create_property(stack, LOYALTY)  # the fix, then the replay that writes the kept value
+    answer(stack, "POST", "/replay", {})
+    drain(stack)
+    assert sandbox_contact(stack, "ann@example.com")["loyalty_tier"] == "gold"
+    assert answer(stack, "GET", "/contacts/ann@example.com")["status"] == "synced"
+    assert failed_by({"email": "ann@example.com", "attributes": {"firstname": "C"}}) == 0

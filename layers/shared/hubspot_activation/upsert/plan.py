@@ -281,14 +281,20 @@ def plan_writes(
         if contact.needs_write():
             plan.writes.append(contact)
             continue
-        plan.outcomes[contact.email] = Outcome.FAILED if contact.problems else Outcome.SKIPPED
+        plan.outcomes[contact.email], entry = unwritten_outcome(contact, now_ms)
         if contact.refused_before() or _refusal_stands(contact):
             continue  # the failure HubSpot's refusal recorded still holds: nothing new was sent
-        entry = synced_entry(contact, None, now_ms)
         if previous is None or _recorded_state(entry) != _recorded_state(previous):
             # Nothing to send, but newer orders, timestamps or a problem must still be remembered.
             plan.records.append(entry)
     return plan
+
+
+def unwritten_outcome(contact: ContactWrite, now_ms: int) -> tuple[Outcome, LedgerEntry]:
+    """A contact left with nothing to send is not sent (a contact HubSpot does not hold would be
+    created with its email alone): it fails when a problem keeps a change from HubSpot and is
+    skipped otherwise; the entry records what it holds pending and why."""
+    return Outcome.FAILED if contact.problems else Outcome.SKIPPED, synced_entry(contact, None, now_ms)
 
 
 def _refusal_stands(contact: ContactWrite) -> bool:
@@ -401,7 +407,8 @@ REFUSED_FIELD_WARNING = "HubSpot refused the value; field not written"
 def drop_refused_fields(contact: ContactWrite, result: UpsertResult) -> bool:
     """Fields HubSpot refused (an option or value the cached schema did not foresee) are dropped so
     the contact can be written again without them: one bad field never blocks a contact. True when
-    the contact should be sent again."""
+    they were dropped: the contact is sent again if anything is left to write (``properties``), and
+    is otherwise settled like a contact with nothing to write (``unwritten_outcome``)."""
     if result.ok or result.error is None or result.error.kind is not ErrorKind.PERMANENT:
         return False
     bad = {str(item.get("name")) for item in result.property_errors}
@@ -616,4 +623,5 @@ __all__ = [
     "outcome_of",
     "plan_writes",
     "retry_schedule",
+    "unwritten_outcome",
 ]

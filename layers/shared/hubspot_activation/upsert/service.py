@@ -38,6 +38,7 @@ from .plan import (
     plan_writes,
     refers_to_unknown_property,
     retry_schedule,
+    unwritten_outcome,
 )
 from .properties import AudienceProperty, audience_property_name
 from .resume import ResumeJobs
@@ -451,15 +452,25 @@ class SyncService:
             run.retry.update(emails)
 
     def _settle(
-        self, chunk: list[ContactWrite], results: list[UpsertResult], sent_ms: int, run: _Invocation
+        self,
+        chunk: list[ContactWrite],
+        results: list[UpsertResult | None],
+        sent_ms: int,
+        run: _Invocation,
     ) -> HubSpotError | None:
         """Take each contact's answer. A contact whose call was not made for lack of time goes back
-        at once like the chunks not started; the others get their outcome and ledger entry. Returns
-        an error among the answers that stops the writes (the daily limit, a configuration
+        at once like the chunks not started; the others get their outcome and ledger entry (a
+        contact left with nothing to write, None, like those the plan found nothing to write for).
+        Returns an error among the answers that stops the writes (the daily limit, a configuration
         problem), after the answers before it are taken."""
         now_ms = self._now_ms()
         stop: HubSpotError | None = None
         for contact, result in zip(chunk, results, strict=True):
+            if result is None:
+                # HubSpot's answer to what was sent replaces any refusal recorded before.
+                run.report.outcomes[contact.email], unwritten = unwritten_outcome(contact, now_ms)
+                run.records.append(unwritten)
+                continue
             error = result.error
             if isinstance(error, DeadlineReached):
                 run.out_of_time.add(contact.email)
@@ -477,21 +488,26 @@ class SyncService:
                 run.records.append(entry)
         return stop
 
-    def _upsert(self, chunk: list[ContactWrite], deadline: float) -> list[UpsertResult]:
-        """The chunk's call, then one for the contacts whose refused fields were dropped, both
-        ending by ``deadline``. A failure of the first call raises (nothing of the chunk is known
-        to be written); a failure of the second becomes its contacts' answers, so the first
-        call's answers are kept and recorded."""
-        results = self._writer.batch_upsert([UpsertInput(c.email, c.properties) for c in chunk], deadline)
-        again = [
+    def _upsert(self, chunk: list[ContactWrite], deadline: float) -> list[UpsertResult | None]:
+        """The chunk's call, then one for the contacts whose refused fields were dropped and that
+        have something left to write, both ending by ``deadline``. A contact left with nothing gets
+        None: sent again it would be created with its email alone, or written nothing. A failure of
+        the first call raises (nothing of the chunk is known to be written); a failure of the
+        second becomes its contacts' answers, so the first call's answers are kept and recorded."""
+        first = self._writer.batch_upsert([UpsertInput(c.email, c.properties) for c in chunk], deadline)
+        results: list[UpsertResult | None] = list(first)
+        dropped = [
             index
-            for index, (contact, result) in enumerate(zip(chunk, results, strict=True))
+            for index, (contact, result) in enumerate(zip(chunk, first, strict=True))
             if drop_refused_fields(contact, result)
         ]
-        if any(refers_to_unknown_property(results[index]) for index in again):
+        if any(refers_to_unknown_property(first[index]) for index in dropped):
             # Every write of this invocation is planned already: re-reading the definitions now
             # would spend the chunk's deadline on a call none of them waits for. The next read does.
             self._schema.expire()
+        again = [index for index in dropped if chunk[index].properties]
+        for index in set(dropped) - set(again):
+            results[index] = None
         if again:
             try:
                 retried = self._writer.batch_upsert(
