@@ -124,6 +124,8 @@ def start(
     # An audience renamed or deleted through the operations routes is seen by the next batch
     # (deployed, the consumer caches audience metadata for 30 s).
     os.environ["AUDIENCE_CACHE_SECONDS"] = "0"
+    # A resume job's second look at the held index (60 s deployed), like the retries above.
+    os.environ["RESUME_SWEEP_SECONDS"] = str(visibility_timeout)
     # moto answers in tens of milliseconds, more on a loaded machine: the exclusion list gets the
     # most time ingest allows it rather than DynamoDB's 0.3 s.
     os.environ["EXCLUSION_STORE_SECONDS"] = "1.5"

@@ -11,6 +11,7 @@ import boto3
 import pytest
 from hubspot_activation.ingest.mapping import AttributeMapping
 from hubspot_activation.ingest.payloads import ParseOptions
+from hubspot_activation.ledger.keys import HELD_AUDIENCE, HELD_EMAIL, HELD_INDEX
 from moto import mock_aws
 
 from local import dynamodb_limits, sqs_fifo
@@ -26,12 +27,26 @@ dynamodb_limits.install()
 
 
 def create_ledger_table(name: str = "ledger") -> str:
-    """The ledger table's key schema, in moto (inside ``mock_aws``): enough for the code under test,
-    which addresses items by ``email`` alone."""
+    """The ledger table's key schema, in moto (inside ``mock_aws``): items addressed by ``email``,
+    and the held markers' index a resume job reads."""
     boto3.client("dynamodb").create_table(
         TableName=name,
         KeySchema=[{"AttributeName": "email", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "email", "AttributeType": "S"}],
+        AttributeDefinitions=[
+            {"AttributeName": "email", "AttributeType": "S"},
+            {"AttributeName": HELD_AUDIENCE, "AttributeType": "S"},
+            {"AttributeName": HELD_EMAIL, "AttributeType": "S"},
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": HELD_INDEX,
+                "KeySchema": [
+                    {"AttributeName": HELD_AUDIENCE, "KeyType": "HASH"},
+                    {"AttributeName": HELD_EMAIL, "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
+            }
+        ],
         BillingMode="PAY_PER_REQUEST",
     )
     return name

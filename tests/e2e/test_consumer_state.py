@@ -10,7 +10,11 @@ from typing import Any
 
 import pytest
 import requests
+from botocore.client import BaseClient
+from hubspot_activation.ingest.publisher import EnqueueError, SqsFifoPublisher
 from hubspot_activation.ledger.contact_ledger import DynamoDbLedger
+from hubspot_activation.messages import QueueMessage
+from hubspot_activation.upsert import resume as resume_module
 from hubspot_activation.upsert.ledger import LedgerEntry
 
 from local import stack as local_stack
@@ -101,7 +105,7 @@ def test_a_deleted_audience_is_recorded_not_written_and_a_put_resumes_from_its_n
         assert view["status"] == "synced" and view["pending"]["audiences"] == {}, json.dumps(view)
     assert answer(stack, "GET", "/sync/issues?status=held")["items"] == []
     # What the routes said on the way: nothing for the operator to re-send.
-    assert "re-send" not in deleted["note"] and resumed["resumed"]["contacts"] == 2
+    assert "re-send" not in deleted["note"] and resumed["resumed"] == {"queued": True}
 
 
 def test_a_contact_whose_only_change_is_for_a_deleted_audience_is_not_written(
@@ -118,7 +122,7 @@ def test_a_contact_whose_only_change_is_for_a_deleted_audience_is_not_written(
     held = answer(stack, "GET", "/sync/issues?status=held")["items"]
     assert [item["email"] for item in held] == ["cy@example.com"]
     # Written, with his membership, once the audience is active again.
-    assert answer(stack, "PUT", "/audiences/gold", {"name": "Gold"})["resumed"]["contacts"] == 1
+    assert answer(stack, "PUT", "/audiences/gold", {"name": "Gold"})["resumed"] == {"queued": True}
     drain(stack)
     assert sandbox_contact(stack, "cy@example.com")["aud_gold"] == "realized"
 
@@ -140,9 +144,155 @@ def test_a_put_landing_while_a_batch_holds_changes_of_its_audience_still_resumes
 
     monkeypatch.setattr(DynamoDbLedger, "put_many", put_before_recording)
     drain(stack)
-    assert puts[0]["resumed"]["contacts"] == 0  # nothing was held yet when the PUT looked
+    assert puts[0]["resumed"] == {"queued": True}
     assert sandbox_contact(stack, "ada@example.com")["aud_gold"] == "realized"
     assert answer(stack, "GET", "/sync/issues?status=held")["items"] == []
+
+
+@pytest.fixture
+def small_pages(monkeypatch: pytest.MonkeyPatch) -> Iterator[local_stack.LocalStack]:
+    """A stack whose resume jobs read 2 held contacts a page (500 deployed): the same paging with
+    fewer contacts."""
+    monkeypatch.setattr(resume_module, "RESUME_PAGE_SIZE", 2)
+    started = local_stack.start()
+    yield started
+    started.stop()
+
+
+def test_a_re_activated_audience_resumes_all_its_held_contacts_whatever_else_is_held(
+    small_pages: local_stack.LocalStack,
+) -> None:
+    stack = small_pages
+    for audience in ("gold", "silver"):
+        answer(stack, "PUT", f"/audiences/{audience}", {"name": audience}, status=201)
+        answer(stack, "DELETE", f"/audiences/{audience}")
+    gold = [f"g{i}@example.com" for i in range(5)]
+    post(stack, *(member(e, "gold") for e in gold))
+    drain(stack)
+    # Held after gold's (newer): silver stays deleted.
+    silver = [f"s{i}@example.com" for i in range(3)]
+    post(stack, *(member(e, "silver") for e in silver))
+    drain(stack)
+    assert answer(stack, "PUT", "/audiences/gold", {"name": "gold"})["resumed"] == {"queued": True}
+    drain(stack)
+    assert [sandbox_contact(stack, e).get("aud_gold") for e in gold] == ["realized"] * 5
+    assert not any(in_hubspot(stack, e) for e in silver)
+    held = answer(stack, "GET", "/sync/issues?status=held")["items"]
+    assert sorted(item["email"] for item in held) == silver
+
+
+def test_puts_sent_again_while_the_resume_runs_lose_no_held_contact(
+    small_pages: local_stack.LocalStack,
+) -> None:
+    stack = small_pages
+    answer(stack, "PUT", "/audiences/gold", {"name": "gold"}, status=201)
+    answer(stack, "DELETE", "/audiences/gold")
+    gold = [f"g{i}@example.com" for i in range(5)]
+    post(stack, *(member(e, "gold") for e in gold))
+    drain(stack)
+    # AEP (or the operator) sends the PUT again before the consumer caught up.
+    first = answer(stack, "PUT", "/audiences/gold", {"name": "gold"})["resumed"]
+    second = answer(stack, "PUT", "/audiences/gold", {"name": "Gold"})["resumed"]
+    drain(stack)
+    assert (first, second) == ({"queued": True}, {"queued": False})
+    assert [sandbox_contact(stack, e).get("aud_gold") for e in gold] == ["realized"] * 5
+    assert answer(stack, "GET", "/sync/issues?status=held")["items"] == []
+
+
+def test_a_put_resumes_a_held_change_of_a_contact_that_is_also_failed(stack: local_stack.LocalStack) -> None:
+    answer(stack, "PUT", "/audiences/gold", {"name": "Gold"}, status=201)
+    post(stack, {"email": "ann@example.com", "attributes": {"firstname": "A"}})
+    drain(stack)
+    answer(stack, "DELETE", "/audiences/gold")
+    # One update: a value HubSpot has no property for (fails the contact) and a held change.
+    post(
+        stack,
+        {
+            "email": "ann@example.com",
+            "attributes": {"loyalty_tier": "gold"},
+            "audiences": {"gold": {"status": "realized", "timestamp": "2026-11-20T10:00:00Z"}},
+        },
+    )
+    drain(stack)
+    view = answer(stack, "GET", "/contacts/ann@example.com")
+    assert view["status"] == "failed" and "gold" in view["pending"]["audiences"]
+    answer(stack, "PUT", "/audiences/gold", {"name": "Gold"})
+    drain(stack)
+    assert sandbox_contact(stack, "ann@example.com").get("aud_gold") == "realized"
+    view = answer(stack, "GET", "/contacts/ann@example.com")
+    assert view["pending"]["audiences"] == {} and view["pending"]["attributes"] == {"loyalty_tier": "gold"}
+
+
+def test_a_change_held_while_the_index_lags_behind_a_put_is_still_resumed(
+    stack: local_stack.LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answer(stack, "PUT", "/audiences/gold", {"name": "Gold"}, status=201)
+    answer(stack, "DELETE", "/audiences/gold")
+    post(stack, member("ada@example.com", "gold", "realized", "2026-11-22T10:00:00Z"))
+    drain(stack)
+    # DynamoDB's secondary indexes are eventually consistent: the first read of one after the PUT
+    # does not list the change just held yet.
+    lagging: list[str] = []
+    make_call = vars(BaseClient)["_make_api_call"]
+
+    def lagging_index(self: BaseClient, operation: str, params: dict[str, Any]) -> Any:
+        response = make_call(self, operation, params)
+        if operation == "Query" and params.get("IndexName") and not lagging:
+            lagging.append(str(params["IndexName"]))
+            return {**response, "Items": [], "Count": 0, "LastEvaluatedKey": None}
+        return response
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", lagging_index)
+    answer(stack, "PUT", "/audiences/gold", {"name": "Gold"})
+    drain(stack)
+    assert lagging, "the index was never read"
+    assert sandbox_contact(stack, "ada@example.com").get("aud_gold") == "realized"
+    assert answer(stack, "GET", "/sync/issues?status=held")["items"] == []
+
+
+def test_a_rename_while_another_audience_holds_changes_costs_no_hubspot_call_but_its_own(
+    stack: local_stack.LocalStack,
+) -> None:
+    for audience in ("gold", "silver"):
+        answer(stack, "PUT", f"/audiences/{audience}", {"name": audience}, status=201)
+    answer(stack, "DELETE", "/audiences/silver")
+    post(stack, *(member(f"s{i}@example.com", "silver") for i in range(300)))
+    drain(stack)
+    assert stack.sandbox is not None
+    before = dict(stack.sandbox.state.requests)
+    # A rename (as AEP's audience-metadata call sends): only the label changes.
+    renamed = answer(stack, "PUT", "/audiences/gold", {"name": "Gold renamed"})
+    drain(stack)
+    after = dict(stack.sandbox.state.requests)
+    spent = {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
+    assert renamed["resumed"] == {"queued": False}
+    assert {k: v for k, v in spent.items() if "PATCH" not in k} == {}, spent
+
+
+def test_a_put_retried_after_its_resume_could_not_be_queued_still_resumes(
+    stack: local_stack.LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answer(stack, "PUT", "/audiences/gold", {"name": "Gold"}, status=201)
+    answer(stack, "DELETE", "/audiences/gold")
+    post(stack, member("ada@example.com", "gold", "realized", "2026-11-22T10:00:00Z"))
+    drain(stack)
+    publish = SqsFifoPublisher.publish
+    failures: list[int] = []
+
+    def refused_once(self: SqsFifoPublisher, messages: Sequence[QueueMessage], request_id: str) -> int:
+        if not failures:
+            failures.append(len(messages))
+            raise EnqueueError("SQS is throttling", 0, len(messages))
+        return publish(self, messages, request_id)
+
+    monkeypatch.setattr(SqsFifoPublisher, "publish", refused_once)
+    # The audience is active once the first PUT answers 503; the caller's retry queues the job.
+    answer(stack, "PUT", "/audiences/gold", {"name": "Gold"}, status=503)
+    assert answer(stack, "PUT", "/audiences/gold", {"name": "Gold"})["resumed"] == {"queued": True}
+    drain(stack)
+    assert sandbox_contact(stack, "ada@example.com").get("aud_gold") == "realized"
+    # Once queued, a PUT is a rename again.
+    assert answer(stack, "PUT", "/audiences/gold", {"name": "Gold"})["resumed"] == {"queued": False}
 
 
 def upserts(stack: local_stack.LocalStack) -> int:

@@ -287,7 +287,7 @@ def test_audience_rename_relabels_the_property(running: local_stack.LocalStack) 
         running, "PUT", "/audiences/gold", {"name": "Gold members", "description": "from AEP"}, status=201
     )
     assert renamed["externalAudienceId"] == "gold" and renamed["labelUpdated"] is True
-    assert renamed["resumed"] == {"contacts": 0, "messages": 0, "more": False}  # nothing is held
+    assert renamed["resumed"] == {"queued": False}  # never deleted: nothing to resume
     assert properties["aud_gold"]["label"] == "Gold members" and "aud_gold" in properties
     assert answer(running, "PUT", "/audiences/x", {"name": ""}, status=400)["field"] == "name"
     post(running, member("ada@example.com", "gold", "exited", "2026-11-22T10:00:00Z", name="stale name"))

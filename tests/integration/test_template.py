@@ -115,11 +115,16 @@ def test_upsert_role_reaches_only_its_queue_table_and_secret(cfn: dict[str, Any]
     )
     assert "IngestTokenSecret" not in rendered
     assert all(statement["Resource"] != "*" for statement in statements)
-    # It sends only to the DLQ (undecodable messages are moved there at once), never to the queue.
-    for statement in statements:
-        if any(action.startswith("sqs:Send") for action in statement["Action"]):
-            assert "ActivationsDeadLetterQueue" in str(statement["Resource"])
-            assert "'ActivationsQueue'" not in str(statement["Resource"])
+    # It sends to the DLQ (undecodable messages are moved there at once) and, only SendMessage, to
+    # its own queue (a resume job's contacts and next page).
+    sends = [s for s in statements if any(action.startswith("sqs:Send") for action in s["Action"])]
+    assert sorted(str(s["Resource"]) for s in sends) == sorted(
+        str({"Fn::GetAtt": [queue, "Arn"]}) for queue in ("ActivationsDeadLetterQueue", "ActivationsQueue")
+    )
+    assert all(s["Action"] == ["sqs:SendMessage"] for s in sends)
+    (query,) = [s for s in statements if "dynamodb:Query" in s["Action"]]
+    assert query["Action"] == ["dynamodb:Query"]
+    assert query["Resource"] == {"Fn::Sub": "${LedgerTable.Arn}/index/held"}
     actions = {action for statement in statements for action in statement["Action"]}
     assert {
         "sqs:ReceiveMessage",
@@ -219,13 +224,14 @@ def test_upsert_role_grants_only_the_calls_the_code_makes(cfn: dict[str, Any]) -
         "dynamodb:BatchGetItem",
         "dynamodb:BatchWriteItem",
         "dynamodb:UpdateItem",  # the shared daily count of HubSpot calls
+        "dynamodb:Query",  # the held index only (see the test above)
     }
     assert {a for a in actions if a.startswith("sqs:")} == {
         "sqs:ReceiveMessage",
         "sqs:DeleteMessage",
         "sqs:ChangeMessageVisibility",
         "sqs:GetQueueAttributes",
-        "sqs:SendMessage",  # to the DLQ only (see the test above)
+        "sqs:SendMessage",  # to the DLQ and resume jobs' messages (see the test above)
     }
 
 

@@ -248,7 +248,10 @@ def test_the_operations_role_is_scoped_to_this_stack(cfn: dict[str, Any]) -> Non
 
 def test_the_ledger_has_a_sparse_issues_index(cfn: dict[str, Any]) -> None:
     table = cfn["Resources"]["LedgerTable"]["Properties"]
-    (index,) = table["GlobalSecondaryIndexes"]
+    index, held = table["GlobalSecondaryIndexes"]
+    # The held markers' index: a resume job reads one audience's contacts, whatever else is held.
+    assert held["IndexName"] == "held" and held["Projection"] == {"ProjectionType": "KEYS_ONLY"}
+    assert [k["AttributeName"] for k in held["KeySchema"]] == ["heldAudience", "heldEmail"]
     assert index["IndexName"] == "issues"
     assert [k["AttributeName"] for k in index["KeySchema"]] == ["issueStatus", "issueAt"]
     assert {"reason", "excludedEmail", "requestId"} <= set(index["Projection"]["NonKeyAttributes"])

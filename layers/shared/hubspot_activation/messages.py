@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
+from .ledger.keys import audience_digest
 from .model import ContactUpdate, as_integer
 
 #: v2 carries the receive time in the envelope and each update's position in its request.
@@ -24,6 +25,12 @@ MESSAGE_FORMAT_VERSION = 2
 #: The ``source`` of the updates a replay enqueues: no change of their own, they make the consumer
 #: apply what the ledger keeps pending and send a write HubSpot refused once more.
 REPLAY_SOURCE = "replay"
+#: The ``source`` of the updates a resume job enqueues for the contacts holding changes of a
+#: re-activated audience: no change of their own, they make the consumer write what the ledger keeps
+#: pending, and (unlike a replay) ask HubSpot for nothing more.
+RESUME_SOURCE = "resume"
+#: The message group of an audience's resume jobs starts with this (a contact's group is ``c<n>``).
+RESUME_GROUP_PREFIX = "resume-"
 #: Messages of the first format may still be on a queue when a new version is deployed.
 _READABLE_VERSIONS = frozenset({1, 2})
 DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024
@@ -99,13 +106,16 @@ class QueueMessage:
     received_ms: int = 0
     #: Set by a replay: the same content sent again on purpose must not be dropped as a duplicate.
     nonce: str = ""
+    #: A resume job's own member of the envelope (``,"resume":{...}``), after an empty update list
+    job: str = ""
 
     @property
     def body(self) -> str:
-        return '{"v":%d,"rcv":%d,"updates":[%s]}' % (  # noqa: UP031
+        return '{"v":%d,"rcv":%d,"updates":[%s]%s}' % (  # noqa: UP031
             MESSAGE_FORMAT_VERSION,
             self.received_ms,
             self.content,
+            self.job,
         )
 
     @property
@@ -113,7 +123,7 @@ class QueueMessage:
         """A caller's retry of the same request packs to the same content, which SQS then drops
         within its 5-minute window, whatever the time each copy was received."""
         nonce = f":{self.nonce}" if self.nonce else ""
-        return hashlib.sha256(f"{self.group_id}:{self.content}{nonce}".encode()).hexdigest()
+        return hashlib.sha256(f"{self.group_id}:{self.content}{self.job}{nonce}".encode()).hexdigest()
 
     @property
     def size(self) -> int:
@@ -164,3 +174,50 @@ def pack_encoded(
     for group in list(pending):
         close(group)
     return messages
+
+
+@dataclass(frozen=True)
+class ResumeJob:
+    """Resume the contacts holding changes of an audience an operator re-activated: the consumer
+    reads one page of them (from ``cursor``), queues each an update of source ``resume``, and sends
+    the job on with the next page's cursor. After the last page, a ``sweep`` job due ``due_ms``
+    reads them all once more, for the changes held while the index had not caught up."""
+
+    audience_id: str
+    cursor: str | None = None
+    sweep: bool = False
+    #: not before this epoch ms (0: at once); a job received earlier goes back invisible until then
+    due_ms: int = 0
+
+    def message(self, nonce: str, received_ms: int) -> QueueMessage:
+        """``nonce`` makes it a message of its own (a PUT's request id, or the id of the job it
+        continues, so a job received twice continues once)."""
+        job = {"audience": self.audience_id, "cursor": self.cursor, "sweep": self.sweep, "due": self.due_ms}
+        member = ',"resume":' + json.dumps(job, separators=(",", ":"), ensure_ascii=False)
+        group = RESUME_GROUP_PREFIX + audience_digest(self.audience_id)
+        return QueueMessage(group, "", 0, received_ms, nonce=nonce, job=member)
+
+
+def is_resume_group(group_id: str) -> bool:
+    return group_id.startswith(RESUME_GROUP_PREFIX)
+
+
+def decode_resume_job(body: str) -> ResumeJob:
+    """The job of a message in a resume group; ``ValueError`` for a body that is not one."""
+    try:
+        document = json.loads(body, parse_constant=_reject_constant, parse_float=_finite)
+        job = document["resume"] if isinstance(document, dict) else None
+        if not isinstance(job, dict):
+            raise ValueError("unsupported message format: no resume job")
+        audience, cursor, sweep = job["audience"], job.get("cursor"), job.get("sweep", False)
+        if not isinstance(audience, str) or not audience or not isinstance(sweep, bool):
+            raise ValueError("unsupported message format: a resume job needs an audience")
+        if cursor is not None and not isinstance(cursor, str):
+            raise ValueError("unsupported message format: a resume cursor is a string")
+        if _ESCAPED_SURROGATE.search(body):
+            _check_utf8(document)
+        return ResumeJob(audience, cursor, sweep, as_integer(job.get("due", 0), "due"))
+    except RecursionError:
+        raise ValueError("unsupported message format: nested too deep") from None
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"unsupported message format: {type(exc).__name__} {str(exc)[:80]}") from None

@@ -128,6 +128,10 @@ class UpsertSettings:
     batch_fill_seconds: int = 1
     #: How long audience metadata (names, deletions) is cached per container.
     audience_cache_seconds: int = 30
+    #: FIFO message groups contacts are spread over (a resume job queues contacts in their groups).
+    shard_count: int = 48
+    #: How long after its last page a resume job reads the held index once more.
+    resume_sweep_seconds: int = 60
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> UpsertSettings:
@@ -172,6 +176,8 @@ class UpsertSettings:
             top_up_max_messages=_integer(env, "TOP_UP_MAX_MESSAGES", 250, 0, 1000),
             batch_fill_seconds=_integer(env, "BATCH_FILL_SECONDS", 1, 0, 20),
             audience_cache_seconds=_integer(env, "AUDIENCE_CACHE_SECONDS", 30, 0, 3600),
+            shard_count=_integer(env, "SHARD_COUNT", 48, 1, 10_000),
+            resume_sweep_seconds=_integer(env, "RESUME_SWEEP_SECONDS", 60, 0, 43_200),
         )
 
 

@@ -1,7 +1,7 @@
 """The ledger table: its keys (``keys``), one codec per item kind (``contact_item``,
-``audience_item``, ``exclusion_item``, ``daily_calls_item``, and ``issue_item`` for the sparse
-``issues`` index's attributes) and the DynamoDB adapters that read and write them
-(``contact_ledger``, ``audience_directory``, ``exclusion_store``, ``daily_counter``,
+``audience_item``, ``exclusion_item``, ``daily_calls_item``, ``held_item`` for the held markers,
+and ``issue_item`` for the sparse ``issues`` index's attributes) and the DynamoDB adapters that
+read and write them (``contact_ledger``, ``audience_directory``, ``exclusion_store``, ``daily_counter``,
 ``operations_store``).
 
 No DynamoDB attribute value (``{"S": ...}``, ``{"N": ...}``, ``{"M": ...}`` ...) exists outside this

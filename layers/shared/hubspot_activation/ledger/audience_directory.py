@@ -73,7 +73,13 @@ class DynamoDbAudienceDirectory:
     def _read_batch(self, audience_ids: list[str]) -> dict[str, AudienceMetadata]:
         by_key = {audience_key(i): i for i in audience_ids}
         request: Any = {
-            self._table: {"Keys": [audience_key_item(i) for i in by_key.values()], **METADATA_PROJECTION}
+            self._table: {
+                "Keys": [audience_key_item(i) for i in by_key.values()],
+                # Strongly consistent: whether a change is held or written follows the newest PUT
+                # or DELETE, not a replica a second behind.
+                "ConsistentRead": True,
+                **METADATA_PROJECTION,
+            }
         }
         found: dict[str, AudienceMetadata] = {}
         for _attempt in range(5):

@@ -14,6 +14,8 @@ from .values import Item, integer, number, string, text
 
 ACTIVE = "active"
 DELETED = "deleted"
+#: Set by a DELETE, cleared once a PUT queued the audience's resume job: the next PUT queues one.
+RESUME_DUE = "resumeDue"
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,9 @@ class AudienceRecord:
     updated_at_ms: int
     created_at_ms: int
     deleted_at_ms: int | None = None
+    #: the PUT that saved this record must queue a resume job: the audience was deleted, or a PUT
+    #: since re-activated it without queueing one (its send failed)
+    resume_due: bool = False
 
 
 def audience_key_item(audience_id: str) -> Item:
@@ -96,7 +101,19 @@ def saved_record(
         status=ACTIVE,
         updated_at_ms=now_ms,
         created_at_ms=(integer(before, "createdAt") or now_ms) if before else now_ms,
+        resume_due=bool(before) and (text(before or {}, "status") == DELETED or RESUME_DUE in (before or {})),
     )
+
+
+def resume_queued_update(record: AudienceRecord) -> dict[str, Any]:
+    """The UpdateItem arguments (less the table) that clear ``RESUME_DUE`` after the PUT that saved
+    ``record`` queued its job; conditional on no DELETE or PUT since (the newest one decides)."""
+    return {
+        "Key": audience_key_item(record.audience_id),
+        "UpdateExpression": "REMOVE " + RESUME_DUE,
+        "ConditionExpression": "updatedAt = :at",
+        "ExpressionAttributeValues": {":at": number(record.updated_at_ms)},
+    }
 
 
 def delete_update(audience_id: str, now_ms: int) -> dict[str, Any]:
@@ -106,13 +123,16 @@ def delete_update(audience_id: str, now_ms: int) -> dict[str, Any]:
         "Key": audience_key_item(audience_id),
         "UpdateExpression": (
             "SET audienceId = :id, #st = :deleted, updatedAt = :now, "
-            "deletedAt = if_not_exists(deletedAt, :now), createdAt = if_not_exists(createdAt, :now)"
+            "deletedAt = if_not_exists(deletedAt, :now), createdAt = if_not_exists(createdAt, :now), "
+            + RESUME_DUE
+            + " = :due"
         ),
         "ExpressionAttributeNames": {"#st": "status"},
         "ExpressionAttributeValues": {
             ":id": string(audience_id),
             ":deleted": string(DELETED),
             ":now": number(now_ms),
+            ":due": {"BOOL": True},
         },
         "ReturnValues": "ALL_NEW",
     }

@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ..observability import tracer
+from ..observability import logger, tracer
 from ..upsert.ledger import LedgerEntry, LedgerUnavailable
 from .contact_item import contact_item, contact_key, entry_from_item
+from .held_item import held_marker_item, held_marker_key_item, held_page, held_query
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -62,8 +63,41 @@ class DynamoDbLedger:
                         refused[entry.email] = refusal.reason
         return refused
 
+    @tracer.capture_method(capture_response=False, capture_error=False)
+    def mark_held(self, marks: Sequence[tuple[str, str]], now_ms: int) -> None:
+        """Store a held marker for each (email, audience id): idempotent."""
+        expires = now_ms // 1000 + self._retention_seconds
+        items = [held_marker_item(audience_id, email, expires) for email, audience_id in dict.fromkeys(marks)]
+        for start in range(0, len(items), 25):
+            try:
+                self._write(items[start : start + 25])
+            except _ItemRefused as refusal:  # a marker is a few hundred bytes: not seen in practice
+                logger.error("ledger refused held markers", extra={"error": refusal.reason})
+
+    @tracer.capture_method(capture_response=False, capture_error=False)
+    def unmark_held(self, marks: Sequence[tuple[str, str]]) -> None:
+        keys = [held_marker_key_item(audience_id, email) for email, audience_id in dict.fromkeys(marks)]
+        for start in range(0, len(keys), 25):
+            deletes: list[Any] = [{"DeleteRequest": {"Key": key}} for key in keys[start : start + 25]]
+            try:
+                self._send(deletes)
+            except _ItemRefused as refusal:
+                logger.error("ledger refused to delete held markers", extra={"error": refusal.reason})
+
+    @tracer.capture_method(capture_response=False, capture_error=False)
+    def held_contacts(self, audience_id: str, limit: int, cursor: str | None) -> tuple[list[str], str | None]:
+        """One page of the contacts holding changes of the audience (by email), and the cursor of
+        the next page (None: this was the last)."""
+        try:
+            response = self._client.query(TableName=self._table, **held_query(audience_id, limit, cursor))
+        except (ClientError, BotoCoreError) as exc:
+            raise LedgerUnavailable(f"DynamoDB call failed: {type(exc).__name__}") from exc
+        return held_page(response)
+
     def _write(self, items: list[dict[str, Any]]) -> None:
-        writes: list[Any] = [{"PutRequest": {"Item": item}} for item in items]
+        self._send([{"PutRequest": {"Item": item}} for item in items])
+
+    def _send(self, writes: list[Any]) -> None:
         for _response in self._until_processed(
             self._client.batch_write_item, {self._table: writes}, "UnprocessedItems"
         ):

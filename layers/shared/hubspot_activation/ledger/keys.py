@@ -14,6 +14,13 @@ The ``issues`` index is sparse: only items with ``issueStatus`` are in it - cont
 outcome failed, contacts holding changes of an audience deleted when they arrived, and exclusions.
 Querying one status newest first is cheap and exact, and a contact that later syncs is rewritten
 without the attribute, which takes it out of the index.
+
+A held marker (``#held#<audience digest>#<quoted email>``) says that a contact's ledger entry keeps
+a change of one audience it could not write (the audience deleted when the change arrived, or its
+property unavailable): one item per contact and audience, whatever the contact's issue status. The
+sparse ``held`` index (partition key ``heldAudience``, the digest of the audience id; sort key
+``heldEmail``) lists the contacts holding changes of one audience, so resuming a re-activated
+audience reads its own contacts only, page after page with a cursor.
 """
 
 from __future__ import annotations
@@ -34,7 +41,15 @@ ISSUE_STATUSES = (ISSUE_FAILED, ISSUE_HELD, ISSUE_EXCLUDED)
 #: DynamoDB's time-to-live attribute (epoch seconds).
 EXPIRES_AT = "expiresAt"
 
+#: The held markers' index: the contacts holding changes of one audience.
+HELD_INDEX = "held"
+#: The index's partition key: the digest of the audience id (``audience_digest``).
+HELD_AUDIENCE = "heldAudience"
+#: The index's sort key: the contact's email.
+HELD_EMAIL = "heldEmail"
+
 DAILY_CALLS_PREFIX = "#hubspot-calls#"
+HELD_PREFIX = "#held#"
 EXCLUDED_PREFIX = "#excluded#"
 AUDIENCE_PREFIX = "#audience#"
 #: DynamoDB's limit on a partition key value (UTF-8 bytes), on reads and writes alike.
@@ -65,6 +80,17 @@ def audience_key(audience_id: str) -> str:
         return spelled
     digest = hashlib.sha256(audience_id.encode("utf-8")).hexdigest()
     return AUDIENCE_PREFIX + HASHED_AUDIENCE_MARK + digest
+
+
+def audience_digest(audience_id: str) -> str:
+    """The SHA-256 of the audience id's UTF-8 form: 64 characters whatever the id's length."""
+    return hashlib.sha256(audience_id.encode("utf-8")).hexdigest()
+
+
+def held_marker_key(audience_id: str, email: str) -> str:
+    """At most 6 + 64 + 1 + 3 x 254 bytes (an email percent-encoded): far within the key limit, and
+    never read as an email (``@`` is encoded)."""
+    return f"{HELD_PREFIX}{audience_digest(audience_id)}#{quote(email, safe='')}"
 
 
 def is_contact_key(key: str) -> bool:

@@ -17,6 +17,7 @@ from .audience_item import (
     audience_key_item,
     delete_update,
     record_from_item,
+    resume_queued_update,
     save_update,
     saved_record,
 )
@@ -138,7 +139,8 @@ class OperationsStore:
     def save_audience(
         self, audience_id: str, name: str, description: str | None
     ) -> tuple[AudienceRecord, bool]:
-        """Create or update (and re-activate) an audience; True when it did not exist before."""
+        """Create or update (and re-activate) an audience; True when it did not exist before. The
+        record's ``resume_due`` says whether this PUT must queue a resume job."""
         now = int(self._clock() * 1000)
         response = _guarded(
             self._client.update_item,
@@ -147,6 +149,16 @@ class OperationsStore:
         )
         before = response.get("Attributes")
         return saved_record(audience_id, name, description, now, before), not before
+
+    def resume_queued(self, record: AudienceRecord) -> None:
+        """The PUT that saved ``record`` queued its resume job."""
+        try:
+            self._client.update_item(TableName=self._table, **resume_queued_update(record))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise StoreUnavailable(f"DynamoDB call failed: {type(exc).__name__}") from exc
+        except BotoCoreError as exc:
+            raise StoreUnavailable(f"DynamoDB call failed: {type(exc).__name__}") from exc
 
     def delete_audience(self, audience_id: str) -> AudienceRecord:
         """Mark the audience deleted (kept, so the consumer knows to drop its changes and a PUT can

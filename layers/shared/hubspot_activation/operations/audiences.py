@@ -7,11 +7,11 @@ with ``{"name": "{{segment.name}}", "description": "{{segment.description}}"}``;
 A rename relabels the audience's HubSpot property at once when it exists (its internal name,
 derived from the id, never changes); the consumer also labels it with the stored name whenever it
 syncs the audience. A delete stops writing the audience, not recording it: the consumer keeps each
-contact's newest change of it in the ledger (held). A PUT queues the contacts holding changes, so a
-re-activated audience's newest recorded state is written whenever each message was consumed (the
-consumer keeps the changes of audiences still deleted held). Its property and the values contacts
-have are kept: deleting a HubSpot property erases that value on every contact, which no later
-re-activation could bring back.
+contact's newest change of it in the ledger (held), with a held marker per contact and audience.
+The PUT re-activating it queues one resume job: the consumer pages through that audience's markers
+and writes each contact's newest recorded state, whenever each message was consumed. Its property
+and the values contacts have are kept: deleting a HubSpot property erases that value on every
+contact, which no later re-activation could bring back.
 """
 
 from __future__ import annotations
@@ -104,8 +104,8 @@ def _metadata(body: Any) -> tuple[str, str | None]:
     return name.strip(), description
 
 
-#: Queues the contacts holding changes (``ReplayService.resume_held``): request id -> its answer.
-Resume = Callable[[str], dict[str, Any]]
+#: Queues a resume job (``ReplayService.queue_resume``): (audience id, request id) -> its answer.
+Resume = Callable[[str, str], dict[str, Any]]
 
 
 class AudienceService:
@@ -129,10 +129,13 @@ class AudienceService:
         if problem is not None:
             answer["labelNote"] = problem
         if self._resume is not None:
-            # Every PUT, not only the one that re-activates: a PUT retried after a failure, or sent
-            # again while ``more`` is true, queues what is still held. Only SQS messages, no HubSpot
-            # call: the consumer writes them at its own pace.
-            answer["resumed"] = self._resume(str(uuid.uuid4()))
+            # Only a PUT re-activating the audience (or retried after its job could not be sent)
+            # queues a job; a rename queues nothing. One SQS message, no HubSpot call: the consumer
+            # pages through the held contacts at its own pace.
+            answer["resumed"] = {"queued": False}
+            if record.resume_due:
+                answer["resumed"] = self._resume(audience_id, str(uuid.uuid4()))
+                self._store.resume_queued(record)
         return answer, created
 
     def delete(self, raw_id: str) -> dict[str, Any]:

@@ -18,9 +18,9 @@ from typing import Any
 
 from ..ingest.publisher import MessagePublisher
 from ..ledger.issue_item import IssueKey
-from ..ledger.keys import ISSUE_FAILED, ISSUE_HELD
+from ..ledger.keys import ISSUE_FAILED
 from ..ledger.operations_store import OperationsStore
-from ..messages import DEFAULT_MAX_MESSAGE_BYTES, REPLAY_SOURCE, encode_update, pack_encoded
+from ..messages import DEFAULT_MAX_MESSAGE_BYTES, REPLAY_SOURCE, ResumeJob, encode_update, pack_encoded
 from ..model import ContactUpdate
 from .dead_letters import DeadLetterMover, MoveReport
 from .queues import QueueReader
@@ -34,9 +34,6 @@ class ReplayLimits:
     #: wall time one call may spend (API Gateway gives up after 30 s)
     budget_seconds: float = 20.0
     page_size: int = 100
-    #: wall time a PUT re-activating an audience may spend queueing its held contacts (AEP's
-    #: audience-metadata call waits for the answer)
-    resume_budget_seconds: float = 5.0
 
 
 @dataclass
@@ -89,18 +86,13 @@ class ReplayService:
         answer["more"] = contacts.cursor is not None or moved.more
         return answer
 
-    def resume_held(self, request_id: str) -> dict[str, Any]:
-        """Queue an update with no change of its own for the contacts holding changes of audiences
-        deleted when they arrived (newest first, as many as the budget allows): the consumer
-        writes those of the audiences active again through the normal path, by the ledger's
-        ordering rules, and keeps the others held."""
-        deadline = self._monotonic() + self._limits.resume_budget_seconds
-        contacts = self._contacts(ISSUE_HELD, None, deadline)
-        return {
-            "contacts": len(contacts.emails),
-            "messages": self._enqueue(contacts.emails, request_id),
-            "more": contacts.cursor is not None,
-        }
+    def queue_resume(self, audience_id: str, request_id: str) -> dict[str, Any]:
+        """Queue one resume job for a re-activated audience (see ``upsert.resume``): the consumer
+        pages through the contacts holding its changes, whatever their number, and writes them
+        through the normal path. The PUT itself reads nothing and calls nothing more."""
+        now_ms = int(self._clock() * 1000)
+        self._publisher.publish([ResumeJob(audience_id).message(request_id, now_ms)], request_id)
+        return {"queued": True}
 
     def _contacts(self, status: str, start_key: IssueKey | None, deadline: float) -> _Contacts:
         emails: list[str] = []

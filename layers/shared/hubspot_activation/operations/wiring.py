@@ -151,6 +151,6 @@ def operations_api(
         settings.shard_count,
     )
     audiences = AudienceService(
-        store, BudgetedLabels(labels) if labels else None, upsert.property_prefix, replay.resume_held
+        store, BudgetedLabels(labels) if labels else None, upsert.property_prefix, replay.queue_resume
     )
     return OperationsApi(IngestAuthenticator(fetch_secret), store, status, audiences, replay)

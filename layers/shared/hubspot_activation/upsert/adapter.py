@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from ..messages import QueueMessage
 from ..observability import logger, metrics, tracer
 from .plan import InboundMessage
 from .service import HoldBack, SyncReport, SyncService
@@ -32,6 +33,35 @@ class SqsVisibilityChanger:
     def extend(self, messages: Sequence[InboundMessage], seconds: int) -> None:
         # When SQS refuses, the messages come back after the normal visibility timeout: no loss.
         change_visibility(self._client, self._queue_url, messages, seconds, "could not extend visibility")
+
+
+class SqsQueueSender:
+    """Sends a resume job's messages to the queue: chunk after chunk, so a group's messages keep
+    their order; any message SQS did not take raises, and the job is tried again."""
+
+    def __init__(self, client: SQSClient, queue_url: str) -> None:
+        self._client = client
+        self._queue_url = queue_url
+
+    @tracer.capture_method(capture_response=False, capture_error=False)
+    def publish(self, messages: Sequence[QueueMessage], request_id: str) -> int:
+        requests = 0
+        for start in range(0, len(messages), 10):
+            chunk = messages[start : start + 10]
+            entries: list[Any] = [
+                {
+                    "Id": str(i),
+                    "MessageBody": m.body,
+                    "MessageGroupId": m.group_id,
+                    "MessageDeduplicationId": m.deduplication_id,
+                }
+                for i, m in enumerate(chunk)
+            ]
+            requests += 1
+            response = self._client.send_message_batch(QueueUrl=self._queue_url, Entries=entries)
+            if response.get("Failed"):
+                raise RuntimeError(f"SQS did not take {len(response['Failed'])} messages of {request_id}")
+        return requests
 
 
 class SqsDeadLetters:
@@ -173,6 +203,7 @@ def publish_metrics(report: SyncReport) -> None:
         ("UndecodableMessages", report.undecodable),
         ("ContactsHeldBack", report.contacts_held_back),
         ("ContactsOutOfTime", report.contacts_out_of_time),
+        ("ContactsResumed", report.contacts_resumed),
     ):
         metrics.add_metric(name=name, unit="Count", value=value)
     if report.rate_limit_remaining is not None:

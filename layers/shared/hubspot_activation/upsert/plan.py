@@ -24,7 +24,7 @@ from typing import Any
 
 from ..hubspot.batch import UpsertResult
 from ..hubspot.errors import ErrorKind
-from ..messages import REPLAY_SOURCE, decode_message
+from ..messages import REPLAY_SOURCE, ResumeJob, decode_message, decode_resume_job, is_resume_group
 from ..model import AttributeValue, AudienceChange, AudienceStatus, ContactUpdate
 from .ledger import (
     FAILED,
@@ -142,6 +142,8 @@ class Batch:
     contacts: dict[str, PendingContact]
     #: ids of the messages that could not be decoded, with the reason
     undecodable: dict[str, str] = field(default_factory=dict)
+    #: message id -> the resume job it carries
+    jobs: dict[str, ResumeJob] = field(default_factory=dict)
 
     def audience_names(self) -> dict[str, str | None]:
         """Every audience of the batch, with the newest name it was given (None when none)."""
@@ -164,6 +166,9 @@ def coalesce(messages: Sequence[InboundMessage]) -> Batch:
     batch = Batch({})
     for message in messages:
         try:
+            if is_resume_group(message.group_id):
+                batch.jobs[message.message_id] = decode_resume_job(message.body)
+                continue
             updates = decode_message(message.body)
         except ValueError as exc:
             batch.undecodable[message.message_id] = str(exc)[:200]

@@ -41,6 +41,7 @@ from .plan import (
     unwritten_outcome,
 )
 from .properties import AudienceProperty, audience_property_name
+from .resume import ResumeJobs
 from .schema import PropertySchema
 
 #: Time to record outcomes after the last HubSpot call.
@@ -83,6 +84,14 @@ class HoldBack(Protocol):
         ...
 
 
+class HeldMarkers(Protocol):
+    """The held markers of the ledger (see ``ledger.keys``): (email, audience id) pairs."""
+
+    def mark_held(self, marks: Sequence[tuple[str, str]], now_ms: int) -> None: ...
+
+    def unmark_held(self, marks: Sequence[tuple[str, str]]) -> None: ...
+
+
 class VisibilityExtender(Protocol):
     def extend(self, messages: Sequence[InboundMessage], seconds: int) -> None:
         """Make these received messages visible again in ``seconds`` (a retry backoff, a DAILY
@@ -113,6 +122,10 @@ class SyncReport:
     #: others, had no time left for their contacts' calls, and how many contacts that left unwritten
     out_of_time_message_ids: list[str] = field(default_factory=list)
     contacts_out_of_time: int = 0
+    #: resume jobs not due yet: message id -> seconds they go back invisible (in failed_message_ids)
+    jobs_not_due: dict[str, int] = field(default_factory=dict)
+    #: contacts the resume jobs of the batch queued
+    contacts_resumed: int = 0
     #: email -> what happened to each contact
     outcomes: dict[str, Outcome] = field(default_factory=dict)
 
@@ -141,6 +154,8 @@ class _Invocation:
     #: emails whose write was not started for lack of time (handed back at once)
     out_of_time: set[str] = field(default_factory=set)
     records: list[LedgerEntry] = field(default_factory=list)
+    #: the ledger as the invocation read it
+    previous: dict[str, LedgerEntry] = field(default_factory=dict)
 
 
 def _unlimited() -> float:
@@ -159,8 +174,14 @@ class SyncService:
         dead_letters: DeadLetters | None = None,
         directory: AudienceDirectory | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        markers: HeldMarkers | None = None,
+        resume: ResumeJobs | None = None,
     ) -> None:
-        """``monotonic`` is the writer's clock, the one its calls' deadlines are read on."""
+        """``monotonic`` is the writer's clock, the one its calls' deadlines are read on.
+        ``markers`` keeps a held marker for each audience change a contact's entry keeps pending,
+        ``resume`` runs the batch's resume jobs (without them, jobs go back to the queue)."""
+        self._markers = markers
+        self._resume = resume
         self._dead_letters = dead_letters
         self._directory = directory
         self._writer = writer
@@ -201,8 +222,22 @@ class SyncService:
             # Nothing is known to be recorded: hand everything back (HubSpot upserts are idempotent).
             logger.error("sync stopped; messages go back to the queue", extra={"error": str(exc)[:500]})
             run.retry.update(run.batch.contacts)
+        self._run_jobs(run)
         self._finish(run, before)
         return run.report
+
+    def _run_jobs(self, run: _Invocation) -> None:
+        jobs = run.batch.jobs
+        if not jobs:
+            return
+        if self._resume is None:
+            logger.error("resume jobs received but no resume runner is configured; they go back")
+            run.report.failed_message_ids.extend(jobs)
+            return
+        outcome = self._resume.run(jobs)
+        run.report.contacts_resumed = outcome.contacts
+        run.report.jobs_not_due = outcome.later
+        run.report.failed_message_ids.extend(sorted(outcome.failed))
 
     def _finish(self, run: _Invocation, before: CallStats) -> None:
         report, messages, batch = run.report, run.messages, run.batch
@@ -211,6 +246,8 @@ class SyncService:
         report.count()
         failed = self._set_aside(messages, batch, report)
         failed.update(mid for email in run.retry for mid in batch.contacts[email].message_ids)
+        failed.update(report.failed_message_ids)  # resume jobs that failed
+        failed.update(report.jobs_not_due)
         report.failed_message_ids = messages_to_return(messages, failed)
         self._hand_back(run)
         self._return_out_of_time(run)
@@ -222,7 +259,7 @@ class SyncService:
         if self._extender is not None:
             schedule = retry_schedule(
                 messages,
-                report.failed_message_ids,
+                [mid for mid in report.failed_message_ids if mid not in report.jobs_not_due],
                 self._retry_base,
                 report.daily_limit_resets_at,
                 self._clock(),
@@ -232,6 +269,9 @@ class SyncService:
             late = set(report.out_of_time_message_ids)
             if late:
                 self._extender.extend([m for m in messages if m.message_id in late], 0)
+            for message in messages:
+                if message.message_id in report.jobs_not_due:
+                    self._extender.extend([message], report.jobs_not_due[message.message_id])
 
     def _set_aside(self, messages: Sequence[InboundMessage], batch: Batch, report: SyncReport) -> set[str]:
         """Messages that are not ours to read can never succeed: they go to the dead-letter queue
@@ -251,6 +291,7 @@ class SyncService:
         if not batch.contacts:
             return
         ledger = self._ledger.get_many(list(batch.contacts))
+        run.previous = ledger
         if batch.replay:
             # An operator fixed something (a property freed, created or allowed): see it now,
             # not when the definitions' cache expires.
@@ -480,8 +521,17 @@ class SyncService:
 
     def _record(self, run: _Invocation) -> None:
         """Store the outcomes. An entry the ledger cannot hold fails that contact alone, with the
-        reason, instead of sending the whole batch back (and its good contacts to the DLQ)."""
+        reason, instead of sending the whole batch back (and its good contacts to the DLQ).
+        The held markers follow the entries: one is stored before the entry that keeps its change
+        and deleted after the entry that no longer does, so an entry never keeps a change no
+        marker lists (a marker left without a change only makes a resume queue that contact for
+        nothing)."""
+        marks, unmarks = self._marker_changes(run)
+        if marks and self._markers is not None:
+            self._markers.mark_held(marks, self._now_ms())
         refused = self._ledger.put_many(run.records)
+        if unmarks and self._markers is not None:
+            self._markers.unmark_held([mark for mark in unmarks if mark[0] not in refused])
         if not refused:
             return
         for email in refused:
@@ -495,6 +545,22 @@ class SyncService:
                 for email, reason in refused.items()
             ]
         )
+
+    @staticmethod
+    def _marker_changes(run: _Invocation) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        """(email, audience id) pairs whose marker the recorded entries add and remove."""
+        newest = {entry.email: entry for entry in run.records}
+        marks: list[tuple[str, str]] = []
+        unmarks: list[tuple[str, str]] = []
+        for email, entry in newest.items():
+            previous = run.previous.get(email)
+            before = set(previous.pending_audiences) if previous is not None else set()
+            after = set(entry.pending_audiences)
+            # Every kept change, not only the new ones: idempotent, and an entry recorded again
+            # gets back a marker a failed write lost (or one written before markers existed).
+            marks.extend((email, audience_id) for audience_id in sorted(after))
+            unmarks.extend((email, audience_id) for audience_id in sorted(before - after))
+        return marks, unmarks
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)

@@ -19,9 +19,10 @@ from ..ledger.contact_ledger import DynamoDbLedger
 from ..ledger.daily_counter import DynamoDbDailyCounter
 from ..secret_store import SecretFetcher, secrets_manager_fetcher
 from ..settings import UpsertSettings
-from .adapter import SqsDeadLetters, SqsVisibilityChanger, UpsertConsumer
+from .adapter import SqsDeadLetters, SqsQueueSender, SqsVisibilityChanger, UpsertConsumer
 from .audiences import AudienceDirectory
 from .ledger import Ledger
+from .resume import ResumeJobs
 from .schema import PropertySchema
 from .service import ContactWriter, SyncService
 from .topup import QueueTopUp
@@ -45,14 +46,16 @@ def build_consumer(settings: UpsertSettings) -> UpsertConsumer:
     fetch_secret = secrets_manager_fetcher(
         settings.hubspot_secret_id, settings.secret_max_age_seconds, secrets
     )
+    ledger = DynamoDbLedger(dynamodb, settings.ledger_table, settings.ledger_retention_days)
     return consumer(
         settings,
         hubspot_client(settings, fetch_secret, governor),
         sqs,
-        DynamoDbLedger(dynamodb, settings.ledger_table, settings.ledger_retention_days),
+        ledger,
         DynamoDbAudienceDirectory(
             dynamodb, settings.ledger_table, max_age_seconds=settings.audience_cache_seconds
         ),
+        held=ledger,
     )
 
 
@@ -100,10 +103,12 @@ def consumer(
     ledger: Ledger,
     directory: AudienceDirectory | None,
     writer: ContactWriter | None = None,
+    held: DynamoDbLedger | None = None,
 ) -> UpsertConsumer:
     """One container's consumer: the sync service (its schema cache, visibility extender and
     dead-letter queue on ``sqs``), and the top-up that fills its batches from the queue. ``writer``
-    sends the batch upserts (the client itself unless a caller observes them)."""
+    sends the batch upserts (the client itself unless a caller observes them). ``held`` keeps the
+    held markers and runs resume jobs from their index (without it, none are kept or run)."""
     topup = (
         QueueTopUp(sqs, settings.queue_url, max_messages=settings.top_up_max_messages)
         if settings.queue_url and settings.top_up_max_messages
@@ -121,6 +126,17 @@ def consumer(
     dead_letters = (
         SqsDeadLetters(sqs, settings.dead_letter_queue_url) if settings.dead_letter_queue_url else None
     )
+    resume = (
+        ResumeJobs(
+            held,
+            directory,
+            SqsQueueSender(sqs, settings.queue_url),
+            settings.shard_count,
+            settings.resume_sweep_seconds,
+        )
+        if held is not None and directory is not None and settings.queue_url
+        else None
+    )
     service = SyncService(
         writer or client,
         schema,
@@ -129,5 +145,7 @@ def consumer(
         retry_base_seconds=settings.retry_base_seconds,
         dead_letters=dead_letters,
         directory=directory,
+        markers=held,
+        resume=resume,
     )
     return UpsertConsumer(service, topup, client.ready_in, settings.batch_fill_seconds)

@@ -1,0 +1,135 @@
+"""Resume jobs: the consumer's side of ``PUT /audiences/{id}`` re-activating a deleted audience.
+
+The PUT sends one job message (its own FIFO group per audience, see ``messages.ResumeJob``); the
+consumer reads the contacts holding changes of that audience from the sparse ``held`` index, one
+page per job, and queues each an update of source ``resume`` in its own contact group: the
+consumer then writes what the ledger keeps pending through the normal path, by the ledger's
+ordering rules, never concurrently with another update of the same contact. A job with more pages
+sends the next one with the cursor; after the last page a sweep job reads them all again once the
+index has caught up (a change held just before the PUT may not be in the index yet). A job finding
+the audience deleted again stops: its contacts stay held for the next PUT.
+
+A FIFO queue has no per-message delay: a sweep job received before it is due goes back invisible
+until then, in its own group, so it holds up nothing else.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+from ..messages import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    RESUME_SOURCE,
+    QueueMessage,
+    ResumeJob,
+    encode_update,
+    pack_encoded,
+)
+from ..model import ContactUpdate
+from ..observability import logger
+from .audiences import AudienceDirectory
+from .ledger import LedgerUnavailable
+
+#: Contacts one job queues: about a second of index reads and SQS sends.
+RESUME_PAGE_SIZE = 500
+#: How long after its last page a job reads the index again (DynamoDB's global secondary indexes
+#: usually catch up within a second).
+RESUME_SWEEP_SECONDS = 60
+
+
+class QueueSender(Protocol):
+    def publish(self, messages: Sequence[QueueMessage], request_id: str) -> int:
+        """Send every message, in order within each group; raise when any could not be sent (a job
+        sent again resends them all, and SQS drops the duplicates)."""
+        ...
+
+
+class HeldIndex(Protocol):
+    def held_contacts(self, audience_id: str, limit: int, cursor: str | None) -> tuple[list[str], str | None]:
+        """One page of the contacts holding changes of the audience, and the next page's cursor."""
+        ...
+
+
+@dataclass
+class JobOutcome:
+    #: job message ids that go back to the queue (after the transient backoff)
+    failed: set[str] = field(default_factory=set)
+    #: job message id -> seconds until it is due (goes back invisible that long)
+    later: dict[str, int] = field(default_factory=dict)
+    #: contacts queued
+    contacts: int = 0
+
+
+class ResumeJobs:
+    def __init__(
+        self,
+        index: HeldIndex,
+        directory: AudienceDirectory,
+        publisher: QueueSender,
+        shard_count: int,
+        sweep_seconds: int = RESUME_SWEEP_SECONDS,
+        page_size: int | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._index = index
+        self._directory = directory
+        self._publisher = publisher
+        self._shard_count = shard_count
+        self._sweep_seconds = sweep_seconds
+        self._page_size = page_size or RESUME_PAGE_SIZE
+        self._clock = clock
+
+    def run(self, jobs: Mapping[str, ResumeJob]) -> JobOutcome:
+        outcome = JobOutcome()
+        for message_id, job in jobs.items():
+            now_ms = int(self._clock() * 1000)
+            if job.due_ms > now_ms:
+                outcome.later[message_id] = max(1, math.ceil((job.due_ms - now_ms) / 1000))
+                continue
+            try:
+                outcome.contacts += self._run(message_id, job, now_ms)
+            except Exception as exc:  # LedgerUnavailable, an SQS failure: the job is tried again
+                level = logger.warning if isinstance(exc, LedgerUnavailable) else logger.exception
+                level("resume job failed; it goes back to the queue", extra={"error": str(exc)[:300]})
+                outcome.failed.add(message_id)
+        return outcome
+
+    def _run(self, message_id: str, job: ResumeJob, now_ms: int) -> int:
+        # The stored status, not a cached one: a job that finds the audience deleted again stops.
+        self._directory.forget([job.audience_id])
+        metadata = self._directory.lookup([job.audience_id]).get(job.audience_id)
+        if metadata is not None and (metadata.deleted or metadata.unreadable):
+            logger.info("resume job stopped: the audience is deleted again or unreadable")
+            return 0
+        emails, cursor = self._index.held_contacts(job.audience_id, self._page_size, job.cursor)
+        # Nonces from the job's message id: a job received twice (its delete failed) sends the same
+        # messages, which SQS drops as duplicates within its 5-minute window.
+        self._queue_contacts(emails, f"{message_id}:contacts", now_ms)
+        follow_up: ResumeJob | None
+        if cursor is not None:
+            follow_up = replace(job, cursor=cursor, due_ms=0)
+        elif not job.sweep:
+            due_ms = now_ms + self._sweep_seconds * 1000
+            follow_up = ResumeJob(job.audience_id, None, sweep=True, due_ms=due_ms)
+        else:
+            follow_up = None
+        if follow_up is not None:
+            self._publisher.publish([follow_up.message(f"{message_id}:next", now_ms)], message_id)
+        return len(emails)
+
+    def _queue_contacts(self, emails: list[str], nonce: str, now_ms: int) -> None:
+        if not emails:
+            return
+        encoded = [
+            (email, encode_update(ContactUpdate(email, source=RESUME_SOURCE, received_ms=now_ms, position=i)))
+            for i, email in enumerate(emails)
+        ]
+        messages = [
+            replace(message, nonce=nonce)
+            for message in pack_encoded(encoded, self._shard_count, DEFAULT_MAX_MESSAGE_BYTES, now_ms)
+        ]
+        self._publisher.publish(messages, nonce)
