@@ -106,16 +106,19 @@ class QueueMessage:
     received_ms: int = 0
     #: Set by a replay: the same content sent again on purpose must not be dropped as a duplicate.
     nonce: str = ""
-    #: A resume job's own member of the envelope (``,"resume":{...}``), after an empty update list
+    #: A resume job's own member of the envelope (``,"resume":{...}``), in place of the update
+    #: list: a consumer that knows no jobs cannot decode the message and sends it to the DLQ, from
+    #: where ``POST /replay`` brings it back, instead of deleting it as a message without updates.
     job: str = ""
 
     @property
     def body(self) -> str:
-        return '{"v":%d,"rcv":%d,"updates":[%s]%s}' % (  # noqa: UP031
+        if self.job:
+            return '{"v":%d,"rcv":%d%s}' % (MESSAGE_FORMAT_VERSION, self.received_ms, self.job)  # noqa: UP031
+        return '{"v":%d,"rcv":%d,"updates":[%s]}' % (  # noqa: UP031
             MESSAGE_FORMAT_VERSION,
             self.received_ms,
             self.content,
-            self.job,
         )
 
     @property
