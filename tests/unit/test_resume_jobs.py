@@ -136,3 +136,24 @@ def test_a_job_that_fails_goes_back() -> None:
 
     outcome = runner(Index(["a@example.com"]), Refusing()).run({"m1": ResumeJob("gold")})
     assert outcome.failed == {"m1"}
+
+
+def test_a_job_behind_an_early_or_failed_job_of_its_group_is_not_run() -> None:
+    # Run, the job behind would send its pages and its follow-up, then go back with its group
+    # and run again: two sweeps of the same audience.
+    index, sent = Index(["a@example.com", "b@example.com", "c@example.com"]), Sent()
+    early = ResumeJob("gold", sweep=True, due_ms=int(NOW * 1000) + 30_000)
+    outcome = runner(index, sent).run(
+        {"m1": early, "m2": ResumeJob("gold", "2", sweep=True), "m3": ResumeJob("blue")}
+    )
+    assert index.reads == [None] and sent.jobs() == [ResumeJob("blue", "2")]
+    assert outcome.later == {"m1": 30} and outcome.held_back == {"m2"}
+
+    class Refusing(Sent):
+        def publish(self, messages: Sequence[QueueMessage], request_id: str) -> int:
+            self.messages.extend(messages)
+            raise RuntimeError("SQS did not take them")
+
+    index, refusing = Index(["a@example.com"]), Refusing()
+    outcome = runner(index, refusing).run({"m1": ResumeJob("gold"), "m2": ResumeJob("gold", "2")})
+    assert index.reads == [None] and outcome.failed == {"m1"} and outcome.held_back == {"m2"}

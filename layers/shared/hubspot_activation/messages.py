@@ -197,8 +197,12 @@ class ResumeJob:
         continues, so a job received twice continues once)."""
         job = {"audience": self.audience_id, "cursor": self.cursor, "sweep": self.sweep, "due": self.due_ms}
         member = ',"resume":' + json.dumps(job, separators=(",", ":"), ensure_ascii=False)
-        group = RESUME_GROUP_PREFIX + audience_digest(self.audience_id)
-        return QueueMessage(group, "", 0, received_ms, nonce=nonce, job=member)
+        return QueueMessage(self.group_id, "", 0, received_ms, nonce=nonce, job=member)
+
+    @property
+    def group_id(self) -> str:
+        """The FIFO message group of the audience's jobs."""
+        return RESUME_GROUP_PREFIX + audience_digest(self.audience_id)
 
 
 def is_resume_group(group_id: str) -> bool:
