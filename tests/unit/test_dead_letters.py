@@ -7,7 +7,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from hubspot_activation.messages import pack
+from hubspot_activation.messages import ResumeJob, pack
 from hubspot_activation.model import AudienceChange, AudienceStatus, ContactUpdate
 from hubspot_activation.operations.dead_letters import UNDECODABLE_GROUP, SqsDeadLetterMover
 
@@ -159,6 +159,25 @@ def test_undecodable_messages_stay_in_the_dlq_and_are_reported(queues: tuple[Any
         ["not a queue message", '{"v": 99, "updates": []}']
     )
     assert {message["Attributes"]["MessageGroupId"] for message in left} == {UNDECODABLE_GROUP}
+
+
+def test_a_resume_group_letter_is_decoded_as_a_job_and_a_broken_one_set_aside(
+    queues: tuple[Any, str, str],
+) -> None:
+    sqs, dlq, queue = queues
+    job = ResumeJob("gold").message("req-1", 1_795_000_000_000)
+    broken = '{"v":2,"rcv":0,"updates":[],"resume":{"audience":""}}'
+    for body, dedup in ((broken, "broken"), (job.body, "job")):
+        sqs.send_message(
+            QueueUrl=dlq, MessageBody=body, MessageGroupId=job.group_id, MessageDeduplicationId=dedup
+        )
+    report = mover(FaultySqs(sqs), dlq, queue).move_back(500, deadline=1.0)
+    # The consumer would dead-letter the broken job again: it is set aside, not moved back and
+    # forth, and the good job behind it in its group is moved.
+    assert (report.moved, report.set_aside) == (1, 1)
+    assert bodies(sqs, queue) == [job.body]
+    (left,) = drain(dlq)
+    assert left["Body"] == broken and left["Attributes"]["MessageGroupId"] == UNDECODABLE_GROUP
 
 
 def letter(sqs: Any, dlq: str, group: str, index: int) -> str:

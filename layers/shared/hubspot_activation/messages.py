@@ -106,16 +106,19 @@ class QueueMessage:
     received_ms: int = 0
     #: Set by a replay: the same content sent again on purpose must not be dropped as a duplicate.
     nonce: str = ""
-    #: A resume job's own member of the envelope (``,"resume":{...}``), after an empty update list
+    #: A resume job's own member of the envelope (``,"resume":{...}``), in place of the update
+    #: list: a consumer that knows no jobs cannot decode the message and sends it to the DLQ, from
+    #: where ``POST /replay`` brings it back, instead of deleting it as a message without updates.
     job: str = ""
 
     @property
     def body(self) -> str:
-        return '{"v":%d,"rcv":%d,"updates":[%s]%s}' % (  # noqa: UP031
+        if self.job:
+            return '{"v":%d,"rcv":%d%s}' % (MESSAGE_FORMAT_VERSION, self.received_ms, self.job)  # noqa: UP031
+        return '{"v":%d,"rcv":%d,"updates":[%s]}' % (  # noqa: UP031
             MESSAGE_FORMAT_VERSION,
             self.received_ms,
             self.content,
-            self.job,
         )
 
     @property
@@ -194,8 +197,12 @@ class ResumeJob:
         continues, so a job received twice continues once)."""
         job = {"audience": self.audience_id, "cursor": self.cursor, "sweep": self.sweep, "due": self.due_ms}
         member = ',"resume":' + json.dumps(job, separators=(",", ":"), ensure_ascii=False)
-        group = RESUME_GROUP_PREFIX + audience_digest(self.audience_id)
-        return QueueMessage(group, "", 0, received_ms, nonce=nonce, job=member)
+        return QueueMessage(self.group_id, "", 0, received_ms, nonce=nonce, job=member)
+
+    @property
+    def group_id(self) -> str:
+        """The FIFO message group of the audience's jobs."""
+        return RESUME_GROUP_PREFIX + audience_digest(self.audience_id)
 
 
 def is_resume_group(group_id: str) -> bool:

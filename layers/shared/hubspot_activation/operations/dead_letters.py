@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ..messages import decode_message
+from ..messages import decode_message, decode_resume_job, is_resume_group
 from ..observability import logger
 
 if TYPE_CHECKING:
@@ -101,8 +101,12 @@ class DeadLetterMover(Protocol):
 
 
 def _decodable(message: Any) -> bool:
+    """Whether the consumer can decode the letter, with the decoder it uses for the letter's group."""
     try:
-        decode_message(message["Body"])
+        if is_resume_group(_group(message)):
+            decode_resume_job(message["Body"])
+        else:
+            decode_message(message["Body"])
     except ValueError:
         return False
     return True
@@ -155,12 +159,14 @@ class SqsDeadLetterMover:
                 return
             movable, blocking = [], []
             for message in received:
-                if _decodable(message):
-                    movable.append(message)
-                elif _group(message) == UNDECODABLE_GROUP:
+                # Checked before decoding: a set-aside letter has lost the group whose decoder
+                # refused it (a broken resume job may still read as a message without updates).
+                if _group(message) == UNDECODABLE_GROUP:
                     held.append(message)
                     if str(message["MessageId"]) not in report.undecodable_ids:
                         report.undecodable_ids.append(str(message["MessageId"]))
+                elif _decodable(message):
+                    movable.append(message)
                 else:
                     blocking.append(message)
             if movable and not self._move(movable, report):

@@ -60,6 +60,9 @@ class JobOutcome:
     failed: set[str] = field(default_factory=set)
     #: job message id -> seconds until it is due (goes back invisible that long)
     later: dict[str, int] = field(default_factory=dict)
+    #: job message ids behind an early or failed job of their group, not run: they go back with it
+    #: (run, a job would continue before the one ahead of it, and both would send the same pages)
+    held_back: set[str] = field(default_factory=set)
     #: contacts queued
     contacts: int = 0
 
@@ -84,11 +87,17 @@ class ResumeJobs:
         self._clock = clock
 
     def run(self, jobs: Mapping[str, ResumeJob]) -> JobOutcome:
+        """Run the jobs in their order (message order within each group)."""
         outcome = JobOutcome()
+        blocked: set[str] = set()
         for message_id, job in jobs.items():
+            if job.group_id in blocked:
+                outcome.held_back.add(message_id)
+                continue
             now_ms = int(self._clock() * 1000)
             if job.due_ms > now_ms:
                 outcome.later[message_id] = max(1, math.ceil((job.due_ms - now_ms) / 1000))
+                blocked.add(job.group_id)
                 continue
             try:
                 outcome.contacts += self._run(message_id, job, now_ms)
@@ -96,6 +105,7 @@ class ResumeJobs:
                 level = logger.warning if isinstance(exc, LedgerUnavailable) else logger.exception
                 level("resume job failed; it goes back to the queue", extra={"error": str(exc)[:300]})
                 outcome.failed.add(message_id)
+                blocked.add(job.group_id)
         return outcome
 
     def _run(self, message_id: str, job: ResumeJob, now_ms: int) -> int:

@@ -237,7 +237,7 @@ class SyncService:
         outcome = self._resume.run(jobs)
         run.report.contacts_resumed = outcome.contacts
         run.report.jobs_not_due = outcome.later
-        run.report.failed_message_ids.extend(sorted(outcome.failed))
+        run.report.failed_message_ids.extend(sorted(outcome.failed | outcome.held_back))
 
     def _finish(self, run: _Invocation, before: CallStats) -> None:
         report, messages, batch = run.report, run.messages, run.batch
