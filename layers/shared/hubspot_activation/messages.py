@@ -14,7 +14,7 @@ import math
 import re
 import zlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, NoReturn
 
 from .ledger.keys import audience_digest
@@ -203,6 +203,22 @@ class ResumeJob:
     def group_id(self) -> str:
         """The FIFO message group of the audience's jobs."""
         return RESUME_GROUP_PREFIX + audience_digest(self.audience_id)
+
+
+def requeue_messages(
+    emails: list[str], source: str, nonce: str, shard_count: int, received_ms: int
+) -> list[QueueMessage]:
+    """Messages that ask the consumer to write these contacts again from the ledger (an update
+    with no change of its own, tagged with ``source``). ``nonce`` makes them new to SQS's
+    deduplication, which would otherwise drop the same contacts sent within five minutes."""
+    encoded = [
+        (email, encode_update(ContactUpdate(email, source=source, received_ms=received_ms, position=i)))
+        for i, email in enumerate(emails)
+    ]
+    return [
+        replace(message, nonce=nonce)
+        for message in pack_encoded(encoded, shard_count, DEFAULT_MAX_MESSAGE_BYTES, received_ms)
+    ]
 
 
 def is_resume_group(group_id: str) -> bool:

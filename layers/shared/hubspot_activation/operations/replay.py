@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from ..ingest.publisher import MessagePublisher
 from ..ledger.issue_item import IssueKey
 from ..ledger.keys import ISSUE_FAILED
 from ..ledger.operations_store import OperationsStore
-from ..messages import DEFAULT_MAX_MESSAGE_BYTES, REPLAY_SOURCE, ResumeJob, encode_update, pack_encoded
-from ..model import ContactUpdate
+from ..messages import REPLAY_SOURCE, ResumeJob, requeue_messages
 from .dead_letters import DeadLetterMover, MoveReport
 from .queues import QueueReader
 from .views import decode_cursor, encode_cursor
@@ -110,14 +109,7 @@ class ReplayService:
         if not emails:
             return 0
         now_ms = int(self._clock() * 1000)
-        encoded = [
-            (email, encode_update(ContactUpdate(email, source=REPLAY_SOURCE, received_ms=now_ms, position=i)))
-            for i, email in enumerate(emails)
-        ]
-        messages = [
-            replace(message, nonce=request_id)
-            for message in pack_encoded(encoded, self._shard_count, DEFAULT_MAX_MESSAGE_BYTES, now_ms)
-        ]
+        messages = requeue_messages(emails, REPLAY_SOURCE, request_id, self._shard_count, now_ms)
         self._publisher.publish(messages, request_id)
         return len(messages)
 

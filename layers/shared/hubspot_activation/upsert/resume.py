@@ -22,14 +22,11 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from ..messages import (
-    DEFAULT_MAX_MESSAGE_BYTES,
     RESUME_SOURCE,
     QueueMessage,
     ResumeJob,
-    encode_update,
-    pack_encoded,
+    requeue_messages,
 )
-from ..model import ContactUpdate
 from ..observability import logger
 from .audiences import AudienceDirectory
 from .ledger import LedgerUnavailable
@@ -134,12 +131,5 @@ class ResumeJobs:
     def _queue_contacts(self, emails: list[str], nonce: str, now_ms: int) -> None:
         if not emails:
             return
-        encoded = [
-            (email, encode_update(ContactUpdate(email, source=RESUME_SOURCE, received_ms=now_ms, position=i)))
-            for i, email in enumerate(emails)
-        ]
-        messages = [
-            replace(message, nonce=nonce)
-            for message in pack_encoded(encoded, self._shard_count, DEFAULT_MAX_MESSAGE_BYTES, now_ms)
-        ]
+        messages = requeue_messages(emails, RESUME_SOURCE, nonce, self._shard_count, now_ms)
         self._publisher.publish(messages, nonce)
