@@ -141,3 +141,13 @@ class ProfileWarning:
 
     def to_json(self) -> dict[str, Any]:
         return {"index": self.index, "field": self.field, "reason": self.reason}
+
+
+def is_unicode(text: str) -> bool:
+    """False for text with a lone surrogate (JSON's ``\\ud800``): it has no UTF-8 form, so it can be
+    neither queued nor written to HubSpot."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

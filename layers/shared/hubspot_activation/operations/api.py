@@ -27,6 +27,7 @@ from ..http_errors import ApiError, as_api_error, error_response, map_errors, qu
 from ..ingest.publisher import EnqueueError
 from ..ledger.keys import ISSUE_FAILED, ISSUE_STATUSES
 from ..ledger.operations_store import OperationsStore, StoreUnavailable
+from ..model import is_unicode
 from ..observability import logger, metrics
 from .audiences import AudienceService
 from .replay import ReplayService
@@ -106,17 +107,9 @@ def _storable_text(document: Any, fields: tuple[str, ...]) -> Any:
     if isinstance(document, dict):
         for name in fields:
             value = document.get(name)
-            if isinstance(value, str) and not _is_unicode(value):
+            if isinstance(value, str) and not is_unicode(value):
                 raise InvalidParameter(name, f"{name} is not valid Unicode (a lone surrogate)")
     return document
-
-
-def _is_unicode(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _replay_request(document: Any) -> tuple[bool, str | None]:
@@ -179,7 +172,7 @@ class OperationsApi:
         then API Gateway's decoded ``rawPath``). Never decoded again. A value with a lone surrogate
         (an escape in the event's JSON) has no UTF-8 form: nothing could store or look it up."""
         value = self._http.current_event.path_parameters.get(name, matched)
-        if not _is_unicode(value):
+        if not is_unicode(value):
             raise InvalidParameter(name, f"{name} is not valid Unicode (a lone surrogate)")
         return value
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...emails import MAX_EMAIL_LENGTH, email_problem, looks_hashed, normalize_email
-from ...model import AttributeValue, AudienceChange, AudienceStatus, ProfileWarning
+from ...model import AttributeValue, AudienceChange, AudienceStatus, ProfileWarning, is_unicode
 from ...timestamps import TimestampError, audience_epoch_ms
 from ..mapping import PROPERTY_NAME, AttributeMapping
 
@@ -79,16 +79,6 @@ class ProfileContext:
         if len(field_name) > _MAX_FIELD_CHARACTERS:
             field_name = field_name[: _MAX_FIELD_CHARACTERS - 3] + "..."
         self.log.add(ProfileWarning(self.index, field_name, reason))
-
-
-def is_unicode(text: str) -> bool:
-    """False for text with a lone surrogate (JSON's ``\\ud800``): it has no UTF-8 form, so it can be
-    neither queued nor written to HubSpot."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def shown(value: Any) -> str:
