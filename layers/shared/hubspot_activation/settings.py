@@ -17,6 +17,8 @@ PROPERTY_PREFIX = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 #: How long an audience whose HubSpot property could not be created (the custom property limit, a
 #: refusal) is refused before the next update asking for it tries again.
 AUDIENCE_PROPERTY_RETRY_SECONDS = 30
+#: FIFO message groups a contact's email hashes into; ingest, replay and resume jobs must agree.
+SHARD_COUNT = 48
 
 
 class SettingsError(ValueError):
@@ -51,6 +53,10 @@ def _integer(env: Mapping[str, str], name: str, default: int, low: int, high: in
     return _number(env, name, default, low, high)
 
 
+def _shard_count(env: Mapping[str, str]) -> int:
+    return _integer(env, "SHARD_COUNT", SHARD_COUNT, 1, 10_000)
+
+
 def _id_list(env: Mapping[str, str], name: str) -> frozenset[str]:
     return frozenset(item.strip() for item in env.get(name, "").split(",") if item.strip())
 
@@ -59,7 +65,7 @@ def _id_list(env: Mapping[str, str], name: str) -> frozenset[str]:
 class IngestSettings:
     queue_url: str
     ingest_secret_id: str
-    shard_count: int = 48
+    shard_count: int = SHARD_COUNT
     audience_allowlist: frozenset[str] = frozenset()
     mapping: AttributeMapping = field(default_factory=AttributeMapping.from_overrides)
     max_body_bytes: int = 5 * 1024 * 1024
@@ -84,7 +90,7 @@ class IngestSettings:
         return cls(
             queue_url=_required(env, "QUEUE_URL"),
             ingest_secret_id=_required(env, "INGEST_SECRET_ID"),
-            shard_count=_integer(env, "SHARD_COUNT", 48, 1, 10_000),
+            shard_count=_shard_count(env),
             audience_allowlist=_id_list(env, "AUDIENCE_ALLOWLIST"),
             mapping=mapping,
             max_body_bytes=_integer(env, "MAX_BODY_BYTES", 5 * 1024 * 1024, 1024, 6 * 1024 * 1024),
@@ -129,7 +135,7 @@ class UpsertSettings:
     #: How long audience metadata (names, deletions) is cached per container.
     audience_cache_seconds: int = 30
     #: FIFO message groups contacts are spread over (a resume job queues contacts in their groups).
-    shard_count: int = 48
+    shard_count: int = SHARD_COUNT
     #: How long after its last page a resume job reads the held index once more.
     resume_sweep_seconds: int = 60
 
@@ -176,7 +182,7 @@ class UpsertSettings:
             top_up_max_messages=_integer(env, "TOP_UP_MAX_MESSAGES", 250, 0, 1000),
             batch_fill_seconds=_integer(env, "BATCH_FILL_SECONDS", 1, 0, 20),
             audience_cache_seconds=_integer(env, "AUDIENCE_CACHE_SECONDS", 30, 0, 3600),
-            shard_count=_integer(env, "SHARD_COUNT", 48, 1, 10_000),
+            shard_count=_shard_count(env),
             resume_sweep_seconds=_integer(env, "RESUME_SWEEP_SECONDS", 60, 0, 43_200),
         )
 
@@ -187,7 +193,7 @@ class OperationsSettings:
     ingest_secret_id: str
     queue_url: str
     dead_letter_queue_url: str = ""
-    shard_count: int = 48
+    shard_count: int = SHARD_COUNT
     secret_max_age_seconds: int = 60
     #: the HubSpot side (budget figures, relabelling audience properties), read like the consumer's
     upsert: UpsertSettings | None = None
@@ -204,7 +210,7 @@ class OperationsSettings:
             ingest_secret_id=_required(env, "INGEST_SECRET_ID"),
             queue_url=_required(env, "QUEUE_URL"),
             dead_letter_queue_url=env.get("DEAD_LETTER_QUEUE_URL", "").strip(),
-            shard_count=_integer(env, "SHARD_COUNT", 48, 1, 10_000),
+            shard_count=_shard_count(env),
             secret_max_age_seconds=_integer(env, "SECRET_MAX_AGE_SECONDS", 60, 0, 86_400),
             upsert=UpsertSettings.from_env(env),
         )
