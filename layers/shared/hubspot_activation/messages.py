@@ -13,7 +13,8 @@ import json
 import math
 import re
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, NoReturn
 
@@ -51,23 +52,35 @@ def decode_message(body: str) -> list[ContactUpdate]:
     of ours: whatever a hostile body holds (nesting the decoder cannot descend, a number no integer
     holds, text with no UTF-8 form, values of the wrong type), the consumer and the replay set the
     message aside rather than fail on it."""
-    try:
-        document = json.loads(body, parse_constant=_reject_constant, parse_float=_finite)
+    with _not_ours():
+        document = _load(body)
         version = document.get("v") if isinstance(document, dict) else None
         if type(version) is not int or version not in _READABLE_VERSIONS:
             raise ValueError(f"unsupported message format: version {str(version)[:20]}")
-        if _ESCAPED_SURROGATE.search(body):
-            _check_utf8(document)
         received_ms = as_integer(document.get("rcv", 0), "rcv")
         updates = document["updates"]
         if not isinstance(updates, list):
             raise ValueError("unsupported message format: updates is not a list")
         return [ContactUpdate.from_json(item, received_ms) for item in updates]
+
+
+@contextmanager
+def _not_ours() -> Iterator[None]:
+    """Whatever a hostile body makes the decoding raise becomes ``ValueError``."""
+    try:
+        yield
     except RecursionError:
         # The decoder gives up on nesting of about a thousand levels; no message of ours nests.
         raise ValueError("unsupported message format: nested too deep") from None
     except (KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"unsupported message format: {type(exc).__name__} {str(exc)[:80]}") from None
+
+
+def _load(body: str) -> Any:
+    document = json.loads(body, parse_constant=_reject_constant, parse_float=_finite)
+    if _ESCAPED_SURROGATE.search(body):
+        _check_utf8(document)
+    return document
 
 
 #: Ours are written with ``ensure_ascii=False``: a ``\\uD800``-``\\uDFFF`` escape appears only in a
@@ -227,8 +240,8 @@ def is_resume_group(group_id: str) -> bool:
 
 def decode_resume_job(body: str) -> ResumeJob:
     """The job of a message in a resume group; ``ValueError`` for a body that is not one."""
-    try:
-        document = json.loads(body, parse_constant=_reject_constant, parse_float=_finite)
+    with _not_ours():
+        document = _load(body)
         job = document["resume"] if isinstance(document, dict) else None
         if not isinstance(job, dict):
             raise ValueError("unsupported message format: no resume job")
@@ -237,10 +250,4 @@ def decode_resume_job(body: str) -> ResumeJob:
             raise ValueError("unsupported message format: a resume job needs an audience")
         if cursor is not None and not isinstance(cursor, str):
             raise ValueError("unsupported message format: a resume cursor is a string")
-        if _ESCAPED_SURROGATE.search(body):
-            _check_utf8(document)
         return ResumeJob(audience, cursor, sweep, as_integer(job.get("due", 0), "due"))
-    except RecursionError:
-        raise ValueError("unsupported message format: nested too deep") from None
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise ValueError(f"unsupported message format: {type(exc).__name__} {str(exc)[:80]}") from None
