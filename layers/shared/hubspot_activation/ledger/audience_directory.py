@@ -44,7 +44,7 @@ class DynamoDbAudienceDirectory:
     def lookup(self, audience_ids: Iterable[str]) -> dict[str, AudienceMetadata]:
         now = self._clock()
         wanted = list(dict.fromkeys(audience_ids))
-        stale = [i for i in wanted if i not in self._cache or now - self._cache[i][0] > self._max_age]
+        stale = [i for i in wanted if self._stale(i, now)]
         for start in range(0, len(stale), 100):
             chunk = stale[start : start + 100]
             found = self._read(chunk)
@@ -56,6 +56,14 @@ class DynamoDbAudienceDirectory:
             if metadata is not None:
                 result[audience_id] = metadata
         return result
+
+    def _stale(self, audience_id: str, now: float) -> bool:
+        """A deleted status is never served from the cache: whether a change is held or written
+        follows the stored status, so a PUT that re-activated the audience is seen at once."""
+        cached = self._cache.get(audience_id)
+        if cached is None or now - cached[0] > self._max_age:
+            return True
+        return cached[1] is not None and cached[1].deleted
 
     def _read(self, audience_ids: list[str]) -> dict[str, AudienceMetadata]:
         try:

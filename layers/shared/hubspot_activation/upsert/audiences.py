@@ -21,7 +21,9 @@ class AudienceMetadata:
 
 class AudienceDirectory(Protocol):
     def lookup(self, audience_ids: Iterable[str]) -> dict[str, AudienceMetadata]:
-        """The metadata of the audiences that have some (the others are absent)."""
+        """The metadata of the audiences that have some (the others are absent). A deleted status
+        is read from the store, never from a cache: a change is held or written by the stored
+        status, so a PUT that re-activated the audience is seen at once."""
         ...
 
     def forget(self, audience_ids: Iterable[str]) -> None:

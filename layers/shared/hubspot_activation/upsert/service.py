@@ -380,13 +380,6 @@ class SyncService:
         An audience whose metadata cannot be read gets none either: its changes wait for a replay
         on its own contacts, and the rest of the batch is synced."""
         metadata = self._directory.lookup(wanted) if self._directory is not None and wanted else {}
-        held = [audience_id for audience_id, meta in metadata.items() if meta.deleted]
-        if held and self._directory is not None:
-            # A change is held on the stored status, not a cached one: a PUT that re-activated the
-            # audience since has already queued the contacts holding changes, so one held now
-            # would wait for the next PUT.
-            self._directory.forget(held)
-            metadata.update(self._directory.lookup(held))
         settled = {
             audience_id: AudienceProperty(
                 audience_id,
