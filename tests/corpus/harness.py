@@ -97,19 +97,25 @@ def ingest_handler(setenv: Callable[[str, str], None]) -> Iterator[tuple[Handler
             module._api.cache_clear()
 
 
+def set_fake_aws_environment(patch: Any) -> None:
+    """Fake credentials, a region and no tracing: what a module-scoped handler fixture needs, which
+    the function-scoped AWS isolation of tests/conftest.py does not reach."""
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "POWERTOOLS_TRACE_DISABLED": "1",
+    }.items():
+        patch.setenv(name, value)
+
+
 def isolated_ingest_handler() -> Iterator[Handler]:
     """The ingest handler on moto with fake credentials, for a module-scoped fixture (the
     function-scoped AWS isolation of tests/conftest.py does not reach those)."""
     import pytest
 
     with pytest.MonkeyPatch.context() as patch:
-        for name, value in {
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_SESSION_TOKEN": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "POWERTOOLS_TRACE_DISABLED": "1",
-        }.items():
-            patch.setenv(name, value)
+        set_fake_aws_environment(patch)
         with ingest_handler(patch.setenv) as (call, _queue):
             yield call

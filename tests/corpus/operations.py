@@ -26,6 +26,7 @@ from moto import mock_aws
 from local.functions import load_function
 from local.template import Resolver, parameter_defaults, translate
 from tests.conftest import INGEST_TOKEN, FakeContext
+from tests.corpus.harness import set_fake_aws_environment
 
 REQUEST_ID = "operations-corpus"
 #: Nothing listens there: a rename's relabel fails at once and the PUT still answers.
@@ -161,14 +162,7 @@ def isolated_operations_handler() -> Iterator[Handler]:
     import pytest
 
     with pytest.MonkeyPatch.context() as patch:
-        for name, value in {
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_SESSION_TOKEN": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "POWERTOOLS_TRACE_DISABLED": "1",
-        }.items():
-            patch.setenv(name, value)
+        set_fake_aws_environment(patch)
         patch.delenv("AWS_ENDPOINT_URL", raising=False)
         with operations_handler(patch.setenv) as call:
             yield call
