@@ -26,6 +26,18 @@ sqs_fifo.install()
 dynamodb_limits.install()
 
 
+def create_fifo_queue_with_dlq(name: str, dlq_name: str, max_receive_count: int) -> tuple[str, str]:
+    """A FIFO queue ``<name>.fifo`` redriving to ``<dlq_name>.fifo`` in moto: (queue URL, DLQ URL)."""
+    sqs = boto3.client("sqs")
+    dlq = sqs.create_queue(QueueName=f"{dlq_name}.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive_count}
+    queue = sqs.create_queue(
+        QueueName=f"{name}.fifo", Attributes={"FifoQueue": "true", "RedrivePolicy": json.dumps(redrive)}
+    )["QueueUrl"]
+    return queue, dlq
+
+
 def create_ledger_table(name: str = "ledger") -> str:
     """The ledger table's key schema, in moto (inside ``mock_aws``): items addressed by ``email``,
     and the held markers' index a resume job reads."""
@@ -76,18 +88,7 @@ def options() -> ParseOptions:
 def aws_resources(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
     """A FIFO queue with its DLQ and the ingest secret in moto, and the ingest function's settings."""
     with mock_aws():
-        sqs = boto3.client("sqs")
-        dlq = sqs.create_queue(QueueName="dlq.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
-        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"][
-            "QueueArn"
-        ]
-        queue = sqs.create_queue(
-            QueueName="activations.fifo",
-            Attributes={
-                "FifoQueue": "true",
-                "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 20}),
-            },
-        )["QueueUrl"]
+        queue, _dlq = create_fifo_queue_with_dlq("activations", "dlq", max_receive_count=20)
         secret = boto3.client("secretsmanager").create_secret(
             Name="ingest-token", SecretString=json.dumps({"username": "aep", "token": INGEST_TOKEN})
         )["ARN"]

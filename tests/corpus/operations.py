@@ -25,7 +25,7 @@ from moto import mock_aws
 
 from local.functions import load_function
 from local.template import Resolver, parameter_defaults, translate
-from tests.conftest import INGEST_TOKEN, FakeContext
+from tests.conftest import INGEST_TOKEN, FakeContext, create_fifo_queue_with_dlq
 from tests.corpus.harness import set_fake_aws_environment
 
 REQUEST_ID = "operations-corpus"
@@ -113,18 +113,7 @@ def operations_handler(setenv: Callable[[str, str], None]) -> Iterator[Handler]:
     """The operations handler against moto (inside ``mock_aws``); ``setenv`` sets its environment.
     A handler that raises is what API Gateway answers 500 for: the call returns that 500."""
     with mock_aws():
-        sqs = boto3.client("sqs")
-        dlq = sqs.create_queue(QueueName="ops-dlq.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
-        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"][
-            "QueueArn"
-        ]
-        queue = sqs.create_queue(
-            QueueName="ops.fifo",
-            Attributes={
-                "FifoQueue": "true",
-                "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 5}),
-            },
-        )["QueueUrl"]
+        queue, dlq = create_fifo_queue_with_dlq("ops", "ops-dlq", max_receive_count=5)
         secrets = boto3.client("secretsmanager")
         ingest_secret = secrets.create_secret(
             Name="ops-ingest-token", SecretString=json.dumps({"token": INGEST_TOKEN})
