@@ -87,7 +87,7 @@ def start(
     use_endpoint(endpoint)
     cfn = translate()
     values = {**parameter_defaults(cfn), **dict(parameters or {})}
-    refs: dict[str, str] = {}
+    refs: dict[str, str] = {"AWS::StackName": stack_name, "AWS::Partition": "aws", "AWS::AccountId": ACCOUNT}
     attributes: dict[str, str] = {}
     resolver = Resolver(values, refs, attributes)
     local = LocalAws(endpoint, cfn, resolver, server=server)
@@ -133,6 +133,13 @@ def start(
             )
         refs[logical_id] = table_name
         attributes[f"{logical_id}.Arn"] = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{table_name}"
+    # Functions are named like CloudFormation names them (or as the template says): the local async
+    # invocations (local/lambda_async.py) route by these names.
+    for logical_id, spec in resources.items():
+        if spec["Type"] == "AWS::Lambda::Function":
+            name = spec.get("Properties", {}).get("FunctionName")
+            refs[logical_id] = str(resolver(name)) if name else f"{stack_name}-{logical_id}"
+            attributes[f"{logical_id}.Arn"] = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{refs[logical_id]}"
     secretsmanager = local.client("secretsmanager")
     for logical_id, spec in resources.items():
         if spec["Type"] != "AWS::SecretsManager::Secret":

@@ -71,6 +71,7 @@ class EventSourcePoller:
     stats: PollerStats = field(default_factory=PollerStats)
     #: receipt handles whose visibility the function itself changed during the invocation
     visibility_set: set[str] = field(default_factory=set)
+    function_name: str = "merge"
 
     def __post_init__(self) -> None:
         _watch_visibility_changes(self)
@@ -95,7 +96,7 @@ class EventSourcePoller:
             result = self.handler(
                 event,
                 LocalContext(
-                    function_name="upsert",
+                    function_name=self.function_name,
                     aws_request_id=str(uuid.uuid4()),
                     timeout_seconds=self.function_timeout,
                 ),
@@ -105,7 +106,7 @@ class EventSourcePoller:
                 raise ValueError("batchItemFailures names a message that was not in the batch")
         except Exception:
             # Lambda treats an error (or a bad response) as a failure of the whole batch.
-            logger.exception("the upsert function failed; the whole batch will be retried")
+            logger.exception("the %s function failed; the whole batch will be retried", self.function_name)
             self.stats.errors += 1
             failed = set(by_id)
         self.stats.failed_records += len(failed)

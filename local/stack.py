@@ -2,9 +2,10 @@
 
 In one process: a moto server with the queues, secrets and ledger table that template.yaml
 declares; the HubSpot sandbox (or a real HubSpot account, see HUBSPOT_CREDENTIAL); the ingest
-handler behind a local HTTP server speaking API Gateway HTTP API events; and a poller that drives
-the upsert handler like Lambda's SQS event source. ``demo`` posts every sample in events/ through
-real HTTP, drains the queue, prints the HubSpot contacts and a sync summary, then re-sends
+handler behind a local HTTP server speaking API Gateway HTTP API events; a poller that drives
+the merge handler like Lambda's SQS event source; and the flush handler run by Lambda's
+asynchronous invocations (the merge's wake-ups) and by its schedule, as deployed. ``demo`` posts
+every sample in events/ through real HTTP, drains the queue, prints the HubSpot contacts and a sync summary, then re-sends
 everything to show that unchanged contacts cost no HubSpot request. ``serve`` keeps it all up and
 keeps consuming the queue until stopped.
 """
@@ -33,6 +34,7 @@ from .api_server import LocalApiServer, Route
 from .event_source import EventSourcePoller, Handler
 from .functions import handler
 from .hubspot_sandbox import SandboxServer
+from .lambda_async import LocalAsyncFunction, LocalSchedule
 from .template import ROOT, http_routes
 
 EVENTS = ROOT / "events"
@@ -42,7 +44,7 @@ SUMMARY_FIELDS = ("synced", "skippedUnchanged", "failed", "retriedLater", "hubsp
 
 
 class BatchReports(logging.Handler):
-    """Collects the upsert function's "batch processed" log records (its CloudWatch logs, locally):
+    """Collects the flush function's "flush run ended" log records (its CloudWatch logs, locally):
     the totals of ``fields``."""
 
     def __init__(self, fields: tuple[str, ...] = SUMMARY_FIELDS) -> None:
@@ -51,7 +53,7 @@ class BatchReports(logging.Handler):
         self.totals: Counter[str] = Counter()
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.getMessage() == "batch processed":
+        if record.getMessage() == "flush run ended":
             for name in self.fields:
                 self.totals[name] += int(getattr(record, name, 0) or 0)
 
@@ -73,6 +75,8 @@ class LocalStack:
     api: LocalApiServer
     ingest_token: str
     poller: EventSourcePoller
+    flusher: LocalAsyncFunction
+    schedule: LocalSchedule
     hubspot_url: str
     sandbox: SandboxServer | None = None
     reports: BatchReports = field(default_factory=BatchReports)
@@ -88,6 +92,8 @@ class LocalStack:
         from hubspot_activation.observability import logger as library_logger
 
         library_logger._logger.removeHandler(self.reports)
+        self.schedule.stop()
+        self.flusher.stop()
         self.api.stop()
         if self.sandbox is not None:
             self.sandbox.stop()
@@ -114,7 +120,8 @@ def start(
         SecretId=local_aws.physical_id("HubSpotCredentialSecret"), SecretString=credential
     )
     os.environ.update(local_aws.function_environment("IngestFunction"))
-    os.environ.update(local_aws.function_environment("UpsertFunction"))
+    os.environ.update(local_aws.function_environment("MergeFunction"))
+    os.environ.update(local_aws.function_environment("FlushFunction"))
     os.environ.update(local_aws.function_environment("OperationsFunction"))
     os.environ["HUBSPOT_BASE_URL"] = hubspot_url
     # No X-Ray daemon runs locally: the functions' Tracer would only complain about missing segments.
@@ -130,11 +137,11 @@ def start(
     # most time ingest allows it rather than DynamoDB's 0.3 s.
     os.environ["EXCLUSION_STORE_SECONDS"] = "1.5"
     # A new stack is a cold start: fresh function modules, so no client of a previous stack is reused.
-    ingest, upsert = handler("ingest", cold_start=True), handler("upsert", cold_start=True)
-    operations = handler("operations", cold_start=True)
+    ingest, merge = handler("ingest", cold_start=True), handler("merge", cold_start=True)
+    flush, operations = handler("flush", cold_start=True), handler("operations", cold_start=True)
     if quiet:
-        ingest, upsert = without_metrics_output(ingest), without_metrics_output(upsert)
-        operations = without_metrics_output(operations)
+        ingest, merge = without_metrics_output(ingest), without_metrics_output(merge)
+        flush, operations = without_metrics_output(flush), without_metrics_output(operations)
     functions = {"IngestFunction": ingest, "OperationsFunction": operations}
     routes = [Route(method, path, functions[logical_id]) for logical_id, method, path in http_routes()]
     api = LocalApiServer(routes, port=port).start()
@@ -149,12 +156,28 @@ def start(
         local_aws.client("sqs"),
         queue_url,
         local_aws.resolver.attributes["ActivationsQueue.Arn"],
-        upsert,
+        merge,
         visibility_timeout=visibility_timeout,
-        function_timeout=float(local_aws.cfn["Resources"]["UpsertFunction"]["Properties"]["Timeout"]),
+        function_timeout=float(local_aws.cfn["Resources"]["MergeFunction"]["Properties"]["Timeout"]),
     )
+    lanes = int(
+        local_aws.resolver(
+            local_aws.cfn["Resources"]["FlushFunction"]["Properties"]["Environment"]["Variables"][
+                "FLUSH_LANES"
+            ]
+        )
+    )
+    flusher = LocalAsyncFunction(
+        local_aws.physical_id("FlushFunction"),
+        flush,
+        float(local_aws.cfn["Resources"]["FlushFunction"]["Properties"]["Timeout"]),
+        # one worker a lane, and one for the wake-ups that find their lane taken
+        concurrency=lanes + 1,
+    ).start()
+    # The schedule's minute, shortened like the retries: a backoff come due is seen in seconds.
+    schedule = LocalSchedule(flusher, seconds=max(1.0, float(visibility_timeout))).start()
     token = json.loads(local_aws.secret_values["IngestTokenSecret"])["token"]
-    return LocalStack(local_aws, api, token, poller, hubspot_url, sandbox, reports)
+    return LocalStack(local_aws, api, token, poller, flusher, schedule, hubspot_url, sandbox, reports)
 
 
 def sample_requests() -> list[tuple[str, dict[str, Any]]]:
@@ -191,12 +214,52 @@ def post_samples(stack: LocalStack, show: bool = True) -> tuple[int, int]:
     return accepted, excluded
 
 
-def drain(stack: LocalStack, show: bool = True) -> bool:
+def drain(stack: LocalStack, show: bool = True, timeout: float = 180) -> bool:
+    """Merge the queue, then wait for the flusher: True once the queue is empty, no flush runs and
+    no contact is pending."""
+
     def progress(left: int) -> None:
         if show:
             print(f"  queue: {left} message(s) left", flush=True)
 
-    return stack.poller.drain(timeout=180, on_progress=progress)
+    deadline = time.monotonic() + timeout
+    if not stack.poller.drain(timeout=timeout, on_progress=progress):
+        return False
+    return settle(stack, deadline - time.monotonic())
+
+
+def pending_contacts(stack: LocalStack) -> int:
+    """Contacts in the ledger's pending index (read from the table: the index lags)."""
+    dynamodb = stack.aws.client("dynamodb")
+    kwargs: dict[str, Any] = {
+        "TableName": stack.aws.physical_id("LedgerTable"),
+        "FilterExpression": "attribute_exists(pendingPartition)",
+        "Select": "COUNT",
+    }
+    count = 0
+    while True:
+        page = dynamodb.scan(**kwargs)
+        count += int(page.get("Count", 0))
+        if "LastEvaluatedKey" not in page:
+            return count
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def settle(stack: LocalStack, timeout: float = 180) -> bool:
+    """Wait until no flush runs and no contact is pending (the queue polled meanwhile)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        handled = stack.poller.poll_once()
+        if (
+            not handled
+            and stack.poller.pending() == 0
+            and stack.flusher.idle()
+            and not pending_contacts(stack)
+        ):
+            return True
+        if not handled:
+            time.sleep(0.2)
+    return False
 
 
 def ledger_entries(stack: LocalStack) -> list[dict[str, Any]]:
@@ -253,7 +316,7 @@ def demo() -> int:
             f"HubSpot at {stack.hubspot_url}\n"
         )
         accepted, excluded = post_samples(stack)
-        print("\ndraining the queue through the upsert function:")
+        print("\ndraining the queue through the merge and flush functions:")
         if not drain(stack):
             print("the queue did not drain in time", file=sys.stderr)
             return 1
@@ -298,7 +361,8 @@ REAL_HUBSPOT_HELP = (
 
 @dataclass
 class ServingStack:
-    """A local stack whose upsert function keeps consuming, as the deployed event source does."""
+    """A local stack whose merge function keeps consuming, as the deployed event source does (the
+    flush function runs on its wake-ups and its schedule)."""
 
     stack: LocalStack
     stopping: threading.Event

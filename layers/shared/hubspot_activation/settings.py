@@ -10,6 +10,7 @@ from typing import TypeVar
 
 from .hubspot.versions import ApiVersion
 from .ingest.mapping import AttributeMapping, MappingError
+from .ledger.keys import PENDING_PARTITIONS
 from .messages import DEFAULT_MAX_MESSAGE_BYTES
 
 Number = TypeVar("Number", int, float)
@@ -114,7 +115,14 @@ class UpsertSettings:
     api_version: ApiVersion = ApiVersion.V2026_09
     tier_limit: int = 100
     share: float = 0.8
-    max_concurrency: int = 2
+    #: Flusher lanes: each owns a part of the pending index and a part of the HubSpot budget.
+    flush_lanes: int = 1
+    #: HubSpot calls one lane has in flight at once.
+    flush_parallel_calls: int = 8
+    #: How long a pending contact waits for the queue's backlog to be merged before it is written.
+    flush_max_delay_seconds: int = 10
+    #: The flush function, woken by the merge and by itself (empty: never woken, the schedule runs it).
+    flush_function_name: str = ""
     daily_reserve: int = 10_000
     daily_limit: int = 250_000
     account_timezone: str = "UTC"
@@ -127,11 +135,8 @@ class UpsertSettings:
     secret_max_age_seconds: int = 300
     #: First retry delay of a transiently failed message; it doubles with each receive.
     retry_base_seconds: int = 10
-    #: Messages the function may receive itself to fill a batch to full HubSpot calls (0: never):
-    #: enough for ~220 one-profile messages, a half-unchanged re-send's two calls' worth.
-    top_up_max_messages: int = 250
-    #: Longest wait for more messages, used only when HubSpot's budget would hold the call anyway.
-    batch_fill_seconds: int = 1
+    #: Transient failures of a contact's write before it is recorded as failed (replayable).
+    max_write_attempts: int = 8
     #: How long audience metadata (names, deletions) is cached per container.
     audience_cache_seconds: int = 30
     #: FIFO message groups contacts are spread over (a resume job queues contacts in their groups).
@@ -164,7 +169,10 @@ class UpsertSettings:
             api_version=version,
             tier_limit=_integer(env, "HUBSPOT_TEN_SECOND_LIMIT", 100, 1, 10_000),
             share=_number(env, "HUBSPOT_LIMIT_SHARE", 0.8, 0.01, 1.0),
-            max_concurrency=_integer(env, "MAX_CONCURRENCY", 2, 1, 1000),
+            flush_lanes=_integer(env, "FLUSH_LANES", 1, 1, PENDING_PARTITIONS),
+            flush_parallel_calls=_integer(env, "FLUSH_PARALLEL_CALLS", 8, 1, 32),
+            flush_max_delay_seconds=_integer(env, "FLUSH_MAX_DELAY_SECONDS", 10, 0, 600),
+            flush_function_name=env.get("FLUSH_FUNCTION_NAME", "").strip(),
             daily_reserve=_integer(env, "HUBSPOT_DAILY_RESERVE", 10_000, 0, 100_000_000),
             daily_limit=_integer(env, "HUBSPOT_DAILY_LIMIT", 250_000, 1, 100_000_000),
             account_timezone=env.get("HUBSPOT_ACCOUNT_TIMEZONE", "").strip() or "UTC",
@@ -179,8 +187,7 @@ class UpsertSettings:
             ledger_retention_days=_integer(env, "LEDGER_RETENTION_DAYS", 400, 1, 3650),
             secret_max_age_seconds=_integer(env, "SECRET_MAX_AGE_SECONDS", 300, 0, 86_400),
             retry_base_seconds=_integer(env, "RETRY_BASE_SECONDS", 10, 0, 600),
-            top_up_max_messages=_integer(env, "TOP_UP_MAX_MESSAGES", 250, 0, 1000),
-            batch_fill_seconds=_integer(env, "BATCH_FILL_SECONDS", 1, 0, 20),
+            max_write_attempts=_integer(env, "MAX_WRITE_ATTEMPTS", 8, 1, 100),
             audience_cache_seconds=_integer(env, "AUDIENCE_CACHE_SECONDS", 30, 0, 3600),
             shard_count=_shard_count(env),
             resume_sweep_seconds=_integer(env, "RESUME_SWEEP_SECONDS", 60, 0, 43_200),

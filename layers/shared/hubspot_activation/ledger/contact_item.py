@@ -1,9 +1,16 @@
 """A contact's sync state (``LedgerEntry``) as one item of the ledger table, keyed by its
 normalized email.
 
+The item holds two states of the contact. The *confirmed* one (``LedgerEntry``: what HubSpot was
+last confirmed to hold, the outcome, what is kept for a replay) is written by the flusher, attribute
+by attribute (``confirmed_update``), never the whole item; the *desired* one (every update merged,
+``desired``, with its ``version``) and the pending index's attributes are written by the merge
+(``desired_update``). Neither overwrites what the other owns, so a merge during a flush is never
+lost.
+
 A failed contact, or one holding changes of a deleted audience, carries the sparse ``issues``
-index's attributes; any later write of the contact with neither leaves them out, which takes it off
-the list.
+index's attributes; any later confirmed state with neither removes them, which takes it off the
+list.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
+from ..model import AudienceChange, AudienceStatus
 from ..upsert.ledger import (
     FAILED,
     SYNCED,
@@ -23,9 +31,44 @@ from ..upsert.ledger import (
     PendingAttribute,
     PendingAudience,
 )
+from ..upsert.plan import OrderedChange, PendingContact
+from ..upsert.state import ContactState
 from .issue_item import issue_attributes
-from .keys import ISSUE_FAILED, ISSUE_HELD, KEY
-from .values import Item, string
+from .keys import (
+    DUE_AT,
+    EXPIRES_AT,
+    ISSUE_AT,
+    ISSUE_FAILED,
+    ISSUE_HELD,
+    ISSUE_STATUS,
+    KEY,
+    PENDING_PARTITION,
+    pending_partition,
+    pending_partition_value,
+)
+from .values import Item, integer, number, string
+
+DESIRED = "desired"
+VERSION = "version"
+PENDING_SINCE = "pendingSince"
+ATTEMPTS = "attempts"
+REPLAY = "replay"
+#: What the flusher's recording of a settled contact removes: the pending index's attributes and
+#: what only a pending contact carries.
+PENDING_ATTRIBUTES = (PENDING_SINCE, DUE_AT, PENDING_PARTITION, ATTEMPTS, REPLAY)
+#: The confirmed state's attributes that only some entries carry: a recording removes those its
+#: entry leaves out.
+_OPTIONAL_CONFIRMED = (
+    "hubspotId",
+    "reason",
+    "rejected",
+    "unconfirmedAt",
+    "warnings",
+    "pendingAudiences",
+    "pendingAttributes",
+    ISSUE_STATUS,
+    ISSUE_AT,
+)
 
 
 def contact_key(email: str) -> Item:
@@ -106,7 +149,7 @@ def _map(item: Mapping[str, Any], name: str) -> dict[str, Any]:
 
 
 def entry_from_item(item: Mapping[str, Any]) -> LedgerEntry:
-    """A contact's ledger item (as DynamoDB's low-level API returns it) as a LedgerEntry."""
+    """A contact's confirmed state (as DynamoDB's low-level API returns the item) as a LedgerEntry."""
 
     def text(name: str) -> str | None:
         value = item.get(name)
@@ -148,4 +191,102 @@ def entry_from_item(item: Mapping[str, Any]) -> LedgerEntry:
         updated_at_ms=int(Decimal(item.get("updatedAt", {}).get("N", "0"))),
         rejected=text("rejected"),
         unconfirmed_at_ms=int(Decimal(unconfirmed["N"])) if unconfirmed else None,
+    )
+
+
+def confirmed_update(entry: LedgerEntry, retention_seconds: int) -> tuple[Item, list[str]]:
+    """The confirmed state's attributes to set, and those to remove (what this entry leaves out),
+    leaving the desired state and the pending index's attributes as they are."""
+    item = contact_item(entry, retention_seconds)
+    item.pop(KEY)
+    return item, [name for name in _OPTIONAL_CONFIRMED if name not in item]
+
+
+def desired_value(desired: PendingContact) -> dict[str, Any]:
+    return {
+        "M": {
+            "audiences": {
+                "M": {
+                    audience_id: _audience_value(
+                        ordered.change.status.value,
+                        ordered.change.timestamp_ms,
+                        ordered.order,
+                        ordered.change.name,
+                    )
+                    for audience_id, ordered in desired.audiences.items()
+                }
+            },
+            "attributes": {
+                "M": {
+                    name: {"M": {"value": {"S": json.dumps(value)}, "order": _order_value(order)}}
+                    for name, (value, order) in desired.attributes.items()
+                }
+            },
+        }
+    }
+
+
+def desired_update(
+    desired: PendingContact, version: int, now_ms: int, retention_seconds: int, replay: bool
+) -> tuple[str, dict[str, str], Item]:
+    """The merge's write: the new desired state and version, the item's expiry, and the pending
+    index's attributes (kept as they are when the contact is pending already: its place in line
+    and any backoff stay). Returns the update expression, its names and its values."""
+    names = {"#d": DESIRED, "#v": VERSION, "#e": EXPIRES_AT, "#s": PENDING_SINCE, "#due": DUE_AT}
+    names["#p"] = PENDING_PARTITION
+    values: Item = {
+        ":d": desired_value(desired),
+        ":v": number(version),
+        ":e": number(now_ms // 1000 + retention_seconds),
+        ":now": number(now_ms),
+        ":p": string(pending_partition_value(pending_partition(desired.email))),
+    }
+    expression = (
+        "SET #d = :d, #v = :v, #e = :e, #s = if_not_exists(#s, :now), "
+        "#due = if_not_exists(#due, :now), #p = :p"
+    )
+    if replay:
+        names["#r"] = REPLAY
+        values[":r"] = {"BOOL": True}
+        expression += ", #r = :r"
+    return expression, names, values
+
+
+def _desired_from_item(email: str, item: Mapping[str, Any]) -> PendingContact | None:
+    value = item.get(DESIRED)
+    if not value:
+        return None
+    fields = value.get("M") or {}
+    desired = PendingContact(email, "")
+    for audience_id, change in ((fields.get("audiences") or {}).get("M") or {}).items():
+        parts = change["M"]
+        desired.audiences[audience_id] = OrderedChange(
+            AudienceChange(
+                audience_id,
+                AudienceStatus(str(parts["status"]["S"])),
+                int(Decimal(parts["ts"]["N"])),
+                str(parts["name"]["S"]) if "name" in parts else None,
+            ),
+            _order(parts.get("order")),
+        )
+    for name, attribute in ((fields.get("attributes") or {}).get("M") or {}).items():
+        parts = attribute["M"]
+        desired.attributes[name] = (json.loads(parts["value"]["S"]), _order(parts.get("order")))
+    return desired
+
+
+def state_from_item(item: Mapping[str, Any]) -> ContactState:
+    """A contact's item as its ``ContactState``: an item the flusher never recorded (the merge
+    created it) has no confirmed state yet."""
+    email = str(item[KEY]["S"])
+    replay = item.get(REPLAY)
+    return ContactState(
+        email=email,
+        confirmed=entry_from_item(item) if "status" in item else None,
+        desired=_desired_from_item(email, item),
+        version=integer(item, VERSION) or 0,
+        pending_since_ms=integer(item, PENDING_SINCE),
+        due_ms=integer(item, DUE_AT),
+        attempts=integer(item, ATTEMPTS) or 0,
+        replay=bool(replay and replay.get("BOOL")),
     )

@@ -10,6 +10,12 @@ refuses a longer key on reads as well as writes: an email is at most 254 ASCII c
 and the routes validate it), and an audience id whose encoded key would be longer is keyed by its
 SHA-256 instead (the item keeps the id itself in ``audienceId``).
 
+The ``pending`` index is sparse: only contacts whose desired state HubSpot has not confirmed yet
+carry ``pendingPartition`` (one of ``PENDING_PARTITIONS`` values, by a hash of the email, so the
+index's writes spread over partitions instead of one hot key) and ``dueAt`` (when a flusher may take
+the contact, epoch ms; a backoff moves it later). A flusher lane reads the partitions it owns, oldest
+due first; recording a confirmed write removes both attributes, which takes the contact out.
+
 The ``issues`` index is sparse: only items with ``issueStatus`` are in it - contacts whose last
 outcome failed, contacts holding changes of an audience deleted when they arrived, and exclusions.
 Querying one status newest first is cheap and exact, and a contact that later syncs is rewritten
@@ -26,6 +32,7 @@ audience reads its own contacts only, page after page with a cursor.
 from __future__ import annotations
 
 import hashlib
+import zlib
 from urllib.parse import quote
 
 KEY = "email"
@@ -48,7 +55,16 @@ HELD_AUDIENCE = "heldAudience"
 #: The index's sort key: the contact's email.
 HELD_EMAIL = "heldEmail"
 
+#: The pending contacts' index, its partition key and its sort key (see above).
+PENDING_INDEX = "pending"
+PENDING_PARTITION = "pendingPartition"
+DUE_AT = "dueAt"
+#: The pending index's partition key values: a flusher lane owns those whose number modulo the
+#: number of lanes is its own, so any number of lanes up to this one splits them without a move.
+PENDING_PARTITIONS = 16
+
 DAILY_CALLS_PREFIX = "#hubspot-calls#"
+FLUSH_LEASE_PREFIX = "#flush-lane#"
 HELD_PREFIX = "#held#"
 EXCLUDED_PREFIX = "#excluded#"
 AUDIENCE_PREFIX = "#audience#"
@@ -91,6 +107,18 @@ def held_marker_key(audience_id: str, email: str) -> str:
     """At most 6 + 64 + 1 + 3 x 254 bytes (an email percent-encoded): far within the key limit, and
     never read as an email (``@`` is encoded)."""
     return f"{HELD_PREFIX}{audience_digest(audience_id)}#{quote(email, safe='')}"
+
+
+def pending_partition(email: str) -> int:
+    return zlib.crc32(email.encode("utf-8")) % PENDING_PARTITIONS
+
+
+def pending_partition_value(partition: int) -> str:
+    return f"p{partition:02d}"
+
+
+def flush_lease_key(lane: int) -> str:
+    return f"{FLUSH_LEASE_PREFIX}{lane}"
 
 
 def is_contact_key(key: str) -> bool:

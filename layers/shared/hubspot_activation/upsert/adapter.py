@@ -1,14 +1,19 @@
-"""SQS adapter of the upsert function: Lambda SQS event -> SyncService -> ``batchItemFailures``.
+"""The AWS side of the sync: the merge function's SQS event -> ``MergeService`` ->
+``batchItemFailures``, the flush function's event -> a lane's ``Flusher`` run, and the SQS and
+Lambda adapters of their ports.
 
 This and ``ingest.api`` are the only modules that know Lambda event shapes. Powertools'
-BatchProcessor handles records one by one; the sync core needs the whole batch at once (to
-coalesce a contact's updates and send 100 contacts per HubSpot call), so the partial-batch
-response is built here, with FIFO order kept by the core.
+BatchProcessor handles records one by one; the merge needs the whole batch at once (to coalesce a
+contact's updates into one conditional write), so the partial-batch response is built here, with
+FIFO order kept by the service.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import json
+import time
+import uuid
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -16,12 +21,37 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ..messages import QueueMessage
 from ..observability import logger, metrics, tracer
-from .plan import InboundMessage
-from .service import HoldBack, SyncReport, SyncService
-from .topup import MIN_WRITE_SHARE, QueueTopUp, TopUp, change_visibility, defer_tail
+from .flush import Flusher, FlushReport
+from .merge import MergeReport, MergeService
+from .plan import InboundMessage, Outcome
+from .ports import FlushWaker
+from .state import FlushLease
 
 if TYPE_CHECKING:
+    from mypy_boto3_lambda import LambdaClient
     from mypy_boto3_sqs import SQSClient
+
+#: SQS's most messages per batch call.
+SQS_BATCH_MAX = 10
+
+
+def change_visibility(
+    client: SQSClient, queue_url: str, messages: Sequence[InboundMessage], seconds: int, failure: str
+) -> None:
+    """ChangeMessageVisibilityBatch, ten messages a call; a refused call is logged as ``failure``
+    and the next chunk still tried (what SQS refuses keeps its current visibility)."""
+    for start in range(0, len(messages), SQS_BATCH_MAX):
+        entries: list[Any] = [
+            {"Id": str(i), "ReceiptHandle": m.receipt_handle, "VisibilityTimeout": seconds}
+            for i, m in enumerate(messages[start : start + SQS_BATCH_MAX])
+            if m.receipt_handle
+        ]
+        if not entries:
+            continue
+        try:
+            client.change_message_visibility_batch(QueueUrl=queue_url, Entries=entries)
+        except (ClientError, BotoCoreError) as exc:
+            logger.warning(failure, extra={"error": str(exc)[:300]})
 
 
 class SqsVisibilityChanger:
@@ -115,96 +145,156 @@ def inbound_messages(event: Mapping[str, Any]) -> list[InboundMessage]:
     return messages
 
 
-#: A batch with fewer contacts than this says too little about how many of the next ones will need
-#: a write.
-WRITE_SHARE_MIN_SAMPLE = 20
+class SqsQueueDepth:
+    """How many updates wait in the queue to be merged (SQS's approximate count of visible
+    messages: a message being merged or backing off is not waiting)."""
+
+    def __init__(self, client: SQSClient, queue_url: str) -> None:
+        self._client = client
+        self._queue_url = queue_url
+
+    def __call__(self) -> int:
+        try:
+            response = self._client.get_queue_attributes(
+                QueueUrl=self._queue_url, AttributeNames=["ApproximateNumberOfMessages"]
+            )
+        except (ClientError, BotoCoreError) as exc:
+            # Unknown is taken as empty: contacts are written at once rather than held back.
+            logger.warning("could not read the queue's depth", extra={"error": type(exc).__name__})
+            return 0
+        return int(response.get("Attributes", {}).get("ApproximateNumberOfMessages", "0"))
+
+
+class LambdaFlushWaker:
+    """Starts flush runs with asynchronous invocations of the flush function, one per lane. A lane
+    being flushed already is left to its run (the new run finds the lane's lease taken and ends)."""
+
+    def __init__(self, client: LambdaClient, function_name: str) -> None:
+        self._client = client
+        self._function_name = function_name
+
+    def wake(self, lanes: Collection[int]) -> None:
+        for lane in sorted(lanes):
+            try:
+                self._client.invoke(
+                    FunctionName=self._function_name,
+                    InvocationType="Event",
+                    Payload=json.dumps({"lane": lane}).encode("utf-8"),
+                )
+            except (ClientError, BotoCoreError) as exc:
+                # The schedule starts a run within a minute: the contacts stay pending till then.
+                logger.warning("could not wake the flusher", extra={"error": type(exc).__name__})
 
 
 @dataclass
-class UpsertConsumer:
-    """What one container keeps: the service, the top-up that fills its batches, and the share of
-    contacts its last batch needed to write (a re-send of mostly unchanged profiles tops up more)."""
+class MergeConsumer:
+    """The merge function: an SQS batch in, the messages to retry out."""
 
-    service: SyncService
-    topup: QueueTopUp | None = None
-    #: seconds until HubSpot's budget lets the next call go (0: now)
-    ready_in: Callable[[], float] = lambda: 0.0
-    batch_fill_seconds: int = 0
-    write_share: float = 1.0
+    service: MergeService
 
     def handle(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
         messages = inbound_messages(event)
-        remaining = (lambda: context.get_remaining_time_in_millis() / 1000) if context is not None else None
-        topped = TopUp()
-        if self.topup is not None and (remaining is None or remaining() > 30):
-            # No wait while HubSpot's budget is free: a backlog fills the batch at once, and a lone
-            # message is not held back. A short long-poll only when the next call would wait anyway.
-            poll = min(self.batch_fill_seconds, int(self.ready_in()))
-            topped = self.topup.top_up(messages, poll, self.write_share)
-        extra = topped.messages
-        batch = [*messages, *extra]
-        report = self.service.process(batch, remaining, self._hold_back(topped.backlog))
-        self._learn_write_share(report)
-        held = set(report.held_message_ids)
-        if held and self.topup is not None:
-            # Visible at once, not after the visibility timeout; only now that this invocation's
-            # writes are done, so no other consumer writes one of their contacts at the same time.
-            self.topup.release([m for m in batch if m.message_id in held])
-        # The service already made the messages left unwritten for lack of time visible again.
-        returned = set(report.failed_message_ids) | held | set(report.out_of_time_message_ids)
-        deleted = self.topup.settle(extra, returned) if self.topup is not None and extra else 0
-        publish_metrics(report)
+        report = self.service.process(messages)
+        publish_merge_metrics(report)
         logger.info(
-            "batch processed",
+            "batch merged",
             extra={
                 "messages": len(messages),
-                "toppedUp": len(extra),
-                "toppedUpDeleted": deleted,
-                "heldBack": len(report.held_message_ids),
-                "contactsHeldBack": report.contacts_held_back,
-                "contactsOutOfTime": report.contacts_out_of_time,
-                "synced": report.synced,
-                "skippedUnchanged": report.skipped_unchanged,
-                "failed": report.failed,
-                "retriedLater": report.retried_later,
-                "hubspotRequests": report.hubspot_requests,
-                "throttled": report.throttled,
+                "contacts": report.contacts,
+                "changed": report.changed,
+                "newlyPending": report.newly_pending,
+                "refused": report.refused,
                 "undecodable": report.undecodable,
-                "dailyLimitResetsAt": report.daily_limit_resets_at,
+                "returned": len(report.failed_message_ids),
             },
         )
+        returned = set(report.failed_message_ids)
         return {
             "batchItemFailures": [
-                {"itemIdentifier": message.message_id}
-                for message in messages
-                if message.message_id in returned
+                {"itemIdentifier": m.message_id} for m in messages if m.message_id in returned
             ]
         }
 
-    def _hold_back(self, backlog: bool) -> HoldBack | None:
-        """Under a backlog, the batch's partial last call waits for the next invocation."""
-        return defer_tail if self.topup is not None and backlog else None
 
-    def _learn_write_share(self, report: SyncReport) -> None:
-        contacts = len(report.outcomes)
-        if contacts >= WRITE_SHARE_MIN_SAMPLE:
-            written = contacts - report.skipped_unchanged
-            self.write_share = max(MIN_WRITE_SHARE, written / contacts)
+@dataclass
+class FlushRunner:
+    """The flush function: a run of one lane under its lease. An event without a lane (the
+    schedule) wakes every lane. A run that ended with contacts due and no time left, or that
+    finds contacts due once it let its lane go (a merge woke it while it held the lease), starts
+    the next run at once."""
+
+    flusher: Flusher
+    lease: FlushLease
+    waker: FlushWaker
+    lanes: int
+    partitions: Callable[[int], list[int]]
+    next_due: Callable[[list[int]], int | None]
+    clock: Callable[[], float] = time.time
+
+    def handle(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
+        # Every invocation publishes one metric, so an invocation with nothing to do is seen too.
+        metrics.add_metric(name="FlushInvocations", unit="Count", value=1)
+        lane = event.get("lane") if isinstance(event, Mapping) else None
+        if not isinstance(lane, int) or isinstance(lane, bool) or not 0 <= lane < self.lanes:
+            self.waker.wake(range(self.lanes))
+            return {"woke": self.lanes}
+        remaining = (
+            (lambda: context.get_remaining_time_in_millis() / 1000)
+            if context is not None
+            else (lambda: 900.0)
+        )
+        owner = getattr(context, "aws_request_id", None) or uuid.uuid4().hex
+        now_ms = int(self.clock() * 1000)
+        until_ms = now_ms + int((remaining() + 60) * 1000)
+        if not self.lease.acquire(lane, owner, until_ms, now_ms):
+            return {"lane": lane, "skipped": "another run holds the lane"}
+        partitions = self.partitions(lane)
+        try:
+            report = self.flusher.run(partitions, remaining)
+        finally:
+            self.lease.release(lane, owner)
+        publish_flush_metrics(report)
+        counts = report.counts()
+        summary = {
+            "lane": lane,
+            "rounds": report.rounds,
+            "calls": len(report.call_sizes),
+            "contactsPerCall": report.call_sizes,
+            "synced": counts[Outcome.SYNCED],
+            "skippedUnchanged": counts[Outcome.SKIPPED],
+            "failed": counts[Outcome.FAILED],
+            "retriedLater": counts[Outcome.RETRY],
+            "hubspotRequests": report.hubspot_requests,
+            "throttled": report.throttled,
+            "dailyLimitResetsAt": report.daily_limit_resets_at,
+        }
+        logger.info("flush run ended", extra=summary)
+        if report.daily_limit_resets_at is None:
+            due = self.next_due(partitions)
+            if report.more_pending or (due is not None and due <= int(self.clock() * 1000)):
+                self.waker.wake([lane])
+        return summary
 
 
-def publish_metrics(report: SyncReport) -> None:
+def publish_merge_metrics(report: MergeReport) -> None:
     for name, value in (
-        ("ContactsUpserted", report.synced),
-        ("ContactsSkippedUnchanged", report.skipped_unchanged),
-        ("ContactsFailed", report.failed),
-        ("ContactsRetried", report.retried_later),
-        ("HubSpotRequests", report.hubspot_requests),
-        ("HubSpotThrottled", report.throttled),
+        ("ContactsMerged", report.changed),
+        ("ContactsPending", report.newly_pending),
+        ("ContactsFailed", report.refused),
         ("UndecodableMessages", report.undecodable),
-        ("ContactsHeldBack", report.contacts_held_back),
-        ("ContactsOutOfTime", report.contacts_out_of_time),
         ("ContactsResumed", report.contacts_resumed),
     ):
         metrics.add_metric(name=name, unit="Count", value=value)
-    if report.rate_limit_remaining is not None:
-        metrics.add_metric(name="RateLimitRemaining", unit="Count", value=report.rate_limit_remaining)
+
+
+def publish_flush_metrics(report: FlushReport) -> None:
+    counts = report.counts()
+    for name, value in (
+        ("ContactsUpserted", counts[Outcome.SYNCED]),
+        ("ContactsSkippedUnchanged", counts[Outcome.SKIPPED]),
+        ("ContactsFailed", counts[Outcome.FAILED]),
+        ("ContactsRetried", counts[Outcome.RETRY]),
+        ("HubSpotRequests", report.hubspot_requests),
+        ("HubSpotThrottled", report.throttled),
+    ):
+        metrics.add_metric(name=name, unit="Count", value=value)

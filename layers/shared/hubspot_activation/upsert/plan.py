@@ -24,7 +24,14 @@ from typing import Any
 
 from ..hubspot.batch import UpsertResult
 from ..hubspot.errors import ErrorKind
-from ..messages import REPLAY_SOURCE, ResumeJob, decode_message, decode_resume_job, is_resume_group
+from ..messages import (
+    REPLAY_SOURCE,
+    RESUME_SOURCE,
+    ResumeJob,
+    decode_message,
+    decode_resume_job,
+    is_resume_group,
+)
 from ..model import AttributeValue, AudienceChange, AudienceStatus, ContactUpdate
 from .ledger import (
     FAILED,
@@ -109,10 +116,15 @@ class PendingContact:
     message_ids: list[str] = field(default_factory=list)
     #: an operator's replay asked for this contact: a write HubSpot refused is sent once more
     replay: bool = False
+    #: a replay or a resume asked for the contact to be written from its state again, whether or
+    #: not this batch changes it
+    touched: bool = False
 
     def merge(self, update: ContactUpdate, message_id: str) -> None:
         if update.source == REPLAY_SOURCE:
             self.replay = True
+        if update.source in (REPLAY_SOURCE, RESUME_SOURCE):
+            self.touched = True
         for change in update.audiences:
             self.merge_audience(OrderedChange(change, update.order))
         for name, value in update.attributes.items():
@@ -134,6 +146,28 @@ class PendingContact:
         current = self.attributes.get(name)
         if current is None or order >= current[1]:
             self.attributes[name] = (value, order)
+
+
+def merge_desired(current: PendingContact | None, incoming: PendingContact) -> PendingContact | None:
+    """The contact's desired state with ``incoming`` merged in by the same rules as within a batch
+    (newest audience change by timestamp then receive order, newest attribute value by receive
+    order, a name never forgotten), or None when nothing changes: an older, duplicate, replayed or
+    redriven update leaves the state as it is, whatever order the updates are merged in."""
+    merged = PendingContact(
+        incoming.email,
+        incoming.group_id,
+        dict(current.audiences) if current is not None else {},
+        dict(current.attributes) if current is not None else {},
+    )
+    for ordered in incoming.audiences.values():
+        merged.merge_audience(ordered)
+    for name, (value, order) in incoming.attributes.items():
+        merged.merge_attribute(name, value, order)
+    if current is None:
+        return merged if merged.audiences or merged.attributes else None
+    if merged.audiences == current.audiences and merged.attributes == current.attributes:
+        return None
+    return merged
 
 
 @dataclass
@@ -619,6 +653,7 @@ __all__ = [
     "audiences_to_ensure",
     "coalesce",
     "drop_refused_fields",
+    "merge_desired",
     "messages_to_return",
     "outcome_of",
     "plan_writes",

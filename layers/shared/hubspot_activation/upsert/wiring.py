@@ -1,7 +1,7 @@
-"""Builds the upsert function. ``build_consumer`` is its composition root: the only place its
-boto3 clients are created, once each, with their Config. The builders below take clients and ports
-as parameters and create none, so a test or a benchmark builds the same consumer with its own
-(an in-memory queue, ledger or daily counter, a HubSpot stand-in)."""
+"""Builds the merge and flush functions. ``build_merge`` and ``build_flush`` are their composition
+roots: the only places their boto3 clients are created, once each, with their Config. The builders
+below take clients and ports as parameters and create none, so a test or a benchmark builds the
+same functions with its own (an in-memory queue or ledger, a HubSpot stand-in, a local waker)."""
 
 from __future__ import annotations
 
@@ -15,47 +15,67 @@ from ..hubspot.credentials import RotatingCredentials
 from ..hubspot.governor import GovernorSettings, RateGovernor
 from ..hubspot.versions import Paths
 from ..ledger.audience_directory import DynamoDbAudienceDirectory
-from ..ledger.contact_ledger import DynamoDbLedger
+from ..ledger.contact_state import DynamoDbContactStates, DynamoDbFlushLease
 from ..ledger.daily_counter import DynamoDbDailyCounter
+from ..ledger.keys import PENDING_PARTITIONS, pending_partition
 from ..secret_store import SecretFetcher, secrets_manager_fetcher
 from ..settings import UpsertSettings
-from .adapter import SqsDeadLetters, SqsQueueSender, SqsVisibilityChanger, UpsertConsumer
+from .adapter import (
+    FlushRunner,
+    LambdaFlushWaker,
+    MergeConsumer,
+    SqsDeadLetters,
+    SqsQueueDepth,
+    SqsQueueSender,
+    SqsVisibilityChanger,
+)
 from .audiences import AudienceDirectory
-from .ledger import Ledger
+from .flush import Flusher, FlushSettings
+from .merge import MergeService
+from .ports import ContactWriter, FlushWaker
 from .resume import ResumeJobs
 from .schema import PropertySchema
-from .service import ContactWriter, SyncService
-from .topup import QueueTopUp
 
 if TYPE_CHECKING:
     import requests
+    from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_sqs import SQSClient
 
-#: The consumer's AWS calls: retried a few times (the batch goes back to the queue if they fail).
+#: The functions' AWS calls: retried a few times (the batch goes back to the queue if they fail).
 AWS_CONFIG = Config(retries={"max_attempts": 5, "mode": "standard"})
 
 
-def build_consumer(settings: UpsertSettings) -> UpsertConsumer:
-    """The upsert function as deployed: DynamoDB, SQS and Secrets Manager from the environment."""
+def build_merge(settings: UpsertSettings) -> MergeConsumer:
+    """The merge function as deployed: DynamoDB, SQS and Lambda (to wake the flusher)."""
+    dynamodb = boto3.client("dynamodb", config=AWS_CONFIG)
+    sqs = boto3.client("sqs", config=AWS_CONFIG)
+    waker = (
+        LambdaFlushWaker(boto3.client("lambda", config=AWS_CONFIG), settings.flush_function_name)
+        if settings.flush_function_name
+        else None
+    )
+    return merge_consumer(settings, dynamodb, sqs, waker)
+
+
+def build_flush(settings: UpsertSettings) -> FlushRunner:
+    """The flush function as deployed: DynamoDB, SQS (the queue's depth), Secrets Manager and
+    Lambda (to start its next run)."""
     dynamodb = boto3.client("dynamodb", config=AWS_CONFIG)
     sqs = boto3.client("sqs", config=AWS_CONFIG)
     secrets = boto3.client("secretsmanager")
-    governor = RateGovernor(
-        governor_settings(settings), daily_counter=DynamoDbDailyCounter(dynamodb, settings.ledger_table)
-    )
+    lambda_client = boto3.client("lambda", config=AWS_CONFIG)
     fetch_secret = secrets_manager_fetcher(
         settings.hubspot_secret_id, settings.secret_max_age_seconds, secrets
     )
-    ledger = DynamoDbLedger(dynamodb, settings.ledger_table, settings.ledger_retention_days)
-    return consumer(
+    governor = RateGovernor(
+        governor_settings(settings), daily_counter=DynamoDbDailyCounter(dynamodb, settings.ledger_table)
+    )
+    return flush_runner(
         settings,
         hubspot_client(settings, fetch_secret, governor),
+        dynamodb,
         sqs,
-        ledger,
-        DynamoDbAudienceDirectory(
-            dynamodb, settings.ledger_table, max_age_seconds=settings.audience_cache_seconds
-        ),
-        held=ledger,
+        LambdaFlushWaker(lambda_client, settings.flush_function_name),
     )
 
 
@@ -63,7 +83,7 @@ def governor_settings(settings: UpsertSettings) -> GovernorSettings:
     return GovernorSettings(
         limit_per_window=settings.tier_limit,
         share=settings.share,
-        concurrency=settings.max_concurrency,
+        concurrency=settings.flush_lanes,
         daily_reserve=settings.daily_reserve,
         daily_limit=settings.daily_limit,
         account_timezone=settings.account_timezone,
@@ -96,24 +116,63 @@ def hubspot_client(
     )
 
 
-def consumer(
+def lane_partitions(lane: int, lanes: int) -> list[int]:
+    """The pending index's partitions a lane owns."""
+    return [p for p in range(PENDING_PARTITIONS) if p % lanes == lane]
+
+
+def lane_of(email: str, lanes: int) -> int:
+    return pending_partition(email) % lanes
+
+
+def merge_consumer(
     settings: UpsertSettings,
-    client: HubSpotClient,
+    dynamodb: DynamoDBClient,
     sqs: SQSClient,
-    ledger: Ledger,
-    directory: AudienceDirectory | None,
-    writer: ContactWriter | None = None,
-    held: DynamoDbLedger | None = None,
-) -> UpsertConsumer:
-    """One container's consumer: the sync service (its schema cache, visibility extender and
-    dead-letter queue on ``sqs``), and the top-up that fills its batches from the queue. ``writer``
-    sends the batch upserts (the client itself unless a caller observes them). ``held`` keeps the
-    held markers and runs resume jobs from their index (without it, none are kept or run)."""
-    topup = (
-        QueueTopUp(sqs, settings.queue_url, max_messages=settings.top_up_max_messages)
-        if settings.queue_url and settings.top_up_max_messages
+    waker: FlushWaker | None,
+) -> MergeConsumer:
+    """One container's merge: the contacts' states in the ledger, the queue's visibility and
+    dead-letter queue on ``sqs``, the resume jobs, and ``waker`` to start flushes."""
+    states = DynamoDbContactStates(dynamodb, settings.ledger_table, settings.ledger_retention_days)
+    directory = DynamoDbAudienceDirectory(
+        dynamodb, settings.ledger_table, max_age_seconds=settings.audience_cache_seconds
+    )
+    resume = (
+        ResumeJobs(
+            states,
+            directory,
+            SqsQueueSender(sqs, settings.queue_url),
+            settings.shard_count,
+            settings.resume_sweep_seconds,
+        )
+        if settings.queue_url
         else None
     )
+    service = MergeService(
+        states,
+        lambda email: lane_of(email, settings.flush_lanes),
+        waker,
+        SqsVisibilityChanger(sqs, settings.queue_url) if settings.queue_url else None,
+        SqsDeadLetters(sqs, settings.dead_letter_queue_url) if settings.dead_letter_queue_url else None,
+        resume,
+        retry_base_seconds=settings.retry_base_seconds,
+    )
+    return MergeConsumer(service)
+
+
+def flush_runner(
+    settings: UpsertSettings,
+    client: HubSpotClient,
+    dynamodb: DynamoDBClient,
+    sqs: SQSClient | None,
+    waker: FlushWaker,
+    writer: ContactWriter | None = None,
+    directory: AudienceDirectory | None = None,
+) -> FlushRunner:
+    """One container's flusher: its schema cache, the contacts' states and leases in the ledger,
+    the queue's depth on ``sqs``. ``writer`` sends the batch upserts (the client itself unless a
+    caller observes them)."""
+    states = DynamoDbContactStates(dynamodb, settings.ledger_table, settings.ledger_retention_days)
     schema = PropertySchema(
         client,
         settings.property_group,
@@ -122,30 +181,30 @@ def consumer(
         max_age_seconds=settings.schema_cache_seconds,
         unavailable_retry_seconds=settings.audience_property_retry_seconds,
     )
-    extender = SqsVisibilityChanger(sqs, settings.queue_url) if settings.queue_url else None
-    dead_letters = (
-        SqsDeadLetters(sqs, settings.dead_letter_queue_url) if settings.dead_letter_queue_url else None
-    )
-    resume = (
-        ResumeJobs(
-            held,
-            directory,
-            SqsQueueSender(sqs, settings.queue_url),
-            settings.shard_count,
-            settings.resume_sweep_seconds,
-        )
-        if held is not None and directory is not None and settings.queue_url
-        else None
-    )
-    service = SyncService(
+    flusher = Flusher(
+        states,
         writer or client,
         schema,
-        ledger,
-        extender,
-        retry_base_seconds=settings.retry_base_seconds,
-        dead_letters=dead_letters,
-        directory=directory,
-        markers=held,
-        resume=resume,
+        directory
+        or DynamoDbAudienceDirectory(
+            dynamodb, settings.ledger_table, max_age_seconds=settings.audience_cache_seconds
+        ),
+        markers=states,
+        settings=FlushSettings(
+            parallel_calls=settings.flush_parallel_calls,
+            max_delay_seconds=settings.flush_max_delay_seconds,
+            retry_base_seconds=settings.retry_base_seconds,
+            max_attempts=settings.max_write_attempts,
+        ),
+        queue_depth=SqsQueueDepth(sqs, settings.queue_url)
+        if sqs is not None and settings.queue_url
+        else None,
     )
-    return UpsertConsumer(service, topup, client.ready_in, settings.batch_fill_seconds)
+    return FlushRunner(
+        flusher,
+        DynamoDbFlushLease(dynamodb, settings.ledger_table),
+        waker,
+        settings.flush_lanes,
+        lambda lane: lane_partitions(lane, settings.flush_lanes),
+        states.next_due,
+    )

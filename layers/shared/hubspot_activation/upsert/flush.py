@@ -1,0 +1,435 @@
+"""The flusher: writes HubSpot from the contacts' states, 100 pending contacts a call.
+
+One run owns a lane of the pending index (its partitions) and the HubSpot budget its governor
+paces. Round after round it takes the contacts due, oldest first, reads their desired and confirmed
+states, plans with the pure planner (``plan``), makes sure of the audience properties, sends the
+writes in calls of 100 (several at once, as the budget allows) and records each outcome
+(``state.Recording``): settled contacts leave the index unless a merge changed them meanwhile.
+
+When a call is made:
+- every call carries 100 contacts while at least 100 need a write;
+- a partial call only when nothing else is pending: the lane's due contacts are all in the round,
+  and the queue holds no update that could still join them;
+- while the queue holds updates (a backlog being merged), only contacts pending for longer than
+  ``max_delay_seconds`` are taken: the newest state of a contact is written once, not each of its
+  states as the backlog's rounds of changes arrive.
+
+It knows nothing about Lambda: the handler passes the lane's partitions and the time left.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+
+from ..hubspot.batch import MAX_BATCH_INPUTS, UpsertInput, UpsertResult
+from ..hubspot.errors import DailyLimitReached, DeadlineReached, ErrorKind, HubSpotError
+from ..observability import logger
+from .audiences import AudienceDirectory, AudienceMetadata
+from .contacts_log import contact_hash, log_contact
+from .ledger import FAILED, LedgerEntry
+from .plan import (
+    MAX_RETRY_DELAY_SECONDS,
+    RETRY_BASE_SECONDS,
+    Batch,
+    ContactWrite,
+    Outcome,
+    PendingContact,
+    ambiguous_entry,
+    attributes_to_define,
+    audiences_to_ensure,
+    drop_refused_fields,
+    outcome_of,
+    plan_writes,
+    refers_to_unknown_property,
+    unwritten_outcome,
+)
+from .ports import ContactWriter, HeldMarkers
+from .properties import AudienceProperty, audience_property_name
+from .schema import PropertySchema
+from .state import ContactState, ContactStates, PendingRef, Recording
+
+#: Time to record outcomes after the last HubSpot call.
+RECORD_MARGIN_SECONDS = 10.0
+#: An audience without stored metadata is synced.
+_LIVE = AudienceMetadata(None, deleted=False)
+#: How often a waiting flusher looks again (the queue's depth, the index).
+POLL_SECONDS = 0.5
+#: The longest a run waits for a contact in backoff to come due before it ends (the schedule
+#: starts the next run).
+MAX_IDLE_WAIT_SECONDS = 20.0
+
+
+@dataclass(frozen=True)
+class FlushSettings:
+    #: HubSpot calls in flight at once (HubSpot answers in 0.3-1 s: the budget needs several)
+    parallel_calls: int = 8
+    #: How long a pending contact waits for the queue's backlog to be merged before it is written
+    max_delay_seconds: float = 10.0
+    #: How long a run goes on looking for work after it found none
+    linger_seconds: float = 2.0
+    retry_base_seconds: int = RETRY_BASE_SECONDS
+    #: Transient failures of a contact before it is recorded as failed (replayable)
+    max_attempts: int = 8
+    #: Contacts read per round, in calls of 100
+    round_calls: int = 10
+
+
+@dataclass
+class FlushReport:
+    outcomes: dict[str, Outcome] = field(default_factory=dict)
+    #: contacts per batch-upsert call, in the order the calls were made
+    call_sizes: list[int] = field(default_factory=list)
+    hubspot_requests: int = 0
+    throttled: int = 0
+    rounds: int = 0
+    daily_limit_resets_at: float | None = None
+    #: the run ended with contacts due and no time left for them: the next run must follow at once
+    more_pending: bool = False
+    warnings: int = 0
+
+    def counts(self) -> Counter[Outcome]:
+        return Counter(self.outcomes.values())
+
+
+@dataclass
+class _Round:
+    """One round's contacts as read, and what it decided."""
+
+    states: dict[str, ContactState]
+    recordings: list[Recording] = field(default_factory=list)
+    #: contacts sent in calls HubSpot answered
+    sent: int = 0
+    stop: HubSpotError | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class Flusher:
+    def __init__(
+        self,
+        states: ContactStates,
+        writer: ContactWriter,
+        schema: PropertySchema,
+        directory: AudienceDirectory | None = None,
+        markers: HeldMarkers | None = None,
+        settings: FlushSettings | None = None,
+        queue_depth: Callable[[], int] | None = None,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        """``queue_depth`` tells how many updates wait in the queue to be merged (None: unknown,
+        taken as none). ``monotonic`` is the writer's clock, the one its deadlines are read on."""
+        self._states = states
+        self._writer = writer
+        self._schema = schema
+        self._directory = directory
+        self._markers = markers
+        self._settings = settings or FlushSettings()
+        self._queue_depth = queue_depth
+        self._clock = clock
+        self._monotonic = monotonic
+        self._sleep = sleep
+        self._call_seconds = writer.max_call_seconds
+
+    def run(self, partitions: Sequence[int], remaining_seconds: Callable[[], float]) -> FlushReport:
+        report = FlushReport()
+        self._stopped = False
+        before = self._writer.stats()
+        idle_since: float | None = None
+        try:
+            while remaining_seconds() - RECORD_MARGIN_SECONDS >= self._call_seconds:
+                busy = self._queue_busy()
+                now_ms = self._now_ms()
+                due_by = now_ms - int(self._settings.max_delay_seconds * 1000) if busy else now_ms
+                page = self._settings.round_calls * MAX_BATCH_INPUTS
+                refs = self._states.pending(partitions, due_by, page)
+                progressed = False
+                if refs:
+                    # Nothing else pending: every due contact is in this round, and no update waits.
+                    complete = not busy and len(refs) < page
+                    progressed = self._round(refs, complete, report, remaining_seconds)
+                    if report.daily_limit_resets_at is not None or self._stopped:
+                        break
+                if progressed:
+                    idle_since = None
+                    continue
+                idle_since = idle_since if idle_since is not None else self._monotonic()
+                wait = self._idle_wait(partitions, busy, self._monotonic() - idle_since)
+                if wait is None:
+                    break
+                self._sleep(wait)
+            else:
+                report.more_pending = self._states.next_due(partitions) is not None
+        finally:
+            after = self._writer.stats()
+            report.hubspot_requests = after.requests - before.requests
+            report.throttled = after.throttled - before.throttled
+        return report
+
+    _stopped = False
+
+    def _queue_busy(self) -> bool:
+        return self._queue_depth is not None and self._queue_depth() > 0
+
+    def _idle_wait(self, partitions: Sequence[int], busy: bool, idle_for: float) -> float | None:
+        """How long to wait before looking again, or None to end the run: nothing is pending (after
+        lingering a little for contacts being merged now), or the next one is due too late."""
+        next_due = self._states.next_due(partitions)
+        if next_due is None:
+            return POLL_SECONDS if idle_for < self._settings.linger_seconds else None
+        if busy:
+            # Contacts wait for the backlog; an idle queue ends the wait early.
+            return (
+                POLL_SECONDS if idle_for < self._settings.max_delay_seconds + MAX_IDLE_WAIT_SECONDS else None
+            )
+        wait = (next_due - self._now_ms()) / 1000
+        if wait > MAX_IDLE_WAIT_SECONDS:
+            return None
+        if idle_for > self._settings.max_delay_seconds + MAX_IDLE_WAIT_SECONDS:
+            return None  # the index keeps offering contacts that are not pending any more
+        return min(max(wait, POLL_SECONDS), MAX_IDLE_WAIT_SECONDS)
+
+    def _round(
+        self,
+        refs: Sequence[PendingRef],
+        complete: bool,
+        report: FlushReport,
+        remaining_seconds: Callable[[], float],
+    ) -> bool:
+        """Flush the contacts of ``refs`` that are still pending and due; False when none was
+        settled or written (only a partial call's worth while more may come, or the index was
+        behind)."""
+        report.rounds += 1
+        now_ms = self._now_ms()
+        states = {
+            email: state
+            for email, state in self._states.read([ref.email for ref in refs]).items()
+            if state.pending and (state.due_ms or 0) <= now_ms
+        }
+        if not states:
+            return False
+        work = _Round(states)
+        batch = Batch({email: _wanted(state) for email, state in states.items()})
+        confirmed = {email: s.confirmed for email, s in states.items() if s.confirmed is not None}
+        audiences = self._audiences(audiences_to_ensure(batch, confirmed))
+        definitions = self._schema.definitions_for(attributes_to_define(batch, confirmed))
+        plan = plan_writes(batch, confirmed, audiences, definitions, now_ms)
+        entries = {entry.email: entry for entry in plan.records}
+        for email, outcome in plan.outcomes.items():
+            report.outcomes[email] = outcome
+            work.recordings.append(Recording(email, states[email].version, entries.get(email)))
+        writes = plan.writes
+        if not complete:
+            writes = writes[: len(writes) // MAX_BATCH_INPUTS * MAX_BATCH_INPUTS]
+        self._record(work.recordings, states, report)
+        chunks = [writes[i : i + MAX_BATCH_INPUTS] for i in range(0, len(writes), MAX_BATCH_INPUTS)]
+        if chunks:
+            with ThreadPoolExecutor(max_workers=min(self._settings.parallel_calls, len(chunks))) as pool:
+                list(
+                    pool.map(lambda chunk: self._flush_chunk(chunk, work, report, remaining_seconds), chunks)
+                )
+        if isinstance(work.stop, DailyLimitReached):
+            report.daily_limit_resets_at = work.stop.resets_at
+        elif work.stop is not None:
+            self._stopped = True
+        for contact in plan.contacts:
+            if contact.email in report.outcomes and (contact.warnings or contact.problems):
+                report.warnings += len(contact.warnings)
+                log_contact(contact, report.outcomes.get(contact.email))
+        return bool(plan.outcomes) or work.sent > 0
+
+    def _flush_chunk(
+        self,
+        chunk: list[ContactWrite],
+        work: _Round,
+        report: FlushReport,
+        remaining_seconds: Callable[[], float],
+    ) -> None:
+        if work.stop is not None or remaining_seconds() - RECORD_MARGIN_SECONDS < self._call_seconds:
+            return  # not started: its contacts stay pending, due as they were
+        sent_ms = self._now_ms()
+        recordings: list[Recording] = []
+        try:
+            results = self._upsert(chunk, self._monotonic() + self._call_seconds)
+        except DailyLimitReached as exc:
+            work.stop = exc
+            return
+        except HubSpotError as exc:
+            logger.warning("batch upsert failed; its contacts stay pending", extra={"error": str(exc)[:500]})
+            now_ms = self._now_ms()
+            for contact in chunk:
+                entry = ambiguous_entry(contact, now_ms) if exc.ambiguous else None
+                recordings.append(self._retry(work.states[contact.email], entry, str(exc), now_ms, report))
+            if exc.kind is ErrorKind.CONFIGURATION:
+                work.stop = exc
+        else:
+            with work.lock:
+                report.call_sizes.append(len(chunk))
+                work.sent += len(chunk)
+            recordings.extend(self._settle(chunk, results, sent_ms, work, report))
+        self._record(recordings, work.states, report)
+
+    def _settle(
+        self,
+        chunk: list[ContactWrite],
+        results: list[UpsertResult | None],
+        sent_ms: int,
+        work: _Round,
+        report: FlushReport,
+    ) -> list[Recording]:
+        """Each contact's answer as what to record. A contact whose call had no time left stays
+        pending as it was; an error among the answers that stops the writes (the daily limit, a
+        configuration problem) stops the rounds after these answers are recorded."""
+        now_ms = self._now_ms()
+        recordings: list[Recording] = []
+        for contact, result in zip(chunk, results, strict=True):
+            state = work.states[contact.email]
+            if result is None:
+                report.outcomes[contact.email], entry = unwritten_outcome(contact, now_ms)
+                recordings.append(Recording(contact.email, state.version, entry))
+                continue
+            error = result.error
+            if isinstance(error, DeadlineReached):
+                continue
+            if isinstance(error, DailyLimitReached) or (
+                error is not None and error.kind is ErrorKind.CONFIGURATION
+            ):
+                work.stop = error
+            outcome, written = outcome_of(contact, result, sent_ms, now_ms)
+            if outcome is Outcome.RETRY:
+                reason = str(error) if error is not None else "HubSpot's answer is not confirmed yet"
+                recordings.append(self._retry(state, written, reason, now_ms, report))
+                continue
+            report.outcomes[contact.email] = outcome
+            recordings.append(Recording(contact.email, state.version, written))
+        return recordings
+
+    def _retry(
+        self, state: ContactState, entry: LedgerEntry | None, reason: str, now_ms: int, report: FlushReport
+    ) -> Recording:
+        """A transient failure (or an unconfirmed write): the contact stays pending and comes due
+        after a backoff that doubles with each attempt; after ``max_attempts`` it is recorded as
+        failed with the reason (an operator's replay sends it again)."""
+        attempts = state.attempts + 1
+        if attempts >= self._settings.max_attempts:
+            base = entry or state.confirmed or LedgerEntry(state.email, FAILED)
+            failed = replace(
+                base,
+                status=FAILED,
+                reason=f"HubSpot failed {attempts} times in a row: {reason}"[:1000],
+                updated_at_ms=now_ms,
+            )
+            report.outcomes[state.email] = Outcome.FAILED
+            return Recording(state.email, state.version, failed)
+        report.outcomes[state.email] = Outcome.RETRY
+        delay = min(MAX_RETRY_DELAY_SECONDS, self._settings.retry_base_seconds * 2 ** (attempts - 1))
+        return Recording(
+            state.email, state.version, entry, settled=False, due_ms=now_ms + delay * 1000, attempts=attempts
+        )
+
+    def _record(
+        self, recordings: Sequence[Recording], states: Mapping[str, ContactState], report: FlushReport
+    ) -> None:
+        """Store the outcomes. An entry the ledger cannot hold fails that contact alone, with the
+        reason. The held markers follow the entries: one is stored before the entry that keeps its
+        change and deleted after the entry that no longer does, so an entry never keeps a change
+        no marker lists."""
+        if not recordings:
+            return
+        marks, unmarks = _marker_changes(recordings, states)
+        if marks and self._markers is not None:
+            self._markers.mark_held(marks, self._now_ms())
+        refused = self._states.record(recordings, self._now_ms())
+        if unmarks and self._markers is not None:
+            self._markers.unmark_held([mark for mark in unmarks if mark[0] not in refused])
+        for email in refused:
+            logger.error("ledger refused a contact's state", extra={"contactHash": contact_hash(email)})
+            report.outcomes[email] = Outcome.FAILED
+
+    def _audiences(self, wanted: dict[str, str | None]) -> dict[str, AudienceProperty]:
+        """The audience properties, with the metadata the operator stored: its name labels the
+        property, and a deleted audience gets no property made sure of (its changes are held).
+        An audience whose metadata cannot be read gets none either: its changes wait on its own
+        contacts (failed, replayable), and the rest are written."""
+        metadata = self._directory.lookup(wanted) if self._directory is not None and wanted else {}
+        settled = {
+            audience_id: AudienceProperty(
+                audience_id,
+                audience_property_name(audience_id, self._schema.prefix),
+                error=meta.unreadable,
+                deleted=meta.deleted,
+            )
+            for audience_id, meta in metadata.items()
+            if meta.deleted or meta.unreadable
+        }
+        live = {
+            audience_id: (metadata[audience_id].name if audience_id in metadata else None) or name
+            for audience_id, name in wanted.items()
+            if audience_id not in settled
+        }
+        return {**self._schema.ensure_audiences(live), **settled} if live else settled
+
+    def _upsert(self, chunk: list[ContactWrite], deadline: float) -> list[UpsertResult | None]:
+        """The chunk's call, then one for the contacts whose refused fields were dropped and that
+        have something left to write, both ending by ``deadline``. A contact left with nothing gets
+        None. A failure of the first call raises (nothing of the chunk is known to be written); a
+        failure of the second becomes its contacts' answers, so the first call's are kept."""
+        first = self._writer.batch_upsert([UpsertInput(c.email, c.properties) for c in chunk], deadline)
+        results: list[UpsertResult | None] = list(first)
+        dropped = [
+            index
+            for index, (contact, result) in enumerate(zip(chunk, first, strict=True))
+            if drop_refused_fields(contact, result)
+        ]
+        if any(refers_to_unknown_property(first[index]) for index in dropped):
+            self._schema.expire()
+        again = [index for index in dropped if chunk[index].properties]
+        for index in set(dropped) - set(again):
+            results[index] = None
+        if again:
+            try:
+                retried = self._writer.batch_upsert(
+                    [UpsertInput(chunk[i].email, chunk[i].properties) for i in again], deadline
+                )
+            except HubSpotError as failure:
+                retried = [UpsertResult(chunk[i].email, error=failure) for i in again]
+            for index, result in zip(again, retried, strict=True):
+                results[index] = result
+        return results
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+
+def _wanted(state: ContactState) -> PendingContact:
+    """What the planner is asked to write for a contact: its whole desired state (what HubSpot
+    already holds is skipped by the planner's ordering rules)."""
+    desired = state.desired or PendingContact(state.email, "")
+    return PendingContact(
+        state.email, "", dict(desired.audiences), dict(desired.attributes), replay=state.replay
+    )
+
+
+def _marker_changes(
+    recordings: Sequence[Recording], states: Mapping[str, ContactState]
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(email, audience id) pairs whose held marker the recorded entries add and remove."""
+    marks: list[tuple[str, str]] = []
+    unmarks: list[tuple[str, str]] = []
+    for recording in recordings:
+        if recording.entry is None:
+            continue
+        state = states.get(recording.email)
+        previous = state.confirmed if state is not None else None
+        before = set(previous.pending_audiences) if previous is not None else set()
+        after = set(recording.entry.pending_audiences)
+        # Every kept change, not only the new ones: idempotent, and an entry recorded again gets
+        # back a marker a failed write lost.
+        marks.extend((recording.email, audience_id) for audience_id in sorted(after))
+        unmarks.extend((recording.email, audience_id) for audience_id in sorted(before - after))
+    return marks, unmarks

@@ -1,0 +1,58 @@
+"""The ports the sync writes and records through (HubSpot's contact writes, the queue's
+dead-letter queue and visibility, the held markers, the flusher's wake-up); the adapters are in
+``adapter`` and ``ledger``, and tests swap them."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from typing import Protocol
+
+from ..hubspot.batch import UpsertInput, UpsertResult
+from ..hubspot.client import CallStats
+from .plan import InboundMessage
+
+
+class ContactWriter(Protocol):
+    """The part of the HubSpot client the flusher writes through."""
+
+    def batch_upsert(
+        self, inputs: Sequence[UpsertInput], deadline: float | None = None
+    ) -> list[UpsertResult]:
+        """``deadline``, a value of the writer's monotonic clock: the call, its retries and waits
+        included, ends by then (it raises a transient HubSpotError, ``DeadlineReached`` when
+        nothing was sent, rather than run past it)."""
+        ...
+
+    def stats(self) -> CallStats: ...
+
+    @property
+    def max_call_seconds(self) -> float:
+        """The longest one call takes when nothing cuts it short: every retry and wait of it."""
+        ...
+
+
+class DeadLetters(Protocol):
+    def send(self, messages: Sequence[InboundMessage]) -> set[str]:
+        """Move these messages to the dead-letter queue; returns the ids that could not be moved."""
+        ...
+
+
+class HeldMarkers(Protocol):
+    """The held markers of the ledger (see ``ledger.keys``): (email, audience id) pairs."""
+
+    def mark_held(self, marks: Sequence[tuple[str, str]], now_ms: int) -> None: ...
+
+    def unmark_held(self, marks: Sequence[tuple[str, str]]) -> None: ...
+
+
+class VisibilityExtender(Protocol):
+    def extend(self, messages: Sequence[InboundMessage], seconds: int) -> None:
+        """Make these received messages visible again in ``seconds`` (a retry backoff, or 0: at
+        once)."""
+        ...
+
+
+class FlushWaker(Protocol):
+    def wake(self, lanes: Collection[int]) -> None:
+        """Start a flush of these lanes (a lane already being flushed is left to its run)."""
+        ...
