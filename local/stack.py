@@ -5,9 +5,9 @@ declares; the HubSpot sandbox (or a real HubSpot account, see HUBSPOT_CREDENTIAL
 handler behind a local HTTP server speaking API Gateway HTTP API events; a poller that drives
 the merge handler like Lambda's SQS event source; and the flush handler run by Lambda's
 asynchronous invocations (the merge's wake-ups) and by its schedule, as deployed. ``demo`` posts
-every sample in events/ through real HTTP, drains the queue, prints the HubSpot contacts and a sync summary, then re-sends
-everything to show that unchanged contacts cost no HubSpot request. ``serve`` keeps it all up and
-keeps consuming the queue until stopped.
+every sample in events/ through real HTTP, drains the queue, prints the HubSpot contacts and a
+sync summary, then re-sends everything to show that unchanged contacts cost no HubSpot request.
+``serve`` keeps it all up and keeps consuming the queue until stopped.
 """
 
 from __future__ import annotations
