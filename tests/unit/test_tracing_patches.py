@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 PROBE = """
@@ -49,8 +51,9 @@ def test_ingest_traces_aws_calls_without_loading_requests() -> None:
     assert probe("ingest", "import app") == ["boto True", "requests loaded False", "sqlite3 loaded False"]
 
 
-def test_upsert_traces_aws_and_hubspot_calls() -> None:
-    assert probe("upsert", "import app") == [
+@pytest.mark.parametrize("function", ["merge", "flush"])
+def test_the_sync_functions_trace_aws_and_hubspot_calls(function: str) -> None:
+    assert probe(function, "import app") == [
         "boto True",
         "requests loaded True",
         "requests True",
