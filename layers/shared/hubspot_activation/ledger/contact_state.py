@@ -10,6 +10,7 @@ attributes, so neither ever undoes the other.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -188,7 +189,9 @@ class DynamoDbContactStates(DynamoDbLedger):
                     if recording.entry is not None:
                         self._confirm(recording.entry, recording.email)
             else:
-                self._keep_pending(recording)
+                # Settled meanwhile (another run wrote it): nothing to keep pending.
+                with contextlib.suppress(_Conflict):
+                    self._keep_pending(recording)
         except _Refused as refusal:
             self._record_failure(recording.email, refusal.reason, now_ms)
             return refusal.reason

@@ -14,7 +14,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -217,11 +217,44 @@ class MergeConsumer:
 
 
 @dataclass
+class LaneTails:
+    """The ``TailPolicy`` of a run of lane ``lane`` of ``lanes``: lane 0 writes every lane's tail,
+    taking the leases of the lanes not running; the others hand theirs to it."""
+
+    lane: int
+    lanes: int
+    lease: FlushLease
+    owner: str
+    until_ms: int
+    partitions: Callable[[int], list[int]]
+    clock: Callable[[], float] = time.time
+    #: other lanes whose lease this run took
+    taken: list[int] = field(default_factory=list)
+
+    def hand_over(self) -> bool:
+        return self.lane != 0
+
+    def gather(self) -> list[int]:
+        gathered: list[int] = []
+        for other in range(1, self.lanes):
+            if other in self.taken:
+                continue
+            if self.lease.acquire(other, self.owner, self.until_ms, int(self.clock() * 1000)):
+                self.taken.append(other)
+                gathered.extend(self.partitions(other))
+        return gathered
+
+    def release(self) -> None:
+        for other in self.taken:
+            self.lease.release(other, self.owner)
+
+
+@dataclass
 class FlushRunner:
     """The flush function: a run of one lane under its lease. An event without a lane (the
     schedule) wakes every lane. A run that ended with contacts due and no time left, or that
     finds contacts due once it let its lane go (a merge woke it while it held the lease), starts
-    the next run at once."""
+    the next run at once; a lane that handed its tail over wakes lane 0."""
 
     flusher: Flusher
     lease: FlushLease
@@ -249,13 +282,32 @@ class FlushRunner:
         if not self.lease.acquire(lane, owner, until_ms, now_ms):
             return {"lane": lane, "skipped": "another run holds the lane"}
         partitions = self.partitions(lane)
+        tails = (
+            LaneTails(lane, self.lanes, self.lease, owner, until_ms, self.partitions, self.clock)
+            if self.lanes > 1
+            else None
+        )
         try:
-            report = self.flusher.run(partitions, remaining)
+            report = self.flusher.run(partitions, remaining, tails)
         finally:
+            if tails is not None:
+                tails.release()
             self.lease.release(lane, owner)
+        summary = self._summary(lane, report)
+        logger.info("flush run ended", extra=summary)
+        if report.handed_over:
+            self.waker.wake([0])
+        elif report.daily_limit_resets_at is None and not report.stopped_by:
+            due = self.next_due(partitions)
+            if report.more_pending or (due is not None and due <= int(self.clock() * 1000)):
+                self.waker.wake([lane])
+        return summary
+
+    @staticmethod
+    def _summary(lane: int, report: FlushReport) -> dict[str, Any]:
         publish_flush_metrics(report)
         counts = report.counts()
-        summary = {
+        return {
             "lane": lane,
             "rounds": report.rounds,
             "calls": len(report.call_sizes),
@@ -267,13 +319,9 @@ class FlushRunner:
             "hubspotRequests": report.hubspot_requests,
             "throttled": report.throttled,
             "dailyLimitResetsAt": report.daily_limit_resets_at,
+            "handedOver": report.handed_over,
+            "stoppedBy": report.stopped_by,
         }
-        logger.info("flush run ended", extra=summary)
-        if report.daily_limit_resets_at is None:
-            due = self.next_due(partitions)
-            if report.more_pending or (due is not None and due <= int(self.clock() * 1000)):
-                self.waker.wake([lane])
-        return summary
 
 
 def publish_merge_metrics(report: MergeReport) -> None:

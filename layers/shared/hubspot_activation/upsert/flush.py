@@ -12,7 +12,10 @@ When a call is made:
   and the queue holds no update that could still join them;
 - while the queue holds updates (a backlog being merged), only contacts pending for longer than
   ``max_delay_seconds`` are taken: the newest state of a contact is written once, not each of its
-  states as the backlog's rounds of changes arrive.
+  states as the backlog's rounds of changes arrive;
+- with several lanes, the partial calls of all lanes' tails are one: a lane other than the first
+  leaves its tail pending and hands it to the first (``TailPolicy``), which takes the free lanes'
+  partitions before it makes its own partial call.
 
 It knows nothing about Lambda: the handler passes the lane's partitions and the time left.
 """
@@ -25,13 +28,14 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 from ..hubspot.batch import MAX_BATCH_INPUTS, UpsertInput, UpsertResult
 from ..hubspot.errors import DailyLimitReached, DeadlineReached, ErrorKind, HubSpotError
 from ..observability import logger
 from .audiences import AudienceDirectory, AudienceMetadata
 from .contacts_log import contact_hash, log_contact
-from .ledger import FAILED, LedgerEntry
+from .ledger import FAILED, LedgerEntry, LedgerUnavailable
 from .plan import (
     MAX_RETRY_DELAY_SECONDS,
     RETRY_BASE_SECONDS,
@@ -79,6 +83,18 @@ class FlushSettings:
     round_calls: int = 10
 
 
+class TailPolicy(Protocol):
+    """Where a lane's tail (fewer than 100 writes, nothing else pending in its partitions) goes."""
+
+    def hand_over(self) -> bool:
+        """True: leave the tail pending for the lane that writes every lane's tails; the run ends."""
+        ...
+
+    def gather(self) -> list[int]:
+        """Partitions of other lanes this run may write too from now on (their leases taken)."""
+        ...
+
+
 @dataclass
 class FlushReport:
     outcomes: dict[str, Outcome] = field(default_factory=dict)
@@ -90,6 +106,10 @@ class FlushReport:
     daily_limit_resets_at: float | None = None
     #: the run ended with contacts due and no time left for them: the next run must follow at once
     more_pending: bool = False
+    #: the run left its tail for the lane that writes every lane's tails
+    handed_over: bool = False
+    #: why the run stopped early (a HubSpot configuration error, the ledger unreachable)
+    stopped_by: str | None = None
     warnings: int = 0
 
     def counts(self) -> Counter[Outcome]:
@@ -136,30 +156,29 @@ class Flusher:
         self._sleep = sleep
         self._call_seconds = writer.max_call_seconds
 
-    def run(self, partitions: Sequence[int], remaining_seconds: Callable[[], float]) -> FlushReport:
+    def run(
+        self,
+        partitions: list[int],
+        remaining_seconds: Callable[[], float],
+        tail: TailPolicy | None = None,
+    ) -> FlushReport:
+        """Flush the pending contacts of ``partitions`` until none is due or the time is up.
+        ``partitions`` grows with what ``tail.gather`` adds (the caller reads it afterwards)."""
         report = FlushReport()
-        self._stopped = False
+        self._partitions = partitions
+        self._tail = tail
         before = self._writer.stats()
         idle_since: float | None = None
         try:
             while remaining_seconds() - RECORD_MARGIN_SECONDS >= self._call_seconds:
-                busy = self._queue_busy()
-                now_ms = self._now_ms()
-                due_by = now_ms - int(self._settings.max_delay_seconds * 1000) if busy else now_ms
-                page = self._settings.round_calls * MAX_BATCH_INPUTS
-                refs = self._states.pending(partitions, due_by, page)
-                progressed = False
-                if refs:
-                    # Nothing else pending: every due contact is in this round, and no update waits.
-                    complete = not busy and len(refs) < page
-                    progressed = self._round(refs, complete, report, remaining_seconds)
-                    if report.daily_limit_resets_at is not None or self._stopped:
-                        break
+                progressed = self._step(report, remaining_seconds)
+                if report.daily_limit_resets_at is not None or report.stopped_by or report.handed_over:
+                    break
                 if progressed:
                     idle_since = None
                     continue
                 idle_since = idle_since if idle_since is not None else self._monotonic()
-                wait = self._idle_wait(partitions, busy, self._monotonic() - idle_since)
+                wait = self._idle_wait(partitions, self._queue_busy(), self._monotonic() - idle_since)
                 if wait is None:
                     break
                 self._sleep(wait)
@@ -171,7 +190,47 @@ class Flusher:
             report.throttled = after.throttled - before.throttled
         return report
 
-    _stopped = False
+    def _step(self, report: FlushReport, remaining_seconds: Callable[[], float]) -> bool:
+        """One round over the contacts due; False when it made no progress. What stops the run (a
+        DAILY limit, a configuration error, the ledger or HubSpot's definitions unreachable) is
+        noted in the report; the contacts stay pending for the next run."""
+        busy = self._queue_busy()
+        now_ms = self._now_ms()
+        due_by = now_ms - int(self._settings.max_delay_seconds * 1000) if busy else now_ms
+        page = self._settings.round_calls * MAX_BATCH_INPUTS
+        try:
+            refs = self._states.pending(self._partitions, due_by, page)
+            if not refs:
+                return False
+            # Nothing else pending: every due contact is in this round, and no update waits.
+            return self._round(refs, not busy and len(refs) < page, report, remaining_seconds)
+        except DailyLimitReached as exc:
+            report.daily_limit_resets_at = exc.resets_at
+        except (HubSpotError, LedgerUnavailable) as exc:
+            logger.error("flush run stopped; its contacts stay pending", extra={"error": str(exc)[:500]})
+            report.stopped_by = str(exc)[:500]
+        return False
+
+    def _partial_allowed(self, report: FlushReport) -> bool:
+        """Whether this run may make the partial call of a tail: always with one lane; with more,
+        only the lane that writes every lane's tails, once no other lane's partitions are free to
+        join (those it could take join first, and the next round writes them with its own)."""
+        tail = self._tail
+        if tail is None:
+            return True
+        if tail.hand_over():
+            report.handed_over = True
+            return False
+        extra = [p for p in tail.gather() if p not in self._partitions]
+        if extra:
+            self._partitions.extend(extra)
+            self._widened = True
+            return False
+        return True
+
+    _partitions: list[int]
+    _tail: TailPolicy | None = None
+    _widened = False
 
     def _queue_busy(self) -> bool:
         return self._queue_depth is not None and self._queue_depth() > 0
@@ -224,7 +283,7 @@ class Flusher:
             report.outcomes[email] = outcome
             work.recordings.append(Recording(email, states[email].version, entries.get(email)))
         writes = plan.writes
-        if not complete:
+        if len(writes) % MAX_BATCH_INPUTS and not (complete and self._partial_allowed(report)):
             writes = writes[: len(writes) // MAX_BATCH_INPUTS * MAX_BATCH_INPUTS]
         self._record(work.recordings, states, report)
         chunks = [writes[i : i + MAX_BATCH_INPUTS] for i in range(0, len(writes), MAX_BATCH_INPUTS)]
@@ -236,12 +295,13 @@ class Flusher:
         if isinstance(work.stop, DailyLimitReached):
             report.daily_limit_resets_at = work.stop.resets_at
         elif work.stop is not None:
-            self._stopped = True
+            report.stopped_by = str(work.stop)[:500]
         for contact in plan.contacts:
             if contact.email in report.outcomes and (contact.warnings or contact.problems):
                 report.warnings += len(contact.warnings)
                 log_contact(contact, report.outcomes.get(contact.email))
-        return bool(plan.outcomes) or work.sent > 0
+        widened, self._widened = self._widened, False
+        return bool(plan.outcomes) or work.sent > 0 or widened
 
     def _flush_chunk(
         self,
