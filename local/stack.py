@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
@@ -38,6 +39,8 @@ from .template import ROOT, http_routes
 EVENTS = ROOT / "events"
 #: Set to a HubSpot credential secret (JSON) to sync into a real HubSpot account instead of the sandbox.
 REAL_HUBSPOT_CREDENTIAL = "HUBSPOT_CREDENTIAL"
+#: Wraps a function's handler, given the function's logical id in template.yaml.
+Instrument = Callable[[str, Handler], Handler]
 SUMMARY_FIELDS = ("synced", "skippedUnchanged", "failed", "retriedLater", "hubspotRequests", "throttled")
 
 
@@ -95,9 +98,15 @@ class LocalStack:
 
 
 def start(
-    quiet: bool = True, port: int = 0, visibility_timeout: int = 2, parameters: dict[str, Any] | None = None
+    quiet: bool = True,
+    port: int = 0,
+    visibility_timeout: int = 2,
+    parameters: dict[str, Any] | None = None,
+    instrument: Instrument | None = None,
 ) -> LocalStack:
-    """``parameters`` override template parameters, as `sam deploy --parameter-overrides` would."""
+    """``parameters`` override template parameters, as `sam deploy --parameter-overrides` would.
+    ``instrument`` wraps every function the stack runs, by the function's logical id (a
+    benchmark's meter watching each invocation)."""
     # The servers' own access logs would drown the summary.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     local_aws = aws.start(parameters)
@@ -135,6 +144,9 @@ def start(
     if quiet:
         ingest, upsert = without_metrics_output(ingest), without_metrics_output(upsert)
         operations = without_metrics_output(operations)
+    if instrument is not None:
+        ingest, upsert = instrument("IngestFunction", ingest), instrument("UpsertFunction", upsert)
+        operations = instrument("OperationsFunction", operations)
     functions = {"IngestFunction": ingest, "OperationsFunction": operations}
     routes = [Route(method, path, functions[logical_id]) for logical_id, method, path in http_routes()]
     api = LocalApiServer(routes, port=port).start()
