@@ -50,6 +50,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.pipeline
 	$(BIN)/python -m bench.latency
 	$(BIN)/python -m bench.local_backlog
+	$(BIN)/python -m bench.aws_cost
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .aws-sam

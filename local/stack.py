@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
@@ -40,6 +41,8 @@ from .template import ROOT, http_routes
 EVENTS = ROOT / "events"
 #: Set to a HubSpot credential secret (JSON) to sync into a real HubSpot account instead of the sandbox.
 REAL_HUBSPOT_CREDENTIAL = "HUBSPOT_CREDENTIAL"
+#: Wraps a function's handler, given the function's logical id in template.yaml.
+Instrument = Callable[[str, Handler], Handler]
 SUMMARY_FIELDS = ("synced", "skippedUnchanged", "failed", "retriedLater", "hubspotRequests", "throttled")
 
 
@@ -101,9 +104,15 @@ class LocalStack:
 
 
 def start(
-    quiet: bool = True, port: int = 0, visibility_timeout: int = 2, parameters: dict[str, Any] | None = None
+    quiet: bool = True,
+    port: int = 0,
+    visibility_timeout: int = 2,
+    parameters: dict[str, Any] | None = None,
+    instrument: Instrument | None = None,
 ) -> LocalStack:
-    """``parameters`` override template parameters, as `sam deploy --parameter-overrides` would."""
+    """``parameters`` override template parameters, as `sam deploy --parameter-overrides` would.
+    ``instrument`` wraps every function the stack runs, by the function's logical id (a
+    benchmark's meter watching each invocation)."""
     # The servers' own access logs would drown the summary.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     local_aws = aws.start(parameters)
@@ -142,6 +151,9 @@ def start(
     if quiet:
         ingest, merge = without_metrics_output(ingest), without_metrics_output(merge)
         flush, operations = without_metrics_output(flush), without_metrics_output(operations)
+    if instrument is not None:
+        ingest, merge = instrument("IngestFunction", ingest), instrument("MergeFunction", merge)
+        flush, operations = instrument("FlushFunction", flush), instrument("OperationsFunction", operations)
     functions = {"IngestFunction": ingest, "OperationsFunction": operations}
     routes = [Route(method, path, functions[logical_id]) for logical_id, method, path in http_routes()]
     api = LocalApiServer(routes, port=port).start()
@@ -160,13 +172,7 @@ def start(
         visibility_timeout=visibility_timeout,
         function_timeout=float(local_aws.cfn["Resources"]["MergeFunction"]["Properties"]["Timeout"]),
     )
-    lanes = int(
-        local_aws.resolver(
-            local_aws.cfn["Resources"]["FlushFunction"]["Properties"]["Environment"]["Variables"][
-                "FLUSH_LANES"
-            ]
-        )
-    )
+    lanes = int(local_aws.function_environment("FlushFunction")["FLUSH_LANES"])
     flusher = LocalAsyncFunction(
         local_aws.physical_id("FlushFunction"),
         flush,

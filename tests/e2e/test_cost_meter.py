@@ -1,0 +1,42 @@
+"""The benchmarks' cost meter on the local stack: it sees every function the stack runs (through
+the stack's ``instrument``) and the AWS calls those functions and the event source make."""
+
+from __future__ import annotations
+
+import requests
+
+from bench.cost import CostMeter, function_memory
+from bench.harness import aep_profiles
+from local import stack as local_stack
+from local.template import translate
+
+
+def test_the_meter_sees_the_stacks_functions_and_their_aws_calls() -> None:
+    meter = CostMeter(function_memory(translate())).attach()
+    stack = local_stack.start(instrument=meter.function)
+    try:
+        meter.observe_event_source(stack.poller.sqs)
+        ledger = stack.aws.physical_id("LedgerTable")
+        response = requests.post(
+            stack.activations_url,
+            json={"profiles": aep_profiles(20, "meter")},
+            headers={"Authorization": f"Bearer {stack.ingest_token}"},
+            timeout=30,
+        )
+        assert response.status_code == 202, response.text
+        assert local_stack.drain(stack, show=False)
+    finally:
+        meter.detach()
+        stack.stop()
+    usage = meter.usage
+    assert usage.api_gateway_requests == 1
+    assert usage.functions["IngestFunction"].invocations == 1
+    assert usage.functions["UpsertFunction"].invocations >= 1
+    assert usage.functions["UpsertFunction"].memory_mb == 512
+    assert usage.write_units_by_target[ledger] >= 20  # one ledger item per contact at least
+    assert usage.read_units_by_target[ledger] >= 20  # each contact's state read before planning
+    assert usage.calls["sqs.SendMessageBatch"] >= 1  # ingest
+    assert usage.calls["sqs.DeleteMessageBatch"] >= 1  # the event source
+    assert "sqs.GetQueueAttributes" not in usage.calls  # the local poller's own checks
+    assert usage.secrets_manager_calls >= 2  # the ingest token and the HubSpot credential
+    assert usage.sqs_fifo_requests >= 3
