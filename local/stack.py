@@ -235,11 +235,11 @@ def drain(stack: LocalStack, show: bool = True, timeout: float = 180) -> bool:
 
 
 def pending_contacts(stack: LocalStack) -> int:
-    """Contacts in the ledger's pending index (read from the table: the index lags)."""
+    """Pending contacts (read from the table: the index lags)."""
     dynamodb = stack.aws.client("dynamodb")
     kwargs: dict[str, Any] = {
         "TableName": stack.aws.physical_id("LedgerTable"),
-        "FilterExpression": "attribute_exists(pendingPartition)",
+        "FilterExpression": "attribute_exists(pendingSince)",
         "Select": "COUNT",
     }
     count = 0

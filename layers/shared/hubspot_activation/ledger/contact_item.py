@@ -42,8 +42,8 @@ from .keys import (
     ISSUE_HELD,
     ISSUE_STATUS,
     KEY,
+    PENDING_EMAILS,
     PENDING_PARTITION,
-    pending_partition,
     pending_partition_value,
 )
 from .values import Item, integer, number, string
@@ -51,11 +51,12 @@ from .values import Item, integer, number, string
 DESIRED = "desired"
 VERSION = "version"
 PENDING_SINCE = "pendingSince"
+#: When a contact in backoff may be written again (epoch ms).
+RETRY_AT = "retryAt"
 ATTEMPTS = "attempts"
 REPLAY = "replay"
-#: What the flusher's recording of a settled contact removes: the pending index's attributes and
-#: what only a pending contact carries.
-PENDING_ATTRIBUTES = (PENDING_SINCE, DUE_AT, PENDING_PARTITION, ATTEMPTS, REPLAY)
+#: What the flusher's recording of a settled contact removes: what only a pending contact carries.
+PENDING_ATTRIBUTES = (PENDING_SINCE, RETRY_AT, ATTEMPTS, REPLAY)
 #: The confirmed state's attributes that only some entries carry: a recording removes those its
 #: entry leaves out.
 _OPTIONAL_CONFIRMED = (
@@ -229,22 +230,17 @@ def desired_value(desired: PendingContact) -> dict[str, Any]:
 def desired_update(
     desired: PendingContact, version: int, now_ms: int, retention_seconds: int, replay: bool
 ) -> tuple[str, dict[str, str], Item]:
-    """The merge's write: the new desired state and version, the item's expiry, and the pending
-    index's attributes (kept as they are when the contact is pending already: its place in line
-    and any backoff stay). Returns the update expression, its names and its values."""
-    names = {"#d": DESIRED, "#v": VERSION, "#e": EXPIRES_AT, "#s": PENDING_SINCE, "#due": DUE_AT}
-    names["#p"] = PENDING_PARTITION
+    """The merge's write: the new desired state and version, the item's expiry, and when the
+    contact became pending (kept as it is when the contact is pending already). Returns the update
+    expression, its names and its values."""
+    names = {"#d": DESIRED, "#v": VERSION, "#e": EXPIRES_AT, "#s": PENDING_SINCE}
     values: Item = {
         ":d": desired_value(desired),
         ":v": number(version),
         ":e": number(now_ms // 1000 + retention_seconds),
         ":now": number(now_ms),
-        ":p": string(pending_partition_value(pending_partition(desired.email))),
     }
-    expression = (
-        "SET #d = :d, #v = :v, #e = :e, #s = if_not_exists(#s, :now), "
-        "#due = if_not_exists(#due, :now), #p = :p"
-    )
+    expression = "SET #d = :d, #v = :v, #e = :e, #s = if_not_exists(#s, :now)"
     if replay:
         names["#r"] = REPLAY
         values[":r"] = {"BOOL": True}
@@ -286,7 +282,27 @@ def state_from_item(item: Mapping[str, Any]) -> ContactState:
         desired=_desired_from_item(email, item),
         version=integer(item, VERSION) or 0,
         pending_since_ms=integer(item, PENDING_SINCE),
-        due_ms=integer(item, DUE_AT),
+        due_ms=integer(item, RETRY_AT),
         attempts=integer(item, ATTEMPTS) or 0,
         replay=bool(replay and replay.get("BOOL")),
+    )
+
+
+def pending_marker_item(key: str, partition: int, emails: list[str], due_ms: int, expires_at: int) -> Item:
+    """A pending marker (see ``keys``): the contacts, their partition and when they are due."""
+    return {
+        KEY: string(key),
+        PENDING_PARTITION: string(pending_partition_value(partition)),
+        DUE_AT: number(due_ms),
+        PENDING_EMAILS: {"SS": sorted(set(emails))},
+        EXPIRES_AT: number(expires_at),
+    }
+
+
+def marker_from_item(item: Mapping[str, Any]) -> tuple[str, int, list[str]]:
+    """A marker as its index returns it: (key, due, contacts)."""
+    return (
+        str(item[KEY]["S"]),
+        integer(item, DUE_AT) or 0,
+        [str(email) for email in (item.get(PENDING_EMAILS) or {}).get("SS", [])],
     )

@@ -55,11 +55,11 @@ class DynamoDbLedger:
             chunk = entries[start : start + 25]
             try:
                 self._write([contact_item(entry, self._retention_seconds) for entry in chunk])
-            except _ItemRefused:
+            except ItemRefused:
                 for entry in chunk:
                     try:
                         self._write([contact_item(entry, self._retention_seconds)])
-                    except _ItemRefused as refusal:
+                    except ItemRefused as refusal:
                         refused[entry.email] = refusal.reason
         return refused
 
@@ -71,7 +71,7 @@ class DynamoDbLedger:
         for start in range(0, len(items), 25):
             try:
                 self._write(items[start : start + 25])
-            except _ItemRefused as refusal:  # a marker is a few hundred bytes: not seen in practice
+            except ItemRefused as refusal:  # a marker is a few hundred bytes: not seen in practice
                 logger.error("ledger refused held markers", extra={"error": refusal.reason})
 
     @tracer.capture_method(capture_response=False, capture_error=False)
@@ -81,7 +81,7 @@ class DynamoDbLedger:
             deletes: list[Any] = [{"DeleteRequest": {"Key": key}} for key in keys[start : start + 25]]
             try:
                 self._send(deletes)
-            except _ItemRefused as refusal:
+            except ItemRefused as refusal:
                 logger.error("ledger refused to delete held markers", extra={"error": refusal.reason})
 
     @tracer.capture_method(capture_response=False, capture_error=False)
@@ -113,7 +113,7 @@ class DynamoDbLedger:
             except ClientError as exc:
                 code = str(exc.response.get("Error", {}).get("Code", ""))
                 if code in _REFUSED_ITEM_ERRORS:
-                    raise _ItemRefused(f"the ledger cannot store this contact's state ({code})") from exc
+                    raise ItemRefused(f"the ledger cannot store this contact's state ({code})") from exc
                 raise LedgerUnavailable(f"DynamoDB call failed: {code or type(exc).__name__}") from exc
             except BotoCoreError as exc:
                 raise LedgerUnavailable(f"DynamoDB call failed: {type(exc).__name__}") from exc
@@ -125,7 +125,7 @@ class DynamoDbLedger:
         raise LedgerUnavailable(f"DynamoDB left {unprocessed} after {self._max_attempts} attempts")
 
 
-class _ItemRefused(Exception):
+class ItemRefused(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason

@@ -1,5 +1,5 @@
-"""Contacts' desired and confirmed states in DynamoDB (``contact_item``), the pending index, and the
-flusher lanes' leases.
+"""Contacts' desired and confirmed states in DynamoDB (``contact_item``), the pending markers
+(``keys``: the pending index lists markers of contacts, not contacts), and the flusher lanes' leases.
 
 Every write that can race another is conditional: a merge writes the desired state only if the
 version it read is still the item's (else it reads again and merges again), and a flush settles a
@@ -10,7 +10,8 @@ attributes, so neither ever undoes the other.
 
 from __future__ import annotations
 
-import contextlib
+import threading
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -24,22 +25,28 @@ from ..upsert.state import ContactState, MergeResult, PendingRef, Recording
 from .contact_item import (
     ATTEMPTS,
     PENDING_ATTRIBUTES,
+    PENDING_SINCE,
+    RETRY_AT,
     VERSION,
     confirmed_update,
     contact_key,
     desired_update,
+    marker_from_item,
+    pending_marker_item,
     state_from_item,
 )
-from .contact_ledger import DynamoDbLedger
+from .contact_ledger import DynamoDbLedger, ItemRefused
 from .keys import (
     DUE_AT,
     KEY,
     PENDING_INDEX,
     PENDING_PARTITION,
     flush_lease_key,
+    pending_marker_key,
+    pending_partition,
     pending_partition_value,
 )
-from .values import Item, integer, number, string
+from .values import Item, number, string
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -58,12 +65,26 @@ class _Conflict(Exception):
 
 class DynamoDbContactStates(DynamoDbLedger):
     """The contact items' desired and confirmed states (``upsert.state.ContactStates``), on top of
-    the ledger's entries and held markers."""
+    the ledger's entries and held markers. ``lanes`` is the number of flush lanes: a marker lists
+    contacts of one lane.
+
+    A flusher's instance remembers the markers its last ``pending`` read and which of their
+    contacts are handled since (settled, not pending when read, or listed by a newer marker for a
+    backoff); a marker whose every contact is handled is deleted after the recordings."""
 
     def __init__(
-        self, client: DynamoDBClient, table: str, retention_days: int = 400, max_attempts: int = 5
+        self,
+        client: DynamoDBClient,
+        table: str,
+        retention_days: int = 400,
+        max_attempts: int = 5,
+        lanes: int = 1,
     ) -> None:
         super().__init__(client, table, retention_days, max_attempts)
+        self._lanes = lanes
+        self._lock = threading.Lock()
+        #: marker key -> its contacts not handled yet
+        self._open: dict[str, set[str]] = {}
 
     @tracer.capture_method(capture_response=False, capture_error=False)
     def read(self, emails: Sequence[str]) -> dict[str, ContactState]:
@@ -76,6 +97,7 @@ class DynamoDbContactStates(DynamoDbLedger):
                 for item in response.get("Responses", {}).get(self._table, []):
                     state = state_from_item(item)
                     found[state.email] = state
+        self._handled(email for email in unique if email not in found or not found[email].pending)
         return found
 
     @tracer.capture_method(capture_response=False, capture_error=False)
@@ -84,14 +106,44 @@ class DynamoDbContactStates(DynamoDbLedger):
         states = self.read([contact.email for contact in contacts])
         with ThreadPoolExecutor(max_workers=WRITE_WORKERS) as pool:
             outcomes = list(pool.map(lambda c: self._merge_one(c, states.get(c.email), now_ms), contacts))
+        pending: list[str] = []
         for contact, (changed, newly_pending, refusal) in zip(contacts, outcomes, strict=True):
             if refusal is not None:
                 result.refused[contact.email] = refusal
+                continue
             if changed:
                 result.changed.append(contact.email)
             if newly_pending:
                 result.newly_pending.append(contact.email)
+            state = states.get(contact.email)
+            if changed or (state is not None and state.pending):
+                # A contact pending already gets listed again too: a merge that crashed before its
+                # marker was stored left it pending and listed nowhere.
+                pending.append(contact.email)
+        self._mark_pending(pending, now_ms, now_ms)
         return result
+
+    def _mark_pending(self, emails: Sequence[str], due_ms: int, now_ms: int) -> None:
+        """One marker per lane for these contacts, due at ``due_ms``."""
+        by_lane: dict[int, list[str]] = defaultdict(list)
+        for email in dict.fromkeys(emails):
+            by_lane[pending_partition(email) % self._lanes].append(email)
+        expires = now_ms // 1000 + self._retention_seconds
+        markers = [
+            pending_marker_item(
+                pending_marker_key(pending_partition(group[0]), group),
+                pending_partition(group[0]),
+                group,
+                due_ms,
+                expires,
+            )
+            for group in by_lane.values()
+        ]
+        for start in range(0, len(markers), 25):
+            try:
+                self._write(markers[start : start + 25])
+            except ItemRefused as refusal:  # a batch's marker is far below 400 KB
+                raise LedgerUnavailable(refusal.reason) from refusal
 
     def _merge_one(
         self, incoming: PendingContact, state: ContactState | None, now_ms: int
@@ -113,7 +165,9 @@ class DynamoDbContactStates(DynamoDbLedger):
             except _Refused as refusal:
                 self._record_failure(incoming.email, refusal.reason, now_ms)
                 return False, False, refusal.reason
-            return True, state is None or not state.pending, None
+            if state is not None and state.pending:
+                return True, False, None
+            return True, True, None
         raise LedgerUnavailable(f"a contact's state kept changing during {MAX_MERGE_ATTEMPTS} merges")
 
     def _write_desired(self, desired: PendingContact, version: int, now_ms: int, replay: bool) -> None:
@@ -129,17 +183,30 @@ class DynamoDbContactStates(DynamoDbLedger):
 
     @tracer.capture_method(capture_response=False, capture_error=False)
     def pending(self, partitions: Sequence[int], due_by_ms: int, limit: int) -> list[PendingRef]:
-        refs: list[PendingRef] = []
+        """The contacts of the markers due, oldest marker first, whole markers until ``limit``."""
+        markers: list[tuple[str, int, list[str]]] = []
         for partition in partitions:
-            refs.extend(self._query_pending(partition, due_by_ms, limit))
-        refs.sort(key=lambda ref: ref.due_ms)
-        return refs[:limit]
+            markers.extend(self._query_markers(partition, due_by_ms, limit))
+        markers.sort(key=lambda marker: marker[1])
+        refs: dict[str, PendingRef] = {}
+        opened: dict[str, set[str]] = {}
+        for key, due_ms, emails in markers:
+            if len(refs) >= limit:
+                break
+            opened[key] = set(emails)
+            for email in emails:
+                refs.setdefault(email, PendingRef(email, due_ms))
+        with self._lock:
+            self._open = opened
+        return list(refs.values())
 
     def next_due(self, partitions: Sequence[int]) -> int | None:
-        earliest = [ref.due_ms for p in partitions for ref in self._query_pending(p, None, 1)]
+        earliest = [marker[1] for p in partitions for marker in self._query_markers(p, None, 1)]
         return min(earliest, default=None)
 
-    def _query_pending(self, partition: int, due_by_ms: int | None, limit: int) -> list[PendingRef]:
+    def _query_markers(
+        self, partition: int, due_by_ms: int | None, limit: int
+    ) -> list[tuple[str, int, list[str]]]:
         values: Item = {":p": string(pending_partition_value(partition))}
         names = {"#p": PENDING_PARTITION}
         condition = "#p = :p"
@@ -155,30 +222,66 @@ class DynamoDbContactStates(DynamoDbLedger):
             "ExpressionAttributeValues": values,
             "ScanIndexForward": True,
         }
-        refs: list[PendingRef] = []
-        while len(refs) < limit:
-            request["Limit"] = limit - len(refs)
+        markers: list[tuple[str, int, list[str]]] = []
+        contacts = 0
+        while contacts < limit:
             try:
                 response = self._client.query(**request)
             except (ClientError, BotoCoreError) as exc:
                 raise LedgerUnavailable(f"DynamoDB call failed: {type(exc).__name__}") from exc
-            refs.extend(
-                PendingRef(str(item[KEY]["S"]), integer(item, DUE_AT) or 0)
-                for item in response.get("Items", [])
-            )
+            for item in response.get("Items", []):
+                marker = marker_from_item(item)
+                markers.append(marker)
+                contacts += len(marker[2])
             last = response.get("LastEvaluatedKey")
             if not last:
                 break
             request["ExclusiveStartKey"] = last
-        return refs
+        return markers
+
+    def _handled(self, emails: Any) -> list[str]:
+        """Note these contacts as handled; returns the keys of the markers left with none open."""
+        done: list[str] = []
+        with self._lock:
+            handled = set(emails)
+            for key, open_emails in self._open.items():
+                if open_emails and open_emails & handled:
+                    open_emails -= handled
+                    if not open_emails:
+                        done.append(key)
+        return done
+
+    def _delete_markers(self, keys: Sequence[str]) -> None:
+        for start in range(0, len(keys), 25):
+            deletes: list[Any] = [
+                {"DeleteRequest": {"Key": {KEY: string(key)}}} for key in keys[start : start + 25]
+            ]
+            try:
+                self._send(deletes)
+            except ItemRefused as refusal:
+                logger.error("ledger refused to delete pending markers", extra={"error": refusal.reason})
 
     @tracer.capture_method(capture_response=False, capture_error=False)
     def record(self, recordings: Sequence[Recording], now_ms: int) -> dict[str, str]:
+        """Then the contacts kept pending for a backoff get a marker due when it ends, and the
+        markers whose every contact is handled are deleted."""
         with ThreadPoolExecutor(max_workers=WRITE_WORKERS) as pool:
-            refusals = list(pool.map(lambda r: self._record_one(r, now_ms), recordings))
-        return {r.email: reason for r, reason in zip(recordings, refusals, strict=True) if reason}
+            outcomes = list(pool.map(lambda r: self._record_one(r, now_ms), recordings))
+        later: dict[int, list[str]] = defaultdict(list)
+        for recording, (handled, _refusal) in zip(recordings, outcomes, strict=True):
+            if handled and not recording.settled and recording.due_ms is not None:
+                later[recording.due_ms].append(recording.email)
+        for due_ms, emails in later.items():
+            self._mark_pending(emails, due_ms, now_ms)
+        done = self._handled(
+            r.email for r, (handled, _refusal) in zip(recordings, outcomes, strict=True) if handled
+        )
+        self._delete_markers(done)
+        return {r.email: reason for r, (_h, reason) in zip(recordings, outcomes, strict=True) if reason}
 
-    def _record_one(self, recording: Recording, now_ms: int) -> str | None:
+    def _record_one(self, recording: Recording, now_ms: int) -> tuple[bool, str | None]:
+        """(whether the contact is handled: settled, failed or kept pending with its own marker,
+        the reason the store refused it)."""
         try:
             if recording.settled:
                 try:
@@ -188,14 +291,16 @@ class DynamoDbContactStates(DynamoDbLedger):
                     # recorded, and the contact stays pending for the newer state.
                     if recording.entry is not None:
                         self._confirm(recording.entry, recording.email)
+                    return False, None
             else:
-                # Settled meanwhile (another run wrote it): nothing to keep pending.
-                with contextlib.suppress(_Conflict):
+                try:
                     self._keep_pending(recording)
+                except _Conflict:
+                    return True, None  # settled meanwhile: nothing to keep pending
         except _Refused as refusal:
             self._record_failure(recording.email, refusal.reason, now_ms)
-            return refusal.reason
-        return None
+            return True, refusal.reason
+        return True, None
 
     def _settle(self, recording: Recording) -> None:
         names: dict[str, str] = {"#v": VERSION}
@@ -217,7 +322,7 @@ class DynamoDbContactStates(DynamoDbLedger):
         self._update(email, _expression(sets, removes), names, values, "attribute_exists(#k)", {"#k": KEY})
 
     def _keep_pending(self, recording: Recording) -> None:
-        names: dict[str, str] = {"#due": DUE_AT, "#n": ATTEMPTS}
+        names: dict[str, str] = {"#due": RETRY_AT, "#n": ATTEMPTS}
         values: Item = {":due": number(recording.due_ms or 0), ":n": number(recording.attempts)}
         sets = ["#due = :due", "#n = :n"]
         removes: list[str] = []
@@ -225,7 +330,7 @@ class DynamoDbContactStates(DynamoDbLedger):
             more_sets, removes = self._confirmed_clauses(recording.entry, names, values)
             sets.extend(more_sets)
         # Only while it is still pending: a contact another flush settled meanwhile stays settled.
-        names["#p"] = PENDING_PARTITION
+        names["#p"] = PENDING_SINCE
         self._update(recording.email, _expression(sets, removes), names, values, "attribute_exists(#p)")
 
     def _confirmed_clauses(

@@ -10,11 +10,15 @@ refuses a longer key on reads as well as writes: an email is at most 254 ASCII c
 and the routes validate it), and an audience id whose encoded key would be longer is keyed by its
 SHA-256 instead (the item keeps the id itself in ``audienceId``).
 
-The ``pending`` index is sparse: only contacts whose desired state HubSpot has not confirmed yet
-carry ``pendingPartition`` (one of ``PENDING_PARTITIONS`` values, by a hash of the email, so the
-index's writes spread over partitions instead of one hot key) and ``dueAt`` (when a flusher may take
-the contact, epoch ms; a backoff moves it later). A flusher lane reads the partitions it owns, oldest
-due first; recording a confirmed write removes both attributes, which takes the contact out.
+The ``pending`` index is sparse: only pending markers carry its keys. A marker
+(``#pending#<partition>#<digest>``) lists contacts that became pending together (one merged batch,
+one flush lane: ``emails``, a string set projected into the index) with ``pendingPartition`` (one of
+``PENDING_PARTITIONS`` values; a lane owns those whose number modulo the number of lanes is its
+own, and a marker goes to one of its lane's, so the index's writes spread) and ``dueAt`` (when a
+flusher may take them, epoch ms). One marker for a batch's contacts, not an index entry per contact:
+entering and leaving an index costs a write unit each, per item. A flusher lane reads its
+partitions, oldest due first, and deletes a marker once each of its contacts is settled (or listed
+by a later marker); the contact's own item says whether it is still pending (``pendingSince``).
 
 The ``issues`` index is sparse: only items with ``issueStatus`` are in it - contacts whose last
 outcome failed, contacts holding changes of an audience deleted when they arrived, and exclusions.
@@ -65,6 +69,9 @@ PENDING_PARTITIONS = 16
 
 DAILY_CALLS_PREFIX = "#hubspot-calls#"
 FLUSH_LEASE_PREFIX = "#flush-lane#"
+PENDING_PREFIX = "#pending#"
+#: A pending marker's contacts (a string set).
+PENDING_EMAILS = "emails"
 HELD_PREFIX = "#held#"
 EXCLUDED_PREFIX = "#excluded#"
 AUDIENCE_PREFIX = "#audience#"
@@ -110,7 +117,14 @@ def held_marker_key(audience_id: str, email: str) -> str:
 
 
 def pending_partition(email: str) -> int:
+    """The partition of the contact's lane (a lane owns partition p when p mod lanes is its own)."""
     return zlib.crc32(email.encode("utf-8")) % PENDING_PARTITIONS
+
+
+def pending_marker_key(partition: int, emails: list[str]) -> str:
+    """The same contacts made pending together again (a redelivered batch) get the same marker."""
+    digest = hashlib.sha256("\n".join(sorted(emails)).encode("utf-8")).hexdigest()[:32]
+    return f"{PENDING_PREFIX}{pending_partition_value(partition)}#{digest}"
 
 
 def pending_partition_value(partition: int) -> str:

@@ -75,7 +75,7 @@ class FlushSettings:
     #: How long a pending contact waits for the queue's backlog to be merged before it is written
     max_delay_seconds: float = 10.0
     #: How long a run goes on looking for work after it found none
-    linger_seconds: float = 2.0
+    linger_seconds: float = 0.5
     retry_base_seconds: int = RETRY_BASE_SECONDS
     #: Transient failures of a contact before it is recorded as failed (replayable)
     max_attempts: int = 8
@@ -236,21 +236,20 @@ class Flusher:
         return self._queue_depth is not None and self._queue_depth() > 0
 
     def _idle_wait(self, partitions: Sequence[int], busy: bool, idle_for: float) -> float | None:
-        """How long to wait before looking again, or None to end the run: nothing is pending (after
-        lingering a little for contacts being merged now), or the next one is due too late."""
+        """How long to wait before looking again, or None to end the run: while the queue holds
+        updates (the merges wake the lane for each batch they merge, so waiting here would only be
+        billed), when nothing is pending after lingering a moment, or when the next contact is due
+        later than a short wait."""
+        if busy:
+            return None
         next_due = self._states.next_due(partitions)
         if next_due is None:
             return POLL_SECONDS if idle_for < self._settings.linger_seconds else None
-        if busy:
-            # Contacts wait for the backlog; an idle queue ends the wait early.
-            return (
-                POLL_SECONDS if idle_for < self._settings.max_delay_seconds + MAX_IDLE_WAIT_SECONDS else None
-            )
         wait = (next_due - self._now_ms()) / 1000
-        if wait > MAX_IDLE_WAIT_SECONDS:
+        if wait > MAX_IDLE_WAIT_SECONDS or idle_for > MAX_IDLE_WAIT_SECONDS:
+            # Due later (the schedule's next run takes it), or the index keeps listing contacts
+            # that are not pending any more (it lags the table by about a second).
             return None
-        if idle_for > self._settings.max_delay_seconds + MAX_IDLE_WAIT_SECONDS:
-            return None  # the index keeps offering contacts that are not pending any more
         return min(max(wait, POLL_SECONDS), MAX_IDLE_WAIT_SECONDS)
 
     def _round(

@@ -77,8 +77,11 @@ class MergeService:
                 report.changed = len(result.changed)
                 report.newly_pending = len(result.newly_pending)
                 report.refused = len(result.refused)
-                if result.newly_pending and self._waker is not None:
-                    self._waker.wake({self._lane_of(email) for email in result.newly_pending})
+                if result.changed and self._waker is not None:
+                    # Every batch that changed something wakes its lanes, not only those with
+                    # contacts new to the index: a run that found the backlog still being merged
+                    # ended, and the batch that empties the queue must start the next.
+                    self._waker.wake({self._lane_of(email) for email in result.changed})
         if batch.jobs:
             failed.update(self._run_jobs(batch.jobs, report))
         report.failed_message_ids = messages_to_return(messages, failed)

@@ -133,7 +133,9 @@ def merge_consumer(
 ) -> MergeConsumer:
     """One container's merge: the contacts' states in the ledger, the queue's visibility and
     dead-letter queue on ``sqs``, the resume jobs, and ``waker`` to start flushes."""
-    states = DynamoDbContactStates(dynamodb, settings.ledger_table, settings.ledger_retention_days)
+    states = DynamoDbContactStates(
+        dynamodb, settings.ledger_table, settings.ledger_retention_days, lanes=settings.flush_lanes
+    )
     directory = DynamoDbAudienceDirectory(
         dynamodb, settings.ledger_table, max_age_seconds=settings.audience_cache_seconds
     )
@@ -172,7 +174,9 @@ def flush_runner(
     """One container's flusher: its schema cache, the contacts' states and leases in the ledger,
     the queue's depth on ``sqs``. ``writer`` sends the batch upserts (the client itself unless a
     caller observes them)."""
-    states = DynamoDbContactStates(dynamodb, settings.ledger_table, settings.ledger_retention_days)
+    states = DynamoDbContactStates(
+        dynamodb, settings.ledger_table, settings.ledger_retention_days, lanes=settings.flush_lanes
+    )
     schema = PropertySchema(
         client,
         settings.property_group,
