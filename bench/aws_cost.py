@@ -61,7 +61,8 @@ def consume(stack: local_stack.LocalStack, meter: CostMeter) -> None:
 def measure(per_request: int, memory: dict[str, int]) -> dict[str, Any]:
     saved = dict(os.environ)
     meter = CostMeter(memory).attach()  # before the stack: clients copy the session's handlers
-    stack = local_stack.start(instrument=meter.function)
+    # The flush function's schedule as deployed (every minute), not the local stack's seconds.
+    stack = local_stack.start(instrument=meter.function, schedule_seconds=60.0)
     try:
         assert stack.sandbox is not None
         profiles = aep_profiles(CONTACTS, f"C{per_request}")

@@ -109,10 +109,13 @@ def start(
     visibility_timeout: int = 2,
     parameters: dict[str, Any] | None = None,
     instrument: Instrument | None = None,
+    schedule_seconds: float | None = None,
 ) -> LocalStack:
     """``parameters`` override template parameters, as `sam deploy --parameter-overrides` would.
     ``instrument`` wraps every function the stack runs, by the function's logical id (a
-    benchmark's meter watching each invocation)."""
+    benchmark's meter watching each invocation). The flush function's schedule runs every
+    ``schedule_seconds`` (default: as often as the shortened retries, a couple of seconds; a
+    benchmark of what a deployment costs sets the template's minute)."""
     # The servers' own access logs would drown the summary.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     local_aws = aws.start(parameters)
@@ -181,7 +184,7 @@ def start(
         concurrency=lanes + 1,
     ).start()
     # The schedule's minute, shortened like the retries: a backoff come due is seen in seconds.
-    schedule = LocalSchedule(flusher, seconds=max(1.0, float(visibility_timeout))).start()
+    schedule = LocalSchedule(flusher, seconds=schedule_seconds or max(1.0, float(visibility_timeout))).start()
     token = json.loads(local_aws.secret_values["IngestTokenSecret"])["token"]
     return LocalStack(local_aws, api, token, poller, flusher, schedule, hubspot_url, sandbox, reports)
 

@@ -184,9 +184,7 @@ class DynamoDbContactStates(DynamoDbLedger):
     @tracer.capture_method(capture_response=False, capture_error=False)
     def pending(self, partitions: Sequence[int], due_by_ms: int, limit: int) -> list[PendingRef]:
         """The contacts of the markers due, oldest marker first, whole markers until ``limit``."""
-        markers: list[tuple[str, int, list[str]]] = []
-        for partition in partitions:
-            markers.extend(self._query_markers(partition, due_by_ms, limit))
+        markers = [marker for found in self._each_partition(partitions, due_by_ms, limit) for marker in found]
         markers.sort(key=lambda marker: marker[1])
         refs: dict[str, PendingRef] = {}
         opened: dict[str, set[str]] = {}
@@ -201,8 +199,17 @@ class DynamoDbContactStates(DynamoDbLedger):
         return list(refs.values())
 
     def next_due(self, partitions: Sequence[int]) -> int | None:
-        earliest = [marker[1] for p in partitions for marker in self._query_markers(p, None, 1)]
+        earliest = [marker[1] for found in self._each_partition(partitions, None, 1) for marker in found]
         return min(earliest, default=None)
+
+    def _each_partition(
+        self, partitions: Sequence[int], due_by_ms: int | None, limit: int
+    ) -> list[list[tuple[str, int, list[str]]]]:
+        """The partitions' markers, read at once (a query each)."""
+        if len(partitions) == 1:
+            return [self._query_markers(partitions[0], due_by_ms, limit)]
+        with ThreadPoolExecutor(max_workers=min(len(partitions), WRITE_WORKERS)) as pool:
+            return list(pool.map(lambda p: self._query_markers(p, due_by_ms, limit), partitions))
 
     def _query_markers(
         self, partition: int, due_by_ms: int | None, limit: int
