@@ -892,6 +892,23 @@ def test_a_second_call_that_fails_retries_only_its_contacts_after_a_backoff(
     assert ada.confirmed is not None and ada.confirmed.status == UNCONFIRMED
 
 
+def test_a_call_the_governor_holds_past_its_deadline_is_not_made_and_counts_no_attempt(
+    aws: None, sandbox: SandboxServer, make_client: Callable[..., HubSpotClient]
+) -> None:
+    """One request a minute: the definitions' read takes it, and the write would wait past its
+    deadline (8 s a call), so it is not sent. Nothing failed: the contact stays pending as it was,
+    no attempt counted, no backoff."""
+    one_a_minute = functools.partial(make_client, limit_per_window=1, window_seconds=60.0, share=1.0)
+    harness = build_harness(sandbox, one_a_minute)
+    harness.merge([update("ada@example.com", city="x")])
+    before = harness.state("ada@example.com")
+    report = harness.flush(Budget(900, 900, 5))  # one round
+    assert harness.upserts() == 0 and report.outcomes == {}
+    state = harness.state("ada@example.com")
+    assert state.pending and state.confirmed is None
+    assert (state.attempts, state.due_ms) == (0, before.due_ms)
+
+
 def test_a_property_deleted_behind_the_cache_costs_the_call_no_time_but_its_write(
     aws: None, sandbox: SandboxServer, make_client: Callable[..., HubSpotClient]
 ) -> None:

@@ -269,6 +269,10 @@ class Flusher:
         except DailyLimitReached as exc:
             work.stop = exc
             return
+        except DeadlineReached:
+            # The governor held the call past its deadline: it was not made, so nothing failed and
+            # its contacts stay pending, due as they were, like those of a call not started.
+            return
         except HubSpotError as exc:
             logger.warning("batch upsert failed; its contacts stay pending", extra={"error": str(exc)[:500]})
             now_ms = self._now_ms()
