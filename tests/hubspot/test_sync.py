@@ -196,10 +196,10 @@ class Harness:
         assert report.failed_message_ids == []
         return report
 
-    def flusher(self) -> Flusher:
+    def flusher(self, writer: ObservedWriter | None = None) -> Flusher:
         return Flusher(
             self.states,
-            self.writer,
+            writer or self.writer,
             self.schema,
             DynamoDbAudienceDirectory(self.dynamodb, TABLE),
             markers=self.states,
@@ -718,6 +718,24 @@ def test_a_merge_during_the_write_is_kept_even_when_the_write_fails_for_good(har
     state = harness.state("typo@example.com.com")
     assert state.desired is not None and state.desired.attributes["firstname"][0] == "Other"
     assert state.confirmed is not None and state.confirmed.status == FAILED and not state.pending
+
+
+def test_a_contact_another_run_settled_during_a_failed_write_stays_settled(harness: Harness) -> None:
+    """Two runs on the same contacts (the number of lanes changed while one ran): the other run
+    writes Ada while this run's call for her is on its way, and this call then fails."""
+    harness.sync([update("warm@example.com", city="x")])  # schema cached
+    harness.merge([update("ada@example.com", city="Paris")])
+    other = harness.flusher(ObservedWriter(harness.client))
+
+    def other_run_first(emails: list[str]) -> None:
+        assert other.run(ALL_PARTITIONS, lambda: 900.0).outcomes == {"ada@example.com": Outcome.SYNCED}
+        harness.sandbox.state.config.error_rate = 1.0
+
+    harness.writer.before_call = other_run_first
+    report = harness.flush()
+    assert report.outcomes == {"ada@example.com": Outcome.RETRY}
+    assert harness.pending() == set() and harness.entry("ada@example.com").status == SYNCED
+    assert harness.contact("ada@example.com")["city"] == "Paris"
 
 
 def test_a_result_missing_from_hubspots_answer_is_retried_after_a_backoff(harness: Harness) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -188,7 +189,9 @@ class DynamoDbContactStates(DynamoDbLedger):
                     if recording.entry is not None:
                         self._confirm(recording.entry, recording.email)
             else:
-                self._keep_pending(recording)
+                # Another flush settled it meanwhile (a conflict): it stays settled.
+                with suppress(_Conflict):
+                    self._keep_pending(recording)
         except _Refused as refusal:
             self._record_failure(recording.email, refusal.reason, now_ms)
             return refusal.reason
