@@ -317,17 +317,15 @@ def test_fresh_contacts_get_their_audience_property_and_attributes(harness: Harn
 
 
 def test_newest_status_wins_whatever_order_the_updates_are_merged_in(harness: Harness) -> None:
-    harness.merger.process(
-        harness.messages(
-            [update("ada@example.com", realized(GOLD, 2000))],
-            [update("ada@example.com", exited(GOLD, 3000))],
-        )
-    )
-    late = harness.merge([update("ada@example.com", realized(GOLD, 1000))])  # late and older
-    assert late.changed == 0
+    changes = [realized(GOLD, 2000), exited(GOLD, 3000), realized(GOLD, 1000)]
+    # Ada's in one batch, Grace's one batch each and in the reverse order.
+    harness.merge(*[[update("ada@example.com", change)] for change in changes])
+    late = [harness.merge([update("grace@example.com", change)]) for change in reversed(changes)]
+    assert [report.changed for report in late] == [1, 1, 0]  # older than one merged before: no change
     report = harness.flush()
-    assert report.outcomes == {"ada@example.com": Outcome.SYNCED} and report.call_sizes == [1]
+    assert report.counts() == {Outcome.SYNCED: 2} and report.call_sizes == [2]
     assert harness.contact("ada@example.com")[GOLD_PROP] == "exited"
+    assert harness.contact("grace@example.com")[GOLD_PROP] == "exited"
 
 
 def test_newest_status_wins_across_flushes_and_stale_changes_cost_nothing(harness: Harness) -> None:
