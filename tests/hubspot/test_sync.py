@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -18,13 +18,13 @@ import pytest
 from hubspot_activation.hubspot.batch import UpsertInput, UpsertResult
 from hubspot_activation.hubspot.client import CallStats, HubSpotClient
 from hubspot_activation.ledger.audience_directory import DynamoDbAudienceDirectory
-from hubspot_activation.ledger.contact_state import DynamoDbContactStates
+from hubspot_activation.ledger.contact_state import DynamoDbContactStates, DynamoDbFlushLease
 from hubspot_activation.ledger.keys import PENDING_PARTITIONS
 from hubspot_activation.ledger.operations_store import OperationsStore
 from hubspot_activation.messages import REPLAY_SOURCE, pack, requeue_messages
 from hubspot_activation.model import AudienceChange, AudienceStatus, ContactUpdate
 from hubspot_activation.observability import SERVICE
-from hubspot_activation.upsert.adapter import SqsDeadLetters
+from hubspot_activation.upsert.adapter import FlushRunner, SqsDeadLetters
 from hubspot_activation.upsert.flush import Flusher, FlushReport, FlushSettings
 from hubspot_activation.upsert.ledger import FAILED, SYNCED, UNCONFIRMED, LedgerEntry
 from hubspot_activation.upsert.merge import MergeReport, MergeService
@@ -816,6 +816,51 @@ def test_daily_limit_met_reading_the_schema_stops_the_run_too(harness: Harness) 
     report = harness.flush()
     assert report.daily_limit_resets_at is not None and report.outcomes == {}
     assert harness.pending() == {"ada@example.com"} and harness.state("ada@example.com").attempts == 0
+
+
+def test_hubspot_refusing_the_connector_stops_the_run_and_fails_no_contact(harness: Harness) -> None:
+    """A revoked token (or missing scopes) is the connector's problem, not the contacts': like
+    the daily limit, it leaves them pending as they were until an operator fixes it."""
+    harness.sync([update("warm@example.com", city="x")])  # schema cached
+    emails = {f"u{i}@example.com" for i in range(3)}
+    harness.merge([update(email, city="y") for email in sorted(emails)])
+    before = {email: harness.state(email).due_ms for email in emails}
+    harness.sandbox.state.revoke_token(harness.client.credentials.access_token())
+    report = harness.flush()
+    assert report.stopped_by is not None and "401" in report.stopped_by and report.outcomes == {}
+    assert harness.pending() == emails
+    assert {email: (harness.state(email).attempts, harness.state(email).due_ms) for email in emails} == {
+        email: (0, due) for email, due in before.items()
+    }
+
+
+@dataclass
+class RecordingWaker:
+    woken: list[list[int]] = field(default_factory=list)
+
+    def wake(self, lanes: Collection[int]) -> None:
+        self.woken.append(sorted(lanes))
+
+
+def test_a_run_hubspot_stopped_does_not_start_the_next_at_once(harness: Harness) -> None:
+    """Contacts are still due, but starting the next run at once would meet the same refusal, run
+    after run: the schedule tries again within a minute."""
+    harness.sync([update("warm@example.com", city="x")])  # schema cached
+    harness.merge([update("ada@example.com", city="y")])
+    harness.sandbox.state.revoke_token(harness.client.credentials.access_token())
+    waker = RecordingWaker()
+    runner = FlushRunner(
+        harness.flusher(),
+        DynamoDbFlushLease(harness.dynamodb, TABLE),
+        waker,
+        lanes=1,
+        partitions=lambda lane: ALL_PARTITIONS,
+        next_due=harness.states.next_due,
+        clock=harness.clock.time,
+    )
+    summary = runner.handle({"lane": 0})
+    assert waker.woken == [] and summary["stoppedBy"] is not None
+    assert harness.pending() == {"ada@example.com"}
 
 
 # --- a writer on a clock HubSpot's answers move ----------------------------------------------------

@@ -267,9 +267,11 @@ class FlushRunner:
             "hubspotRequests": report.hubspot_requests,
             "throttled": report.throttled,
             "dailyLimitResetsAt": report.daily_limit_resets_at,
+            "stoppedBy": report.stopped_by,
         }
         logger.info("flush run ended", extra=summary)
-        if report.daily_limit_resets_at is None:
+        # A run HubSpot stopped is not followed at once: the next would meet the same stop.
+        if report.daily_limit_resets_at is None and report.stopped_by is None:
             due = self.next_due(partitions)
             if report.more_pending or (due is not None and due <= int(self.clock() * 1000)):
                 self.waker.wake([lane])

@@ -88,6 +88,8 @@ class FlushReport:
     throttled: int = 0
     rounds: int = 0
     daily_limit_resets_at: float | None = None
+    #: HubSpot refused the connector (its token, its scopes): why the run stopped (None: it did not)
+    stopped_by: str | None = None
     #: the run ended with contacts due and no time left for them: the next run must follow at once
     more_pending: bool = False
     warnings: int = 0
@@ -247,6 +249,7 @@ class Flusher:
             report.daily_limit_resets_at = work.stop.resets_at
         elif work.stop is not None:
             self._stopped = True
+            report.stopped_by = str(work.stop)[:500]
         for contact in plan.contacts:
             if contact.email in report.outcomes and (contact.warnings or contact.problems):
                 report.warnings += len(contact.warnings)
@@ -274,13 +277,16 @@ class Flusher:
             # its contacts stay pending, due as they were, like those of a call not started.
             return
         except HubSpotError as exc:
+            if exc.kind is ErrorKind.CONFIGURATION:
+                # HubSpot refused the connector, not these contacts: like the daily limit, they
+                # stay pending as they were, and the run stops.
+                work.stop = exc
+                return
             logger.warning("batch upsert failed; its contacts stay pending", extra={"error": str(exc)[:500]})
             now_ms = self._now_ms()
             for contact in chunk:
                 entry = ambiguous_entry(contact, now_ms) if exc.ambiguous else None
                 recordings.append(self._retry(work.states[contact.email], entry, str(exc), now_ms, report))
-            if exc.kind is ErrorKind.CONFIGURATION:
-                work.stop = exc
         else:
             with work.lock:
                 report.call_sizes.append(len(chunk))
@@ -297,8 +303,8 @@ class Flusher:
         report: FlushReport,
     ) -> list[Recording]:
         """Each contact's answer as what to record. A contact whose call had no time left stays
-        pending as it was; an error among the answers that stops the writes (the daily limit, a
-        configuration problem) stops the rounds after these answers are recorded."""
+        pending as it was; so does one whose answer stops the writes (the daily limit, HubSpot
+        refusing the connector), which stops the rounds after the other answers are recorded."""
         now_ms = self._now_ms()
         recordings: list[Recording] = []
         for contact, result in zip(chunk, results, strict=True):
@@ -314,6 +320,7 @@ class Flusher:
                 error is not None and error.kind is ErrorKind.CONFIGURATION
             ):
                 work.stop = error
+                continue  # not the contact's failure: it stays pending as it was
             outcome, written = outcome_of(contact, result, sent_ms, now_ms)
             if outcome is Outcome.RETRY:
                 reason = str(error) if error is not None else "HubSpot's answer is not confirmed yet"
