@@ -274,6 +274,10 @@ class Flusher:
         work = _Round(states)
         batch = Batch({email: _wanted(state) for email, state in states.items()})
         confirmed = {email: s.confirmed for email, s in states.items() if s.confirmed is not None}
+        if batch.replay:
+            # An operator fixed something (a property freed, created or allowed): see it now,
+            # not when the definitions' cache expires.
+            self._schema.refresh()
         audiences = self._audiences(audiences_to_ensure(batch, confirmed))
         definitions = self._schema.definitions_for(attributes_to_define(batch, confirmed))
         plan = plan_writes(batch, confirmed, audiences, definitions, now_ms)
@@ -318,14 +322,21 @@ class Flusher:
         except DailyLimitReached as exc:
             work.stop = exc
             return
+        except DeadlineReached:
+            # The governor held the call past its deadline: it was not made, so nothing failed and
+            # its contacts stay pending, due as they were, like those of a call not started.
+            return
         except HubSpotError as exc:
+            if exc.kind is ErrorKind.CONFIGURATION:
+                # HubSpot refused the connector, not these contacts: like the daily limit, they
+                # stay pending as they were, and the run stops.
+                work.stop = exc
+                return
             logger.warning("batch upsert failed; its contacts stay pending", extra={"error": str(exc)[:500]})
             now_ms = self._now_ms()
             for contact in chunk:
                 entry = ambiguous_entry(contact, now_ms) if exc.ambiguous else None
                 recordings.append(self._retry(work.states[contact.email], entry, str(exc), now_ms, report))
-            if exc.kind is ErrorKind.CONFIGURATION:
-                work.stop = exc
         else:
             with work.lock:
                 report.call_sizes.append(len(chunk))
@@ -342,8 +353,8 @@ class Flusher:
         report: FlushReport,
     ) -> list[Recording]:
         """Each contact's answer as what to record. A contact whose call had no time left stays
-        pending as it was; an error among the answers that stops the writes (the daily limit, a
-        configuration problem) stops the rounds after these answers are recorded."""
+        pending as it was; so does one whose answer stops the writes (the daily limit, HubSpot
+        refusing the connector), which stops the rounds after the other answers are recorded."""
         now_ms = self._now_ms()
         recordings: list[Recording] = []
         for contact, result in zip(chunk, results, strict=True):
@@ -359,6 +370,7 @@ class Flusher:
                 error is not None and error.kind is ErrorKind.CONFIGURATION
             ):
                 work.stop = error
+                continue  # not the contact's failure: it stays pending as it was
             outcome, written = outcome_of(contact, result, sent_ms, now_ms)
             if outcome is Outcome.RETRY:
                 reason = str(error) if error is not None else "HubSpot's answer is not confirmed yet"
