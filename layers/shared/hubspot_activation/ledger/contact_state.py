@@ -98,6 +98,7 @@ class DynamoDbContactStates(DynamoDbLedger):
                     state = state_from_item(item)
                     found[state.email] = state
         self._handled(email for email in unique if email not in found or not found[email].pending)
+        self._sweep()
         return found
 
     @tracer.capture_method(capture_response=False, capture_error=False)
@@ -131,7 +132,7 @@ class DynamoDbContactStates(DynamoDbLedger):
         expires = now_ms // 1000 + self._retention_seconds
         markers = [
             pending_marker_item(
-                pending_marker_key(pending_partition(group[0]), group),
+                pending_marker_key(pending_partition(group[0]), group, due_ms),
                 pending_partition(group[0]),
                 group,
                 due_ms,
@@ -188,14 +189,20 @@ class DynamoDbContactStates(DynamoDbLedger):
         markers.sort(key=lambda marker: marker[1])
         refs: dict[str, PendingRef] = {}
         opened: dict[str, set[str]] = {}
-        for key, due_ms, emails in markers:
-            if len(refs) >= limit:
-                break
-            opened[key] = set(emails)
-            for email in emails:
-                refs.setdefault(email, PendingRef(email, due_ms))
         with self._lock:
-            self._open = opened
+            for key, due_ms, emails in markers:
+                if len(refs) >= limit:
+                    break
+                # A marker read before keeps only its contacts not handled since: a round is
+                # complete when fewer than ``limit`` contacts are open, however long the markers.
+                still_open = self._open[key] if key in self._open else set(emails)
+                if not still_open:
+                    continue
+                opened[key] = still_open
+                for email in sorted(still_open):
+                    refs.setdefault(email, PendingRef(email, due_ms))
+            # Markers read and found handled in full are kept until they are deleted.
+            self._open = {**{k: v for k, v in self._open.items() if not v}, **opened}
         return list(refs.values())
 
     def next_due(self, partitions: Sequence[int]) -> int | None:
@@ -246,19 +253,24 @@ class DynamoDbContactStates(DynamoDbLedger):
             request["ExclusiveStartKey"] = last
         return markers
 
-    def _handled(self, emails: Any) -> list[str]:
-        """Note these contacts as handled; returns the keys of the markers left with none open."""
-        done: list[str] = []
+    def _handled(self, emails: Any) -> None:
+        """Note these contacts as handled in the markers read."""
         with self._lock:
             handled = set(emails)
-            for key, open_emails in self._open.items():
-                if open_emails and open_emails & handled:
-                    open_emails -= handled
-                    if not open_emails:
-                        done.append(key)
-        return done
+            for open_emails in self._open.values():
+                open_emails -= handled
+
+    def _sweep(self) -> None:
+        """Delete the markers read whose every contact is handled."""
+        with self._lock:
+            done = [key for key, open_emails in self._open.items() if not open_emails]
+        if done:
+            self._delete_markers(done)
 
     def _delete_markers(self, keys: Sequence[str]) -> None:
+        with self._lock:
+            for key in keys:
+                self._open.pop(key, None)
         for start in range(0, len(keys), 25):
             deletes: list[Any] = [
                 {"DeleteRequest": {"Key": {KEY: string(key)}}} for key in keys[start : start + 25]
@@ -280,10 +292,8 @@ class DynamoDbContactStates(DynamoDbLedger):
                 later[recording.due_ms].append(recording.email)
         for due_ms, emails in later.items():
             self._mark_pending(emails, due_ms, now_ms)
-        done = self._handled(
-            r.email for r, (handled, _refusal) in zip(recordings, outcomes, strict=True) if handled
-        )
-        self._delete_markers(done)
+        self._handled(r.email for r, (handled, _refusal) in zip(recordings, outcomes, strict=True) if handled)
+        self._sweep()
         return {r.email: reason for r, (_h, reason) in zip(recordings, outcomes, strict=True) if reason}
 
     def _record_one(self, recording: Recording, now_ms: int) -> tuple[bool, str | None]:

@@ -121,9 +121,11 @@ def pending_partition(email: str) -> int:
     return zlib.crc32(email.encode("utf-8")) % PENDING_PARTITIONS
 
 
-def pending_marker_key(partition: int, emails: list[str]) -> str:
-    """The same contacts made pending together again (a redelivered batch) get the same marker."""
-    digest = hashlib.sha256("\n".join(sorted(emails)).encode("utf-8")).hexdigest()[:32]
+def pending_marker_key(partition: int, emails: list[str], due_ms: int) -> str:
+    """A marker of the same contacts due at another time is another marker (a flusher that
+    handled some of the first one's contacts must not take the second for it)."""
+    text = "\n".join([str(due_ms), *sorted(emails)])
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
     return f"{PENDING_PREFIX}{pending_partition_value(partition)}#{digest}"
 
 
