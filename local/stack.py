@@ -254,6 +254,23 @@ def pending_contacts(stack: LocalStack) -> int:
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
+def pending_markers(stack: LocalStack) -> bool:
+    """Whether the pending index lists any contact (every pending contact is listed by a marker)."""
+    dynamodb = stack.aws.client("dynamodb")
+    table = stack.aws.physical_id("LedgerTable")
+    for partition in range(16):
+        page = dynamodb.query(
+            TableName=table,
+            IndexName="pending",
+            KeyConditionExpression="pendingPartition = :p",
+            ExpressionAttributeValues={":p": {"S": f"p{partition:02d}"}},
+            Limit=1,
+        )
+        if page.get("Items"):
+            return True
+    return False
+
+
 def settle(stack: LocalStack, timeout: float = 180) -> bool:
     """Wait until no flush runs and no contact is pending (the queue polled meanwhile)."""
     deadline = time.monotonic() + timeout
