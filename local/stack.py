@@ -256,14 +256,17 @@ def pending_contacts(stack: LocalStack) -> int:
 
 def pending_markers(stack: LocalStack) -> bool:
     """Whether the pending index lists any contact (every pending contact is listed by a marker)."""
+    from hubspot_activation.ledger import keys  # the layer is importable once the stack runs
+
     dynamodb = stack.aws.client("dynamodb")
     table = stack.aws.physical_id("LedgerTable")
-    for partition in range(16):
+    for partition in range(keys.PENDING_PARTITIONS):
         page = dynamodb.query(
             TableName=table,
-            IndexName="pending",
-            KeyConditionExpression="pendingPartition = :p",
-            ExpressionAttributeValues={":p": {"S": f"p{partition:02d}"}},
+            IndexName=keys.PENDING_INDEX,
+            KeyConditionExpression="#p = :p",
+            ExpressionAttributeNames={"#p": keys.PENDING_PARTITION},
+            ExpressionAttributeValues={":p": {"S": keys.pending_partition_value(partition)}},
             Limit=1,
         )
         if page.get("Items"):
