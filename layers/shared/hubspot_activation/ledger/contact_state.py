@@ -87,7 +87,9 @@ class DynamoDbContactStates(DynamoDbLedger):
         self._open: dict[str, set[str]] = {}
 
     @tracer.capture_method(capture_response=False, capture_error=False)
-    def read(self, emails: Sequence[str]) -> dict[str, ContactState]:
+    def read(self, emails: Sequence[str], now_ms: int | None = None) -> dict[str, ContactState]:
+        """Given ``now_ms`` (a flusher's read), a contact in a backoff that has not ended counts as
+        handled for the markers read: its backoff has a marker of its own."""
         found: dict[str, ContactState] = {}
         unique = list(dict.fromkeys(emails))
         for start in range(0, len(unique), 100):
@@ -97,7 +99,7 @@ class DynamoDbContactStates(DynamoDbLedger):
                 for item in response.get("Responses", {}).get(self._table, []):
                     state = state_from_item(item)
                     found[state.email] = state
-        self._handled(email for email in unique if email not in found or not found[email].pending)
+        self._handled(email for email in unique if not _open_for(found.get(email), now_ms))
         self._sweep()
         return found
 
@@ -117,6 +119,8 @@ class DynamoDbContactStates(DynamoDbLedger):
             if newly_pending:
                 result.newly_pending.append(contact.email)
             state = states.get(contact.email)
+            if state is not None and state.due_ms is not None:
+                continue  # in a backoff: its marker is due when the backoff ends
             if changed or (state is not None and state.pending):
                 # A contact pending already gets listed again too: a merge that crashed before its
                 # marker was stored left it pending and listed nowhere.
@@ -459,6 +463,13 @@ class DynamoDbFlushLease:
         except (ClientError, BotoCoreError) as exc:
             # Not ours any more, or unreachable: it expires on its own.
             logger.warning("could not release a flush lane", extra={"error": type(exc).__name__})
+
+
+def _open_for(state: ContactState | None, now_ms: int | None) -> bool:
+    """Whether a contact a marker lists still waits on that marker."""
+    if state is None or not state.pending:
+        return False
+    return now_ms is None or state.due_ms is None or state.due_ms <= now_ms
 
 
 def _expression(sets: Sequence[str], removes: Sequence[str]) -> str:

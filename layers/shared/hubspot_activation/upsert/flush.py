@@ -266,7 +266,7 @@ class Flusher:
         now_ms = self._now_ms()
         states = {
             email: state
-            for email, state in self._states.read([ref.email for ref in refs]).items()
+            for email, state in self._states.read([ref.email for ref in refs], now_ms).items()
             if state.pending and (state.due_ms or 0) <= now_ms
         }
         if not states:

@@ -81,8 +81,9 @@ class Recording:
 
 
 class ContactStates(Protocol):
-    def read(self, emails: Sequence[str]) -> dict[str, ContactState]:
-        """The contacts' states, strongly consistent (a contact without an item is absent)."""
+    def read(self, emails: Sequence[str], now_ms: int | None = None) -> dict[str, ContactState]:
+        """The contacts' states, strongly consistent (a contact without an item is absent).
+        ``now_ms``: a flusher's read, which tells the store which contacts are due."""
         ...
 
     def merge(self, contacts: Sequence[PendingContact], now_ms: int) -> MergeResult:
