@@ -853,7 +853,7 @@ def test_a_run_hubspot_stopped_does_not_start_the_next_at_once(harness: Harness)
         DynamoDbFlushLease(harness.dynamodb, TABLE),
         waker,
         lanes=1,
-        partitions=lambda lane: ALL_PARTITIONS,
+        partitions=lambda lane, sweep: ALL_PARTITIONS,
         next_due=harness.states.next_due,
         clock=harness.clock.time,
     )

@@ -134,15 +134,10 @@ class DynamoDbContactStates(DynamoDbLedger):
         for email in dict.fromkeys(emails):
             by_lane[pending_partition(email) % self._lanes].append(email)
         expires = now_ms // 1000 + self._retention_seconds
+        # A lane's markers go to the partition of its number: a run reads one partition.
         markers = [
-            pending_marker_item(
-                pending_marker_key(pending_partition(group[0]), group, due_ms),
-                pending_partition(group[0]),
-                group,
-                due_ms,
-                expires,
-            )
-            for group in by_lane.values()
+            pending_marker_item(pending_marker_key(lane, group, due_ms), lane, group, due_ms, expires)
+            for lane, group in by_lane.items()
         ]
         for start in range(0, len(markers), 25):
             try:

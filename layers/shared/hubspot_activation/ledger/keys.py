@@ -12,10 +12,11 @@ SHA-256 instead (the item keeps the id itself in ``audienceId``).
 
 The ``pending`` index is sparse: only pending markers carry its keys. A marker
 (``#pending#<partition>#<digest>``) lists contacts that became pending together (one merged batch,
-one flush lane: ``emails``, a string set projected into the index) with ``pendingPartition`` (one of
-``PENDING_PARTITIONS`` values; a lane owns those whose number modulo the number of lanes is its
-own, and a marker goes to one of its lane's, so the index's writes spread) and ``dueAt`` (when a
-flusher may take them, epoch ms). One marker for a batch's contacts, not an index entry per contact:
+one flush lane: ``emails``, a string set projected into the index) with ``pendingPartition`` (the
+lane's number, at most ``PENDING_PARTITIONS``: a run reads one partition; markers are written per
+batch, not per contact, so one partition a lane takes their writes) and ``dueAt`` (when a flusher
+may take them, epoch ms). A contact's lane is ``pending_partition(email)`` modulo the number of
+lanes. One marker for a batch's contacts, not an index entry per contact:
 entering and leaving an index costs a write unit each, per item. A flusher lane reads its
 partitions, oldest due first, and deletes a marker once each of its contacts is settled (or listed
 by a later marker); the contact's own item says whether it is still pending (``pendingSince``).

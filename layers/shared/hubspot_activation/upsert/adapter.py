@@ -173,13 +173,14 @@ class LambdaFlushWaker:
         self._client = client
         self._function_name = function_name
 
-    def wake(self, lanes: Collection[int]) -> None:
+    def wake(self, lanes: Collection[int], sweep: bool = False) -> None:
         for lane in sorted(lanes):
+            event: dict[str, Any] = {"lane": lane, "sweep": True} if sweep else {"lane": lane}
             try:
                 self._client.invoke(
                     FunctionName=self._function_name,
                     InvocationType="Event",
-                    Payload=json.dumps({"lane": lane}).encode("utf-8"),
+                    Payload=json.dumps(event).encode("utf-8"),
                 )
             except (ClientError, BotoCoreError) as exc:
                 # The schedule starts a run within a minute: the contacts stay pending till then.
@@ -226,7 +227,7 @@ class LaneTails:
     lease: FlushLease
     owner: str
     until_ms: int
-    partitions: Callable[[int], list[int]]
+    partitions: Callable[[int, bool], list[int]]
     clock: Callable[[], float] = time.time
     #: other lanes whose lease this run took
     taken: list[int] = field(default_factory=list)
@@ -241,7 +242,7 @@ class LaneTails:
                 continue
             if self.lease.acquire(other, self.owner, self.until_ms, int(self.clock() * 1000)):
                 self.taken.append(other)
-                gathered.extend(self.partitions(other))
+                gathered.extend(self.partitions(other, False))
         return gathered
 
     def release(self) -> None:
@@ -252,7 +253,8 @@ class LaneTails:
 @dataclass
 class FlushRunner:
     """The flush function: a run of one lane under its lease. An event without a lane (the
-    schedule) wakes every lane. A run that ended with contacts due and no time left, or that
+    schedule) wakes every lane, lane 0 with a sweep of the partitions of lanes that no longer
+    exist. A run that ended with contacts due and no time left, or that
     finds contacts due once it let its lane go (a merge woke it while it held the lease), starts
     the next run at once; a lane that handed its tail over wakes lane 0."""
 
@@ -260,7 +262,7 @@ class FlushRunner:
     lease: FlushLease
     waker: FlushWaker
     lanes: int
-    partitions: Callable[[int], list[int]]
+    partitions: Callable[[int, bool], list[int]]
     next_due: Callable[[list[int]], int | None]
     clock: Callable[[], float] = time.time
 
@@ -269,7 +271,7 @@ class FlushRunner:
         metrics.add_metric(name="FlushInvocations", unit="Count", value=1)
         lane = event.get("lane") if isinstance(event, Mapping) else None
         if not isinstance(lane, int) or isinstance(lane, bool) or not 0 <= lane < self.lanes:
-            self.waker.wake(range(self.lanes))
+            self.waker.wake(range(self.lanes), sweep=True)
             return {"woke": self.lanes}
         remaining = (
             (lambda: context.get_remaining_time_in_millis() / 1000)
@@ -281,7 +283,7 @@ class FlushRunner:
         until_ms = now_ms + int((remaining() + 60) * 1000)
         if not self.lease.acquire(lane, owner, until_ms, now_ms):
             return {"lane": lane, "skipped": "another run holds the lane"}
-        partitions = self.partitions(lane)
+        partitions = self.partitions(lane, bool(event.get("sweep")))
         tails = (
             LaneTails(lane, self.lanes, self.lease, owner, until_ms, self.partitions, self.clock)
             if self.lanes > 1

@@ -53,6 +53,7 @@ class VisibilityExtender(Protocol):
 
 
 class FlushWaker(Protocol):
-    def wake(self, lanes: Collection[int]) -> None:
-        """Start a flush of these lanes (a lane already being flushed is left to its run)."""
+    def wake(self, lanes: Collection[int], sweep: bool = False) -> None:
+        """Start a flush of these lanes (a lane already being flushed is left to its run);
+        ``sweep``: lane 0 also reads the partitions of lanes that no longer exist."""
         ...

@@ -116,9 +116,11 @@ def hubspot_client(
     )
 
 
-def lane_partitions(lane: int, lanes: int) -> list[int]:
-    """The pending index's partitions a lane owns."""
-    return [p for p in range(PENDING_PARTITIONS) if p % lanes == lane]
+def lane_partitions(lane: int, lanes: int, sweep: bool = False) -> list[int]:
+    """The pending index's partitions a lane reads: its own (a lane's markers go to the partition
+    of its number). ``sweep`` (the schedule's run of lane 0) adds the partitions of lanes that no
+    longer exist, whose markers a deployment with fewer lanes left behind."""
+    return [lane, *range(lanes, PENDING_PARTITIONS)] if sweep and lane == 0 else [lane]
 
 
 def lane_of(email: str, lanes: int) -> int:
@@ -204,11 +206,15 @@ def flush_runner(
         if sqs is not None and settings.queue_url
         else None,
     )
+
+    def partitions(lane: int, sweep: bool) -> list[int]:
+        return lane_partitions(lane, settings.flush_lanes, sweep)
+
     return FlushRunner(
         flusher,
         DynamoDbFlushLease(dynamodb, settings.ledger_table),
         waker,
         settings.flush_lanes,
-        lambda lane: lane_partitions(lane, settings.flush_lanes),
+        partitions,
         states.next_due,
     )
