@@ -837,7 +837,7 @@ def test_hubspot_refusing_the_connector_stops_the_run_and_fails_no_contact(harne
 class RecordingWaker:
     woken: list[list[int]] = field(default_factory=list)
 
-    def wake(self, lanes: Collection[int]) -> None:
+    def wake(self, lanes: Collection[int], sweep: bool = False) -> None:
         self.woken.append(sorted(lanes))
 
 
@@ -853,7 +853,7 @@ def test_a_run_hubspot_stopped_does_not_start_the_next_at_once(harness: Harness)
         DynamoDbFlushLease(harness.dynamodb, TABLE),
         waker,
         lanes=1,
-        partitions=lambda lane, sweep: ALL_PARTITIONS,
+        partitions=lambda lane, sweep: list(ALL_PARTITIONS),
         next_due=harness.states.next_due,
         clock=harness.clock.time,
     )
