@@ -988,3 +988,18 @@ def test_a_property_deleted_behind_the_cache_costs_the_call_no_time_but_its_writ
     after = harness.sync([update("bob@example.com", firstname="Bob", loyalty_tier="gold")])
     assert after.hubspot_requests == 2  # the definitions read again, one call without the property
     assert harness.contact("bob@example.com")["firstname"] == "Bob"
+
+
+@ONE_VERSION
+def test_a_tail_is_written_under_a_queue_that_never_empties_once_it_waited_twice_the_delay(
+    harness: Harness,
+) -> None:
+    settings = FlushSettings(linger_seconds=0.0, max_delay_seconds=10.0)
+    harness.settings = settings
+    harness.merge([update(f"u{i}@example.com", city="x") for i in range(10)])
+    harness.queue_depth = lambda: 5  # a steady stream: the queue is never seen empty
+    harness.clock.advance(settings.max_delay_seconds + 1)
+    assert harness.flush().call_sizes == []  # overdue, but a partial call would not be full
+    harness.clock.advance(settings.max_delay_seconds)
+    assert harness.flush().call_sizes == [10]
+    assert harness.pending() == set()

@@ -12,7 +12,9 @@ When a call is made:
   and the queue holds no update that could still join them;
 - while the queue holds updates (a backlog being merged), only contacts pending for longer than
   ``max_delay_seconds`` are taken: the newest state of a contact is written once, not each of its
-  states as the backlog's rounds of changes arrive;
+  states as the backlog's rounds of changes arrive; a partial call then waits until the queue is
+  empty, or until its contacts have waited twice that long (a queue a steady stream of updates
+  never empties);
 - with several lanes, the partial calls of all lanes' tails are one: a lane other than the first
   leaves its tail pending and hands it to the first (``TailPolicy``), which takes the free lanes'
   partitions before it makes its own partial call.
@@ -202,8 +204,11 @@ class Flusher:
             refs = self._states.pending(self._partitions, due_by, page)
             if not refs:
                 return False
-            # Nothing else pending: every due contact is in this round, and no update waits.
-            return self._round(refs, not busy and len(refs) < page, report, remaining_seconds)
+            # Nothing else pending: every due contact is in this round, and no update waits - or
+            # the tail has waited twice the delay: a queue that is never empty (a steady stream
+            # of updates) must not hold a tail back for good.
+            waited = min(ref.due_ms for ref in refs) <= due_by - int(self._settings.max_delay_seconds * 1000)
+            return self._round(refs, (not busy or waited) and len(refs) < page, report, remaining_seconds)
         except DailyLimitReached as exc:
             report.daily_limit_resets_at = exc.resets_at
         except (HubSpotError, LedgerUnavailable) as exc:
