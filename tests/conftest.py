@@ -11,7 +11,14 @@ import boto3
 import pytest
 from hubspot_activation.ingest.mapping import AttributeMapping
 from hubspot_activation.ingest.payloads import ParseOptions
-from hubspot_activation.ledger.keys import HELD_AUDIENCE, HELD_EMAIL, HELD_INDEX
+from hubspot_activation.ledger.keys import (
+    DUE_AT,
+    HELD_AUDIENCE,
+    HELD_EMAIL,
+    HELD_INDEX,
+    PENDING_INDEX,
+    PENDING_PARTITION,
+)
 from moto import mock_aws
 
 from local import dynamodb_limits, sqs_fifo
@@ -40,7 +47,7 @@ def create_fifo_queue_with_dlq(name: str, dlq_name: str, max_receive_count: int)
 
 def create_ledger_table(name: str = "ledger") -> str:
     """The ledger table's key schema, in moto (inside ``mock_aws``): items addressed by ``email``,
-    and the held markers' index a resume job reads."""
+    the held markers' index a resume job reads and the pending index a flush lane reads."""
     boto3.client("dynamodb").create_table(
         TableName=name,
         KeySchema=[{"AttributeName": "email", "KeyType": "HASH"}],
@@ -48,6 +55,8 @@ def create_ledger_table(name: str = "ledger") -> str:
             {"AttributeName": "email", "AttributeType": "S"},
             {"AttributeName": HELD_AUDIENCE, "AttributeType": "S"},
             {"AttributeName": HELD_EMAIL, "AttributeType": "S"},
+            {"AttributeName": PENDING_PARTITION, "AttributeType": "S"},
+            {"AttributeName": DUE_AT, "AttributeType": "N"},
         ],
         GlobalSecondaryIndexes=[
             {
@@ -57,7 +66,15 @@ def create_ledger_table(name: str = "ledger") -> str:
                     {"AttributeName": HELD_EMAIL, "KeyType": "RANGE"},
                 ],
                 "Projection": {"ProjectionType": "KEYS_ONLY"},
-            }
+            },
+            {
+                "IndexName": PENDING_INDEX,
+                "KeySchema": [
+                    {"AttributeName": PENDING_PARTITION, "KeyType": "HASH"},
+                    {"AttributeName": DUE_AT, "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
+            },
         ],
         BillingMode="PAY_PER_REQUEST",
     )
