@@ -9,6 +9,7 @@ it, a run waking the next) are taken by ``local.lambda_async`` and recorded here
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -532,3 +533,40 @@ def test_every_aws_call_the_functions_make_is_one_their_role_grants(sync: Sync, 
     cfn = translate()
     assert [c for c in sorted(merge_calls) if not granted(cfn, "MergeFunctionRole", *c)] == []
     assert [c for c in sorted(flush_calls) if not granted(cfn, "FlushFunctionRole", *c)] == []
+
+
+def published(output: str) -> set[str]:
+    """The names of the metrics the EMF documents in ``output`` declare."""
+    return {
+        definition["Name"]
+        for document in emf(output)
+        for directive in document["_aws"]["CloudWatchMetrics"]
+        for definition in directive["Metrics"]
+    }
+
+
+def watched() -> set[str]:
+    """The connector's own metrics that template.yaml's dashboard and alarms read."""
+    from local.template import translate
+
+    resources = translate()["Resources"].values()
+    alarms = {
+        spec["Properties"]["MetricName"]
+        for spec in resources
+        if spec["Type"] == "AWS::CloudWatch::Alarm" and spec["Properties"]["Namespace"] == "HubSpotActivation"
+    }
+    (dashboard,) = [spec for spec in resources if spec["Type"] == "AWS::CloudWatch::Dashboard"]
+    shown = re.findall(r'\["HubSpotActivation", "(\w+)"', dashboard["Properties"]["DashboardBody"]["Fn::Sub"])
+    return alarms | set(shown)
+
+
+def test_the_merge_and_the_flush_publish_every_metric_the_dashboard_and_the_alarms_read(
+    sync: Sync, capsys: pytest.CaptureFixture[str]
+) -> None:
+    handler("merge", cold_start=True)(sqs_event(profiles(10)), FakeContext())
+    handler("flush", cold_start=True)({"lane": 0}, FakeContext())
+    output = capsys.readouterr().out
+    # Profiles accepted and excluded are the ingest function's (tests/integration/test_ingest_handler.py).
+    assert watched() - {"ProfilesAccepted", "ProfilesExcluded"} - published(output) == set()
+    # HubSpot's remaining burst budget after the run's last call (the sandbox has 100 a window).
+    assert 0 <= metric(output, "RateLimitRemaining") < 100
