@@ -110,6 +110,23 @@ def test_any_order_of_the_same_updates_merges_to_the_same_desired_state(
     assert attributes == {"city": "Rome", "firstname": "Grace"}
 
 
+def test_a_renamed_audience_keeps_the_newest_name_in_the_ledger_whatever_the_order(
+    states: DynamoDbContactStates,
+) -> None:
+    """A change sent without a name keeps the one given before; which one that is (the newest)
+    is kept in the item with the name, so a rename merged later is still judged by it."""
+    for number, order in enumerate(itertools.permutations(range(3))):
+        email = f"rename{number}@example.com"
+        changes = [
+            update(email, 1_000, (AudienceChange("gold", REALIZED, 100, "Gold"),)),
+            update(email, 2_000, (AudienceChange("gold", REALIZED, 200, "Gold VIP"),)),
+            update(email, 3_000, (AudienceChange("gold", EXITED, 300),)),
+        ]
+        for index in order:
+            states.merge([incoming(email, changes[index])], NOW_MS)
+        assert desired_of(states.read([email])[email])[0] == {"gold": (EXITED, 300, "Gold VIP")}, order
+
+
 def test_a_duplicate_or_an_older_update_changes_nothing(states: DynamoDbContactStates) -> None:
     email = "ada@example.com"
     older, newer = four_updates(email)[2], four_updates(email)[3]
