@@ -18,10 +18,12 @@ from typing import Any
 
 import boto3
 import pytest
+from hubspot_activation.ledger.contact_item import entry_from_item
 from hubspot_activation.ledger.contact_state import DynamoDbContactStates, DynamoDbFlushLease
 from hubspot_activation.ledger.keys import PENDING_PARTITIONS
-from hubspot_activation.messages import pack
+from hubspot_activation.messages import REPLAY_SOURCE, pack
 from hubspot_activation.model import AudienceChange, AudienceStatus, ContactUpdate
+from hubspot_activation.operations.views import contact_view
 from hubspot_activation.upsert.wiring import lane_of
 from moto import mock_aws
 
@@ -570,3 +572,76 @@ def test_the_merge_and_the_flush_publish_every_metric_the_dashboard_and_the_alar
     assert watched() - {"ProfilesAccepted", "ProfilesExcluded"} - published(output) == set()
     # HubSpot's remaining burst budget after the run's last call (the sandbox has 100 a window).
     assert 0 <= metric(output, "RateLimitRemaining") < 100
+
+
+def test_a_raised_property_limit_is_seen_by_every_flush_container(sync: Sync) -> None:
+    """Two flush containers, each with its own cached definitions, both saw an audience's property
+    refused (the custom property limit). After the operator's fix, a replay tries again at once on
+    whichever container writes it, and any newer update once the refusal is older than the retry
+    time, on every container, long before the definitions' refresh."""
+    sync.monkeypatch.setenv("AUDIENCE_PROPERTY_RETRY_SECONDS", "1")
+    state = sync.sandbox.state
+    state.config.update({"custom_property_limit": state.custom_property_count()})
+    merge = handler("merge", cold_start=True)
+    first, second = handler("flush", cold_start=True), handler("flush", cold_start=True)
+    vip = AudienceChange("vip", AudienceStatus.REALIZED, 1_795_000_000_000, "VIP")
+    received = iter(range(1_795_000_000_000, 1_795_000_001_000))
+
+    def write(container: Handler, emails: list[str], source: str = "aep") -> None:
+        updates = [
+            ContactUpdate(
+                email, (vip,), {"firstname": f"V{email[0]}"}, source=source, received_ms=next(received)
+            )
+            for email in emails
+        ]
+        assert merge(sqs_event(updates), FakeContext()) == {"batchItemFailures": []}
+        container({"lane": 0}, FakeContext())
+        assert sync.pending() == []
+
+    def vip_status(emails: list[str]) -> list[str | None]:
+        hubspot = sync.hubspot()
+        return [hubspot[email].get("aud_vip") for email in emails]
+
+    write(first, ["a0@example.com", "a1@example.com"])
+    write(second, ["b0@example.com", "b1@example.com"])
+    assert vip_status(["a0@example.com", "b0@example.com"]) == [None, None]
+
+    state.config.update({"custom_property_limit": 1000})  # the operator's fix
+    write(second, ["b0@example.com"], source=REPLAY_SOURCE)
+    assert vip_status(["b0@example.com"]) == ["realized"]
+    time.sleep(1.2)  # the refusal is older than the retry time
+    write(first, ["c0@example.com", "a1@example.com"])
+    write(second, ["d0@example.com", "b1@example.com"])
+    assert (
+        vip_status(["c0@example.com", "a1@example.com", "d0@example.com", "b1@example.com"])
+        == ["realized"] * 4
+    )
+
+
+def test_a_value_for_a_property_deleted_in_hubspot_is_kept_until_a_replay_writes_it(sync: Sync) -> None:
+    state = sync.sandbox.state
+    state.properties["loyalty_tier"] = {**state.properties["firstname"], "name": "loyalty_tier"}
+    merge, flush = handler("merge", cold_start=True), handler("flush", cold_start=True)
+    email = "ada@example.com"
+
+    def write(update: ContactUpdate) -> None:
+        assert merge(sqs_event([update]), FakeContext()) == {"batchItemFailures": []}
+        flush({"lane": 0}, FakeContext())
+
+    write(ContactUpdate(email, (), {"loyalty_tier": "silver"}, received_ms=1_795_000_000_000))
+    assert sync.hubspot()[email]["loyalty_tier"] == "silver"
+    # Deleted in HubSpot while the flush container's cached definitions still list it.
+    definition = state.properties.pop("loyalty_tier")
+    write(
+        ContactUpdate(email, (), {"loyalty_tier": "gold", "firstname": "Ada"}, received_ms=1_795_000_000_001)
+    )
+    assert sync.hubspot()[email]["firstname"] == "Ada"
+    item = boto3.client("dynamodb").get_item(TableName="ledger", Key={"email": {"S": email}})
+    view = contact_view(entry_from_item(item["Item"]))
+    assert view["status"] == "failed" and "loyalty_tier" in view["lastError"]
+    assert view["pending"]["attributes"] == {"loyalty_tier": "gold"}
+    assert sync.pending() == []  # failed, replayable: not retried on its own
+
+    state.properties["loyalty_tier"] = definition  # the operator's fix
+    write(ContactUpdate(email, source=REPLAY_SOURCE, received_ms=1_795_000_000_002))
+    assert sync.hubspot()[email]["loyalty_tier"] == "gold"
