@@ -26,6 +26,8 @@ from hubspot_activation.model import AudienceChange, AudienceStatus, ContactUpda
 from hubspot_activation.operations.views import contact_view
 from hubspot_activation.upsert.wiring import lane_of
 from moto import mock_aws
+from moto.core.utils import unix_time_millis
+from moto.sqs import models as sqs_models
 
 from local.functions import handler
 from local.hubspot_sandbox import SandboxServer
@@ -280,17 +282,25 @@ def enqueue(queue: str, updates: list[ContactUpdate]) -> None:
 
 
 def test_with_the_ledger_unreachable_every_message_goes_back_after_a_backoff(sync: Sync) -> None:
+    now_ms = [unix_time_millis()]
+    sync.monkeypatch.setattr(sqs_models, "unix_time_millis", lambda: now_ms[0])  # moto's clock
     enqueue(sync.queue, profiles(8))
     event = receive_as_event_source(sync.queue)
     assert event["Records"]
     sync.monkeypatch.setenv("LEDGER_TABLE", "no-such-table")
+    sync.monkeypatch.setenv("RETRY_BASE_SECONDS", "5")
     result = handler("merge", cold_start=True)(event, FakeContext())
     assert sorted(item["itemIdentifier"] for item in result["batchItemFailures"]) == sorted(
         r["messageId"] for r in event["Records"]
     )
     assert sync.woken() == []
-    # Not visible again at once: each comes back after the retry backoff, not in a hot loop.
+    # Each comes back after the retry backoff (5 s at the first receive): not at once, which would
+    # spin on the outage, nor after the queue's whole visibility timeout (30 s).
+    now_ms[0] += 4_000
     assert receive_as_event_source(sync.queue)["Records"] == []
+    now_ms[0] += 2_000
+    again = receive_as_event_source(sync.queue)
+    assert {r["messageId"] for r in again["Records"]} == {r["messageId"] for r in event["Records"]}
 
 
 def test_a_setting_the_function_cannot_run_without_fails_its_first_invocation(
