@@ -21,7 +21,7 @@ import pytest
 from hubspot_activation.ledger.contact_item import entry_from_item
 from hubspot_activation.ledger.contact_state import DynamoDbContactStates, DynamoDbFlushLease
 from hubspot_activation.ledger.keys import PENDING_PARTITIONS
-from hubspot_activation.messages import REPLAY_SOURCE, pack
+from hubspot_activation.messages import REPLAY_SOURCE, ResumeJob, pack
 from hubspot_activation.model import AudienceChange, AudienceStatus, ContactUpdate
 from hubspot_activation.operations.views import contact_view
 from hubspot_activation.upsert.wiring import lane_of
@@ -523,15 +523,27 @@ def test_every_aws_call_the_functions_make_is_one_their_role_grants(sync: Sync, 
 
     event = sqs_event(profiles(30))
     event["Records"].append({**event["Records"][0], "messageId": "poison", "body": "not json"})
-    handler("merge", cold_start=True)(event, FakeContext())
-    merge_calls, aws_calls.calls = aws_calls.calls, set()
-    handler("flush", cold_start=True)({"lane": 0}, FakeContext())
+    # An operator's PUT re-activating an audience: the merge reads its held contacts and queues
+    # them, then the job's sweep.
+    job = ResumeJob("gold").message("put-request", int(time.time() * 1000))
+    resume = {**event["Records"][0], "messageId": "resume", "body": job.body}
+    resume["attributes"] = {**resume["attributes"], "MessageGroupId": job.group_id}
+    event["Records"].append(resume)
+    assert handler("merge", cold_start=True)(event, FakeContext()) == {"batchItemFailures": []}
+    merge_calls = set(aws_calls.calls)
+    # The event source takes the job's sweep, sent on to the queue, at once (and the merge puts it
+    # back invisible until it is due): the flush sees no update waiting to be merged.
+    assert len(receive_as_event_source(sync.queue)["Records"]) == 1
+    aws_calls.calls = set()
+    assert handler("flush", cold_start=True)({"lane": 0}, FakeContext())["synced"] == 30
     flush_calls = aws_calls.calls
-    assert {action for action, _resource in merge_calls} >= {
-        "dynamodb:BatchGetItem",
-        "dynamodb:UpdateItem",
-        "sqs:SendMessage",
-        "lambda:InvokeFunction",
+    assert merge_calls >= {
+        ("dynamodb:BatchGetItem", "ledger"),
+        ("dynamodb:UpdateItem", "ledger"),
+        ("dynamodb:Query", "ledger/index/held"),
+        ("sqs:SendMessage", "dlq.fifo"),
+        ("sqs:SendMessage", "activations.fifo"),
+        ("lambda:InvokeFunction", FLUSH_FUNCTION),
     }
     assert {action for action, _resource in flush_calls} >= {
         "secretsmanager:GetSecretValue",
