@@ -437,7 +437,7 @@ def test_a_lane_hands_its_tail_to_the_first_lane_which_writes_every_tail_in_one_
     flush = handler("flush", cold_start=True)
     second = flush({"lane": 1}, FakeContext())
     assert second["calls"] == 0 and second["handedOver"] is True
-    assert sync.invocations[-1] == {"lane": 0}
+    assert sync.woken()[-1] == {"lane": 0}
     first = flush({"lane": 0}, FakeContext())
     assert first["contactsPerCall"] == [40]
     assert sync.pending() == []
