@@ -71,8 +71,15 @@ def desired_of(state: ContactState) -> tuple[dict[str, Any], dict[str, Any]]:
     return audiences, {name: value for name, (value, _order) in state.desired.attributes.items()}
 
 
-def pending_emails(states: DynamoDbContactStates, due_by_ms: int = NOW_MS) -> list[str]:
-    return [ref.email for ref in states.pending(EVERY_PARTITION, due_by_ms, 1000)]
+def listed(due_by_ms: int = NOW_MS) -> list[str]:
+    """The contacts the pending index lists due by then, as a flush run starting now reads them."""
+    fresh = DynamoDbContactStates(boto3.client("dynamodb"), "ledger")
+    return sorted(ref.email for ref in fresh.pending(EVERY_PARTITION, due_by_ms, 1000))
+
+
+def flusher() -> DynamoDbContactStates:
+    """A flush run's view of the ledger: it reads the index, then the contacts, then records."""
+    return DynamoDbContactStates(boto3.client("dynamodb"), "ledger")
 
 
 def four_updates(email: str) -> list[ContactUpdate]:
@@ -150,8 +157,9 @@ def test_a_change_to_a_pending_contact_keeps_its_place_in_line(states: DynamoDbC
     # Changed, but pending already: the merge wakes no flusher for it.
     assert result.changed == [email] and result.newly_pending == []
     state = states.read([email])[email]
-    assert (state.version, state.pending_since_ms, state.due_ms) == (2, NOW_MS, NOW_MS)
+    assert (state.version, state.pending_since_ms, state.due_ms) == (2, NOW_MS, None)
     assert desired_of(state)[1] == {"city": "Rome"}
+    assert listed(NOW_MS) == [email]  # still due from when it first became pending
 
 
 def test_a_merge_racing_another_merge_of_the_same_contact_loses_neither(
@@ -183,16 +191,24 @@ def entry(email: str, city: str) -> LedgerEntry:
     return LedgerEntry(email, SYNCED, hubspot_id="101", written={"city": city}, updated_at_ms=NOW_MS)
 
 
-def test_a_settled_contact_leaves_the_pending_index(states: DynamoDbContactStates) -> None:
+def test_a_marker_leaves_the_pending_index_once_each_of_its_contacts_is_settled(
+    states: DynamoDbContactStates,
+) -> None:
     emails = [f"user{i}@example.com" for i in range(5)]
     states.merge([incoming(e, update(e, 1_000, city="Paris")) for e in emails], NOW_MS)
-    assert sorted(pending_emails(states)) == emails
+    assert listed() == emails
     assert states.next_due(EVERY_PARTITION) == NOW_MS
-    read = states.read(emails)
+    run = flusher()
+    assert sorted(ref.email for ref in run.pending(EVERY_PARTITION, NOW_MS, 1000)) == emails
+    read = run.read(emails)
 
-    refused = states.record([Recording(e, read[e].version, entry(e, "Paris")) for e in emails[:3]], NOW_MS)
+    refused = run.record([Recording(e, read[e].version, entry(e, "Paris")) for e in emails[:3]], NOW_MS)
     assert refused == {}
-    assert sorted(pending_emails(states)) == emails[3:]
+    # The run is offered only what it has not settled; the batch's marker stays until it has.
+    assert sorted(ref.email for ref in run.pending(EVERY_PARTITION, NOW_MS, 1000)) == emails[3:]
+    assert listed() == emails
+    run.record([Recording(e, read[e].version, entry(e, "Paris")) for e in emails[3:]], NOW_MS)
+    assert listed() == [] and states.next_due(EVERY_PARTITION) is None
     settled = states.read(emails[:1])[emails[0]]
     assert not settled.pending and settled.confirmed is not None
     assert settled.confirmed.written == {"city": "Paris"} and settled.attempts == 0
@@ -200,33 +216,54 @@ def test_a_settled_contact_leaves_the_pending_index(states: DynamoDbContactState
     assert desired_of(settled)[1] == {"city": "Paris"}
 
 
+def test_a_marker_whose_contacts_were_all_settled_by_another_run_is_deleted_by_the_next_read(
+    states: DynamoDbContactStates,
+) -> None:
+    email = "ada@example.com"
+    states.merge([incoming(email, update(email, 1_000, city="Paris"))], NOW_MS)
+    version = states.read([email])[email].version
+    # Settled by a run that never read this marker (it crashed after writing, say).
+    flusher().record([Recording(email, version, entry(email, "Paris"))], NOW_MS)
+    assert listed() == [email]
+    run = flusher()
+    run.pending(EVERY_PARTITION, NOW_MS, 1000)
+    assert run.read([email])[email].pending is False
+    assert listed() == []
+
+
 def test_a_merge_during_a_flush_keeps_the_contact_pending_with_its_confirmed_state_recorded(
     states: DynamoDbContactStates,
 ) -> None:
     email = "ada@example.com"
     states.merge([incoming(email, update(email, 1_000, city="Paris"))], NOW_MS)
-    read = states.read([email])[email]  # the flusher reads, then writes Paris to HubSpot ...
+    run = flusher()
+    run.pending(EVERY_PARTITION, NOW_MS, 1000)
+    read = run.read([email])[email]  # the flusher reads, then writes Paris to HubSpot ...
     states.merge([incoming(email, update(email, 2_000, city="Rome"))], NOW_MS + 10)  # ... meanwhile
-    refused = states.record([Recording(email, read.version, entry(email, "Paris"))], NOW_MS + 20)
+    refused = run.record([Recording(email, read.version, entry(email, "Paris"))], NOW_MS + 20)
     assert refused == {}
     state = states.read([email])[email]
     # What HubSpot holds is known; what is wanted is newer: it stays in line for the next write.
     assert state.confirmed is not None and state.confirmed.written == {"city": "Paris"}
     assert state.pending and desired_of(state)[1] == {"city": "Rome"}
-    assert pending_emails(states, NOW_MS + 20) == [email]
-    # The next flush, reading the newer version, settles it.
-    states.record([Recording(email, state.version, entry(email, "Rome"))], NOW_MS + 30)
-    assert pending_emails(states, NOW_MS + 30) == []
+    assert listed(NOW_MS + 20) == [email]
+    # The next round, reading the newer version, settles it, and every marker listing it goes.
+    run.pending(EVERY_PARTITION, NOW_MS + 30, 1000)
+    again = run.read([email])[email]
+    run.record([Recording(email, again.version, entry(email, "Rome"))], NOW_MS + 30)
+    assert listed(NOW_MS + 30) == [] and not states.read([email])[email].pending
 
 
 def test_a_keep_pending_recording_moves_the_contact_later_in_line(states: DynamoDbContactStates) -> None:
     email = "ada@example.com"
     states.merge([incoming(email, update(email, 1_000, city="Paris"))], NOW_MS)
-    version = states.read([email])[email].version
+    run = flusher()
+    run.pending(EVERY_PARTITION, NOW_MS, 1000)
+    version = run.read([email])[email].version
     later = NOW_MS + 20_000
-    states.record([Recording(email, version, None, settled=False, due_ms=later, attempts=1)], NOW_MS)
-    assert pending_emails(states, NOW_MS) == []  # backing off: not due yet
-    assert pending_emails(states, later) == [email]
+    run.record([Recording(email, version, None, settled=False, due_ms=later, attempts=1)], NOW_MS)
+    assert listed(NOW_MS) == []  # backing off: not due yet
+    assert listed(later) == [email]
     assert states.next_due(EVERY_PARTITION) == later
     state = states.read([email])[email]
     assert (state.pending, state.attempts, state.due_ms, state.confirmed) == (True, 1, later, None)
@@ -241,10 +278,11 @@ def test_a_keep_pending_recording_never_revives_a_contact_another_flush_settled(
     email = "ada@example.com"
     states.merge([incoming(email, update(email, 1_000, city="Paris"))], NOW_MS)
     version = states.read([email])[email].version
-    states.record([Recording(email, version, entry(email, "Paris"))], NOW_MS)
-    states.record([Recording(email, version, None, settled=False, due_ms=NOW_MS + 10, attempts=1)], NOW_MS)
+    flusher().record([Recording(email, version, entry(email, "Paris"))], NOW_MS)
+    run = flusher()
+    run.record([Recording(email, version, None, settled=False, due_ms=NOW_MS + 10, attempts=1)], NOW_MS)
     state = states.read([email])[email]
-    assert not state.pending and pending_emails(states, NOW_MS + 10) == []
+    assert not state.pending and state.attempts == 0
 
 
 def test_a_replay_makes_a_settled_contact_pending_again_without_changing_it(
@@ -259,6 +297,7 @@ def test_a_replay_makes_a_settled_contact_pending_again_without_changing_it(
     assert result.changed == [email] and result.newly_pending == [email]
     replayed = states.read([email])[email]
     assert replayed.pending and replayed.replay and desired_of(replayed)[1] == {"city": "Paris"}
+    assert email in listed(NOW_MS + 1)
     # A settled recording clears the replay mark with the rest of the pending attributes.
     states.record([Recording(email, replayed.version, entry(email, "Paris"))], NOW_MS + 2)
     assert not states.read([email])[email].replay

@@ -12,6 +12,7 @@ from hubspot_activation.ledger.keys import (
     DAILY_CALLS_PREFIX,
     DUE_AT,
     EXCLUDED_PREFIX,
+    PENDING_EMAILS,
     PENDING_INDEX,
     PENDING_PARTITION,
 )
@@ -262,9 +263,10 @@ def test_the_operations_role_is_scoped_to_this_stack(cfn: dict[str, Any]) -> Non
 def test_the_ledger_has_sparse_issues_held_and_pending_indexes(cfn: dict[str, Any]) -> None:
     table = cfn["Resources"]["LedgerTable"]["Properties"]
     index, held, pending = table["GlobalSecondaryIndexes"]
-    # The pending contacts' index: a flush lane reads its partitions oldest due first, and reads
-    # each contact's item itself (the index is eventually consistent): keys are all it needs.
-    assert pending["IndexName"] == PENDING_INDEX and pending["Projection"] == {"ProjectionType": "KEYS_ONLY"}
+    # The pending markers' index: a flush lane reads its partitions oldest due first, each marker
+    # with the contacts it lists (then each contact's own item: the index is eventually consistent).
+    assert pending["IndexName"] == PENDING_INDEX
+    assert pending["Projection"] == {"ProjectionType": "INCLUDE", "NonKeyAttributes": [PENDING_EMAILS]}
     assert [k["AttributeName"] for k in pending["KeySchema"]] == [PENDING_PARTITION, DUE_AT]
     types = {d["AttributeName"]: d["AttributeType"] for d in table["AttributeDefinitions"]}
     assert (types[PENDING_PARTITION], types[DUE_AT]) == ("S", "N")
