@@ -144,6 +144,7 @@ def test_merge_role_grants_only_the_calls_the_merge_and_its_event_source_make(cf
         # A resume job's contacts and next page to its own queue; undecodable messages to the DLQ.
         "sqs:SendMessage": {QUEUE_ARN, DLQ_ARN},
         "dynamodb:BatchGetItem": {TABLE_ARN},
+        "dynamodb:BatchWriteItem": {TABLE_ARN},  # the pending markers
         "dynamodb:UpdateItem": {TABLE_ARN},
         # The held index only (resume jobs): never the pending index, never a scan.
         "dynamodb:Query": {str({"Fn::Sub": "${LedgerTable.Arn}/index/held"})},
