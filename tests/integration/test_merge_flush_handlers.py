@@ -18,7 +18,7 @@ from typing import Any
 
 import boto3
 import pytest
-from hubspot_activation.ledger.contact_item import entry_from_item
+from hubspot_activation.ledger.contact_item import PENDING_SINCE, entry_from_item
 from hubspot_activation.ledger.contact_state import DynamoDbContactStates, DynamoDbFlushLease
 from hubspot_activation.ledger.keys import PENDING_PARTITIONS
 from hubspot_activation.messages import REPLAY_SOURCE, ResumeJob, pack
@@ -71,6 +71,21 @@ class Sync:
         return DynamoDbContactStates(boto3.client("dynamodb"), "ledger")
 
     def pending(self) -> list[str]:
+        """The contacts whose item says they are pending (the index lists markers of contacts, kept
+        until each of their contacts is settled)."""
+        pages = (
+            boto3.client("dynamodb")
+            .get_paginator("scan")
+            .paginate(
+                TableName="ledger",
+                FilterExpression="attribute_exists(#s)",
+                ExpressionAttributeNames={"#s": PENDING_SINCE},
+            )
+        )
+        return sorted(str(item["email"]["S"]) for page in pages for item in page["Items"])
+
+    def listed(self) -> list[str]:
+        """The contacts the pending index lists due now, as a flush run starting now reads them."""
         refs = self.states().pending(list(range(PENDING_PARTITIONS)), int(time.time() * 1000) + 1, 10_000)
         return sorted(ref.email for ref in refs)
 
@@ -176,7 +191,7 @@ def test_a_merge_marks_contacts_pending_and_wakes_their_lanes_without_calling_hu
     assert merge(event, FakeContext()) == {"batchItemFailures": []}
 
     emails = sorted(u.email for u in updates)
-    assert sync.pending() == emails
+    assert sync.pending() == emails and sync.listed() == emails
     assert sync.sandbox.state.requests == {}  # the merge makes no HubSpot call
     lanes = {lane_of(email, 2) for email in emails}
     assert lanes == {0, 1}
@@ -324,7 +339,7 @@ def test_a_lane_run_writes_its_pending_contacts_and_settles_them(
     assert (summary["lane"], summary["synced"], summary["failed"], summary["retriedLater"]) == (0, 150, 0, 0)
     # 150 contacts, nothing else pending: one full call and the tail.
     assert sorted(summary["contactsPerCall"]) == [50, 100]
-    assert sync.pending() == []
+    assert sync.pending() == [] and sync.listed() == []
     hubspot = sync.hubspot()
     assert {email: hubspot[email]["city"] for email in hubspot} == {
         u.email: u.attributes["city"] for u in updates
@@ -427,6 +442,35 @@ def test_a_run_out_of_time_leaves_the_rest_pending_and_wakes_its_lane_again(sync
     # The next run (its own full time) writes the rest.
     assert handler("flush", cold_start=True)({"lane": 0}, FakeContext())["synced"] == 150
     assert sync.pending() == [] and len(sync.hubspot()) == 250
+
+
+def test_a_change_to_a_contact_in_a_backoff_waits_for_the_backoff_and_starts_no_run(sync: Sync) -> None:
+    """The change is merged, and written when the backoff ends: the run it wakes finds nothing
+    due, ends without waiting on the contact and starts no other."""
+    sync.monkeypatch.setenv("RETRY_BASE_SECONDS", "600")
+    merge, flush = handler("merge", cold_start=True), handler("flush", cold_start=True)
+    email = "ada@example.com"
+
+    def change(city: str, received_ms: int, who: str = email) -> None:
+        update = ContactUpdate(who, (), {"city": city}, received_ms=received_ms)
+        assert merge(sqs_event([update]), FakeContext()) == {"batchItemFailures": []}
+
+    # A first write: the container has HubSpot's property definitions from then on.
+    change("Oslo", 1_794_999_999_999, "grace@example.com")
+    assert flush({"lane": 0}, FakeContext())["synced"] == 1
+    change("Paris", 1_795_000_000_000)
+    sync.sandbox.state.config.update({"error_rate": 1.0})  # HubSpot down for the next write
+    assert flush({"lane": 0}, FakeContext())["retriedLater"] == 1
+    sync.sandbox.state.config.update({"error_rate": 0.0})
+
+    change("Rome", 1_795_000_000_001)  # wakes the lane, like every batch that changes something
+    woken = len(sync.woken())
+    summary = flush({"lane": 0}, FakeContext())
+    assert (summary["calls"], summary["retriedLater"]) == (0, 0)
+    assert len(sync.woken()) == woken
+    state = sync.states().read([email])[email]
+    assert state.pending and state.due_ms is not None and state.due_ms > time.time() * 1000 + 500_000
+    assert state.desired is not None and state.desired.attributes["city"][0] == "Rome"
 
 
 def test_a_lane_hands_its_tail_to_the_first_lane_which_writes_every_tail_in_one_call(sync: Sync) -> None:
@@ -539,6 +583,7 @@ def test_every_aws_call_the_functions_make_is_one_their_role_grants(sync: Sync, 
     flush_calls = aws_calls.calls
     assert merge_calls >= {
         ("dynamodb:BatchGetItem", "ledger"),
+        ("dynamodb:BatchWriteItem", "ledger"),
         ("dynamodb:UpdateItem", "ledger"),
         ("dynamodb:Query", "ledger/index/held"),
         ("sqs:SendMessage", "dlq.fifo"),
