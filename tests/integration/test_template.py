@@ -231,7 +231,8 @@ def test_flush_function_settings_come_from_parameters(cfn: dict[str, Any]) -> No
 
 def test_every_function_that_maps_contacts_to_lanes_has_the_same_lane_count(cfn: dict[str, Any]) -> None:
     """The merge wakes the lane a contact's partition belongs to, the flush reads its partitions by
-    the same count, and the operator's routes report by it: one parameter for all three."""
+    the same count, and every HubSpot client (the flush lanes', the operator's relabel) takes its
+    share of the budget by it: one parameter for all three functions."""
     for function in ("MergeFunction", "FlushFunction", "OperationsFunction"):
         variables = cfn["Resources"][function]["Properties"]["Environment"]["Variables"]
         assert variables["FLUSH_LANES"] == {"Ref": "FlushLanes"}, function
