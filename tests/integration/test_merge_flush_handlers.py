@@ -24,7 +24,7 @@ from hubspot_activation.ledger.keys import PENDING_PARTITIONS
 from hubspot_activation.messages import REPLAY_SOURCE, ResumeJob, pack
 from hubspot_activation.model import AudienceChange, AudienceStatus, ContactUpdate
 from hubspot_activation.operations.views import contact_view
-from hubspot_activation.upsert.wiring import lane_of
+from hubspot_activation.upsert.wiring import lane_of, lane_partitions
 from moto import mock_aws
 from moto.core.utils import unix_time_millis
 from moto.sqs import models as sqs_models
@@ -195,6 +195,11 @@ def test_a_merge_marks_contacts_pending_and_wakes_their_lanes_without_calling_hu
     assert sync.sandbox.state.requests == {}  # the merge makes no HubSpot call
     lanes = {lane_of(email, 2) for email in emails}
     assert lanes == {0, 1}
+    # Each lane's partitions list that lane's contacts, and only those.
+    now_ms = int(time.time() * 1000) + 1
+    for lane in lanes:
+        refs = sync.states().pending(lane_partitions(lane, 2), now_ms, 1000)
+        assert sorted(ref.email for ref in refs) == [e for e in emails if lane_of(e, 2) == lane]
     assert sorted(event["lane"] for event in sync.woken()) == sorted(lanes)
     output = capsys.readouterr().out
     assert metric(output, "ContactsMerged") == 20 and metric(output, "ContactsPending") == 20
