@@ -717,3 +717,22 @@ def test_a_value_for_a_property_deleted_in_hubspot_is_kept_until_a_replay_writes
     state.properties["loyalty_tier"] = definition  # the operator's fix
     write(ContactUpdate(email, source=REPLAY_SOURCE, received_ms=1_795_000_000_002))
     assert sync.hubspot()[email]["loyalty_tier"] == "gold"
+
+
+def long_email(i: int) -> str:
+    """A valid address of 238 characters (local part 61, domain labels of 60 and 50)."""
+    return f"user{i:05d}.{'x' * 50}@{'a' * 60}.{'b' * 60}.{'c' * 50}.com"
+
+
+def test_a_batch_whose_contacts_would_not_fit_one_pending_marker_is_merged(sync: Sync) -> None:
+    """A marker is one DynamoDB item (400 KB at most): a batch listing more addresses than that
+    holds (here 2,000 of 238 characters, 476 KB) is listed by several markers, not refused."""
+    updates = [
+        ContactUpdate(long_email(i), (), {"city": "Paris"}, received_ms=1_795_000_000_000)
+        for i in range(2000)
+    ]
+    event = sqs_event(updates)
+    assert len(event["Records"]) <= 10  # one event source batch
+    assert handler("merge", cold_start=True)(event, FakeContext()) == {"batchItemFailures": []}
+    emails = sorted(u.email for u in updates)
+    assert sync.pending() == emails and sync.listed() == emails
