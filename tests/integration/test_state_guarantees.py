@@ -14,12 +14,13 @@ from typing import Any
 import boto3
 import pytest
 from hubspot_activation.ledger.contact_state import DynamoDbContactStates, DynamoDbFlushLease
-from hubspot_activation.ledger.keys import PENDING_PARTITIONS, pending_partition
+from hubspot_activation.ledger.keys import PENDING_PARTITIONS
 from hubspot_activation.messages import REPLAY_SOURCE
 from hubspot_activation.model import AudienceChange, AudienceStatus, ContactUpdate
 from hubspot_activation.upsert.ledger import SYNCED, LedgerEntry
 from hubspot_activation.upsert.plan import PendingContact
 from hubspot_activation.upsert.state import ContactState, Recording
+from hubspot_activation.upsert.wiring import lane_of, lane_partitions
 from moto import mock_aws
 
 from tests.conftest import create_ledger_table
@@ -303,16 +304,18 @@ def test_a_replay_makes_a_settled_contact_pending_again_without_changing_it(
     assert not states.read([email])[email].replay
 
 
-def test_pending_contacts_are_read_by_partition_oldest_due_first(states: DynamoDbContactStates) -> None:
+def test_each_lane_reads_its_own_contacts_oldest_due_first(states: DynamoDbContactStates) -> None:
+    merger = DynamoDbContactStates(boto3.client("dynamodb"), "ledger", lanes=2)
     emails = [f"user{i}@example.com" for i in range(40)]
     for offset, email in enumerate(emails):
-        states.merge([incoming(email, update(email, 1_000, city="Paris"))], NOW_MS + offset)
-    partition = pending_partition(emails[0])
-    mine = [e for e in emails if pending_partition(e) == partition]
-    refs = states.pending([partition], NOW_MS + 100, 1000)
-    assert [ref.email for ref in refs] == mine
-    assert [ref.due_ms for ref in refs] == sorted(ref.due_ms for ref in refs)
-    assert [ref.email for ref in states.pending(EVERY_PARTITION, NOW_MS + 100, 3)] == emails[:3]
+        merger.merge([incoming(email, update(email, 1_000, city="Paris"))], NOW_MS + offset)
+    for lane in (0, 1):
+        mine = [e for e in emails if lane_of(e, 2) == lane]
+        refs = flusher().pending(lane_partitions(lane, 2), NOW_MS + 100, 1000)
+        assert mine and [ref.email for ref in refs] == mine
+        assert [ref.due_ms for ref in refs] == sorted(ref.due_ms for ref in refs)
+    # Whole markers, oldest first, until the limit.
+    assert [ref.email for ref in flusher().pending(EVERY_PARTITION, NOW_MS + 100, 3)] == emails[:3]
 
 
 def test_a_lane_lease_has_one_owner_at_a_time_and_expires(lease: DynamoDbFlushLease) -> None:
