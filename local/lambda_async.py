@@ -16,6 +16,7 @@ import logging
 import queue
 import threading
 import uuid
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -117,15 +118,18 @@ class LocalSchedule:
 
 
 _ROUTES: dict[str, LocalAsyncFunction] = {}
-_INSTALLED: list[bool] = []
+#: The default sessions the interception is on: moto's ``mock_aws`` gives each of its contexts a
+#: default session of its own, and the functions' clients come from whichever is current.
+_SESSIONS: weakref.WeakSet[boto3.Session] = weakref.WeakSet()
 
 
 def _route_invocations(function: LocalAsyncFunction) -> None:
     _ROUTES[function.name] = function
-    if _INSTALLED:
+    session = boto3._get_default_session()
+    if session in _SESSIONS:
         return
-    _INSTALLED.append(True)
-    boto3._get_default_session().events.register("before-call.lambda.Invoke", _answer)  # type: ignore[arg-type]
+    _SESSIONS.add(session)
+    session.events.register("before-call.lambda.Invoke", _answer)  # type: ignore[arg-type]
 
 
 def _answer(params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]] | None:

@@ -11,10 +11,10 @@ import boto3
 import pytest
 from hubspot_activation.ingest.mapping import AttributeMapping
 from hubspot_activation.ingest.payloads import ParseOptions
-from hubspot_activation.ledger.keys import HELD_AUDIENCE, HELD_EMAIL, HELD_INDEX
 from moto import mock_aws
 
 from local import dynamodb_limits, sqs_fifo
+from local.template import load_sam
 
 INGEST_TOKEN = "test-ingest-token-0123456789"
 RECEIVED_AT_MS = 1_796_000_000_000  # 2026-11-30, after every timestamp the tests send
@@ -39,26 +39,15 @@ def create_fifo_queue_with_dlq(name: str, dlq_name: str, max_receive_count: int)
 
 
 def create_ledger_table(name: str = "ledger") -> str:
-    """The ledger table's key schema, in moto (inside ``mock_aws``): items addressed by ``email``,
-    and the held markers' index a resume job reads."""
+    """The ledger table as template.yaml declares it (its key, its attributes and every index with
+    its projection), in moto (inside ``mock_aws``): a test's table never drifts from the deployed
+    one (an index projecting less than the code reads would fail in AWS alone)."""
+    properties = load_sam()["Resources"]["LedgerTable"]["Properties"]
     boto3.client("dynamodb").create_table(
         TableName=name,
-        KeySchema=[{"AttributeName": "email", "KeyType": "HASH"}],
-        AttributeDefinitions=[
-            {"AttributeName": "email", "AttributeType": "S"},
-            {"AttributeName": HELD_AUDIENCE, "AttributeType": "S"},
-            {"AttributeName": HELD_EMAIL, "AttributeType": "S"},
-        ],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": HELD_INDEX,
-                "KeySchema": [
-                    {"AttributeName": HELD_AUDIENCE, "KeyType": "HASH"},
-                    {"AttributeName": HELD_EMAIL, "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "KEYS_ONLY"},
-            }
-        ],
+        KeySchema=properties["KeySchema"],
+        AttributeDefinitions=properties["AttributeDefinitions"],
+        GlobalSecondaryIndexes=properties["GlobalSecondaryIndexes"],
         BillingMode="PAY_PER_REQUEST",
     )
     return name

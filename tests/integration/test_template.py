@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
+from hubspot_activation.ledger.keys import PENDING_PARTITIONS
+from hubspot_activation.settings import IngestSettings, OperationsSettings, UpsertSettings
 
-from local.template import translate
+from local.template import load_sam, translate
 
 
 @pytest.fixture(scope="module")
@@ -90,60 +93,107 @@ def test_outputs(cfn: dict[str, Any]) -> None:
     assert {"ActivationsUrl", "IngestTokenSecretArn", "ActivationsQueueUrl"} <= set(cfn["Outputs"])
 
 
-def test_upsert_event_source_settings(cfn: dict[str, Any]) -> None:
+def test_merge_event_source_settings(cfn: dict[str, Any]) -> None:
     (mapping,) = of_type(cfn, "AWS::Lambda::EventSourceMapping").values()
     properties = mapping["Properties"]
     assert properties["EventSourceArn"] == {"Fn::GetAtt": ["ActivationsQueue", "Arn"]}
-    assert properties["FunctionName"] == {"Ref": "UpsertFunction"}
+    assert properties["FunctionName"] == {"Ref": "MergeFunction"}
     assert properties["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert properties["BatchSize"] == 10
     assert properties["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "MaxConcurrency"}}
-    assert cfn["Parameters"]["MaxConcurrency"]["MinValue"] >= 2
+    assert cfn["Parameters"]["MaxConcurrency"]["MinValue"] >= 2  # the event source's own minimum
 
 
-def test_visibility_timeout_is_at_least_six_times_the_consumer_timeout(cfn: dict[str, Any]) -> None:
-    timeout = cfn["Resources"]["UpsertFunction"]["Properties"]["Timeout"]
+def test_visibility_timeout_is_at_least_six_times_the_merge_timeout(cfn: dict[str, Any]) -> None:
+    timeout = cfn["Resources"]["MergeFunction"]["Properties"]["Timeout"]
     assert cfn["Resources"]["ActivationsQueue"]["Properties"]["VisibilityTimeout"] >= 6 * timeout
 
 
-def test_upsert_role_reaches_only_its_queue_table_and_secret(cfn: dict[str, Any]) -> None:
-    role = cfn["Resources"]["UpsertFunctionRole"]["Properties"]
-    statements = [s for policy in role["Policies"] for s in policy["PolicyDocument"]["Statement"]]
-    rendered = str(statements)
-    assert (
-        "ActivationsQueue" in rendered and "LedgerTable" in rendered and "HubSpotCredentialSecret" in rendered
-    )
-    assert "IngestTokenSecret" not in rendered
-    assert all(statement["Resource"] != "*" for statement in statements)
-    # It sends to the DLQ (undecodable messages are moved there at once) and, only SendMessage, to
-    # its own queue (a resume job's contacts and next page).
-    sends = [s for s in statements if any(action.startswith("sqs:Send") for action in s["Action"])]
-    assert sorted(str(s["Resource"]) for s in sends) == sorted(
-        str({"Fn::GetAtt": [queue, "Arn"]}) for queue in ("ActivationsDeadLetterQueue", "ActivationsQueue")
-    )
-    assert all(s["Action"] == ["sqs:SendMessage"] for s in sends)
-    (query,) = [s for s in statements if "dynamodb:Query" in s["Action"]]
-    assert query["Action"] == ["dynamodb:Query"]
-    assert query["Resource"] == {"Fn::Sub": "${LedgerTable.Arn}/index/held"}
-    actions = {action for statement in statements for action in statement["Action"]}
-    assert {
-        "sqs:ReceiveMessage",
-        "sqs:DeleteMessage",
-        "sqs:ChangeMessageVisibility",
-        "dynamodb:BatchGetItem",
-        "dynamodb:BatchWriteItem",
-        "dynamodb:UpdateItem",
-        "secretsmanager:GetSecretValue",
-    } <= actions
-    ingest = str(cfn["Resources"]["IngestFunctionRole"]["Properties"]["Policies"])
-    assert "HubSpotCredentialSecret" not in ingest
-    ingest_statements = [
+def role_statements(cfn: dict[str, Any], role: str) -> list[dict[str, Any]]:
+    return [
         s
-        for policy in cfn["Resources"]["IngestFunctionRole"]["Properties"]["Policies"]
+        for policy in cfn["Resources"][role]["Properties"]["Policies"]
         for s in policy["PolicyDocument"]["Statement"]
-        if "LedgerTable" in str(s["Resource"])
     ]
-    assert [s["Action"] for s in ingest_statements] == [["dynamodb:BatchWriteItem"]]
+
+
+def grants(cfn: dict[str, Any], role: str) -> dict[str, set[str]]:
+    """action -> the resources (as text) the role grants it on."""
+    found: dict[str, set[str]] = {}
+    for statement in role_statements(cfn, role):
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        for action in actions:
+            found.setdefault(action, set()).add(str(statement["Resource"]))
+    return found
+
+
+QUEUE_ARN = str({"Fn::GetAtt": ["ActivationsQueue", "Arn"]})
+DLQ_ARN = str({"Fn::GetAtt": ["ActivationsDeadLetterQueue", "Arn"]})
+TABLE_ARN = str({"Fn::GetAtt": ["LedgerTable", "Arn"]})
+FLUSH_NAME = "${AWS::StackName}-flush"
+FLUSH_ARN = "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:" + FLUSH_NAME
+
+
+def test_merge_role_grants_only_the_calls_the_merge_and_its_event_source_make(cfn: dict[str, Any]) -> None:
+    assert grants(cfn, "MergeFunctionRole") == {
+        # The event source receives and deletes; the merge backs off what failed.
+        "sqs:ReceiveMessage": {QUEUE_ARN},
+        "sqs:DeleteMessage": {QUEUE_ARN},
+        "sqs:ChangeMessageVisibility": {QUEUE_ARN},
+        "sqs:GetQueueAttributes": {QUEUE_ARN},
+        # A resume job's contacts and next page to its own queue; undecodable messages to the DLQ.
+        "sqs:SendMessage": {QUEUE_ARN, DLQ_ARN},
+        "dynamodb:BatchGetItem": {TABLE_ARN},
+        "dynamodb:BatchWriteItem": {TABLE_ARN},  # the pending markers
+        "dynamodb:UpdateItem": {TABLE_ARN},
+        # The held index only (resume jobs): never the pending index, never a scan.
+        "dynamodb:Query": {str({"Fn::Sub": "${LedgerTable.Arn}/index/held"})},
+        # It wakes the flush function and nothing else.
+        "lambda:InvokeFunction": {str({"Fn::GetAtt": ["FlushFunction", "Arn"]})},
+    }
+    # No HubSpot credential: the merge never calls HubSpot.
+    assert "HubSpotCredentialSecret" not in str(cfn["Resources"]["MergeFunctionRole"])
+    assert "IngestTokenSecret" not in str(cfn["Resources"]["MergeFunctionRole"])
+
+
+def test_flush_role_grants_only_the_calls_the_flush_makes(cfn: dict[str, Any]) -> None:
+    found = grants(cfn, "FlushFunctionRole")
+    secret = found.pop("secretsmanager:GetSecretValue")
+    assert len(secret) == 1 and "HubSpotCredentialSecret" in next(iter(secret))
+    assert found == {
+        "dynamodb:BatchGetItem": {TABLE_ARN},
+        "dynamodb:BatchWriteItem": {TABLE_ARN},  # held markers
+        "dynamodb:PutItem": {TABLE_ARN},  # a lane's lease
+        "dynamodb:DeleteItem": {TABLE_ARN},
+        "dynamodb:UpdateItem": {TABLE_ARN},  # recordings; the shared daily count of HubSpot calls
+        # The pending index only.
+        "dynamodb:Query": {str({"Fn::Sub": "${LedgerTable.Arn}/index/pending"})},
+        # The queue's depth, nothing else of it: the flush never touches a message.
+        "sqs:GetQueueAttributes": {QUEUE_ARN},
+        # Its own next run only.
+        "lambda:InvokeFunction": {str({"Fn::Sub": FLUSH_ARN})},
+    }
+
+
+def test_the_flush_function_runs_every_minute_and_wakes_itself_by_its_own_name(cfn: dict[str, Any]) -> None:
+    function = cfn["Resources"]["FlushFunction"]["Properties"]
+    assert function["Timeout"] == 900  # Lambda's longest: a run drains while contacts are pending
+    assert function["FunctionName"] == {"Fn::Sub": FLUSH_NAME}
+    assert function["Environment"]["Variables"]["FLUSH_FUNCTION_NAME"] == {"Fn::Sub": FLUSH_NAME}
+    merge = cfn["Resources"]["MergeFunction"]["Properties"]["Environment"]["Variables"]
+    assert merge["FLUSH_FUNCTION_NAME"] == {"Ref": "FlushFunction"}
+    (schedule,) = of_type(cfn, "AWS::Scheduler::Schedule").values()
+    assert schedule["Properties"]["ScheduleExpression"] == "rate(1 minute)"
+    assert schedule["Properties"]["Target"]["Arn"] == {"Fn::GetAtt": ["FlushFunction", "Arn"]}
+    # EventBridge Scheduler's role may invoke the flush function, and nothing else.
+    role = schedule["Properties"]["Target"]["RoleArn"]["Fn::GetAtt"][0]
+    assert grants(cfn, role) == {"lambda:InvokeFunction": {str({"Fn::GetAtt": ["FlushFunction", "Arn"]})}}
+    assert cfn["Resources"]["FlushFunction"]["Properties"]["LoggingConfig"]["LogGroup"] == {
+        "Ref": "FlushLogGroup"
+    }
+    assert cfn["Resources"]["MergeFunction"]["Properties"]["LoggingConfig"]["LogGroup"] == {
+        "Ref": "MergeLogGroup"
+    }
 
 
 def test_ledger_table_is_on_demand_encrypted_with_ttl(cfn: dict[str, Any]) -> None:
@@ -156,23 +206,87 @@ def test_ledger_table_is_on_demand_encrypted_with_ttl(cfn: dict[str, Any]) -> No
     assert properties["KeySchema"] == [{"AttributeName": "email", "KeyType": "HASH"}]
 
 
-def test_upsert_function_settings_come_from_parameters(cfn: dict[str, Any]) -> None:
-    function = cfn["Resources"]["UpsertFunction"]["Properties"]
+def test_flush_function_settings_come_from_parameters(cfn: dict[str, Any]) -> None:
+    function = cfn["Resources"]["FlushFunction"]["Properties"]
     assert function["Runtime"] == "python3.12" and function["Architectures"] == ["arm64"]
     variables = function["Environment"]["Variables"]
     expected = {
         "HUBSPOT_TEN_SECOND_LIMIT": "HubSpotTenSecondLimit",
         "HUBSPOT_LIMIT_SHARE": "HubSpotLimitShare",
         "HUBSPOT_DAILY_RESERVE": "HubSpotDailyReserve",
+        "HUBSPOT_DAILY_LIMIT": "HubSpotDailyLimit",
         "HUBSPOT_API_VERSION": "HubSpotApiVersion",
         "AUDIENCE_PROPERTY_GROUP": "AudiencePropertyGroup",
         "AUDIENCE_PROPERTY_PREFIX": "AudiencePropertyPrefix",
-        "MAX_CONCURRENCY": "MaxConcurrency",
+        "FLUSH_LANES": "FlushLanes",
+        "FLUSH_PARALLEL_CALLS": "FlushParallelCalls",
+        "FLUSH_MAX_DELAY_SECONDS": "FlushMaxDelaySeconds",
     }
     for variable, parameter in expected.items():
         assert variables[variable] == {"Ref": parameter}
     assert variables["LEDGER_TABLE"] == {"Ref": "LedgerTable"}
     assert variables["HUBSPOT_SECRET_ID"] == {"Ref": "HubSpotCredentialSecret"}
+    assert cfn["Parameters"]["FlushLanes"]["MaxValue"] == PENDING_PARTITIONS
+
+
+def test_every_function_that_maps_contacts_to_lanes_has_the_same_lane_count(cfn: dict[str, Any]) -> None:
+    """The merge wakes the lane a contact's partition belongs to, the flush reads its partitions by
+    the same count, and every HubSpot client (the flush lanes', the operator's relabel) takes its
+    share of the budget by it: one parameter for all three functions."""
+    for function in ("MergeFunction", "FlushFunction", "OperationsFunction"):
+        variables = cfn["Resources"][function]["Properties"]["Environment"]["Variables"]
+        assert variables["FLUSH_LANES"] == {"Ref": "FlushLanes"}, function
+
+
+class ReadNames(dict[str, str]):
+    """An environment that remembers which variables were read."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        super().__init__(values)
+        self.read: set[str] = set()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.read.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key: str) -> str:
+        self.read.add(key)
+        return super().__getitem__(key)
+
+
+#: What each function reads its settings with.
+_SETTINGS: dict[str, Callable[[Mapping[str, str]], object]] = {
+    "IngestFunction": IngestSettings.from_env,
+    "MergeFunction": UpsertSettings.from_env,
+    "FlushFunction": UpsertSettings.from_env,
+    "OperationsFunction": OperationsSettings.from_env,
+}
+
+
+@pytest.mark.parametrize("function", sorted(_SETTINGS))
+def test_every_variable_a_function_is_given_is_one_its_settings_read(
+    cfn: dict[str, Any], function: str
+) -> None:
+    """A variable the settings do not read would be a setting the operator changes for nothing."""
+    variables = cfn["Resources"][function]["Properties"]["Environment"]["Variables"]
+    # Any value the settings accept: the names read are what matters here.
+    environment = ReadNames(
+        {"LEDGER_TABLE": "t", "HUBSPOT_SECRET_ID": "s", "INGEST_SECRET_ID": "s", "QUEUE_URL": "q"}
+    )
+    _SETTINGS[function](environment)
+    given = {name for name in variables if not name.startswith("POWERTOOLS_")}
+    assert given - environment.read == set()
+
+
+def test_each_function_variable_is_declared_once(cfn: dict[str, Any]) -> None:
+    """The Globals' variables are the powertools ones alone: a setting of the functions is declared
+    in each function that reads it, never both globally and per function."""
+    sam = load_sam()
+    shared = set(sam["Globals"]["Function"]["Environment"]["Variables"])
+    assert all(name.startswith("POWERTOOLS_") for name in shared)
+    for function in _SETTINGS:
+        own = set(sam["Resources"][function]["Properties"]["Environment"]["Variables"])
+        assert own & shared == set(), function
 
 
 def test_alarms_cover_failures_throttling_and_queue_age(cfn: dict[str, Any]) -> None:
@@ -215,24 +329,6 @@ def test_no_role_grants_anything_on_every_resource_but_logs_traces_and_metrics(c
             # The basic execution role writes logs only; anything else managed (like the SQS
             # execution role SAM adds for SQS events) grants on every resource of the account.
             assert "AWSLambdaBasicExecutionRole" in str(arn) or "AWSXrayWriteOnlyAccess" in str(arn), name
-
-
-def test_upsert_role_grants_only_the_calls_the_code_makes(cfn: dict[str, Any]) -> None:
-    statements = [s for role, s in _policy_statements(cfn) if role == "UpsertFunctionRole"]
-    actions = {action for statement in statements for action in statement["Action"]}
-    assert {a for a in actions if a.startswith("dynamodb:")} == {
-        "dynamodb:BatchGetItem",
-        "dynamodb:BatchWriteItem",
-        "dynamodb:UpdateItem",  # the shared daily count of HubSpot calls
-        "dynamodb:Query",  # the held index only (see the test above)
-    }
-    assert {a for a in actions if a.startswith("sqs:")} == {
-        "sqs:ReceiveMessage",
-        "sqs:DeleteMessage",
-        "sqs:ChangeMessageVisibility",
-        "sqs:GetQueueAttributes",
-        "sqs:SendMessage",  # to the DLQ and resume jobs' messages (see the test above)
-    }
 
 
 def test_http_api_writes_access_logs_with_retention(cfn: dict[str, Any]) -> None:

@@ -7,7 +7,15 @@ import re
 from typing import Any
 
 import pytest
-from hubspot_activation.ledger.keys import AUDIENCE_PREFIX, DAILY_CALLS_PREFIX, EXCLUDED_PREFIX
+from hubspot_activation.ledger.keys import (
+    AUDIENCE_PREFIX,
+    DAILY_CALLS_PREFIX,
+    DUE_AT,
+    EXCLUDED_PREFIX,
+    PENDING_EMAILS,
+    PENDING_INDEX,
+    PENDING_PARTITION,
+)
 
 from local.template import translate
 
@@ -110,9 +118,13 @@ def test_the_email_topic_exists_only_with_an_email_and_cloudwatch_can_use_its_ke
 
 
 def test_alarms_cover_undecodable_messages_with_the_emf_dimension(cfn: dict[str, Any]) -> None:
-    service = cfn["Resources"]["UpsertFunction"]["Properties"]["Environment"]["Variables"][
-        "POWERTOOLS_SERVICE_NAME"
-    ]
+    services = {
+        cfn["Resources"][function]["Properties"]["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"]
+        for function in ("MergeFunction", "FlushFunction")
+    }
+    # The merge counts undecodable messages and refused contacts, the flush failed contacts and
+    # 429s: one service dimension for both, or one alarm would watch half of them.
+    (service,) = services
     by_metric = {alarm["MetricName"]: alarm for alarm in alarms(cfn).values()}
     alarm = by_metric["UndecodableMessages"]
     assert alarm["Namespace"] == "HubSpotActivation"
@@ -172,7 +184,9 @@ def api_routes(cfn: dict[str, Any]) -> dict[str, str]:
     for path, methods in api["Properties"]["Body"]["paths"].items():
         for method, spec in methods.items():
             uri = json.dumps(spec["x-amazon-apigateway-integration"]["uri"])
-            (function,) = re.findall(r"(IngestFunction|OperationsFunction|UpsertFunction)\.Arn", uri)
+            (function,) = re.findall(
+                r"(IngestFunction|OperationsFunction|MergeFunction|FlushFunction)\.Arn", uri
+            )
             routes[f"{method.upper()} {path}"] = function
     return routes
 
@@ -246,9 +260,16 @@ def test_the_operations_role_is_scoped_to_this_stack(cfn: dict[str, Any]) -> Non
     assert not any("Scan" in action for actions in granted.values() for action in actions)
 
 
-def test_the_ledger_has_a_sparse_issues_index(cfn: dict[str, Any]) -> None:
+def test_the_ledger_has_sparse_issues_held_and_pending_indexes(cfn: dict[str, Any]) -> None:
     table = cfn["Resources"]["LedgerTable"]["Properties"]
-    index, held = table["GlobalSecondaryIndexes"]
+    index, held, pending = table["GlobalSecondaryIndexes"]
+    # The pending markers' index: a flush lane reads its partitions oldest due first, each marker
+    # with the contacts it lists (then each contact's own item: the index is eventually consistent).
+    assert pending["IndexName"] == PENDING_INDEX
+    assert pending["Projection"] == {"ProjectionType": "INCLUDE", "NonKeyAttributes": [PENDING_EMAILS]}
+    assert [k["AttributeName"] for k in pending["KeySchema"]] == [PENDING_PARTITION, DUE_AT]
+    types = {d["AttributeName"]: d["AttributeType"] for d in table["AttributeDefinitions"]}
+    assert (types[PENDING_PARTITION], types[DUE_AT]) == ("S", "N")
     # The held markers' index: a resume job reads one audience's contacts, whatever else is held.
     assert held["IndexName"] == "held" and held["Projection"] == {"ProjectionType": "KEYS_ONLY"}
     assert [k["AttributeName"] for k in held["KeySchema"]] == ["heldAudience", "heldEmail"]

@@ -172,7 +172,7 @@ def test_each_function_builds_its_clients_in_its_composition_root_only() -> None
     # The builders take clients as parameters, so a test or a benchmark builds the same function
     # with its own; a client created anywhere else would escape them.
     roots = {
-        "upsert/wiring.py": {"build_consumer"},
+        "upsert/wiring.py": {"build_merge", "build_flush"},
         "ingest/api.py": {"from_environment"},
         "operations/wiring.py": {"build_api"},
     }
@@ -187,3 +187,33 @@ def test_each_function_builds_its_clients_in_its_composition_root_only() -> None
 def test_the_client_check_finds_a_client_built_in_a_builder() -> None:
     source = "import boto3\ndef ledger(table):\n    return Ledger(boto3.client('dynamodb'), table)\n"
     assert boto3_client_calls(source) == ["ledger"]
+
+
+def clients_built_by(source: str, function: str) -> set[str]:
+    """The services of the ``boto3.client(...)`` calls inside one top-level function."""
+    (definition,) = [
+        node for node in ast.parse(source).body if isinstance(node, ast.FunctionDef) and node.name == function
+    ]
+    return {
+        str(node.args[0].value)
+        for node in ast.walk(definition)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "client"
+        and node.args
+        and isinstance(node.args[0], ast.Constant)
+    }
+
+
+def test_the_merge_builds_no_client_that_could_reach_hubspot() -> None:
+    # The merge only merges into the ledger; HubSpot's budget is the flush function's alone, and
+    # the merge's role has no access to the HubSpot credential.
+    source = (LIBRARY / "upsert" / "wiring.py").read_text(encoding="utf-8")
+    assert clients_built_by(source, "build_merge") == {"dynamodb", "sqs", "lambda"}
+    assert clients_built_by(source, "build_flush") == {"dynamodb", "sqs", "secretsmanager", "lambda"}
+    for name in ("build_merge", "merge_consumer"):
+        (definition,) = [
+            node for node in ast.parse(source).body if isinstance(node, ast.FunctionDef) and node.name == name
+        ]
+        used = {node.id for node in ast.walk(definition) if isinstance(node, ast.Name)}
+        assert used & {"hubspot_client", "HubSpotClient", "RateGovernor", "secrets_manager_fetcher"} == set()

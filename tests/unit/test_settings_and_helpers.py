@@ -6,7 +6,7 @@ from hubspot_activation.ingest.mapping import DEFAULT_MAPPING, AttributeMapping,
 from hubspot_activation.settings import IngestSettings, SettingsError, UpsertSettings
 from hubspot_activation.timestamps import TimestampError, iso_from_ms, to_epoch_ms
 from hubspot_activation.upsert.adapter import inbound_messages
-from hubspot_activation.upsert.service import InboundMessage
+from hubspot_activation.upsert.plan import InboundMessage
 
 BASE = {"QUEUE_URL": "https://sqs/q.fifo", "INGEST_SECRET_ID": "arn:secret"}
 
@@ -78,15 +78,27 @@ def test_upsert_settings_defaults_and_overrides() -> None:
             "HUBSPOT_API_VERSION": "v3",
             "HUBSPOT_TEN_SECOND_LIMIT": "190",
             "HUBSPOT_LIMIT_SHARE": "0.5",
-            "MAX_CONCURRENCY": "4",
+            "FLUSH_LANES": "4",
+            "FLUSH_PARALLEL_CALLS": "2",
+            "FLUSH_MAX_DELAY_SECONDS": "0",
+            "FLUSH_FUNCTION_NAME": "stack-flush",
+            "MAX_WRITE_ATTEMPTS": "3",
         }
     )
-    assert (custom.api_version, custom.tier_limit, custom.share, custom.max_concurrency) == (
-        "v3",
-        190,
-        0.5,
-        4,
+    assert (custom.api_version, custom.tier_limit, custom.share) == ("v3", 190, 0.5)
+    assert (custom.flush_lanes, custom.flush_parallel_calls, custom.flush_max_delay_seconds) == (4, 2, 0)
+    assert (custom.flush_function_name, custom.max_write_attempts) == ("stack-flush", 3)
+
+
+def test_flush_defaults_one_lane_woken_by_nobody() -> None:
+    """Without a function name the merge wakes nothing: the schedule alone starts flushes."""
+    settings = UpsertSettings.from_env(UPSERT)
+    assert (settings.flush_lanes, settings.flush_parallel_calls, settings.flush_max_delay_seconds) == (
+        1,
+        8,
+        10,
     )
+    assert (settings.flush_function_name, settings.max_write_attempts) == ("", 8)
 
 
 @pytest.mark.parametrize(
@@ -97,6 +109,12 @@ def test_upsert_settings_defaults_and_overrides() -> None:
         ({**UPSERT, "HUBSPOT_LIMIT_SHARE": "1.5"}, "HUBSPOT_LIMIT_SHARE"),
         ({**UPSERT, "AUDIENCE_PROPERTY_PREFIX": "hs_aud_"}, "AUDIENCE_PROPERTY_PREFIX"),
         ({**UPSERT, "AUDIENCE_PROPERTY_PREFIX": "Aud"}, "AUDIENCE_PROPERTY_PREFIX"),
+        # More lanes than the pending index has partitions would leave lanes with nothing to read.
+        ({**UPSERT, "FLUSH_LANES": "17"}, "FLUSH_LANES"),
+        ({**UPSERT, "FLUSH_LANES": "0"}, "FLUSH_LANES"),
+        ({**UPSERT, "FLUSH_PARALLEL_CALLS": "0"}, "FLUSH_PARALLEL_CALLS"),
+        ({**UPSERT, "FLUSH_MAX_DELAY_SECONDS": "-1"}, "FLUSH_MAX_DELAY_SECONDS"),
+        ({**UPSERT, "MAX_WRITE_ATTEMPTS": "0"}, "MAX_WRITE_ATTEMPTS"),
     ],
 )
 def test_upsert_settings_errors_name_the_variable(env: dict[str, str], message: str) -> None:

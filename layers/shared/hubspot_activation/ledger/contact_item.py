@@ -203,17 +203,22 @@ def confirmed_update(entry: LedgerEntry, retention_seconds: int) -> tuple[Item, 
     return item, [name for name in _OPTIONAL_CONFIRMED if name not in item]
 
 
+def _desired_audience_value(ordered: OrderedChange) -> dict[str, Any]:
+    change = ordered.change
+    value = _audience_value(change.status.value, change.timestamp_ms, ordered.order, change.name)
+    if ordered.name_rank is not None:
+        # The name came from an older change: its rank decides against a name merged later.
+        value["M"]["nameTs"] = {"N": str(ordered.name_rank[0])}
+        value["M"]["nameOrder"] = _order_value(ordered.name_rank[1])
+    return value
+
+
 def desired_value(desired: PendingContact) -> dict[str, Any]:
     return {
         "M": {
             "audiences": {
                 "M": {
-                    audience_id: _audience_value(
-                        ordered.change.status.value,
-                        ordered.change.timestamp_ms,
-                        ordered.order,
-                        ordered.change.name,
-                    )
+                    audience_id: _desired_audience_value(ordered)
                     for audience_id, ordered in desired.audiences.items()
                 }
             },
@@ -264,6 +269,9 @@ def _desired_from_item(email: str, item: Mapping[str, Any]) -> PendingContact | 
                 str(parts["name"]["S"]) if "name" in parts else None,
             ),
             _order(parts.get("order")),
+            (int(Decimal(parts["nameTs"]["N"])), _order(parts.get("nameOrder")))
+            if "nameTs" in parts
+            else None,
         )
     for name, attribute in ((fields.get("attributes") or {}).get("M") or {}).items():
         parts = attribute["M"]

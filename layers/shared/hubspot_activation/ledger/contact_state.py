@@ -56,6 +56,9 @@ if TYPE_CHECKING:
 MAX_MERGE_ATTEMPTS = 5
 #: Conditional writes are one request per item: this many at once.
 WRITE_WORKERS = 8
+#: Contacts one pending marker lists at most: 1,000 addresses of at most 254 bytes keep a marker
+#: well within DynamoDB's 400 KB item (a batch of ten full messages can carry tens of thousands).
+MARKER_CONTACTS = 1000
 _REFUSED = frozenset({"ValidationException", "ItemCollectionSizeLimitExceededException"})
 
 
@@ -129,20 +132,26 @@ class DynamoDbContactStates(DynamoDbLedger):
         return result
 
     def _mark_pending(self, emails: Sequence[str], due_ms: int, now_ms: int) -> None:
-        """One marker per lane for these contacts, due at ``due_ms``."""
+        """One marker per lane for these contacts (one per ``MARKER_CONTACTS`` of them), due at
+        ``due_ms``."""
         by_lane: dict[int, list[str]] = defaultdict(list)
         for email in dict.fromkeys(emails):
             by_lane[pending_partition(email) % self._lanes].append(email)
+        groups = [
+            (lane, members[start : start + MARKER_CONTACTS])
+            for lane, members in by_lane.items()
+            for start in range(0, len(members), MARKER_CONTACTS)
+        ]
         expires = now_ms // 1000 + self._retention_seconds
         # A lane's markers go to the partition of its number: a run reads one partition.
         markers = [
             pending_marker_item(pending_marker_key(lane, group, due_ms), lane, group, due_ms, expires)
-            for lane, group in by_lane.items()
+            for lane, group in groups
         ]
         for start in range(0, len(markers), 25):
             try:
                 self._write(markers[start : start + 25])
-            except ItemRefused as refusal:  # a batch's marker is far below 400 KB
+            except ItemRefused as refusal:  # a marker of MARKER_CONTACTS addresses fits an item
                 raise LedgerUnavailable(refusal.reason) from refusal
 
     def _merge_one(

@@ -348,3 +348,5 @@ def publish_flush_metrics(report: FlushReport) -> None:
         ("HubSpotThrottled", report.throttled),
     ):
         metrics.add_metric(name=name, unit="Count", value=value)
+    if report.rate_limit_remaining is not None:
+        metrics.add_metric(name="RateLimitRemaining", unit="Count", value=report.rate_limit_remaining)

@@ -104,6 +104,8 @@ class FlushReport:
     call_sizes: list[int] = field(default_factory=list)
     hubspot_requests: int = 0
     throttled: int = 0
+    #: HubSpot's remaining burst budget after the run's last call (None when it made none)
+    rate_limit_remaining: int | None = None
     rounds: int = 0
     daily_limit_resets_at: float | None = None
     #: the run ended with contacts due and no time left for them: the next run must follow at once
@@ -190,6 +192,8 @@ class Flusher:
             after = self._writer.stats()
             report.hubspot_requests = after.requests - before.requests
             report.throttled = after.throttled - before.throttled
+            if report.hubspot_requests:
+                report.rate_limit_remaining = after.rate_limit_remaining
         return report
 
     def _step(self, report: FlushReport, remaining_seconds: Callable[[], float]) -> bool:

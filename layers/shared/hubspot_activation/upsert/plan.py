@@ -84,22 +84,37 @@ class InboundMessage:
 
 @dataclass(frozen=True)
 class OrderedChange:
-    """An audience change and the receive order of the update that carried it."""
+    """An audience change and the receive order of the update that carried it. Its name may come
+    from an older change of the audience (a change sent without a name keeps the one given
+    before): ``name_rank`` is then the rank of the change that gave it."""
 
     change: AudienceChange
     order: Order
+    name_rank: tuple[int, Order] | None = None
 
     @property
     def rank(self) -> tuple[int, Order]:
         """Newest timestamp first; between equal timestamps, the later received."""
         return (self.change.timestamp_ms, self.order)
 
-    def named(self, name: str | None) -> OrderedChange:
-        if not name or self.change.name:
+    @property
+    def naming_rank(self) -> tuple[int, Order] | None:
+        """The rank of the change its name came from (None: it has no name)."""
+        if not self.change.name:
+            return None
+        return self.name_rank or self.rank
+
+    def named(self, name: str | None, rank: tuple[int, Order] | None) -> OrderedChange:
+        """This change with ``name``, given by a change of ``rank``, unless its own name came from
+        a change at least as new: the newest name wins, whatever order the changes came in."""
+        mine = self.naming_rank
+        if not name or rank is None or (mine is not None and mine >= rank):
             return self
         change = self.change
         return OrderedChange(
-            AudienceChange(change.audience_id, change.status, change.timestamp_ms, name), self.order
+            AudienceChange(change.audience_id, change.status, change.timestamp_ms, name),
+            self.order,
+            None if rank == self.rank else rank,
         )
 
 
@@ -134,13 +149,12 @@ class PendingContact:
 
     def merge_audience(self, candidate: OrderedChange) -> None:
         current = self.audiences.get(candidate.change.audience_id)
-        if current is None or candidate.rank > current.rank:
-            # A name, once given, is never forgotten.
-            self.audiences[candidate.change.audience_id] = candidate.named(
-                current.change.name if current else None
-            )
-        elif candidate.change.name:
-            self.audiences[candidate.change.audience_id] = current.named(candidate.change.name)
+        if current is None:
+            self.audiences[candidate.change.audience_id] = candidate
+            return
+        newer, older = (candidate, current) if candidate.rank > current.rank else (current, candidate)
+        # A name, once given, is never forgotten: the newest change keeps the newest name given.
+        self.audiences[candidate.change.audience_id] = newer.named(older.change.name, older.naming_rank)
 
     def merge_attribute(self, name: str, value: AttributeValue, order: Order) -> None:
         current = self.attributes.get(name)
