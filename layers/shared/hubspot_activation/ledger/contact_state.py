@@ -90,14 +90,16 @@ class DynamoDbContactStates(DynamoDbLedger):
         self._open: dict[str, set[str]] = {}
 
     @tracer.capture_method(capture_response=False, capture_error=False)
-    def read(self, emails: Sequence[str], now_ms: int | None = None) -> dict[str, ContactState]:
+    def read(
+        self, emails: Sequence[str], now_ms: int | None = None, consistent: bool = True
+    ) -> dict[str, ContactState]:
         """Given ``now_ms`` (a flusher's read), a contact in a backoff that has not ended counts as
         handled for the markers read: its backoff has a marker of its own."""
         found: dict[str, ContactState] = {}
         unique = list(dict.fromkeys(emails))
         for start in range(0, len(unique), 100):
             keys: list[Any] = [contact_key(email) for email in unique[start : start + 100]]
-            request = {self._table: {"Keys": keys, "ConsistentRead": True}}
+            request = {self._table: {"Keys": keys, "ConsistentRead": consistent}}
             for response in self._until_processed(self._client.batch_get_item, request, "UnprocessedKeys"):
                 for item in response.get("Responses", {}).get(self._table, []):
                     state = state_from_item(item)
@@ -109,7 +111,9 @@ class DynamoDbContactStates(DynamoDbLedger):
     @tracer.capture_method(capture_response=False, capture_error=False)
     def merge(self, contacts: Sequence[PendingContact], now_ms: int) -> MergeResult:
         result = MergeResult()
-        states = self.read([contact.email for contact in contacts])
+        # Eventually consistent, at half the price: a stale item fails the conditional write, and
+        # that contact alone is read again, strongly consistent, and merged again.
+        states = self.read([contact.email for contact in contacts], consistent=False)
         with ThreadPoolExecutor(max_workers=WRITE_WORKERS) as pool:
             outcomes = list(pool.map(lambda c: self._merge_one(c, states.get(c.email), now_ms), contacts))
         pending: list[str] = []
