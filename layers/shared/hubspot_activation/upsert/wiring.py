@@ -80,10 +80,13 @@ def build_flush(settings: UpsertSettings) -> FlushRunner:
 
 
 def governor_settings(settings: UpsertSettings) -> GovernorSettings:
+    """A lane alone counts its own calls in flight; with several, each keeps headroom for every
+    call the other lanes may have in flight unseen by HubSpot's latest Remaining figure."""
+    lanes = settings.flush_lanes
     return GovernorSettings(
         limit_per_window=settings.tier_limit,
         share=settings.share,
-        concurrency=settings.flush_lanes,
+        concurrency=1 if lanes == 1 else lanes * settings.flush_parallel_calls,
         daily_reserve=settings.daily_reserve,
         daily_limit=settings.daily_limit,
         account_timezone=settings.account_timezone,
