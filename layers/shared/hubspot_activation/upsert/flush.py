@@ -152,7 +152,13 @@ class Flusher:
                 if refs:
                     # Nothing else pending: every due contact is in this round, and no update waits.
                     complete = not busy and len(refs) < page
-                    progressed = self._round(refs, complete, report, remaining_seconds)
+                    try:
+                        progressed = self._round(refs, complete, report, remaining_seconds)
+                    except DailyLimitReached as exc:
+                        # A property set-up call met the daily limit before any write: the
+                        # round's contacts stay pending, untouched, until the reset.
+                        report.daily_limit_resets_at = exc.resets_at
+                        break
                     if report.daily_limit_resets_at is not None or self._stopped:
                         break
                 if progressed:
