@@ -222,6 +222,10 @@ class Flusher:
         work = _Round(states)
         batch = Batch({email: _wanted(state) for email, state in states.items()})
         confirmed = {email: s.confirmed for email, s in states.items() if s.confirmed is not None}
+        if batch.replay:
+            # An operator fixed something (a property created, freed or allowed) and replayed:
+            # see it now, not when the definitions' cache expires.
+            self._schema.refresh()
         audiences = self._audiences(audiences_to_ensure(batch, confirmed))
         definitions = self._schema.definitions_for(attributes_to_define(batch, confirmed))
         plan = plan_writes(batch, confirmed, audiences, definitions, now_ms)
