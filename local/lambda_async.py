@@ -6,7 +6,9 @@ cannot run a function, so this takes those calls from every boto3 client of the 
 functions make theirs from the default session) before they leave, answers 202 as Lambda does,
 and runs the function's handler in a worker thread with the event, as Lambda's internal queue
 would: invocations beyond ``concurrency`` wait for a free worker (Lambda would throttle and retry
-them), and an invocation that raises is logged (Lambda would retry it twice).
+them), and an invocation that raises is logged (Lambda would retry it twice). Each worker is an
+execution environment of its own: its handler comes from ``new_container`` (a fresh module, so its
+own clients, caches and rate governor), as concurrent invocations never share one in Lambda.
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ class LocalAsyncFunction:
     """One function's asynchronous invocations: by name, from ``lambda:Invoke`` calls."""
 
     name: str
-    handler: Handler
+    #: A new execution environment's handler (one per worker)
+    new_container: Callable[[], Handler]
     timeout_seconds: float
     concurrency: int = 2
     stats: AsyncStats = field(default_factory=AsyncStats)
@@ -48,14 +51,24 @@ class LocalAsyncFunction:
     _busy: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _workers: list[threading.Thread] = field(default_factory=list)
+    #: bumped by ``cold_start``: a worker whose container is older loads a new one
+    _generation: int = 0
 
     def start(self) -> LocalAsyncFunction:
         _route_invocations(self)
         for index in range(self.concurrency):
-            worker = threading.Thread(target=self._work, name=f"{self.name}-{index}", daemon=True)
+            worker = threading.Thread(
+                target=self._work, args=(self._container(),), name=f"{self.name}-{index}", daemon=True
+            )
             worker.start()
             self._workers.append(worker)
         return self
+
+    def cold_start(self) -> None:
+        """Every invocation from now on runs in a new container, as after a change of the
+        function's code or configuration (a new secret is read, every cache starts empty)."""
+        with self._lock:
+            self._generation += 1
 
     def invoke(self, event: dict[str, Any]) -> None:
         with self._lock:
@@ -73,14 +86,25 @@ class LocalAsyncFunction:
         for worker in self._workers:
             worker.join(timeout=self.timeout_seconds)
 
-    def _work(self) -> None:
+    def _container(self) -> Handler:
+        # One load at a time: a container's module is executed like an import.
+        with _LOADING:
+            return self.new_container()
+
+    def _work(self, handler: Handler) -> None:
+        generation = self._generation
         while True:
             event = self._events.get()
             if event is None:
                 return
             try:
-                self.stats.invocations += 1
-                self.handler(
+                with self._lock:
+                    self.stats.invocations += 1
+                    stale = generation != self._generation
+                    generation = self._generation
+                if stale:
+                    handler = self._container()
+                handler(
                     event,
                     LocalContext(
                         function_name=self.name,
@@ -89,7 +113,8 @@ class LocalAsyncFunction:
                     ),
                 )
             except Exception:
-                self.stats.errors += 1
+                with self._lock:
+                    self.stats.errors += 1
                 logger.exception("the %s function failed", self.name)
             finally:
                 with self._lock:
@@ -117,6 +142,7 @@ class LocalSchedule:
 
 
 _ROUTES: dict[str, LocalAsyncFunction] = {}
+_LOADING = threading.Lock()
 _INSTALLED: list[bool] = []
 
 

@@ -5,9 +5,9 @@ declares; the HubSpot sandbox (or a real HubSpot account, see HUBSPOT_CREDENTIAL
 handler behind a local HTTP server speaking API Gateway HTTP API events; a poller that drives
 the merge handler like Lambda's SQS event source; and the flush handler run by Lambda's
 asynchronous invocations (the merge's wake-ups) and by its schedule, as deployed. ``demo`` posts
-every sample in events/ through real HTTP, drains the queue, prints the HubSpot contacts and a sync summary, then re-sends
-everything to show that unchanged contacts cost no HubSpot request. ``serve`` keeps it all up and
-keeps consuming the queue until stopped.
+every sample in events/ through real HTTP, drains the queue, prints the HubSpot contacts and a
+sync summary, then re-sends everything to show that unchanged contacts cost no HubSpot request.
+``serve`` keeps it all up and keeps consuming the queue until stopped.
 """
 
 from __future__ import annotations
@@ -138,10 +138,17 @@ def start(
     os.environ["EXCLUSION_STORE_SECONDS"] = "1.5"
     # A new stack is a cold start: fresh function modules, so no client of a previous stack is reused.
     ingest, merge = handler("ingest", cold_start=True), handler("merge", cold_start=True)
-    flush, operations = handler("flush", cold_start=True), handler("operations", cold_start=True)
+    operations = handler("operations", cold_start=True)
     if quiet:
         ingest, merge = without_metrics_output(ingest), without_metrics_output(merge)
-        flush, operations = without_metrics_output(flush), without_metrics_output(operations)
+        operations = without_metrics_output(operations)
+
+    def flush_container() -> Handler:
+        # Lambda runs concurrent invocations in separate environments: each lane's run has its own
+        # HubSpot client and governor (which paces its lane's part of the budget).
+        flush = handler("flush", cold_start=True)
+        return without_metrics_output(flush) if quiet else flush
+
     functions = {"IngestFunction": ingest, "OperationsFunction": operations}
     routes = [Route(method, path, functions[logical_id]) for logical_id, method, path in http_routes()]
     api = LocalApiServer(routes, port=port).start()
@@ -169,7 +176,7 @@ def start(
     )
     flusher = LocalAsyncFunction(
         local_aws.physical_id("FlushFunction"),
-        flush,
+        flush_container,
         float(local_aws.cfn["Resources"]["FlushFunction"]["Properties"]["Timeout"]),
         # one worker a lane, and one for the wake-ups that find their lane taken
         concurrency=lanes + 1,
