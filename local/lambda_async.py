@@ -6,9 +6,13 @@ cannot run a function, so this takes those calls from every boto3 client of the 
 functions make theirs from the default session) before they leave, answers 202 as Lambda does,
 and runs the function's handler in a worker thread with the event, as Lambda's internal queue
 would: invocations beyond ``concurrency`` wait for a free worker (Lambda would throttle and retry
-them), and an invocation that raises is logged (Lambda would retry it twice). Each worker is an
-execution environment of its own: its handler comes from ``new_container`` (a fresh module, so its
-own clients, caches and rate governor), as concurrent invocations never share one in Lambda.
+them), and an invocation that raises is logged (Lambda would retry it twice).
+
+Each invocation runs in an execution environment (a container) of its own, as in Lambda: a
+handler from ``new_container`` (a fresh module, so its own clients, caches and rate governor).
+As Lambda does, an invocation reuses an idle container (the one used last: the warmest) and a new
+one is made only when every container is busy, so sequential invocations share one container's
+caches and only concurrent ones meet a cold one.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ class LocalAsyncFunction:
     """One function's asynchronous invocations: by name, from ``lambda:Invoke`` calls."""
 
     name: str
-    #: A new execution environment's handler (one per worker)
+    #: A new execution environment's handler
     new_container: Callable[[], Handler]
     timeout_seconds: float
     concurrency: int = 2
@@ -51,15 +55,16 @@ class LocalAsyncFunction:
     _busy: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _workers: list[threading.Thread] = field(default_factory=list)
-    #: bumped by ``cold_start``: a worker whose container is older loads a new one
+    #: idle containers with the generation they were made in, the one used last at the end
+    _idle: list[tuple[int, Handler]] = field(default_factory=list)
+    #: bumped by ``cold_start``: a container of an older generation is not used again
     _generation: int = 0
 
     def start(self) -> LocalAsyncFunction:
         _route_invocations(self)
+        self._idle.append((self._generation, self._container()))
         for index in range(self.concurrency):
-            worker = threading.Thread(
-                target=self._work, args=(self._container(),), name=f"{self.name}-{index}", daemon=True
-            )
+            worker = threading.Thread(target=self._work, name=f"{self.name}-{index}", daemon=True)
             worker.start()
             self._workers.append(worker)
         return self
@@ -69,6 +74,7 @@ class LocalAsyncFunction:
         function's code or configuration (a new secret is read, every cache starts empty)."""
         with self._lock:
             self._generation += 1
+            self._idle.clear()
 
     def invoke(self, event: dict[str, Any]) -> None:
         with self._lock:
@@ -91,19 +97,21 @@ class LocalAsyncFunction:
         with _LOADING:
             return self.new_container()
 
-    def _work(self, handler: Handler) -> None:
-        generation = self._generation
+    def _take(self) -> tuple[int, Handler]:
+        with self._lock:
+            self.stats.invocations += 1
+            if self._idle:
+                return self._idle.pop()
+            generation = self._generation
+        return generation, self._container()
+
+    def _work(self) -> None:
         while True:
             event = self._events.get()
             if event is None:
                 return
+            generation, handler = self._take()
             try:
-                with self._lock:
-                    self.stats.invocations += 1
-                    stale = generation != self._generation
-                    generation = self._generation
-                if stale:
-                    handler = self._container()
                 handler(
                     event,
                     LocalContext(
@@ -118,6 +126,8 @@ class LocalAsyncFunction:
                 logger.exception("the %s function failed", self.name)
             finally:
                 with self._lock:
+                    if generation == self._generation:
+                        self._idle.append((generation, handler))
                     self._busy -= 1
 
 
