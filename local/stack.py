@@ -13,7 +13,6 @@ sync summary, then re-sends everything to show that unchanged contacts cost no H
 from __future__ import annotations
 
 import argparse
-import contextlib
 import io
 import json
 import logging
@@ -58,13 +57,45 @@ class BatchReports(logging.Handler):
                 self.totals[name] += int(getattr(record, name, 0) or 0)
 
 
+#: The threads running a function whose printing is dropped.
+_MUTED = threading.local()
+_INSTALLING = threading.Lock()
+
+
+class _MutedThreadsStdout(io.TextIOBase):
+    """``sys.stdout`` dropping what muted threads print, passing the rest on to ``stream``."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__()
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        if getattr(_MUTED, "on", False):
+            return len(text)
+        written: int = self.stream.write(text)
+        return written
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
 def without_metrics_output(function: Handler) -> Handler:
     """The functions print EMF metrics to stdout (CloudWatch reads them there); the demo is not
-    CloudWatch, so they are swallowed. Their logs go to their own stream and are kept."""
+    CloudWatch, so they are swallowed. Their logs go to their own stream and are kept.
+
+    Per thread: the functions run at once (the flush on its workers, ingest and the merge on
+    theirs) while the demo prints. Swapping ``sys.stdout`` per call (``redirect_stdout``) would
+    let two overlapping calls restore each other's swap and leave every later print swallowed."""
 
     def call(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        with contextlib.redirect_stdout(io.StringIO()):
+        with _INSTALLING:
+            if not isinstance(sys.stdout, _MutedThreadsStdout):
+                sys.stdout = _MutedThreadsStdout(sys.stdout)
+        _MUTED.on = True
+        try:
             return function(event, context)
+        finally:
+            _MUTED.on = False
 
     return call
 

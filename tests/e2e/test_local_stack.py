@@ -5,6 +5,7 @@ ledger -> the flush handler run by its wake-ups and schedule -> the HubSpot sand
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections import Counter
 from typing import Any
@@ -250,3 +251,37 @@ def test_curl_without_a_token_is_refused(running: local_stack.LocalStack) -> Non
     response = requests.post(running.activations_url, json={"email": "a@example.com"}, timeout=5)
     assert response.status_code == 401
     assert response.json()["error"] == "unauthorized"
+
+
+def test_quiet_functions_running_at_once_drop_their_output_and_nothing_else(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The demo's flush, merge and ingest functions run at once in their threads while it prints
+    its summary: their metrics are dropped, the summary is not."""
+    first_running, second_running, first_done = threading.Event(), threading.Event(), threading.Event()
+
+    def first(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        print("metrics of the first function")
+        first_running.set()
+        assert second_running.wait(10)  # the second starts while the first runs
+        return {}
+
+    def second(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        second_running.set()
+        assert first_done.wait(10)  # and ends after it
+        print("metrics of the second function")
+        return {}
+
+    def run_first() -> None:
+        local_stack.without_metrics_output(first)({}, None)
+        first_done.set()
+
+    threads = [threading.Thread(target=run_first)]
+    threads.append(threading.Thread(target=local_stack.without_metrics_output(second), args=({}, None)))
+    threads[0].start()
+    assert first_running.wait(10)
+    threads[1].start()
+    for thread in threads:
+        thread.join()
+    print("sync summary")
+    assert capsys.readouterr().out == "sync summary\n"
