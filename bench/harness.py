@@ -161,15 +161,30 @@ class RecordingWriter:
 
 
 class AsyncWaker:
-    """The FlushWaker of the functions: an asynchronous invocation of the flush function per lane."""
+    """The FlushWaker of the functions: an asynchronous invocation of the flush function per lane.
+    While ``held``, the lanes to wake are noted and woken on ``release`` (a backlog merged before
+    any flush starts)."""
 
     def __init__(self) -> None:
         self.function: LocalAsyncFunction | None = None
+        self.held = False
+        self._noted: set[int] = set()
+        self._lock = threading.Lock()
 
     def wake(self, lanes: Collection[int]) -> None:
+        with self._lock:
+            if self.held:
+                self._noted.update(lanes)
+                return
         assert self.function is not None
         for lane in sorted(lanes):
             self.function.invoke({"lane": lane})
+
+    def release(self) -> None:
+        with self._lock:
+            self.held, noted = False, sorted(self._noted)
+            self._noted.clear()
+        self.wake(noted)
 
 
 def discard_logs() -> None:
@@ -202,11 +217,13 @@ class Sync:
     dynamodb: MemoryDynamoDb
     log: CallLog
     flush: LocalAsyncFunction
-    schedule: LocalSchedule
+    waker: AsyncWaker
     merges: list[MergeConsumer]
     reports: BatchReports
     #: every flush container's HubSpot client (set-up calls are counted from them)
     clients: list[HubSpotClient] = field(default_factory=list)
+    #: the flush function's schedule, from the first run on
+    schedule: LocalSchedule | None = None
 
     def merge_loop(self, merge: MergeConsumer, stop: threading.Event) -> None:
         """Lambda's SQS event source for one concurrent merge function, until ``stop``."""
@@ -225,18 +242,25 @@ class Sync:
     def pending(self) -> int:
         return sum(1 for item in self.dynamodb.items() if PENDING_PARTITION in item)
 
-    def run(self, timeout: float = 1800.0) -> bool:
+    def run(self, timeout: float = 1800.0, merge_first: bool = False) -> bool:
         """Merge the queue and flush until nothing is queued, no flush runs and no contact is
-        pending: True, or False after ``timeout``."""
+        pending: True, or False after ``timeout``. ``merge_first`` merges the whole queue before
+        the flush function is woken (its schedule too)."""
         stop = threading.Event()
         loops = [
             threading.Thread(target=self.merge_loop, args=(merge, stop), name=f"merge-{i}", daemon=True)
             for i, merge in enumerate(self.merges)
         ]
+        deadline = time.monotonic() + timeout
+        self.waker.held = merge_first
         for loop in loops:
             loop.start()
-        deadline = time.monotonic() + timeout
         try:
+            while merge_first and len(self.fifo) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            self.waker.release()
+            if self.schedule is None:
+                self.schedule = LocalSchedule(self.flush, seconds=60.0).start()  # rate(1 minute)
             while time.monotonic() < deadline:
                 if not len(self.fifo) and self.flush.idle() and not self.pending():
                     return True
@@ -251,7 +275,8 @@ class Sync:
         from hubspot_activation.observability import logger as library_logger
 
         library_logger._logger.removeHandler(self.reports)
-        self.schedule.stop()
+        if self.schedule is not None:
+            self.schedule.stop()
         self.flush.stop()
 
 
@@ -301,11 +326,10 @@ def build_sync(
         "bench-flush", flush_container, FLUSH_TIMEOUT_SECONDS, settings.flush_lanes + 1
     )
     waker.function = flush.start()
-    schedule = LocalSchedule(flush, seconds=60.0).start()  # rate(1 minute), as deployed
     merge_count = merges or int(defaults["MaxConcurrency"])
     consumers = [merge_consumer(settings, dynamodb, fifo, waker) for _ in range(merge_count)]  # type: ignore[arg-type]
     reports = BatchReports()
     from hubspot_activation.observability import logger as library_logger
 
     library_logger._logger.addHandler(reports)
-    return Sync(settings, fifo, dynamodb, log, flush, schedule, consumers, reports, clients)
+    return Sync(settings, fifo, dynamodb, log, flush, waker, consumers, reports, clients)
