@@ -44,10 +44,12 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.ingest_throughput
 	$(BIN)/python -m bench.ingest_parse_pack
 	$(BIN)/python -m bench.hubspot_client
-	$(BIN)/python -m bench.consumer_cpu
+	$(BIN)/python -m bench.churn
 	$(BIN)/python -m bench.backlog_throughput
+	BENCH_MERGED_FIRST=1 BENCH_PER_REQUEST=100 $(BIN)/python -m bench.backlog_throughput
 	$(BIN)/python -m bench.end_to_end
 	$(BIN)/python -m bench.pipeline
+	BENCH_LANES=4 $(BIN)/python -m bench.pipeline
 	$(BIN)/python -m bench.latency
 	$(BIN)/python -m bench.local_backlog
 	$(BIN)/python -m bench.aws_cost

@@ -29,9 +29,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import requests
+
 from bench.cost import CostMeter, function_memory, table, units_table
 from bench.harness import aep_profiles
-from bench.pipeline import post_all
 from local import stack as local_stack
 from local.template import translate
 
@@ -53,6 +54,28 @@ def consume(stack: local_stack.LocalStack, meter: CostMeter) -> None:
     meter.observe_event_source(stack.poller.sqs)
     if not local_stack.drain(stack, show=False, timeout=900):
         raise RuntimeError("the queue did not drain in 15 minutes")
+
+
+def post_all(stack: local_stack.LocalStack, profiles: list[dict[str, Any]], per_request: int) -> int:
+    """Posts the load through the local API in requests of ``per_request`` profiles (a 503 or a
+    read timeout is retried, as a caller would: SQS drops the duplicate); returns how many."""
+    headers = {"Authorization": f"Bearer {stack.ingest_token}"}
+    posted = 0
+    with requests.Session() as session:
+        for start in range(0, len(profiles), per_request):
+            body = {"profiles": profiles[start : start + per_request]}
+            response = None
+            for _ in range(5):
+                try:
+                    response = session.post(stack.activations_url, json=body, timeout=60, headers=headers)
+                except (requests.Timeout, requests.ConnectionError):
+                    continue
+                if response.status_code != 503:
+                    break
+            if response is None or response.status_code != 202:
+                raise RuntimeError(f"a request was not accepted: {response and response.text}")
+            posted += 1
+    return posted
 
 
 # --- The measurement -----------------------------------------------------------------------------------

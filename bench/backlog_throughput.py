@@ -2,20 +2,25 @@
 
 A backlog of 50,000 contacts (callers sending 100, then 10 profiles per request - AEP's HTTP API
 destination sends at most 10 - packed by the real ingest service; ``BENCH_PER_REQUEST`` changes
-the list) is drained by 1 consumer, then by the template's ``MaxConcurrency`` (2) and by 4
-(``BENCH_CONSUMERS`` changes the list), each run deployed with a MaxConcurrency of at least its
-number of consumers. Each consumer is the real upsert path - the adapter's UpsertConsumer with its
-top-up, SyncService, planner, property schema, HubSpot client, rate governor and credentials - talking
-HTTP to the sandbox on loopback. SQS FIFO and DynamoDB (ledger, daily counter) are the in-memory
-fakes of ``bench.fakes``; an event-source loop per consumer hands it up to 10 messages as Lambda's
-does and deletes what the answer does not name.
+the list) is queued while nothing consumes, then synced: the merge functions (the template's
+MaxConcurrency) merge it into the contacts' states while the flush function writes HubSpot from
+them, with the template's default lanes (1) and with 4 (``BENCH_LANES`` changes the list), each
+lane's run in its own container with its own governor. They are the product's functions, built
+by its builders (``bench.harness``) on the in-memory queue and ledger of ``bench.fakes``, talking
+HTTP to the sandbox on loopback.
 
-HubSpot's 10-second window is scaled down (``BENCH_WINDOW_SECONDS``, 3 s by default) in the sandbox
-and the governor alike: the figure is the ratio of contacts per second to the ceiling, configured
-share x limit x 100 contacts per window. The first window's burst is left out of the rate (a
-rolling window starts empty): rate = contacts of every call after the first window's budget /
-time from the first call to the last. The busiest window is read from the sandbox's own count of
-the calls (HubSpot counts a call when it arrives): at most the share x limit.
+``BENCH_MERGED_FIRST=1`` merges the whole backlog before the flush function is woken (results in
+``backlog_throughput_merged_first.json``): the flush's own use of the share, apart from how fast
+this machine's merges feed it (here they share the process and two CPUs with the flushes and the
+sandbox; in AWS each merge has its own).
+
+HubSpot's 10-second window is the sandbox's and the governor's (``BENCH_WINDOW_SECONDS`` scales
+it in both; a shorter one asks more contacts per second of the in-process merges, flushes and
+sandbox than two shared CPUs give): the figure is the ratio of contacts per second to the ceiling,
+configured share x limit x 100 contacts per window. The first window's burst is left out of the
+rate (a rolling window starts empty): rate = contacts of every call after the first window's
+budget / time from the first call to the last. The busiest window is read from the sandbox's own
+count of the calls (HubSpot counts a call when it arrives): at most the share x limit.
 
 The naive connector writes one contact per request (POST, PATCH by email on 409), sequentially,
 and on a 429 sleeps a fixed 10 s scaled like the window, as several open-source HubSpot targets do;
@@ -28,51 +33,33 @@ from __future__ import annotations
 
 import json
 import os
-import threading
+import sys
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import requests
-from hubspot_activation.hubspot.governor import GovernorSettings
 from hubspot_activation.upsert.properties import audience_property_name
 
-from bench.fakes import MemoryDailyCounter, MemoryFifo, MemoryLedger, sqs_event
-from bench.harness import (
-    CallLog,
-    Consumer,
-    aep_profiles,
-    build_consumer,
-    discard_logs,
-    ingest_backlog,
-    invoke,
-    template_defaults,
-)
+from bench.harness import aep_profiles, build_sync, discard_logs, ingest_backlog, template_defaults
 from local.hubspot_sandbox import SandboxConfig, SandboxServer, SandboxState
 
-RESULTS = Path(__file__).resolve().parent / "results" / "backlog_throughput.json"
+#: Merge the whole backlog before the flush function is woken: the flush's use of the share, apart
+#: from how fast this machine's merges (in the same process, on the same CPUs) feed it.
+MERGED_FIRST = os.environ.get("BENCH_MERGED_FIRST", "") == "1"
+RESULTS = (
+    Path(__file__).resolve().parent
+    / "results"
+    / ("backlog_throughput_merged_first.json" if MERGED_FIRST else "backlog_throughput.json")
+)
 CONTACTS = int(os.environ.get("BENCH_CONTACTS", "50000"))
-WINDOW_SECONDS = float(os.environ.get("BENCH_WINDOW_SECONDS", "3"))
+WINDOW_SECONDS = float(os.environ.get("BENCH_WINDOW_SECONDS", "10"))
 PER_REQUEST = [int(n) for n in os.environ.get("BENCH_PER_REQUEST", "100,10").split(",")]
-CONSUMERS = os.environ.get("BENCH_CONSUMERS", "")
+LANES = os.environ.get("BENCH_LANES", "")
 NAIVE_WINDOWS = 5
-
-
-def event_source(consumer: Consumer, fifo: MemoryFifo, stats: dict[str, int]) -> None:
-    """Lambda's SQS event source for one concurrent function: batches of up to 10 messages, the
-    messages not named in batchItemFailures deleted, the named ones left to their visibility."""
-    while len(fifo):
-        batch = fifo.receive(10)
-        if not batch:
-            time.sleep(0.002)  # every group with messages is in flight elsewhere
-            continue
-        answer = invoke(consumer, sqs_event(batch))
-        failed = {item["itemIdentifier"] for item in answer["batchItemFailures"]}
-        stats["failed_items"] += len(failed)
-        for message in batch:
-            if message.message_id not in failed:
-                fifo.delete(message.receipt_handle)
+#: Contacts synced before the measure, so every container's property set-up is done.
+WARM_UP_CONTACTS = 200
 
 
 def steady_rate(calls: list[tuple[float, int]], budget: int) -> float:
@@ -88,61 +75,61 @@ def steady_rate(calls: list[tuple[float, int]], budget: int) -> float:
 
 
 def drain(
-    server: SandboxServer, consumers: int, per_request: int, defaults: dict[str, Any], prefix: str
+    server: SandboxServer, lanes: int, per_request: int, defaults: dict[str, Any], prefix: str
 ) -> dict[str, Any]:
     limit = server.state.config.ten_second_limit
-    governor = GovernorSettings(
-        limit_per_window=limit,
-        window_seconds=WINDOW_SECONDS,
-        share=float(defaults["HubSpotLimitShare"]),
-        # Running more consumers than the template's default is deploying a larger MaxConcurrency.
-        concurrency=max(consumers, int(defaults["MaxConcurrency"])),
-    )
-    fifo, ledger, daily, log = MemoryFifo(), MemoryLedger(), MemoryDailyCounter(), CallLog()
     token = server.state.add_private_app_token()
-    pool = [build_consumer(server.url, token, governor, fifo, ledger, daily, log) for _ in range(consumers)]
-    # Property set-up (group, audience properties, one read of the definitions per container) is
-    # counted apart: it happens once per set of audiences, not per contact.
-    for index, consumer in enumerate(pool):
-        ingest_backlog(fifo, 1, 1, int(defaults["ShardCount"]), f"{prefix}warmup{index}")
-        event_source(consumer, fifo, {"failed_items": 0})
-    setup_requests = sum(c.client.requests_sent for c in pool)
-    time.sleep(WINDOW_SECONDS * 1.1)  # an empty window to start from
-    log.calls.clear()
-    counted_since = server.state.clock()
-    messages = ingest_backlog(fifo, CONTACTS, per_request, int(defaults["ShardCount"]), prefix)
-    throttled_before = sum(server.state.throttled.values())
-    stats = {"failed_items": 0}
-    started, cpu = time.monotonic(), time.process_time()
-    threads = [threading.Thread(target=event_source, args=(c, fifo, stats)) for c in pool]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    elapsed, cpu = time.monotonic() - started, time.process_time() - cpu
-    calls = len(log.calls)
-    written = sum(size for _, size in log.calls)
-    ceiling = governor.budget * 100 / WINDOW_SECONDS
-    rate = steady_rate(log.calls, governor.budget)
+    sync = build_sync(server.url, token, lanes=lanes, window_seconds=WINDOW_SECONDS, limit=limit)
+    try:
+        # Property set-up (group, audience properties, a read of the definitions per container) is
+        # counted apart: it happens once per set of audiences, not per contact.
+        ingest_backlog(
+            sync.fifo, aep_profiles(WARM_UP_CONTACTS, f"{prefix}warmup"), 100, sync.settings.shard_count
+        )
+        assert sync.run(), "the warm-up did not sync"
+        setup_requests = sum(client.requests_sent for client in sync.clients)
+        time.sleep(WINDOW_SECONDS * 1.1)  # an empty window to start from
+        sync.log.calls.clear()
+        counted_since = server.state.clock()
+        _requests, messages = ingest_backlog(
+            sync.fifo, aep_profiles(CONTACTS, prefix), per_request, sync.settings.shard_count
+        )
+        throttled_before = sum(server.state.throttled.values())
+        started, cpu = time.monotonic(), time.process_time()
+        drained = sync.run(merge_first=MERGED_FIRST)
+        elapsed, cpu = time.monotonic() - started, time.process_time() - cpu
+        reports = dict(sync.reports.totals)
+    finally:
+        sync.stop()
+    budget = max(1, int(limit * sync.settings.share))
+    calls = len(sync.log.calls)
+    written = sum(size for _, size in sync.log.calls)
+    ceiling = budget * 100 / WINDOW_SECONDS
+    rate = steady_rate(sync.log.calls, budget)
     return {
         "profiles_per_request": per_request,
-        "consumers": consumers,
+        "merged_first": MERGED_FIRST,
+        "flush_lanes": lanes,
+        "merge_functions": len(sync.merges),
         "queue_messages": messages,
+        "drained": drained,
         "contacts_written": written,
         "batch_upsert_calls": calls,
         "contacts_per_call": round(written / calls, 1),
         # how far from full the calls were: {contacts: calls}, the partial ones are the loss
-        "calls_by_size": dict(sorted(Counter(size for _, size in log.calls).items(), reverse=True)),
-        # above the budget: the consumers together overran their share (as HubSpot counts calls)
+        "calls_by_size": dict(sorted(Counter(size for _, size in sync.log.calls).items(), reverse=True)),
+        # above the budget: the lanes together overran their share (as HubSpot counts calls)
         "most_calls_in_a_window": server.state.busiest_window(token, since=counted_since),
-        "budget_per_window": governor.budget,
-        "other_requests": sum(c.client.requests_sent for c in pool) - setup_requests - calls,
+        "budget_per_window": budget,
+        "other_requests": sum(client.requests_sent for client in sync.clients) - setup_requests - calls,
         "setup_requests": setup_requests,
         "throttled_429": sum(server.state.throttled.values()) - throttled_before,
-        "failed_items": stats["failed_items"],
+        "retried_later": reports.get("retriedLater", 0),
+        "failed": reports.get("failed", 0),
         "seconds": round(elapsed, 2),
-        # consumers and the in-process sandbox together: the machine is not what limits the rate
+        # merges, flushes and the in-process sandbox together: the machine is not what limits the rate
         "process_cpu_seconds": round(cpu, 2),
+        "dynamodb_calls": dict(sorted(sync.dynamodb.calls.items())),
         "contacts_per_second": round(rate, 1),
         "ceiling_contacts_per_second": round(ceiling, 1),
         "share_of_ceiling": round(rate / ceiling, 4),
@@ -158,7 +145,7 @@ def naive(server: SandboxServer, prefix: str) -> dict[str, Any]:
     back_off = 10.0 * WINDOW_SECONDS / 10.0  # the fixed 10 s, scaled like the window
     throttled_before = sum(server.state.throttled.values())
     done: list[float] = []
-    requests_made = 0
+    requests_made = timeouts = 0
     deadline = time.monotonic() + NAIVE_WINDOWS * WINDOW_SECONDS
     index = 0
     while time.monotonic() < deadline:
@@ -178,22 +165,27 @@ def naive(server: SandboxServer, prefix: str) -> dict[str, Any]:
         }
         while True:
             requests_made += 1
-            response = session.post(base, json={"properties": properties}, timeout=10)
-            if response.status_code == 409:
-                requests_made += 1
-                response = session.patch(
-                    f"{base}/{email}", params={"idProperty": "email"}, json={"properties": properties}
-                )
+            try:
+                response = session.post(base, json={"properties": properties}, timeout=10)
+                if response.status_code == 409:
+                    requests_made += 1
+                    response = session.patch(
+                        f"{base}/{email}", params={"idProperty": "email"}, json={"properties": properties}
+                    )
+            except requests.RequestException:
+                timeouts += 1  # given up on, as such a connector would
+                break
             if response.status_code != 429:
+                if response.ok:
+                    done.append(time.monotonic())
                 break
             time.sleep(back_off)
-        if response.ok:
-            done.append(time.monotonic())
     rate = steady_rate([(t, 1) for t in done], server.state.config.ten_second_limit)
     return {
         "contacts_written": len(done),
         "requests": requests_made,
         "requests_per_contact": round(requests_made / max(1, len(done)), 3),
+        "requests_timed_out": timeouts,
         "throttled_429": sum(server.state.throttled.values()) - throttled_before,
         "seconds": round(NAIVE_WINDOWS * WINDOW_SECONDS, 2),
         "contacts_per_second": round(rate, 1),
@@ -208,9 +200,13 @@ def main() -> None:
     )
     server = SandboxServer(SandboxState(config=config)).start()
     try:
-        default_counts = [1, int(defaults["MaxConcurrency"]), 4]
-        counts = [int(n) for n in CONSUMERS.split(",")] if CONSUMERS else default_counts
-        runs = [drain(server, n, size, defaults, f"s{size}c{n}") for size in PER_REQUEST for n in counts]
+        counts = [int(n) for n in LANES.split(",")] if LANES else [int(defaults["FlushLanes"]), 4]
+        runs = []
+        for size in PER_REQUEST:
+            for lanes in counts:
+                runs.append(drain(server, lanes, size, defaults, f"s{size}l{lanes}"))
+                print(json.dumps(runs[-1]), file=sys.__stdout__, flush=True)
+        # After ours: it writes the audience properties our first run created.
         baseline = naive(server, "naive")
     finally:
         server.stop()
@@ -249,17 +245,17 @@ def _print(
     requests_per_contact: float,
 ) -> None:
     print(
-        f"backlog {CONTACTS:,} contacts, {defaults['ShardCount']} shards, window {WINDOW_SECONDS:g} s "
-        f"(HubSpot's 10 s scaled), limit {config.ten_second_limit}, share {defaults['HubSpotLimitShare']}"
+        f"backlog {CONTACTS:,} contacts, {defaults['ShardCount']} shards, window {WINDOW_SECONDS:g} s, "
+        f"limit {config.ten_second_limit}, share {defaults['HubSpotLimitShare']}"
     )
-    header = ("profiles/req", "consumers", "contacts/s", "ceiling", "share", "contacts/call", "429s", "s")
+    header = ("profiles/req", "lanes", "contacts/s", "ceiling", "share", "contacts/call", "429s", "s")
     print(
         f"{header[0]:>12} {header[1]:>9} {header[2]:>11} {header[3]:>8} {header[4]:>7} {header[5]:>13} "
         f"{header[6]:>5} {header[7]:>6}  calls in the busiest window / budget"
     )
     for run in runs:
         print(
-            f"{run['profiles_per_request']:>12} {run['consumers']:>9} {run['contacts_per_second']:>11} "
+            f"{run['profiles_per_request']:>12} {run['flush_lanes']:>9} {run['contacts_per_second']:>11} "
             f"{run['ceiling_contacts_per_second']:>8} {run['share_of_ceiling']:>7.1%} "
             f"{run['contacts_per_call']:>13} {run['throttled_429']:>5} {run['seconds']:>6}  "
             f"{run['most_calls_in_a_window']} / {run['budget_per_window']}"

@@ -1,34 +1,45 @@
-"""In-memory stand-ins for SQS FIFO and DynamoDB, so benchmarks of the consumer measure the product
-and not moto (whose ~80 ms per call would dominate every figure).
+"""In-memory stand-ins for the boto3 SQS FIFO and DynamoDB clients, so benchmarks of the merge and
+flush functions measure the product and not moto (whose milliseconds per call, tens of them on a
+loaded machine, would dominate every figure). The product's builders (``upsert.wiring``) take them
+as the clients they are given.
 
-They honour what the consumer relies on and nothing more:
+They honour what the functions rely on and nothing more:
 
 - ``MemoryFifo``: messages of a group in send order; a group with a message in flight (received,
   neither deleted nor made visible again) hands out nothing, to anyone; one receive returns up to 10
   messages, as many as possible from one group first (as SQS FIFO does); receive counts and a new
-  receipt handle per receive; ``change_message_visibility_batch`` and ``delete_message_batch`` by
-  the latest receipt handle. It is also the boto3-shaped client ``QueueTopUp`` and
-  ``SqsVisibilityChanger`` call (``receive_message``, ``delete_message_batch``,
-  ``change_message_visibility_batch``). No deduplication, no DLQ (no message fails in a benchmark).
-- ``MemoryLedger`` and ``MemoryDailyCounter``: the ``Ledger`` and ``DailyCounter`` Protocols in dicts.
+  receipt handle per receive; deletes and visibility changes by the latest receipt handle;
+  ``ApproximateNumberOfMessages`` (the visible messages). No deduplication, no redrive (no message
+  fails in a benchmark).
+- ``MemoryDynamoDb``: items by their ``email`` key; the table's secondary indexes (from
+  template.yaml) kept up to date on every write; the update, condition and key-condition
+  expressions the ledger package writes (``SET``/``REMOVE``/``ADD``, ``if_not_exists``,
+  ``attribute_exists``/``attribute_not_exists``, comparisons joined by ``AND``/``OR``), anything
+  else refused with a ValueError. Strongly consistent, reads and writes alike, and it counts its
+  calls by operation.
 """
 
 from __future__ import annotations
 
 import itertools
+import re
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Sequence
+from collections import Counter, deque
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from botocore.exceptions import ClientError
 from hubspot_activation.messages import QueueMessage
-from hubspot_activation.upsert.ledger import LedgerEntry
 from hubspot_activation.upsert.plan import InboundMessage
 
-#: Long enough that nothing reappears during a run (the template's is 720 s).
+from local.template import load_sam
+
+#: Long enough that nothing reappears during a run (the template's is 360 s).
 VISIBILITY_TIMEOUT = 720.0
+KEY = "email"
+Item = dict[str, Any]
 
 
 @dataclass
@@ -69,6 +80,11 @@ class MemoryFifo:
     def __len__(self) -> int:
         with self._lock:
             return sum(len(group) for group in self._groups.values())
+
+    def visible(self) -> int:
+        with self._lock:
+            now = self._clock()
+            return sum(1 for group in self._groups.values() for m in group if m.invisible_until <= now)
 
     # --- consumer ----------------------------------------------------------------------------------
 
@@ -119,22 +135,13 @@ class MemoryFifo:
 
     # --- the boto3 SQS client surface the product calls -------------------------------------------
 
-    def receive_message(self, **kwargs: Any) -> dict[str, Any]:
-        received = self.receive(int(kwargs.get("MaxNumberOfMessages", 1)))
-        return {
-            "Messages": [
-                {
-                    "MessageId": m.message_id,
-                    "ReceiptHandle": m.receipt_handle,
-                    "Body": m.body,
-                    "Attributes": {
-                        "MessageGroupId": m.group_id,
-                        "ApproximateReceiveCount": str(m.receive_count),
-                    },
-                }
-                for m in received
-            ]
-        }
+    def get_queue_attributes(self, **kwargs: Any) -> dict[str, Any]:
+        return {"Attributes": {"ApproximateNumberOfMessages": str(self.visible())}}
+
+    def send_message_batch(self, **kwargs: Any) -> dict[str, Any]:
+        for entry in kwargs["Entries"]:
+            self.send(entry["MessageGroupId"], entry["MessageBody"])
+        return {"Successful": [{"Id": entry["Id"]} for entry in kwargs["Entries"]], "Failed": []}
 
     def delete_message_batch(self, **kwargs: Any) -> dict[str, Any]:
         successful: list[dict[str, str]] = []
@@ -171,23 +178,266 @@ def sqs_event(messages: Sequence[InboundMessage]) -> dict[str, Any]:
     }
 
 
-class MemoryLedger:
-    def __init__(self) -> None:
-        self.entries: dict[str, LedgerEntry] = {}
+# --- DynamoDB ------------------------------------------------------------------------------------
+
+
+def template_indexes() -> dict[str, tuple[str, str]]:
+    """The ledger table's secondary indexes: name -> (partition key, sort key)."""
+    indexes: dict[str, tuple[str, str]] = {}
+    for spec in load_sam()["Resources"].values():
+        if spec.get("Type") != "AWS::DynamoDB::Table":
+            continue
+        for index in spec["Properties"].get("GlobalSecondaryIndexes", []):
+            keys = {key["KeyType"]: key["AttributeName"] for key in index["KeySchema"]}
+            indexes[index["IndexName"]] = (keys["HASH"], keys["RANGE"])
+    return indexes
+
+
+def _conditional_check_failed(operation: str) -> ClientError:
+    return ClientError(
+        {"Error": {"Code": "ConditionalCheckFailedException", "Message": "The conditional request failed"}},
+        operation,
+    )
+
+
+def _scalar(value: Mapping[str, Any]) -> Any:
+    if "N" in value:
+        return float(value["N"])
+    if "S" in value:
+        return value["S"]
+    raise ValueError(f"only numbers and strings are compared here, not {sorted(value)}")
+
+
+def _split_top(text: str, separator: str = ",") -> list[str]:
+    """``text`` split at ``separator`` outside parentheses."""
+    parts, depth, current = [], 0, ""
+    for char in text:
+        depth += (char == "(") - (char == ")")
+        if char == separator and depth == 0:
+            parts.append(current.strip())
+            current = ""
+        else:
+            current += char
+    if current.strip():
+        parts.append(current.strip())
+    return parts
+
+
+_COMPARISON = re.compile(r"^(\S+)\s*(<=|>=|<>|=|<|>)\s*(\S+)$")
+_FUNCTION = re.compile(r"^(attribute_exists|attribute_not_exists)\(\s*(\S+?)\s*\)$")
+_IF_NOT_EXISTS = re.compile(r"^if_not_exists\(\s*(\S+?)\s*,\s*(\S+?)\s*\)$")
+_SECTION = re.compile(r"\b(SET|REMOVE|ADD)\b")
+
+
+class _Expression:
+    def __init__(self, names: Mapping[str, str] | None, values: Mapping[str, Any] | None) -> None:
+        self.names = names or {}
+        self.values = values or {}
+
+    def name(self, token: str) -> str:
+        return self.names[token] if token.startswith("#") else token
+
+    def value(self, token: str) -> Any:
+        if not token.startswith(":"):
+            raise ValueError(f"unsupported operand {token!r}")
+        return self.values[token]
+
+    def holds(self, condition: str | None, item: Item | None) -> bool:
+        if not condition:
+            return True
+        item = item or {}
+        return any(
+            all(self._term(term.strip(), item) for term in re.split(r"\s+AND\s+", alternative))
+            for alternative in re.split(r"\s+OR\s+", condition)
+        )
+
+    def _term(self, term: str, item: Item) -> bool:
+        function = _FUNCTION.match(term)
+        if function:
+            present = self.name(function.group(2)) in item
+            return present if function.group(1) == "attribute_exists" else not present
+        comparison = _COMPARISON.match(term)
+        if not comparison:
+            raise ValueError(f"unsupported condition {term!r}")
+        left = item.get(self.name(comparison.group(1)))
+        if left is None:
+            return False
+        a, b = _scalar(left), _scalar(self.value(comparison.group(3)))
+        outcomes: dict[str, bool] = {
+            "=": a == b,
+            "<>": a != b,
+            "<": a < b,
+            "<=": a <= b,
+            ">": a > b,
+            ">=": a >= b,
+        }
+        return outcomes[comparison.group(2)]
+
+    def apply(self, update: str, item: Item) -> None:
+        pieces = _SECTION.split(update)
+        for keyword, body in zip(pieces[1::2], pieces[2::2], strict=True):
+            for clause in _split_top(body):
+                if keyword == "SET":
+                    path, operand = (part.strip() for part in clause.split("=", 1))
+                    default = _IF_NOT_EXISTS.match(operand)
+                    if default:
+                        existing = item.get(self.name(default.group(1)))
+                        item[self.name(path)] = (
+                            existing if existing is not None else self.value(default.group(2))
+                        )
+                    else:
+                        item[self.name(path)] = self.value(operand)
+                elif keyword == "REMOVE":
+                    item.pop(self.name(clause), None)
+                else:
+                    path, operand = clause.split()
+                    added = float(self.value(operand)["N"]) + float(
+                        item.get(self.name(path), {"N": "0"})["N"]
+                    )
+                    item[self.name(path)] = {"N": str(int(added)) if added.is_integer() else str(added)}
+
+
+class MemoryDynamoDb:
+    """The ledger table's boto3 DynamoDB client surface, in a dict (one table: the ledger's)."""
+
+    def __init__(self, indexes: Mapping[str, tuple[str, str]] | None = None) -> None:
+        self._items: dict[str, Item] = {}
+        self._indexes = dict(indexes if indexes is not None else template_indexes())
+        #: index -> partition value -> keys of the items in it
+        self._members: dict[str, dict[Any, set[str]]] = {name: {} for name in self._indexes}
         self._lock = threading.Lock()
+        self.calls: Counter[str] = Counter()
 
-    def get_many(self, emails: Sequence[str]) -> dict[str, LedgerEntry]:
-        with self._lock:
-            return {email: self.entries[email] for email in emails if email in self.entries}
+    # --- what the ledger package calls ------------------------------------------------------------
 
-    def put_many(self, entries: Sequence[LedgerEntry]) -> dict[str, str]:
+    def get_item(self, **kwargs: Any) -> dict[str, Any]:
         with self._lock:
-            for entry in entries:
-                self.entries[entry.email] = entry
-        return {}
+            self.calls["GetItem"] += 1
+            item = self._items.get(kwargs["Key"][KEY]["S"])
+            return {"Item": dict(item)} if item is not None else {}
+
+    def batch_get_item(self, **kwargs: Any) -> dict[str, Any]:
+        with self._lock:
+            self.calls["BatchGetItem"] += 1
+            responses: dict[str, list[Item]] = {}
+            for table, request in kwargs["RequestItems"].items():
+                found = (self._items.get(key[KEY]["S"]) for key in request["Keys"])
+                responses[table] = [dict(item) for item in found if item is not None]
+            return {"Responses": responses, "UnprocessedKeys": {}}
+
+    def put_item(self, **kwargs: Any) -> dict[str, Any]:
+        with self._lock:
+            self.calls["PutItem"] += 1
+            item = dict(kwargs["Item"])
+            key = item[KEY]["S"]
+            expression = _Expression(
+                kwargs.get("ExpressionAttributeNames"), kwargs.get("ExpressionAttributeValues")
+            )
+            if not expression.holds(kwargs.get("ConditionExpression"), self._items.get(key)):
+                raise _conditional_check_failed("PutItem")
+            self._store(key, item)
+            return {}
+
+    def delete_item(self, **kwargs: Any) -> dict[str, Any]:
+        with self._lock:
+            self.calls["DeleteItem"] += 1
+            key = kwargs["Key"][KEY]["S"]
+            expression = _Expression(
+                kwargs.get("ExpressionAttributeNames"), kwargs.get("ExpressionAttributeValues")
+            )
+            if not expression.holds(kwargs.get("ConditionExpression"), self._items.get(key)):
+                raise _conditional_check_failed("DeleteItem")
+            self._store(key, None)
+            return {}
+
+    def update_item(self, **kwargs: Any) -> dict[str, Any]:
+        with self._lock:
+            self.calls["UpdateItem"] += 1
+            key = kwargs["Key"][KEY]["S"]
+            current = self._items.get(key)
+            expression = _Expression(
+                kwargs.get("ExpressionAttributeNames"), kwargs.get("ExpressionAttributeValues")
+            )
+            if not expression.holds(kwargs.get("ConditionExpression"), current):
+                raise _conditional_check_failed("UpdateItem")
+            item = dict(current) if current is not None else {KEY: {"S": key}}
+            expression.apply(kwargs["UpdateExpression"], item)
+            self._store(key, item)
+            return {"Attributes": dict(item)} if kwargs.get("ReturnValues") == "ALL_NEW" else {}
+
+    def batch_write_item(self, **kwargs: Any) -> dict[str, Any]:
+        with self._lock:
+            self.calls["BatchWriteItem"] += 1
+            for requests in kwargs["RequestItems"].values():
+                for request in requests:
+                    if "PutRequest" in request:
+                        item = dict(request["PutRequest"]["Item"])
+                        self._store(item[KEY]["S"], item)
+                    else:
+                        self._store(request["DeleteRequest"]["Key"][KEY]["S"], None)
+            return {"UnprocessedItems": {}}
+
+    def query(self, **kwargs: Any) -> dict[str, Any]:
+        with self._lock:
+            self.calls["Query"] += 1
+            partition_key, sort_key = self._indexes[kwargs["IndexName"]]
+            expression = _Expression(
+                kwargs.get("ExpressionAttributeNames"), kwargs.get("ExpressionAttributeValues")
+            )
+            terms = re.split(r"\s+AND\s+", kwargs["KeyConditionExpression"])
+            partition = _COMPARISON.match(terms[0].strip())
+            if not partition or expression.name(partition.group(1)) != partition_key:
+                raise ValueError(f"unsupported key condition {kwargs['KeyConditionExpression']!r}")
+            wanted = _scalar(expression.value(partition.group(3)))
+            members = self._members[kwargs["IndexName"]].get(wanted, set())
+            condition = " AND ".join(term.strip() for term in terms[1:])
+            items = [self._items[key] for key in members]
+            items = [item for item in items if expression.holds(condition, item)] if condition else items
+            items.sort(
+                key=lambda item: (_scalar(item[sort_key]), item[KEY]["S"]),
+                reverse=not kwargs.get("ScanIndexForward", True),
+            )
+            start = kwargs.get("ExclusiveStartKey")
+            if start is not None:
+                after = (_scalar(start[sort_key]), start[KEY]["S"])
+                forward = kwargs.get("ScanIndexForward", True)
+                position = [(_scalar(item[sort_key]), item[KEY]["S"]) for item in items]
+                items = [
+                    item
+                    for item, at in zip(items, position, strict=True)
+                    if (at > after if forward else at < after)
+                ]
+            limit = kwargs.get("Limit")
+            page = items[:limit] if limit else items
+            answer: dict[str, Any] = {
+                "Items": [{name: item[name] for name in (KEY, partition_key, sort_key)} for item in page],
+                "Count": len(page),
+            }
+            if limit and len(items) > limit:
+                last = page[-1]
+                answer["LastEvaluatedKey"] = {name: last[name] for name in (KEY, partition_key, sort_key)}
+            return answer
+
+    # --- the table ----------------------------------------------------------------------------------
+
+    def items(self) -> list[Item]:
+        with self._lock:
+            return [dict(item) for item in self._items.values()]
+
+    def _store(self, key: str, item: Item | None) -> None:
+        old = self._items.pop(key, None)
+        for name, (partition_key, sort_key) in self._indexes.items():
+            if old is not None and partition_key in old and sort_key in old:
+                self._members[name].get(_scalar(old[partition_key]), set()).discard(key)
+            if item is not None and partition_key in item and sort_key in item:
+                self._members[name].setdefault(_scalar(item[partition_key]), set()).add(key)
+        if item is not None:
+            self._items[key] = item
 
 
 class MemoryDailyCounter:
+    """The governor's ``DailyCounter`` Protocol in a dict."""
+
     def __init__(self) -> None:
         self.totals: dict[str, int] = {}
         self._lock = threading.Lock()

@@ -1,6 +1,14 @@
-"""What the consumer benchmarks share: callers' profiles, a backlog packed by the real ingest
-service, and the real upsert consumer (adapter, top-up, SyncService, planner, HubSpot client,
-governor, credentials) wired to the in-memory queue and ledger of ``bench.fakes``."""
+"""What the sync benchmarks share: callers' profiles, a backlog packed by the real ingest service,
+and the real merge and flush functions, built by the product's builders (``upsert.wiring``
+``merge_consumer`` and ``flush_runner``) on the in-memory queue and ledger of ``bench.fakes``,
+talking HTTP to a HubSpot sandbox.
+
+The functions run as Lambda runs them: the merge functions as event-source loops (batches of up to
+10 messages, what the answer does not name deleted), and the flush function on its asynchronous
+invocations (the merges' and its own wake-ups, and its schedule), each concurrent invocation in an
+execution environment of its own (``local.lambda_async``): its HubSpot client, governor and
+property schema.
+"""
 
 from __future__ import annotations
 
@@ -12,32 +20,38 @@ import os
 import threading
 import time
 import warnings
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-import requests
 from hubspot_activation.hubspot.batch import UpsertInput, UpsertResult
 from hubspot_activation.hubspot.client import CallStats, HubSpotClient, new_session
-from hubspot_activation.hubspot.governor import GovernorSettings, RateGovernor
+from hubspot_activation.hubspot.governor import RateGovernor
 from hubspot_activation.ingest.service import IngestService
+from hubspot_activation.ledger.keys import PENDING_PARTITION
 from hubspot_activation.observability import logger, metrics
 from hubspot_activation.settings import IngestSettings, UpsertSettings
-from hubspot_activation.upsert.adapter import UpsertConsumer
-from hubspot_activation.upsert.wiring import consumer, hubspot_client
+from hubspot_activation.upsert.adapter import MergeConsumer
+from hubspot_activation.upsert.wiring import flush_runner, governor_settings, hubspot_client, merge_consumer
 
-from bench.fakes import MemoryDailyCounter, MemoryFifo, MemoryLedger
+from bench.fakes import MemoryDailyCounter, MemoryDynamoDb, MemoryFifo, sqs_event
+from local.lambda_async import LocalAsyncFunction, LocalSchedule
+from local.stack import BatchReports
 from local.template import load_sam, parameter_defaults
 
 #: Logs and metrics are formatted as in Lambda (their cost is the product's) and thrown away.
 _DISCARD: io.TextIOWrapper = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
+_METRICS_LOCK = threading.Lock()
 
 QUEUE_URL = "https://sqs.us-east-1.amazonaws.com/000000000000/bench.fifo"
+LEDGER_TABLE = "bench-ledger"
 AUDIENCES = ["a1b2c3d4-0000-4000-8000-000000000001", "a1b2c3d4-0000-4000-8000-000000000002"]
+#: The flush function's Timeout in template.yaml.
+FLUSH_TIMEOUT_SECONDS = 900.0
 
 
 def template_defaults() -> dict[str, Any]:
-    """The deployed defaults (MaxConcurrency, limit, share, shards), read from template.yaml;
+    """The deployed defaults (limit, share, shards, lanes), read from template.yaml;
     ``BENCH_SHARDS`` overrides ShardCount, to compare shard counts without editing the template."""
     defaults = parameter_defaults(load_sam())
     if os.environ.get("BENCH_SHARDS"):
@@ -46,7 +60,8 @@ def template_defaults() -> dict[str, Any]:
 
 
 def email(prefix: str, i: int) -> str:
-    """A deterministic address whose shard (CRC32 mod ShardCount) is as scattered as real ones'.
+    """A deterministic address whose shard and pending partition (CRC32 of the address) are as
+    scattered as real ones'.
 
     ``User{i}`` alone is not: CRC32 is affine in its input bits, so consecutive numbers fall on
     the shards in a rigid pattern (100 consecutive addresses hit exactly 8 of 16 shards, 12 or 13
@@ -61,17 +76,19 @@ def aep_profiles(
     offset: int = 0,
     qualified: str = "2026-11-20T09:15:00Z",
     changed: Callable[[int], bool] = lambda i: False,
+    version: int = 0,
 ) -> list[dict[str, Any]]:
     """AEP profile exports as the HTTP API destination sends them: two audiences, four attributes.
     ``qualified`` is every audience's qualification time; profile ``i`` gets another first name
-    when ``changed(i)`` (a re-send where some profiles changed)."""
+    when ``changed(i)`` (a re-send where some profiles changed). A ``version`` above 0 is a later
+    round of changes: other first names, other memberships."""
     return [
         {
             "identityMap": {"Email": [{"id": email(prefix, i)}]},
             "segmentMembership": {
                 "ups": {
                     audience: {
-                        "status": "realized" if (i + n) % 3 else "exited",
+                        "status": "realized" if (i + n + version) % 3 else "exited",
                         "lastQualificationTime": qualified,
                         "name": f"Audience {n}",
                     }
@@ -79,7 +96,12 @@ def aep_profiles(
                 }
             },
             "person": {
-                "name": {"firstName": f"First{i}" + ("b" if changed(i) else ""), "lastName": f"Last{i}"}
+                "name": {
+                    "firstName": f"First{i}"
+                    + ("b" if changed(i) else "")
+                    + (f"v{version}" if version else ""),
+                    "lastName": f"Last{i}",
+                }
             },
             "workAddress": {"city": "London", "country": "United Kingdom"},
         }
@@ -87,25 +109,26 @@ def aep_profiles(
     ]
 
 
-def ingest_backlog(fifo: MemoryFifo, contacts: int, per_request: int, shards: int, prefix: str) -> int:
-    """Queue ``contacts`` profiles as callers sending ``per_request`` at a time would (real parsing
-    and packing); returns the number of queue messages."""
+def ingest_backlog(
+    fifo: MemoryFifo, profiles: Sequence[dict[str, Any]], per_request: int, shards: int
+) -> tuple[int, int]:
+    """Queue ``profiles`` as callers sending ``per_request`` at a time would (real parsing and
+    packing); returns (requests, queue messages)."""
     service = IngestService(
         IngestSettings(queue_url=QUEUE_URL, ingest_secret_id="unused", shard_count=shards),  # noqa: S106
         fifo,
     )
-    messages = 0
-    for start in range(0, contacts, per_request):
-        result = service.ingest(
-            {"profiles": aep_profiles(min(per_request, contacts - start), prefix, start)}, f"req-{start}"
-        )
+    messages = requests = 0
+    for start in range(0, len(profiles), per_request):
+        result = service.ingest({"profiles": list(profiles[start : start + per_request])}, f"req-{start}")
         messages += result.messages
-    return messages
+        requests += 1
+    return requests, messages
 
 
 @dataclass
 class CallLog:
-    """When each batch upsert ended and how many contacts it carried, across consumers."""
+    """When each batch upsert ended and how many contacts it carried, across flush containers."""
 
     calls: list[tuple[float, int]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -116,7 +139,7 @@ class CallLog:
 
 
 class RecordingWriter:
-    """The HubSpot client as the service's ContactWriter, noting each batch upsert's end and size."""
+    """The HubSpot client as the flusher's ContactWriter, noting each batch upsert's end and size."""
 
     def __init__(self, client: HubSpotClient, log: CallLog) -> None:
         self._client = client
@@ -137,41 +160,31 @@ class RecordingWriter:
         return self._client.max_call_seconds
 
 
-@dataclass
-class Consumer:
-    """One upsert function container: the adapter's UpsertConsumer and its HubSpot client."""
+class AsyncWaker:
+    """The FlushWaker of the functions: an asynchronous invocation of the flush function per lane.
+    While ``held``, the lanes to wake are noted and woken on ``release`` (a backlog merged before
+    any flush starts)."""
 
-    upsert: UpsertConsumer
-    client: HubSpotClient
-    session: requests.Session
+    def __init__(self) -> None:
+        self.function: LocalAsyncFunction | None = None
+        self.held = False
+        self._noted: set[int] = set()
+        self._lock = threading.Lock()
 
+    def wake(self, lanes: Collection[int]) -> None:
+        with self._lock:
+            if self.held:
+                self._noted.update(lanes)
+                return
+        assert self.function is not None
+        for lane in sorted(lanes):
+            self.function.invoke({"lane": lane})
 
-def build_consumer(
-    hubspot_url: str,
-    token: str,
-    governor: GovernorSettings,
-    fifo: MemoryFifo,
-    ledger: MemoryLedger,
-    daily: MemoryDailyCounter,
-    log: CallLog,
-) -> Consumer:
-    """The product's consumer (``upsert.wiring``'s builders) on the in-memory queue, ledger and
-    daily counter, a static token, and no audience directory or dead-letter queue."""
-    settings = UpsertSettings(
-        ledger_table="memory",
-        hubspot_secret_id="memory",  # noqa: S106
-        queue_url=QUEUE_URL,
-        hubspot_base_url=hubspot_url,
-    )
-    session = new_session()
-    client = hubspot_client(
-        settings,
-        lambda force: {"accessToken": token},
-        RateGovernor(governor, daily_counter=daily),
-        session=session,
-    )
-    upsert = consumer(settings, client, fifo, ledger, None, RecordingWriter(client, log))  # type: ignore[arg-type]
-    return Consumer(upsert, client, session)
+    def release(self) -> None:
+        with self._lock:
+            self.held, noted = False, sorted(self._noted)
+            self._noted.clear()
+        self.wake(noted)
 
 
 def discard_logs() -> None:
@@ -182,10 +195,141 @@ def discard_logs() -> None:
             handler.setStream(_DISCARD)
 
 
-def invoke(consumer: Consumer, event: dict[str, Any]) -> dict[str, Any]:
-    """One invocation as the handler runs it: the batch, then its metrics flushed (as log_metrics
-    does at the end of every invocation)."""
-    answer = consumer.upsert.handle(event)
-    with contextlib.redirect_stdout(_DISCARD):
-        metrics.flush_metrics()
-    return answer
+def with_metrics_flushed(function: Callable[[dict[str, Any], Any], dict[str, Any]]) -> Any:
+    """One invocation as the handler runs it: the work, then its metrics flushed (as log_metrics
+    does at the end of every invocation), to /dev/null."""
+
+    def call(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+        answer = function(event, context)
+        with _METRICS_LOCK, contextlib.redirect_stdout(_DISCARD):
+            metrics.flush_metrics()
+        return answer
+
+    return call
+
+
+@dataclass
+class Sync:
+    """The merge and flush functions of one deployment, on one in-memory queue and ledger."""
+
+    settings: UpsertSettings
+    fifo: MemoryFifo
+    dynamodb: MemoryDynamoDb
+    log: CallLog
+    flush: LocalAsyncFunction
+    waker: AsyncWaker
+    merges: list[MergeConsumer]
+    reports: BatchReports
+    #: every flush container's HubSpot client (set-up calls are counted from them)
+    clients: list[HubSpotClient] = field(default_factory=list)
+    #: the flush function's schedule, from the first run on
+    schedule: LocalSchedule | None = None
+
+    def merge_loop(self, merge: MergeConsumer, stop: threading.Event) -> None:
+        """Lambda's SQS event source for one concurrent merge function, until ``stop``."""
+        handle = with_metrics_flushed(merge.handle)
+        while not stop.is_set():
+            batch = self.fifo.receive(10)
+            if not batch:
+                stop.wait(0.01)  # empty, or every group with messages is in flight elsewhere
+                continue
+            answer = handle(sqs_event(batch))
+            failed = {item["itemIdentifier"] for item in answer["batchItemFailures"]}
+            for message in batch:
+                if message.message_id not in failed:
+                    self.fifo.delete(message.receipt_handle)
+
+    def pending(self) -> int:
+        return sum(1 for item in self.dynamodb.items() if PENDING_PARTITION in item)
+
+    def run(self, timeout: float = 1800.0, merge_first: bool = False) -> bool:
+        """Merge the queue and flush until nothing is queued, no flush runs and no contact is
+        pending: True, or False after ``timeout``. ``merge_first`` merges the whole queue before
+        the flush function is woken (its schedule too)."""
+        stop = threading.Event()
+        loops = [
+            threading.Thread(target=self.merge_loop, args=(merge, stop), name=f"merge-{i}", daemon=True)
+            for i, merge in enumerate(self.merges)
+        ]
+        deadline = time.monotonic() + timeout
+        self.waker.held = merge_first
+        for loop in loops:
+            loop.start()
+        try:
+            while merge_first and len(self.fifo) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            self.waker.release()
+            if self.schedule is None:
+                self.schedule = LocalSchedule(self.flush, seconds=60.0).start()  # rate(1 minute)
+            while time.monotonic() < deadline:
+                if not len(self.fifo) and self.flush.idle() and not self.pending():
+                    return True
+                time.sleep(0.1)
+            return False
+        finally:
+            stop.set()
+            for loop in loops:
+                loop.join()
+
+    def stop(self) -> None:
+        from hubspot_activation.observability import logger as library_logger
+
+        library_logger._logger.removeHandler(self.reports)
+        if self.schedule is not None:
+            self.schedule.stop()
+        self.flush.stop()
+
+
+def build_sync(
+    hubspot_url: str,
+    token: str,
+    lanes: int | None = None,
+    merges: int | None = None,
+    window_seconds: float | None = None,
+    limit: int | None = None,
+) -> Sync:
+    """A deployment with the template's defaults (``lanes``, merge ``MaxConcurrency``, HubSpot
+    ``limit`` otherwise), HubSpot's window scaled to ``window_seconds`` in the governor when given."""
+    defaults = template_defaults()
+    settings = UpsertSettings(
+        ledger_table=LEDGER_TABLE,
+        hubspot_secret_id="memory",  # noqa: S106
+        queue_url=QUEUE_URL,
+        hubspot_base_url=hubspot_url,
+        tier_limit=limit or int(defaults["HubSpotTenSecondLimit"]),
+        share=float(defaults["HubSpotLimitShare"]),
+        flush_lanes=lanes or int(defaults["FlushLanes"]),
+        flush_parallel_calls=int(defaults["FlushParallelCalls"]),
+        flush_max_delay_seconds=int(defaults["FlushMaxDelaySeconds"]),
+        shard_count=int(defaults["ShardCount"]),
+    )
+    fifo, dynamodb, daily, log = MemoryFifo(), MemoryDynamoDb(), MemoryDailyCounter(), CallLog()
+    governor = governor_settings(settings)
+    if window_seconds is not None:
+        governor = replace(governor, window_seconds=window_seconds)
+    waker = AsyncWaker()
+    clients: list[HubSpotClient] = []
+
+    def flush_container() -> Any:
+        client = hubspot_client(
+            settings,
+            lambda force: {"accessToken": token},
+            RateGovernor(governor, daily_counter=daily),
+            session=new_session(),
+        )
+        clients.append(client)
+        runner = flush_runner(settings, client, dynamodb, fifo, waker, RecordingWriter(client, log))  # type: ignore[arg-type]
+        return with_metrics_flushed(runner.handle)
+
+    # A container a lane, and one for the wake-ups that find their lane taken (as the local stack).
+    flush = LocalAsyncFunction(
+        "bench-flush", flush_container, FLUSH_TIMEOUT_SECONDS, settings.flush_lanes + 1
+    )
+    waker.function = flush.start()
+    merge_count = merges or int(defaults["MaxConcurrency"])
+    consumers = [merge_consumer(settings, dynamodb, fifo, waker) for _ in range(merge_count)]  # type: ignore[arg-type]
+    reports = BatchReports()
+    from hubspot_activation.observability import logger as library_logger
+
+    library_logger._logger.addHandler(reports)
+    return Sync(settings, fifo, dynamodb, log, flush, waker, consumers, reports, clients)

@@ -1,8 +1,9 @@
 """The local stack holding a backlog: ingest over HTTP while nothing consumes, then receives.
 
 Posts ``BENCH_UPDATES`` updates (20,000 by default) to the local API in requests of 10 profiles
-(AEP's HTTP API destination sends at most 10), each profile a different contact, with the consumer
-stopped, so the local queue grows by about one message per update. Reports the time per request as
+(AEP's HTTP API destination sends at most 10), each profile a different contact, with the merge
+function's event source stopped (the flush function's schedule runs, finding nothing pending), so
+the local queue grows by about one message per update. Reports the time per request as
 the queue grows (median of each slice of ``BENCH_SLICE`` requests, with the queue length at its
 start), any answer other than 202, and the total time; then the time of one ReceiveMessage
 (the event source's batch of 10) and of a long poll that finds nothing (every group locked) with the

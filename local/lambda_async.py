@@ -7,6 +7,12 @@ functions make theirs from the default session) before they leave, answers 202 a
 and runs the function's handler in a worker thread with the event, as Lambda's internal queue
 would: invocations beyond ``concurrency`` wait for a free worker (Lambda would throttle and retry
 them), and an invocation that raises is logged (Lambda would retry it twice).
+
+Each invocation runs in an execution environment (a container) of its own, as in Lambda: a
+handler from ``new_container`` (a fresh module, so its own clients, caches and rate governor).
+As Lambda does, an invocation reuses an idle container (the one used last: the warmest) and a new
+one is made only when every container is busy, so sequential invocations share one container's
+caches and only concurrent ones meet a cold one.
 """
 
 from __future__ import annotations
@@ -41,7 +47,8 @@ class LocalAsyncFunction:
     """One function's asynchronous invocations: by name, from ``lambda:Invoke`` calls."""
 
     name: str
-    handler: Handler
+    #: A new execution environment's handler
+    new_container: Callable[[], Handler]
     timeout_seconds: float
     concurrency: int = 2
     stats: AsyncStats = field(default_factory=AsyncStats)
@@ -49,14 +56,26 @@ class LocalAsyncFunction:
     _busy: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _workers: list[threading.Thread] = field(default_factory=list)
+    #: idle containers with the generation they were made in, the one used last at the end
+    _idle: list[tuple[int, Handler]] = field(default_factory=list)
+    #: bumped by ``cold_start``: a container of an older generation is not used again
+    _generation: int = 0
 
     def start(self) -> LocalAsyncFunction:
         _route_invocations(self)
+        self._idle.append((self._generation, self._container()))
         for index in range(self.concurrency):
             worker = threading.Thread(target=self._work, name=f"{self.name}-{index}", daemon=True)
             worker.start()
             self._workers.append(worker)
         return self
+
+    def cold_start(self) -> None:
+        """Every invocation from now on runs in a new container, as after a change of the
+        function's code or configuration (a new secret is read, every cache starts empty)."""
+        with self._lock:
+            self._generation += 1
+            self._idle.clear()
 
     def invoke(self, event: dict[str, Any]) -> None:
         with self._lock:
@@ -74,14 +93,27 @@ class LocalAsyncFunction:
         for worker in self._workers:
             worker.join(timeout=self.timeout_seconds)
 
+    def _container(self) -> Handler:
+        # One load at a time: a container's module is executed like an import.
+        with _LOADING:
+            return self.new_container()
+
+    def _take(self) -> tuple[int, Handler]:
+        with self._lock:
+            self.stats.invocations += 1
+            if self._idle:
+                return self._idle.pop()
+            generation = self._generation
+        return generation, self._container()
+
     def _work(self) -> None:
         while True:
             event = self._events.get()
             if event is None:
                 return
+            generation, handler = self._take()
             try:
-                self.stats.invocations += 1
-                self.handler(
+                handler(
                     event,
                     LocalContext(
                         function_name=self.name,
@@ -90,10 +122,13 @@ class LocalAsyncFunction:
                     ),
                 )
             except Exception:
-                self.stats.errors += 1
+                with self._lock:
+                    self.stats.errors += 1
                 logger.exception("the %s function failed", self.name)
             finally:
                 with self._lock:
+                    if generation == self._generation:
+                        self._idle.append((generation, handler))
                     self._busy -= 1
 
 
@@ -121,6 +156,7 @@ _ROUTES: dict[str, LocalAsyncFunction] = {}
 #: The default sessions the interception is on: moto's ``mock_aws`` gives each of its contexts a
 #: default session of its own, and the functions' clients come from whichever is current.
 _SESSIONS: weakref.WeakSet[boto3.Session] = weakref.WeakSet()
+_LOADING = threading.Lock()
 
 
 def _route_invocations(function: LocalAsyncFunction) -> None:

@@ -13,7 +13,6 @@ sync summary, then re-sends everything to show that unchanged contacts cost no H
 from __future__ import annotations
 
 import argparse
-import contextlib
 import io
 import json
 import logging
@@ -61,13 +60,45 @@ class BatchReports(logging.Handler):
                 self.totals[name] += int(getattr(record, name, 0) or 0)
 
 
+#: The threads running a function whose printing is dropped.
+_MUTED = threading.local()
+_INSTALLING = threading.Lock()
+
+
+class _MutedThreadsStdout(io.TextIOBase):
+    """``sys.stdout`` dropping what muted threads print, passing the rest on to ``stream``."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__()
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        if getattr(_MUTED, "on", False):
+            return len(text)
+        written: int = self.stream.write(text)
+        return written
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
 def without_metrics_output(function: Handler) -> Handler:
     """The functions print EMF metrics to stdout (CloudWatch reads them there); the demo is not
-    CloudWatch, so they are swallowed. Their logs go to their own stream and are kept."""
+    CloudWatch, so they are swallowed. Their logs go to their own stream and are kept.
+
+    Per thread: the functions run at once (the flush on its workers, ingest and the merge on
+    theirs) while the demo prints. Swapping ``sys.stdout`` per call (``redirect_stdout``) would
+    let two overlapping calls restore each other's swap and leave every later print swallowed."""
 
     def call(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        with contextlib.redirect_stdout(io.StringIO()):
+        with _INSTALLING:
+            if not isinstance(sys.stdout, _MutedThreadsStdout):
+                sys.stdout = _MutedThreadsStdout(sys.stdout)
+        _MUTED.on = True
+        try:
             return function(event, context)
+        finally:
+            _MUTED.on = False
 
     return call
 
@@ -150,13 +181,21 @@ def start(
     os.environ["EXCLUSION_STORE_SECONDS"] = "1.5"
     # A new stack is a cold start: fresh function modules, so no client of a previous stack is reused.
     ingest, merge = handler("ingest", cold_start=True), handler("merge", cold_start=True)
-    flush, operations = handler("flush", cold_start=True), handler("operations", cold_start=True)
+    operations = handler("operations", cold_start=True)
     if quiet:
         ingest, merge = without_metrics_output(ingest), without_metrics_output(merge)
-        flush, operations = without_metrics_output(flush), without_metrics_output(operations)
+        operations = without_metrics_output(operations)
     if instrument is not None:
         ingest, merge = instrument("IngestFunction", ingest), instrument("MergeFunction", merge)
-        flush, operations = instrument("FlushFunction", flush), instrument("OperationsFunction", operations)
+        operations = instrument("OperationsFunction", operations)
+
+    def flush_container() -> Handler:
+        # Lambda runs concurrent invocations in separate environments: each lane's run has its own
+        # HubSpot client and governor (which paces its lane's part of the budget).
+        flush = handler("flush", cold_start=True)
+        flush = without_metrics_output(flush) if quiet else flush
+        return instrument("FlushFunction", flush) if instrument is not None else flush
+
     functions = {"IngestFunction": ingest, "OperationsFunction": operations}
     routes = [Route(method, path, functions[logical_id]) for logical_id, method, path in http_routes()]
     api = LocalApiServer(routes, port=port).start()
@@ -178,7 +217,7 @@ def start(
     lanes = int(local_aws.function_environment("FlushFunction")["FLUSH_LANES"])
     flusher = LocalAsyncFunction(
         local_aws.physical_id("FlushFunction"),
-        flush,
+        flush_container,
         float(local_aws.cfn["Resources"]["FlushFunction"]["Properties"]["Timeout"]),
         # one worker a lane, and one for the wake-ups that find their lane taken
         concurrency=lanes + 1,

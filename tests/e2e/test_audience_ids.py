@@ -1,7 +1,7 @@
 """Audience ids of any length on the local stack, whose DynamoDB refuses an over-long key on reads
-as well as writes (``local.dynamodb_limits``): ingest, the consumer and the audience routes store
-and read every id a caller may send, and an audience the ledger cannot read holds back only its
-own changes."""
+as well as writes (``local.dynamodb_limits``): ingest, the merge and flush functions and the
+audience routes store and read every id a caller may send, and an audience the ledger cannot read
+holds back only its own changes."""
 
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def member(email: str, audiences: dict[str, str]) -> dict[str, Any]:
 
 def send_and_drain(stack: local_stack.LocalStack, profiles: list[dict[str, Any]]) -> dict[str, Any]:
     accepted: dict[str, Any] = answer(stack, "POST", "/activations", {"profiles": profiles}, status=202)
-    assert stack.poller.drain(timeout=HELD_BACK_AT_MOST_SECONDS)
+    assert local_stack.drain(stack, show=False, timeout=HELD_BACK_AT_MOST_SECONDS)
     return accepted
 
 
@@ -113,7 +113,7 @@ def test_an_audience_id_too_long_for_a_spelled_out_key_is_synced_with_every_othe
 
 
 @pytest.mark.parametrize("audience_id", [CJK_ID, EMOJI_ID], ids=["256-cjk", "171-emoji"])
-def test_the_audience_routes_store_every_id_they_accept_and_the_consumer_reads_it_back(
+def test_the_audience_routes_store_every_id_they_accept_and_the_flush_reads_it_back(
     stack: local_stack.LocalStack, audience_id: str
 ) -> None:
     path = "/audiences/" + quote(audience_id, safe="")
@@ -124,7 +124,7 @@ def test_the_audience_routes_store_every_id_they_accept_and_the_consumer_reads_i
     assert renamed["audienceId"] == audience_id and renamed["description"] == "long id"
     send_and_drain(stack, [member("ada@example.com", {audience_id: "Name in the payload"})])
     prop = audience_property(stack, audience_id)
-    assert prop["label"] == "Renamed"  # the consumer read the stored metadata under the id's key
+    assert prop["label"] == "Renamed"  # the flush read the stored metadata under the id's key
     assert hubspot_contact(stack, "ada@example.com")[prop["name"]] == "realized"
 
     deleted = answer(stack, "DELETE", path)
@@ -146,7 +146,7 @@ REFUSED_AUDIENCE = "refused-by-the-ledger"
 @pytest.fixture
 def ledger_refusing_one_audience(monkeypatch: pytest.MonkeyPatch) -> None:
     """DynamoDB refusing to read any key that names one audience, as it refuses the whole
-    BatchGetItem for one bad key: a per-audience fault the consumer cannot retry away."""
+    BatchGetItem for one bad key: a per-audience fault the flush cannot retry away."""
     original = DynamoDBBackend.get_item
 
     def get_item(self: DynamoDBBackend, table_name: str, keys: dict[str, Any], *args: Any) -> Any:

@@ -49,5 +49,5 @@ def test_send_10000_rows_reports_every_unique_email(running: local_stack.LocalSt
     assert accepted + excluded == unique_emails
     assert f"sent 10000 rows as {unique_emails} profiles in 8 requests (0 retries)" in report
     assert "(e.g. 'broken0.example.com'" in report
-    # What was accepted is on the queue for the upsert function.
+    # What was accepted is on the queue for the merge function.
     assert running.poller.pending() > 0

@@ -1,6 +1,6 @@
-"""What the consumer records and writes when an operator's action (a property created, an audience
-deleted and re-activated) meets queued changes, on the local stack: asserted on HubSpot's
-contacts and the operator routes' answers, whatever order the messages are consumed in."""
+"""What the merge and flush functions record and write when an operator's action (a property
+created, an audience deleted and re-activated) meets queued changes, on the local stack: asserted
+on HubSpot's contacts and the operator routes' answers, whatever order the messages are merged in."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import pytest
 import requests
 from botocore.client import BaseClient
 from hubspot_activation.ingest.publisher import EnqueueError, SqsFifoPublisher
-from hubspot_activation.ledger.contact_ledger import DynamoDbLedger
+from hubspot_activation.ledger.contact_state import DynamoDbContactStates
 from hubspot_activation.messages import QueueMessage
 from hubspot_activation.upsert import resume as resume_module
-from hubspot_activation.upsert.ledger import LedgerEntry
+from hubspot_activation.upsert.state import Recording
 
 from local import stack as local_stack
 from tests.e2e.test_operations import answer, drain, member, post, sandbox_contact
@@ -134,15 +134,17 @@ def test_a_put_landing_while_a_batch_holds_changes_of_its_audience_still_resumes
     answer(stack, "DELETE", "/audiences/gold")
     post(stack, member("ada@example.com", "gold", "realized", "2026-11-22T10:00:00Z"))
     puts: list[Any] = []
-    record = DynamoDbLedger.put_many
+    record = DynamoDbContactStates.record
 
-    def put_before_recording(self: DynamoDbLedger, entries: Sequence[LedgerEntry]) -> dict[str, str]:
-        # The PUT lands after the batch read the audience as deleted, before it records the change.
+    def put_before_recording(
+        self: DynamoDbContactStates, recordings: Sequence[Recording], now_ms: int
+    ) -> dict[str, str]:
+        # The PUT lands after the flush read the audience as deleted, before it records the change.
         if not puts:
             puts.append(answer(stack, "PUT", "/audiences/gold", {"name": "Gold"}))
-        return record(self, entries)
+        return record(self, recordings, now_ms)
 
-    monkeypatch.setattr(DynamoDbLedger, "put_many", put_before_recording)
+    monkeypatch.setattr(DynamoDbContactStates, "record", put_before_recording)
     drain(stack)
     assert puts[0]["resumed"] == {"queued": True}
     assert sandbox_contact(stack, "ada@example.com")["aud_gold"] == "realized"
@@ -190,7 +192,7 @@ def test_puts_sent_again_while_the_resume_runs_lose_no_held_contact(
     gold = [f"g{i}@example.com" for i in range(5)]
     post(stack, *(member(e, "gold") for e in gold))
     drain(stack)
-    # AEP (or the operator) sends the PUT again before the consumer caught up.
+    # AEP (or the operator) sends the PUT again before the sync caught up.
     first = answer(stack, "PUT", "/audiences/gold", {"name": "gold"})["resumed"]
     second = answer(stack, "PUT", "/audiences/gold", {"name": "Gold"})["resumed"]
     drain(stack)
@@ -305,7 +307,7 @@ def test_a_contact_whose_every_value_hubspot_refuses_is_neither_created_nor_sent
 ) -> None:
     create_property(stack, LOYALTY)
     post(stack, {"email": "known@example.com", "attributes": {"loyalty_tier": "gold"}})
-    drain(stack)  # the consumer has cached the property's definition
+    drain(stack)  # the flush has cached the property's definition
     assert stack.sandbox is not None
     with stack.sandbox.state.lock:  # the operator archives the property in HubSpot
         stack.sandbox.state.properties["loyalty_tier"]["archived"] = True
@@ -342,7 +344,7 @@ def test_a_new_contact_whose_only_value_is_an_option_hubspot_refuses_is_not_crea
     options = [{"label": tier.title(), "value": tier} for tier in ("gold", "silver")]
     create_property(stack, {**LOYALTY, "type": "enumeration", "fieldType": "select", "options": options})
     post(stack, {"email": "ann@example.com", "attributes": {"loyalty_tier": "silver"}})
-    drain(stack)  # the consumer has cached the property's options
+    drain(stack)  # the flush has cached the property's options
     assert stack.sandbox is not None
     with stack.sandbox.state.lock:  # the operator removes an option in HubSpot
         stack.sandbox.state.properties["loyalty_tier"]["options"] = options[:1]

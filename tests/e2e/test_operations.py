@@ -67,7 +67,8 @@ def sandbox_contact(stack: local_stack.LocalStack, email: str) -> dict[str, str]
 
 
 def drain(stack: local_stack.LocalStack) -> None:
-    assert stack.poller.drain(timeout=60)
+    """Until the queue is merged, no flush runs and no contact is pending."""
+    assert local_stack.drain(stack, show=False, timeout=120)
 
 
 @pytest.mark.parametrize(("method", "path"), ROUTES)
@@ -171,8 +172,8 @@ def dead_letter_messages(running: local_stack.LocalStack) -> list[Any]:
 def test_an_undecodable_dead_letter_never_holds_back_the_letters_behind_it(
     running: local_stack.LocalStack,
 ) -> None:
-    # 95 contacts of one FIFO group, whose letters sit in the DLQ behind one the consumer cannot
-    # decode (the consumer moves such a message to the DLQ at once, in its group).
+    # 95 contacts of one FIFO group, whose letters sit in the DLQ behind one the merge cannot
+    # decode (the merge moves such a message to the DLQ at once, in its group).
     shards = int(running.aws.function_environment("OperationsFunction")["SHARD_COUNT"])
     emails = [
         email for email in (f"user{i}@example.com" for i in range(20_000)) if shard_of(email, shards) == "c7"
@@ -391,7 +392,7 @@ def test_a_rename_answers_when_the_hubspot_secret_cannot_be_read(running: local_
     assert (
         renamed["labelUpdated"] is False and "the next sync of the audience sets it" in renamed["labelNote"]
     )
-    # The metadata is stored all the same: the consumer labels the property with it on the next sync.
+    # The metadata is stored all the same: the flush labels the property with it on the next sync.
     assert answer(running, "PUT", "/audiences/gold", {"name": "Gold members"})["name"] == "Gold members"
 
 
@@ -400,7 +401,7 @@ def test_a_rename_makes_one_short_attempt_when_hubspot_is_slow(running: local_st
     state = running.sandbox.state
     post(running, member("ada@example.com", "gold", name="Gold"))
     drain(running)
-    # Slower than the relabel's 2 s read timeout (the consumer's client would wait up to 20 s).
+    # Slower than the relabel's 2 s read timeout (the flush's client would wait up to 20 s).
     state.config.update({"latency_ms": 2500})
     before = state.faults["latency"]
     renamed = answer(running, "PUT", "/audiences/gold", {"name": "Gold members"}, status=201)

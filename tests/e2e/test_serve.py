@@ -41,7 +41,7 @@ def post_profile(activations_url: str, token: str, email: str) -> None:
 
 
 def wait_for_contact(state_url: str, email: str) -> dict[str, Any]:
-    """The contact as the sandbox reports it, once the consumer has written it."""
+    """The contact as the sandbox reports it, once the flush has written it."""
     deadline = time.monotonic() + WAIT_SECONDS
     while time.monotonic() < deadline:
         contacts = requests.get(state_url, timeout=5).json()["contacts"]
@@ -61,7 +61,7 @@ def test_serve_syncs_profiles_posted_after_start_up(capsys: pytest.CaptureFixtur
         token = banner_value(banner, "ingest token")
         state_url = banner_value(banner, "sandbox state")
         assert "Create a developer test account" in banner and "HUBSPOT_CREDENTIAL=" in banner
-        # Once the queue is empty a drain would have returned; the consumer must still be polling.
+        # Once the queue is empty a drain would have returned; the merge must still be polling.
         time.sleep(1)
         post_profile(url, token, "first@example.com")
         assert wait_for_contact(state_url, "first@example.com")["firstname"] == "Served"

@@ -25,7 +25,7 @@ def test_invocations_reach_the_function_whichever_default_session_the_caller_has
             return {}
 
         with mock_aws():
-            function = LocalAsyncFunction("stack-flush", record, 5.0)
+            function = LocalAsyncFunction("stack-flush", lambda: record, 5.0)
             function.start()
             try:
                 answer = boto3.client("lambda").invoke(
