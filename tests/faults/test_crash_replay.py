@@ -689,3 +689,30 @@ def test_an_unconfirmed_write_is_written_again_even_when_nothing_changed(
     time.sleep(1.0)  # the first attempt is applied meanwhile; the contact's backoff is 1 s
     assert story.flush(lanes=[0]) == 1
     story.converged()
+
+
+# --- HubSpot failing for longer than a contact's attempts ------------------------------------------
+
+
+def test_a_contact_hubspot_keeps_failing_is_recorded_as_failed_with_the_reason_and_a_newer_state_is_written(
+    story: Story,
+) -> None:
+    ada = in_lane(0, 1)[0]
+    story.merge(story.request(1_000, (ada, [change("VIP", REALIZED, 1_000)], ["city"])))
+    container = story.container(settings=replace(story.aws.settings, max_write_attempts=2))
+    story.flush(container, lanes=[0])  # properties made
+    story.merge(story.request(2_000, (ada, [change("VIP", EXITED, 2_000)], ["city"])))
+    story.sandbox.state.config.error_rate = 1.0
+    summary = container.invoke({"lane": 0})
+    story.sandbox.state.config.error_rate = 0.0
+    assert summary["failed"] == 1
+    state = story.aws.state(ada)
+    assert not state.pending and state.confirmed is not None and state.confirmed.status == "failed"
+    assert (state.confirmed.reason or "").startswith("HubSpot failed 2 times in a row")
+    # What HubSpot was confirmed to hold is kept; nothing rolled back.
+    assert state.confirmed.written["city"] == "city@1000.0"
+    assert rollbacks(story.sandbox.state, story.sent) == []
+    # A newer update makes the contact pending again, and it is written.
+    story.merge(story.request(3_000, (ada, [], ["city"])))
+    assert story.flush(container, lanes=[0]) == 1
+    story.converged()
