@@ -126,7 +126,9 @@ def aws(sandbox: SandboxServer) -> Iterator[Aws]:
             api_version=ApiVersion.V3,
             flush_lanes=LANES,
             flush_parallel_calls=4,
-            flush_max_delay_seconds=1,
+            # Pending contacts are written while the queue is still being merged, so HubSpot's
+            # faults meet the writes, not only the property calls that come first.
+            flush_max_delay_seconds=0,
             retry_base_seconds=1,
             audience_cache_seconds=0,
             property_prefix=PREFIX,

@@ -328,7 +328,7 @@ def test_faults_converge_to_the_ordering_rules(
         thread.start()
     try:
         schedule: list[tuple[float, Callable[[], None]]] = [
-            (0.10, lambda: chaos.burst_429(12)),
+            (0.10, lambda: chaos.burst_429(6)),
             (0.15, lambda: chaos.fail_until_hit("drop_rate", "drop")),
             (0.20, lambda: chaos.rotate_token(static)),
             (0.30, chaos.exhaust_daily),
@@ -336,7 +336,7 @@ def test_faults_converge_to_the_ordering_rules(
             (0.45, lambda: chaos.slow_down(700, 3.0)),
             (0.55, lambda: chaos.fail_until_hit("error_rate", "error")),
             (0.60, chaos.expire_oauth),
-            (0.70, lambda: chaos.burst_429(12)),
+            (0.70, lambda: chaos.burst_429(6)),
         ]
         for fraction, action in schedule:
             chaos.wait_for(int(fraction * total))
