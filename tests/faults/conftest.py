@@ -50,7 +50,17 @@ def _install_atomic_items() -> None:
     change are one step. moto runs them as Python statements a thread switch can split, so two
     racing writes could both pass their condition; the product's merge/flush protocol relies on
     exactly that never happening. Here every item operation holds one lock."""
-    names = ("put_item", "update_item", "delete_item", "get_item", "batch_get_item", "query")
+    names = (
+        "put_item",
+        "update_item",
+        "delete_item",
+        "get_item",
+        "batch_get_item",
+        "batch_write_item",
+        "transact_write_items",
+        "query",
+        "scan",
+    )
     for name in names:
         original = getattr(DynamoDBBackend, name)
         if getattr(original, _MARKER, False):
