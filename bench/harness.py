@@ -171,7 +171,7 @@ class AsyncWaker:
         self._noted: set[int] = set()
         self._lock = threading.Lock()
 
-    def wake(self, lanes: Collection[int]) -> None:
+    def wake(self, lanes: Collection[int], sweep: bool = False) -> None:
         with self._lock:
             if self.held:
                 self._noted.update(lanes)

@@ -6,22 +6,25 @@ of docs/architecture.md and nothing of the product's planner:
 
 The product is used only to pack updates into queue messages (the wire format under test) and to
 find an audience's column (``audience_property_name``, unit-tested on its own).
+
+Every delivery is sent with a deduplication id of its own (``Delivery.deduplication_id``): a copy
+stands for the same message delivered again (SQS's at-least-once delivery, a caller's retry after
+the five-minute deduplication window, a DLQ redrive), which SQS's deduplication would otherwise drop.
 """
 
 from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from hubspot_activation.messages import QueueMessage, pack
 from hubspot_activation.model import AudienceChange, AudienceStatus, ContactUpdate
-from hubspot_activation.upsert.ledger import LedgerEntry
+from hubspot_activation.upsert.ledger import FAILED, SYNCED
 from hubspot_activation.upsert.properties import audience_property_name
-
-from tests.fakes import InMemoryLedger
+from hubspot_activation.upsert.state import ContactState
 
 PREFIX = "aud_"
 #: Ids a name could only approximate ("VIP", "vip", "vip!") must still get distinct properties.
@@ -65,6 +68,9 @@ class Delivery:
     #: first | duplicate (the same message sent again) | replay (an older message after newer ones)
     kind: str
     message: QueueMessage
+
+    def deduplication_id(self, sequence: int) -> str:
+        return replace(self.message, nonce=f"delivery-{sequence}").deduplication_id
 
 
 @dataclass
@@ -206,7 +212,7 @@ def hubspot_mismatches(
 
 
 def ledger_mismatches(
-    entries: Mapping[str, LedgerEntry],
+    states: Mapping[str, ContactState],
     contacts: Mapping[str, Mapping[str, Any]],
     ids: Mapping[str, str],
     expected: Mapping[str, Expected],
@@ -216,12 +222,15 @@ def ledger_mismatches(
     stamp, and nothing left pending."""
     problems = []
     for email, want in expected.items():
-        entry = entries.get(email)
+        state = states.get(email)
+        entry = state.confirmed if state is not None else None
         have = contacts.get(email, {})
-        if entry is None:
-            problems.append(f"{email}: no ledger entry")
+        if state is None or entry is None:
+            problems.append(f"{email}: no confirmed state in the ledger")
             continue
-        if entry.status != "synced" or entry.hubspot_id != ids.get(email):
+        if state.pending:
+            problems.append(f"{email}: still pending (attempts {state.attempts})")
+        if entry.status != SYNCED or entry.hubspot_id != ids.get(email):
             problems.append(
                 f"{email}: ledger {entry.status} id {entry.hubspot_id}, HubSpot id {ids.get(email)}"
             )
@@ -245,6 +254,24 @@ def ledger_mismatches(
     return problems
 
 
+def unsettled(states: Mapping[str, ContactState], emails: Iterable[str]) -> list[str]:
+    """The invariant's weak form: each contact is settled, either confirmed or recorded as failed
+    with a reason, and none is left pending or missing."""
+    problems = []
+    for email in emails:
+        state = states.get(email)
+        entry = state.confirmed if state is not None else None
+        if state is None or entry is None:
+            problems.append(f"{email}: no outcome recorded")
+        elif state.pending:
+            problems.append(f"{email}: still pending")
+        elif entry.status == FAILED and not entry.reason:
+            problems.append(f"{email}: failed without a reason")
+        elif entry.status not in (SYNCED, FAILED):
+            problems.append(f"{email}: status {entry.status}")
+    return problems
+
+
 def hubspot_by_email(state: Any) -> tuple[dict[str, dict[str, Any]], dict[str, str], list[str]]:
     """The sandbox's contacts by email, their ids, and emails held by more than one contact."""
     with state.lock:
@@ -258,22 +285,6 @@ def hubspot_by_email(state: Any) -> tuple[dict[str, dict[str, Any]], dict[str, s
             by_email[email] = dict(contact["properties"])
             ids[email] = contact_id
         return by_email, ids, duplicates
-
-
-class LockedLedger(InMemoryLedger):
-    """The in-memory ledger shared by consumers in several threads (DynamoDB is atomic per item)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._lock = threading.Lock()
-
-    def get_many(self, emails: Sequence[str]) -> dict[str, LedgerEntry]:
-        with self._lock:
-            return super().get_many(emails)
-
-    def put_many(self, entries: Sequence[LedgerEntry]) -> dict[str, str]:
-        with self._lock:
-            return super().put_many(entries)
 
 
 class CachedSecret:
@@ -296,3 +307,32 @@ class CachedSecret:
                 self.forced_reads += 1
                 self._cached = dict(self._published)
             return dict(self._cached)
+
+
+def rollbacks(state: Any, updates: Iterable[ContactUpdate]) -> list[str]:
+    """Attribute values HubSpot held after a newer one, for the contacts of ``updates``. A value
+    may have been set by several updates (a re-sent request, a shared value): the history is
+    rollback-free when each value can be given one of its updates' stamps so that the stamps
+    never decrease."""
+    stamps: dict[tuple[str, str, str], list[Stamp]] = {}
+    for update in updates:
+        for name, value in update.attributes.items():
+            stamps.setdefault((update.email, name, str(value)), []).append(
+                (update.received_ms, update.position)
+            )
+    found = []
+    with state.lock:
+        for contact in state.contacts.values():
+            email = contact["properties"].get("email")
+            if not any(key[0] == email for key in stamps):
+                continue
+            for name in ATTRIBUTES:
+                values = [v["value"] for v in reversed(contact["history"].get(name, []))]  # oldest first
+                latest: Stamp = (0, 0)
+                for value in values:
+                    later = [s for s in stamps.get((email, name, value), []) if s >= latest]
+                    if not later:
+                        found.append(f"{email} {name}: {value!r} after a newer value ({values})")
+                        break
+                    latest = min(later)
+    return found

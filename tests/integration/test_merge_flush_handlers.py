@@ -118,7 +118,9 @@ def sync(monkeypatch: pytest.MonkeyPatch) -> Iterator[Sync]:
         }.items():
             monkeypatch.setenv(name, value)
         running = Sync(sandbox, queue, dlq, monkeypatch)
-        running._async = LocalAsyncFunction(FLUSH_FUNCTION, lambda: running.on_invoke, 900.0, concurrency=1).start()
+        running._async = LocalAsyncFunction(
+            FLUSH_FUNCTION, lambda: running.on_invoke, 900.0, concurrency=1
+        ).start()
         try:
             yield running
         finally:

@@ -98,7 +98,7 @@ def test_flush_defaults_one_lane_woken_by_nobody() -> None:
         8,
         10,
     )
-    assert (settings.flush_function_name, settings.max_write_attempts) == ("", 8)
+    assert (settings.flush_function_name, settings.max_write_attempts) == ("", 20)
 
 
 @pytest.mark.parametrize(

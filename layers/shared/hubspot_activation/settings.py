@@ -136,7 +136,7 @@ class UpsertSettings:
     #: First retry delay of a transiently failed message; it doubles with each receive.
     retry_base_seconds: int = 10
     #: Transient failures of a contact's write before it is recorded as failed (replayable).
-    max_write_attempts: int = 8
+    max_write_attempts: int = 20
     #: How long audience metadata (names, deletions) is cached per container.
     audience_cache_seconds: int = 30
     #: FIFO message groups contacts are spread over (a resume job queues contacts in their groups).
@@ -187,7 +187,7 @@ class UpsertSettings:
             ledger_retention_days=_integer(env, "LEDGER_RETENTION_DAYS", 400, 1, 3650),
             secret_max_age_seconds=_integer(env, "SECRET_MAX_AGE_SECONDS", 300, 0, 86_400),
             retry_base_seconds=_integer(env, "RETRY_BASE_SECONDS", 10, 0, 600),
-            max_write_attempts=_integer(env, "MAX_WRITE_ATTEMPTS", 8, 1, 100),
+            max_write_attempts=_integer(env, "MAX_WRITE_ATTEMPTS", 20, 1, 100),
             audience_cache_seconds=_integer(env, "AUDIENCE_CACHE_SECONDS", 30, 0, 3600),
             shard_count=_shard_count(env),
             resume_sweep_seconds=_integer(env, "RESUME_SWEEP_SECONDS", 60, 0, 43_200),

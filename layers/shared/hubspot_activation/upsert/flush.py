@@ -79,8 +79,9 @@ class FlushSettings:
     #: How long a run goes on looking for work after it found none
     linger_seconds: float = 0.5
     retry_base_seconds: int = RETRY_BASE_SECONDS
-    #: Transient failures of a contact before it is recorded as failed (replayable)
-    max_attempts: int = 8
+    #: Transient failures of a contact before it is recorded as failed (replayable): with the
+    #: backoff's 10-minute cap, about two and a half hours of a HubSpot outage
+    max_attempts: int = 20
     #: Contacts read per round, in calls of 100
     round_calls: int = 10
 
@@ -283,12 +284,15 @@ class Flusher:
         work = _Round(states)
         batch = Batch({email: _wanted(state) for email, state in states.items()})
         confirmed = {email: s.confirmed for email, s in states.items() if s.confirmed is not None}
-        if batch.replay:
-            # An operator fixed something (a property freed, created or allowed): see it now,
-            # not when the definitions' cache expires.
-            self._schema.refresh()
-        audiences = self._audiences(audiences_to_ensure(batch, confirmed))
-        definitions = self._schema.definitions_for(attributes_to_define(batch, confirmed))
+        try:
+            if batch.replay:
+                # An operator fixed something (a property freed, created or allowed): see it now,
+                # not when the definitions' cache expires.
+                self._schema.refresh()
+            audiences = self._audiences(audiences_to_ensure(batch, confirmed))
+            definitions = self._schema.definitions_for(attributes_to_define(batch, confirmed))
+        except HubSpotError as exc:
+            return self._properties_failed(exc, states, report)
         plan = plan_writes(batch, confirmed, audiences, definitions, now_ms)
         entries = {entry.email: entry for entry in plan.records}
         for email, outcome in plan.outcomes.items():
@@ -314,6 +318,28 @@ class Flusher:
                 log_contact(contact, report.outcomes.get(contact.email))
         widened, self._widened = self._widened, False
         return bool(plan.outcomes) or work.sent > 0 or widened
+
+    def _properties_failed(
+        self, exc: HubSpotError, states: Mapping[str, ContactState], report: FlushReport
+    ) -> bool:
+        """HubSpot failed while the round made sure of its properties, so none of its contacts was
+        written. The daily limit pauses the run, as a write's would, leaving them due as they were;
+        any other failure counts as a failed write of each (a backoff, and failed with the reason
+        after ``max_attempts``), and a configuration problem stops the run."""
+        if isinstance(exc, DailyLimitReached):
+            report.daily_limit_resets_at = exc.resets_at
+            return False
+        logger.warning(
+            "making sure of the properties failed; the round's contacts stay pending",
+            extra={"error": str(exc)[:500]},
+        )
+        now_ms = self._now_ms()
+        self._record(
+            [self._retry(state, None, str(exc), now_ms, report) for state in states.values()], states, report
+        )
+        if exc.kind is ErrorKind.CONFIGURATION:
+            self._stopped = True
+        return True
 
     def _flush_chunk(
         self,
