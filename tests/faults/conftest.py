@@ -19,9 +19,10 @@ import requests
 from hubspot_activation.hubspot.client import HubSpotClient, RetryPolicy
 from hubspot_activation.hubspot.governor import RateGovernor
 from hubspot_activation.hubspot.versions import ApiVersion
+from hubspot_activation.ledger.contact_item import PENDING_SINCE
 from hubspot_activation.ledger.contact_state import DynamoDbContactStates
 from hubspot_activation.ledger.daily_counter import DynamoDbDailyCounter
-from hubspot_activation.ledger.keys import KEY, PENDING_PARTITION
+from hubspot_activation.ledger.keys import KEY, is_contact_key
 from hubspot_activation.settings import UpsertSettings
 from hubspot_activation.upsert import wiring
 from hubspot_activation.upsert.adapter import FlushRunner, MergeConsumer
@@ -104,7 +105,11 @@ class Aws:
         """Every pending contact, read from the table itself (not the eventually consistent index)."""
         found: set[str] = set()
         for page in self.dynamodb.get_paginator("scan").paginate(TableName=self.settings.ledger_table):
-            found.update(item[KEY]["S"] for item in page["Items"] if PENDING_PARTITION in item)
+            found.update(
+                item[KEY]["S"]
+                for item in page["Items"]
+                if is_contact_key(item[KEY]["S"]) and PENDING_SINCE in item
+            )
         return found
 
 

@@ -208,7 +208,8 @@ class Flusher:
         try:
             refs = self._states.pending(self._partitions, due_by, page)
             if not refs:
-                return False
+                # Nothing of its own: the lane writing every lane's tails takes the free lanes'.
+                return not busy and self._gather()
             # Nothing else pending: every due contact is in this round, and no update waits - or
             # the tail has waited twice the delay: a queue that is never empty (a steady stream
             # of updates) must not hold a tail back for good.
@@ -231,12 +232,18 @@ class Flusher:
         if tail.hand_over():
             report.handed_over = True
             return False
-        extra = [p for p in tail.gather() if p not in self._partitions]
-        if extra:
-            self._partitions.extend(extra)
+        if self._gather():
             self._widened = True
             return False
         return True
+
+    def _gather(self) -> bool:
+        """Take the partitions of the lanes whose tails this run may write; True when any."""
+        if self._tail is None or self._tail.hand_over():
+            return False
+        extra = [p for p in self._tail.gather() if p not in self._partitions]
+        self._partitions.extend(extra)
+        return bool(extra)
 
     _partitions: list[int]
     _tail: TailPolicy | None = None
