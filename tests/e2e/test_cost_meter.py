@@ -31,12 +31,16 @@ def test_the_meter_sees_the_stacks_functions_and_their_aws_calls() -> None:
     usage = meter.usage
     assert usage.api_gateway_requests == 1
     assert usage.functions["IngestFunction"].invocations == 1
-    assert usage.functions["UpsertFunction"].invocations >= 1
-    assert usage.functions["UpsertFunction"].memory_mb == 512
-    assert usage.write_units_by_target[ledger] >= 20  # one ledger item per contact at least
+    assert usage.functions["MergeFunction"].invocations >= 1
+    assert usage.functions["MergeFunction"].memory_mb == 256
+    assert usage.functions["FlushFunction"].invocations >= 1
+    assert usage.functions["FlushFunction"].memory_mb == 512
+    # Each contact's desired state merged, then its confirmed state recorded.
+    assert usage.write_units_by_target[ledger] >= 40
     assert usage.read_units_by_target[ledger] >= 20  # each contact's state read before planning
     assert usage.calls["sqs.SendMessageBatch"] >= 1  # ingest
     assert usage.calls["sqs.DeleteMessageBatch"] >= 1  # the event source
-    assert "sqs.GetQueueAttributes" not in usage.calls  # the local poller's own checks
+    # The flusher's look at the queue's depth; the local poller's own checks are not counted.
+    assert usage.calls["sqs.GetQueueAttributes"] < usage.functions["FlushFunction"].invocations * 20
     assert usage.secrets_manager_calls >= 2  # the ingest token and the HubSpot credential
     assert usage.sqs_fifo_requests >= 3
