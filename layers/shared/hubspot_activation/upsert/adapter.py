@@ -296,7 +296,9 @@ class FlushRunner:
                 tails.release()
             self.lease.release(lane, owner)
         summary = self._summary(lane, report)
-        logger.info("flush run ended", extra=summary)
+        # A run that found nothing due (the schedule's every minute, a wake-up for a lane already
+        # written) is not worth a log line per lane and minute.
+        (logger.info if report.rounds else logger.debug)("flush run ended", extra=summary)
         if report.handed_over:
             self.waker.wake([0])
         elif report.daily_limit_resets_at is None and not report.stopped_by:
