@@ -136,7 +136,13 @@ class MemoryFifo:
     # --- the boto3 SQS client surface the product calls -------------------------------------------
 
     def get_queue_attributes(self, **kwargs: Any) -> dict[str, Any]:
-        return {"Attributes": {"ApproximateNumberOfMessages": str(self.visible())}}
+        visible = self.visible()
+        return {
+            "Attributes": {
+                "ApproximateNumberOfMessages": str(visible),
+                "ApproximateNumberOfMessagesNotVisible": str(len(self) - visible),
+            }
+        }
 
     def send_message_batch(self, **kwargs: Any) -> dict[str, Any]:
         for entry in kwargs["Entries"]:
@@ -183,13 +189,28 @@ def sqs_event(messages: Sequence[InboundMessage]) -> dict[str, Any]:
 
 def template_indexes() -> dict[str, tuple[str, str]]:
     """The ledger table's secondary indexes: name -> (partition key, sort key)."""
-    indexes: dict[str, tuple[str, str]] = {}
+    return {name: keys for name, (keys, _projected) in _template_index_specs().items()}
+
+
+def template_projections() -> dict[str, tuple[str, ...] | None]:
+    """The attributes each index projects besides the keys (None: all of them)."""
+    return {name: projected for name, (_keys, projected) in _template_index_specs().items()}
+
+
+def _template_index_specs() -> dict[str, tuple[tuple[str, str], tuple[str, ...] | None]]:
+    indexes: dict[str, tuple[tuple[str, str], tuple[str, ...] | None]] = {}
     for spec in load_sam()["Resources"].values():
         if spec.get("Type") != "AWS::DynamoDB::Table":
             continue
         for index in spec["Properties"].get("GlobalSecondaryIndexes", []):
             keys = {key["KeyType"]: key["AttributeName"] for key in index["KeySchema"]}
-            indexes[index["IndexName"]] = (keys["HASH"], keys["RANGE"])
+            projection = index.get("Projection", {})
+            projected = (
+                None
+                if projection.get("ProjectionType") == "ALL"
+                else tuple(projection.get("NonKeyAttributes", []))
+            )
+            indexes[index["IndexName"]] = ((keys["HASH"], keys["RANGE"]), projected)
     return indexes
 
 
@@ -300,9 +321,16 @@ class _Expression:
 class MemoryDynamoDb:
     """The ledger table's boto3 DynamoDB client surface, in a dict (one table: the ledger's)."""
 
-    def __init__(self, indexes: Mapping[str, tuple[str, str]] | None = None) -> None:
+    def __init__(
+        self,
+        indexes: Mapping[str, tuple[str, str]] | None = None,
+        projections: Mapping[str, tuple[str, ...] | None] | None = None,
+    ) -> None:
+        """``projections``: the attributes each index returns besides the keys (None: all); the
+        template's by default, keys only for an index given without one."""
         self._items: dict[str, Item] = {}
         self._indexes = dict(indexes if indexes is not None else template_indexes())
+        self._projections = dict(projections if projections is not None else template_projections())
         #: index -> partition value -> keys of the items in it
         self._members: dict[str, dict[Any, set[str]]] = {name: {} for name in self._indexes}
         self._lock = threading.Lock()
@@ -347,8 +375,9 @@ class MemoryDynamoDb:
             )
             if not expression.holds(kwargs.get("ConditionExpression"), self._items.get(key)):
                 raise _conditional_check_failed("DeleteItem")
+            old = self._items.get(key)
             self._store(key, None)
-            return {}
+            return {"Attributes": dict(old)} if old is not None and kwargs.get("ReturnValues") == "ALL_OLD" else {}
 
     def update_item(self, **kwargs: Any) -> dict[str, Any]:
         with self._lock:
@@ -409,8 +438,18 @@ class MemoryDynamoDb:
                 ]
             limit = kwargs.get("Limit")
             page = items[:limit] if limit else items
+            projected = self._projections.get(kwargs["IndexName"], ())
             answer: dict[str, Any] = {
-                "Items": [{name: item[name] for name in (KEY, partition_key, sort_key)} for item in page],
+                "Items": [
+                    dict(item)
+                    if projected is None
+                    else {
+                        name: item[name]
+                        for name in (KEY, partition_key, sort_key, *projected)
+                        if name in item
+                    }
+                    for item in page
+                ],
                 "Count": len(page),
             }
             if limit and len(items) > limit:

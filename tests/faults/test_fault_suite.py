@@ -80,11 +80,14 @@ class WatchedLease:
                 self._holders[lane] = owner
         return taken
 
-    def release(self, lane: int, owner: str) -> None:
+    def ask_again(self, lane: int, now_ms: int) -> bool:
+        return self._lease.ask_again(lane, now_ms)
+
+    def release(self, lane: int, owner: str) -> bool:
         with self._lock:
             if self._holders.get(lane) == owner:
                 del self._holders[lane]
-        self._lease.release(lane, owner)
+        return self._lease.release(lane, owner)
 
 
 @dataclass

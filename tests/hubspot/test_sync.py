@@ -25,7 +25,7 @@ from hubspot_activation.messages import REPLAY_SOURCE, pack, requeue_messages
 from hubspot_activation.model import AudienceChange, AudienceStatus, ContactUpdate
 from hubspot_activation.observability import SERVICE
 from hubspot_activation.upsert.adapter import FlushRunner, SqsDeadLetters
-from hubspot_activation.upsert.flush import Flusher, FlushReport, FlushSettings
+from hubspot_activation.upsert.flush import Flusher, FlushReport, FlushSettings, QueueLoad
 from hubspot_activation.upsert.ledger import FAILED, SYNCED, UNCONFIRMED, LedgerEntry
 from hubspot_activation.upsert.merge import MergeReport, MergeService
 from hubspot_activation.upsert.plan import InboundMessage, Outcome
@@ -165,7 +165,7 @@ class Harness:
     schema: PropertySchema
     writer: ObservedWriter
     settings: FlushSettings = field(default_factory=lambda: FlushSettings(linger_seconds=0.0))
-    queue_depth: Callable[[], int] | None = None
+    queue_load: Callable[[], QueueLoad] | None = None
     sequence: int = 0
     message_count: int = 0
 
@@ -204,7 +204,7 @@ class Harness:
             DynamoDbAudienceDirectory(self.dynamodb, TABLE),
             markers=self.states,
             settings=self.settings,
-            queue_depth=self.queue_depth,
+            queue_load=self.queue_load,
             clock=self.clock.time,
             monotonic=self.clock.monotonic,
             sleep=self.clock.sleep,
@@ -598,7 +598,7 @@ def test_a_backlog_of_many_rounds_of_changes_costs_one_write_of_the_newest_state
     harness.merge(backlog.pop(0))
     # The rest of the backlog is on the queue: a run woken now writes nothing and ends (the
     # merges wake the lane again for every batch they merge).
-    harness.queue_depth = lambda: len(backlog)
+    harness.queue_load = lambda: QueueLoad(len(backlog))
     early = harness.flush()
     assert harness.writer.calls == [] and early.call_sizes == []
     while backlog:
@@ -628,7 +628,7 @@ def test_no_partial_call_while_updates_wait_on_the_queue(harness: Harness) -> No
     harness.merge([update(f"u{i}@example.com", city="x") for i in range(110)])
     harness.clock.advance(settings.max_delay_seconds + 1)  # waited long enough for the backlog
     depth = [3]
-    harness.queue_depth = lambda: depth[0]
+    harness.queue_load = lambda: QueueLoad(depth[0])
     sizes_and_depth: list[tuple[int, int]] = []
     harness.writer.before_call = lambda emails: sizes_and_depth.append((len(emails), depth[0]))
     harness.flush()
@@ -638,6 +638,43 @@ def test_no_partial_call_while_updates_wait_on_the_queue(harness: Harness) -> No
     harness.flush()
     assert sizes_and_depth == [(100, 3), (10, 0)]
     assert harness.pending() == set()
+
+
+@ONE_VERSION
+def test_no_partial_call_while_an_update_is_being_merged(harness: Harness) -> None:
+    """The queue shows nothing waiting, but a merge is under way: its contacts join the tail,
+    which goes in one partial call once the merge is done."""
+    harness.settings = FlushSettings(linger_seconds=0.0)
+    harness.merge([update(f"u{i}@example.com", city="x") for i in range(10)])
+    looks = [0]
+
+    def load() -> QueueLoad:
+        looks[0] += 1
+        if looks[0] < 3:
+            return QueueLoad(0, merging=1)
+        if looks[0] == 3:
+            harness.merge([update(f"late{i}@example.com", city="x") for i in range(2)])
+        return QueueLoad(0)
+
+    harness.queue_load = load
+    report = harness.flush()
+    assert report.call_sizes == [12] and harness.pending() == set()
+
+
+@ONE_VERSION
+def test_a_tail_waits_for_a_merge_that_never_ends_at_most_the_delay(harness: Harness) -> None:
+    """A message in flight may be a merge that failed and waits out its visibility timeout: the
+    tail is written once it was pending ``max_delay_seconds``."""
+    settings = FlushSettings(linger_seconds=0.0, max_delay_seconds=10.0)
+    harness.settings = settings
+    harness.merge([update(f"u{i}@example.com", city="x") for i in range(10)])
+    started = harness.clock.time()
+    harness.queue_load = lambda: QueueLoad(0, merging=1)
+    sent_at: list[float] = []
+    harness.writer.before_call = lambda emails: sent_at.append(harness.clock.time() - started)
+    report = harness.flush()
+    assert report.call_sizes == [10] and harness.pending() == set()
+    assert settings.max_delay_seconds <= sent_at[0] < settings.max_delay_seconds + 1
 
 
 @ONE_VERSION
@@ -833,6 +870,21 @@ def test_hubspot_refusing_the_connector_stops_the_run_and_fails_no_contact(harne
     }
 
 
+def test_hubspot_refusing_the_connector_while_properties_are_made_sure_of_stops_the_run(
+    harness: Harness,
+) -> None:
+    """The same refusal met before any write (the first round reads HubSpot's definitions) costs
+    no contact an attempt: a revoked token must not fail every pending contact in a few hours."""
+    harness.merge([update("ada@example.com", city="y")])
+    due = harness.state("ada@example.com").due_ms
+    harness.sandbox.state.revoke_token(harness.client.credentials.access_token())
+    report = harness.flush()
+    assert report.stopped_by is not None and "401" in report.stopped_by and report.outcomes == {}
+    assert harness.sandbox.state.requests["POST batch_upsert"] == 0
+    state = harness.state("ada@example.com")
+    assert harness.pending() == {"ada@example.com"} and (state.attempts, state.due_ms) == (0, due)
+
+
 @dataclass
 class RecordingWaker:
     woken: list[list[int]] = field(default_factory=list)
@@ -860,6 +912,46 @@ def test_a_run_hubspot_stopped_does_not_start_the_next_at_once(harness: Harness)
     summary = runner.handle({"lane": 0})
     assert waker.woken == [] and summary["stoppedBy"] is not None
     assert harness.pending() == {"ada@example.com"}
+
+
+def test_a_wake_up_that_finds_the_lane_taken_makes_the_running_one_run_again(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run that finds the lane held ends at once, but is not lost: the holder, letting the lane
+    go, starts the next run (what woke it - a tail handed over by another lane, a contact merged
+    after the holder's last look - may be past the point the holder looked at)."""
+    harness.merge([update("ada@example.com", city="y")])
+    waker = RecordingWaker()
+    lease = DynamoDbFlushLease(harness.dynamodb, TABLE)
+
+    def runner(flusher: Flusher) -> FlushRunner:
+        return FlushRunner(
+            flusher,
+            lease,
+            waker,
+            lanes=1,
+            partitions=lambda lane, sweep: list(ALL_PARTITIONS),
+            next_due=harness.states.next_due,
+            clock=harness.clock.time,
+        )
+
+    flusher = harness.flusher()
+    run = flusher.run
+    skipped: list[dict[str, Any]] = []
+
+    def woken_halfway(partitions: list[int], remaining: Callable[[], float], tail: Any = None) -> FlushReport:
+        skipped.append(runner(harness.flusher()).handle({"lane": 0}))
+        return run(partitions, remaining, tail)
+
+    monkeypatch.setattr(flusher, "run", woken_halfway)
+    summary = runner(flusher).handle({"lane": 0})
+    assert skipped == [{"lane": 0, "skipped": "another run holds the lane; it runs again after"}]
+    assert summary["synced"] == 1 and harness.pending() == set()
+    assert waker.woken == [[0]]
+    # Nobody asked this time: no run follows.
+    waker.woken.clear()
+    runner(harness.flusher()).handle({"lane": 0})
+    assert waker.woken == []
 
 
 # --- a writer on a clock HubSpot's answers move ----------------------------------------------------
@@ -997,7 +1089,7 @@ def test_a_tail_is_written_under_a_queue_that_never_empties_once_it_waited_twice
     settings = FlushSettings(linger_seconds=0.0, max_delay_seconds=10.0)
     harness.settings = settings
     harness.merge([update(f"u{i}@example.com", city="x") for i in range(10)])
-    harness.queue_depth = lambda: 5  # a steady stream: the queue is never seen empty
+    harness.queue_load = lambda: QueueLoad(5)  # a steady stream: the queue is never seen empty
     harness.clock.advance(settings.max_delay_seconds + 1)
     assert harness.flush().call_sizes == []  # overdue, but a partial call would not be full
     harness.clock.advance(settings.max_delay_seconds)

@@ -395,18 +395,23 @@ def test_the_schedule_wakes_every_lane(sync: Sync, capsys: pytest.CaptureFixture
     assert metric(capsys.readouterr().out, "FlushInvocations") == 5
 
 
-def test_a_run_finding_its_lane_taken_leaves_it_to_the_running_one(sync: Sync) -> None:
+def test_a_run_finding_its_lane_taken_leaves_it_to_the_running_one_which_runs_again(sync: Sync) -> None:
     handler("merge", cold_start=True)(sqs_event(profiles(10)), FakeContext())
     lease = DynamoDbFlushLease(boto3.client("dynamodb"), "ledger")
     now_ms = int(time.time() * 1000)
     assert lease.acquire(0, "the-running-one", now_ms + 600_000, now_ms)
+    sync.woken()  # the merge's wake-up
 
     flush = handler("flush", cold_start=True)
-    assert flush({"lane": 0}, FakeContext()) == {"lane": 0, "skipped": "another run holds the lane"}
+    assert flush({"lane": 0}, FakeContext()) == {
+        "lane": 0,
+        "skipped": "another run holds the lane; it runs again after",
+    }
     assert sync.sandbox.state.requests["POST batch_upsert"] == 0
     assert len(sync.pending()) == 10
 
-    lease.release(0, "the-running-one")
+    # The wake-up is not lost: the running one, letting the lane go, learns it must run again.
+    assert lease.release(0, "the-running-one") is True
     assert flush({"lane": 0}, FakeContext())["synced"] == 10
     assert sync.pending() == []
 

@@ -329,6 +329,23 @@ def test_a_lane_lease_has_one_owner_at_a_time_and_expires(lease: DynamoDbFlushLe
     assert not lease.acquire(0, "run-a", until + 60_000, until + 7)
 
 
+def test_a_run_asked_to_run_again_learns_it_when_it_lets_the_lane_go(lease: DynamoDbFlushLease) -> None:
+    until = NOW_MS + 60_000
+    assert not lease.ask_again(0, NOW_MS)  # nobody holds the lane: the caller takes it itself
+    assert lease.acquire(0, "run-a", until, NOW_MS)
+    assert lease.release(0, "run-a") is False  # nobody asked
+    assert lease.acquire(0, "run-a", until, NOW_MS)
+    assert lease.ask_again(0, NOW_MS + 1)
+    assert lease.ask_again(0, NOW_MS + 2)  # asked twice: one more run
+    assert lease.release(0, "run-a") is True
+    # Released: the next run starts clean.
+    assert lease.acquire(0, "run-b", until, NOW_MS + 3)
+    assert lease.release(0, "run-b") is False
+    # A lease that expired (its holder crashed) has no run to ask.
+    assert lease.acquire(0, "crashed", NOW_MS + 10, NOW_MS + 4)
+    assert not lease.ask_again(0, NOW_MS + 11)
+
+
 def test_only_its_owner_releases_a_lane(lease: DynamoDbFlushLease) -> None:
     assert lease.acquire(0, "run-a", NOW_MS + 60_000, NOW_MS)
     lease.release(0, "run-b")  # not its lease: nothing happens

@@ -459,18 +459,40 @@ class DynamoDbFlushLease:
             raise LedgerUnavailable(f"DynamoDB call failed: {type(exc).__name__}") from exc
         return True
 
-    def release(self, lane: int, owner: str) -> None:
+    def ask_again(self, lane: int, now_ms: int) -> bool:
         try:
-            self._client.delete_item(
+            self._client.update_item(
+                TableName=self._table,
+                Key={KEY: string(flush_lease_key(lane))},
+                UpdateExpression="SET #a = :t",
+                ConditionExpression="attribute_exists(#k) AND #u >= :now",
+                ExpressionAttributeNames={"#k": KEY, "#u": "until", "#a": "again"},
+                ExpressionAttributeValues={":now": number(now_ms), ":t": {"BOOL": True}},
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise LedgerUnavailable(f"DynamoDB call failed: {type(exc).__name__}") from exc
+        except BotoCoreError as exc:
+            raise LedgerUnavailable(f"DynamoDB call failed: {type(exc).__name__}") from exc
+        return True
+
+    def release(self, lane: int, owner: str) -> bool:
+        try:
+            response = self._client.delete_item(
                 TableName=self._table,
                 Key={KEY: string(flush_lease_key(lane))},
                 ConditionExpression="#o = :me",
                 ExpressionAttributeNames={"#o": "owner"},
                 ExpressionAttributeValues={":me": string(owner)},
+                ReturnValues="ALL_OLD",
             )
         except (ClientError, BotoCoreError) as exc:
-            # Not ours any more, or unreachable: it expires on its own.
+            # Not ours any more, or unreachable: it expires on its own. Run again, in case a
+            # wake-up asked for it: a run too many finds nothing and ends.
             logger.warning("could not release a flush lane", extra={"error": type(exc).__name__})
+            return True
+        return bool(response.get("Attributes", {}).get("again", {}).get("BOOL"))
 
 
 def _open_for(state: ContactState | None, now_ms: int | None) -> bool:

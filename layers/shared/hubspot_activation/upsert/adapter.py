@@ -21,7 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ..messages import QueueMessage
 from ..observability import logger, metrics, tracer
-from .flush import Flusher, FlushReport
+from .flush import Flusher, FlushReport, QueueLoad
 from .merge import MergeReport, MergeService
 from .plan import InboundMessage, Outcome
 from .ports import FlushWaker
@@ -145,24 +145,29 @@ def inbound_messages(event: Mapping[str, Any]) -> list[InboundMessage]:
     return messages
 
 
-class SqsQueueDepth:
-    """How many updates wait in the queue to be merged (SQS's approximate count of visible
-    messages: a message being merged or backing off is not waiting)."""
+class SqsQueueLoad:
+    """What the queue holds for the merges: SQS's approximate counts of visible messages (waiting)
+    and of messages in flight (being merged, or backing off after a failed merge)."""
 
     def __init__(self, client: SQSClient, queue_url: str) -> None:
         self._client = client
         self._queue_url = queue_url
 
-    def __call__(self) -> int:
+    def __call__(self) -> QueueLoad:
         try:
             response = self._client.get_queue_attributes(
-                QueueUrl=self._queue_url, AttributeNames=["ApproximateNumberOfMessages"]
+                QueueUrl=self._queue_url,
+                AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
             )
         except (ClientError, BotoCoreError) as exc:
             # Unknown is taken as empty: contacts are written at once rather than held back.
             logger.warning("could not read the queue's depth", extra={"error": type(exc).__name__})
-            return 0
-        return int(response.get("Attributes", {}).get("ApproximateNumberOfMessages", "0"))
+            return QueueLoad(0)
+        attributes = response.get("Attributes", {})
+        return QueueLoad(
+            waiting=int(attributes.get("ApproximateNumberOfMessages", "0")),
+            merging=int(attributes.get("ApproximateNumberOfMessagesNotVisible", "0")),
+        )
 
 
 class LambdaFlushWaker:
@@ -245,9 +250,9 @@ class LaneTails:
                 gathered.extend(self.partitions(other, False))
         return gathered
 
-    def release(self) -> None:
-        for other in self.taken:
-            self.lease.release(other, self.owner)
+    def release(self) -> list[int]:
+        """Let the taken lanes go; returns those a wake-up asked to run again meanwhile."""
+        return [other for other in self.taken if self.lease.release(other, self.owner)]
 
 
 @dataclass
@@ -281,31 +286,47 @@ class FlushRunner:
         owner = getattr(context, "aws_request_id", None) or uuid.uuid4().hex
         now_ms = int(self.clock() * 1000)
         until_ms = now_ms + int((remaining() + 60) * 1000)
-        if not self.lease.acquire(lane, owner, until_ms, now_ms):
-            return {"lane": lane, "skipped": "another run holds the lane"}
+        if not self._take(lane, owner, until_ms):
+            return {"lane": lane, "skipped": "another run holds the lane; it runs again after"}
         partitions = self.partitions(lane, bool(event.get("sweep")))
         tails = (
             LaneTails(lane, self.lanes, self.lease, owner, until_ms, self.partitions, self.clock)
             if self.lanes > 1
             else None
         )
+        asked: list[int] = []
         try:
             report = self.flusher.run(partitions, remaining, tails)
         finally:
             if tails is not None:
-                tails.release()
-            self.lease.release(lane, owner)
+                asked = tails.release()
+            if self.lease.release(lane, owner):
+                asked.append(lane)
         summary = self._summary(lane, report)
         # A run that found nothing due (the schedule's every minute, a wake-up for a lane already
         # written) is not worth a log line per lane and minute.
         (logger.info if report.rounds else logger.debug)("flush run ended", extra=summary)
         if report.handed_over:
-            self.waker.wake([0])
+            self.waker.wake([0, *asked])
         elif report.daily_limit_resets_at is None and not report.stopped_by:
             due = self.next_due(partitions)
             if report.more_pending or (due is not None and due <= int(self.clock() * 1000)):
-                self.waker.wake([lane])
+                asked.append(lane)
+            if asked:
+                self.waker.wake(set(asked))
         return summary
+
+    def _take(self, lane: int, owner: str, until_ms: int) -> bool:
+        """Take the lane; False when a run holds it, which then runs again once it lets the lane
+        go (what woke this run may be past the point that run looks at: a tail handed over, a
+        contact merged after its last round)."""
+        for _ in range(3):
+            now_ms = int(self.clock() * 1000)
+            if self.lease.acquire(lane, owner, until_ms, now_ms):
+                return True
+            if self.lease.ask_again(lane, now_ms):
+                return False
+        return False  # taken and let go three times over: those runs look at it
 
     @staticmethod
     def _summary(lane: int, report: FlushReport) -> dict[str, Any]:

@@ -9,7 +9,7 @@ writes in calls of 100 (several at once, as the budget allows) and records each 
 When a call is made:
 - every call carries 100 contacts while at least 100 need a write;
 - a partial call only when nothing else is pending: the lane's due contacts are all in the round,
-  and the queue holds no update that could still join them;
+  and the queue holds no update that could still join them (none waiting, none being merged);
 - while the queue holds updates (a backlog being merged), only contacts pending for longer than
   ``max_delay_seconds`` are taken: the newest state of a contact is written once, not each of its
   states as the backlog's rounds of changes arrive; a partial call then waits until the queue is
@@ -86,6 +86,17 @@ class FlushSettings:
     round_calls: int = 10
 
 
+@dataclass(frozen=True)
+class QueueLoad:
+    """What the queue holds for the merges."""
+
+    #: updates no merge has taken yet
+    waiting: int
+    #: updates being merged now (or backing off after a failed merge): their contacts may be
+    #: about to join a tail
+    merging: int = 0
+
+
 class TailPolicy(Protocol):
     """Where a lane's tail (fewer than 100 writes, nothing else pending in its partitions) goes."""
 
@@ -142,20 +153,20 @@ class Flusher:
         directory: AudienceDirectory | None = None,
         markers: HeldMarkers | None = None,
         settings: FlushSettings | None = None,
-        queue_depth: Callable[[], int] | None = None,
+        queue_load: Callable[[], QueueLoad] | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        """``queue_depth`` tells how many updates wait in the queue to be merged (None: unknown,
-        taken as none). ``monotonic`` is the writer's clock, the one its deadlines are read on."""
+        """``queue_load`` tells what the queue holds for the merges (None: unknown, taken as
+        nothing). ``monotonic`` is the writer's clock, the one its deadlines are read on."""
         self._states = states
         self._writer = writer
         self._schema = schema
         self._directory = directory
         self._markers = markers
         self._settings = settings or FlushSettings()
-        self._queue_depth = queue_depth
+        self._queue_load = queue_load
         self._clock = clock
         self._monotonic = monotonic
         self._sleep = sleep
@@ -183,7 +194,7 @@ class Flusher:
                     idle_since = None
                     continue
                 idle_since = idle_since if idle_since is not None else self._monotonic()
-                wait = self._idle_wait(partitions, self._queue_busy(), self._monotonic() - idle_since)
+                wait = self._idle_wait(partitions, self._load().waiting > 0, self._monotonic() - idle_since)
                 if wait is None:
                     break
                 self._sleep(wait)
@@ -201,7 +212,8 @@ class Flusher:
         """One round over the contacts due; False when it made no progress. What stops the run (a
         DAILY limit, a configuration error, the ledger or HubSpot's definitions unreachable) is
         noted in the report; the contacts stay pending for the next run."""
-        busy = self._queue_busy()
+        load = self._load()
+        busy = load.waiting > 0
         now_ms = self._now_ms()
         due_by = now_ms - int(self._settings.max_delay_seconds * 1000) if busy else now_ms
         page = self._settings.round_calls * MAX_BATCH_INPUTS
@@ -210,11 +222,12 @@ class Flusher:
             if not refs:
                 # Nothing of its own: the lane writing every lane's tails takes the free lanes'.
                 return not busy and self._gather()
-            # Nothing else pending: every due contact is in this round, and no update waits - or
-            # the tail has waited twice the delay: a queue that is never empty (a steady stream
-            # of updates) must not hold a tail back for good.
+            # Nothing else pending: every due contact is in this round, and no update waits or is
+            # being merged - or the tail has waited twice the delay: a queue that is never empty
+            # (a steady stream of updates) must not hold a tail back for good.
+            settled = not busy and load.merging == 0
             waited = min(ref.due_ms for ref in refs) <= due_by - int(self._settings.max_delay_seconds * 1000)
-            return self._round(refs, (not busy or waited) and len(refs) < page, report, remaining_seconds)
+            return self._round(refs, (settled or waited) and len(refs) < page, report, remaining_seconds)
         except DailyLimitReached as exc:
             report.daily_limit_resets_at = exc.resets_at
         except (HubSpotError, LedgerUnavailable) as exc:
@@ -249,8 +262,8 @@ class Flusher:
     _tail: TailPolicy | None = None
     _widened = False
 
-    def _queue_busy(self) -> bool:
-        return self._queue_depth is not None and self._queue_depth() > 0
+    def _load(self) -> QueueLoad:
+        return self._queue_load() if self._queue_load is not None else QueueLoad(0)
 
     def _idle_wait(self, partitions: Sequence[int], busy: bool, idle_for: float) -> float | None:
         """How long to wait before looking again, or None to end the run: while the queue holds
@@ -330,11 +343,16 @@ class Flusher:
         self, exc: HubSpotError, states: Mapping[str, ContactState], report: FlushReport
     ) -> bool:
         """HubSpot failed while the round made sure of its properties, so none of its contacts was
-        written. The daily limit pauses the run, as a write's would, leaving them due as they were;
-        any other failure counts as a failed write of each (a backoff, and failed with the reason
-        after ``max_attempts``), and a configuration problem stops the run."""
+        written. The daily limit and HubSpot refusing the connector (a revoked token, a missing
+        scope) stop the run, as a write's would, leaving them pending as they were; any other
+        failure counts as a failed write of each (a backoff, and failed with the reason after
+        ``max_attempts``)."""
         if isinstance(exc, DailyLimitReached):
             report.daily_limit_resets_at = exc.resets_at
+            return False
+        if exc.kind is ErrorKind.CONFIGURATION:
+            logger.error("flush run stopped; its contacts stay pending", extra={"error": str(exc)[:500]})
+            report.stopped_by = str(exc)[:500]
             return False
         logger.warning(
             "making sure of the properties failed; the round's contacts stay pending",
@@ -344,8 +362,6 @@ class Flusher:
         self._record(
             [self._retry(state, None, str(exc), now_ms, report) for state in states.values()], states, report
         )
-        if exc.kind is ErrorKind.CONFIGURATION:
-            self._stopped = True
         return True
 
     def _flush_chunk(

@@ -111,4 +111,12 @@ class FlushLease(Protocol):
         """Take the lane for ``owner`` until ``until_ms``: False when another owner holds it."""
         ...
 
-    def release(self, lane: int, owner: str) -> None: ...
+    def ask_again(self, lane: int, now_ms: int) -> bool:
+        """Ask the run holding the lane to run once more after it lets the lane go (a wake-up came
+        while it ran, and what woke it may be past the point the run looks at): False when no run
+        holds the lane any more (the caller takes it instead)."""
+        ...
+
+    def release(self, lane: int, owner: str) -> bool:
+        """Let the lane go; True when another run asked this one to run again meanwhile."""
+        ...

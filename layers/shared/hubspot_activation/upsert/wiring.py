@@ -25,7 +25,7 @@ from .adapter import (
     LambdaFlushWaker,
     MergeConsumer,
     SqsDeadLetters,
-    SqsQueueDepth,
+    SqsQueueLoad,
     SqsQueueSender,
     SqsVisibilityChanger,
 )
@@ -205,7 +205,7 @@ def flush_runner(
             retry_base_seconds=settings.retry_base_seconds,
             max_attempts=settings.max_write_attempts,
         ),
-        queue_depth=SqsQueueDepth(sqs, settings.queue_url)
+        queue_load=SqsQueueLoad(sqs, settings.queue_url)
         if sqs is not None and settings.queue_url
         else None,
     )
