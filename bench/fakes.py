@@ -377,7 +377,9 @@ class MemoryDynamoDb:
                 raise _conditional_check_failed("DeleteItem")
             old = self._items.get(key)
             self._store(key, None)
-            return {"Attributes": dict(old)} if old is not None and kwargs.get("ReturnValues") == "ALL_OLD" else {}
+            if old is None or kwargs.get("ReturnValues") != "ALL_OLD":
+                return {}
+            return {"Attributes": dict(old)}
 
     def update_item(self, **kwargs: Any) -> dict[str, Any]:
         with self._lock:

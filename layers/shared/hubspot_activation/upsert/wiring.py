@@ -205,9 +205,7 @@ def flush_runner(
             retry_base_seconds=settings.retry_base_seconds,
             max_attempts=settings.max_write_attempts,
         ),
-        queue_load=SqsQueueLoad(sqs, settings.queue_url)
-        if sqs is not None and settings.queue_url
-        else None,
+        queue_load=SqsQueueLoad(sqs, settings.queue_url) if sqs is not None and settings.queue_url else None,
     )
 
     def partitions(lane: int, sweep: bool) -> list[int]:
