@@ -236,19 +236,27 @@ class LaneTails:
     clock: Callable[[], float] = time.time
     #: other lanes whose lease this run took
     taken: list[int] = field(default_factory=list)
+    #: other lanes another run held at the last gather
+    running: list[int] = field(default_factory=list)
 
     def hand_over(self) -> bool:
         return self.lane != 0
 
     def gather(self) -> list[int]:
         gathered: list[int] = []
+        self.running = []
         for other in range(1, self.lanes):
             if other in self.taken:
                 continue
             if self.lease.acquire(other, self.owner, self.until_ms, int(self.clock() * 1000)):
                 self.taken.append(other)
                 gathered.extend(self.partitions(other, False))
+            else:
+                self.running.append(other)
         return gathered
+
+    def others_running(self) -> bool:
+        return bool(self.running)
 
     def release(self) -> list[int]:
         """Let the taken lanes go; returns those a wake-up asked to run again meanwhile."""

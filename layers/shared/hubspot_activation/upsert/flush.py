@@ -17,7 +17,10 @@ When a call is made:
   never empties);
 - with several lanes, the partial calls of all lanes' tails are one: a lane other than the first
   leaves its tail pending and hands it to the first (``TailPolicy``), which takes the free lanes'
-  partitions before it makes its own partial call.
+  partitions, and waits for the running ones to hand theirs over, before it makes its own partial
+  call.
+
+A round's calls overlap the next round's read and plan: the contacts in flight are left out of it.
 
 It knows nothing about Lambda: the handler passes the lane's partitions and the time left.
 """
@@ -28,7 +31,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -108,6 +111,11 @@ class TailPolicy(Protocol):
         """Partitions of other lanes this run may write too from now on (their leases taken)."""
         ...
 
+    def others_running(self) -> bool:
+        """Whether, at the last ``gather``, other runs held lanes this run could not take: they
+        hand their tails over when they end."""
+        ...
+
 
 @dataclass
 class FlushReport:
@@ -133,15 +141,32 @@ class FlushReport:
 
 
 @dataclass
-class _Round:
-    """One round's contacts as read, and what it decided."""
+class _Run:
+    """One run's state: the partitions it writes, where its tail goes, and its calls in flight,
+    which overlap the next round's read and plan (HubSpot's answers take 0.3-1 s: a round that
+    waited for its last call before reading the next would leave the budget unused meanwhile)."""
 
-    states: dict[str, ContactState]
-    recordings: list[Recording] = field(default_factory=list)
-    #: contacts sent in calls HubSpot answered
-    sent: int = 0
+    partitions: list[int]
+    tail: TailPolicy | None
+    report: FlushReport
+    remaining_seconds: Callable[[], float]
+    pool: ThreadPoolExecutor
+    #: contacts in calls not answered and recorded yet: the next rounds leave them out
+    in_flight: set[str] = field(default_factory=set)
+    calls: set[Future[None]] = field(default_factory=set)
+    #: what stops the writes (the daily limit, HubSpot refusing the connector)
     stop: HubSpotError | None = None
+    #: the last round took other lanes' partitions
+    widened: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def wait_calls(self, at_most: int) -> None:
+        """Until no more than ``at_most`` calls are unanswered."""
+        while len(self.calls) > at_most:
+            done, _ = wait(list(self.calls), return_when=FIRST_COMPLETED)
+            self.calls -= done
+            for call in done:
+                call.result()  # a failure of the call's own code is the run's
 
 
 class Flusher:
@@ -181,86 +206,109 @@ class Flusher:
         """Flush the pending contacts of ``partitions`` until none is due or the time is up.
         ``partitions`` grows with what ``tail.gather`` adds (the caller reads it afterwards)."""
         report = FlushReport()
-        self._partitions = partitions
-        self._tail = tail
         before = self._writer.stats()
         idle_since: float | None = None
-        try:
-            while remaining_seconds() - RECORD_MARGIN_SECONDS >= self._call_seconds:
-                progressed = self._step(report, remaining_seconds)
-                if report.daily_limit_resets_at is not None or report.stopped_by or report.handed_over:
-                    break
-                if progressed:
-                    idle_since = None
-                    continue
-                idle_since = idle_since if idle_since is not None else self._monotonic()
-                wait = self._idle_wait(partitions, self._load().waiting > 0, self._monotonic() - idle_since)
-                if wait is None:
-                    break
-                self._sleep(wait)
-            else:
-                report.more_pending = self._states.next_due(partitions) is not None
-        finally:
-            after = self._writer.stats()
-            report.hubspot_requests = after.requests - before.requests
-            report.throttled = after.throttled - before.throttled
-            if report.hubspot_requests:
-                report.rate_limit_remaining = after.rate_limit_remaining
+        with ThreadPoolExecutor(max_workers=self._settings.parallel_calls) as pool:
+            run = _Run(partitions, tail, report, remaining_seconds, pool)
+            try:
+                while remaining_seconds() - RECORD_MARGIN_SECONDS >= self._call_seconds:
+                    progressed = self._step(run)
+                    if self._stopped(run) or report.handed_over:
+                        break
+                    if progressed:
+                        idle_since = None
+                        continue
+                    if run.calls:
+                        run.wait_calls(len(run.calls) - 1)  # their answers may change what is due
+                        continue
+                    idle_since = idle_since if idle_since is not None else self._monotonic()
+                    wait_seconds = self._idle_wait(
+                        partitions, self._load().waiting > 0, self._monotonic() - idle_since
+                    )
+                    if wait_seconds is None:
+                        break
+                    self._sleep(wait_seconds)
+                else:
+                    run.wait_calls(0)
+                    report.more_pending = self._states.next_due(partitions) is not None
+            finally:
+                run.wait_calls(0)
+                self._stopped(run)
+                after = self._writer.stats()
+                report.hubspot_requests = after.requests - before.requests
+                report.throttled = after.throttled - before.throttled
+                if report.hubspot_requests:
+                    report.rate_limit_remaining = after.rate_limit_remaining
         return report
 
-    def _step(self, report: FlushReport, remaining_seconds: Callable[[], float]) -> bool:
-        """One round over the contacts due; False when it made no progress. What stops the run (a
-        DAILY limit, a configuration error, the ledger or HubSpot's definitions unreachable) is
-        noted in the report; the contacts stay pending for the next run."""
+    @staticmethod
+    def _stopped(run: _Run) -> bool:
+        """Whether the writes were stopped (noted in the report)."""
+        report = run.report
+        with run.lock:
+            stop = run.stop
+        if isinstance(stop, DailyLimitReached):
+            report.daily_limit_resets_at = stop.resets_at
+        elif stop is not None and report.stopped_by is None:
+            report.stopped_by = str(stop)[:500]
+        return report.daily_limit_resets_at is not None or report.stopped_by is not None
+
+    def _step(self, run: _Run) -> bool:
+        """One round over the contacts due and not in flight; False when it made no progress.
+        What stops the run (a DAILY limit, a configuration error, the ledger or HubSpot's
+        definitions unreachable) is noted in the report; the contacts stay pending for the next
+        run."""
         load = self._load()
         busy = load.waiting > 0
         now_ms = self._now_ms()
         due_by = now_ms - int(self._settings.max_delay_seconds * 1000) if busy else now_ms
         page = self._settings.round_calls * MAX_BATCH_INPUTS
         try:
-            refs = self._states.pending(self._partitions, due_by, page)
+            with run.lock:
+                in_flight = set(run.in_flight)
+            refs = [
+                ref
+                for ref in self._states.pending(run.partitions, due_by, page + len(in_flight))
+                if ref.email not in in_flight
+            ]
             if not refs:
                 # Nothing of its own: the lane writing every lane's tails takes the free lanes'.
-                return not busy and self._gather()
+                return not busy and not run.calls and self._gather(run)
             # Nothing else pending: every due contact is in this round, and no update waits or is
             # being merged - or the tail has waited twice the delay: a queue that is never empty
             # (a steady stream of updates) must not hold a tail back for good.
             settled = not busy and load.merging == 0
             waited = min(ref.due_ms for ref in refs) <= due_by - int(self._settings.max_delay_seconds * 1000)
-            return self._round(refs, (settled or waited) and len(refs) < page, report, remaining_seconds)
+            return self._round(run, refs, (settled or waited) and len(refs) < page, waited)
         except DailyLimitReached as exc:
-            report.daily_limit_resets_at = exc.resets_at
+            run.report.daily_limit_resets_at = exc.resets_at
         except (HubSpotError, LedgerUnavailable) as exc:
             logger.error("flush run stopped; its contacts stay pending", extra={"error": str(exc)[:500]})
-            report.stopped_by = str(exc)[:500]
+            run.report.stopped_by = str(exc)[:500]
         return False
 
-    def _partial_allowed(self, report: FlushReport) -> bool:
+    def _partial_allowed(self, run: _Run, waited: bool) -> bool:
         """Whether this run may make the partial call of a tail: always with one lane; with more,
         only the lane that writes every lane's tails, once no other lane's partitions are free to
-        join (those it could take join first, and the next round writes them with its own)."""
-        tail = self._tail
-        if tail is None:
+        join (those it could take join first, and the next round writes them with its own) and
+        no other lane runs (its tail is handed over when it ends) - or once the tail ``waited``."""
+        if run.tail is None:
             return True
-        if tail.hand_over():
-            report.handed_over = True
+        if run.tail.hand_over():
+            run.report.handed_over = True
             return False
-        if self._gather():
-            self._widened = True
+        if self._gather(run):
+            run.widened = True
             return False
-        return True
+        return waited or not run.tail.others_running()
 
-    def _gather(self) -> bool:
+    def _gather(self, run: _Run) -> bool:
         """Take the partitions of the lanes whose tails this run may write; True when any."""
-        if self._tail is None or self._tail.hand_over():
+        if run.tail is None or run.tail.hand_over():
             return False
-        extra = [p for p in self._tail.gather() if p not in self._partitions]
-        self._partitions.extend(extra)
+        extra = [p for p in run.tail.gather() if p not in run.partitions]
+        run.partitions.extend(extra)
         return bool(extra)
-
-    _partitions: list[int]
-    _tail: TailPolicy | None = None
-    _widened = False
 
     def _load(self) -> QueueLoad:
         return self._queue_load() if self._queue_load is not None else QueueLoad(0)
@@ -282,16 +330,12 @@ class Flusher:
             return None
         return min(max(wait, POLL_SECONDS), MAX_IDLE_WAIT_SECONDS)
 
-    def _round(
-        self,
-        refs: Sequence[PendingRef],
-        complete: bool,
-        report: FlushReport,
-        remaining_seconds: Callable[[], float],
-    ) -> bool:
+    def _round(self, run: _Run, refs: Sequence[PendingRef], complete: bool, waited: bool = False) -> bool:
         """Flush the contacts of ``refs`` that are still pending and due; False when none was
-        settled or written (only a partial call's worth while more may come, or the index was
-        behind)."""
+        settled or sent (only a partial call's worth while more may come, or the index was
+        behind). Its calls are left in flight once at most ``parallel_calls`` of the run's are
+        unanswered: the next round is read and planned meanwhile."""
+        report = run.report
         report.rounds += 1
         now_ms = self._now_ms()
         states = {
@@ -301,7 +345,6 @@ class Flusher:
         }
         if not states:
             return False
-        work = _Round(states)
         batch = Batch({email: _wanted(state) for email, state in states.items()})
         confirmed = {email: s.confirmed for email, s in states.items() if s.confirmed is not None}
         try:
@@ -315,29 +358,26 @@ class Flusher:
             return self._properties_failed(exc, states, report)
         plan = plan_writes(batch, confirmed, audiences, definitions, now_ms)
         entries = {entry.email: entry for entry in plan.records}
+        recordings: list[Recording] = []
         for email, outcome in plan.outcomes.items():
             report.outcomes[email] = outcome
-            work.recordings.append(Recording(email, states[email].version, entries.get(email)))
+            recordings.append(Recording(email, states[email].version, entries.get(email)))
         writes = plan.writes
-        if len(writes) % MAX_BATCH_INPUTS and not (complete and self._partial_allowed(report)):
+        if len(writes) % MAX_BATCH_INPUTS and not (complete and self._partial_allowed(run, waited)):
             writes = writes[: len(writes) // MAX_BATCH_INPUTS * MAX_BATCH_INPUTS]
-        self._record(work.recordings, states, report)
+        self._record(recordings, states, report)
         chunks = [writes[i : i + MAX_BATCH_INPUTS] for i in range(0, len(writes), MAX_BATCH_INPUTS)]
-        if chunks:
-            with ThreadPoolExecutor(max_workers=min(self._settings.parallel_calls, len(chunks))) as pool:
-                list(
-                    pool.map(lambda chunk: self._flush_chunk(chunk, work, report, remaining_seconds), chunks)
-                )
-        if isinstance(work.stop, DailyLimitReached):
-            report.daily_limit_resets_at = work.stop.resets_at
-        elif work.stop is not None:
-            report.stopped_by = str(work.stop)[:500]
-        for contact in plan.contacts:
-            if contact.email in report.outcomes and (contact.warnings or contact.problems):
-                report.warnings += len(contact.warnings)
-                log_contact(contact, report.outcomes.get(contact.email))
-        widened, self._widened = self._widened, False
-        return bool(plan.outcomes) or work.sent > 0 or widened
+        for chunk in chunks:
+            with run.lock:
+                run.in_flight.update(contact.email for contact in chunk)
+            run.calls.add(run.pool.submit(self._flush_chunk, chunk, states, run))
+            # No more queued than the pool takes at once: the budget paces the calls, and a
+            # contact queued behind it would be taken by no other run meanwhile.
+            run.wait_calls(self._settings.parallel_calls)
+        sent = {contact.email for contact in writes}
+        self._log_contacts([contact for contact in plan.contacts if contact.email not in sent], run)
+        widened, run.widened = run.widened, False
+        return bool(plan.outcomes) or bool(chunks) or widened
 
     def _properties_failed(
         self, exc: HubSpotError, states: Mapping[str, ContactState], report: FlushReport
@@ -364,21 +404,23 @@ class Flusher:
         )
         return True
 
-    def _flush_chunk(
-        self,
-        chunk: list[ContactWrite],
-        work: _Round,
-        report: FlushReport,
-        remaining_seconds: Callable[[], float],
-    ) -> None:
-        if work.stop is not None or remaining_seconds() - RECORD_MARGIN_SECONDS < self._call_seconds:
+    def _flush_chunk(self, chunk: list[ContactWrite], states: Mapping[str, ContactState], run: _Run) -> None:
+        try:
+            self._write_chunk(chunk, states, run)
+        finally:
+            with run.lock:
+                run.in_flight.difference_update(contact.email for contact in chunk)
+
+    def _write_chunk(self, chunk: list[ContactWrite], states: Mapping[str, ContactState], run: _Run) -> None:
+        report = run.report
+        if run.stop is not None or run.remaining_seconds() - RECORD_MARGIN_SECONDS < self._call_seconds:
             return  # not started: its contacts stay pending, due as they were
         sent_ms = self._now_ms()
         recordings: list[Recording] = []
         try:
             results = self._upsert(chunk, self._monotonic() + self._call_seconds)
         except DailyLimitReached as exc:
-            work.stop = exc
+            self._stop(run, exc)
             return
         except DeadlineReached:
             # The governor held the call past its deadline: it was not made, so nothing failed and
@@ -388,35 +430,52 @@ class Flusher:
             if exc.kind is ErrorKind.CONFIGURATION:
                 # HubSpot refused the connector, not these contacts: like the daily limit, they
                 # stay pending as they were, and the run stops.
-                work.stop = exc
+                self._stop(run, exc)
                 return
             logger.warning("batch upsert failed; its contacts stay pending", extra={"error": str(exc)[:500]})
             now_ms = self._now_ms()
             for contact in chunk:
                 entry = ambiguous_entry(contact, now_ms) if exc.ambiguous else None
-                recordings.append(self._retry(work.states[contact.email], entry, str(exc), now_ms, report))
+                recordings.append(self._retry(states[contact.email], entry, str(exc), now_ms, report))
         else:
-            with work.lock:
+            with run.lock:
                 report.call_sizes.append(len(chunk))
-                work.sent += len(chunk)
-            recordings.extend(self._settle(chunk, results, sent_ms, work, report))
-        self._record(recordings, work.states, report)
+            recordings.extend(self._settle(chunk, results, sent_ms, states, run))
+        self._record(recordings, states, report)
+        self._log_contacts(chunk, run)
+
+    @staticmethod
+    def _log_contacts(contacts: Sequence[ContactWrite], run: _Run) -> None:
+        """A line for each contact with an outcome that did not go as sent (a value dropped, a
+        field refused)."""
+        for contact in contacts:
+            outcome = run.report.outcomes.get(contact.email)
+            if outcome is not None and (contact.warnings or contact.problems):
+                with run.lock:
+                    run.report.warnings += len(contact.warnings)
+                log_contact(contact, outcome)
+
+    @staticmethod
+    def _stop(run: _Run, error: HubSpotError) -> None:
+        with run.lock:
+            run.stop = run.stop or error
 
     def _settle(
         self,
         chunk: list[ContactWrite],
         results: list[UpsertResult | None],
         sent_ms: int,
-        work: _Round,
-        report: FlushReport,
+        states: Mapping[str, ContactState],
+        run: _Run,
     ) -> list[Recording]:
         """Each contact's answer as what to record. A contact whose call had no time left stays
         pending as it was; so does one whose answer stops the writes (the daily limit, HubSpot
         refusing the connector), which stops the rounds after the other answers are recorded."""
+        report = run.report
         now_ms = self._now_ms()
         recordings: list[Recording] = []
         for contact, result in zip(chunk, results, strict=True):
-            state = work.states[contact.email]
+            state = states[contact.email]
             if result is None:
                 report.outcomes[contact.email], entry = unwritten_outcome(contact, now_ms)
                 recordings.append(Recording(contact.email, state.version, entry))
@@ -427,7 +486,7 @@ class Flusher:
             if isinstance(error, DailyLimitReached) or (
                 error is not None and error.kind is ErrorKind.CONFIGURATION
             ):
-                work.stop = error
+                self._stop(run, error)
                 continue  # not the contact's failure: it stays pending as it was
             outcome, written = outcome_of(contact, result, sent_ms, now_ms)
             if outcome is Outcome.RETRY:
