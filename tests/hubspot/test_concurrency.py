@@ -4,6 +4,7 @@ never answers 429, and together they never count more than the share in any roll
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 
@@ -46,18 +47,35 @@ def test_concurrent_consumers_keep_to_the_share_in_every_rolling_window(
     assert sandbox.state.throttled == {}
 
 
+def test_flush_lanes_with_calls_in_parallel_keep_to_the_share_in_every_rolling_window(
+    sandbox: SandboxServer,
+) -> None:
+    """Four lanes, each with eight calls in flight at once (as the flush function's): the calls
+    in flight are not in HubSpot's Remaining figure, so each lane keeps to its part of the share."""
+    settings, clients = consumers(sandbox, 4, share=0.8, lanes=4)
+    drive(clients, seconds=3.0, calls_per_client=8)
+    (token,) = sandbox.state.counted
+    share = math.floor(sandbox.state.config.ten_second_limit * 0.8)
+    assert settings.budget == share // 4
+    assert sum(client.requests_sent for client in clients) > 2 * share  # windows full, not a trickle
+    assert sandbox.state.busiest_window(token) <= share
+    assert sandbox.state.throttled == {}
+
+
 def consumers(
-    sandbox: SandboxServer, count: int, share: float
+    sandbox: SandboxServer, count: int, share: float, lanes: int = 1
 ) -> tuple[GovernorSettings, list[HubSpotClient]]:
     """``count`` clients of one private app, each with its own governor (a Lambda instance each),
-    the event source's MaximumConcurrency being ``count``."""
+    the event source's MaximumConcurrency being ``count`` (or ``lanes`` flush lanes, each its part
+    of the share)."""
     config = sandbox.state.config  # 100 requests per 1 s window (a fast stand-in for 10 s)
     token = sandbox.state.add_private_app_token()
     settings = GovernorSettings(
         limit_per_window=config.ten_second_limit,
         window_seconds=config.window_ms / 1000,
         share=share,
-        concurrency=count,
+        concurrency=count if lanes == 1 else 1,
+        lanes=lanes,
         daily_reserve=0,
     )
     clients = [
@@ -74,8 +92,9 @@ def consumers(
     return settings, clients
 
 
-def drive(clients: list[HubSpotClient], seconds: float) -> None:
-    """Every client upserts batches of five contacts back to back for ``seconds``."""
+def drive(clients: list[HubSpotClient], seconds: float, calls_per_client: int = 1) -> None:
+    """Every client upserts batches of five contacts back to back for ``seconds``, with
+    ``calls_per_client`` calls in flight at once."""
     deadline = time.monotonic() + seconds
     failures: list[BaseException] = []
 
@@ -89,7 +108,11 @@ def drive(clients: list[HubSpotClient], seconds: float) -> None:
         except BaseException as exc:  # surfaced in the main thread below
             failures.append(exc)
 
-    threads = [threading.Thread(target=consume, args=(i, c)) for i, c in enumerate(clients)]
+    threads = [
+        threading.Thread(target=consume, args=(i * calls_per_client + k, c))
+        for i, c in enumerate(clients)
+        for k in range(calls_per_client)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -614,7 +614,8 @@ def test_a_backlog_of_many_rounds_of_changes_costs_one_write_of_the_newest_state
 def test_calls_carry_100_contacts_while_100_are_pending_and_a_partial_call_comes_last(
     harness: Harness,
 ) -> None:
-    harness.settings = FlushSettings(linger_seconds=0.0, round_calls=1)
+    # One call at a time, so the order the calls were made in is the order they are answered in.
+    harness.settings = FlushSettings(linger_seconds=0.0, round_calls=1, parallel_calls=1)
     harness.merge([update(f"u{i}@example.com", city="x") for i in range(210)])
     report = harness.flush()
     assert report.call_sizes == [100, 100, 10]

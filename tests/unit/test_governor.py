@@ -32,6 +32,10 @@ def governor(clock: FakeTime, **settings: Any) -> RateGovernor:
 def test_one_consumer_alone_may_use_the_whole_share() -> None:
     assert GovernorSettings(limit_per_window=190, share=0.8, concurrency=4).budget == 152
     assert GovernorSettings(limit_per_window=100, share=0.001, concurrency=50).budget == 1
+    # Flush lanes divide the share: each sends its part.
+    assert GovernorSettings(limit_per_window=100, share=0.8, lanes=4).budget == 20
+    assert GovernorSettings(limit_per_window=190, share=0.8, lanes=3).budget == 50
+    assert GovernorSettings(limit_per_window=100, share=0.01, lanes=4).budget == 1
     # What stays unused of the window: the other integrations' part and one request per consumer.
     assert GovernorSettings(limit_per_window=100, share=0.8, concurrency=4).headroom(100) == pytest.approx(24)
     bad: dict[str, Any]

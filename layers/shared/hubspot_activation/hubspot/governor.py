@@ -31,6 +31,10 @@ class GovernorSettings:
     share: float = 0.8
     #: How many consumers run at once (the event source's MaximumConcurrency).
     concurrency: int = 1
+    #: Governors that divide the share evenly between them (flush lanes): each sends at most its
+    #: part in any window, so together they never overrun the share, whatever HubSpot's headers
+    #: lag behind.
+    lanes: int = 1
     #: Daily calls left untouched for the account's other integrations.
     daily_reserve: int = 10_000
     #: The account's daily limit, for when HubSpot does not say it (it tells OAuth apps nothing).
@@ -43,8 +47,8 @@ class GovernorSettings:
             raise ValueError("limit_per_window and window_seconds must be positive")
         if not 0 < self.share <= 1:
             raise ValueError("share must be in (0, 1]")
-        if self.concurrency < 1:
-            raise ValueError("concurrency must be at least 1")
+        if self.concurrency < 1 or self.lanes < 1:
+            raise ValueError("concurrency and lanes must be at least 1")
         try:
             ZoneInfo(self.account_timezone)
         except (ZoneInfoNotFoundError, ValueError):
@@ -52,9 +56,10 @@ class GovernorSettings:
 
     @property
     def budget(self) -> int:
-        """Requests this instance may send per window: the whole share when it is alone. With
-        several consumers HubSpot's app-wide Remaining header divides the share between them."""
-        return max(1, math.floor(self.limit_per_window * self.share))
+        """Requests this instance may send per window: the whole share when it is alone, its
+        lane's part with several lanes. With several consumers HubSpot's app-wide Remaining header
+        divides the share between them."""
+        return max(1, math.floor(self.limit_per_window * self.share / self.lanes))
 
     def headroom(self, maximum: int) -> float:
         """What must stay unused of the app's window: the other integrations' part, plus one request

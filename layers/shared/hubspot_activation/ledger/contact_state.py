@@ -21,7 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ..observability import logger, tracer
 from ..upsert.ledger import FAILED, LedgerEntry, LedgerUnavailable
 from ..upsert.plan import PendingContact, merge_desired
-from ..upsert.state import ContactState, MergeResult, PendingRef, Recording
+from ..upsert.state import ContactState, MergeResult, PendingPage, PendingRef, Recording
 from .contact_item import (
     ATTEMPTS,
     PENDING_ATTRIBUTES,
@@ -195,15 +195,18 @@ class DynamoDbContactStates(DynamoDbLedger):
         self._update(desired.email, expression, names, values, condition)
 
     @tracer.capture_method(capture_response=False, capture_error=False)
-    def pending(self, partitions: Sequence[int], due_by_ms: int, limit: int) -> list[PendingRef]:
+    def pending(self, partitions: Sequence[int], due_by_ms: int, limit: int) -> PendingPage:
         """The contacts of the markers due, oldest marker first, whole markers until ``limit``."""
-        markers = [marker for found in self._each_partition(partitions, due_by_ms, limit) for marker in found]
+        found = self._each_partition(partitions, due_by_ms, limit)
+        markers = [marker for markers_read, _exhausted in found for marker in markers_read]
+        complete = all(exhausted for _markers_read, exhausted in found)
         markers.sort(key=lambda marker: marker[1])
         refs: dict[str, PendingRef] = {}
         opened: dict[str, set[str]] = {}
         with self._lock:
             for key, due_ms, emails in markers:
                 if len(refs) >= limit:
+                    complete = False
                     break
                 # A marker read before keeps only its contacts not handled since: a round is
                 # complete when fewer than ``limit`` contacts are open, however long the markers.
@@ -215,16 +218,18 @@ class DynamoDbContactStates(DynamoDbLedger):
                     refs.setdefault(email, PendingRef(email, due_ms))
             # Markers read and found handled in full are kept until they are deleted.
             self._open = {**{k: v for k, v in self._open.items() if not v}, **opened}
-        return list(refs.values())
+        return PendingPage(list(refs.values()), complete)
 
     def next_due(self, partitions: Sequence[int]) -> int | None:
-        earliest = [marker[1] for found in self._each_partition(partitions, None, 1) for marker in found]
+        earliest = [
+            marker[1] for found, _exhausted in self._each_partition(partitions, None, 1) for marker in found
+        ]
         return min(earliest, default=None)
 
     def _each_partition(
         self, partitions: Sequence[int], due_by_ms: int | None, limit: int
-    ) -> list[list[tuple[str, int, list[str]]]]:
-        """The partitions' markers, read at once (a query each)."""
+    ) -> list[tuple[list[tuple[str, int, list[str]]], bool]]:
+        """The partitions' markers, read at once (a query each), and whether each read them all."""
         if len(partitions) == 1:
             return [self._query_markers(partitions[0], due_by_ms, limit)]
         with ThreadPoolExecutor(max_workers=min(len(partitions), WRITE_WORKERS)) as pool:
@@ -232,7 +237,9 @@ class DynamoDbContactStates(DynamoDbLedger):
 
     def _query_markers(
         self, partition: int, due_by_ms: int | None, limit: int
-    ) -> list[tuple[str, int, list[str]]]:
+    ) -> tuple[list[tuple[str, int, list[str]]], bool]:
+        """A partition's markers due, oldest first, until they list ``limit`` contacts still open
+        (as far as this reader knows), and whether there are no more."""
         values: Item = {":p": string(pending_partition_value(partition))}
         names = {"#p": PENDING_PARTITION}
         condition = "#p = :p"
@@ -250,7 +257,7 @@ class DynamoDbContactStates(DynamoDbLedger):
         }
         markers: list[tuple[str, int, list[str]]] = []
         contacts = 0
-        while contacts < limit:
+        while True:
             try:
                 response = self._client.query(**request)
             except (ClientError, BotoCoreError) as exc:
@@ -258,12 +265,15 @@ class DynamoDbContactStates(DynamoDbLedger):
             for item in response.get("Items", []):
                 marker = marker_from_item(item)
                 markers.append(marker)
-                contacts += len(marker[2])
+                with self._lock:
+                    known = self._open.get(marker[0])
+                contacts += len(known) if known is not None else len(marker[2])
             last = response.get("LastEvaluatedKey")
             if not last:
-                break
+                return markers, True
+            if contacts >= limit:
+                return markers, False
             request["ExclusiveStartKey"] = last
-        return markers
 
     def _handled(self, emails: Any) -> None:
         """Note these contacts as handled in the markers read."""

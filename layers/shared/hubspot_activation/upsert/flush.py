@@ -158,6 +158,8 @@ class _Run:
     stop: HubSpotError | None = None
     #: the last round took other lanes' partitions
     widened: bool = False
+    #: since when the run's tail waits for other lanes' runs to hand theirs over (monotonic)
+    tail_held_since: float | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def wait_calls(self, at_most: int) -> None:
@@ -266,11 +268,8 @@ class Flusher:
         try:
             with run.lock:
                 in_flight = set(run.in_flight)
-            refs = [
-                ref
-                for ref in self._states.pending(run.partitions, due_by, page + len(in_flight))
-                if ref.email not in in_flight
-            ]
+            listed = self._states.pending(run.partitions, due_by, page + len(in_flight))
+            refs = [ref for ref in listed if ref.email not in in_flight]
             if not refs:
                 # Nothing of its own: the lane writing every lane's tails takes the free lanes'.
                 return not busy and not run.calls and self._gather(run)
@@ -279,7 +278,7 @@ class Flusher:
             # (a steady stream of updates) must not hold a tail back for good.
             settled = not busy and load.merging == 0
             waited = min(ref.due_ms for ref in refs) <= due_by - int(self._settings.max_delay_seconds * 1000)
-            return self._round(run, refs, (settled or waited) and len(refs) < page, waited)
+            return self._round(run, refs, (settled or waited) and listed.complete)
         except DailyLimitReached as exc:
             run.report.daily_limit_resets_at = exc.resets_at
         except (HubSpotError, LedgerUnavailable) as exc:
@@ -287,11 +286,12 @@ class Flusher:
             run.report.stopped_by = str(exc)[:500]
         return False
 
-    def _partial_allowed(self, run: _Run, waited: bool) -> bool:
+    def _partial_allowed(self, run: _Run) -> bool:
         """Whether this run may make the partial call of a tail: always with one lane; with more,
         only the lane that writes every lane's tails, once no other lane's partitions are free to
         join (those it could take join first, and the next round writes them with its own) and
-        no other lane runs (its tail is handed over when it ends) - or once the tail ``waited``."""
+        no other lane runs (its tail is handed over when it ends) - waiting for those at most
+        ``max_delay_seconds``."""
         if run.tail is None:
             return True
         if run.tail.hand_over():
@@ -300,7 +300,12 @@ class Flusher:
         if self._gather(run):
             run.widened = True
             return False
-        return waited or not run.tail.others_running()
+        if not run.tail.others_running():
+            run.tail_held_since = None
+            return True
+        if run.tail_held_since is None:
+            run.tail_held_since = self._monotonic()
+        return self._monotonic() - run.tail_held_since >= self._settings.max_delay_seconds
 
     def _gather(self, run: _Run) -> bool:
         """Take the partitions of the lanes whose tails this run may write; True when any."""
@@ -330,7 +335,7 @@ class Flusher:
             return None
         return min(max(wait, POLL_SECONDS), MAX_IDLE_WAIT_SECONDS)
 
-    def _round(self, run: _Run, refs: Sequence[PendingRef], complete: bool, waited: bool = False) -> bool:
+    def _round(self, run: _Run, refs: Sequence[PendingRef], complete: bool) -> bool:
         """Flush the contacts of ``refs`` that are still pending and due; False when none was
         settled or sent (only a partial call's worth while more may come, or the index was
         behind). Its calls are left in flight once at most ``parallel_calls`` of the run's are
@@ -363,7 +368,7 @@ class Flusher:
             report.outcomes[email] = outcome
             recordings.append(Recording(email, states[email].version, entries.get(email)))
         writes = plan.writes
-        if len(writes) % MAX_BATCH_INPUTS and not (complete and self._partial_allowed(run, waited)):
+        if len(writes) % MAX_BATCH_INPUTS and not (complete and self._partial_allowed(run)):
             writes = writes[: len(writes) // MAX_BATCH_INPUTS * MAX_BATCH_INPUTS]
         self._record(recordings, states, report)
         chunks = [writes[i : i + MAX_BATCH_INPUTS] for i in range(0, len(writes), MAX_BATCH_INPUTS)]

@@ -18,7 +18,7 @@ A contact moves through these states:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -53,6 +53,21 @@ class ContactState:
 class PendingRef:
     email: str
     due_ms: int
+
+
+@dataclass(frozen=True)
+class PendingPage:
+    """Pending contacts as the index lists them, oldest first."""
+
+    refs: list[PendingRef]
+    #: every contact due is in ``refs``: no marker was left unread
+    complete: bool
+
+    def __iter__(self) -> Iterator[PendingRef]:
+        return iter(self.refs)
+
+    def __len__(self) -> int:
+        return len(self.refs)
 
 
 @dataclass
@@ -91,9 +106,9 @@ class ContactStates(Protocol):
         it pending when it changed. Raises LedgerUnavailable when the store cannot be reached."""
         ...
 
-    def pending(self, partitions: Sequence[int], due_by_ms: int, limit: int) -> list[PendingRef]:
-        """Up to ``limit`` pending contacts of these partitions due by ``due_by_ms``, oldest first
-        (the index is eventually consistent: read their state before acting)."""
+    def pending(self, partitions: Sequence[int], due_by_ms: int, limit: int) -> PendingPage:
+        """Pending contacts of these partitions due by ``due_by_ms``, oldest first, about
+        ``limit`` of them (the index is eventually consistent: read their state before acting)."""
         ...
 
     def next_due(self, partitions: Sequence[int]) -> int | None:

@@ -80,13 +80,13 @@ def build_flush(settings: UpsertSettings) -> FlushRunner:
 
 
 def governor_settings(settings: UpsertSettings) -> GovernorSettings:
-    """A lane alone counts its own calls in flight; with several, each keeps headroom for every
-    call the other lanes may have in flight unseen by HubSpot's latest Remaining figure."""
-    lanes = settings.flush_lanes
+    """Each lane's governor sends at most its lane's part of the share in any window: the other
+    lanes' calls in flight are not in HubSpot's Remaining figure until answered, so no headroom
+    read from it keeps several lanes within the share."""
     return GovernorSettings(
         limit_per_window=settings.tier_limit,
         share=settings.share,
-        concurrency=1 if lanes == 1 else lanes * settings.flush_parallel_calls,
+        lanes=settings.flush_lanes,
         daily_reserve=settings.daily_reserve,
         daily_limit=settings.daily_limit,
         account_timezone=settings.account_timezone,
