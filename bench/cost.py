@@ -31,8 +31,12 @@ Rules implemented (AWS's published billing rules, on-demand capacity, arm64 Lamb
   by ReceiveMessage) is one more; FIFO and standard queues are priced apart (by the ``.fifo``
   suffix of the queue URL).
 - **Lambda**: one request per invocation and its duration rounded up to the millisecond times
-  the function's memory (GB-seconds). The duration is the wall time of the wrapped handler on
-  this machine, minus the meter's own bookkeeping in that thread.
+  the function's memory (GB-seconds). Two durations are reported: the wall time of the wrapped
+  handler on this machine, minus the meter's own bookkeeping in that thread; and the same with
+  every AWS call of the invocation's threads (the handler's and those it starts, such as a
+  thread pool's workers) taking the latency AWS would answer in (:data:`AWS_LATENCY_MS`, a model)
+  instead of its local time. Threads running side by side are shortened together, not once each
+  (:func:`seconds_saved`). The total is priced on the second.
 - **API Gateway HTTP API**: one request per started 512 KB of the request body, for every
   invocation through an HTTP API event (payload format 2.0).
 - **Secrets Manager**: every API call.
@@ -48,12 +52,16 @@ Approximations and blind spots, stated so the figures are read as what they are:
   is attributed to this write. Index key changes are judged on the whole key values.
 - A Query or Scan is charged for the items it returns; items a FilterExpression dropped or a
   ``Select=COUNT`` counted are read by DynamoDB too but not seen here (an under-count).
-- Lambda durations are local wall times: moto and the HubSpot sandbox answer in other threads of
-  this process (DynamoDB and HubSpot answer at network latency), this machine's CPU is not a
-  512 MB arm64 share (about a third of a vCPU), and a loaded machine stretches every duration.
-  The CPU time of the handler's thread is reported too, as a lower bound. The INIT phase of a
-  cold start (billed since 2025-08-01) is not seen: the functions build their clients on the
-  first invocation, which is counted, but the module import is not.
+- Lambda durations: the local wall time is inflated by moto, which answers for DynamoDB and SQS
+  in other threads of this process (tens of milliseconds a conditional write on a loaded
+  machine); the modeled duration replaces each AWS call's time by a typical latency, not a
+  measured one. Everything else keeps its local time: HubSpot's answers (the sandbox's configured
+  latency), sleeps and waits, and CPU, which here is a full core shared with moto, not a 512 MB
+  arm64 share (about a third of a vCPU: CPU-bound work would take about three times longer). A
+  worker thread's work after its last AWS call is not seen. The CPU time of the handler's thread
+  is reported too. The INIT phase of a cold start (billed since 2025-08-01) is not seen: the
+  functions build their clients on the first invocation, which is counted, but the module import
+  is not.
 - Not metered at all: idle polling of the event source (empty receives, a fixed cost: counted
   apart, not priced), CloudWatch Logs ingestion and metrics, X-Ray traces, KMS, data transfer,
   DynamoDB storage and backups, Secrets Manager's monthly fee per secret, free tiers.
