@@ -378,7 +378,7 @@ def test_a_call_faster_here_than_on_aws_is_billed_at_its_modeled_latency(
     assert usage.aws_latency_billed_ms >= calls * AWS_LATENCY_MS["lambda"]
 
 
-def _answered_at_once(**_: Any) -> AWSResponse:
+def _answered_at_once(**_: Any) -> Any:  # an AWSResponse: the stubs type handlers as returning None
     """Lambda's answer to an asynchronous Invoke, at once (as the local stack's stand-in answers)."""
     return AWSResponse("https://lambda", 202, HTTPHeaders(), _Raw(b""))
 
