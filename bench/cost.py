@@ -31,8 +31,12 @@ Rules implemented (AWS's published billing rules, on-demand capacity, arm64 Lamb
   by ReceiveMessage) is one more; FIFO and standard queues are priced apart (by the ``.fifo``
   suffix of the queue URL).
 - **Lambda**: one request per invocation and its duration rounded up to the millisecond times
-  the function's memory (GB-seconds). The duration is the wall time of the wrapped handler on
-  this machine, minus the meter's own bookkeeping in that thread.
+  the function's memory (GB-seconds). Two durations are reported: the wall time of the wrapped
+  handler on this machine, minus the meter's own bookkeeping in that thread; and the same with
+  every AWS call of the invocation's threads (the handler's and those it starts, such as a
+  thread pool's workers) taking the latency AWS would answer in (:data:`AWS_LATENCY_MS`, a model)
+  instead of its local time. Threads running side by side are shortened together, not once each
+  (:func:`seconds_saved`). The total is priced on the second.
 - **API Gateway HTTP API**: one request per started 512 KB of the request body, for every
   invocation through an HTTP API event (payload format 2.0).
 - **Secrets Manager**: every API call.
@@ -48,12 +52,16 @@ Approximations and blind spots, stated so the figures are read as what they are:
   is attributed to this write. Index key changes are judged on the whole key values.
 - A Query or Scan is charged for the items it returns; items a FilterExpression dropped or a
   ``Select=COUNT`` counted are read by DynamoDB too but not seen here (an under-count).
-- Lambda durations are local wall times: moto and the HubSpot sandbox answer in other threads of
-  this process (DynamoDB and HubSpot answer at network latency), this machine's CPU is not a
-  512 MB arm64 share (about a third of a vCPU), and a loaded machine stretches every duration.
-  The CPU time of the handler's thread is reported too, as a lower bound. The INIT phase of a
-  cold start (billed since 2025-08-01) is not seen: the functions build their clients on the
-  first invocation, which is counted, but the module import is not.
+- Lambda durations: the local wall time is inflated by moto, which answers for DynamoDB and SQS
+  in other threads of this process (tens of milliseconds a conditional write on a loaded
+  machine); the modeled duration replaces each AWS call's time by a typical latency, not a
+  measured one. Everything else keeps its local time: HubSpot's answers (the sandbox's configured
+  latency), sleeps and waits, and CPU, which here is a full core shared with moto, not a 512 MB
+  arm64 share (about a third of a vCPU: CPU-bound work would take about three times longer). A
+  worker thread's work after its last AWS call is not seen. The CPU time of the handler's thread
+  is reported too. The INIT phase of a cold start (billed since 2025-08-01) is not seen: the
+  functions build their clients on the first invocation, which is counted, but the module import
+  is not.
 - Not metered at all: idle polling of the event source (empty receives, a fixed cost: counted
   apart, not priced), CloudWatch Logs ingestion and metrics, X-Ray traces, KMS, data transfer,
   DynamoDB storage and backups, Secrets Manager's monthly fee per secret, free tiers.
@@ -301,19 +309,126 @@ class MotoTables:
         return None if found is None else dict(found.to_json()["Attributes"])
 
 
+# --- Lambda durations at AWS's latency -------------------------------------------------------------
+
+#: The latency an AWS call is modeled at from inside a Lambda function in the same region, in
+#: milliseconds, by ``service`` or ``service.Operation`` (the more specific wins). Round figures
+#: on the slow side of what AWS states or what is commonly measured, SDK work included:
+#: DynamoDB's single-item operations average single-digit milliseconds (AWS's knowledge center on
+#: DynamoDB latency; its SuccessfulRequestLatency excludes the network and the SDK, hence 5 ms),
+#: batch operations and queries depend on how much they carry (10 ms); SQS answers in ten to a few
+#: tens of milliseconds (15 ms, 20 ms for a batch send); an asynchronous Lambda Invoke is queued and
+#: acknowledged (15 ms); Secrets Manager's GetSecretValue is the slowest of these (30 ms); any other
+#: call 20 ms.
+AWS_LATENCY_MS: Mapping[str, float] = {
+    "dynamodb": 5.0,
+    "dynamodb.BatchGetItem": 10.0,
+    "dynamodb.BatchWriteItem": 10.0,
+    "dynamodb.Query": 10.0,
+    "dynamodb.Scan": 10.0,
+    "dynamodb.TransactGetItems": 10.0,
+    "dynamodb.TransactWriteItems": 10.0,
+    "sqs": 15.0,
+    "sqs.SendMessageBatch": 20.0,
+    "lambda": 15.0,
+    "secretsmanager": 30.0,
+}
+DEFAULT_AWS_LATENCY_MS = 20.0
+
+
+def aws_latency_seconds(service: str, operation: str) -> float:
+    """The modeled latency of one call (``service`` as botocore names it: ``secretsmanager``)."""
+    return (
+        AWS_LATENCY_MS.get(f"{service}.{operation}", AWS_LATENCY_MS.get(service, DEFAULT_AWS_LATENCY_MS))
+        / 1000
+    )
+
+
+@dataclass
+class ThreadTimeline:
+    """One thread of an invocation (the handler's, or one it started, directly or not): when it
+    started, what its AWS calls saved (their local wall time minus their modeled latency; negative
+    when a call answered faster here than AWS would), when its last call ended, and the threads it
+    started."""
+
+    started: float
+    saved: float = 0.0
+    last: float = 0.0
+    calls: int = 0
+    call_seconds: float = 0.0
+    modeled_seconds: float = 0.0
+    children: list[ThreadTimeline] = field(default_factory=list)
+
+    def call(self, started: float, ended: float, modeled: float) -> None:
+        self.calls += 1
+        self.call_seconds += ended - started
+        self.modeled_seconds += modeled
+        self.saved += ended - started - modeled
+        self.last = max(self.last, ended)
+
+    def end(self) -> float:
+        """The end of the thread's last AWS call, or of its threads' (its work after that is not
+        seen: a thread pool's worker idles until the pool shuts down)."""
+        return max(self.started, self.last, *(child.end() for child in self.children))
+
+    def all(self) -> Iterator[ThreadTimeline]:
+        yield self
+        for child in self.children:
+            yield from child.all()
+
+
+def seconds_saved(thread: ThreadTimeline) -> float:
+    """How much sooner ``thread`` would finish if every AWS call took its modeled latency.
+
+    A thread waits for the threads it starts (fork and join, as a ``with ThreadPoolExecutor``
+    does). Threads whose spans overlap ran in parallel: together they finish when the latest of
+    them would, each started at the same offset and shortened by what it saves; groups that do not
+    overlap ran one after the other and their savings add up. Only AWS calls are shortened: what a
+    thread waits on besides (HubSpot, a rate governor, a sleep) keeps its local duration."""
+    saved = thread.saved
+    spans = sorted(((child.started, child.end(), child) for child in thread.children), key=lambda s: s[0])
+    group: list[tuple[float, float, ThreadTimeline]] = []
+    for span in spans:
+        if group and span[0] > max(end for _, end, _ in group):
+            saved += _group_saved(group)
+            group = []
+        group.append(span)
+    if group:
+        saved += _group_saved(group)
+    return saved
+
+
+def _group_saved(group: Sequence[tuple[float, float, ThreadTimeline]]) -> float:
+    first = min(started for started, _, _ in group)
+    span = max(end for _, end, _ in group) - first
+    shortened = max(started - first + end - started - seconds_saved(child) for started, end, child in group)
+    return span - shortened
+
+
 # --- The meter -------------------------------------------------------------------------------------
 
 
 @dataclass
 class FunctionUsage:
     invocations: int = 0
+    #: local wall time, rounded up per invocation
     billed_ms: int = 0
+    #: the same with every AWS call taking its modeled latency (:data:`AWS_LATENCY_MS`)
+    aws_latency_billed_ms: int = 0
     cpu_seconds: float = 0.0
     memory_mb: int = DEFAULT_MEMORY_MB
+    #: AWS calls made by the invocations' threads, their local wall time and their modeled latency
+    aws_calls: int = 0
+    aws_call_seconds: float = 0.0
+    aws_call_modeled_seconds: float = 0.0
 
     @property
     def gb_seconds(self) -> float:
         return self.billed_ms / 1000 * self.memory_mb / 1024
+
+    @property
+    def aws_latency_gb_seconds(self) -> float:
+        return self.aws_latency_billed_ms / 1000 * self.memory_mb / 1024
 
 
 @dataclass
@@ -341,6 +456,20 @@ class Usage:
     def lambda_gb_seconds(self) -> float:
         return sum(usage.gb_seconds for usage in self.functions.values())
 
+    @property
+    def lambda_aws_latency_gb_seconds(self) -> float:
+        return sum(usage.aws_latency_gb_seconds for usage in self.functions.values())
+
+
+@dataclass(frozen=True)
+class Duration:
+    """One invocation's duration: ``local``, the wall time here less the meter's own work;
+    ``aws_latency``, the same with each AWS call taking its modeled latency."""
+
+    local: float
+    aws_latency: float
+    timeline: ThreadTimeline
+
 
 @dataclass(frozen=True)
 class Line:
@@ -349,11 +478,15 @@ class Line:
     usd: float
 
 
-#: The line items of a report, in the order of the table.
+GB_SECONDS_LOCAL = "Lambda GB-s (local wall time)"
+GB_SECONDS_AWS = "Lambda GB-s (AWS latency)"
+#: The line items of a report, in the order of the table. The total prices the GB-seconds at AWS's
+#: latency (:data:`GB_SECONDS_AWS`); the local wall time's line is shown beside it, outside the total.
 LINES = (
     "API Gateway requests",
     "Lambda requests",
-    "Lambda GB-seconds",
+    GB_SECONDS_LOCAL,
+    GB_SECONDS_AWS,
     "SQS requests",
     "DynamoDB read units",
     "DynamoDB write units",
@@ -379,6 +512,7 @@ class CostMeter:
         self._local = threading.local()
         self._attached = False
         self._registered: list[tuple[Any, str, Callable[..., Any]]] = []
+        self._thread_start: Callable[[threading.Thread], None] | None = None
 
     # Attaching ------------------------------------------------------------------------------------
 
@@ -387,10 +521,16 @@ class CostMeter:
         copy their session's handlers when they are made."""
         events = (session or boto3._get_default_session()).events
         self._attached = True
+        # A call is timed from its first event to its last: the meter's own work on the call (in
+        # the more specific events, which botocore calls first) falls inside, and is not billed.
+        self._register(events, "provide-client-params", self._call_started)
+        self._register(events, "after-call", self._call_ended)
+        self._register(events, "after-call-error", self._call_ended)
         # Event names carry the hyphenated service id ("Secrets Manager": secrets-manager).
         for service in ("dynamodb", "sqs", "secrets-manager"):
-            self._register(events, f"provide-client-params.{service}", self._before)
+            self._register(events, f"before-parameter-build.{service}", self._before)
             self._register(events, f"after-call.{service}", self._after)
+        self._follow_threads()
         return self
 
     def observe_event_source(self, sqs_client: Any) -> None:
@@ -404,6 +544,36 @@ class CostMeter:
         for events, name, handler in self._registered:
             events.unregister(name, handler)
         self._registered.clear()
+        if self._thread_start is not None:
+            threading.Thread.start = self._thread_start  # type: ignore[method-assign,assignment]
+            self._thread_start = None
+
+    def _follow_threads(self) -> None:
+        """A thread started inside an invocation (a thread pool's worker) belongs to it: its AWS
+        calls are timed on the invocation's timeline."""
+        if self._thread_start is not None:
+            return
+        original = self._thread_start = threading.Thread.start
+        local = self._local
+
+        def start(thread: threading.Thread) -> None:
+            parent: ThreadTimeline | None = getattr(local, "timeline", None)
+            if parent is not None:
+                timeline = ThreadTimeline(time.perf_counter())
+                parent.children.append(timeline)
+                run = thread.run
+
+                def timed_run() -> None:
+                    local.timeline = timeline
+                    try:
+                        run()
+                    finally:
+                        local.timeline = None
+
+                thread.run = timed_run  # type: ignore[method-assign]
+            original(thread)
+
+        threading.Thread.start = start  # type: ignore[method-assign,assignment]
 
     @contextmanager
     def attached(self, session: Any = None) -> Iterator[CostMeter]:
@@ -425,24 +595,38 @@ class CostMeter:
 
         def metered(event: dict[str, Any], context: Any) -> dict[str, Any]:
             overhead_before = getattr(self._local, "overhead", 0.0)
+            outer = getattr(self._local, "timeline", None)
             started, cpu_started = time.perf_counter(), time.thread_time()
+            timeline = self._local.timeline = ThreadTimeline(started)
             try:
                 return handler(event, context)
             finally:
                 elapsed = time.perf_counter() - started
+                self._local.timeline = outer
                 overhead = getattr(self._local, "overhead", 0.0) - overhead_before
-                self._invoked(logical_id, memory, event, elapsed - overhead, time.thread_time() - cpu_started)
+                self._invoked(
+                    logical_id,
+                    memory,
+                    event,
+                    Duration(elapsed - overhead, elapsed - seconds_saved(timeline), timeline),
+                    time.thread_time() - cpu_started,
+                )
 
         return metered
 
     def _invoked(
-        self, logical_id: str, memory: int, event: Mapping[str, Any], seconds: float, cpu: float
+        self, logical_id: str, memory: int, event: Mapping[str, Any], duration: Duration, cpu: float
     ) -> None:
+        threads = list(duration.timeline.all())
         with self._lock:
             usage = self.usage.functions.setdefault(logical_id, FunctionUsage(memory_mb=memory))
             usage.invocations += 1
-            usage.billed_ms += max(1, math.ceil(seconds * 1000))
+            usage.billed_ms += max(1, math.ceil(duration.local * 1000))
+            usage.aws_latency_billed_ms += max(1, math.ceil(duration.aws_latency * 1000))
             usage.cpu_seconds += cpu
+            usage.aws_calls += sum(thread.calls for thread in threads)
+            usage.aws_call_seconds += sum(thread.call_seconds for thread in threads)
+            usage.aws_call_modeled_seconds += sum(thread.modeled_seconds for thread in threads)
             if event.get("version") == "2.0" and "http" in (event.get("requestContext") or {}):
                 self.usage.api_gateway_requests += api_gateway_requests(event)
 
@@ -456,6 +640,20 @@ class CostMeter:
             yield
         finally:
             self._local.overhead = getattr(self._local, "overhead", 0.0) + time.perf_counter() - started
+
+    def _call_started(self, model: Any, context: dict[str, Any], **_: Any) -> None:
+        if self._attached and getattr(self._local, "timeline", None) is not None:
+            context["cost_meter_call"] = (
+                time.perf_counter(),
+                aws_latency_seconds(model.service_model.service_name, model.name),
+            )
+
+    def _call_ended(self, context: dict[str, Any], **_: Any) -> None:
+        call = context.pop("cost_meter_call", None)
+        timeline: ThreadTimeline | None = getattr(self._local, "timeline", None)
+        if call is not None and timeline is not None:
+            started, modeled = call
+            timeline.call(started, time.perf_counter(), modeled)
 
     def _before(self, params: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
         if not self._attached:
@@ -635,11 +833,13 @@ class CostMeter:
     # Reporting ---------------------------------------------------------------------------------------
 
     def lines(self) -> list[Line]:
+        """Every line of :data:`LINES`, in its order."""
         usage = self.usage
         sqs_usd = (
             usage.sqs_fifo_requests * PRICES["sqs_fifo_request"]
             + usage.sqs_standard_requests * PRICES["sqs_standard_request"]
         )
+        local, modeled = usage.lambda_gb_seconds, usage.lambda_aws_latency_gb_seconds
         return [
             Line(
                 LINES[0],
@@ -647,31 +847,38 @@ class CostMeter:
                 usage.api_gateway_requests * PRICES["api_gateway_request"],
             ),
             Line(LINES[1], usage.lambda_requests, usage.lambda_requests * PRICES["lambda_request"]),
-            Line(LINES[2], usage.lambda_gb_seconds, usage.lambda_gb_seconds * PRICES["lambda_gb_second"]),
-            Line(LINES[3], usage.sqs_fifo_requests + usage.sqs_standard_requests, sqs_usd),
+            Line(GB_SECONDS_LOCAL, local, local * PRICES["lambda_gb_second"]),
+            Line(GB_SECONDS_AWS, modeled, modeled * PRICES["lambda_gb_second"]),
+            Line(LINES[4], usage.sqs_fifo_requests + usage.sqs_standard_requests, sqs_usd),
             Line(
-                LINES[4], usage.dynamodb_read_units, usage.dynamodb_read_units * PRICES["dynamodb_read_unit"]
+                LINES[5], usage.dynamodb_read_units, usage.dynamodb_read_units * PRICES["dynamodb_read_unit"]
             ),
             Line(
-                LINES[5],
+                LINES[6],
                 usage.dynamodb_write_units,
                 usage.dynamodb_write_units * PRICES["dynamodb_write_unit"],
             ),
             Line(
-                LINES[6],
+                LINES[7],
                 usage.secrets_manager_calls,
                 usage.secrets_manager_calls * PRICES["secrets_manager_call"],
             ),
         ]
 
     def report(self, updates: int) -> dict[str, Any]:
-        """Units counted, and dollars per million updates, line by line and in total."""
+        """Units counted, and dollars per million updates, line by line and in total: the total
+        with the GB-seconds at AWS's latency, and the one with this machine's wall time."""
         scale = 1e6 / updates
         lines = self.lines()
         usage = self.usage
+        total = {
+            name: sum(line.usd for line in lines if line.name != left_out) * scale
+            for name, left_out in (("aws", GB_SECONDS_LOCAL), ("local", GB_SECONDS_AWS))
+        }
         return {
             "updates": updates,
             "prices": {"date": PRICES_DATE, "region": "us-east-1", **PRICES},
+            "aws_latency_ms": {**AWS_LATENCY_MS, "other": DEFAULT_AWS_LATENCY_MS},
             "lines": {
                 line.name: {
                     "units": round(line.units, 3),
@@ -680,15 +887,21 @@ class CostMeter:
                 }
                 for line in lines
             },
-            "usd_per_million_updates": round(sum(line.usd for line in lines) * scale, 4),
+            "usd_per_million_updates": round(total["aws"], 4),
+            "usd_per_million_updates_local_wall_time": round(total["local"], 4),
             "details": {
                 "functions": {
                     name: {
                         "invocations": function.invocations,
                         "memory_mb": function.memory_mb,
                         "billed_seconds": round(function.billed_ms / 1000, 3),
+                        "aws_latency_billed_seconds": round(function.aws_latency_billed_ms / 1000, 3),
                         "cpu_seconds": round(function.cpu_seconds, 3),
                         "gb_seconds": round(function.gb_seconds, 3),
+                        "aws_latency_gb_seconds": round(function.aws_latency_gb_seconds, 3),
+                        "aws_calls": function.aws_calls,
+                        "aws_call_seconds": round(function.aws_call_seconds, 3),
+                        "aws_call_modeled_seconds": round(function.aws_call_modeled_seconds, 3),
                     }
                     for name, function in sorted(usage.functions.items())
                 },
@@ -717,22 +930,25 @@ def function_memory(cfn: Mapping[str, Any]) -> dict[str, int]:
     }
 
 
+TOTAL_AWS = "total (AWS latency)"
+TOTAL_LOCAL = "total (local wall time)"
+_LABEL = 32
+
+
 def table(rows: Mapping[str, Mapping[str, Any]]) -> str:
-    """Reports side by side: one column per row name, dollars per million updates per line."""
+    """Reports side by side: one column per row name, dollars per million updates per line, and
+    both totals (:data:`TOTAL_AWS`, the one a goal is read on)."""
     names = list(rows)
     width = max(14, *(len(name) for name in names))
-    lines = [f"{'$ per million updates':<24}" + "".join(f"{name:>{width + 2}}" for name in names)]
-    for line in (*LINES, "total"):
+    lines = [f"{'$ per million updates':<{_LABEL}}" + "".join(f"{name:>{width + 2}}" for name in names)]
+    totals = {TOTAL_AWS: "usd_per_million_updates", TOTAL_LOCAL: "usd_per_million_updates_local_wall_time"}
+    for line in (*LINES, *totals):
         cells = []
         for name in names:
             report = rows[name]
-            usd = (
-                report["usd_per_million_updates"]
-                if line == "total"
-                else report["lines"][line]["usd_per_million_updates"]
-            )
+            usd = report[totals[line]] if line in totals else report["lines"][line]["usd_per_million_updates"]
             cells.append(f"{usd:>{width + 2}.4f}")
-        lines.append(f"{line:<24}" + "".join(cells))
+        lines.append(f"{line:<{_LABEL}}" + "".join(cells))
     return "\n".join(lines)
 
 
@@ -740,10 +956,10 @@ def units_table(rows: Mapping[str, Mapping[str, Any]], lines: Sequence[str] = LI
     """The units behind the dollars, per million updates."""
     names = list(rows)
     width = max(14, *(len(name) for name in names))
-    out = [f"{'units per million updates':<24}" + "".join(f"{name:>{width + 2}}" for name in names)]
+    out = [f"{'units per million updates':<{_LABEL}}" + "".join(f"{name:>{width + 2}}" for name in names)]
     for line in lines:
         out.append(
-            f"{line:<24}"
+            f"{line:<{_LABEL}}"
             + "".join(
                 f"{rows[name]['lines'][line]['units_per_million_updates']:>{width + 2},.0f}" for name in names
             )

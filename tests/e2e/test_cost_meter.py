@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import requests
 
-from bench.cost import CostMeter, function_memory
+from bench.cost import AWS_LATENCY_MS, CostMeter, function_memory
 from bench.harness import aep_profiles
 from local import stack as local_stack
 from local.template import translate
@@ -44,3 +44,9 @@ def test_the_meter_sees_the_stacks_functions_and_their_aws_calls() -> None:
     assert usage.calls["sqs.GetQueueAttributes"] < usage.functions["FlushFunction"].invocations * 20
     assert usage.secrets_manager_calls >= 2  # the ingest token and the HubSpot credential
     assert usage.sqs_fifo_requests >= 3
+    # The AWS calls timed for the modeled durations include those of the flush's worker threads:
+    # each contact's outcome is recorded by a thread-pool worker, with a write of its own.
+    flush, merge = usage.functions["FlushFunction"], usage.functions["MergeFunction"]
+    assert flush.aws_calls >= 20
+    assert merge.aws_calls >= 20  # each contact's conditional merge
+    assert flush.aws_call_modeled_seconds >= flush.aws_calls * min(AWS_LATENCY_MS.values()) / 1000

@@ -3,24 +3,34 @@ boto3 calls against moto, and priced per million updates."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import boto3
 import pytest
+from botocore.awsrequest import AWSResponse, HTTPHeaders
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from bench.cost import (
+    AWS_LATENCY_MS,
+    GB_SECONDS_AWS,
+    GB_SECONDS_LOCAL,
     PRICES,
+    TOTAL_AWS,
     CostMeter,
     FunctionUsage,
     TableSchema,
+    ThreadTimeline,
     item_size,
     item_write_units,
     number_size,
     read_units,
+    seconds_saved,
     sqs_requests,
+    table,
 )
 
 TABLE = "ledger"
@@ -284,19 +294,154 @@ def test_the_report_prices_units_per_million_updates() -> None:
     meter.usage.sqs_fifo_requests = 100
     meter.usage.sqs_standard_requests = 100
     meter.usage.api_gateway_requests = 100
-    meter.usage.functions["F"] = FunctionUsage(invocations=100, billed_ms=200_000, memory_mb=1024)
+    meter.usage.functions["F"] = FunctionUsage(
+        invocations=100, billed_ms=200_000, aws_latency_billed_ms=20_000, memory_mb=1024
+    )
     report = meter.report(updates=1000)
     lines = report["lines"]
     assert lines["DynamoDB write units"]["usd_per_million_updates"] == pytest.approx(3000 * 0.625 / 1000)
     assert lines["DynamoDB read units"]["usd_per_million_updates"] == pytest.approx(0.125)
     assert lines["SQS requests"]["usd_per_million_updates"] == pytest.approx(100 * (0.5 + 0.4) / 1000)
-    assert lines["Lambda GB-seconds"]["units_per_million_updates"] == 200_000
-    expected = (
+    assert lines[GB_SECONDS_LOCAL]["units_per_million_updates"] == 200_000
+    assert lines[GB_SECONDS_AWS]["units_per_million_updates"] == 20_000
+    fixed = (
         3000 * PRICES["dynamodb_write_unit"]
         + 1000 * PRICES["dynamodb_read_unit"]
         + 100 * (PRICES["sqs_fifo_request"] + PRICES["sqs_standard_request"])
         + 100 * PRICES["api_gateway_request"]
         + 100 * PRICES["lambda_request"]
-        + 200 * PRICES["lambda_gb_second"]
-    ) * 1000
-    assert report["usd_per_million_updates"] == pytest.approx(expected, abs=1e-4)
+    )
+    # The total prices the GB-seconds at AWS's latency; the local wall time's total is beside it.
+    assert report["usd_per_million_updates"] == pytest.approx(
+        (fixed + 20 * PRICES["lambda_gb_second"]) * 1000, abs=1e-4
+    )
+    assert report["usd_per_million_updates_local_wall_time"] == pytest.approx(
+        (fixed + 200 * PRICES["lambda_gb_second"]) * 1000, abs=1e-4
+    )
+    assert TOTAL_AWS in table({"row": report})
+
+
+# --- Lambda durations at AWS's latency ---------------------------------------------------------------
+
+SLOW_MS = 100  # what each AWS call takes here, far above its modeled latency
+
+
+@pytest.fixture
+def slow_aws(aws: tuple[CostMeter, boto3.session.Session]) -> tuple[CostMeter, boto3.session.Session]:
+    """Every AWS call of the session takes at least ``SLOW_MS`` (as moto does on a loaded machine)."""
+    meter, session = aws
+    session.events.register("before-send", lambda **_: time.sleep(SLOW_MS / 1000))
+    return meter, session
+
+
+def test_aws_calls_are_billed_at_their_modeled_latency_instead_of_their_local_time(
+    slow_aws: tuple[CostMeter, boto3.session.Session],
+) -> None:
+    meter, session = slow_aws
+    dynamodb = session.client("dynamodb")
+    calls = 4
+
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        for n in range(calls):
+            dynamodb.get_item(TableName=TABLE, Key={"email": {"S": f"{n}@x.com"}})
+        return {}
+
+    meter.function("IngestFunction", handler)({}, None)
+    usage = meter.usage.functions["IngestFunction"]
+    modeled_ms = AWS_LATENCY_MS["dynamodb"]
+    assert usage.aws_calls == calls
+    assert usage.aws_call_modeled_seconds == pytest.approx(calls * modeled_ms / 1000)
+    assert usage.billed_ms >= calls * SLOW_MS
+    # Each call's local time (at least SLOW_MS) is replaced by its modeled latency; the rest of the
+    # handler's time is kept.
+    assert usage.aws_latency_billed_ms <= usage.billed_ms - calls * (SLOW_MS - modeled_ms)
+    assert usage.aws_latency_billed_ms >= calls * modeled_ms
+    assert usage.aws_latency_gb_seconds < usage.gb_seconds
+
+
+def test_a_call_faster_here_than_on_aws_is_billed_at_its_modeled_latency(
+    aws: tuple[CostMeter, boto3.session.Session],
+) -> None:
+    meter, session = aws
+    session.events.register_first("before-send", _answered_at_once)
+    lambda_client = session.client("lambda")
+    calls = 20
+
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        for _ in range(calls):
+            lambda_client.invoke(FunctionName="flush", InvocationType="Event", Payload=b"{}")
+        return {}
+
+    meter.function("MergeFunction", handler)({}, None)
+    usage = meter.usage.functions["MergeFunction"]
+    assert usage.aws_calls == calls
+    assert usage.aws_latency_billed_ms >= calls * AWS_LATENCY_MS["lambda"]
+
+
+def _answered_at_once(**_: Any) -> Any:  # an AWSResponse: the stubs type handlers as returning None
+    """Lambda's answer to an asynchronous Invoke, at once (as the local stack's stand-in answers)."""
+    return AWSResponse("https://lambda", 202, HTTPHeaders(), _Raw(b""))
+
+
+class _Raw:
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        yield self._body
+
+
+def test_calls_in_threads_the_handler_starts_count_once_for_threads_running_side_by_side(
+    slow_aws: tuple[CostMeter, boto3.session.Session],
+) -> None:
+    meter, session = slow_aws
+    dynamodb = session.client("dynamodb")
+    workers, calls_each = 4, 2
+
+    def work(worker: int) -> None:
+        for n in range(calls_each):
+            dynamodb.get_item(TableName=TABLE, Key={"email": {"S": f"{worker}-{n}@x.com"}})
+
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(work, range(workers)))
+        return {}
+
+    meter.function("FlushFunction", handler)({}, None)
+    usage = meter.usage.functions["FlushFunction"]
+    modeled_ms = AWS_LATENCY_MS["dynamodb"]
+    assert usage.aws_calls == workers * calls_each
+    # The workers ran side by side: the handler is shortened by what one worker saves, not four.
+    assert usage.aws_latency_billed_ms <= usage.billed_ms - calls_each * (SLOW_MS - modeled_ms)
+    assert usage.aws_latency_billed_ms >= calls_each * modeled_ms
+
+
+def test_threads_one_after_the_other_add_their_savings_and_side_by_side_ones_do_not() -> None:
+    def worker(started: float, calls: list[tuple[float, float]], modeled: float = 0.005) -> ThreadTimeline:
+        thread = ThreadTimeline(started)
+        for call_started, call_ended in calls:
+            thread.call(call_started, call_ended, modeled)
+        return thread
+
+    handler = ThreadTimeline(0.0)
+    handler.call(0.0, 0.1, 0.005)  # its own call: saves 95 ms
+    # Two workers side by side: 1.0-1.5 and 1.1-1.4, each a call of 0.4 s then 0.1 s of other work
+    # (say HubSpot's answer), which keeps its time.
+    handler.children += [worker(1.0, [(1.0, 1.4)]), worker(1.1, [(1.1, 1.3)])]
+    # Then one more, alone.
+    handler.children.append(worker(2.0, [(2.0, 2.2), (2.2, 2.3)]))
+    saved = seconds_saved(handler)
+    # The first group ends at 1.4 here and at max(1.0 + 0.005, 1.1 + 0.005) at AWS's latency.
+    first_group = 0.4 - 0.105
+    assert saved == pytest.approx(0.095 + first_group + (0.3 - 0.01))
+
+
+def test_a_worker_that_waits_on_something_else_keeps_that_time() -> None:
+    handler = ThreadTimeline(0.0)
+    fast = ThreadTimeline(0.0)
+    fast.call(0.0, 1.0, 0.005)  # an AWS call of 1 s
+    slow = ThreadTimeline(0.0)
+    slow.call(0.8, 1.0, 0.005)  # 0.8 s of HubSpot's answer first, then a call of 0.2 s
+    handler.children += [fast, slow]
+    # At AWS's latency the group ends when the slow worker's call does: 0.8 + 0.005.
+    assert seconds_saved(handler) == pytest.approx(1.0 - 0.805)
