@@ -378,7 +378,7 @@ def test_a_decoded_slash_in_a_parameter_stays_one_parameter(running: local_stack
 def test_an_unrouted_method_gets_api_gateways_own_404(
     running: local_stack.LocalStack, method: str, path: str
 ) -> None:
-    # As the README says: the route table answers, not the function (no 405 naming the method).
+    # As docs/ingest-contract.md says: the route table answers, not the function (no 405 naming the method).
     response = call(running, method, path, {})
     assert response.status_code == 404
     assert response.json() == {"message": "Not Found"}

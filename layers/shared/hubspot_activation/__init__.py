@@ -1,1 +1,2 @@
-"""Runtime library of hubspot-activation, shared by the ingest and upsert functions (Lambda layer)."""
+"""Runtime library of hubspot-activation, shared by the ingest, merge, flush and operations
+functions (Lambda layer)."""

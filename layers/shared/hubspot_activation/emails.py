@@ -1,4 +1,4 @@
-"""Email normalization and validation, shared by ingest and the consumer."""
+"""Email normalization and validation, shared by ingest, the sync and the operator's routes."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 and decoding them again.
 
 All updates of one contact land in one message group (``c<crc32(email) mod shards>``) so the
-consumer sees them in order and never concurrently; many updates share a message so a
+merge function never merges them concurrently; many updates share a message so a
 1,000-profile request costs a couple of SQS calls, not a thousand.
 """
 

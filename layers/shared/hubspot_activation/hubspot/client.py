@@ -1,8 +1,9 @@
-"""The HubSpot CRM client the consumer uses: contacts batch upsert, properties and groups.
+"""The HubSpot CRM client the flusher (and the operator's relabel) uses: contacts batch upsert,
+properties and groups.
 
 Every call goes through the rate governor, refreshes credentials once on 401, retries transient
-failures (429 ten-secondly, 423, 5xx, timeouts, dropped connections) within a time budget and,
-when the caller gives one, a deadline, and maps batch results back to their inputs by
+failures (429 ten-secondly, 423, 5xx, timeouts, dropped connections) within a time budget and, when
+the caller gives one, a deadline, and maps batch results back to their inputs by
 ``objectWriteTraceId``.
 """
 

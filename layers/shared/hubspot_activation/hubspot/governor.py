@@ -1,11 +1,11 @@
 """Client-side pacing that keeps this connector under HubSpot's limits.
 
 The 10-second limit is per app and the daily limit is shared by every app of the account. Each
-Lambda instance has its own governor: alone it may use the whole ``share`` of the burst limit;
-with others, HubSpot's app-wide ``X-HubSpot-RateLimit-Remaining`` divides it between them, each
-keeping a headroom of the other integrations' part plus one request per possible consumer. It keeps
-a reserve of the daily limit for the account's other integrations and follows the 429 policy
-names.
+Lambda instance has its own governor: alone it may use the whole ``share`` of the burst limit; with
+others, HubSpot's app-wide ``X-HubSpot-RateLimit-Remaining`` divides it between them, each keeping a
+headroom of the other integrations' part plus the calls the others may have in flight
+(``concurrency``). It keeps a reserve of the daily limit for the account's other integrations and
+follows the 429 policy names.
 """
 
 from __future__ import annotations

@@ -1,12 +1,12 @@
-"""The consumer's ``AudienceDirectory`` in DynamoDB (``audience_item``), cached per container for a
-short while, so a rename or a delete takes effect within ``max_age_seconds`` without a read per
-batch.
+"""The ``AudienceDirectory`` of the merge (resume jobs) and the flusher in DynamoDB
+(``audience_item``), cached per container for a short while, so a rename or a delete takes effect
+within ``max_age_seconds`` without a read per batch.
 
 A read DynamoDB cannot serve at the moment (throttled, unreachable) raises ``LedgerUnavailable``:
-the batch goes back to the queue and is tried again. A read it refuses for good (a
-ValidationException, which DynamoDB answers for the whole BatchGetItem when one key is wrong) is
-narrowed down to the audiences it refuses: those are reported ``unreadable`` and only their changes
-wait, on their own contacts; the rest of the batch is synced."""
+the merge's batch goes back to the queue, the flush run stops with its contacts pending. A read it
+refuses for good (a ValidationException, which DynamoDB answers for the whole BatchGetItem when one
+key is wrong) is narrowed down to the audiences it refuses: those are reported ``unreadable`` and
+only their changes wait, on their own contacts; the rest of the batch is synced."""
 
 from __future__ import annotations
 

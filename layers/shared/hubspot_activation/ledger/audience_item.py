@@ -1,6 +1,6 @@
-"""An audience's metadata (written by the operator's routes, read by the consumer), one item per
-audience keyed by ``keys.audience_key``; the item keeps the id itself in ``audienceId`` (a hashed
-key cannot be read back)."""
+"""An audience's metadata (written by the operator's routes, read by the merge and the flusher), one
+item per audience keyed by ``keys.audience_key``; the item keeps the id itself in ``audienceId``
+(a hashed key cannot be read back)."""
 
 from __future__ import annotations
 

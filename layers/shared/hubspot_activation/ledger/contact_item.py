@@ -1,16 +1,10 @@
-"""A contact's sync state (``LedgerEntry``) as one item of the ledger table, keyed by its
-normalized email.
+"""A contact's sync state as one item of the ledger table, keyed by its normalized email.
 
-The item holds two states of the contact. The *confirmed* one (``LedgerEntry``: what HubSpot was
-last confirmed to hold, the outcome, what is kept for a replay) is written by the flusher, attribute
-by attribute (``confirmed_update``), never the whole item; the *desired* one (every update merged,
-``desired``, with its ``version``) and the pending index's attributes are written by the merge
-(``desired_update``). Neither overwrites what the other owns, so a merge during a flush is never
-lost.
-
-A failed contact, or one holding changes of a deleted audience, carries the sparse ``issues``
-index's attributes; any later confirmed state with neither removes them, which takes it off the
-list.
+The item holds two states, each written by one side and never overwritten by the other: the
+*confirmed* one (``LedgerEntry``: what HubSpot was last confirmed to hold, the outcome, what is
+kept for a replay), written by the flusher attribute by attribute (``confirmed_update``); the
+*desired* one (``desired``, with its ``version``) and the pending attributes, written by the merge
+(``desired_update``). A failed or held contact carries the ``issues`` index's attributes.
 """
 
 from __future__ import annotations

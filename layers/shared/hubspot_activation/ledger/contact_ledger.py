@@ -1,5 +1,5 @@
-"""The consumer's ``Ledger`` in DynamoDB: one item per contact (``contact_item``), read and
-written in batches."""
+"""The ``Ledger`` in DynamoDB: one item per contact (``contact_item``), read and written in
+batches, and the held markers; ``contact_state`` builds on it."""
 
 from __future__ import annotations
 

@@ -1,37 +1,14 @@
-"""The ledger table's layout beyond one item per contact, shared by every function that reads or
-writes it (ingest stores exclusions, upsert records failures, operations reads both).
+"""The ledger table's keys and sparse indexes, shared by every function that reads or writes it.
 
-Contacts are keyed by their lower-cased email. Every other item kind has a key without ``@`` (an
-audience id is percent-encoded, or hashed), so no key of another kind can ever be an email: the daily
-count of HubSpot calls, an exclusion at ingest, an audience's metadata.
+- A contact is keyed by its lower-cased email; every other item kind has a key without ``@`` (an
+  audience id percent-encoded, or hashed when the key would pass DynamoDB's 2,048 bytes).
+- ``pending`` index: pending markers (``#pending#<partition>#<digest>``, the contacts in
+  ``emails``), keyed ``pendingPartition`` (a flush lane) and ``dueAt`` (epoch ms).
+- ``issues`` index: items with ``issueStatus`` (failed, held, excluded), newest first.
+- ``held`` index: held markers (``#held#<audience digest>#<quoted email>``), keyed
+  ``heldAudience`` and ``heldEmail``: the contacts holding changes of one audience.
 
-Every key fits DynamoDB's 2,048-byte partition key, whatever a caller sends, because DynamoDB
-refuses a longer key on reads as well as writes: an email is at most 254 ASCII characters (ingest
-and the routes validate it), and an audience id whose encoded key would be longer is keyed by its
-SHA-256 instead (the item keeps the id itself in ``audienceId``).
-
-The ``pending`` index is sparse: only pending markers carry its keys. A marker
-(``#pending#<partition>#<digest>``) lists contacts that became pending together (one merged batch,
-one flush lane: ``emails``, a string set projected into the index) with ``pendingPartition`` (the
-lane's number, at most ``PENDING_PARTITIONS``: a run reads one partition; markers are written per
-batch, not per contact, so one partition a lane takes their writes) and ``dueAt`` (when a flusher
-may take them, epoch ms). A contact's lane is ``pending_partition(email)`` modulo the number of
-lanes. One marker for a batch's contacts, not an index entry per contact:
-entering and leaving an index costs a write unit each, per item. A flusher lane reads its
-partitions, oldest due first, and deletes a marker once each of its contacts is settled (or listed
-by a later marker); the contact's own item says whether it is still pending (``pendingSince``).
-
-The ``issues`` index is sparse: only items with ``issueStatus`` are in it - contacts whose last
-outcome failed, contacts holding changes of an audience deleted when they arrived, and exclusions.
-Querying one status newest first is cheap and exact, and a contact that later syncs is rewritten
-without the attribute, which takes it out of the index.
-
-A held marker (``#held#<audience digest>#<quoted email>``) says that a contact's ledger entry keeps
-a change of one audience it could not write (the audience deleted when the change arrived, or its
-property unavailable): one item per contact and audience, whatever the contact's issue status. The
-sparse ``held`` index (partition key ``heldAudience``, the digest of the audience id; sort key
-``heldEmail``) lists the contacts holding changes of one audience, so resuming a re-activated
-audience reads its own contacts only, page after page with a cursor.
+Why markers and not index entries per contact: docs/architecture.md.
 """
 
 from __future__ import annotations

@@ -1,17 +1,11 @@
 """``PUT /audiences/{id}`` and ``DELETE /audiences/{id}``: audience metadata, shaped for AEP's
-Destination SDK audience-metadata template (create/update: ``PUT .../audiences/{{segment.id}}``
-with ``{"name": "{{segment.name}}", "description": "{{segment.description}}"}``; the answer's
-``externalAudienceId`` is what the template's response path reads; delete:
-``DELETE .../audiences/{{segment.id}}``).
+Destination SDK audience-metadata template (the answer's ``externalAudienceId`` is what its
+response path reads).
 
-A rename relabels the audience's HubSpot property at once when it exists (its internal name,
-derived from the id, never changes); the consumer also labels it with the stored name whenever it
-syncs the audience. A delete stops writing the audience, not recording it: the consumer keeps each
-contact's newest change of it in the ledger (held), with a held marker per contact and audience.
-The PUT re-activating it queues one resume job: the consumer pages through that audience's markers
-and writes each contact's newest recorded state, whenever each message was consumed. Its property
-and the values contacts have are kept: deleting a HubSpot property erases that value on every
-contact, which no later re-activation could bring back.
+A rename stores the name and relabels the audience's HubSpot property at once when it exists. A
+delete stops writing the audience (its changes are held in the ledger) and keeps its property. The
+PUT re-activating a deleted audience queues one resume job. The contract: docs/operations.md;
+the rationale: docs/architecture.md ("Audience metadata").
 """
 
 from __future__ import annotations

@@ -1,37 +1,11 @@
 """Moving dead letters back to the main queue (``POST /replay``).
 
-A message is moved with the same body and message group and a fresh deduplication id (the original
-one, or content-based deduplication, would make SQS drop a move made within five minutes of the
-message's first send), and deleted from the DLQ only once the main queue took it. The order of moved
-messages does not matter: the ledger's order stamps decide, so an older message never overwrites a
-newer state.
-
-A letter the consumer cannot decode is not moved (it would come straight back): it is *set aside*
-in the DLQ, re-sent unchanged to the DLQ's own group ``undecodable`` and deleted from its group,
-and the answer lists its message id there. Left at the head of its group it would hold the group
-back (SQS FIFO hands out nothing of a group while one of its messages is in flight, and keeping the
-letter in flight is what stops a call from receiving it again and again), so the letters behind it
-- other updates of the contacts of that group - could never be moved. Setting it aside keeps every
-order that matters: the letters of the group that can be applied are moved in their order, and the
-set-aside letter can never be applied by the consumer, so no change is reordered against it (the
-consumer already sent it to the DLQ and went on with the rest of its group). Letters already in the
-``undecodable`` group are left there, in flight until the call ends: that group holds only letters
-no call can move.
-
-What can go wrong, and what happens then - a message is never lost:
-
-- setting an undecodable letter aside fails: as with a refused move (below), the move stops and the
-  letters received are visible in the DLQ again at once;
-- the main queue refuses the whole batch: the move stops, the batch's messages are made visible in
-  the DLQ again at once, and the error is reported once;
-- the main queue refuses some entries (``Failed[]``): those are made visible in the DLQ again, the
-  others are deleted from it, and the move stops;
-- the DLQ delete fails after the send: the message is on the main queue *and* still in the DLQ, so a
-  later move sends it again - a duplicate on the main queue, which the ordering rules make harmless
-  (a change is never applied twice or over a newer one);
-- the DLQ delete fails after a set-aside: the letter is in the ``undecodable`` group *and* still
-  heads its own, in flight, holding the letters behind it back until its visibility timeout; the
-  answer says ``more`` and a later call sets it aside again (a second copy, never a loss).
+A letter is sent with its body and group and a fresh deduplication id, and deleted from the DLQ
+only once the main queue took it. A letter the merge function cannot decode is not moved: it is
+set aside in the DLQ's group ``undecodable`` (so it never holds its group back) and listed by
+message id. A refused send stops the move and makes the letters visible in the DLQ again at once;
+a failed delete costs a duplicate, never a loss. The ordering rules make order and duplicates
+harmless. Why, and every failure case: docs/architecture.md ("Replay").
 """
 
 from __future__ import annotations

@@ -1,12 +1,12 @@
 """``POST /replay``: re-apply failed contacts after the operator fixed the cause, and move dead
-letters back to the queue - both through the consumer's normal path, so the ledger's ordering
-rules decide and a replay never rolls a contact back.
+letters back to the queue - both through the sync's normal path, so the ledger's ordering rules
+decide and a replay never rolls a contact back.
 
-A failed contact is replayed by queueing an update with no change of its own (source
-``replay``) in the contact's FIFO group: the consumer merges what the ledger keeps pending into it,
-reads HubSpot's property definitions afresh, and sends a write HubSpot refused once more. The work
-of one call is bounded (API Gateway answers 504 after 30 s): what is left is reported with
-``more`` and a cursor to continue from.
+A failed contact is replayed by queueing an update with no change of its own (source ``replay``) in
+the contact's FIFO group: the merge makes what the ledger keeps pending again, and the flusher reads
+HubSpot's property definitions afresh and sends a write HubSpot refused once more. The work of one
+call is bounded (API Gateway answers 504 after 30 s): what is left is reported with ``more`` and a
+cursor to continue from.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
-"""Audience metadata as the consumer reads it (written by the operations routes): the stored name
-labels the audience's property, and a deleted audience's changes are held in the ledger, not
-written (with a warning on the contact). Plain data and a Protocol; the DynamoDB adapter is
-``ledger.audience_directory``."""
+"""Audience metadata as the merge and the flusher read it (written by the operations routes): the
+stored name labels the audience's property, and a deleted audience's changes are held in the
+ledger, not written (with a warning on the contact). Plain data and a Protocol; the DynamoDB
+adapter is ``ledger.audience_directory``."""
 
 from __future__ import annotations
 

@@ -1,16 +1,12 @@
-"""The upsert function's decisions, as pure functions of data: no AWS, no HTTP, no clock of their own.
+"""The merge's and the flusher's decisions, as pure functions of data: no AWS, no HTTP, no clock
+of their own, so every rule can be tested without sockets.
 
-The service around them reads (messages, the ledger, HubSpot's property definitions), asks these
-functions what to do, performs it and records the outcome. Every rule lives here so it can be
-tested without sockets:
-
-- ``coalesce``: messages -> one pending change set per contact (newest audience change wins,
-  attributes of later updates win, undecodable messages set apart);
-- ``plan_writes``: + ledger + audience properties + definitions -> which contacts need a HubSpot
-  write, which are skipped as unchanged or stale, what the ledger must remember for them;
+- ``coalesce`` / ``merge_desired``: messages -> one change set per contact, merged by the ordering
+  rules (undecodable messages and resume jobs set apart);
+- ``plan_writes``: desired and confirmed states + audience properties + definitions -> which
+  contacts need a HubSpot write, which are skipped as unchanged, what the ledger must record;
 - ``drop_refused_fields`` / ``outcome_of``: a HubSpot answer -> what to write again, what to record;
-- ``messages_to_return`` / ``retry_schedule``: which messages go back to the queue (a failed one
-  takes every later message of its FIFO group with it) and when they come back.
+- ``messages_to_return`` / ``retry_schedule``: which messages the merge sends back, and when.
 """
 
 from __future__ import annotations

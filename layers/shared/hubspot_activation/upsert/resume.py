@@ -1,16 +1,10 @@
-"""Resume jobs: the consumer's side of ``PUT /audiences/{id}`` re-activating a deleted audience.
+"""Resume jobs: the merge function's side of ``PUT /audiences/{id}`` re-activating a deleted audience.
 
-The PUT sends one job message (its own FIFO group per audience, see ``messages.ResumeJob``); the
-consumer reads the contacts holding changes of that audience from the sparse ``held`` index, one
-page per job, and queues each an update of source ``resume`` in its own contact group: the
-consumer then writes what the ledger keeps pending through the normal path, by the ledger's
-ordering rules, never concurrently with another update of the same contact. A job with more pages
-sends the next one with the cursor; after the last page a sweep job reads them all again once the
-index has caught up (a change held just before the PUT may not be in the index yet). A job finding
-the audience deleted again stops: its contacts stay held for the next PUT.
-
-A FIFO queue has no per-message delay: a sweep job received before it is due goes back invisible
-until then, in its own group, so it holds up nothing else.
+A job (``messages.ResumeJob``, its own FIFO group per audience) reads one page of the ``held``
+index for its audience, queues each contact an update of source ``resume`` in the contact's own
+group, and sends the next page's job with the cursor; after the last page, a sweep job due later
+reads the index once more. A job finding the audience deleted again stops. A job received before
+it is due goes back invisible until then. Why: docs/architecture.md ("Resume jobs").
 """
 
 from __future__ import annotations

@@ -1,19 +1,10 @@
 """A contact's state in the ledger, as the merge and the flusher see it: what the updates ask for
 (``desired``), what HubSpot was last confirmed to hold (``confirmed``, a ``LedgerEntry``), and
-whether HubSpot must be written from it (``pending``). Plain data and the ports; the DynamoDB
-adapter is ``ledger.contact_state``.
+whether HubSpot must be written from it (``pending``, due at ``due_ms``). Plain data and the
+ports; the DynamoDB adapter is ``ledger.contact_state``.
 
-A contact moves through these states:
-
-- **pending**: its desired state changed (or a replay, a resume asked for it) since it was last
-  confirmed; it is in the pending index, due at ``due_ms``;
-- **in flight**: a flusher read it and is writing it (nothing stored: a crash leaves it pending);
-- **confirmed**: HubSpot answered the write; the entry records what it holds, and the contact
-  leaves the index, unless its desired state changed during the write (its version moved on);
-- **failed**: HubSpot refused it for good, or a problem an operator can fix keeps a change from
-  HubSpot; recorded with the reason, out of the index, replayable;
-- **unconfirmed**: the write's outcome is unknown (a timeout, a 5xx after sending); it stays
-  pending with a backoff and is never taken as confirmed.
+States: pending, in flight (nothing stored), confirmed, failed (replayable), unconfirmed (an
+ambiguous write: pending with a backoff). Transitions: docs/architecture.md ("A contact's state").
 """
 
 from __future__ import annotations
