@@ -1,27 +1,10 @@
 """The flusher: writes HubSpot from the contacts' states, 100 pending contacts a call.
 
-One run owns a lane of the pending index (its partitions) and the HubSpot budget its governor
-paces. Round after round it takes the contacts due, oldest first, reads their desired and confirmed
-states, plans with the pure planner (``plan``), makes sure of the audience properties, sends the
-writes in calls of 100 (several at once, as the budget allows) and records each outcome
-(``state.Recording``): settled contacts leave the index unless a merge changed them meanwhile.
-
-When a call is made:
-- every call carries 100 contacts while at least 100 need a write;
-- a partial call only when nothing else is pending: the lane's due contacts are all in the round,
-  and the queue holds no update that could still join them (none waiting, none being merged);
-- while the queue holds updates (a backlog being merged), only contacts pending for longer than
-  ``max_delay_seconds`` are taken: the newest state of a contact is written once, not each of its
-  states as the backlog's rounds of changes arrive; a partial call then waits until the queue is
-  empty, or until its contacts have waited twice that long (a queue a steady stream of updates
-  never empties);
-- with several lanes, the partial calls of all lanes' tails are one: a lane other than the first
-  leaves its tail pending and hands it to the first (``TailPolicy``), which takes the free lanes'
-  partitions, and waits for the running ones to hand theirs over, before it makes its own partial
-  call.
-
-A round's calls overlap the next round's read and plan: the contacts in flight are left out of it.
-
+A run owns a lane of the pending index and works in rounds: the contacts due, oldest first, their
+states read, planned (``plan``), written in calls of 100 (several at once, overlapping the next
+round) and each outcome recorded (``state.Recording``). Every call carries 100 contacts while 100
+need a write; a partial call only when nothing else is pending or can still join (the queue, the
+other lanes). The rules and their reasons: docs/architecture.md, "Flush" and "How a run starts".
 It knows nothing about Lambda: the handler passes the lane's partitions and the time left.
 """
 
