@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
+from hubspot_activation import settings as settings_module
 from hubspot_activation.ledger.keys import PENDING_PARTITIONS
 from hubspot_activation.settings import (
     ChoiceSetting,
@@ -15,7 +16,6 @@ from hubspot_activation.settings import (
     Setting,
     TextSetting,
     UpsertSettings,
-    declarations,
 )
 
 from local.template import load_sam, translate
@@ -370,6 +370,11 @@ def test_profile_limit_is_a_parameter_of_the_ingest_function(cfn: dict[str, Any]
     variables = cfn["Resources"]["IngestFunction"]["Properties"]["Environment"]["Variables"]
     assert variables["MAX_PROFILES_PER_REQUEST"] == {"Ref": "MaxProfilesPerRequest"}
     assert cfn["Parameters"]["MaxProfilesPerRequest"]["Default"] == 10000
+
+
+def declarations() -> dict[str, Setting[Any]]:
+    """Every setting settings.py declares, by environment variable."""
+    return {value.env: value for value in vars(settings_module).values() if isinstance(value, Setting)}
 
 
 def parameter_feeds(cfn: dict[str, Any]) -> set[tuple[str, str]]:

@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from .attribute_mapping import AttributeMapping
 from .hubspot.versions import ApiVersion
@@ -214,11 +214,6 @@ RETRY_BASE_SECONDS = _integer("RETRY_BASE_SECONDS", 10, 0, 600)
 MAX_WRITE_ATTEMPTS = _integer("MAX_WRITE_ATTEMPTS", 20, 1, 100)
 #: How long after its last page a resume job reads the held index once more.
 RESUME_SWEEP_SECONDS = _integer("RESUME_SWEEP_SECONDS", 60, 0, 43_200)
-
-
-def declarations() -> dict[str, Setting[Any]]:
-    """Every setting above, by environment variable."""
-    return {value.env: value for value in globals().values() if isinstance(value, Setting)}
 
 
 @dataclass(frozen=True)
