@@ -9,7 +9,7 @@ from typing import Any
 
 import boto3
 import pytest
-from hubspot_activation.ingest.mapping import AttributeMapping
+from hubspot_activation.attribute_mapping import AttributeMapping
 from hubspot_activation.ingest.payloads import ParseOptions
 from moto import mock_aws
 

@@ -11,13 +11,14 @@ from typing import Any
 
 import pytest
 import requests
-from hubspot_activation.messages import pack, shard_of
+from hubspot_activation.messages import shard_of
 from hubspot_activation.model import AudienceChange, AudienceStatus, ContactUpdate
 
 from hubspot_activation_cli.main import main as cli
 from local import stack as local_stack
 from local.api_server import LocalContext
 from local.functions import handler
+from tests.builders import pack
 
 ROUTES = [
     ("GET", "/sync/status"),

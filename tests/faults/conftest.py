@@ -22,7 +22,7 @@ from hubspot_activation.hubspot.versions import ApiVersion
 from hubspot_activation.ledger.contact_item import PENDING_SINCE
 from hubspot_activation.ledger.contact_state import DynamoDbContactStates
 from hubspot_activation.ledger.daily_counter import DynamoDbDailyCounter
-from hubspot_activation.ledger.keys import KEY, is_contact_key
+from hubspot_activation.ledger.keys import KEY
 from hubspot_activation.settings import UpsertSettings
 from hubspot_activation.upsert import wiring
 from hubspot_activation.upsert.adapter import FlushRunner, MergeConsumer
@@ -34,6 +34,7 @@ from moto.dynamodb.models import DynamoDBBackend
 from local.hubspot_sandbox import SandboxConfig, SandboxServer
 from local.hubspot_sandbox.state import SandboxState
 from local.template import load_sam
+from tests.builders import is_contact_key
 from tests.conftest import create_fifo_queue_with_dlq
 from tests.faults.workload import PREFIX, CachedSecret
 

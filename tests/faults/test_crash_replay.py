@@ -37,7 +37,7 @@ import pytest
 import requests
 from hubspot_activation.hubspot.client import RetryPolicy
 from hubspot_activation.hubspot.versions import ApiVersion, Paths
-from hubspot_activation.messages import QueueMessage, pack
+from hubspot_activation.messages import QueueMessage
 from hubspot_activation.model import AudienceChange, AudienceStatus, ContactUpdate
 from hubspot_activation.upsert import wiring
 from hubspot_activation.upsert.adapter import MergeConsumer, inbound_messages
@@ -46,6 +46,7 @@ from hubspot_activation.upsert.ledger import SYNCED
 from hubspot_activation.upsert.merge import MergeReport
 
 from local.hubspot_sandbox import SandboxServer
+from tests.builders import pack
 from tests.faults.conftest import (
     LANES,
     Aws,

@@ -20,11 +20,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from hubspot_activation.messages import QueueMessage, pack
+from hubspot_activation.messages import QueueMessage
 from hubspot_activation.model import AudienceChange, AudienceStatus, ContactUpdate
 from hubspot_activation.upsert.ledger import FAILED, SYNCED
 from hubspot_activation.upsert.properties import audience_property_name
 from hubspot_activation.upsert.state import ContactState
+
+from tests.builders import pack
 
 PREFIX = "aud_"
 #: Ids a name could only approximate ("VIP", "vip", "vip!") must still get distinct properties.

@@ -21,7 +21,7 @@ from hubspot_activation.ledger.audience_directory import DynamoDbAudienceDirecto
 from hubspot_activation.ledger.contact_state import DynamoDbContactStates, DynamoDbFlushLease
 from hubspot_activation.ledger.keys import PENDING_PARTITIONS
 from hubspot_activation.ledger.operations_store import OperationsStore
-from hubspot_activation.messages import REPLAY_SOURCE, pack, requeue_messages
+from hubspot_activation.messages import REPLAY_SOURCE, requeue_messages
 from hubspot_activation.model import AudienceChange, AudienceStatus, ContactUpdate
 from hubspot_activation.observability import SERVICE
 from hubspot_activation.upsert.adapter import FlushRunner, SqsDeadLetters
@@ -36,6 +36,7 @@ from moto import mock_aws
 
 from local.hubspot_sandbox import SandboxServer
 from local.template import Resolver, parameter_defaults, translate
+from tests.builders import pack
 from tests.conftest import create_fifo_queue_with_dlq
 from tests.hubspot.conftest import VERSIONS
 

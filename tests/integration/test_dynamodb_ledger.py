@@ -1,4 +1,4 @@
-"""The ledger and the daily call counter against DynamoDB (moto)."""
+"""A contact's item and the daily call counter against DynamoDB (moto)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import boto3
 import pytest
-from hubspot_activation.ledger.contact_ledger import DynamoDbLedger
+from hubspot_activation.ledger.contact_item import contact_item, contact_key, entry_from_item
 from hubspot_activation.ledger.daily_counter import DynamoDbDailyCounter
 from hubspot_activation.upsert.ledger import (
     AppliedAudience,
@@ -27,7 +27,7 @@ def table() -> Iterator[str]:
 
 
 def test_every_field_round_trips(table: str) -> None:
-    ledger = DynamoDbLedger(boto3.client("dynamodb"), table)
+    client = boto3.client("dynamodb")
     entry = LedgerEntry(
         "ada@example.com",
         "failed",
@@ -43,17 +43,9 @@ def test_every_field_round_trips(table: str) -> None:
         rejected="abc",
         unconfirmed_at_ms=1_795_000_000_400,
     )
-    assert ledger.put_many([entry]) == {}
-    assert ledger.get_many(["ada@example.com"]) == {"ada@example.com": entry}
-
-
-def test_an_item_dynamodb_cannot_hold_is_refused_alone(table: str) -> None:
-    ledger = DynamoDbLedger(boto3.client("dynamodb"), table)
-    good = [LedgerEntry(f"user{i}@example.com", "synced") for i in range(30)]
-    bad = LedgerEntry("bad@example.com", "synced", audiences={"x": AppliedAudience("realized", 10**300)})
-    refused = ledger.put_many([*good[:10], bad, *good[10:]])
-    assert list(refused) == ["bad@example.com"] and "cannot store" in refused["bad@example.com"]
-    assert len(ledger.get_many([entry.email for entry in [*good, bad]])) == 30
+    client.put_item(TableName=table, Item=contact_item(entry, retention_seconds=86_400))
+    stored = client.get_item(TableName=table, Key=contact_key(entry.email), ConsistentRead=True)["Item"]
+    assert entry_from_item(stored) == entry
 
 
 def test_the_daily_count_is_shared_and_atomic(table: str) -> None:

@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
+from hubspot_activation.attribute_mapping import AttributeMapping
 from hubspot_activation.http_body import parse_json
 from hubspot_activation.http_errors import InvalidInput
-from hubspot_activation.ingest.mapping import AttributeMapping
 from hubspot_activation.ingest.payloads import ParseOptions
 from hubspot_activation.ingest.service import IngestService
 from hubspot_activation.messages import QueueMessage, decode_message

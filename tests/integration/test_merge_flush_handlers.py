@@ -21,7 +21,7 @@ import pytest
 from hubspot_activation.ledger.contact_item import PENDING_SINCE, entry_from_item
 from hubspot_activation.ledger.contact_state import DynamoDbContactStates, DynamoDbFlushLease
 from hubspot_activation.ledger.keys import PENDING_PARTITIONS
-from hubspot_activation.messages import REPLAY_SOURCE, ResumeJob, pack
+from hubspot_activation.messages import REPLAY_SOURCE, ResumeJob
 from hubspot_activation.model import AudienceChange, AudienceStatus, ContactUpdate
 from hubspot_activation.operations.views import contact_view
 from hubspot_activation.upsert.wiring import lane_of, lane_partitions
@@ -32,6 +32,7 @@ from moto.sqs import models as sqs_models
 from local.functions import handler
 from local.hubspot_sandbox import SandboxServer
 from local.lambda_async import LocalAsyncFunction
+from tests.builders import pack
 from tests.conftest import FakeContext, create_fifo_queue_with_dlq, create_ledger_table
 
 FLUSH_FUNCTION = "hubspot-activation-flush"

@@ -6,8 +6,17 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
+from hubspot_activation import settings as settings_module
 from hubspot_activation.ledger.keys import PENDING_PARTITIONS
-from hubspot_activation.settings import IngestSettings, OperationsSettings, UpsertSettings
+from hubspot_activation.settings import (
+    ChoiceSetting,
+    IngestSettings,
+    NumberSetting,
+    OperationsSettings,
+    Setting,
+    TextSetting,
+    UpsertSettings,
+)
 
 from local.template import load_sam, translate
 
@@ -361,3 +370,89 @@ def test_profile_limit_is_a_parameter_of_the_ingest_function(cfn: dict[str, Any]
     variables = cfn["Resources"]["IngestFunction"]["Properties"]["Environment"]["Variables"]
     assert variables["MAX_PROFILES_PER_REQUEST"] == {"Ref": "MaxProfilesPerRequest"}
     assert cfn["Parameters"]["MaxProfilesPerRequest"]["Default"] == 10000
+
+
+def declarations() -> dict[str, Setting[Any]]:
+    """Every setting settings.py declares, by environment variable."""
+    return {value.env: value for value in vars(settings_module).values() if isinstance(value, Setting)}
+
+
+def parameter_feeds(cfn: dict[str, Any]) -> set[tuple[str, str]]:
+    """(parameter, environment variable) for every function variable set straight from a parameter."""
+    return {
+        (value["Ref"], variable)
+        for spec in of_type(cfn, "AWS::Lambda::Function").values()
+        for variable, value in spec["Properties"].get("Environment", {}).get("Variables", {}).items()
+        if isinstance(value, dict) and value.get("Ref") in cfn["Parameters"]
+    }
+
+
+def disagreements(parameter: dict[str, Any], setting: Setting[Any]) -> list[str]:
+    """Where a template parameter and the setting it feeds disagree on the default or the bounds."""
+    found = []
+    if setting.read({setting.env: str(parameter.get("Default", ""))}) != setting.default:
+        found.append(f"Default {parameter.get('Default')!r} is not {setting.default!r}")
+    bounds = {
+        key: parameter[key]
+        for key in ("MinValue", "MaxValue", "AllowedValues", "AllowedPattern")
+        if key in parameter
+    }
+    if isinstance(setting, NumberSetting):
+        expected: dict[str, Any] = {"MinValue": setting.low, "MaxValue": setting.high}
+        kind = "Number"
+    elif isinstance(setting, ChoiceSetting):
+        expected, kind = {"AllowedValues": sorted(setting.choices)}, "String"
+        bounds = {**bounds, "AllowedValues": sorted(bounds.get("AllowedValues", []))}
+    elif isinstance(setting, TextSetting) and setting.pattern:
+        expected, kind = {"AllowedPattern": setting.pattern}, "String"
+    else:
+        expected, kind = {}, "String"
+    if parameter["Type"] != kind:
+        found.append(f"Type {parameter['Type']} is not {kind}")
+    if bounds != expected:
+        found.append(f"bounds {bounds} are not {expected}")
+    return found
+
+
+def test_every_parameter_agrees_with_the_setting_it_feeds(cfn: dict[str, Any]) -> None:
+    """A parameter value the settings refuse would deploy, then fail every invocation: each
+    parameter that sets a function's variable has the default, bounds and type of its declaration."""
+    settings = declarations()
+    feeds = parameter_feeds(cfn)
+    assert feeds, "no function variable is set from a parameter"
+    problems = {}
+    for parameter, variable in sorted(feeds):
+        setting = settings.get(variable)
+        if setting is None:
+            problems[parameter] = [f"feeds {variable}, which no setting declares"]
+            continue
+        found = disagreements(cfn["Parameters"][parameter], setting)
+        if setting.parameter != parameter:
+            found.append(f"feeds {variable}, declared as set by {setting.parameter or 'no parameter'}")
+        if found:
+            problems[parameter] = found
+    assert problems == {}
+    # ... and every declared parameter is one the template has, feeding its variable.
+    declared = {(setting.parameter, env) for env, setting in settings.items() if setting.parameter}
+    assert declared - feeds == set()
+
+
+@pytest.mark.parametrize("function", sorted(_SETTINGS))
+def test_every_function_builds_its_settings_from_the_template_at_its_bounds(
+    cfn: dict[str, Any], function: str
+) -> None:
+    """Each function's settings accept its variables at the template's defaults and at each
+    number parameter's MinValue and MaxValue."""
+    variables = cfn["Resources"][function]["Properties"]["Environment"]["Variables"]
+    base = {"LEDGER_TABLE": "t", "HUBSPOT_SECRET_ID": "s", "INGEST_SECRET_ID": "s", "QUEUE_URL": "q"}
+    parameters = {
+        variable: cfn["Parameters"][value["Ref"]]
+        for variable, value in variables.items()
+        if isinstance(value, dict) and value.get("Ref") in cfn["Parameters"]
+    }
+    defaults = {variable: str(parameter.get("Default", "")) for variable, parameter in parameters.items()}
+    _SETTINGS[function]({**base, **defaults})
+    for variable, parameter in parameters.items():
+        for bound in ("MinValue", "MaxValue"):
+            if bound in parameter:
+                _SETTINGS[function]({**base, **defaults, variable: str(parameter[bound])})

@@ -7,10 +7,11 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from hubspot_activation.messages import ResumeJob, pack
+from hubspot_activation.messages import ResumeJob
 from hubspot_activation.model import AudienceChange, AudienceStatus, ContactUpdate
 from hubspot_activation.operations.dead_letters import UNDECODABLE_GROUP, SqsDeadLetterMover
 
+from tests.builders import pack
 from tests.conftest import drain
 
 

@@ -52,6 +52,15 @@ def test_no_function_package_imports_the_operations_package(side: str) -> None:
     assert {path: names for path, names in offenders.items() if names} == {}
 
 
+def test_the_configuration_imports_no_feature_package() -> None:
+    # settings.py is read by every function: it sits below ingest, upsert and operations.
+    features = (".ingest", ".upsert", ".operations")
+    offenders = sorted(
+        name for name in imported_modules(LIBRARY / "settings.py") if any(f in name for f in features)
+    )
+    assert offenders == []
+
+
 def test_the_planner_imports_no_io_library() -> None:
     probe = (
         "import sys; import hubspot_activation.upsert.plan; "

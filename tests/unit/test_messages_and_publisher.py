@@ -8,10 +8,12 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 from hubspot_activation.ingest.publisher import SQS_MAX_BATCH_BYTES, EnqueueError, SqsFifoPublisher
-from hubspot_activation.messages import QueueMessage, decode_message, pack, shard_of
+from hubspot_activation.messages import QueueMessage, decode_message, shard_of
 from hubspot_activation.model import ContactUpdate
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from tests.builders import pack
 
 
 def update(email: str, city: str = "Paris", padding: int = 0) -> ContactUpdate:

@@ -12,7 +12,6 @@ from hubspot_activation.ledger.keys import (
     MAX_KEY_BYTES,
     audience_key,
     exclusion_key,
-    is_contact_key,
 )
 from hubspot_activation.operations.views import (
     InvalidParameter,
@@ -22,6 +21,8 @@ from hubspot_activation.operations.views import (
     error_kind,
 )
 from hubspot_activation.upsert.ledger import AppliedAudience, LedgerEntry, PendingAttribute
+
+from tests.builders import is_contact_key
 
 KEY = IssueKey("ada@example.com", "failed", 1795000000000)
 

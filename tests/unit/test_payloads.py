@@ -6,7 +6,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from hubspot_activation.ingest.mapping import AttributeMapping
+from hubspot_activation.attribute_mapping import AttributeMapping
 from hubspot_activation.ingest.payloads import InvalidRequest, ParsedRequest, ParseOptions, parse_activation
 from hubspot_activation.model import AudienceChange, AudienceStatus, ContactUpdate
 

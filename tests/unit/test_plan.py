@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 from hubspot_activation.hubspot.batch import UpsertResult
 from hubspot_activation.hubspot.errors import ErrorKind, HubSpotError
-from hubspot_activation.messages import pack
 from hubspot_activation.model import AudienceChange, AudienceStatus, ContactUpdate
 from hubspot_activation.upsert.ledger import AppliedAudience, LedgerEntry, PendingAudience
 from hubspot_activation.upsert.plan import (
@@ -29,6 +28,8 @@ from hubspot_activation.upsert.plan import (
     retry_schedule,
 )
 from hubspot_activation.upsert.properties import AudienceProperty
+
+from tests.builders import pack
 
 NOW_MS = 1_795_000_000_000
 ADA = "ada@example.com"

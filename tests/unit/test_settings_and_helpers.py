@@ -1,9 +1,16 @@
 from __future__ import annotations
 
 import pytest
+from hubspot_activation import settings as settings_module
+from hubspot_activation.attribute_mapping import DEFAULT_MAPPING, AttributeMapping, MappingError
 from hubspot_activation.emails import email_problem, normalize_email
-from hubspot_activation.ingest.mapping import DEFAULT_MAPPING, AttributeMapping, MappingError
-from hubspot_activation.settings import IngestSettings, SettingsError, UpsertSettings
+from hubspot_activation.settings import (
+    IngestSettings,
+    OperationsSettings,
+    Setting,
+    SettingsError,
+    UpsertSettings,
+)
 from hubspot_activation.timestamps import TimestampError, iso_from_ms, to_epoch_ms
 from hubspot_activation.upsert.adapter import inbound_messages
 from hubspot_activation.upsert.plan import InboundMessage
@@ -24,7 +31,7 @@ def test_settings_defaults_and_overrides() -> None:
         }
     )
     assert custom.shard_count == 4 and custom.audience_allowlist == {"a", "b"}
-    assert custom.mapping.target_for("loyalty.tier") == "loyalty_tier"
+    assert custom.mapping.paths["loyalty.tier"] == "loyalty_tier"
 
 
 @pytest.mark.parametrize(
@@ -182,3 +189,19 @@ def test_audience_timestamps_before_2000_are_unreadable_but_birthdates_are_not()
         audience_epoch_ms("1999-12-31T23:59:59Z")
     assert audience_epoch_ms("2000-01-01T00:00:00Z") == 946_684_800_000
     assert to_epoch_ms("1960-05-01") == -305_164_800_000
+
+
+def test_each_variable_is_declared_once() -> None:
+    declared = [value for value in vars(settings_module).values() if isinstance(value, Setting)]
+    assert len({setting.env for setting in declared}) == len(declared)
+
+
+def test_the_ingest_token_and_the_hubspot_credential_are_cached_for_their_own_times() -> None:
+    """The operations function holds both secrets: the ingest token's age does not stretch or
+    shorten the HubSpot credential's."""
+    env = {**BASE, **UPSERT, "SECRET_MAX_AGE_SECONDS": "5"}
+    settings = OperationsSettings.from_env(env)
+    assert settings.secret_max_age_seconds == 5
+    assert settings.upsert is not None and settings.upsert.secret_max_age_seconds == 300
+    tuned = OperationsSettings.from_env({**env, "HUBSPOT_SECRET_MAX_AGE_SECONDS": "30"})
+    assert (tuned.secret_max_age_seconds, tuned.upsert and tuned.upsert.secret_max_age_seconds) == (5, 30)

@@ -146,28 +146,15 @@ class QueueMessage:
         return len(self.body.encode("utf-8"))
 
 
-def pack(
-    updates: Iterable[ContactUpdate], shard_count: int, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
-) -> list[QueueMessage]:
-    """Group updates by shard, keeping request order inside each shard, into messages of at most
-    ``max_message_bytes``. Every update must already fit on its own (see ``fits_in_message``).
-    Updates received at different times never share a message (the envelope has one receive time)."""
-    messages: list[QueueMessage] = []
-    by_receive_time: dict[int, list[tuple[str, str]]] = {}
-    for update in updates:
-        by_receive_time.setdefault(update.received_ms, []).append((update.email, encode_update(update)))
-    for received_ms, encoded in by_receive_time.items():
-        messages.extend(pack_encoded(encoded, shard_count, max_message_bytes, received_ms))
-    return messages
-
-
 def pack_encoded(
     updates: Iterable[tuple[str, str]],
     shard_count: int,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     received_ms: int = 0,
 ) -> list[QueueMessage]:
-    """``pack`` for updates of one request already encoded, as (email, encoded update) pairs."""
+    """Group one request's encoded updates, as (email, encoded update) pairs, by shard, keeping
+    request order inside each shard, into messages of at most ``max_message_bytes`` received at
+    ``received_ms``. Every update must already fit on its own (see ``fits_in_message``)."""
     pending: dict[str, list[str]] = {}
     sizes: dict[str, int] = {}
     messages: list[QueueMessage] = []

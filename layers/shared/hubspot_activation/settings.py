@@ -1,106 +1,253 @@
-"""Configuration from the environment, parsed and validated once per container."""
+"""Configuration from the environment, parsed and validated once per container.
+
+Each setting is declared once, in the block below: the environment variable it is read from, the
+template parameter that sets it (if any), its default, its bounds and its parse. The settings
+classes and the components they configure take their defaults from these declarations, and
+tests/integration/test_template.py holds the template's parameters to them.
+"""
 
 from __future__ import annotations
 
 import os
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import TypeVar
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Generic, TypeVar
 
+from .attribute_mapping import AttributeMapping
 from .hubspot.versions import ApiVersion
-from .ingest.mapping import AttributeMapping, MappingError
 from .ledger.keys import PENDING_PARTITIONS
 from .messages import DEFAULT_MAX_MESSAGE_BYTES
 
+T = TypeVar("T")
 Number = TypeVar("Number", int, float)
-PROPERTY_PREFIX = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
-#: How long an audience whose HubSpot property could not be created (the custom property limit, a
-#: refusal) is refused before the next update asking for it tries again.
-AUDIENCE_PROPERTY_RETRY_SECONDS = 30
-#: FIFO message groups a contact's email hashes into; ingest, replay and resume jobs must agree.
-SHARD_COUNT = 48
+Choice = TypeVar("Choice", bound=StrEnum)
 
 
 class SettingsError(ValueError):
     """A deployment mistake: fail at cold start with the variable's name, not on the first request."""
 
 
-def _required(env: Mapping[str, str], name: str) -> str:
-    value = env.get(name, "").strip()
-    if not value:
-        raise SettingsError(f"environment variable {name} is required")
-    return value
+@dataclass(frozen=True, kw_only=True)
+class Setting(ABC, Generic[T]):
+    """One setting: the environment variable it is read from, the template parameter that sets it
+    (empty: none, the default applies), and its default, used when the variable is unset or blank."""
+
+    env: str
+    default: T
+    parameter: str = ""
+
+    def read(self, env: Mapping[str, str]) -> T:
+        raw = env.get(self.env, "").strip()
+        return self.parse(raw) if raw else self.default
+
+    def require(self, env: Mapping[str, str]) -> T:
+        if not env.get(self.env, "").strip():
+            raise SettingsError(f"environment variable {self.env} is required")
+        return self.read(env)
+
+    @abstractmethod
+    def parse(self, raw: str) -> T:
+        """The value of ``raw`` (stripped, not empty), or SettingsError naming the variable."""
 
 
-def _number(env: Mapping[str, str], name: str, default: Number, low: Number, high: Number) -> Number:
-    """An int or float setting (the type of ``default``) within [low, high]."""
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    kind = type(default)
-    try:
-        value = kind(raw)
-    except ValueError as exc:
-        raise SettingsError(
-            f"{name} must be {'an integer' if kind is int else 'a number'}, got {raw!r}"
-        ) from exc
-    if not low <= value <= high:
-        raise SettingsError(f"{name} must be between {low} and {high}, got {value}")
-    return value
+@dataclass(frozen=True, kw_only=True)
+class NumberSetting(Setting[Number]):
+    """An int or float (the type of ``default``) within [low, high]."""
+
+    low: Number
+    high: Number
+
+    def parse(self, raw: str) -> Number:
+        kind = type(self.default)
+        try:
+            value = kind(raw)
+        except ValueError as exc:
+            kind_name = "an integer" if kind is int else "a number"
+            raise SettingsError(f"{self.env} must be {kind_name}, got {raw!r}") from exc
+        if not self.low <= value <= self.high:
+            raise SettingsError(f"{self.env} must be between {self.low} and {self.high}, got {value}")
+        return value
 
 
-def _integer(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    return _number(env, name, default, low, high)
+@dataclass(frozen=True, kw_only=True)
+class TextSetting(Setting[str]):
+    """Text, matching ``pattern`` (anchored; empty: any text) described to the operator as ``rule``."""
+
+    pattern: str = ""
+    rule: str = ""
+
+    def parse(self, raw: str) -> str:
+        if self.pattern and not re.match(self.pattern, raw):
+            raise SettingsError(f"{self.env} must be {self.rule}, got {raw!r}")
+        return raw
 
 
-def _shard_count(env: Mapping[str, str]) -> int:
-    return _integer(env, "SHARD_COUNT", SHARD_COUNT, 1, 10_000)
+@dataclass(frozen=True, kw_only=True)
+class ChoiceSetting(Setting[Choice]):
+    """One of an enumeration's values."""
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        return tuple(choice.value for choice in type(self.default))
+
+    def parse(self, raw: str) -> Choice:
+        if raw not in self.choices:
+            raise SettingsError(f"{self.env} must be one of {', '.join(self.choices)}, got {raw!r}")
+        return type(self.default)(raw)
 
 
-def _id_list(env: Mapping[str, str], name: str) -> frozenset[str]:
-    return frozenset(item.strip() for item in env.get(name, "").split(",") if item.strip())
+@dataclass(frozen=True, kw_only=True)
+class IdListSetting(Setting[frozenset[str]]):
+    """Comma-separated ids; blanks between commas are ignored."""
+
+    def parse(self, raw: str) -> frozenset[str]:
+        return frozenset(item.strip() for item in raw.split(",") if item.strip())
+
+
+@dataclass(frozen=True, kw_only=True)
+class MappingSetting(Setting[AttributeMapping]):
+    """A JSON object of overrides to the built-in attribute mapping."""
+
+    def parse(self, raw: str) -> AttributeMapping:
+        try:
+            return AttributeMapping.from_json(raw)
+        except ValueError as exc:
+            raise SettingsError(f"{self.env}: {exc}") from exc
+
+
+def _text(env: str, default: str = "", parameter: str = "") -> TextSetting:
+    return TextSetting(env=env, default=default, parameter=parameter)
+
+
+def _integer(env: str, default: int, low: int, high: int, parameter: str = "") -> NumberSetting[int]:
+    return NumberSetting(env=env, default=default, low=low, high=high, parameter=parameter)
+
+
+_NAME = r"[a-z][a-z0-9_]{0,39}"
+_NAME_RULE = "lower-case letters, digits or _, start with a letter and be at most 40 characters"
+
+# Where the functions' resources are (set by the template from its resources, never defaulted).
+QUEUE_URL = _text("QUEUE_URL")
+DEAD_LETTER_QUEUE_URL = _text("DEAD_LETTER_QUEUE_URL")
+LEDGER_TABLE = _text("LEDGER_TABLE")
+INGEST_SECRET_ID = _text("INGEST_SECRET_ID")
+HUBSPOT_SECRET_ID = _text("HUBSPOT_SECRET_ID")
+#: The flush function, woken by the merge and by itself (empty: never woken, the schedule runs it).
+FLUSH_FUNCTION_NAME = _text("FLUSH_FUNCTION_NAME")
+
+#: FIFO message groups a contact's email hashes into; ingest, replay and resume jobs must agree.
+SHARD_COUNT = _integer("SHARD_COUNT", 48, 1, 10_000, "ShardCount")
+
+# Ingest.
+AUDIENCE_ALLOWLIST = IdListSetting(
+    env="AUDIENCE_ALLOWLIST", default=frozenset(), parameter="AudienceAllowList"
+)
+ATTRIBUTE_MAPPING = MappingSetting(
+    env="ATTRIBUTE_MAPPING", default=AttributeMapping.from_overrides(), parameter="AttributeMapping"
+)
+MAX_BODY_BYTES = _integer("MAX_BODY_BYTES", 5 * 1024 * 1024, 1024, 6 * 1024 * 1024, "MaxBodyBytes")
+MAX_PROFILES_PER_REQUEST = _integer("MAX_PROFILES_PER_REQUEST", 10_000, 1, 100_000, "MaxProfilesPerRequest")
+MAX_MESSAGE_BYTES = _integer("MAX_MESSAGE_BYTES", DEFAULT_MAX_MESSAGE_BYTES, 4096, 1_048_576)
+#: How long the ingest token is cached: a token removed from the secret stops working within it.
+SECRET_MAX_AGE_SECONDS = _integer("SECRET_MAX_AGE_SECONDS", 60, 0, 86_400)
+#: How long an exclusion stays on the operator's issues list.
+EXCLUSION_RETENTION_DAYS = _integer("EXCLUSION_RETENTION_DAYS", 30, 1, 3650, "ExclusionRetentionDays")
+#: Time the exclusion list may cost an answer (no write starts later; also each call's read
+#: timeout). Short in AWS, where a write takes milliseconds; the local stack's moto is slower.
+EXCLUSION_STORE_SECONDS = NumberSetting(env="EXCLUSION_STORE_SECONDS", default=0.3, low=0.05, high=1.5)
+
+# HubSpot.
+HUBSPOT_BASE_URL = _text("HUBSPOT_BASE_URL", "https://api.hubapi.com", "HubSpotBaseUrl")
+#: The newest generally available version; v3 goes unsupported in September 2027.
+HUBSPOT_API_VERSION = ChoiceSetting(
+    env="HUBSPOT_API_VERSION", default=ApiVersion.V2026_09, parameter="HubSpotApiVersion"
+)
+HUBSPOT_TEN_SECOND_LIMIT = _integer("HUBSPOT_TEN_SECOND_LIMIT", 100, 1, 10_000, "HubSpotTenSecondLimit")
+#: Share of the burst limit this connector may use (the rest is left to other integrations).
+HUBSPOT_LIMIT_SHARE = NumberSetting(
+    env="HUBSPOT_LIMIT_SHARE", default=0.8, low=0.01, high=1.0, parameter="HubSpotLimitShare"
+)
+#: Daily calls left untouched for the account's other integrations.
+HUBSPOT_DAILY_RESERVE = _integer("HUBSPOT_DAILY_RESERVE", 10_000, 0, 100_000_000, "HubSpotDailyReserve")
+#: The account's daily limit, for when HubSpot does not say it (it tells OAuth apps nothing).
+HUBSPOT_DAILY_LIMIT = _integer("HUBSPOT_DAILY_LIMIT", 250_000, 1, 100_000_000, "HubSpotDailyLimit")
+#: HubSpot resets the daily limit at midnight in the account's time zone setting.
+HUBSPOT_ACCOUNT_TIMEZONE = _text("HUBSPOT_ACCOUNT_TIMEZONE", "UTC", "HubSpotAccountTimezone")
+#: How long the HubSpot credential is cached.
+HUBSPOT_SECRET_MAX_AGE_SECONDS = _integer("HUBSPOT_SECRET_MAX_AGE_SECONDS", 300, 0, 86_400)
+AUDIENCE_PROPERTY_PREFIX = TextSetting(
+    env="AUDIENCE_PROPERTY_PREFIX",
+    default="aud_",
+    parameter="AudiencePropertyPrefix",
+    pattern=f"^(?!hs_){_NAME}$",
+    rule=f"{_NAME_RULE}, and not start with hs_",
+)
+AUDIENCE_PROPERTY_GROUP = TextSetting(
+    env="AUDIENCE_PROPERTY_GROUP",
+    default="audience_activations",
+    parameter="AudiencePropertyGroup",
+    pattern=f"^{_NAME}$",
+    rule=_NAME_RULE,
+)
+AUDIENCE_PROPERTY_GROUP_LABEL = _text("AUDIENCE_PROPERTY_GROUP_LABEL", "Audience activations")
+SCHEMA_CACHE_SECONDS = _integer("SCHEMA_CACHE_SECONDS", 600, 0, 86_400)
+#: How long an audience whose HubSpot property could not be created (the custom property limit, a
+#: refusal) is refused before the next update asking for it tries again.
+AUDIENCE_PROPERTY_RETRY_SECONDS = _integer("AUDIENCE_PROPERTY_RETRY_SECONDS", 30, 0, 3600)
+#: How long audience metadata (names, deletions) is cached per container.
+AUDIENCE_CACHE_SECONDS = _integer("AUDIENCE_CACHE_SECONDS", 30, 0, 3600)
+
+# Merge and flush.
+#: Flusher lanes: each owns a part of the pending index and a part of the HubSpot budget.
+FLUSH_LANES = _integer("FLUSH_LANES", 1, 1, PENDING_PARTITIONS, "FlushLanes")
+#: HubSpot calls one lane has in flight at once.
+FLUSH_PARALLEL_CALLS = _integer("FLUSH_PARALLEL_CALLS", 8, 1, 32, "FlushParallelCalls")
+#: How long a pending contact waits for the queue's backlog to be merged before it is written.
+FLUSH_MAX_DELAY_SECONDS = _integer("FLUSH_MAX_DELAY_SECONDS", 10, 0, 600, "FlushMaxDelaySeconds")
+LEDGER_RETENTION_DAYS = _integer("LEDGER_RETENTION_DAYS", 400, 1, 3650, "LedgerRetentionDays")
+#: First retry delay of a transiently failed contact or message; it doubles with each attempt.
+RETRY_BASE_SECONDS = _integer("RETRY_BASE_SECONDS", 10, 0, 600)
+#: Transient failures of a contact's write before it is recorded as failed (replayable).
+MAX_WRITE_ATTEMPTS = _integer("MAX_WRITE_ATTEMPTS", 20, 1, 100)
+#: How long after its last page a resume job reads the held index once more.
+RESUME_SWEEP_SECONDS = _integer("RESUME_SWEEP_SECONDS", 60, 0, 43_200)
 
 
 @dataclass(frozen=True)
 class IngestSettings:
     queue_url: str
     ingest_secret_id: str
-    shard_count: int = SHARD_COUNT
-    audience_allowlist: frozenset[str] = frozenset()
-    mapping: AttributeMapping = field(default_factory=AttributeMapping.from_overrides)
-    max_body_bytes: int = 5 * 1024 * 1024
-    max_profiles: int = 10_000
-    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
-    #: How long the ingest token is cached: a token removed from the secret stops working within it.
-    secret_max_age_seconds: int = 60
-    #: Where exclusions are kept for the operator (empty: not kept), and for how long.
-    ledger_table: str = ""
-    exclusion_retention_days: int = 30
-    #: Time the exclusion list may cost an answer (no write starts later; also each call's read
-    #: timeout). Short in AWS, where a write takes milliseconds; the local stack's moto is slower.
-    exclusion_store_seconds: float = 0.3
+    shard_count: int = SHARD_COUNT.default
+    audience_allowlist: frozenset[str] = AUDIENCE_ALLOWLIST.default
+    mapping: AttributeMapping = ATTRIBUTE_MAPPING.default
+    max_body_bytes: int = MAX_BODY_BYTES.default
+    max_profiles: int = MAX_PROFILES_PER_REQUEST.default
+    max_message_bytes: int = MAX_MESSAGE_BYTES.default
+    secret_max_age_seconds: int = SECRET_MAX_AGE_SECONDS.default
+    #: Where exclusions are kept for the operator (empty: not kept).
+    ledger_table: str = LEDGER_TABLE.default
+    exclusion_retention_days: int = EXCLUSION_RETENTION_DAYS.default
+    exclusion_store_seconds: float = EXCLUSION_STORE_SECONDS.default
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> IngestSettings:
         env = os.environ if env is None else env
-        try:
-            mapping = AttributeMapping.from_json(env.get("ATTRIBUTE_MAPPING"))
-        except MappingError as exc:
-            raise SettingsError(f"ATTRIBUTE_MAPPING: {exc}") from exc
         return cls(
-            queue_url=_required(env, "QUEUE_URL"),
-            ingest_secret_id=_required(env, "INGEST_SECRET_ID"),
-            shard_count=_shard_count(env),
-            audience_allowlist=_id_list(env, "AUDIENCE_ALLOWLIST"),
-            mapping=mapping,
-            max_body_bytes=_integer(env, "MAX_BODY_BYTES", 5 * 1024 * 1024, 1024, 6 * 1024 * 1024),
-            max_profiles=_integer(env, "MAX_PROFILES_PER_REQUEST", 10_000, 1, 100_000),
-            max_message_bytes=_integer(env, "MAX_MESSAGE_BYTES", DEFAULT_MAX_MESSAGE_BYTES, 4096, 1_048_576),
-            secret_max_age_seconds=_integer(env, "SECRET_MAX_AGE_SECONDS", 60, 0, 86_400),
-            ledger_table=env.get("LEDGER_TABLE", "").strip(),
-            exclusion_retention_days=_integer(env, "EXCLUSION_RETENTION_DAYS", 30, 1, 3650),
-            exclusion_store_seconds=float(_number(env, "EXCLUSION_STORE_SECONDS", 0.3, 0.05, 1.5)),
+            queue_url=QUEUE_URL.require(env),
+            ingest_secret_id=INGEST_SECRET_ID.require(env),
+            shard_count=SHARD_COUNT.read(env),
+            audience_allowlist=AUDIENCE_ALLOWLIST.read(env),
+            mapping=ATTRIBUTE_MAPPING.read(env),
+            max_body_bytes=MAX_BODY_BYTES.read(env),
+            max_profiles=MAX_PROFILES_PER_REQUEST.read(env),
+            max_message_bytes=MAX_MESSAGE_BYTES.read(env),
+            secret_max_age_seconds=SECRET_MAX_AGE_SECONDS.read(env),
+            ledger_table=LEDGER_TABLE.read(env),
+            exclusion_retention_days=EXCLUSION_RETENTION_DAYS.read(env),
+            exclusion_store_seconds=EXCLUSION_STORE_SECONDS.read(env),
         )
 
 
@@ -108,89 +255,63 @@ class IngestSettings:
 class UpsertSettings:
     ledger_table: str
     hubspot_secret_id: str
-    queue_url: str = ""
-    dead_letter_queue_url: str = ""
-    hubspot_base_url: str = "https://api.hubapi.com"
-    #: The newest generally available version; v3 goes unsupported in September 2027.
-    api_version: ApiVersion = ApiVersion.V2026_09
-    tier_limit: int = 100
-    share: float = 0.8
-    #: Flusher lanes: each owns a part of the pending index and a part of the HubSpot budget.
-    flush_lanes: int = 1
-    #: HubSpot calls one lane has in flight at once.
-    flush_parallel_calls: int = 8
-    #: How long a pending contact waits for the queue's backlog to be merged before it is written.
-    flush_max_delay_seconds: int = 10
-    #: The flush function, woken by the merge and by itself (empty: never woken, the schedule runs it).
-    flush_function_name: str = ""
-    daily_reserve: int = 10_000
-    daily_limit: int = 250_000
-    account_timezone: str = "UTC"
-    property_prefix: str = "aud_"
-    property_group: str = "audience_activations"
-    property_group_label: str = "Audience activations"
-    schema_cache_seconds: int = 600
-    audience_property_retry_seconds: int = AUDIENCE_PROPERTY_RETRY_SECONDS
-    ledger_retention_days: int = 400
-    secret_max_age_seconds: int = 300
-    #: First retry delay of a transiently failed message; it doubles with each receive.
-    retry_base_seconds: int = 10
-    #: Transient failures of a contact's write before it is recorded as failed (replayable).
-    max_write_attempts: int = 20
-    #: How long audience metadata (names, deletions) is cached per container.
-    audience_cache_seconds: int = 30
-    #: FIFO message groups contacts are spread over (a resume job queues contacts in their groups).
-    shard_count: int = SHARD_COUNT
-    #: How long after its last page a resume job reads the held index once more.
-    resume_sweep_seconds: int = 60
+    queue_url: str = QUEUE_URL.default
+    dead_letter_queue_url: str = DEAD_LETTER_QUEUE_URL.default
+    hubspot_base_url: str = HUBSPOT_BASE_URL.default
+    api_version: ApiVersion = HUBSPOT_API_VERSION.default
+    tier_limit: int = HUBSPOT_TEN_SECOND_LIMIT.default
+    share: float = HUBSPOT_LIMIT_SHARE.default
+    flush_lanes: int = FLUSH_LANES.default
+    flush_parallel_calls: int = FLUSH_PARALLEL_CALLS.default
+    flush_max_delay_seconds: int = FLUSH_MAX_DELAY_SECONDS.default
+    flush_function_name: str = FLUSH_FUNCTION_NAME.default
+    daily_reserve: int = HUBSPOT_DAILY_RESERVE.default
+    daily_limit: int = HUBSPOT_DAILY_LIMIT.default
+    account_timezone: str = HUBSPOT_ACCOUNT_TIMEZONE.default
+    property_prefix: str = AUDIENCE_PROPERTY_PREFIX.default
+    property_group: str = AUDIENCE_PROPERTY_GROUP.default
+    property_group_label: str = AUDIENCE_PROPERTY_GROUP_LABEL.default
+    schema_cache_seconds: int = SCHEMA_CACHE_SECONDS.default
+    audience_property_retry_seconds: int = AUDIENCE_PROPERTY_RETRY_SECONDS.default
+    ledger_retention_days: int = LEDGER_RETENTION_DAYS.default
+    secret_max_age_seconds: int = HUBSPOT_SECRET_MAX_AGE_SECONDS.default
+    retry_base_seconds: int = RETRY_BASE_SECONDS.default
+    max_write_attempts: int = MAX_WRITE_ATTEMPTS.default
+    audience_cache_seconds: int = AUDIENCE_CACHE_SECONDS.default
+    shard_count: int = SHARD_COUNT.default
+    resume_sweep_seconds: int = RESUME_SWEEP_SECONDS.default
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> UpsertSettings:
         env = os.environ if env is None else env
-        try:
-            version = ApiVersion.parse(env.get("HUBSPOT_API_VERSION", "").strip() or ApiVersion.V2026_09)
-        except ValueError as exc:
-            raise SettingsError(f"HUBSPOT_API_VERSION: {exc}") from exc
-        prefix = env.get("AUDIENCE_PROPERTY_PREFIX", "").strip() or "aud_"
-        if not PROPERTY_PREFIX.match(prefix) or prefix.startswith("hs_"):
-            raise SettingsError(
-                "AUDIENCE_PROPERTY_PREFIX must be lower-case letters, digits or _, start with a "
-                "letter, be at most 40 characters and not start with hs_"
-            )
-        group = env.get("AUDIENCE_PROPERTY_GROUP", "").strip() or "audience_activations"
-        if not PROPERTY_PREFIX.match(group):
-            raise SettingsError("AUDIENCE_PROPERTY_GROUP must be lower-case letters, digits or _")
         return cls(
-            ledger_table=_required(env, "LEDGER_TABLE"),
-            hubspot_secret_id=_required(env, "HUBSPOT_SECRET_ID"),
-            queue_url=env.get("QUEUE_URL", "").strip(),
-            dead_letter_queue_url=env.get("DEAD_LETTER_QUEUE_URL", "").strip(),
-            hubspot_base_url=env.get("HUBSPOT_BASE_URL", "").strip() or "https://api.hubapi.com",
-            api_version=version,
-            tier_limit=_integer(env, "HUBSPOT_TEN_SECOND_LIMIT", 100, 1, 10_000),
-            share=_number(env, "HUBSPOT_LIMIT_SHARE", 0.8, 0.01, 1.0),
-            flush_lanes=_integer(env, "FLUSH_LANES", 1, 1, PENDING_PARTITIONS),
-            flush_parallel_calls=_integer(env, "FLUSH_PARALLEL_CALLS", 8, 1, 32),
-            flush_max_delay_seconds=_integer(env, "FLUSH_MAX_DELAY_SECONDS", 10, 0, 600),
-            flush_function_name=env.get("FLUSH_FUNCTION_NAME", "").strip(),
-            daily_reserve=_integer(env, "HUBSPOT_DAILY_RESERVE", 10_000, 0, 100_000_000),
-            daily_limit=_integer(env, "HUBSPOT_DAILY_LIMIT", 250_000, 1, 100_000_000),
-            account_timezone=env.get("HUBSPOT_ACCOUNT_TIMEZONE", "").strip() or "UTC",
-            property_prefix=prefix,
-            property_group=group,
-            property_group_label=env.get("AUDIENCE_PROPERTY_GROUP_LABEL", "").strip()
-            or "Audience activations",
-            schema_cache_seconds=_integer(env, "SCHEMA_CACHE_SECONDS", 600, 0, 86_400),
-            audience_property_retry_seconds=_integer(
-                env, "AUDIENCE_PROPERTY_RETRY_SECONDS", AUDIENCE_PROPERTY_RETRY_SECONDS, 0, 3600
-            ),
-            ledger_retention_days=_integer(env, "LEDGER_RETENTION_DAYS", 400, 1, 3650),
-            secret_max_age_seconds=_integer(env, "SECRET_MAX_AGE_SECONDS", 300, 0, 86_400),
-            retry_base_seconds=_integer(env, "RETRY_BASE_SECONDS", 10, 0, 600),
-            max_write_attempts=_integer(env, "MAX_WRITE_ATTEMPTS", 20, 1, 100),
-            audience_cache_seconds=_integer(env, "AUDIENCE_CACHE_SECONDS", 30, 0, 3600),
-            shard_count=_shard_count(env),
-            resume_sweep_seconds=_integer(env, "RESUME_SWEEP_SECONDS", 60, 0, 43_200),
+            ledger_table=LEDGER_TABLE.require(env),
+            hubspot_secret_id=HUBSPOT_SECRET_ID.require(env),
+            queue_url=QUEUE_URL.read(env),
+            dead_letter_queue_url=DEAD_LETTER_QUEUE_URL.read(env),
+            hubspot_base_url=HUBSPOT_BASE_URL.read(env),
+            api_version=HUBSPOT_API_VERSION.read(env),
+            tier_limit=HUBSPOT_TEN_SECOND_LIMIT.read(env),
+            share=HUBSPOT_LIMIT_SHARE.read(env),
+            flush_lanes=FLUSH_LANES.read(env),
+            flush_parallel_calls=FLUSH_PARALLEL_CALLS.read(env),
+            flush_max_delay_seconds=FLUSH_MAX_DELAY_SECONDS.read(env),
+            flush_function_name=FLUSH_FUNCTION_NAME.read(env),
+            daily_reserve=HUBSPOT_DAILY_RESERVE.read(env),
+            daily_limit=HUBSPOT_DAILY_LIMIT.read(env),
+            account_timezone=HUBSPOT_ACCOUNT_TIMEZONE.read(env),
+            property_prefix=AUDIENCE_PROPERTY_PREFIX.read(env),
+            property_group=AUDIENCE_PROPERTY_GROUP.read(env),
+            property_group_label=AUDIENCE_PROPERTY_GROUP_LABEL.read(env),
+            schema_cache_seconds=SCHEMA_CACHE_SECONDS.read(env),
+            audience_property_retry_seconds=AUDIENCE_PROPERTY_RETRY_SECONDS.read(env),
+            ledger_retention_days=LEDGER_RETENTION_DAYS.read(env),
+            secret_max_age_seconds=HUBSPOT_SECRET_MAX_AGE_SECONDS.read(env),
+            retry_base_seconds=RETRY_BASE_SECONDS.read(env),
+            max_write_attempts=MAX_WRITE_ATTEMPTS.read(env),
+            audience_cache_seconds=AUDIENCE_CACHE_SECONDS.read(env),
+            shard_count=SHARD_COUNT.read(env),
+            resume_sweep_seconds=RESUME_SWEEP_SECONDS.read(env),
         )
 
 
@@ -199,9 +320,9 @@ class OperationsSettings:
     ledger_table: str
     ingest_secret_id: str
     queue_url: str
-    dead_letter_queue_url: str = ""
-    shard_count: int = SHARD_COUNT
-    secret_max_age_seconds: int = 60
+    dead_letter_queue_url: str = DEAD_LETTER_QUEUE_URL.default
+    shard_count: int = SHARD_COUNT.default
+    secret_max_age_seconds: int = SECRET_MAX_AGE_SECONDS.default
     #: the HubSpot side (budget figures, relabelling audience properties), read like the consumer's
     upsert: UpsertSettings | None = None
 
@@ -213,11 +334,11 @@ class OperationsSettings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> OperationsSettings:
         env = os.environ if env is None else env
         return cls(
-            ledger_table=_required(env, "LEDGER_TABLE"),
-            ingest_secret_id=_required(env, "INGEST_SECRET_ID"),
-            queue_url=_required(env, "QUEUE_URL"),
-            dead_letter_queue_url=env.get("DEAD_LETTER_QUEUE_URL", "").strip(),
-            shard_count=_shard_count(env),
-            secret_max_age_seconds=_integer(env, "SECRET_MAX_AGE_SECONDS", 60, 0, 86_400),
+            ledger_table=LEDGER_TABLE.require(env),
+            ingest_secret_id=INGEST_SECRET_ID.require(env),
+            queue_url=QUEUE_URL.require(env),
+            dead_letter_queue_url=DEAD_LETTER_QUEUE_URL.read(env),
+            shard_count=SHARD_COUNT.read(env),
+            secret_max_age_seconds=SECRET_MAX_AGE_SECONDS.read(env),
             upsert=UpsertSettings.from_env(env),
         )

@@ -20,27 +20,30 @@ from datetime import datetime, timedelta
 from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from ..settings import (
+    HUBSPOT_ACCOUNT_TIMEZONE,
+    HUBSPOT_DAILY_LIMIT,
+    HUBSPOT_DAILY_RESERVE,
+    HUBSPOT_LIMIT_SHARE,
+    HUBSPOT_TEN_SECOND_LIMIT,
+)
 from .errors import DailyLimitReached
 
 
 @dataclass(frozen=True)
 class GovernorSettings:
-    limit_per_window: int = 100
+    limit_per_window: int = HUBSPOT_TEN_SECOND_LIMIT.default
     window_seconds: float = 10.0
-    #: Share of the burst limit this connector may use (the rest is left to other integrations).
-    share: float = 0.8
+    share: float = HUBSPOT_LIMIT_SHARE.default
     #: How many consumers run at once (the event source's MaximumConcurrency).
     concurrency: int = 1
     #: Governors that divide the share evenly between them (flush lanes): each sends at most its
     #: part in any window, so together they never overrun the share, whatever HubSpot's headers
     #: lag behind.
     lanes: int = 1
-    #: Daily calls left untouched for the account's other integrations.
-    daily_reserve: int = 10_000
-    #: The account's daily limit, for when HubSpot does not say it (it tells OAuth apps nothing).
-    daily_limit: int = 250_000
-    #: HubSpot resets the daily limit at midnight in the account's time zone setting.
-    account_timezone: str = "UTC"
+    daily_reserve: int = HUBSPOT_DAILY_RESERVE.default
+    daily_limit: int = HUBSPOT_DAILY_LIMIT.default
+    account_timezone: str = HUBSPOT_ACCOUNT_TIMEZONE.default
 
     def __post_init__(self) -> None:
         if self.limit_per_window < 1 or self.window_seconds <= 0:

@@ -15,14 +15,6 @@ class ApiVersion(StrEnum):
     V2026_03 = "2026-03"
     V2026_09 = "2026-09"
 
-    @classmethod
-    def parse(cls, text: str) -> ApiVersion:
-        try:
-            return cls(text.strip())
-        except ValueError:
-            allowed = ", ".join(version.value for version in cls)
-            raise ValueError(f"unsupported HubSpot API version {text!r} (use one of {allowed})") from None
-
 
 @dataclass(frozen=True)
 class Paths:

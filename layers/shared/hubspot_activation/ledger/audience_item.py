@@ -25,8 +25,6 @@ class AudienceRecord:
     description: str | None
     status: str
     updated_at_ms: int
-    created_at_ms: int
-    deleted_at_ms: int | None = None
     #: the PUT that saved this record must queue a resume job: the audience was deleted, or a PUT
     #: since re-activated it without queueing one (its send failed)
     resume_due: bool = False
@@ -59,8 +57,6 @@ def record_from_item(item: Mapping[str, Any]) -> AudienceRecord:
         description=text(item, "description"),
         status=text(item, "status") or ACTIVE,
         updated_at_ms=integer(item, "updatedAt") or 0,
-        created_at_ms=integer(item, "createdAt") or 0,
-        deleted_at_ms=integer(item, "deletedAt"),
     )
 
 
@@ -100,7 +96,6 @@ def saved_record(
         description=description if description is not None else (text(before or {}, "description")),
         status=ACTIVE,
         updated_at_ms=now_ms,
-        created_at_ms=(integer(before, "createdAt") or now_ms) if before else now_ms,
         resume_due=bool(before) and (text(before or {}, "status") == DELETED or RESUME_DUE in (before or {})),
     )
 

@@ -1,5 +1,5 @@
-"""The ``Ledger`` in DynamoDB: one item per contact (``contact_item``), read and written in
-batches, and the held markers; ``contact_state`` builds on it."""
+"""The ledger table's DynamoDB plumbing (batched writes with retries) and the held markers of
+contacts (``held_item``); ``contact_state`` keeps the contacts' states on it."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..observability import logger, tracer
-from ..upsert.ledger import LedgerEntry, LedgerUnavailable
-from .contact_item import contact_item, contact_key, entry_from_item
+from ..upsert.ledger import LedgerUnavailable
 from .held_item import held_marker_item, held_marker_key_item, held_page, held_query
 
 if TYPE_CHECKING:
@@ -32,36 +31,6 @@ class DynamoDbLedger:
         self._table = table
         self._retention_seconds = retention_days * 86_400
         self._max_attempts = max_attempts
-
-    @tracer.capture_method(capture_response=False, capture_error=False)
-    def get_many(self, emails: Sequence[str]) -> dict[str, LedgerEntry]:
-        found: dict[str, LedgerEntry] = {}
-        unique = list(dict.fromkeys(emails))
-        for start in range(0, len(unique), 100):
-            keys: list[Any] = [contact_key(email) for email in unique[start : start + 100]]
-            request = {self._table: {"Keys": keys, "ConsistentRead": True}}
-            for response in self._until_processed(self._client.batch_get_item, request, "UnprocessedKeys"):
-                for item in response.get("Responses", {}).get(self._table, []):
-                    entry = entry_from_item(item)
-                    found[entry.email] = entry
-        return found
-
-    @tracer.capture_method(capture_response=False, capture_error=False)
-    def put_many(self, entries: Sequence[LedgerEntry]) -> dict[str, str]:
-        """A batch DynamoDB refuses as a whole is written again item by item, so one item it cannot
-        hold is refused alone and the others are stored."""
-        refused: dict[str, str] = {}
-        for start in range(0, len(entries), 25):
-            chunk = entries[start : start + 25]
-            try:
-                self._write([contact_item(entry, self._retention_seconds) for entry in chunk])
-            except ItemRefused:
-                for entry in chunk:
-                    try:
-                        self._write([contact_item(entry, self._retention_seconds)])
-                    except ItemRefused as refusal:
-                        refused[entry.email] = refusal.reason
-        return refused
 
     @tracer.capture_method(capture_response=False, capture_error=False)
     def mark_held(self, marks: Sequence[tuple[str, str]], now_ms: int) -> None:

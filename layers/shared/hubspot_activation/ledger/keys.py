@@ -113,7 +113,3 @@ def pending_partition_value(partition: int) -> str:
 
 def flush_lease_key(lane: int) -> str:
     return f"{FLUSH_LEASE_PREFIX}{lane}"
-
-
-def is_contact_key(key: str) -> bool:
-    return "@" in key

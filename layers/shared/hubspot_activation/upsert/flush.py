@@ -21,12 +21,12 @@ from typing import Protocol
 from ..hubspot.batch import MAX_BATCH_INPUTS, UpsertInput, UpsertResult
 from ..hubspot.errors import DailyLimitReached, DeadlineReached, ErrorKind, HubSpotError
 from ..observability import logger
+from ..settings import FLUSH_MAX_DELAY_SECONDS, FLUSH_PARALLEL_CALLS, MAX_WRITE_ATTEMPTS, RETRY_BASE_SECONDS
 from .audiences import AudienceDirectory, AudienceMetadata
 from .contacts_log import contact_hash, log_contact
 from .ledger import FAILED, LedgerEntry, LedgerUnavailable
 from .plan import (
     MAX_RETRY_DELAY_SECONDS,
-    RETRY_BASE_SECONDS,
     Batch,
     ContactWrite,
     Outcome,
@@ -59,15 +59,15 @@ MAX_IDLE_WAIT_SECONDS = 20.0
 @dataclass(frozen=True)
 class FlushSettings:
     #: HubSpot calls in flight at once (HubSpot answers in 0.3-1 s: the budget needs several)
-    parallel_calls: int = 8
+    parallel_calls: int = FLUSH_PARALLEL_CALLS.default
     #: How long a pending contact waits for the queue's backlog to be merged before it is written
-    max_delay_seconds: float = 10.0
+    max_delay_seconds: float = FLUSH_MAX_DELAY_SECONDS.default
     #: How long a run goes on looking for work after it found none
     linger_seconds: float = 0.5
-    retry_base_seconds: int = RETRY_BASE_SECONDS
+    retry_base_seconds: int = RETRY_BASE_SECONDS.default
     #: Transient failures of a contact before it is recorded as failed (replayable): with the
     #: backoff's 10-minute cap, about two and a half hours of a HubSpot outage
-    max_attempts: int = 20
+    max_attempts: int = MAX_WRITE_ATTEMPTS.default
     #: Contacts read per round, in calls of 100
     round_calls: int = 10
 

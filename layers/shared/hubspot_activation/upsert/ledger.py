@@ -1,12 +1,9 @@
 """Per-contact sync state: what was applied to HubSpot, so stale changes and identical writes are
-skipped and every outcome is recorded. Plain data and a Protocol; the DynamoDB adapter is
-``ledger.contact_ledger``."""
+skipped and every outcome is recorded. Plain data; the DynamoDB adapter is ``ledger.contact_state``."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
 SYNCED = "synced"
 FAILED = "failed"
@@ -79,15 +76,6 @@ class LedgerEntry:
         """Changes kept without a failure: those of audiences deleted when they arrived (every
         other pending change fails the contact). A PUT re-activating an audience resumes them."""
         return self.status != FAILED and bool(self.pending_audiences)
-
-
-class Ledger(Protocol):
-    def get_many(self, emails: Sequence[str]) -> dict[str, LedgerEntry]: ...
-
-    def put_many(self, entries: Sequence[LedgerEntry]) -> dict[str, str]:
-        """Store the entries; returns email -> reason for each entry the store refused for good
-        (an item it cannot hold). Raises LedgerUnavailable when the store cannot be reached."""
-        ...
 
 
 class LedgerUnavailable(Exception):

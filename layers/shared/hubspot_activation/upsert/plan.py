@@ -44,8 +44,7 @@ from .properties import AudienceProperty, coerce_attributes
 
 #: SQS keeps a message invisible for at most 12 hours after it was received.
 MAX_VISIBILITY_SECONDS = 43_200
-#: Backoff of transient failures: 10 s, 20 s, 40 s ... up to 10 minutes.
-RETRY_BASE_SECONDS = 10
+#: Backoff of transient failures doubles from RETRY_BASE_SECONDS (settings.py) up to 10 minutes.
 MAX_RETRY_DELAY_SECONDS = 600
 #: A DAILY pause never makes a message invisible for less than this.
 MIN_DAILY_PAUSE_SECONDS = 60

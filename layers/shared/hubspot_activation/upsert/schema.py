@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from ..hubspot.batch import PropertyCreateOutcome
 from ..hubspot.errors import PropertyLimitReached
-from ..settings import AUDIENCE_PROPERTY_RETRY_SECONDS
+from ..settings import AUDIENCE_PROPERTY_RETRY_SECONDS, SCHEMA_CACHE_SECONDS
 from .properties import AudienceProperty, audience_property_name, audience_property_spec, unknown_names
 
 #: A property name still unknown after a refresh is looked up again at most this often.
@@ -39,12 +39,12 @@ class PropertySchema:
     group_name: str
     group_label: str
     prefix: str
-    max_age_seconds: float = 600.0
+    max_age_seconds: float = SCHEMA_CACHE_SECONDS.default
     #: An audience whose property could not be created (the custom property limit, a refusal) is
     #: tried again by the first update that asks for it after this long: an operator's fix (a
     #: raised limit, a freed property) is seen by every container within it, not only after the
     #: definitions' refresh. A replay refreshes at once.
-    unavailable_retry_seconds: float = AUDIENCE_PROPERTY_RETRY_SECONDS
+    unavailable_retry_seconds: float = AUDIENCE_PROPERTY_RETRY_SECONDS.default
     clock: Callable[[], float] = time.monotonic
     _definitions: dict[str, dict[str, Any]] = field(default_factory=dict)
     _loaded_at: float | None = None

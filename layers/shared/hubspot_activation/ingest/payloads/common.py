@@ -9,10 +9,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ...attribute_mapping import PROPERTY_NAME, AttributeMapping
 from ...emails import MAX_EMAIL_LENGTH, email_problem, looks_hashed, normalize_email
 from ...model import AttributeValue, AudienceChange, AudienceStatus, ProfileWarning, is_unicode
 from ...timestamps import TimestampError, audience_epoch_ms
-from ..mapping import PROPERTY_NAME, AttributeMapping
 
 _STATUS_ALIASES = {
     "realized": AudienceStatus.REALIZED,

@@ -68,6 +68,3 @@ class AttributeMapping:
         if not isinstance(overrides, dict):
             raise MappingError("attribute mapping must be a JSON object of source path -> property")
         return cls.from_overrides(overrides)
-
-    def target_for(self, source: str) -> str | None:
-        return self.paths.get(source)
