@@ -597,13 +597,15 @@ def test_a_backlog_of_many_rounds_of_changes_costs_one_write_of_the_newest_state
     emails = [f"u{i}@example.com" for i in range(110)]
     backlog = [[update(email, city=f"round {n}") for email in emails] for n in range(3)]
     harness.merge(backlog.pop(0))
-    # The rest of the backlog is on the queue: a run woken now writes nothing and ends (the
-    # merges wake the lane again for every batch they merge).
-    harness.queue_load = lambda: QueueLoad(len(backlog))
-    early = harness.flush()
-    assert harness.writer.calls == [] and early.call_sizes == []
-    while backlog:
-        harness.merge(backlog.pop(0))
+
+    def load() -> QueueLoad:
+        # The rest of the backlog is on the queue, and the merges take a round each time the
+        # run looks: the run waits for them instead of writing the states they replace.
+        if backlog:
+            harness.merge(backlog.pop(0))
+        return QueueLoad(len(backlog) + 1)
+
+    harness.queue_load = load
     report = harness.flush()
     assert sorted(len(call) for call in harness.writer.calls) == [10, 100]
     assert sorted(email for call in harness.writer.calls for email in call) == sorted(emails)
@@ -630,14 +632,19 @@ def test_no_partial_call_while_updates_wait_on_the_queue(harness: Harness) -> No
     harness.merge([update(f"u{i}@example.com", city="x") for i in range(110)])
     harness.clock.advance(settings.max_delay_seconds + 1)  # waited long enough for the backlog
     depth = [3]
-    harness.queue_load = lambda: QueueLoad(depth[0])
+    looks = [0]
+
+    def load() -> QueueLoad:
+        looks[0] += 1
+        if looks[0] == 4:
+            depth[0] = 0  # the merges are through the backlog
+        return QueueLoad(depth[0])
+
+    harness.queue_load = load
     sizes_and_depth: list[tuple[int, int]] = []
     harness.writer.before_call = lambda emails: sizes_and_depth.append((len(emails), depth[0]))
     harness.flush()
-    # The run ends with the tail pending; the batch that empties the queue wakes the next.
-    assert sizes_and_depth == [(100, 3)]
-    depth[0] = 0
-    harness.flush()
+    # The tail waits for the queue, in the same run.
     assert sizes_and_depth == [(100, 3), (10, 0)]
     assert harness.pending() == set()
 
@@ -1092,8 +1099,10 @@ def test_a_tail_is_written_under_a_queue_that_never_empties_once_it_waited_twice
     harness.settings = settings
     harness.merge([update(f"u{i}@example.com", city="x") for i in range(10)])
     harness.queue_load = lambda: QueueLoad(5)  # a steady stream: the queue is never seen empty
-    harness.clock.advance(settings.max_delay_seconds + 1)
-    assert harness.flush().call_sizes == []  # overdue, but a partial call would not be full
-    harness.clock.advance(settings.max_delay_seconds)
+    merged_at = harness.clock.time()
+    harness.clock.advance(settings.max_delay_seconds + 1)  # overdue, but a partial call would not be full
+    sent_after: list[float] = []
+    harness.writer.before_call = lambda emails: sent_after.append(harness.clock.time() - merged_at)
     assert harness.flush().call_sizes == [10]
+    assert 2 * settings.max_delay_seconds <= sent_after[0] < 2 * settings.max_delay_seconds + 1
     assert harness.pending() == set()

@@ -204,7 +204,9 @@ class Flusher:
                         idle_since = None
                         continue
                     if run.calls:
-                        run.wait_calls(len(run.calls) - 1)  # their answers may change what is due
+                        # Their answers may change what is due; looking again before all are in
+                        # would read and plan the same contacts once per answer.
+                        run.wait_calls(0)
                         continue
                     idle_since = idle_since if idle_since is not None else self._monotonic()
                     wait_seconds = self._idle_wait(
@@ -302,16 +304,17 @@ class Flusher:
         return self._queue_load() if self._queue_load is not None else QueueLoad(0)
 
     def _idle_wait(self, partitions: Sequence[int], busy: bool, idle_for: float) -> float | None:
-        """How long to wait before looking again, or None to end the run: while the queue holds
-        updates (the merges wake the lane for each batch they merge, so waiting here would only be
-        billed), when nothing is pending after lingering a moment, or when the next contact is due
-        later than a short wait."""
-        if busy:
-            return None
+        """How long to wait before looking again, or None to end the run: when nothing is
+        pending after lingering a moment, or when the next contact is due later than a short
+        wait. While the queue holds updates a run stays for the contacts the merges make due (it
+        lingers longer, and a contact is due ``max_delay_seconds`` later): a run that ended there
+        would be started again by the next merged batch's wake-up, a run per batch."""
+        delay_ms = int(self._settings.max_delay_seconds * 1000) if busy else 0
         next_due = self._states.next_due(partitions)
         if next_due is None:
-            return POLL_SECONDS if idle_for < self._settings.linger_seconds else None
-        wait = (next_due - self._now_ms()) / 1000
+            linger = MAX_IDLE_WAIT_SECONDS if busy else self._settings.linger_seconds
+            return POLL_SECONDS if idle_for < linger else None
+        wait = (next_due + delay_ms - self._now_ms()) / 1000
         if wait > MAX_IDLE_WAIT_SECONDS or idle_for > MAX_IDLE_WAIT_SECONDS:
             # Due later (the schedule's next run takes it), or the index keeps listing contacts
             # that are not pending any more (it lags the table by about a second).
