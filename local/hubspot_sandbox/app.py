@@ -15,6 +15,7 @@ from urllib.parse import parse_qs
 from werkzeug.wrappers import Request, Response
 
 from .emails import normalize_email
+from .journal import Journal, JournalError, is_journal_path
 from .state import ALL_SCOPES, PORTAL_ID, RestoreRefused, SandboxState, now_iso
 from .values import InvalidValue, validate
 
@@ -115,6 +116,7 @@ class SandboxApp:
         self.state = state
         self._random = random.Random(state.config.seed)  # noqa: S311 - fault injection, not security
         self._routes = ((_OBJECTS, self._object_routes()), (_PROPERTIES, self._property_routes()))
+        self.journal = Journal(state)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         request = Request(environ)
@@ -129,12 +131,23 @@ class SandboxApp:
 
     # --- plumbing ----------------------------------------------------------------------------------
 
-    def dispatch(self, request: Request) -> Response:
+    def _unmetered(self, request: Request) -> Response | None:
+        """The answer to a call outside HubSpot's rate limits (test hooks, the OAuth token
+        endpoint, the webhooks journal), or None for a metered API call."""
         path = request.path
         if path.startswith("/__sandbox/"):
             return self.admin(request, path.removeprefix("/__sandbox/"))
         if _TOKEN.match(path) and request.method == "POST":
             return self.oauth_token(request)
+        if is_journal_path(path):
+            return self.journal_call(request)
+        return None
+
+    def dispatch(self, request: Request) -> Response:
+        unmetered = self._unmetered(request)
+        if unmetered is not None:
+            return unmetered
+        path = request.path
         route = self.route(request.method, path)
         if route is None:
             return json_response(404, error_body("OBJECT_NOT_FOUND", f"No route for {request.method} {path}"))
@@ -196,6 +209,28 @@ class SandboxApp:
                 if payload is not None
                 else Response(status=status, headers=headers)
             )
+
+    def journal_call(self, request: Request) -> Response:
+        """A webhooks-journal call: authenticated and counted like any other, but never throttled
+        (HubSpot's spec exempts each of them from the 10-second and daily limits)."""
+        route = self.journal.route(request.method, request.path)
+        if route is None:
+            return json_response(
+                404, error_body("OBJECT_NOT_FOUND", f"No route for {request.method} {request.path}")
+            )
+        handler, scopes, args = route
+        headers = {"X-HubSpot-Correlation-Id": str(uuid.uuid4())}
+        with self.state.lock:
+            try:
+                self.authenticate(request, scopes)
+                self.state.requests[f"{request.method} journal.{handler.__name__}"] += 1
+                body = self._json(request) if request.method == "POST" else None
+                status, payload = handler(request, body, *args)
+            except (ApiError, JournalError) as exc:
+                return json_response(exc.status, error_body(exc.category, exc.message, **exc.extra), headers)
+        if payload is None:
+            return Response(status=status, headers=headers)
+        return json_response(status, payload, headers)
 
     @staticmethod
     def _json(request: Request) -> Any:
@@ -986,6 +1021,17 @@ class SandboxApp:
 
     # --- test hooks --------------------------------------------------------------------------------
 
+    def _admin_restore(self, request: Request) -> Response:
+        """Restore a deleted contact, as a person does in HubSpot's UI."""
+        contact_id = str((self._json(request) or {}).get("id"))
+        try:
+            self.state.restore(contact_id)
+        except KeyError:
+            return json_response(404, {"message": f"no deleted contact {contact_id}"})
+        except RestoreRefused as exc:
+            return json_response(409, {"message": str(exc)})
+        return json_response(200, {"restored": contact_id})
+
     def admin(self, request: Request, action: str) -> Response:
         state = self.state
         with state.lock:
@@ -1022,15 +1068,10 @@ class SandboxApp:
                         200, {"clientId": client_id, "clientSecret": secret, "refreshToken": refresh}
                     )
                 return json_response(200, {"accessToken": state.add_private_app_token(scopes)})
+            if action.startswith("journal-files/") and request.method == "GET":
+                return self.journal.file(action.removeprefix("journal-files/"))
             if action == "restore" and request.method == "POST":
-                contact_id = str((self._json(request) or {}).get("id"))
-                try:
-                    state.restore(contact_id)
-                except KeyError:
-                    return json_response(404, {"message": f"no deleted contact {contact_id}"})
-                except RestoreRefused as exc:
-                    return json_response(409, {"message": str(exc)})
-                return json_response(200, {"restored": contact_id})
+                return self._admin_restore(request)
             if action == "expire-tokens" and request.method == "POST":
                 for token in state.tokens.values():
                     if token.oauth:

@@ -82,6 +82,10 @@ class SandboxConfig:
     #: every missing id in the ``context.ids`` of one ``OBJECT_NOT_FOUND`` error; False gives one
     #: error per missing input, which the spec's ``StandardError`` allows just as well.
     group_missing_reads: bool = True
+    #: how long the webhooks journal keeps an entry (HubSpot: 3 days); older offsets have expired
+    journal_retention_seconds: int = 3 * 86_400
+    #: how long a journal entry's file URL works after it was handed out
+    journal_url_ttl_seconds: int = 300
     seed: int = 7
 
     def update(self, changes: dict[str, Any]) -> None:
@@ -185,6 +189,11 @@ class SandboxState:
     #: what happened to contacts, oldest first, as the webhooks journal reports it
     events: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=EVENT_LOG_SIZE))
     _event_seq: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    #: webhooks-journal subscriptions by id
+    subscriptions: dict[int, dict[str, Any]] = field(default_factory=dict)
+    _subscription_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(501))
+    #: journal entry files handed out: offset -> (URL expiry as epoch seconds, events)
+    journal_files: dict[str, tuple[float, list[dict[str, Any]]]] = field(default_factory=dict)
     properties: dict[str, dict[str, Any]] = field(default_factory=_default_properties)
     groups: dict[str, dict[str, Any]] = field(
         default_factory=lambda: {
@@ -214,6 +223,9 @@ class SandboxState:
 
     def next_id(self) -> str:
         return str(next(self._ids))
+
+    def next_subscription_id(self) -> int:
+        return next(self._subscription_ids)
 
     def add_private_app_token(self, scopes: frozenset[str] = ALL_SCOPES, value: str | None = None) -> str:
         token = value or f"pat-na1-{secrets.token_hex(4)}-{secrets.token_hex(2)}-sandbox"
