@@ -9,14 +9,14 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
 from werkzeug.wrappers import Request, Response
 
 from .emails import normalize_email
-from .state import ALL_SCOPES, PORTAL_ID, SandboxState
+from .journal import Journal, JournalError, is_journal_path
+from .state import ALL_SCOPES, PORTAL_ID, RestoreRefused, SandboxState, now_iso
 from .values import InvalidValue, validate
 
 _OBJECTS = re.compile(r"^/crm/(?:v3/objects|objects/(2026-03|2026-09))/(?:contacts|0-1)(?P<rest>/.*)?$")
@@ -39,6 +39,11 @@ READ_SCOPES = ("crm.objects.contacts.read", "crm.objects.contacts.write")
 WRITE_SCOPES = ("crm.objects.contacts.write",)
 SCHEMA_READ = ("crm.schemas.contacts.read", "crm.objects.contacts.read", "crm.objects.contacts.write")
 SCHEMA_WRITE = ("crm.schemas.contacts.write",)
+#: kept by HubSpot itself on every write, so no property-change event is sent for them
+_SYSTEM_PROPERTIES = frozenset({"hs_object_id", "createdate", "lastmodifieddate"})
+_NOT_FOUND_IN_BATCH = (
+    "Could not get some CONTACT objects, they may be deleted or not exist. Check that ids are valid."
+)
 
 
 #: (handler, scopes any one of which grants access)
@@ -68,10 +73,6 @@ class ApiError(Exception):
     def __init__(self, status: int, category: str, message: str, **extra: Any) -> None:
         super().__init__(message)
         self.status, self.category, self.message, self.extra = status, category, message, extra
-
-
-def now_iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def error_body(category: str, message: str, **extra: Any) -> dict[str, Any]:
@@ -115,6 +116,7 @@ class SandboxApp:
         self.state = state
         self._random = random.Random(state.config.seed)  # noqa: S311 - fault injection, not security
         self._routes = ((_OBJECTS, self._object_routes()), (_PROPERTIES, self._property_routes()))
+        self.journal = Journal(state)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         request = Request(environ)
@@ -129,12 +131,23 @@ class SandboxApp:
 
     # --- plumbing ----------------------------------------------------------------------------------
 
-    def dispatch(self, request: Request) -> Response:
+    def _unmetered(self, request: Request) -> Response | None:
+        """The answer to a call outside HubSpot's rate limits (test hooks, the OAuth token
+        endpoint, the webhooks journal), or None for a metered API call."""
         path = request.path
         if path.startswith("/__sandbox/"):
             return self.admin(request, path.removeprefix("/__sandbox/"))
         if _TOKEN.match(path) and request.method == "POST":
             return self.oauth_token(request)
+        if is_journal_path(path):
+            return self.journal_call(request)
+        return None
+
+    def dispatch(self, request: Request) -> Response:
+        unmetered = self._unmetered(request)
+        if unmetered is not None:
+            return unmetered
+        path = request.path
         route = self.route(request.method, path)
         if route is None:
             return json_response(404, error_body("OBJECT_NOT_FOUND", f"No route for {request.method} {path}"))
@@ -196,6 +209,28 @@ class SandboxApp:
                 if payload is not None
                 else Response(status=status, headers=headers)
             )
+
+    def journal_call(self, request: Request) -> Response:
+        """A webhooks-journal call: authenticated and counted like any other, but never throttled
+        (HubSpot's spec exempts each of them from the 10-second and daily limits)."""
+        route = self.journal.route(request.method, request.path)
+        if route is None:
+            return json_response(
+                404, error_body("OBJECT_NOT_FOUND", f"No route for {request.method} {request.path}")
+            )
+        handler, scopes, args = route
+        headers = {"X-HubSpot-Correlation-Id": str(uuid.uuid4())}
+        with self.state.lock:
+            try:
+                self.authenticate(request, scopes)
+                self.state.requests[f"{request.method} journal.{handler.__name__}"] += 1
+                body = self._json(request) if request.method == "POST" else None
+                status, payload = handler(request, body, *args)
+            except (ApiError, JournalError) as exc:
+                return json_response(exc.status, error_body(exc.category, exc.message, **exc.extra), headers)
+        if payload is None:
+            return Response(status=status, headers=headers)
+        return json_response(status, payload, headers)
 
     @staticmethod
     def _json(request: Request) -> Any:
@@ -288,9 +323,16 @@ class SandboxApp:
             ("POST", "/batch/read"): (self.batch_read, READ_SCOPES),
             ("POST", "/batch/create"): (self.batch_create, WRITE_SCOPES),
             ("POST", "/batch/update"): (self.batch_update, WRITE_SCOPES),
+            ("POST", "/batch/archive"): (self.batch_archive, WRITE_SCOPES),
+            ("POST", "/gdpr-delete"): (self.gdpr_delete, WRITE_SCOPES),
+            ("POST", "/merge"): (self.merge_contacts, WRITE_SCOPES),
             ("POST", ""): (self.create_contact, WRITE_SCOPES),
         }
-        return fixed, {"GET": (self.get_contact, READ_SCOPES), "PATCH": (self.patch_contact, WRITE_SCOPES)}
+        return fixed, {
+            "GET": (self.get_contact, READ_SCOPES),
+            "PATCH": (self.patch_contact, WRITE_SCOPES),
+            "DELETE": (self.delete_contact, WRITE_SCOPES),
+        }
 
     def _property_routes(self) -> tuple[dict[tuple[str, str], Endpoint], dict[str, Endpoint]]:
         fixed = {
@@ -312,7 +354,8 @@ class SandboxApp:
         only: Iterable[str] | None = None,
         history: Iterable[str] | None = None,
     ) -> dict[str, Any]:
-        contact = self.state.contacts[contact_id]
+        archived = contact_id in self.state.archived
+        contact = self.state.archived[contact_id] if archived else self.state.contacts[contact_id]
         names = set(only) if only is not None else set(contact["properties"])
         names |= {"hs_object_id", "createdate", "lastmodifieddate"}
         result: dict[str, Any] = {
@@ -320,8 +363,10 @@ class SandboxApp:
             "properties": {k: v for k, v in contact["properties"].items() if k in names},
             "createdAt": contact["createdAt"],
             "updatedAt": contact["updatedAt"],
-            "archived": False,
+            "archived": archived,
         }
+        if archived:
+            result["archivedAt"] = contact["archivedAt"]
         if history is not None:
             result["propertiesWithHistory"] = self._history(contact, history)
         if new is not None:
@@ -364,7 +409,11 @@ class SandboxApp:
                 )
                 continue
             try:
-                clean[name] = validate(definition, raw)
+                clean[name] = (
+                    self._unblocked(validate(definition, raw))
+                    if name == "email"
+                    else validate(definition, raw)
+                )
             except InvalidValue as exc:
                 problems.append(
                     {
@@ -377,6 +426,17 @@ class SandboxApp:
                     }
                 )
         return clean, problems
+
+    def _unblocked(self, email: str) -> str:
+        """``email``, unless a GDPR delete blocklisted it. HubSpot documents the blocklist but not
+        the error a write of such an address gets; the sandbox answers as for an address HubSpot
+        will not take (INVALID_EMAIL), with a message naming the reason, so a client files it as a
+        permanent failure of that one contact."""
+        if email in self.state.blocklist:
+            raise InvalidValue(
+                "INVALID_EMAIL", f"Email address {email} was permanently deleted (GDPR) and is blocklisted"
+            )
+        return email
 
     def _write(
         self, contact_id: str | None, email: str | None, properties: dict[str, str]
@@ -392,6 +452,7 @@ class SandboxApp:
             }
             properties = {"hs_object_id": contact_id, "createdate": now, **properties}
             created = True
+            self.state.record("contact.creation", contact_id)
         else:
             created = False
         contact = self.state.contacts[contact_id]
@@ -404,6 +465,10 @@ class SandboxApp:
             # Only changes become versions, so repeated identical writes do not grow the history.
             if contact["properties"].get(name) != value or name not in history:
                 history.setdefault(name, []).insert(0, _version(value, now))
+                if name not in _SYSTEM_PROPERTIES:
+                    self.state.record(
+                        "contact.propertyChange", contact_id, propertyName=name, propertyValue=value
+                    )
         contact["properties"].update(properties)
         contact["updatedAt"] = now
         new_email = contact["properties"].get("email")
@@ -502,7 +567,7 @@ class SandboxApp:
             extra = []
             if id_property == "email":
                 try:
-                    validate(self.state.properties["email"], key(item))
+                    self._unblocked(validate(self.state.properties["email"], key(item)))
                 except InvalidValue as exc:
                     extra.append(
                         {"isValid": False, "message": exc.message, "error": exc.code, "name": "email"}
@@ -520,7 +585,10 @@ class SandboxApp:
 
         def write(item: dict[str, Any], clean: dict[str, str]) -> dict[str, Any]:
             if item.get("idProperty") == "email":
-                contact_id, created = self._write(self.state.email_index.get(key(item)), key(item), clean)
+                found = self.state.find_email(key(item))
+                # An address matched as an additional email stays additional: the primary is kept.
+                primary = found is None or self.state.email_index.get(key(item)) == found
+                contact_id, created = self._write(found, key(item) if primary else None, clean)
             else:
                 contact_id, created = self._write(self._existing(key(item)), None, clean)
             return self._contact_json(
@@ -537,10 +605,9 @@ class SandboxApp:
 
         def write(item: dict[str, Any], clean: dict[str, str]) -> dict[str, Any]:
             email = clean.get("email")
-            if email and email in self.state.email_index:
-                raise InputProblem(
-                    "CONFLICT", f"Contact already exists. Existing ID: {self.state.email_index[email]}"
-                )
+            holder = self.state.find_email(email) if email else None
+            if holder is not None:
+                raise InputProblem("CONFLICT", f"Contact already exists. Existing ID: {holder}")
             contact_id, _ = self._write(None, None, clean)
             return self._contact_json(contact_id, trace=item.get("objectWriteTraceId"))
 
@@ -567,6 +634,7 @@ class SandboxApp:
         return self._run_batch(version, inputs, check, write, 200)
 
     def _existing(self, contact_id: str) -> str:
+        contact_id = self.state.resolve(contact_id)
         if contact_id not in self.state.contacts:
             raise InputProblem(
                 "OBJECT_NOT_FOUND",
@@ -587,36 +655,57 @@ class SandboxApp:
             )
         return list(body["inputs"])
 
+    def _lookup(self, key: str, by_email: bool, archived: bool) -> str | None:
+        """The contact ``key`` names among live ones (or, with ``archived``, among deleted ones,
+        which is all HubSpot's ``archived=true`` returns); a merged-away id names the record it
+        became."""
+        if by_email:
+            email = normalize_email(key)
+            return self.state.find_archived_email(email) if archived else self.state.find_email(email)
+        contact_id = self.state.resolve(key)
+        found = contact_id in (self.state.archived if archived else self.state.contacts)
+        return contact_id if found else None
+
+    def _not_found(self, keys: list[str]) -> list[dict[str, Any]]:
+        """A batch read's ``errors`` for the inputs it did not find (see group_missing_reads)."""
+        groups = [keys] if self.state.config.group_missing_reads else [[key] for key in keys]
+        return [
+            {
+                "status": "error",
+                "category": "OBJECT_NOT_FOUND",
+                "message": _NOT_FOUND_IN_BATCH,
+                "context": {"ids": group},
+                "errors": [],
+                "links": {},
+            }
+            for group in groups
+            if group
+        ]
+
     def batch_read(self, request: Request, version: str, body: Any) -> tuple[int, Any]:
-        inputs = self._inputs(body)
+        inputs = self._require_shape(self._inputs(body), "id")
         id_property = body.get("idProperty") or "hs_object_id"
+        if id_property not in ("hs_object_id", "email"):
+            raise ApiError(400, "VALIDATION_ERROR", f"Unable to read by non-unique {id_property} property")
         wanted = body.get("properties") or []
         with_history = body.get("propertiesWithHistory") or None
-        results, errors = [], []
+        archived = query_flag(request, "archived")
+        results, missing = [], []
         for item in inputs:
-            key = str(item.get("id", ""))
-            contact_id = self.state.email_index.get(normalize_email(key)) if id_property == "email" else key
-            if contact_id not in self.state.contacts:
-                errors.append(
-                    {
-                        "status": "error",
-                        "category": "OBJECT_NOT_FOUND",
-                        "message": "Could not get some CONTACT objects, they may be deleted or not exist. "
-                        "Check that ids are valid.",
-                        "context": {"ids": [key]},
-                        "errors": [],
-                        "links": {},
-                    }
-                )
+            key = str(item["id"])
+            contact_id = self._lookup(key, id_property == "email", archived)
+            if contact_id is None:
+                missing.append(key)
                 continue
-            results.append(self._contact_json(str(contact_id), only=wanted or None, history=with_history))
+            results.append(self._contact_json(contact_id, only=wanted or None, history=with_history))
         payload: dict[str, Any] = {
             "status": "COMPLETE",
             "results": results,
             "startedAt": now_iso(self.state.clock()),
             "completedAt": now_iso(self.state.clock()),
         }
-        if errors:
+        if missing:
+            errors = self._not_found(missing)
             payload.update(numErrors=len(errors), errors=errors)
             return (200 if version == "2026-09" else 207), payload
         return 200, payload
@@ -626,23 +715,21 @@ class SandboxApp:
         if problems:
             raise ApiError(400, "VALIDATION_ERROR", "Property values were not valid: " + json.dumps(problems))
         email = clean.get("email")
-        if email and email in self.state.email_index:
-            raise ApiError(
-                409, "CONFLICT", f"Contact already exists. Existing ID: {self.state.email_index[email]}"
-            )
+        holder = self.state.find_email(email) if email else None
+        if holder is not None:
+            raise ApiError(409, "CONFLICT", f"Contact already exists. Existing ID: {holder}")
         contact_id, _ = self._write(None, None, clean)
         return 201, self._contact_json(contact_id)
 
-    def _find(self, request: Request, key: str) -> str:
-        id_property = request.args.get("idProperty")
-        contact_id = self.state.email_index.get(normalize_email(key)) if id_property == "email" else key
-        if contact_id not in self.state.contacts:
+    def _find(self, request: Request, key: str, archived: bool = False) -> str:
+        contact_id = self._lookup(key, request.args.get("idProperty") == "email", archived)
+        if contact_id is None:
             raise ApiError(404, "OBJECT_NOT_FOUND", "resource not found")
-        return str(contact_id)
+        return contact_id
 
     def get_contact(self, request: Request, version: str, body: Any, key: str) -> tuple[int, Any]:
         document = self._contact_json(
-            self._find(request, key),
+            self._find(request, key, archived=query_flag(request, "archived")),
             only=query_list(request, "properties") or None,
             history=query_list(request, "propertiesWithHistory") or None,
         )
@@ -654,12 +741,70 @@ class SandboxApp:
         return 200, document
 
     def patch_contact(self, request: Request, version: str, body: Any, key: str) -> tuple[int, Any]:
+        """An edit of one contact (what a person's change in HubSpot amounts to): the properties
+        are checked as in a batch upsert, and a new email must not be another contact's."""
         contact_id = self._find(request, key)
         clean, problems = self._validated((body or {}).get("properties"))
         if problems:
             raise ApiError(400, "VALIDATION_ERROR", "Property values were not valid: " + json.dumps(problems))
+        holder = self.state.find_email(clean["email"]) if clean.get("email") else None
+        if holder not in (None, contact_id):
+            raise ApiError(409, "CONFLICT", f"Contact already exists. Existing ID: {holder}")
         self._write(contact_id, None, clean)
         return 200, self._contact_json(contact_id)
+
+    def delete_contact(self, request: Request, version: str, body: Any, key: str) -> tuple[int, Any]:
+        """Archive (HubSpot's "delete", restorable for 90 days). HubSpot answers 204 whether or not
+        the id named a live contact, so a repeated delete is not an error."""
+        self.state.archive(key)
+        return 204, None
+
+    def batch_archive(self, request: Request, version: str, body: Any) -> tuple[int, Any]:
+        for item in self._require_shape(self._inputs(body), "id"):
+            self.state.archive(str(item["id"]))
+        return 204, None
+
+    def gdpr_delete(self, request: Request, version: str, body: Any) -> tuple[int, Any]:
+        """Erase a contact for good and blocklist its addresses. By email, an address that names
+        no contact is blocklisted all the same (HubSpot's documented behaviour); by id, an unknown
+        id is a 404."""
+        if not isinstance(body, dict) or not str(body.get("objectId") or "").strip():
+            raise ApiError(
+                400,
+                "VALIDATION_ERROR",
+                "Invalid input JSON: 'objectId' is required",
+                context={"objectId": ["must not be empty"]},
+            )
+        id_property = body.get("idProperty") or "hs_object_id"
+        key = str(body["objectId"])
+        if id_property == "email":
+            email = normalize_email(key)
+            found = self.state.find_email(email) or self.state.find_archived_email(email)
+            if found is None or not self.state.erase(found):
+                self.state.blocklist.add(email)
+            return 204, None
+        if id_property != "hs_object_id":
+            raise ApiError(400, "VALIDATION_ERROR", f"Unable to delete by non-unique {id_property} property")
+        if not self.state.erase(key):
+            raise ApiError(404, "OBJECT_NOT_FOUND", "resource not found")
+        return 204, None
+
+    def merge_contacts(self, request: Request, version: str, body: Any) -> tuple[int, Any]:
+        if not isinstance(body, dict) or any(not body.get(k) for k in ("primaryObjectId", "objectIdToMerge")):
+            raise ApiError(
+                400,
+                "VALIDATION_ERROR",
+                "Invalid input JSON: 'primaryObjectId' and 'objectIdToMerge' are required",
+            )
+        primary, other = str(body["primaryObjectId"]), str(body["objectIdToMerge"])
+        for contact_id in (primary, other):
+            if self.state.resolve(contact_id) not in self.state.contacts:
+                raise ApiError(404, "OBJECT_NOT_FOUND", f"Object {contact_id} not found")
+        try:
+            new_id = self.state.merge(primary, other)
+        except ValueError as exc:
+            raise ApiError(400, "VALIDATION_ERROR", f"Cannot merge {primary} with itself: {exc}") from None
+        return 200, self._contact_json(new_id)
 
     # --- properties --------------------------------------------------------------------------------
 
@@ -876,6 +1021,17 @@ class SandboxApp:
 
     # --- test hooks --------------------------------------------------------------------------------
 
+    def _admin_restore(self, request: Request) -> Response:
+        """Restore a deleted contact, as a person does in HubSpot's UI."""
+        contact_id = str((self._json(request) or {}).get("id"))
+        try:
+            self.state.restore(contact_id)
+        except KeyError:
+            return json_response(404, {"message": f"no deleted contact {contact_id}"})
+        except RestoreRefused as exc:
+            return json_response(409, {"message": str(exc)})
+        return json_response(200, {"restored": contact_id})
+
     def admin(self, request: Request, action: str) -> Response:
         state = self.state
         with state.lock:
@@ -895,6 +1051,11 @@ class SandboxApp:
                         "throttled": dict(state.throttled),
                         "dailyUsed": state.daily_used,
                         "faults": dict(state.faults),
+                        "archived": [
+                            {"id": cid, "properties": c["properties"]} for cid, c in state.archived.items()
+                        ],
+                        "mergedInto": dict(state.merged_into),
+                        "blocklist": sorted(state.blocklist),
                         "properties": [p for p in state.properties.values() if not p.get("hubspotDefined")],
                     },
                 )
@@ -907,6 +1068,10 @@ class SandboxApp:
                         200, {"clientId": client_id, "clientSecret": secret, "refreshToken": refresh}
                     )
                 return json_response(200, {"accessToken": state.add_private_app_token(scopes)})
+            if action.startswith("journal-files/") and request.method == "GET":
+                return self.journal.file(action.removeprefix("journal-files/"))
+            if action == "restore" and request.method == "POST":
+                return self._admin_restore(request)
             if action == "expire-tokens" and request.method == "POST":
                 for token in state.tokens.values():
                     if token.oauth:

@@ -9,6 +9,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 ALL_SCOPES = frozenset(
@@ -23,6 +24,9 @@ ALL_SCOPES = frozenset(
 PORTAL_ID = 24_681_357
 #: Counted calls kept per token for ``busiest_window`` (a long-running sandbox forgets older ones).
 CALL_LOG_SIZE = 100_000
+#: Contact events kept for the webhooks journal (HubSpot keeps 3 days; a long-running sandbox
+#: keeps this many, and an offset older than the oldest kept one has expired).
+EVENT_LOG_SIZE = 100_000
 #: HubSpot's documented limits per tier (per app per 10 s, per account per day), 2026.
 TIERS = {
     "free": (100, 250_000),
@@ -32,6 +36,19 @@ TIERS = {
     "api-limit-increase": (250, 1_250_000),
     "marketplace-oauth": (110, 250_000),
 }
+
+
+def now_iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def split_values(text: str | None) -> list[str]:
+    """A multi-valued property's values (HubSpot separates them with semicolons)."""
+    return [value for value in (text or "").split(";") if value]
+
+
+class RestoreRefused(Exception):
+    """HubSpot refuses to restore a contact whose email another live contact now holds."""
 
 
 @dataclass
@@ -55,6 +72,20 @@ class SandboxConfig:
     #: False mimics endpoints that ignore objectWriteTraceId: one bad input fails the whole request.
     per_input_errors: bool = True
     omit_results: int = 0  # leave this many results out of the next batch answer
+    #: Whether ``idProperty=email`` (single and batch reads, PATCH, batch upsert) also matches an
+    #: address a merge left in ``hs_additional_emails``. HubSpot does not document it. False is the
+    #: default because ``idProperty`` is documented as naming one unique property (``email``), and
+    #: it is the harsher answer for a client: an upsert of a merged-away address then creates a
+    #: second contact instead of landing on the surviving one. True lets tests run the other answer.
+    additional_emails_match: bool = False
+    #: How a batch read reports the inputs it did not find: True (HubSpot's observed answer) puts
+    #: every missing id in the ``context.ids`` of one ``OBJECT_NOT_FOUND`` error; False gives one
+    #: error per missing input, which the spec's ``StandardError`` allows just as well.
+    group_missing_reads: bool = True
+    #: how long the webhooks journal keeps an entry (HubSpot: 3 days); older offsets have expired
+    journal_retention_seconds: int = 3 * 86_400
+    #: how long a journal entry's file URL works after it was handed out
+    journal_url_ttl_seconds: int = 300
     seed: int = 7
 
     def update(self, changes: dict[str, Any]) -> None:
@@ -129,6 +160,9 @@ def _default_properties() -> dict[str, dict[str, Any]]:
         prop("company", "Company Name"),
         prop("lifecyclestage", "Lifecycle Stage", "enumeration", "radio", options=stages),
         prop("hs_object_id", "Record ID", "number", "number", read_only=True),
+        # Set by merges only; HubSpot keeps both multi-valued, separated by semicolons.
+        prop("hs_additional_emails", "Additional email addresses", "enumeration", "checkbox", read_only=True),
+        prop("hs_merged_object_ids", "Merged Contact IDs", "enumeration", "checkbox", read_only=True),
         prop("createdate", "Create Date", "datetime", "date", read_only=True),
         prop("lastmodifieddate", "Last Modified Date", "datetime", "date", read_only=True),
     ]
@@ -140,8 +174,26 @@ class SandboxState:
     config: SandboxConfig = field(default_factory=SandboxConfig)
     clock: Callable[[], float] = time.time
     lock: threading.RLock = field(default_factory=threading.RLock)
+    #: live contacts only; archived ones move to ``archived`` and erased ones are gone
     contacts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: primary email -> live contact id
     email_index: dict[str, str] = field(default_factory=dict)
+    #: address a merge left in ``hs_additional_emails`` -> live contact id
+    additional_index: dict[str, str] = field(default_factory=dict)
+    #: deleted (archived) contacts, restorable, each with its ``archivedAt``
+    archived: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: a record id a merge retired -> the id of the record it became
+    merged_into: dict[str, str] = field(default_factory=dict)
+    #: addresses erased by a GDPR delete, which HubSpot refuses from then on
+    blocklist: set[str] = field(default_factory=set)
+    #: what happened to contacts, oldest first, as the webhooks journal reports it
+    events: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=EVENT_LOG_SIZE))
+    _event_seq: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    #: webhooks-journal subscriptions by id
+    subscriptions: dict[int, dict[str, Any]] = field(default_factory=dict)
+    _subscription_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(501))
+    #: journal entry files handed out: offset -> (URL expiry as epoch seconds, events)
+    journal_files: dict[str, tuple[float, list[dict[str, Any]]]] = field(default_factory=dict)
     properties: dict[str, dict[str, Any]] = field(default_factory=_default_properties)
     groups: dict[str, dict[str, Any]] = field(
         default_factory=lambda: {
@@ -171,6 +223,9 @@ class SandboxState:
 
     def next_id(self) -> str:
         return str(next(self._ids))
+
+    def next_subscription_id(self) -> int:
+        return next(self._subscription_ids)
 
     def add_private_app_token(self, scopes: frozenset[str] = ALL_SCOPES, value: str | None = None) -> str:
         token = value or f"pat-na1-{secrets.token_hex(4)}-{secrets.token_hex(2)}-sandbox"
@@ -234,3 +289,166 @@ class SandboxState:
         self.counted.setdefault(token, deque(maxlen=CALL_LOG_SIZE)).append(now)
         self.daily_used += 1
         return None, self.config.ten_second_limit - len(window), self.config.daily_limit - self.daily_used
+
+    # --- what people and HubSpot itself do to contacts -------------------------------------------
+
+    def record(self, event_type: str, object_id: str, **details: Any) -> None:
+        """Note one contact event (``contact.deletion``, ``contact.merge``, ...) for the journal."""
+        with self.lock:
+            self.events.append(
+                {
+                    "sequence": next(self._event_seq),
+                    "subscriptionType": event_type,
+                    "objectId": object_id,
+                    "occurredAt": int(self.clock() * 1000),
+                    **details,
+                }
+            )
+
+    def resolve(self, contact_id: str) -> str:
+        """The id a record answers to now: an id a merge retired leads to the record it became."""
+        seen = {contact_id}
+        while contact_id in self.merged_into:
+            contact_id = self.merged_into[contact_id]
+            if contact_id in seen:
+                break
+            seen.add(contact_id)
+        return contact_id
+
+    def find_email(self, email: str) -> str | None:
+        """The live contact ``idProperty=email`` finds for ``email`` (normalized)."""
+        found = self.email_index.get(email)
+        if found is None and self.config.additional_emails_match:
+            found = self.additional_index.get(email)
+        return found
+
+    def find_archived_email(self, email: str) -> str | None:
+        """The most recently deleted contact whose email is ``email``."""
+        matches = [cid for cid, c in self.archived.items() if c["properties"].get("email") == email]
+        return max(matches, key=lambda cid: self.archived[cid]["archivedAt"], default=None)
+
+    def _unindex(self, contact_id: str, contact: dict[str, Any]) -> list[str]:
+        """Drop a contact's addresses from the indexes; returns them (primary first)."""
+        emails = [
+            contact["properties"].get("email") or "",
+            *split_values(contact["properties"].get("hs_additional_emails")),
+        ]
+        for email in emails:
+            if self.email_index.get(email) == contact_id:
+                del self.email_index[email]
+            if self.additional_index.get(email) == contact_id:
+                del self.additional_index[email]
+        return [email for email in emails if email]
+
+    def _index(self, contact_id: str, contact: dict[str, Any]) -> None:
+        email = contact["properties"].get("email")
+        if email:
+            self.email_index[email] = contact_id
+        for extra in split_values(contact["properties"].get("hs_additional_emails")):
+            if extra not in self.email_index:
+                self.additional_index.setdefault(extra, contact_id)
+
+    def archive(self, contact_id: str) -> bool:
+        """Delete a contact as HubSpot's DELETE does (restorable); False when there was no live one."""
+        with self.lock:
+            contact_id = self.resolve(contact_id)
+            contact = self.contacts.pop(contact_id, None)
+            if contact is None:
+                return False
+            self._unindex(contact_id, contact)
+            contact["archivedAt"] = now_iso(self.clock())
+            self.archived[contact_id] = contact
+            self.record("contact.deletion", contact_id, changeFlag="DELETED")
+            return True
+
+    def restore(self, contact_id: str) -> None:
+        """Restore a deleted contact (HubSpot does it from its UI, within 90 days of the deletion;
+        there is no API for it). The contact comes back with its id and values.
+
+        Raises KeyError for an id that is not a deleted contact, and RestoreRefused when another
+        live contact now holds its email (created since by an upsert of that address): HubSpot keeps
+        emails unique, so the restore cannot go through."""
+        with self.lock:
+            contact = self.archived[contact_id]
+            email = contact["properties"].get("email")
+            holder = self.email_index.get(email) if email else None
+            if holder is not None:
+                raise RestoreRefused(f"contact {holder} holds {email} now")
+            del self.archived[contact_id]
+            contact.pop("archivedAt", None)
+            contact["updatedAt"] = now_iso(self.clock())
+            self.contacts[contact_id] = contact
+            self._index(contact_id, contact)
+            self.record("contact.restore", contact_id, changeFlag="RESTORED")
+
+    def erase(self, contact_id: str) -> bool:
+        """A GDPR delete: the contact (live or deleted) is gone for good and its addresses are
+        blocklisted. False when there was no such contact."""
+        with self.lock:
+            contact_id = self.resolve(contact_id)
+            contact = self.contacts.pop(contact_id, None) or self.archived.pop(contact_id, None)
+            if contact is None:
+                return False
+            self.blocklist.update(self._unindex(contact_id, contact))
+            for old in [old for old, new in self.merged_into.items() if new == contact_id]:
+                del self.merged_into[old]
+            # HubSpot sends both: a privacy deletion is also a deletion.
+            self.record("contact.privacyDeletion", contact_id, changeFlag="GDPR_DELETED")
+            self.record("contact.deletion", contact_id, changeFlag="DELETED")
+            return True
+
+    def merge(self, primary_id: str, merged_id: str) -> str:
+        """Merge two live contacts as HubSpot does since its 2024-25 change: the result is a record
+        with a new id that both old ids resolve to; the primary's values win and the other's fill
+        the gaps; the other's email becomes an additional email; ``hs_merged_object_ids`` lists
+        the retired ids. Returns the new id. KeyError when either is not a live contact,
+        ValueError when both are the same record."""
+        with self.lock:
+            primary_id, merged_id = self.resolve(primary_id), self.resolve(merged_id)
+            if primary_id == merged_id:
+                raise ValueError("a contact cannot be merged with itself")
+            primary, other = self.contacts[primary_id], self.contacts[merged_id]
+            del self.contacts[primary_id], self.contacts[merged_id]
+            emails = [*self._unindex(primary_id, primary), *self._unindex(merged_id, other)]
+            new_id, now = self.next_id(), now_iso(self.clock())
+            properties = {**other["properties"], **primary["properties"]}
+            email = properties.get("email")
+            additional = [e for e in dict.fromkeys(emails) if e != email]
+            retired = [
+                *split_values(primary["properties"].get("hs_merged_object_ids")),
+                *split_values(other["properties"].get("hs_merged_object_ids")),
+                primary_id,
+                merged_id,
+            ]
+            changes = {
+                "hs_object_id": new_id,
+                "createdate": min(primary["createdAt"], other["createdAt"]),
+                "lastmodifieddate": now,
+                "hs_merged_object_ids": ";".join(dict.fromkeys(retired)),
+            }
+            if additional:
+                changes["hs_additional_emails"] = ";".join(additional)
+            history = {**other.get("history", {}), **primary.get("history", {})}
+            history = {name: [dict(v) for v in versions] for name, versions in history.items()}
+            for name, value in changes.items():
+                history.setdefault(name, []).insert(
+                    0, {"value": value, "timestamp": now, "sourceType": "CRM_UI"}
+                )
+            properties.update(changes)
+            self.contacts[new_id] = {
+                "properties": properties,
+                "history": history,
+                "createdAt": changes["createdate"],
+                "updatedAt": now,
+            }
+            self._index(new_id, self.contacts[new_id])
+            self.merged_into[primary_id] = self.merged_into[merged_id] = new_id
+            self.record(
+                "contact.merge",
+                new_id,
+                changeFlag="MERGED",
+                primaryObjectId=primary_id,
+                mergedObjectIds=[merged_id],
+                newObjectId=new_id,
+            )
+            return new_id
