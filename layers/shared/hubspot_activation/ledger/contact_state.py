@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -448,8 +448,8 @@ class DynamoDbFlushLease:
         self._table = table
 
     def acquire(self, lane: int, owner: str, until_ms: int, now_ms: int) -> bool:
-        try:
-            self._client.put_item(
+        return _conditionally(
+            lambda: self._client.put_item(
                 TableName=self._table,
                 Item={
                     KEY: string(flush_lease_key(lane)),
@@ -461,17 +461,11 @@ class DynamoDbFlushLease:
                 ExpressionAttributeNames={"#k": KEY, "#u": "until", "#o": "owner"},
                 ExpressionAttributeValues={":now": number(now_ms), ":me": string(owner)},
             )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise LedgerUnavailable(f"DynamoDB call failed: {type(exc).__name__}") from exc
-        except BotoCoreError as exc:
-            raise LedgerUnavailable(f"DynamoDB call failed: {type(exc).__name__}") from exc
-        return True
+        )
 
     def ask_again(self, lane: int, now_ms: int) -> bool:
-        try:
-            self._client.update_item(
+        return _conditionally(
+            lambda: self._client.update_item(
                 TableName=self._table,
                 Key={KEY: string(flush_lease_key(lane))},
                 UpdateExpression="SET #a = :t",
@@ -479,13 +473,7 @@ class DynamoDbFlushLease:
                 ExpressionAttributeNames={"#k": KEY, "#u": "until", "#a": "again"},
                 ExpressionAttributeValues={":now": number(now_ms), ":t": {"BOOL": True}},
             )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise LedgerUnavailable(f"DynamoDB call failed: {type(exc).__name__}") from exc
-        except BotoCoreError as exc:
-            raise LedgerUnavailable(f"DynamoDB call failed: {type(exc).__name__}") from exc
-        return True
+        )
 
     def release(self, lane: int, owner: str) -> bool:
         try:
@@ -503,6 +491,19 @@ class DynamoDbFlushLease:
             logger.warning("could not release a flush lane", extra={"error": type(exc).__name__})
             return True
         return bool(response.get("Attributes", {}).get("again", {}).get("BOOL"))
+
+
+def _conditionally(write: Callable[[], object]) -> bool:
+    """Make a conditional write: False when its condition did not hold."""
+    try:
+        write()
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            return False
+        raise LedgerUnavailable(f"DynamoDB call failed: {type(exc).__name__}") from exc
+    except BotoCoreError as exc:
+        raise LedgerUnavailable(f"DynamoDB call failed: {type(exc).__name__}") from exc
+    return True
 
 
 def _open_for(state: ContactState | None, now_ms: int | None) -> bool:
