@@ -25,7 +25,7 @@ from hubspot_activation.messages import REPLAY_SOURCE, requeue_messages
 from hubspot_activation.model import AudienceChange, AudienceStatus, ContactUpdate
 from hubspot_activation.observability import SERVICE
 from hubspot_activation.upsert.adapter import FlushRunner, SqsDeadLetters
-from hubspot_activation.upsert.flush import Flusher, FlushReport, FlushSettings, QueueLoad
+from hubspot_activation.upsert.flush import BUSY_POLL_SECONDS, Flusher, FlushReport, FlushSettings, QueueLoad
 from hubspot_activation.upsert.ledger import FAILED, SYNCED, UNCONFIRMED, LedgerEntry
 from hubspot_activation.upsert.merge import MergeReport, MergeService
 from hubspot_activation.upsert.plan import InboundMessage, Outcome
@@ -647,6 +647,21 @@ def test_no_partial_call_while_updates_wait_on_the_queue(harness: Harness) -> No
     # The tail waits for the queue, in the same run.
     assert sizes_and_depth == [(100, 3), (10, 0)]
     assert harness.pending() == set()
+
+
+@ONE_VERSION
+def test_a_run_waiting_for_the_backlog_writes_as_soon_as_the_queue_is_empty(harness: Harness) -> None:
+    """Not when the contacts would have waited ``max_delay_seconds``: that delay is for contacts
+    a backlog may still change, and an empty queue holds no change."""
+    settings = FlushSettings(linger_seconds=0.0, max_delay_seconds=10.0)
+    harness.settings = settings
+    harness.merge([update(f"u{i}@example.com", city="x") for i in range(10)])
+    start = harness.clock.time()
+    harness.queue_load = lambda: QueueLoad(3 if harness.clock.time() - start < 3 else 0)
+    sent_after: list[float] = []
+    harness.writer.before_call = lambda emails: sent_after.append(harness.clock.time() - start)
+    assert harness.flush().call_sizes == [10]
+    assert 3 <= sent_after[0] < 3 + BUSY_POLL_SECONDS + 0.5
 
 
 @ONE_VERSION

@@ -54,6 +54,8 @@ POLL_SECONDS = 0.5
 #: The longest a run waits for a contact in backoff to come due before it ends (the schedule
 #: starts the next run).
 MAX_IDLE_WAIT_SECONDS = 20.0
+#: How often a run waiting for the queue's backlog to be merged looks at the queue again.
+BUSY_POLL_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -319,7 +321,9 @@ class Flusher:
             # Due later (the schedule's next run takes it), or the index keeps listing contacts
             # that are not pending any more (it lags the table by about a second).
             return None
-        return min(max(wait, POLL_SECONDS), MAX_IDLE_WAIT_SECONDS)
+        # While the queue holds updates, look again soon: once it is empty, every contact pending
+        # is due at once.
+        return min(max(wait, POLL_SECONDS), BUSY_POLL_SECONDS if busy else MAX_IDLE_WAIT_SECONDS)
 
     def _round(self, run: _Run, refs: Sequence[PendingRef], complete: bool) -> bool:
         """Flush the contacts of ``refs`` that are still pending and due; False when none was
