@@ -38,12 +38,12 @@ def create_fifo_queue_with_dlq(name: str, dlq_name: str, max_receive_count: int)
     return queue, dlq
 
 
-def create_ledger_table(name: str = "ledger") -> str:
+def create_ledger_table(name: str = "ledger", dynamodb: Any = None) -> str:
     """The ledger table as template.yaml declares it (its key, its attributes and every index with
     its projection), in moto (inside ``mock_aws``): a test's table never drifts from the deployed
     one (an index projecting less than the code reads would fail in AWS alone)."""
     properties = load_sam()["Resources"]["LedgerTable"]["Properties"]
-    boto3.client("dynamodb").create_table(
+    (dynamodb or boto3.client("dynamodb")).create_table(
         TableName=name,
         KeySchema=properties["KeySchema"],
         AttributeDefinitions=properties["AttributeDefinitions"],

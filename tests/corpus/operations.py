@@ -25,7 +25,7 @@ from moto import mock_aws
 
 from local.functions import load_function
 from local.template import Resolver, parameter_defaults, translate
-from tests.conftest import INGEST_TOKEN, FakeContext, create_fifo_queue_with_dlq
+from tests.conftest import INGEST_TOKEN, FakeContext, create_fifo_queue_with_dlq, create_ledger_table
 from tests.corpus.harness import set_fake_aws_environment
 
 REQUEST_ID = "operations-corpus"
@@ -96,18 +96,6 @@ def _environment(refs: dict[str, str]) -> dict[str, str]:
     return environment
 
 
-def _ledger_table(name: str) -> None:
-    cfn = translate()
-    properties = Resolver(parameter_defaults(cfn), {}, {})(cfn["Resources"]["LedgerTable"]["Properties"])
-    boto3.client("dynamodb").create_table(
-        TableName=name,
-        KeySchema=properties["KeySchema"],
-        AttributeDefinitions=properties["AttributeDefinitions"],
-        GlobalSecondaryIndexes=properties["GlobalSecondaryIndexes"],
-        BillingMode="PAY_PER_REQUEST",
-    )
-
-
 @contextmanager
 def operations_handler(setenv: Callable[[str, str], None]) -> Iterator[Handler]:
     """The operations handler against moto (inside ``mock_aws``); ``setenv`` sets its environment.
@@ -121,7 +109,7 @@ def operations_handler(setenv: Callable[[str, str], None]) -> Iterator[Handler]:
         hubspot_secret = secrets.create_secret(
             Name="ops-hubspot", SecretString=json.dumps({"accessToken": "pat-corpus"})
         )["ARN"]
-        _ledger_table("ops-ledger")
+        create_ledger_table("ops-ledger")
         refs = {
             "LedgerTable": "ops-ledger",
             "IngestTokenSecret": ingest_secret,

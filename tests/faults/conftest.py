@@ -33,9 +33,8 @@ from moto.dynamodb.models import DynamoDBBackend
 
 from local.hubspot_sandbox import SandboxConfig, SandboxServer
 from local.hubspot_sandbox.state import SandboxState
-from local.template import load_sam
 from tests.builders import is_contact_key
-from tests.conftest import create_fifo_queue_with_dlq
+from tests.conftest import create_fifo_queue_with_dlq, create_ledger_table
 from tests.faults.workload import PREFIX, CachedSecret
 
 #: Short waits everywhere: a contact's backoff is the long wait, and it is short here too.
@@ -114,24 +113,11 @@ class Aws:
         return found
 
 
-def create_ledger_table(dynamodb: Any, name: str) -> None:
-    """The ledger table as template.yaml declares it: its key and its indexes (pending, held,
-    issues), so the flusher's queries run on the real index definitions."""
-    properties = load_sam()["Resources"]["LedgerTable"]["Properties"]
-    dynamodb.create_table(
-        TableName=name,
-        KeySchema=properties["KeySchema"],
-        AttributeDefinitions=properties["AttributeDefinitions"],
-        GlobalSecondaryIndexes=properties["GlobalSecondaryIndexes"],
-        BillingMode="PAY_PER_REQUEST",
-    )
-
-
 @pytest.fixture
 def aws(sandbox: SandboxServer) -> Iterator[Aws]:
     with mock_aws():
         dynamodb, sqs = boto3.client("dynamodb"), boto3.client("sqs")
-        create_ledger_table(dynamodb, "ledger")
+        create_ledger_table("ledger", dynamodb)
         queue, dlq = create_fifo_queue_with_dlq("activations", "activations-dlq", max_receive_count=20)
         settings = UpsertSettings(
             ledger_table="ledger",

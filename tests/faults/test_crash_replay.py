@@ -47,12 +47,12 @@ from hubspot_activation.upsert.merge import MergeReport
 
 from local.hubspot_sandbox import SandboxServer
 from tests.builders import pack
+from tests.conftest import create_ledger_table
 from tests.faults.conftest import (
     LANES,
     Aws,
     FlushContainer,
     LaneWaker,
-    create_ledger_table,
     flush_container,
     merge_consumer,
 )
@@ -200,7 +200,7 @@ def in_lane(lane: int, count: int, prefix: str = "user") -> list[str]:
 def fresh(aws: Aws) -> Aws:
     """A new ledger table (contacts' states and leases) in the same moto account."""
     table = f"ledger-{uuid.uuid4().hex[:8]}"
-    create_ledger_table(aws.dynamodb, table)
+    create_ledger_table(table, aws.dynamodb)
     return replace(aws, settings=replace(aws.settings, ledger_table=table))
 
 

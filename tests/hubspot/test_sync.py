@@ -35,9 +35,8 @@ from hubspot_activation.upsert.state import ContactState
 from moto import mock_aws
 
 from local.hubspot_sandbox import SandboxServer
-from local.template import Resolver, parameter_defaults, translate
 from tests.builders import pack
-from tests.conftest import create_fifo_queue_with_dlq
+from tests.conftest import create_fifo_queue_with_dlq, create_ledger_table
 from tests.hubspot.conftest import VERSIONS
 
 if TYPE_CHECKING:
@@ -54,28 +53,6 @@ LARGE_VALUE = 120_000
 #: Tests of how many contacts a call carries, over a hundred contacts each, run against one API
 #: version: what they prove does not depend on it (the client's tests cover every version).
 ONE_VERSION = pytest.mark.parametrize("api_version", VERSIONS[-1:], indirect=True)
-
-
-@functools.cache
-def _ledger_table_properties() -> dict[str, Any]:
-    cfn = translate()
-    properties: dict[str, Any] = Resolver(parameter_defaults(cfn), {}, {})(
-        cfn["Resources"]["LedgerTable"]["Properties"]
-    )
-    return properties
-
-
-def create_template_ledger_table(name: str) -> None:
-    """The ledger table as the template declares it (inside ``mock_aws``): every index, the
-    flusher's ``pending`` one included."""
-    properties = _ledger_table_properties()
-    boto3.client("dynamodb").create_table(
-        TableName=name,
-        KeySchema=properties["KeySchema"],
-        AttributeDefinitions=properties["AttributeDefinitions"],
-        GlobalSecondaryIndexes=properties["GlobalSecondaryIndexes"],
-        BillingMode="PAY_PER_REQUEST",
-    )
 
 
 class SimulatedClock:
@@ -258,7 +235,7 @@ def build_harness(
 @pytest.fixture
 def aws() -> Iterator[None]:
     with mock_aws():
-        create_template_ledger_table(TABLE)
+        create_ledger_table(TABLE)
         yield
 
 
