@@ -1,0 +1,151 @@
+"""Reconcile's plain data: what HubSpot was seen to hold, the kinds of drift, what a run found."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from ..upsert.ledger import LedgerEntry
+
+#: Properties every read asks for besides the managed ones: who the record is and what it absorbed.
+IDENTITY_PROPERTIES = ("email", "hs_additional_emails", "hs_merged_object_ids")
+
+
+class DriftKind(StrEnum):
+    #: a managed property holds another value than the connector last wrote
+    EDITED = "edited"
+    #: the contact is archived in HubSpot (restorable for 90 days)
+    DELETED = "deleted"
+    #: HubSpot knows the contact neither live nor archived: erased (GDPR delete) or purged
+    ERASED = "erased"
+    #: the record the connector wrote now answers to another record (a merge, or its email changed)
+    MERGED = "merged"
+    #: a contact recorded as deleted is live again
+    RESTORED = "restored"
+
+
+class DeletionPolicy(StrEnum):
+    #: a contact deleted in HubSpot stays deleted until the source sends a changed update
+    RESPECT = "respect"
+    #: reconcile re-creates it with its full current state
+    RECREATE = "recreate"
+
+
+@dataclass(frozen=True)
+class HubSpotRecord:
+    """One contact as a batch read returned it."""
+
+    id: str
+    #: the properties asked for (HubSpot answers null for an empty one)
+    properties: dict[str, str | None]
+    archived: bool = False
+
+    @property
+    def email(self) -> str | None:
+        value = self.properties.get("email")
+        return value.strip().lower() if value else None
+
+    @property
+    def merged_ids(self) -> set[str]:
+        """The record ids merged into this one (``hs_merged_object_ids``, ``;``-separated)."""
+        value = self.properties.get("hs_merged_object_ids") or ""
+        return {part.strip() for part in value.split(";") if part.strip()}
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What HubSpot was seen to hold for a contact, and when: kept on the contact's item."""
+
+    at_ms: int
+    #: the record's id (None: HubSpot knows no live record for the contact)
+    hubspot_id: str | None
+    #: the managed properties' values (None: empty in HubSpot)
+    properties: dict[str, str | None]
+    #: None, or the kind of drift found
+    drift: DriftKind | None = None
+
+
+@dataclass(frozen=True)
+class Repair:
+    """What reconcile stores for one contact read at ``version`` (conditional on it, and on the
+    contact not being pending: a flush under way is never overwritten)."""
+
+    email: str
+    version: int
+    seen: Seen
+    #: the confirmed state to store (None: as it is)
+    entry: LedgerEntry | None = None
+    #: the contact must be written again: it becomes pending and the flusher writes it
+    pending: bool = False
+
+
+@dataclass
+class Finding:
+    email: str
+    kind: DriftKind
+    #: the managed properties found changed (EDITED), or that the repair writes
+    properties: list[str] = field(default_factory=list)
+    #: the record now answering for the contact (MERGED, RESTORED)
+    hubspot_id: str | None = None
+    repaired: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"email": self.email, "kind": self.kind.value, "repaired": self.repaired}
+        if self.properties:
+            body["properties"] = sorted(self.properties)
+        if self.hubspot_id:
+            body["hubspotId"] = self.hubspot_id
+        return body
+
+
+#: Examples a report keeps.
+MAX_EXAMPLES = 10
+
+
+@dataclass
+class ReconcileReport:
+    dry_run: bool = False
+    checked: int = 0
+    drift: Counter[DriftKind] = field(default_factory=Counter)
+    repaired: Counter[DriftKind] = field(default_factory=Counter)
+    examples: list[Finding] = field(default_factory=list)
+    #: where the next call goes on (None: the walk is complete, or the call named its contacts)
+    cursor: str | None = None
+    #: HubSpot calls made
+    calls: int = 0
+    #: contacts skipped because a flush is about to write them (pending) or they moved on meanwhile
+    skipped: int = 0
+    #: why the run stopped before its end (``backlog``, ``daily_share``, ``deadline``, ``hubspot``)
+    stopped_by: str | None = None
+    started_at_ms: int = 0
+    ended_at_ms: int = 0
+
+    @property
+    def more(self) -> bool:
+        return self.cursor is not None
+
+    def found(self, finding: Finding) -> None:
+        self.drift[finding.kind] += 1
+        if finding.repaired:
+            self.repaired[finding.kind] += 1
+        if len(self.examples) < MAX_EXAMPLES:
+            self.examples.append(finding)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "dryRun": self.dry_run,
+            "checked": self.checked,
+            "drift": {kind.value: self.drift.get(kind, 0) for kind in DriftKind},
+            "repaired": sum(self.repaired.values()),
+            "repairedByKind": {kind.value: self.repaired.get(kind, 0) for kind in DriftKind},
+            "examples": [finding.as_json() for finding in self.examples],
+            "more": self.more,
+            "cursor": self.cursor,
+            "calls": self.calls,
+            "skipped": self.skipped,
+            "stoppedBy": self.stopped_by,
+            "startedAt": self.started_at_ms,
+            "endedAt": self.ended_at_ms,
+        }
