@@ -18,6 +18,17 @@ class UpsertInput:
     properties: Mapping[str, str]
 
 
+@dataclass(frozen=True)
+class UpdateInput:
+    """A write of a contact by its record id (``batch/update``): for a contact whose record answers
+    to another email (merged into another record), where a write by email could create a duplicate."""
+
+    contact_id: str
+    #: the contact's email in the ledger, which the result is reported under
+    email: str
+    properties: Mapping[str, str]
+
+
 @dataclass
 class UpsertResult:
     email: str

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Protocol
 
-from ..hubspot.batch import UpsertInput, UpsertResult
+from ..hubspot.batch import UpdateInput, UpsertInput, UpsertResult
 from ..hubspot.client import CallStats
 from .plan import InboundMessage
 
@@ -21,6 +21,14 @@ class ContactWriter(Protocol):
         """``deadline``, a value of the writer's monotonic clock: the call, its retries and waits
         included, ends by then (it raises a transient HubSpotError, ``DeadlineReached`` when
         nothing was sent, rather than run past it)."""
+        ...
+
+    def batch_update(
+        self, inputs: Sequence[UpdateInput], deadline: float | None = None
+    ) -> list[UpsertResult]:
+        """Write contacts by record id (``batch/update``); one result per input, in input order,
+        reported under the input's ``email``, with the same errors and ``deadline`` as
+        ``batch_upsert``. A record HubSpot no longer has is a per-input error (not found)."""
         ...
 
     def stats(self) -> CallStats: ...
