@@ -16,6 +16,7 @@ from typing import Any
 
 from ..model import AudienceChange, AudienceStatus
 from ..upsert.ledger import (
+    DELETED,
     FAILED,
     SYNCED,
     UNORDERED,
@@ -32,6 +33,7 @@ from .keys import (
     DUE_AT,
     EXPIRES_AT,
     ISSUE_AT,
+    ISSUE_DELETED,
     ISSUE_FAILED,
     ISSUE_HELD,
     ISSUE_STATUS,
@@ -61,6 +63,7 @@ _OPTIONAL_CONFIRMED = (
     "warnings",
     "pendingAudiences",
     "pendingAttributes",
+    "hubspotState",
     ISSUE_STATUS,
     ISSUE_AT,
 )
@@ -91,6 +94,7 @@ def contact_item(entry: LedgerEntry, retention_seconds: int) -> Item:
         "reason": {"S": entry.reason[:2000]} if entry.reason else None,
         "rejected": {"S": entry.rejected} if entry.rejected else None,
         "unconfirmedAt": {"N": str(entry.unconfirmed_at_ms)} if entry.unconfirmed_at_ms else None,
+        "hubspotState": {"S": entry.hubspot_state} if entry.hubspot_state else None,
         "warnings": {"M": {name: {"S": text[:500]} for name, text in entry.warnings.items()}}
         if entry.warnings
         else None,
@@ -107,6 +111,8 @@ def contact_item(entry: LedgerEntry, retention_seconds: int) -> Item:
     item.update({name: value for name, value in optional.items() if value is not None})
     if entry.status == FAILED:
         item.update(issue_attributes(ISSUE_FAILED, entry.updated_at_ms))
+    elif entry.status == DELETED:
+        item.update(issue_attributes(ISSUE_DELETED, entry.updated_at_ms))
     elif entry.holds_changes:
         item.update(issue_attributes(ISSUE_HELD, entry.updated_at_ms))
     return item
@@ -186,6 +192,7 @@ def entry_from_item(item: Mapping[str, Any]) -> LedgerEntry:
         updated_at_ms=int(Decimal(item.get("updatedAt", {}).get("N", "0"))),
         rejected=text("rejected"),
         unconfirmed_at_ms=int(Decimal(unconfirmed["N"])) if unconfirmed else None,
+        hubspot_state=text("hubspotState"),
     )
 
 

@@ -4,7 +4,7 @@
   audience id percent-encoded, or hashed when the key would pass DynamoDB's 2,048 bytes).
 - ``pending`` index: pending markers (``#pending#<partition>#<digest>``, the contacts in
   ``emails``), keyed ``pendingPartition`` (a flush lane) and ``dueAt`` (epoch ms).
-- ``issues`` index: items with ``issueStatus`` (failed, held, excluded), newest first.
+- ``issues`` index: items with ``issueStatus`` (failed, held, excluded, deleted), newest first.
 - ``held`` index: held markers (``#held#<audience digest>#<quoted email>``), keyed
   ``heldAudience`` and ``heldEmail``: the contacts holding changes of one audience.
 
@@ -19,14 +19,22 @@ from urllib.parse import quote
 
 KEY = "email"
 ISSUES_INDEX = "issues"
-#: The index's partition key: ``failed``, ``held`` or ``excluded``.
+#: The index's partition key: ``failed``, ``held``, ``excluded`` or ``deleted``.
 ISSUE_STATUS = "issueStatus"
 #: The index's sort key: when the issue arose (epoch ms).
 ISSUE_AT = "issueAt"
 ISSUE_FAILED = "failed"
 ISSUE_EXCLUDED = "excluded"
 ISSUE_HELD = "held"
-ISSUE_STATUSES = (ISSUE_FAILED, ISSUE_HELD, ISSUE_EXCLUDED)
+#: Contacts deleted in HubSpot (found by reconcile) and left deleted.
+ISSUE_DELETED = "deleted"
+ISSUE_STATUSES = (ISSUE_FAILED, ISSUE_HELD, ISSUE_EXCLUDED, ISSUE_DELETED)
+#: What reconcile last saw HubSpot hold for a contact (``reconcile.model.Seen``): the managed
+#: properties' values (a map, NULL for an empty one), when (epoch ms), the record's id, the drift.
+SEEN = "seen"
+SEEN_AT = "seenAt"
+SEEN_ID = "seenId"
+SEEN_DRIFT = "seenDrift"
 #: DynamoDB's time-to-live attribute (epoch seconds).
 EXPIRES_AT = "expiresAt"
 

@@ -13,6 +13,10 @@ from ..upsert.ledger import LedgerEntry
 IDENTITY_PROPERTIES = ("email", "hs_additional_emails", "hs_merged_object_ids")
 
 
+class InvalidCursor(ValueError):
+    """A cursor no reconcile answered with."""
+
+
 class DriftKind(StrEnum):
     #: a managed property holds another value than the connector last wrote
     EDITED = "edited"

@@ -19,7 +19,9 @@ class HubSpotReader(Protocol):
         case); one HubSpot does not hold is absent."""
         ...
 
-    def by_id(self, ids: Sequence[str], properties: Sequence[str], archived: bool) -> dict[str, HubSpotRecord]:
+    def by_id(
+        self, ids: Sequence[str], properties: Sequence[str], archived: bool
+    ) -> dict[str, HubSpotRecord]:
         """Contacts by record id, keyed by the id asked for: live ones (a merged-away id answers
         with the record it was merged into), or with ``archived`` only archived ones."""
         ...

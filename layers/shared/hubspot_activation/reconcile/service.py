@@ -5,13 +5,36 @@ It knows nothing about Lambda: the handlers pass what to check and until when.""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
 
+from ..emails import normalize_email
+from ..hubspot.errors import DailyLimitReached, HubSpotError
+from ..observability import logger
+from ..upsert.ledger import DELETED, ERASED, FAILED, MERGED, SYNCED, LedgerEntry
 from ..upsert.ports import FlushWaker
+from ..upsert.properties import audience_property_name
 from ..upsert.schema import PropertySchema
-from .model import DeletionPolicy, ReconcileReport
+from ..upsert.state import ContactState
+from .model import (
+    IDENTITY_PROPERTIES,
+    DeletionPolicy,
+    DriftKind,
+    Finding,
+    HubSpotRecord,
+    ReconcileReport,
+    Repair,
+    Seen,
+)
 from .ports import HubSpotReader, ReconcileBudget, TrackedContacts
+from .values import same_value
+
+#: Why an erased contact is recorded as failed.
+ERASED_REASON = (
+    "HubSpot holds this contact neither live nor archived: it was erased (a GDPR delete, after which "
+    "HubSpot refuses its email) or deleted for good. It is not sent again until an operator replays it."
+)
 
 
 @dataclass(frozen=True)
@@ -59,5 +82,269 @@ class Reconciler:
         """Check the contacts named by ``emails`` (normalized; untracked ones are not counted), or
         else walk the tracked contacts from ``cursor``, until ``deadline`` (on ``monotonic``),
         ``max_contacts`` checked, or the budget holds. ``dry_run``: find, store nothing, write
-        nothing. ``progress`` is called after each page."""
-        raise NotImplementedError
+        nothing. ``progress`` is called after each page. The report's cursor is where the walk
+        goes on (None: it is complete, or the run named its contacts)."""
+        report = ReconcileReport(dry_run=dry_run, started_at_ms=self._now_ms())
+        if emails is not None:
+            self._check_named(emails, report, deadline, progress)
+        else:
+            self._walk(cursor, report, deadline, max_contacts, progress)
+        report.ended_at_ms = self._now_ms()
+        return report
+
+    def _walk(
+        self,
+        cursor: str | None,
+        report: ReconcileReport,
+        deadline: float | None,
+        max_contacts: int | None,
+        progress: Callable[[ReconcileReport], None] | None,
+    ) -> None:
+        position = cursor
+        while True:
+            report.stopped_by = self._held(deadline)
+            if report.stopped_by is not None:
+                break
+            states, after = self._contacts.page(position, self._settings.page_size)
+            if not self._check(states, report):
+                break  # HubSpot stopped it: the page is checked again next time
+            position = after
+            if progress is not None:
+                progress(report)
+            if position is None or (max_contacts is not None and report.checked >= max_contacts):
+                break
+        report.cursor = position
+
+    def _check_named(
+        self,
+        emails: Collection[str],
+        report: ReconcileReport,
+        deadline: float | None,
+        progress: Callable[[ReconcileReport], None] | None,
+    ) -> None:
+        wanted = list(dict.fromkeys(normalize_email(email) for email in emails))
+        size = self._settings.page_size
+        for start in range(0, len(wanted), size):
+            report.stopped_by = self._held(deadline)
+            if report.stopped_by is not None:
+                return
+            states = self._contacts.read(wanted[start : start + size])
+            if not self._check(
+                [states[email] for email in wanted[start : start + size] if email in states], report
+            ):
+                return
+            if progress is not None:
+                progress(report)
+
+    def _held(self, deadline: float | None) -> str | None:
+        if deadline is not None and self._monotonic() >= deadline:
+            return "deadline"
+        return self._budget.hold()
+
+    def _check(self, states: Sequence[ContactState], report: ReconcileReport) -> bool:
+        """Check one page; False when HubSpot stopped it (nothing of it was stored)."""
+        candidates: list[ContactState] = []
+        for state in states:
+            report.checked += 1
+            if state.pending:
+                report.skipped += 1  # a flush writes it now: the next walk checks it
+            elif _checkable(state.confirmed):
+                candidates.append(state)
+        if not candidates:
+            return True
+        try:
+            seen = self._read(candidates, report)
+        except DailyLimitReached:
+            report.stopped_by = "daily_limit"
+            return False
+        except HubSpotError as exc:
+            logger.warning("reconcile stopped: HubSpot failed", extra={"error": str(exc)[:500]})
+            report.stopped_by = "hubspot"
+            return False
+        now_ms = self._now_ms()
+        definitions = self._definitions(candidates)
+        repairs: list[tuple[Repair, Finding | None]] = [
+            self._compare(state, seen.get(state.email), definitions, now_ms) for state in candidates
+        ]
+        self._store(repairs, report, now_ms)
+        return True
+
+    def _read(self, candidates: Sequence[ContactState], report: ReconcileReport) -> dict[str, HubSpotRecord]:
+        """What HubSpot holds for each contact: its live record by email; for one not found by
+        email, the record its id now answers to (merged, or its email changed), else its archived
+        record. A contact absent from the answer is unknown to HubSpot."""
+        properties = _properties_to_read(candidates)
+        found = self._reader.by_email([state.email for state in candidates], properties)
+        self._spent(report)
+        ids = {
+            state.confirmed.hubspot_id: state.email
+            for state in candidates
+            if state.email not in found and state.confirmed is not None and state.confirmed.hubspot_id
+        }
+        if ids:
+            live = self._reader.by_id(list(ids), properties, archived=False)
+            self._spent(report)
+            found.update({ids[record_id]: record for record_id, record in live.items() if record_id in ids})
+            gone = [record_id for record_id in ids if record_id not in live]
+            if gone:
+                archived = self._reader.by_id(gone, properties, archived=True)
+                self._spent(report)
+                found.update(
+                    {ids[record_id]: replace(record, archived=True) for record_id, record in archived.items()}
+                )
+        return found
+
+    def _spent(self, report: ReconcileReport) -> None:
+        report.calls += 1
+        self._budget.spent(1)
+
+    def _definitions(self, candidates: Sequence[ContactState]) -> Mapping[str, Mapping[str, Any]]:
+        names = {name for state in candidates if state.confirmed for name in state.confirmed.written}
+        try:
+            return self._schema.definitions_for(names)
+        except HubSpotError:
+            return {}  # compared as strings: a spelling HubSpot changed looks edited, and is rewritten
+
+    def _compare(
+        self,
+        state: ContactState,
+        record: HubSpotRecord | None,
+        definitions: Mapping[str, Mapping[str, Any]],
+        now_ms: int,
+    ) -> tuple[Repair, Finding | None]:
+        entry = state.confirmed
+        assert entry is not None
+        if record is None or record.archived:
+            return self._gone(state, entry, record, now_ms)
+        edited = [
+            name
+            for name, value in entry.written.items()
+            if name in record.properties
+            and not same_value(value, record.properties.get(name), definitions.get(name))
+        ]
+        kind: DriftKind | None = DriftKind.EDITED if edited else None
+        repaired = entry
+        if entry.status == DELETED:
+            kind = DriftKind.RESTORED
+            repaired = replace(repaired, status=SYNCED, updated_at_ms=now_ms)
+        # The record answering for the contact has another primary email (merged into another
+        # record; or its email was changed): from now on it is written by record id.
+        elsewhere = record.email is not None and record.email != state.email
+        if record.id != entry.hubspot_id or elsewhere != entry.written_by_id:
+            if elsewhere or entry.hubspot_id in record.merged_ids:
+                kind = DriftKind.MERGED
+            # Otherwise it was deleted and created again under the same email: followed silently.
+            repaired = replace(repaired, hubspot_id=record.id, hubspot_state=MERGED if elsewhere else None)
+        if edited:
+            repaired = self._rewrite(repaired, edited, record, now_ms)
+        seen = _seen(entry, record, kind, now_ms)
+        changed = repaired if repaired is not entry else None
+        finding = Finding(state.email, kind, edited, record.id) if kind is not None else None
+        return Repair(state.email, state.version, seen, changed, pending=bool(edited)), finding
+
+    def _gone(
+        self, state: ContactState, entry: LedgerEntry, record: HubSpotRecord | None, now_ms: int
+    ) -> tuple[Repair, Finding | None]:
+        """Archived (``record``) or unknown to HubSpot."""
+        seen = _seen(entry, None, None, now_ms)
+        if entry.status == DELETED:
+            return Repair(state.email, state.version, seen), None  # deleted, and left so
+        if record is None:
+            erased = replace(
+                entry,
+                status=FAILED,
+                reason=ERASED_REASON,
+                hubspot_id=None,
+                hubspot_state=ERASED,
+                audiences={},
+                written={},
+                attribute_order={},
+                updated_at_ms=now_ms,
+            )
+            finding = Finding(state.email, DriftKind.ERASED)
+            return Repair(state.email, state.version, replace(seen, drift=DriftKind.ERASED), erased), finding
+        seen = replace(seen, drift=DriftKind.DELETED)
+        finding = Finding(state.email, DriftKind.DELETED, hubspot_id=record.id)
+        if self._settings.deletions is DeletionPolicy.RECREATE:
+            fresh = replace(
+                entry,
+                status=SYNCED,
+                hubspot_id=None,
+                hubspot_state=None,
+                audiences={},
+                written={},
+                attribute_order={},
+                rejected=None,
+                updated_at_ms=now_ms,
+            )
+            finding.properties = sorted(entry.written)
+            return Repair(state.email, state.version, seen, fresh, pending=True), finding
+        return Repair(
+            state.email, state.version, seen, replace(entry, status=DELETED, updated_at_ms=now_ms)
+        ), finding
+
+    def _rewrite(
+        self, entry: LedgerEntry, edited: Sequence[str], record: HubSpotRecord, now_ms: int
+    ) -> LedgerEntry:
+        """The confirmed state as HubSpot holds it: the edited properties hold HubSpot's values and
+        no longer count as applied, so the flusher writes the newest source values again."""
+        written = dict(entry.written)
+        for name in edited:
+            value = record.properties.get(name)
+            if value is None:
+                written.pop(name, None)
+            else:
+                written[name] = value
+        by_property = {audience_property_name(a, self._schema.prefix): a for a in entry.audiences}
+        audiences = dict(entry.audiences)
+        orders = dict(entry.attribute_order)
+        for name in edited:
+            audiences.pop(by_property.get(name, ""), None)
+            orders.pop(name, None)
+        return replace(
+            entry, written=written, audiences=audiences, attribute_order=orders, updated_at_ms=now_ms
+        )
+
+    def _store(
+        self, repairs: Sequence[tuple[Repair, Finding | None]], report: ReconcileReport, now_ms: int
+    ) -> None:
+        if report.dry_run:
+            for _repair, finding in repairs:
+                if finding is not None:
+                    report.found(finding)
+            return
+        stored = self._contacts.store([repair for repair, _finding in repairs], now_ms)
+        woken: set[str] = set()
+        for repair, finding in repairs:
+            if repair.email not in stored:
+                report.skipped += 1  # changed meanwhile: the flush writes it, the next walk checks it
+            if finding is None:
+                continue
+            if repair.email in stored:
+                finding.repaired = repair.pending or finding.kind in (DriftKind.MERGED, DriftKind.RESTORED)
+                if repair.pending:
+                    woken.add(repair.email)
+            report.found(finding)
+        if woken and self._waker is not None and self._lane_of is not None:
+            self._waker.wake({self._lane_of(email) for email in woken})
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+
+def _checkable(entry: LedgerEntry | None) -> bool:
+    """A contact HubSpot is known to hold (or to have deleted), with no write in doubt; an erased
+    one waits for an operator."""
+    if entry is None or entry.unconfirmed_at_ms is not None or entry.erased:
+        return False
+    return entry.hubspot_id is not None
+
+
+def _properties_to_read(candidates: Sequence[ContactState]) -> list[str]:
+    names = {name for state in candidates if state.confirmed for name in state.confirmed.written}
+    return sorted(names | set(IDENTITY_PROPERTIES))
+
+
+def _seen(entry: LedgerEntry, record: HubSpotRecord | None, drift: DriftKind | None, now_ms: int) -> Seen:
+    properties = {name: record.properties.get(name) for name in entry.written} if record is not None else {}
+    return Seen(now_ms, record.id if record is not None else None, properties, drift)

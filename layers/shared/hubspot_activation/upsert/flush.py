@@ -18,7 +18,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from ..hubspot.batch import MAX_BATCH_INPUTS, UpsertInput, UpsertResult
+from ..hubspot.batch import MAX_BATCH_INPUTS, UpdateInput, UpsertInput, UpsertResult
 from ..hubspot.errors import DailyLimitReached, DeadlineReached, ErrorKind, HubSpotError
 from ..observability import logger
 from ..settings import FLUSH_MAX_DELAY_SECONDS, FLUSH_PARALLEL_CALLS, MAX_WRITE_ATTEMPTS, RETRY_BASE_SECONDS
@@ -562,7 +562,7 @@ class Flusher:
         have something left to write, both ending by ``deadline``. A contact left with nothing gets
         None. A failure of the first call raises (nothing of the chunk is known to be written); a
         failure of the second becomes its contacts' answers, so the first call's are kept."""
-        first = self._writer.batch_upsert([UpsertInput(c.email, c.properties) for c in chunk], deadline)
+        first = self._send(chunk, deadline)
         results: list[UpsertResult | None] = list(first)
         dropped = [
             index
@@ -576,17 +576,48 @@ class Flusher:
             results[index] = None
         if again:
             try:
-                retried = self._writer.batch_upsert(
-                    [UpsertInput(chunk[i].email, chunk[i].properties) for i in again], deadline
-                )
+                retried = self._send([chunk[i] for i in again], deadline)
             except HubSpotError as failure:
                 retried = [UpsertResult(chunk[i].email, error=failure) for i in again]
             for index, result in zip(again, retried, strict=True):
                 results[index] = result
         return results
 
+    def _send(self, contacts: list[ContactWrite], deadline: float) -> list[UpsertResult]:
+        """One call by email; a contact merged into a record with another primary email goes by
+        record id in a call of its own (a write by email could create a duplicate). A failure of
+        the by-id call after the by-email one was answered becomes its contacts' answers."""
+        by_id = [i for i, contact in enumerate(contacts) if _written_by_id(contact)]
+        if not by_id:
+            return self._writer.batch_upsert([UpsertInput(c.email, c.properties) for c in contacts], deadline)
+        results: dict[int, UpsertResult] = {}
+        by_email = [i for i in range(len(contacts)) if i not in set(by_id)]
+        if by_email:
+            answered = self._writer.batch_upsert(
+                [UpsertInput(contacts[i].email, contacts[i].properties) for i in by_email], deadline
+            )
+            results.update(zip(by_email, answered, strict=True))
+        updates = [
+            UpdateInput(_record_id(contacts[i]), contacts[i].email, contacts[i].properties) for i in by_id
+        ]
+        try:
+            results.update(zip(by_id, self._writer.batch_update(updates, deadline), strict=True))
+        except HubSpotError as failure:
+            if not by_email:
+                raise
+            results.update((i, UpsertResult(contacts[i].email, error=failure)) for i in by_id)
+        return [results[i] for i in range(len(contacts))]
+
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
+
+
+def _written_by_id(contact: ContactWrite) -> bool:
+    return contact.previous is not None and contact.previous.written_by_id
+
+
+def _record_id(contact: ContactWrite) -> str:
+    return (contact.previous.hubspot_id if contact.previous is not None else None) or ""
 
 
 def _wanted(state: ContactState) -> PendingContact:

@@ -9,6 +9,17 @@ SYNCED = "synced"
 FAILED = "failed"
 #: A contact whose only known write had an ambiguous outcome (it may or may not be in HubSpot).
 UNCONFIRMED = "unconfirmed"
+#: A contact deleted (archived) in HubSpot, found by reconcile: not written again until the source
+#: sends a changed update (or ``HubSpotDeletions=recreate``).
+DELETED = "deleted"
+
+#: What HubSpot did to the contact's record behind the connector's back, when it changes how the
+#: contact is written (``LedgerEntry.hubspot_state``):
+#: erased (GDPR delete): HubSpot refuses the email; never sent again until an operator's replay;
+ERASED = "erased"
+#: merged into a record with another primary email: written by record id, never by email (a write
+#: by email could create a duplicate where HubSpot does not match additional emails).
+MERGED = "merged"
 
 
 #: (receive time in ms, position in the request): the order in which the ingest API received an update.
@@ -66,6 +77,16 @@ class LedgerEntry:
     #: when a write's outcome was last ambiguous (a timeout, a dropped connection, a 5xx): HubSpot
     #: may apply it late, so what ``written`` says is not trusted until a later write is confirmed
     unconfirmed_at_ms: int | None = None
+    #: None, ``ERASED`` or ``MERGED`` (see there)
+    hubspot_state: str | None = None
+
+    @property
+    def erased(self) -> bool:
+        return self.hubspot_state == ERASED
+
+    @property
+    def written_by_id(self) -> bool:
+        return self.hubspot_state == MERGED and self.hubspot_id is not None
 
     @property
     def replayable(self) -> bool:

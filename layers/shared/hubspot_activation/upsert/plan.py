@@ -30,7 +30,9 @@ from ..messages import (
 )
 from ..model import AttributeValue, AudienceChange, AudienceStatus, ContactUpdate
 from .ledger import (
+    DELETED,
     FAILED,
+    MERGED,
     SYNCED,
     UNCONFIRMED,
     UNORDERED,
@@ -268,6 +270,8 @@ class ContactWrite:
         if self.refused_before():
             return False
         previous = self.previous
+        if previous is not None and previous.erased and not self.replay:
+            return False  # HubSpot erased it and refuses its email: only an operator sends it again
         if previous is None or previous.hubspot_id is None:
             return bool(self.properties)
         if previous.unconfirmed_at_ms is not None and self.properties:
@@ -319,7 +323,12 @@ def plan_writes(
     plan = WritePlan()
     for pending in batch.contacts.values():
         previous = ledger.get(pending.email)
-        contact = _contact_write(_with_ledger_pending(pending, previous), previous, audiences, definitions)
+        wanted = _with_ledger_pending(pending, previous)
+        contact = _contact_write(wanted, previous, audiences, definitions)
+        if previous is not None and previous.status == DELETED and contact.properties:
+            # Deleted in HubSpot and left deleted until the source changed something: the upsert
+            # that re-creates it carries its whole current state, not only the change.
+            contact = _contact_write(wanted, _forgotten(previous), audiences, definitions)
         plan.contacts.append(contact)
         if contact.needs_write():
             plan.writes.append(contact)
@@ -331,6 +340,14 @@ def plan_writes(
             # Nothing to send, but newer orders, timestamps or a problem must still be remembered.
             plan.records.append(entry)
     return plan
+
+
+def _forgotten(previous: LedgerEntry) -> LedgerEntry:
+    """A contact deleted in HubSpot as the planner must see it to re-create it: nothing of it
+    written, its kept changes and refusals as they were."""
+    return replace(
+        previous, status=SYNCED, hubspot_id=None, audiences={}, written={}, attribute_order={}, rejected=None
+    )
 
 
 def unwritten_outcome(contact: ContactWrite, now_ms: int) -> tuple[Outcome, LedgerEntry]:
@@ -552,19 +569,29 @@ def synced_entry(
                 change.status.value, change.timestamp_ms, ordered.order
             )
             pending.pop(change.audience_id, None)
+    status = FAILED if contact.problems else SYNCED
+    reason = "; ".join(contact.problems) or None
+    state = previous.hubspot_state if previous is not None and previous.hubspot_state == MERGED else None
+    if hubspot_id is None and previous is not None and not contact.problems:
+        # Not written: a contact left deleted or erased in HubSpot stays so.
+        if previous.status == DELETED:
+            status = DELETED
+        elif previous.erased:
+            status, reason, state = FAILED, previous.reason, previous.hubspot_state
     return LedgerEntry(
         email=contact.email,
-        status=FAILED if contact.problems else SYNCED,
+        status=status,
         hubspot_id=hubspot_id or (previous.hubspot_id if previous else None),
         audiences=audiences,
         written=written,
         attribute_order=orders,
         pending_audiences=pending,
         pending_attributes=dict(contact.pending_attributes),
-        reason="; ".join(contact.problems) or None,
+        reason=reason,
         warnings=contact.warnings,
         updated_at_ms=now_ms,
         unconfirmed_at_ms=_still_unconfirmed(previous, sent_ms),
+        hubspot_state=state,
     )
 
 
