@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
-from hubspot_activation.hubspot.batch import UpsertInput, UpsertResult
+from hubspot_activation.hubspot.batch import UpdateInput, UpsertInput, UpsertResult
 from hubspot_activation.hubspot.client import CallStats, HubSpotClient
 from hubspot_activation.ledger.audience_directory import DynamoDbAudienceDirectory
 from hubspot_activation.ledger.contact_state import DynamoDbContactStates, DynamoDbFlushLease
@@ -115,6 +115,15 @@ class ObservedWriter:
         if self.before_call is not None:
             self.before_call(emails)
         return self.client.batch_upsert(inputs, deadline)
+
+    def batch_update(
+        self, inputs: Sequence[UpdateInput], deadline: float | None = None
+    ) -> list[UpsertResult]:
+        emails = [item.email for item in inputs]
+        self.calls.append(emails)
+        if self.before_call is not None:
+            self.before_call(emails)
+        return self.client.batch_update(inputs, deadline)
 
     def stats(self) -> CallStats:
         return self.client.stats()

@@ -1,4 +1,5 @@
-"""What a batch upsert takes and gives back: plain data, so decisions about it need no HTTP."""
+"""What HubSpot's contact batch calls (upsert, update, read) take and give back: plain data, so
+decisions about them need no HTTP."""
 
 from __future__ import annotations
 
@@ -43,6 +44,28 @@ class UpsertResult:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+@dataclass(frozen=True)
+class ReadRecord:
+    """One record a batch read returned (HubSpot's ``SimplePublicObject``)."""
+
+    id: str
+    #: the properties asked for, as HubSpot answered them (None: empty)
+    properties: dict[str, str | None]
+    archived: bool = False
+
+
+@dataclass
+class BatchReadOutcome:
+    """A batch read's answer: the records HubSpot returned, in its order (which need not be the
+    keys' order, and a record can answer for more than one key: see ``HubSpotClient.batch_read``),
+    and the keys it reported not found, as they were asked."""
+
+    records: list[ReadRecord] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    #: keys HubSpot reported an error other than "not found" for, with that error
+    failed: dict[str, HubSpotError] = field(default_factory=dict)
 
 
 @dataclass

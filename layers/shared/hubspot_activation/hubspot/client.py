@@ -1,5 +1,5 @@
-"""The HubSpot CRM client the flusher (and the operator's relabel) uses: contacts batch upsert,
-properties and groups.
+"""The HubSpot CRM client the flusher, reconcile and the operator's relabel use: contacts batch
+upsert, update and read, properties and groups.
 
 Every call goes through the rate governor, refreshes credentials once on 401, retries transient
 failures (429 ten-secondly, 423, 5xx, timeouts, dropped connections) within a time budget and, when
@@ -20,7 +20,15 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from ..observability import logger, tracer
-from .batch import MAX_BATCH_INPUTS, PropertyCreateOutcome, UpsertInput, UpsertResult
+from .batch import (
+    MAX_BATCH_INPUTS,
+    BatchReadOutcome,
+    PropertyCreateOutcome,
+    ReadRecord,
+    UpdateInput,
+    UpsertInput,
+    UpsertResult,
+)
 from .credentials import Credentials
 from .errors import (
     DailyLimitReached,
@@ -251,77 +259,108 @@ class HubSpotClient:
         whole-batch 400 is split to isolate its bad inputs, the parts answered keep their results
         and the inputs of a part that then failed (``DeadlineReached`` included) carry that error
         as their result."""
-        if len(inputs) > MAX_BATCH_INPUTS:
-            raise ValueError(f"at most {MAX_BATCH_INPUTS} inputs per batch upsert, got {len(inputs)}")
-        emails = [item.email for item in inputs]
-        if len(set(emails)) != len(emails):
-            raise ValueError(
-                "batch upsert inputs must have distinct emails (HubSpot rejects the whole batch)"
+        _check_batch(
+            "batch upsert",
+            [item.email for item in inputs],
+            "batch upsert inputs must have distinct emails (HubSpot rejects the whole batch)",
+        )
+        writes = [
+            _BatchWrite(
+                item.email, {"id": item.email, "idProperty": "email", "properties": dict(item.properties)}
             )
-        if not inputs:
-            return []
-        return self._upsert_or_bisect(list(inputs), deadline)
+            for item in inputs
+        ]
+        return self._write_or_bisect(self.paths.batch_upsert, writes, deadline) if writes else []
 
-    def _upsert_or_bisect(self, inputs: list[UpsertInput], deadline: float | None) -> list[UpsertResult]:
-        traces = [uuid.uuid4().hex for _ in inputs]
+    def batch_update(
+        self, inputs: Sequence[UpdateInput], deadline: float | None = None
+    ) -> list[UpsertResult]:
+        """Write contacts by record id (``batch/update``, which never creates); one result per
+        input, in input order, reported under the input's ``email``, with ``batch_upsert``'s
+        per-input errors, whole-batch-400 splitting and ``deadline``. A record HubSpot does not
+        have (deleted, erased, never existed) is a permanent error of its input whose
+        ``not_found`` is true (category ``OBJECT_NOT_FOUND``). An id a merge retired writes the
+        record it became, and the result carries that record's id."""
+        _check_batch(
+            "batch update",
+            [item.contact_id for item in inputs],
+            "batch update inputs must have distinct record ids (HubSpot rejects the whole batch)",
+        )
+        writes = [
+            _BatchWrite(
+                item.email,
+                {"id": item.contact_id, "properties": dict(item.properties)},
+                named_by=item.contact_id,
+            )
+            for item in inputs
+        ]
+        return self._write_or_bisect(self.paths.batch_update, writes, deadline) if writes else []
+
+    def _write_or_bisect(
+        self, path: str, writes: list[_BatchWrite], deadline: float | None
+    ) -> list[UpsertResult]:
+        traces = [uuid.uuid4().hex for _ in writes]
         body = {
             "inputs": [
-                {
-                    "id": item.email,
-                    "idProperty": "email",
-                    "properties": dict(item.properties),
-                    "objectWriteTraceId": trace,
-                }
-                for item, trace in zip(inputs, traces, strict=True)
+                {**write.body, "objectWriteTraceId": trace}
+                for write, trace in zip(writes, traces, strict=True)
             ]
         }
         try:
-            _status, document, ambiguous = self._call(
-                "POST", self.paths.batch_upsert, body, deadline=deadline
-            )
+            _status, document, ambiguous = self._call("POST", path, body, deadline=deadline)
         except HubSpotError as error:
             if error.status != 400 or error.kind is not ErrorKind.PERMANENT:
                 raise
-            if len(inputs) == 1:
+            if len(writes) == 1:
                 return [
-                    UpsertResult(inputs[0].email, error=error, property_errors=property_errors(error.message))
+                    UpsertResult(writes[0].email, error=error, property_errors=property_errors(error.message))
                 ]
             # A whole-batch 400 despite trace ids: split until the bad inputs are isolated.
-            middle = len(inputs) // 2
-            first = self._upsert_or_bisect(inputs[:middle], deadline)
+            middle = len(writes) // 2
+            first = self._write_or_bisect(path, writes[:middle], deadline)
             try:
-                second = self._upsert_or_bisect(inputs[middle:], deadline)
+                second = self._write_or_bisect(path, writes[middle:], deadline)
             except HubSpotError as failure:
                 # The first half's answers are known: they are kept, and the second half's inputs
                 # carry the failure (the deadline reached, a transient error) as their result.
-                second = [UpsertResult(item.email, error=failure) for item in inputs[middle:]]
+                second = [UpsertResult(write.email, error=failure) for write in writes[middle:]]
             return first + second
-        results = self._map_batch(inputs, traces, document)
+        results = self._map_batch(writes, traces, document)
         for result in results:
             result.unconfirmed = ambiguous
         return results
 
     @staticmethod
-    def _map_batch(inputs: list[UpsertInput], traces: list[str], document: Any) -> list[UpsertResult]:
+    def _map_batch(writes: list[_BatchWrite], traces: list[str], document: Any) -> list[UpsertResult]:
         document = document if isinstance(document, dict) else {}
         by_trace: dict[str, UpsertResult] = {}
+        by_name: dict[str, UpsertResult] = {}
         for result in document.get("results") or []:
+            written = UpsertResult("", contact_id=str(result.get("id")), created=bool(result.get("new")))
             trace = result.get("objectWriteTraceId")
             if trace is not None:
-                by_trace[trace] = UpsertResult(
-                    "", contact_id=str(result.get("id")), created=bool(result.get("new"))
-                )
+                by_trace[trace] = written
+            # Without its trace id, a result found by the id it was written by (a record a merge
+            # retired answers with another id, and is then left unaccounted for).
+            by_name[str(result.get("id"))] = written
         for item in document.get("errors") or []:
             context = item.get("context") or {}
+            error = classify(400, item)
+            error.kind = ErrorKind.PERMANENT
             for trace in context.get("objectWriteTraceId") or []:
-                error = classify(400, item)
-                error.kind = ErrorKind.PERMANENT
                 by_trace[trace] = UpsertResult(
                     "", error=error, property_errors=property_errors(error.message)
                 )
+            # An error HubSpot files under the ids it could not find rather than a trace id.
+            for name in context.get("ids") or []:
+                by_name[str(name)] = UpsertResult(
+                    "", error=error, property_errors=property_errors(error.message)
+                )
         results = []
-        for item, trace in zip(inputs, traces, strict=True):
+        for write, trace in zip(writes, traces, strict=True):
             found = by_trace.get(trace)
+            if found is None and write.named_by is not None:
+                found = by_name.get(write.named_by)
             if found is None:
                 # A 2xx that does not account for an input: its fate is unknown, so retry it.
                 found = UpsertResult(
@@ -332,9 +371,47 @@ class HubSpotClient:
                         ambiguous=True,
                     ),
                 )
-            found.email = item.email
+            found.email = write.email
             results.append(found)
         return results
+
+    def batch_read(
+        self,
+        keys: Sequence[str],
+        properties: Sequence[str],
+        id_property: str | None = None,
+        archived: bool = False,
+        deadline: float | None = None,
+    ) -> BatchReadOutcome:
+        """Read contacts in one call (``batch/read``): by record id, or by ``id_property``
+        (``email``, matched case-insensitively), at most 100 distinct keys; none makes no call.
+        With ``archived`` HubSpot looks only among archived (deleted) contacts, without it only
+        among live ones. Its answer holds a record for each key it found, in no promised order
+        (a record id a merge retired answers with the record it became, whose id differs), and
+        lists the keys it did not find among its ``errors`` (a 207, or a 200 in 2026-09); they are
+        reported in ``missing`` as asked. Transient failures and ``deadline`` as in ``_call``."""
+        by_email = id_property == "email"
+
+        def fold(key: str) -> str:
+            return key.strip().lower() if by_email else key
+
+        _check_batch("batch read", [fold(key) for key in keys], "batch read keys must be distinct")
+        if not keys:
+            return BatchReadOutcome()
+        # HubSpot's spec requires propertiesWithHistory (its official clients always send it);
+        # empty asks for no history.
+        body: dict[str, Any] = {
+            "inputs": [{"id": key} for key in keys],
+            "properties": list(properties),
+            "propertiesWithHistory": [],
+        }
+        if id_property is not None:
+            body["idProperty"] = id_property
+        params = {"archived": "true" if archived else "false"}
+        _status, document, _ambiguous = self._call(
+            "POST", self.paths.batch_read, body, params=params, deadline=deadline
+        )
+        return _read_outcome(document, {fold(key): key for key in keys}, fold)
 
     # --- properties and groups -------------------------------------------------------------------
 
@@ -384,14 +461,64 @@ class HubSpotClient:
             raise
 
 
+@dataclass(frozen=True)
+class _BatchWrite:
+    """One input of a batch write: HubSpot's input without its trace id, the email its result is
+    reported under, and the id HubSpot's ``errors`` may name it by (``context.ids``) instead of
+    its trace id."""
+
+    email: str
+    body: dict[str, Any]
+    named_by: str | None = None
+
+
+def _check_batch(call: str, keys: Sequence[str], duplicates: str) -> None:
+    if len(keys) > MAX_BATCH_INPUTS:
+        raise ValueError(f"at most {MAX_BATCH_INPUTS} inputs per {call}, got {len(keys)}")
+    if len(set(keys)) != len(keys):
+        raise ValueError(duplicates)
+
+
+def _read_outcome(document: Any, asked: Mapping[str, str], fold: Callable[[str], str]) -> BatchReadOutcome:
+    """A batch read's answer as plain data; ``asked`` maps each folded key to the key as asked."""
+    document = document if isinstance(document, dict) else {}
+    outcome = BatchReadOutcome()
+    for item in document.get("results") or []:
+        if not isinstance(item, dict) or item.get("id") is None:
+            continue
+        values = item.get("properties") or {}
+        outcome.records.append(
+            ReadRecord(
+                str(item["id"]),
+                {str(name): None if value is None else str(value) for name, value in values.items()},
+                archived=bool(item.get("archived")),
+            )
+        )
+    for item in document.get("errors") or []:
+        error = classify(400, item)
+        error.kind = ErrorKind.PERMANENT
+        for named in (item.get("context") or {}).get("ids") or []:
+            key = asked.get(fold(str(named)))
+            if key is None:
+                continue
+            if not error.not_found:
+                outcome.failed[key] = error
+            elif key not in outcome.missing:
+                outcome.missing.append(key)
+    return outcome
+
+
 __all__ = [
+    "BatchReadOutcome",
     "CallStats",
     "DailyLimitReached",
     "HubSpotClient",
     "HubSpotError",
     "PropertyCreateOutcome",
     "PropertyLimitReached",
+    "ReadRecord",
     "RetryPolicy",
+    "UpdateInput",
     "UpsertInput",
     "UpsertResult",
     "new_session",

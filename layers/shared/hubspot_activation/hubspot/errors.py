@@ -8,6 +8,10 @@ from typing import Any
 
 from ..emails import scrub_emails
 
+#: HubSpot's category for a record it does not have, on a whole call (404) and in a batch's
+#: ``errors`` ("Could not get some CONTACT objects, they may be deleted or not exist").
+NOT_FOUND_CATEGORY = "OBJECT_NOT_FOUND"
+
 
 class ErrorKind(StrEnum):
     RETRYABLE = "retryable"  # 5xx, 423, timeouts, dropped connections: try again later
@@ -43,6 +47,12 @@ class HubSpotError(Exception):
         #: the request may have been applied although no success came back (timeout, dropped
         #: connection, 5xx): whoever records the outcome must not count it as written, nor as not
         self.ambiguous = ambiguous
+
+    @property
+    def not_found(self) -> bool:
+        """HubSpot does not have the record the call or input named (deleted, erased, or an id
+        that never existed)."""
+        return self.status == 404 or self.category == NOT_FOUND_CATEGORY
 
     def __str__(self) -> str:
         """For logs: HubSpot's message without the email addresses it may quote."""

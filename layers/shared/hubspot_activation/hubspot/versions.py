@@ -37,6 +37,14 @@ class Paths:
         return f"{self._objects}/batch/upsert"
 
     @property
+    def batch_read(self) -> str:
+        return f"{self._objects}/batch/read"
+
+    @property
+    def batch_update(self) -> str:
+        return f"{self._objects}/batch/update"
+
+    @property
     def properties_batch_create(self) -> str:
         return f"{self.properties}/batch/create"
 

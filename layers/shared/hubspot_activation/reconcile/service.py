@@ -239,7 +239,7 @@ class Reconciler:
             repaired = self._rewrite(repaired, edited, record, now_ms)
         seen = _seen(entry, record, kind, now_ms)
         changed = repaired if repaired is not entry else None
-        finding = Finding(state.email, kind, edited, record.id) if kind is not None else None
+        finding = Finding(state.email, kind, sorted(edited), record.id) if kind is not None else None
         return Repair(state.email, state.version, seen, changed, pending=bool(edited)), finding
 
     def _gone(

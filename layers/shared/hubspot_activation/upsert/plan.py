@@ -325,8 +325,8 @@ def plan_writes(
         previous = ledger.get(pending.email)
         wanted = _with_ledger_pending(pending, previous)
         contact = _contact_write(wanted, previous, audiences, definitions)
-        if previous is not None and previous.status == DELETED and contact.properties:
-            # Deleted in HubSpot and left deleted until the source changed something: the upsert
+        if previous is not None and previous.status == DELETED and _changes_a_value(contact, previous):
+            # Deleted in HubSpot and left deleted until the source changed a value: the upsert
             # that re-creates it carries its whole current state, not only the change.
             contact = _contact_write(wanted, _forgotten(previous), audiences, definitions)
         plan.contacts.append(contact)
@@ -340,6 +340,10 @@ def plan_writes(
             # Nothing to send, but newer orders, timestamps or a problem must still be remembered.
             plan.records.append(entry)
     return plan
+
+
+def _changes_a_value(contact: ContactWrite, previous: LedgerEntry) -> bool:
+    return any(previous.written.get(name) != value for name, value in contact.properties.items())
 
 
 def _forgotten(previous: LedgerEntry) -> LedgerEntry:

@@ -1,0 +1,252 @@
+"""Reconcile against the sandbox over real HTTP, with the ledger in moto: contacts are synced by the
+merge and the flusher, changed in the sandbox as a person (or HubSpot) would, reconciled, and the
+flusher writes the repairs. HubSpot ends as the rules say, the ledger agrees, nothing is duplicated
+and a contact in sync costs no write."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import pytest
+from hubspot_activation.hubspot.client import HubSpotClient
+from hubspot_activation.ledger.reconcile_store import DynamoDbTrackedContacts
+from hubspot_activation.reconcile.model import DeletionPolicy, DriftKind, HubSpotRecord, InvalidCursor
+from hubspot_activation.reconcile.service import ERASED_REASON, Reconciler, ReconcileSettings
+from hubspot_activation.upsert.ledger import DELETED, ERASED, FAILED, MERGED, SYNCED
+from hubspot_activation.upsert.plan import Outcome
+from moto import mock_aws
+
+from local.hubspot_sandbox import SandboxServer
+from tests.conftest import create_ledger_table
+from tests.hubspot.test_sync import GOLD, GOLD_PROP, TABLE, Harness, build_harness, exited, realized, update
+
+ADA, BOB, CY = "ada@example.com", "bob@example.com", "cy@example.com"
+
+
+@dataclass
+class Budget:
+    """Reconcile's budget, held on demand."""
+
+    holding: str | None = None
+    calls: int = 0
+
+    def hold(self) -> str | None:
+        return self.holding
+
+    def spent(self, calls: int) -> None:
+        self.calls += calls
+
+
+@dataclass
+class ObservedReader:
+    """HubSpot's batch reads as reconcile makes them, counted."""
+
+    client: HubSpotClient
+    calls: list[tuple[str, int]] = field(default_factory=list)
+
+    def by_email(self, emails: Sequence[str], properties: Sequence[str]) -> dict[str, HubSpotRecord]:
+        from hubspot_activation.hubspot.reader import HubSpotContactReader
+
+        self.calls.append(("email", len(emails)))
+        return HubSpotContactReader(self.client).by_email(emails, properties)
+
+    def by_id(
+        self, ids: Sequence[str], properties: Sequence[str], archived: bool
+    ) -> dict[str, HubSpotRecord]:
+        from hubspot_activation.hubspot.reader import HubSpotContactReader
+
+        self.calls.append(("archived" if archived else "id", len(ids)))
+        return HubSpotContactReader(self.client).by_id(ids, properties, archived)
+
+
+@dataclass
+class Reconcile:
+    harness: Harness
+    reader: ObservedReader
+    budget: Budget
+    contacts: DynamoDbTrackedContacts
+    deletions: DeletionPolicy = DeletionPolicy.RESPECT
+
+    def reconciler(self) -> Reconciler:
+        return Reconciler(
+            self.contacts,
+            self.reader,
+            self.harness.schema,
+            self.budget,
+            ReconcileSettings(deletions=self.deletions),
+            clock=self.harness.clock.time,
+            monotonic=self.harness.clock.monotonic,
+        )
+
+    def id_of(self, email: str) -> str:
+        return self.harness.sandbox.state.email_index[email]
+
+    def edit(self, email: str, **properties: str) -> None:
+        """A person's edit in HubSpot."""
+        contact = self.harness.sandbox.state.contacts[self.id_of(email)]
+        contact["properties"].update(properties)
+
+
+@pytest.fixture
+def harness(sandbox: SandboxServer, make_client: Callable[..., HubSpotClient]) -> Iterator[Harness]:
+    with mock_aws():
+        create_ledger_table(TABLE)
+        yield build_harness(sandbox, make_client)
+
+
+@pytest.fixture
+def rec(harness: Harness) -> Reconcile:
+    contacts = DynamoDbTrackedContacts(harness.dynamodb, TABLE)
+    return Reconcile(harness, ObservedReader(harness.client), Budget(), contacts)
+
+
+def sync_three(harness: Harness) -> None:
+    harness.sync(
+        [
+            update(ADA, realized(GOLD, 1000, "Gold"), firstname="Ada", city="London"),
+            update(BOB, exited(GOLD, 1000, "Gold"), firstname="Bob"),
+            update(CY, realized(GOLD, 1000, "Gold"), firstname="Cy"),
+        ]
+    )
+
+
+def test_contacts_in_sync_cost_one_read_and_no_write(harness: Harness, rec: Reconcile) -> None:
+    sync_three(harness)
+    upserts = harness.upserts()
+    report = rec.reconciler().run()
+    assert report.checked == 3 and sum(report.drift.values()) == 0 and report.cursor is None
+    assert rec.reader.calls == [("email", 3)] and report.calls == 1 == rec.budget.calls
+    assert harness.pending() == set()
+    assert harness.flush().hubspot_requests == 0 and harness.upserts() == upserts
+
+
+def test_an_edited_managed_property_is_written_again_with_the_newest_source_value(
+    harness: Harness, rec: Reconcile
+) -> None:
+    sync_three(harness)
+    rec.edit(ADA, city="Paris", **{GOLD_PROP: "exited"})
+    rec.edit(BOB, lastname="Unmanaged")  # not a property the connector wrote: not drift
+    report = rec.reconciler().run()
+    assert report.drift[DriftKind.EDITED] == 1 and report.repaired[DriftKind.EDITED] == 1
+    assert report.examples[0].email == ADA and report.examples[0].properties == sorted(["city", GOLD_PROP])
+    assert harness.pending() == {ADA}
+    flushed = harness.flush()
+    assert flushed.outcomes == {ADA: Outcome.SYNCED} and flushed.call_sizes == [1]
+    ada = harness.contact(ADA)
+    assert (ada["city"], ada[GOLD_PROP]) == ("London", "realized")
+    assert harness.contact(BOB)["lastname"] == "Unmanaged"
+    again = rec.reconciler().run()
+    assert sum(again.drift.values()) == 0 and harness.pending() == set()
+
+
+def test_a_dry_run_finds_drift_and_changes_nothing(harness: Harness, rec: Reconcile) -> None:
+    sync_three(harness)
+    rec.edit(ADA, city="Paris")
+    before = harness.entry(ADA)
+    report = rec.reconciler().run(dry_run=True)
+    assert report.drift[DriftKind.EDITED] == 1 and not report.repaired
+    assert harness.entry(ADA) == before and harness.pending() == set()
+    assert harness.contact(ADA)["city"] == "Paris"
+
+
+def test_a_deleted_contact_is_respected_until_the_source_changes_it(harness: Harness, rec: Reconcile) -> None:
+    sync_three(harness)
+    old_id = rec.id_of(ADA)
+    harness.sandbox.state.archive(old_id)
+    report = rec.reconciler().run()
+    assert report.drift[DriftKind.DELETED] == 1 and not report.repaired
+    assert rec.reader.calls == [("email", 3), ("id", 1), ("archived", 1)]
+    assert harness.entry(ADA).status == DELETED and harness.pending() == set()
+    # An unchanged re-send does not re-create it, and a second reconcile leaves it deleted.
+    resent = harness.sync([update(ADA, realized(GOLD, 1000, "Gold"), firstname="Ada", city="London")])
+    assert resent.hubspot_requests == 0 and ADA not in harness.sandbox.state.email_index
+    assert sum(rec.reconciler().run().drift.values()) == 0 and harness.entry(ADA).status == DELETED
+    # A changed one re-creates it with its whole current state.
+    harness.sync([update(ADA, firstname="Ada Lovelace")])
+    ada = harness.contact(ADA)
+    assert (ada["firstname"], ada["city"], ada[GOLD_PROP]) == ("Ada Lovelace", "London", "realized")
+    entry = harness.entry(ADA)
+    assert entry.status == SYNCED and entry.hubspot_id == rec.id_of(ADA) != old_id
+
+
+def test_recreate_brings_a_deleted_contact_back_with_its_full_state(harness: Harness, rec: Reconcile) -> None:
+    sync_three(harness)
+    harness.sandbox.state.archive(rec.id_of(BOB))
+    rec.deletions = DeletionPolicy.RECREATE
+    report = rec.reconciler().run()
+    assert report.drift[DriftKind.DELETED] == 1 and report.repaired[DriftKind.DELETED] == 1
+    harness.flush()
+    bob = harness.contact(BOB)
+    assert (bob["firstname"], bob[GOLD_PROP]) == ("Bob", "exited")
+    assert harness.entry(BOB).status == SYNCED
+    assert sum(rec.reconciler().run().drift.values()) == 0
+
+
+def test_a_restored_contact_is_checked_and_back_to_synced(harness: Harness, rec: Reconcile) -> None:
+    sync_three(harness)
+    bob_id = rec.id_of(BOB)
+    harness.sandbox.state.archive(bob_id)
+    rec.reconciler().run()
+    harness.sandbox.state.restore(bob_id)
+    report = rec.reconciler().run()
+    assert report.drift[DriftKind.RESTORED] == 1 and report.repaired[DriftKind.RESTORED] == 1
+    entry = harness.entry(BOB)
+    assert entry.status == SYNCED and entry.hubspot_id == bob_id and harness.pending() == set()
+
+
+def test_an_erased_contact_fails_for_good_and_is_not_sent_again(harness: Harness, rec: Reconcile) -> None:
+    sync_three(harness)
+    harness.sandbox.state.erase(rec.id_of(CY))
+    report = rec.reconciler().run()
+    assert report.drift[DriftKind.ERASED] == 1
+    entry = harness.entry(CY)
+    assert (entry.status, entry.hubspot_state, entry.reason) == (FAILED, ERASED, ERASED_REASON)
+    changed = harness.sync([update(CY, firstname="Cyrus")])
+    assert changed.hubspot_requests == 0 and harness.entry(CY).status == FAILED
+    assert CY not in harness.sandbox.state.email_index
+    assert sum(rec.reconciler().run().drift.values()) == 0  # not read again
+
+
+def test_a_merged_contact_is_followed_and_written_by_record_id(harness: Harness, rec: Reconcile) -> None:
+    sync_three(harness)
+    survivor = harness.sandbox.state.merge(rec.id_of(BOB), rec.id_of(ADA))  # Bob's record wins
+    report = rec.reconciler().run()
+    assert report.drift[DriftKind.MERGED] >= 1
+    ada = harness.entry(ADA)
+    assert (ada.hubspot_id, ada.hubspot_state) == (survivor, MERGED)
+    assert harness.entry(BOB).hubspot_id == survivor
+    contacts = len(harness.sandbox.state.contacts)
+    # Ada's managed values differ on the survivor (Bob's won): written to it by id, no duplicate.
+    harness.flush()
+    harness.sync([update(ADA, city="Leeds")])
+    assert len(harness.sandbox.state.contacts) == contacts
+    assert harness.sandbox.state.contacts[survivor]["properties"]["city"] == "Leeds"
+    assert ADA not in harness.sandbox.state.email_index or harness.sandbox.state.email_index[ADA] == survivor
+
+
+def test_a_walk_stops_when_the_budget_holds_and_goes_on_from_its_cursor(
+    harness: Harness, rec: Reconcile
+) -> None:
+    harness.sync([update(f"u{i:03d}@example.com", realized(GOLD, 1000, "Gold")) for i in range(250)])
+    first = rec.reconciler().run(max_contacts=100)
+    assert first.cursor is not None and 100 <= first.checked < 250
+    rec.budget.holding = "backlog"
+    held = rec.reconciler().run(cursor=first.cursor)
+    assert (held.checked, held.stopped_by, held.cursor) == (0, "backlog", first.cursor)
+    rec.budget.holding = None
+    rest = rec.reconciler().run(cursor=first.cursor)
+    assert rest.cursor is None and first.checked + rest.checked == 250
+
+
+def test_a_cursor_no_reconcile_gave_is_refused(rec: Reconcile) -> None:
+    with pytest.raises(InvalidCursor):
+        rec.reconciler().run(cursor="not-a-cursor")
+
+
+def test_named_contacts_are_checked_alone(harness: Harness, rec: Reconcile) -> None:
+    sync_three(harness)
+    rec.edit(ADA, city="Paris")
+    rec.edit(BOB, firstname="Robert")
+    report = rec.reconciler().run(emails=[" ADA@example.com", "nobody@example.com"])
+    assert report.checked == 1 and report.drift[DriftKind.EDITED] == 1 and harness.pending() == {ADA}
