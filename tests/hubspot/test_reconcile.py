@@ -250,3 +250,81 @@ def test_named_contacts_are_checked_alone(harness: Harness, rec: Reconcile) -> N
     rec.edit(BOB, firstname="Robert")
     report = rec.reconciler().run(emails=[" ADA@example.com", "nobody@example.com"])
     assert report.checked == 1 and report.drift[DriftKind.EDITED] == 1 and harness.pending() == {ADA}
+
+
+@pytest.mark.parametrize("additional_emails_match", [False, True])
+def test_a_merge_creates_no_duplicate_whether_or_not_hubspot_matches_additional_emails(
+    harness: Harness, rec: Reconcile, additional_emails_match: bool
+) -> None:
+    """HubSpot does not say whether ``idProperty=email`` finds an address a merge made additional:
+    either way the merged contact's record is followed and written by id."""
+    sync_three(harness)
+    harness.sandbox.state.config.additional_emails_match = additional_emails_match
+    survivor = harness.sandbox.state.merge(rec.id_of(BOB), rec.id_of(ADA))
+    rec.reconciler().run()
+    assert harness.entry(ADA).hubspot_state == MERGED
+    harness.flush()
+    for round_ in range(2):
+        harness.sync([update(ADA, city=f"City {round_}"), update(BOB, firstname=f"Bob {round_}")])
+    assert len(harness.sandbox.state.contacts) == 2  # the survivor and Cy
+    survivor_properties = harness.sandbox.state.contacts[survivor]["properties"]
+    assert (survivor_properties["city"], survivor_properties["firstname"]) == ("City 1", "Bob 1")
+    assert sum(rec.reconciler().run().drift.values()) == 0
+
+
+def test_the_primary_of_a_merge_follows_its_new_id_and_is_still_written_by_email(
+    harness: Harness, rec: Reconcile
+) -> None:
+    sync_three(harness)
+    survivor = harness.sandbox.state.merge(rec.id_of(ADA), rec.id_of(BOB))  # Ada's record wins
+    report = rec.reconciler().run()
+    assert report.drift[DriftKind.MERGED] == 2
+    ada = harness.entry(ADA)
+    assert (ada.hubspot_id, ada.hubspot_state) == (survivor, None)
+    harness.flush()
+    # Both contacts' statuses have the same timestamp, and Bob's was received after Ada's: the
+    # newest source value wins on the survivor, whichever record won the merge.
+    assert harness.contact(ADA)[GOLD_PROP] == "exited"
+    assert sum(rec.reconciler().run().drift.values()) == 0 and harness.pending() == set()
+
+
+def test_an_operator_replay_sends_an_erased_contact_once_more(harness: Harness, rec: Reconcile) -> None:
+    sync_three(harness)
+    harness.sandbox.state.erase(rec.id_of(CY))
+    rec.reconciler().run()
+    harness.merger.process(harness.replay_messages(CY))
+    report = harness.flush()
+    assert report.outcomes == {CY: Outcome.FAILED} and harness.upserts() >= 2
+    entry = harness.entry(CY)
+    assert entry.status == FAILED and entry.reason != ERASED_REASON  # HubSpot's own refusal now
+    assert CY not in harness.sandbox.state.email_index
+
+
+def test_a_contact_that_changes_during_the_read_is_left_to_the_flush(
+    harness: Harness, rec: Reconcile
+) -> None:
+    sync_three(harness)
+    rec.edit(ADA, city="Paris")
+    original = rec.reader.by_email
+
+    def merge_meanwhile(emails: Sequence[str], properties: Sequence[str]) -> dict[str, HubSpotRecord]:
+        found = original(emails, properties)
+        harness.merge([update(ADA, firstname="Ada L.")])
+        return found
+
+    rec.reader.by_email = merge_meanwhile  # type: ignore[method-assign]
+    report = rec.reconciler().run()
+    assert report.drift[DriftKind.EDITED] == 1 and not report.repaired and report.skipped == 1
+    assert harness.entry(ADA).written["city"] == "London"  # the flush's record stands
+    harness.flush()
+    assert harness.contact(ADA)["firstname"] == "Ada L."
+    rec.reader.by_email = original  # type: ignore[method-assign]
+    assert rec.reconciler().run().repaired[DriftKind.EDITED] == 1  # the next walk repairs it
+    harness.flush()
+    assert harness.contact(ADA)["city"] == "London"
+
+
+def test_pending_contacts_are_skipped_and_cost_no_read(harness: Harness, rec: Reconcile) -> None:
+    harness.merge([update(ADA, firstname="Ada")])
+    report = rec.reconciler().run()
+    assert (report.checked, report.skipped, report.calls) == (1, 1, 0)

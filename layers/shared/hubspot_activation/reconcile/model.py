@@ -52,6 +52,13 @@ class HubSpotRecord:
         return value.strip().lower() if value else None
 
     @property
+    def emails(self) -> set[str]:
+        """Every address the record answers to: its email and its additional emails."""
+        found = {self.email} if self.email else set()
+        additional = self.properties.get("hs_additional_emails") or ""
+        return found | {part.strip().lower() for part in additional.split(";") if part.strip()}
+
+    @property
     def merged_ids(self) -> set[str]:
         """The record ids merged into this one (``hs_merged_object_ids``, ``;``-separated)."""
         value = self.properties.get("hs_merged_object_ids") or ""

@@ -163,8 +163,9 @@ class Reconciler:
             return False
         now_ms = self._now_ms()
         definitions = self._definitions(candidates)
+        sharing = self._sharing(candidates, seen)
         repairs: list[tuple[Repair, Finding | None]] = [
-            self._compare(state, seen.get(state.email), definitions, now_ms) for state in candidates
+            self._compare(state, seen.get(state.email), definitions, now_ms, sharing) for state in candidates
         ]
         self._store(repairs, report, now_ms)
         return True
@@ -205,22 +206,44 @@ class Reconciler:
         except HubSpotError:
             return {}  # compared as strings: a spelling HubSpot changed looks edited, and is rewritten
 
+    def _sharing(
+        self, candidates: Sequence[ContactState], seen: Mapping[str, HubSpotRecord]
+    ) -> dict[str, LedgerEntry]:
+        """The confirmed states of every tracked contact answering to a record that answers to
+        several (a merge's survivor: its email and its additional emails)."""
+        emails: set[str] = set()
+        for state in candidates:
+            record = seen.get(state.email)
+            if record is not None and not record.archived:
+                answering = record.emails | {state.email}
+                if len(answering) > 1:
+                    emails |= answering
+        if not emails:
+            return {}
+        known = {state.email: state for state in candidates if state.email in emails}
+        known.update(self._contacts.read(sorted(emails - set(known))))
+        return {email: state.confirmed for email, state in known.items() if state.confirmed is not None}
+
     def _compare(
         self,
         state: ContactState,
         record: HubSpotRecord | None,
         definitions: Mapping[str, Mapping[str, Any]],
         now_ms: int,
+        sharing: Mapping[str, LedgerEntry],
     ) -> tuple[Repair, Finding | None]:
         entry = state.confirmed
         assert entry is not None
         if record is None or record.archived:
             return self._gone(state, entry, record, now_ms)
+        answering = record.emails | {state.email}
+        rivals = [other for email, other in sharing.items() if email != state.email and email in answering]
         edited = [
             name
             for name, value in entry.written.items()
             if name in record.properties
             and not same_value(value, record.properties.get(name), definitions.get(name))
+            and not self._outranked(entry, name, rivals, record)
         ]
         kind: DriftKind | None = DriftKind.EDITED if edited else None
         repaired = entry
@@ -241,6 +264,29 @@ class Reconciler:
         changed = repaired if repaired is not entry else None
         finding = Finding(state.email, kind, sorted(edited), record.id) if kind is not None else None
         return Repair(state.email, state.version, seen, changed, pending=bool(edited)), finding
+
+    def _outranked(
+        self, entry: LedgerEntry, name: str, rivals: Sequence[LedgerEntry], record: HubSpotRecord
+    ) -> bool:
+        """Another tracked contact answering to the same record (merged into it) wrote a newer
+        value of the property: the record holds the newest source value, which is not drift. On
+        a tie the record's primary email wins."""
+        mine = self._rank(entry, name)
+        for rival in rivals:
+            if name not in rival.written:
+                continue
+            theirs = self._rank(rival, name)
+            if theirs > mine or (theirs == mine and rival.email == record.email):
+                return True
+        return False
+
+    def _rank(self, entry: LedgerEntry, name: str) -> tuple[int, int, int]:
+        """How new the value an entry wrote to a property is: an audience status by its timestamp
+        then receive order, an attribute by its receive order."""
+        for audience_id, applied in entry.audiences.items():
+            if audience_property_name(audience_id, self._schema.prefix) == name:
+                return (applied.timestamp_ms, *applied.order)
+        return (0, *entry.attribute_order.get(name, (0, 0)))
 
     def _gone(
         self, state: ContactState, entry: LedgerEntry, record: HubSpotRecord | None, now_ms: int
