@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import pytest
 from hubspot_activation.hubspot.client import HubSpotClient
+from hubspot_activation.hubspot.errors import ErrorKind, HubSpotError
 from hubspot_activation.ledger.reconcile_store import DynamoDbTrackedContacts
 from hubspot_activation.reconcile.model import DeletionPolicy, DriftKind, HubSpotRecord, InvalidCursor
 from hubspot_activation.reconcile.service import ERASED_REASON, Reconciler, ReconcileSettings
@@ -328,3 +329,29 @@ def test_pending_contacts_are_skipped_and_cost_no_read(harness: Harness, rec: Re
     harness.merge([update(ADA, firstname="Ada")])
     report = rec.reconciler().run()
     assert (report.checked, report.skipped, report.calls) == (1, 1, 0)
+
+
+@pytest.mark.parametrize("kind", [ErrorKind.PERMANENT, ErrorKind.RETRYABLE])
+def test_a_page_hubspot_cannot_answer_never_stops_every_walk_at_it(
+    harness: Harness, rec: Reconcile, kind: ErrorKind
+) -> None:
+    harness.sync([update(f"u{i:03d}@example.com", realized(GOLD, 1000, "Gold")) for i in range(150)])
+    original = rec.reader.by_email
+    calls = 0
+
+    def first_page_fails(emails: Sequence[str], properties: Sequence[str]) -> dict[str, HubSpotRecord]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise HubSpotError(kind, "HubSpot could not answer")
+        return original(emails, properties)
+
+    rec.reader.by_email = first_page_fails  # type: ignore[method-assign]
+    report = rec.reconciler().run()
+    if kind is ErrorKind.PERMANENT:
+        # Passed over, counted as skipped: the walk goes on and ends.
+        assert report.cursor is None and report.checked == 150 and report.skipped >= 1
+    else:
+        # Stopped where it was: the next run reads the same page again.
+        assert (report.stopped_by, report.more, report.cursor) == ("hubspot", True, None)
+        assert rec.reconciler().run().checked == 150

@@ -122,7 +122,7 @@ class ReconcileReport:
     drift: Counter[DriftKind] = field(default_factory=Counter)
     repaired: Counter[DriftKind] = field(default_factory=Counter)
     examples: list[Finding] = field(default_factory=list)
-    #: where the next call goes on (None: the walk is complete, or the call named its contacts)
+    #: where the next call goes on (None: from the start, or the walk is complete; see ``more``)
     cursor: str | None = None
     #: HubSpot calls made
     calls: int = 0
@@ -135,7 +135,10 @@ class ReconcileReport:
 
     @property
     def more(self) -> bool:
-        return self.cursor is not None
+        """Contacts are left to check: call again with ``cursor`` (None: from the start, or the
+        same contacts named). A run held by the budget (``stopped_by``) has more, however early
+        it stopped."""
+        return self.cursor is not None or self.stopped_by is not None
 
     def found(self, finding: Finding) -> None:
         self.drift[finding.kind] += 1

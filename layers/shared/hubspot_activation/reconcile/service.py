@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ..emails import normalize_email
-from ..hubspot.errors import DailyLimitReached, HubSpotError
+from ..hubspot.errors import DailyLimitReached, ErrorKind, HubSpotError
 from ..observability import logger
 from ..upsert.ledger import DELETED, ERASED, FAILED, MERGED, SYNCED, LedgerEntry
 from ..upsert.ports import FlushWaker
@@ -158,6 +158,14 @@ class Reconciler:
             report.stopped_by = "daily_limit"
             return False
         except HubSpotError as exc:
+            if exc.kind is ErrorKind.PERMANENT:
+                # The same read would fail again at every walk: the page is passed over, not
+                # allowed to stop every walk at it.
+                logger.error(
+                    "reconcile passed over a page HubSpot cannot answer", extra={"error": str(exc)[:500]}
+                )
+                report.skipped += len(candidates)
+                return True
             logger.warning("reconcile stopped: HubSpot failed", extra={"error": str(exc)[:500]})
             report.stopped_by = "hubspot"
             return False
