@@ -20,6 +20,7 @@ from .attribute_mapping import AttributeMapping
 from .hubspot.versions import ApiVersion
 from .ledger.keys import PENDING_PARTITIONS
 from .messages import DEFAULT_MAX_MESSAGE_BYTES
+from .reconcile.model import DeletionPolicy
 
 T = TypeVar("T")
 Number = TypeVar("Number", int, float)
@@ -215,6 +216,29 @@ MAX_WRITE_ATTEMPTS = _integer("MAX_WRITE_ATTEMPTS", 20, 1, 100)
 #: How long after its last page a resume job reads the held index once more.
 RESUME_SWEEP_SECONDS = _integer("RESUME_SWEEP_SECONDS", 60, 0, 43_200)
 
+# Reconcile (what HubSpot holds, compared with the ledger and repaired).
+#: When the reconcile function starts walking every tracked contact: an EventBridge Scheduler rate
+#: or cron expression, or ``none`` (no schedule, and no journal poll: reconcile runs on demand).
+RECONCILE_SCHEDULE = TextSetting(
+    env="RECONCILE_SCHEDULE",
+    default="rate(1 day)",
+    parameter="ReconcileSchedule",
+    pattern=r"^(none|rate\([1-9][0-9]{0,4} (minute|minutes|hour|hours|day|days)\)|cron\([^()]+\))$",
+    rule="none, rate(N minutes|hours|days) or cron(...)",
+)
+#: Share of the daily budget above the reserve (HubSpotDailyLimit - HubSpotDailyReserve) that
+#: reconcile may spend per day; live syncs keep the rest.
+RECONCILE_DAILY_SHARE = NumberSetting(
+    env="RECONCILE_DAILY_SHARE", default=0.1, low=0.01, high=1.0, parameter="ReconcileDailyShare"
+)
+#: What reconcile does with a contact deleted in HubSpot: ``respect`` (recorded as deleted, not
+#: re-created) or ``recreate`` (written again with its full current state).
+HUBSPOT_DELETIONS = ChoiceSetting(
+    env="HUBSPOT_DELETIONS", default=DeletionPolicy.RESPECT, parameter="HubSpotDeletions"
+)
+#: The reconcile function, which continues a walk by invoking itself (empty: the next schedule does).
+RECONCILE_FUNCTION_NAME = _text("RECONCILE_FUNCTION_NAME")
+
 
 @dataclass(frozen=True)
 class IngestSettings:
@@ -280,6 +304,16 @@ class UpsertSettings:
     audience_cache_seconds: int = AUDIENCE_CACHE_SECONDS.default
     shard_count: int = SHARD_COUNT.default
     resume_sweep_seconds: int = RESUME_SWEEP_SECONDS.default
+    reconcile_schedule: str = RECONCILE_SCHEDULE.default
+    reconcile_daily_share: float = RECONCILE_DAILY_SHARE.default
+    deletions: DeletionPolicy = HUBSPOT_DELETIONS.default
+    reconcile_function_name: str = RECONCILE_FUNCTION_NAME.default
+    #: the attribute mapping ingest applies: its targets are properties the connector manages
+    mapping: AttributeMapping = ATTRIBUTE_MAPPING.default
+
+    @property
+    def reconcile_scheduled(self) -> bool:
+        return self.reconcile_schedule != "none"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> UpsertSettings:
@@ -312,6 +346,11 @@ class UpsertSettings:
             audience_cache_seconds=AUDIENCE_CACHE_SECONDS.read(env),
             shard_count=SHARD_COUNT.read(env),
             resume_sweep_seconds=RESUME_SWEEP_SECONDS.read(env),
+            reconcile_schedule=RECONCILE_SCHEDULE.read(env),
+            reconcile_daily_share=RECONCILE_DAILY_SHARE.read(env),
+            deletions=HUBSPOT_DELETIONS.read(env),
+            reconcile_function_name=RECONCILE_FUNCTION_NAME.read(env),
+            mapping=ATTRIBUTE_MAPPING.read(env),
         )
 
 

@@ -3,7 +3,7 @@ expiring a few days after the day's first call."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -15,15 +15,18 @@ CALLS = "calls"
 RETENTION_SECONDS = 3 * 86_400
 
 
-def daily_calls_key_item(day: str) -> Item:
-    return {KEY: string(daily_calls_key(day))}
+def daily_calls_key_item(day: str, key: Callable[[str], str] = daily_calls_key) -> Item:
+    return {KEY: string(key(day))}
 
 
-def add_calls_update(day: str, calls: int, now_seconds: int) -> dict[str, Any]:
-    """The UpdateItem arguments (less the table) that count ``calls`` more for ``day`` and
+def add_calls_update(
+    day: str, calls: int, now_seconds: int, key: Callable[[str], str] = daily_calls_key
+) -> dict[str, Any]:
+    """The UpdateItem arguments (less the table) that count ``calls`` more for ``day`` on the
+    item ``key`` names (the connector's calls; ``keys.reconcile_calls_key``: reconcile's) and
     answer the day's new total."""
     return {
-        "Key": daily_calls_key_item(day),
+        "Key": daily_calls_key_item(day, key),
         "UpdateExpression": "ADD calls :n SET expiresAt = if_not_exists(expiresAt, :expires)",
         "ExpressionAttributeValues": {
             ":n": number(calls),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -10,6 +11,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ..observability import tracer
 from ..upsert.ledger import LedgerUnavailable
 from .daily_calls_item import add_calls_update, total_from_update
+from .keys import daily_calls_key
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -17,18 +19,23 @@ if TYPE_CHECKING:
 
 class DynamoDbDailyCounter:
     """The connector's HubSpot calls of the day, counted atomically across every consumer (HubSpot
-    tells OAuth apps nothing about the daily limit, so the connector must count for itself)."""
+    tells OAuth apps nothing about the daily limit, so the connector must count for itself).
+    ``key`` names a day's item: another key counts a part of those calls on its own (reconcile's
+    daily share)."""
 
-    def __init__(self, client: DynamoDBClient, table: str) -> None:
+    def __init__(
+        self, client: DynamoDBClient, table: str, key: Callable[[str], str] = daily_calls_key
+    ) -> None:
         self._client = client
         self._table = table
+        self._key = key
 
     @tracer.capture_method(capture_response=False, capture_error=False)
     def add(self, day: str, calls: int) -> int:
         """Count ``calls`` more for ``day`` (the account's date); returns the day's total."""
         try:
             response = self._client.update_item(
-                TableName=self._table, **add_calls_update(day, calls, int(time.time()))
+                TableName=self._table, **add_calls_update(day, calls, int(time.time()), self._key)
             )
         except (ClientError, BotoCoreError) as exc:
             raise LedgerUnavailable(f"DynamoDB call failed: {type(exc).__name__}") from exc

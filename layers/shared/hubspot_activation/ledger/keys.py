@@ -54,6 +54,10 @@ DUE_AT = "dueAt"
 PENDING_PARTITIONS = 16
 
 DAILY_CALLS_PREFIX = "#hubspot-calls#"
+#: Reconcile's own HubSpot calls of a day (its daily share), counted like the connector's.
+RECONCILE_CALLS_PREFIX = "#reconcile-calls#"
+#: The scheduled walk's cursor and lease, and the last reconcile's report.
+RECONCILE_PROGRESS_KEY = "#reconcile#progress"
 FLUSH_LEASE_PREFIX = "#flush-lane#"
 PENDING_PREFIX = "#pending#"
 #: A pending marker's contacts (a string set).
@@ -70,6 +74,10 @@ HASHED_AUDIENCE_MARK = "#sha256#"
 
 def daily_calls_key(day: str) -> str:
     return DAILY_CALLS_PREFIX + day
+
+
+def reconcile_calls_key(day: str) -> str:
+    return RECONCILE_CALLS_PREFIX + day
 
 
 def exclusion_key(content_id: str, index: int) -> str:
