@@ -191,7 +191,11 @@ def test_the_flush_function_runs_every_minute_and_wakes_itself_by_its_own_name(c
     assert function["Environment"]["Variables"]["FLUSH_FUNCTION_NAME"] == {"Fn::Sub": FLUSH_NAME}
     merge = cfn["Resources"]["MergeFunction"]["Properties"]["Environment"]["Variables"]
     assert merge["FLUSH_FUNCTION_NAME"] == {"Ref": "FlushFunction"}
-    (schedule,) = of_type(cfn, "AWS::Scheduler::Schedule").values()
+    (schedule,) = [
+        spec
+        for spec in of_type(cfn, "AWS::Scheduler::Schedule").values()
+        if spec["Properties"]["Target"]["Arn"] == {"Fn::GetAtt": ["FlushFunction", "Arn"]}
+    ]
     assert schedule["Properties"]["ScheduleExpression"] == "rate(1 minute)"
     assert schedule["Properties"]["Target"]["Arn"] == {"Fn::GetAtt": ["FlushFunction", "Arn"]}
     # EventBridge Scheduler's role may invoke the flush function, and nothing else.
@@ -269,6 +273,7 @@ _SETTINGS: dict[str, Callable[[Mapping[str, str]], object]] = {
     "MergeFunction": UpsertSettings.from_env,
     "FlushFunction": UpsertSettings.from_env,
     "OperationsFunction": OperationsSettings.from_env,
+    "ReconcileFunction": UpsertSettings.from_env,
 }
 
 
