@@ -10,7 +10,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ..observability import tracer
 from ..upsert.ledger import LedgerUnavailable
-from .daily_calls_item import add_calls_update, total_from_update
+from .daily_calls_item import add_calls_update, calls_from_item, daily_calls_key_item, total_from_update
 from .keys import daily_calls_key
 
 if TYPE_CHECKING:
@@ -40,3 +40,13 @@ class DynamoDbDailyCounter:
         except (ClientError, BotoCoreError) as exc:
             raise LedgerUnavailable(f"DynamoDB call failed: {type(exc).__name__}") from exc
         return total_from_update(response["Attributes"])
+
+    def total(self, day: str) -> int:
+        """The day's total so far (0: none counted), without counting any."""
+        try:
+            response = self._client.get_item(
+                TableName=self._table, Key=daily_calls_key_item(day, self._key), ConsistentRead=True
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise LedgerUnavailable(f"DynamoDB call failed: {type(exc).__name__}") from exc
+        return calls_from_item(response.get("Item"))

@@ -14,10 +14,23 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
-from ..hubspot.governor import DailyCounter
 from ..upsert.flush import QueueLoad
+
+
+class CallCounter(Protocol):
+    """``ledger.daily_counter.DynamoDbDailyCounter`` on reconcile's own key."""
+
+    def add(self, day: str, calls: int) -> int:
+        """Count ``calls`` more for ``day``; returns the day's total across every caller."""
+        ...
+
+    def total(self, day: str) -> int:
+        """The day's total so far."""
+        ...
+
 
 BACKLOG = "backlog"
 DAILY_SHARE = "daily_share"
@@ -47,7 +60,7 @@ class LiveTrafficBudget:
 
     def __init__(
         self,
-        counter: DailyCounter,
+        counter: CallCounter,
         share: DailyShare,
         queue_load: Callable[[], QueueLoad] | None = None,
         flushing: Callable[[], bool] | None = None,
@@ -80,8 +93,9 @@ class LiveTrafficBudget:
             self._used, self._day = self._counter.add(day, calls), day
 
     def used_today(self) -> int:
-        """Reconcile's calls today (the counter is read on the day's first look: adding 0)."""
+        """Reconcile's calls today (the counter is read on the day's first look, then known from
+        what each count answers)."""
         day = self._share.day(self._clock())
         if day != self._day:
-            self._used, self._day = self._counter.add(day, 0), day
+            self._used, self._day = self._counter.total(day), day
         return self._used

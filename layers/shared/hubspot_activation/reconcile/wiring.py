@@ -20,10 +20,12 @@ import boto3
 
 from ..hubspot.client import HubSpotClient
 from ..hubspot.governor import GovernorSettings, RateGovernor
+from ..hubspot.reader import HubSpotContactReader
 from ..ledger.daily_counter import DynamoDbDailyCounter
 from ..ledger.flush_activity import DynamoDbFlushActivity
 from ..ledger.keys import reconcile_calls_key
 from ..ledger.reconcile_progress import DynamoDbReconcileProgress
+from ..ledger.reconcile_store import DynamoDbTrackedContacts
 from ..secret_store import SecretFetcher, secrets_manager_fetcher
 from ..settings import UpsertSettings
 from ..upsert.adapter import LambdaFlushWaker, SqsQueueLoad
@@ -32,7 +34,7 @@ from ..upsert.schema import PropertySchema
 from ..upsert.wiring import AWS_CONFIG, governor_settings, hubspot_client, lane_of
 from .adapter import JournalPoll, LambdaSelfInvoker, ReconcileRunner
 from .budget import DailyShare, LiveTrafficBudget
-from .ports import HubSpotReader, TrackedContacts
+from .ports import TrackedContacts
 from .service import Reconciler, ReconcileSettings
 
 if TYPE_CHECKING:
@@ -125,8 +127,6 @@ def reconciler(
 ) -> Reconciler:
     """The reconciler on these clients: the tracked contacts in the ledger, HubSpot's batch reads
     through ``hubspot_client``, the budget live traffic leaves, and ``waker`` for the repairs."""
-    from ..ledger.reconcile_store import DynamoDbTrackedContacts
-
     contacts: TrackedContacts = DynamoDbTrackedContacts(
         dynamodb, settings.ledger_table, settings.ledger_retention_days, lanes=settings.flush_lanes
     )
@@ -140,7 +140,7 @@ def reconciler(
     )
     return Reconciler(
         contacts,
-        contact_reader(hubspot_client),
+        HubSpotContactReader(hubspot_client),
         schema,
         reconcile_budget(settings, dynamodb, sqs),
         ReconcileSettings(deletions=settings.deletions, lanes=settings.flush_lanes),
@@ -163,12 +163,6 @@ def reconcile_budget(
         SqsQueueLoad(sqs, settings.queue_url) if sqs is not None and settings.queue_url else None,
         DynamoDbFlushActivity(dynamodb, settings.ledger_table, settings.flush_lanes),
     )
-
-
-def contact_reader(client: HubSpotClient) -> HubSpotReader:
-    """``hubspot.reader.HubSpotContactReader`` on ``client``."""
-    module = importlib.import_module("..hubspot.reader", __package__)
-    return cast(HubSpotReader, module.HubSpotContactReader(client))
 
 
 def managed_properties(schema: PropertySchema, settings: UpsertSettings) -> Callable[[], Sequence[str]]:
