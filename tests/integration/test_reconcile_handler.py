@@ -1,0 +1,164 @@
+"""The reconcile Lambda handler in-process, loaded from functions/reconcile/app.py as Lambda loads
+it, on moto (the ledger, the queue, the credential) and the HubSpot sandbox: contacts synced by the
+merge and flush handlers, changed in HubSpot, then walked by the schedule's event."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import boto3
+import pytest
+from hubspot_activation.ledger.reconcile_progress import DynamoDbReconcileProgress
+
+from local.functions import handler
+from local.lambda_async import LocalAsyncFunction
+from tests.conftest import FakeContext
+from tests.integration.test_merge_flush_handlers import Sync, logs, metric, profiles, sqs_event, sync
+
+__all__ = ["sync"]  # the fixture, used by name
+
+RECONCILE_FUNCTION = "hubspot-activation-reconcile"
+SCHEDULED = {
+    "version": "0",
+    "id": "7bf73129-1428-4cd3-a780-95db273d1602",
+    "detail-type": "Scheduled Event",
+    "source": "aws.scheduler",
+    "account": "123456789012",
+    "time": "2026-12-06T03:00:00Z",
+    "region": "us-east-1",
+    "resources": ["arn:aws:scheduler:us-east-1:123456789012:schedule/default/reconcile"],
+    "detail": '{"walk": "schedule"}',
+}
+
+
+class Context(FakeContext):
+    function_name = "reconcile"
+
+    def __init__(self, remaining_ms: int = 900_000) -> None:
+        self.remaining_ms = remaining_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
+Continued = Callable[[], list[dict[str, Any]]]
+
+
+@pytest.fixture
+def continued(sync: Sync) -> Iterator[Continued]:
+    """The reconcile function's asynchronous invocations of itself, recorded (not run): the
+    events so far, once each has been taken."""
+    sync.monkeypatch.setenv("RECONCILE_FUNCTION_NAME", RECONCILE_FUNCTION)
+    events: list[dict[str, Any]] = []
+
+    def record(event: dict[str, Any], _context: Any) -> dict[str, Any]:
+        events.append(event)
+        return {}
+
+    function = LocalAsyncFunction(RECONCILE_FUNCTION, lambda: record, 900.0, concurrency=1).start()
+
+    def taken() -> list[dict[str, Any]]:
+        deadline = time.monotonic() + 60
+        while not function.idle():
+            assert time.monotonic() < deadline, "the reconcile function never went idle"
+            time.sleep(0.01)
+        return list(events)
+
+    yield taken
+    function.stop()
+
+
+def synced(sync: Sync, count: int) -> list[str]:
+    sync.flush = handler("flush", cold_start=True)
+    updates = profiles(count)
+    handler("merge", cold_start=True)(sqs_event(updates), FakeContext())
+    sync.woken()
+    assert sync.pending() == []
+    return sorted(update.email for update in updates)
+
+
+def edit(sync: Sync, email: str, **properties: str) -> None:
+    """A person's edit in HubSpot."""
+    state = sync.sandbox.state
+    state.contacts[state.email_index[email]]["properties"].update(properties)
+
+
+def test_the_scheduled_walk_repairs_an_edit_through_the_flusher_and_records_the_walk(
+    sync: Sync,
+    continued: Continued,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    emails = synced(sync, 30)
+    edit(sync, emails[3], city="Edited in HubSpot")
+    edit(sync, emails[7], aud_gold="")
+    woken_before = len(sync.invocations)
+    capsys.readouterr()
+
+    summary = handler("reconcile", cold_start=True)(SCHEDULED, Context())
+
+    assert summary["checked"] == 30 and summary["drift"]["edited"] == 2 and summary["repaired"] == 2
+    assert summary["complete"] is True and summary["continued"] is False and continued() == []
+    # The repairs woke the flusher, which wrote the source's values again.
+    sync.woken()
+    assert len(sync.invocations) > woken_before and sync.pending() == []
+    hubspot = sync.hubspot()
+    assert hubspot[emails[3]]["city"] == "City " + emails[3].removeprefix("user").split("@")[0]
+    assert hubspot[emails[7]]["aud_gold"] == "realized"
+    # The walk is recorded as the last reconcile, and its cursor cleared.
+    progress = DynamoDbReconcileProgress(boto3.client("dynamodb"), "ledger")
+    last = progress.last()
+    assert last is not None and last["source"] == "schedule" and last["complete"] is True
+    assert last["checked"] == 30 and last["drift"]["edited"] == 2 and progress.cursor() is None
+    # Reconcile's calls are counted on its own day item besides the account-wide one.
+    items = boto3.client("dynamodb").scan(TableName="ledger")["Items"]
+    keys = {item["email"]["S"] for item in items}
+    assert any(key.startswith("#reconcile-calls#") for key in keys)
+    output = capsys.readouterr().out
+    documents = [json.loads(line) for line in output.splitlines() if line.startswith('{"_aws"')]
+    assert [(d["Kind"], d["DriftDetected"]) for d in documents if "DriftDetected" in d] == [("edited", [2.0])]
+    assert metric(output, "ContactsReconciled") == 30
+    (ended,) = logs(caplog, "reconcile run ended")
+    assert ended["checked"] == 30
+    assert "@example.com" not in output
+
+
+def test_a_walk_in_sync_costs_one_read_and_no_write(sync: Sync, continued: Continued) -> None:
+    synced(sync, 20)
+    requests_before = dict(sync.sandbox.state.requests)
+    summary = handler("reconcile", cold_start=True)({}, Context())
+    assert summary["checked"] == 20 and summary["repaired"] == 0 and summary["calls"] == 1
+    made = {
+        key: count - requests_before.get(key, 0)
+        for key, count in sync.sandbox.state.requests.items()
+        if count != requests_before.get(key, 0)
+    }
+    # One batch read, and the property definitions a new container reads once (to compare values).
+    assert made == {"POST batch_read": 1, "GET list_properties": 1}
+
+
+def test_a_walk_out_of_time_continues_in_a_new_invocation_of_itself(sync: Sync, continued: Continued) -> None:
+    synced(sync, 5)
+    # Less time left than a page needs: nothing is read, the walk goes on in the next invocation.
+    summary = handler("reconcile", cold_start=True)(SCHEDULED, Context(remaining_ms=60_000))
+    assert summary["checked"] == 0 and summary["stoppedBy"] == "deadline" and summary["continued"] is True
+    assert continued() == [{"walk": "continue"}]
+    progress = DynamoDbReconcileProgress(boto3.client("dynamodb"), "ledger")
+    assert progress.last() is None and progress.cursor() is None
+
+
+def test_a_queue_backlog_holds_the_walk(sync: Sync, continued: Continued) -> None:
+    synced(sync, 5)
+    boto3.client("sqs").send_message(
+        QueueUrl=sync.queue, MessageBody="{}", MessageGroupId="g", MessageDeduplicationId="d"
+    )
+    # Time for one look only: the backlog holds it, and the walk goes on later from where it was.
+    summary = handler("reconcile", cold_start=True)(SCHEDULED, Context(remaining_ms=180_000))
+    assert (
+        summary["checked"] == 0
+        and summary["stoppedBy"] == "backlog"
+        and continued() == [{"walk": "continue"}]
+    )
