@@ -134,10 +134,11 @@ class LocalAsyncFunction:
 
 @dataclass
 class LocalSchedule:
-    """EventBridge Scheduler's ``rate(...)`` target: the event every ``seconds``."""
+    """EventBridge Scheduler's ``rate(...)`` target: ``event`` (the target's input) every ``seconds``."""
 
     function: LocalAsyncFunction
     seconds: float
+    event: dict[str, Any] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> LocalSchedule:
@@ -149,7 +150,7 @@ class LocalSchedule:
 
     def _run(self) -> None:
         while not self._stop.wait(self.seconds):
-            self.function.invoke({})
+            self.function.invoke(dict(self.event))
 
 
 _ROUTES: dict[str, LocalAsyncFunction] = {}

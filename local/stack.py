@@ -4,7 +4,9 @@ In one process: a moto server with the queues, secrets and ledger table that tem
 declares; the HubSpot sandbox (or a real HubSpot account, see HUBSPOT_CREDENTIAL); the ingest
 handler behind a local HTTP server speaking API Gateway HTTP API events; a poller that drives
 the merge handler like Lambda's SQS event source; and the flush handler run by Lambda's
-asynchronous invocations (the merge's wake-ups) and by its schedule, as deployed. ``demo`` posts
+asynchronous invocations (the merge's wake-ups) and by its schedule, as deployed; the reconcile
+handler likewise, on its schedules (a walk at ReconcileSchedule's rate, the journal's poll every
+minute) and its own continuations. ``demo`` posts
 every sample in events/ through real HTTP, drains the queue, prints the HubSpot contacts and a
 sync summary, then re-sends everything to show that unchanged contacts cost no HubSpot request.
 ``serve`` keeps it all up and keeps consuming the queue until stopped.
@@ -35,7 +37,7 @@ from .event_source import EventSourcePoller, Handler
 from .functions import handler
 from .hubspot_sandbox import SandboxServer
 from .lambda_async import LocalAsyncFunction, LocalSchedule
-from .template import ROOT, http_routes
+from .template import ROOT, function_schedules, http_routes
 
 EVENTS = ROOT / "events"
 #: Set to a HubSpot credential secret (JSON) to sync into a real HubSpot account instead of the sandbox.
@@ -114,6 +116,9 @@ class LocalStack:
     hubspot_url: str
     sandbox: SandboxServer | None = None
     reports: BatchReports = field(default_factory=BatchReports)
+    #: the reconcile function (its schedules' events, its continuations)
+    reconciler: LocalAsyncFunction | None = None
+    reconcile_schedules: list[LocalSchedule] = field(default_factory=list)
 
     @property
     def activations_url(self) -> str:
@@ -122,11 +127,21 @@ class LocalStack:
     def queue_url(self) -> str:
         return self.aws.physical_id("ActivationsQueue")
 
+    def reconcile(self, event: dict[str, Any] | None = None) -> None:
+        """Invoke the reconcile function asynchronously, as its schedule does (default: the walk
+        from its stored cursor; ``{"journal": True}``: the journal's poll)."""
+        assert self.reconciler is not None
+        self.reconciler.invoke(event if event is not None else {"walk": "schedule"})
+
     def stop(self) -> None:
         from hubspot_activation.observability import logger as library_logger
 
         library_logger._logger.removeHandler(self.reports)
         self.schedule.stop()
+        for schedule in self.reconcile_schedules:
+            schedule.stop()
+        if self.reconciler is not None:
+            self.reconciler.stop()
         self.flusher.stop()
         self.api.stop()
         if self.sandbox is not None:
@@ -166,6 +181,7 @@ def start(
     os.environ.update(local_aws.function_environment("MergeFunction"))
     os.environ.update(local_aws.function_environment("FlushFunction"))
     os.environ.update(local_aws.function_environment("OperationsFunction"))
+    os.environ.update(local_aws.function_environment("ReconcileFunction"))
     os.environ["HUBSPOT_BASE_URL"] = hubspot_url
     # No X-Ray daemon runs locally: the functions' Tracer would only complain about missing segments.
     os.environ["POWERTOOLS_TRACE_DISABLED"] = "true"
@@ -196,6 +212,11 @@ def start(
         flush = without_metrics_output(flush) if quiet else flush
         return instrument("FlushFunction", flush) if instrument is not None else flush
 
+    def reconcile_container() -> Handler:
+        reconcile = handler("reconcile", cold_start=True)
+        reconcile = without_metrics_output(reconcile) if quiet else reconcile
+        return instrument("ReconcileFunction", reconcile) if instrument is not None else reconcile
+
     functions = {"IngestFunction": ingest, "OperationsFunction": operations}
     routes = [Route(method, path, functions[logical_id]) for logical_id, method, path in http_routes()]
     api = LocalApiServer(routes, port=port).start()
@@ -224,8 +245,34 @@ def start(
     ).start()
     # The schedule's minute, shortened like the retries: a backoff come due is seen in seconds.
     schedule = LocalSchedule(flusher, seconds=schedule_seconds or max(1.0, float(visibility_timeout))).start()
+    reconciler = LocalAsyncFunction(
+        local_aws.physical_id("ReconcileFunction"),
+        reconcile_container,
+        float(local_aws.cfn["Resources"]["ReconcileFunction"]["Properties"]["Timeout"]),
+        # a walk and a journal poll at once
+        concurrency=2,
+    ).start()
+    # At the template's rates (a walk a day, the journal every minute): a local walk on demand is
+    # LocalStack.reconcile(), or POST /reconcile.
+    reconcile_schedules = [
+        LocalSchedule(reconciler, seconds=seconds, event=event).start()
+        for seconds, event in function_schedules(local_aws.cfn, local_aws.resolver, "ReconcileFunction")
+        if seconds is not None
+    ]
     token = json.loads(local_aws.secret_values["IngestTokenSecret"])["token"]
-    return LocalStack(local_aws, api, token, poller, flusher, schedule, hubspot_url, sandbox, reports)
+    return LocalStack(
+        local_aws,
+        api,
+        token,
+        poller,
+        flusher,
+        schedule,
+        hubspot_url,
+        sandbox,
+        reports,
+        reconciler,
+        reconcile_schedules,
+    )
 
 
 def sample_requests() -> list[tuple[str, dict[str, Any]]]:

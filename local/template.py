@@ -5,6 +5,7 @@ what runs locally is what `sam deploy` would create."""
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import os
 import re
@@ -119,3 +120,54 @@ def http_routes(sam: Mapping[str, Any] | None = None) -> list[tuple[str, str, st
                 properties = event.get("Properties", {})
                 routes.append((logical_id, str(properties["Method"]).upper(), str(properties["Path"])))
     return routes
+
+
+def condition_holds(cfn: Mapping[str, Any], name: str, resolver: Resolver) -> bool:
+    """A template Condition as CloudFormation evaluates it for the resolved parameters."""
+
+    def evaluate(value: Any) -> Any:
+        if isinstance(value, dict) and len(value) == 1:
+            ((key, argument),) = value.items()
+            if key == "Fn::Not":
+                return not evaluate(argument[0])
+            if key == "Fn::And":
+                return all(evaluate(item) for item in argument)
+            if key == "Fn::Or":
+                return any(evaluate(item) for item in argument)
+            if key == "Fn::Equals":
+                left, right = (str(evaluate(item)) for item in argument)
+                return left == right
+            if key == "Condition":
+                return condition_holds(cfn, argument, resolver)
+        return resolver(value)
+
+    return bool(evaluate(cfn.get("Conditions", {})[name]))
+
+
+#: EventBridge Scheduler's rate units, in seconds.
+_RATE_UNITS = {"minute": 60, "hour": 3600, "day": 86_400}
+
+
+def rate_seconds(expression: str) -> float | None:
+    """The period of ``rate(N unit)``; None for any other expression (cron, at)."""
+    match = re.fullmatch(r"rate\((\d+) (minute|hour|day)s?\)", expression.strip())
+    return float(int(match.group(1)) * _RATE_UNITS[match.group(2)]) if match else None
+
+
+def function_schedules(
+    cfn: Mapping[str, Any], resolver: Resolver, function: str
+) -> list[tuple[float | None, dict[str, Any]]]:
+    """(period in seconds, or None when it is not a rate; the event) of each schedule of the
+    template that invokes ``function`` and whose Condition holds."""
+    found = []
+    for spec in cfn.get("Resources", {}).values():
+        if spec.get("Type") != "AWS::Scheduler::Schedule":
+            continue
+        if "Condition" in spec and not condition_holds(cfn, spec["Condition"], resolver):
+            continue
+        properties = spec["Properties"]
+        if properties["Target"]["Arn"] != {"Fn::GetAtt": [function, "Arn"]}:
+            continue
+        event = json.loads(properties["Target"].get("Input") or "{}")
+        found.append((rate_seconds(str(resolver(properties["ScheduleExpression"]))), event))
+    return found

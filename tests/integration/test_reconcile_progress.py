@@ -1,6 +1,5 @@
 """Reconcile's items in the ledger (moto, the table as the template declares it): the walk's
-cursor, lease and running totals, the last reconcile, reconcile's daily count and the flush
-leases the budget looks at."""
+cursor, lease and running totals, the last reconcile, and reconcile's daily count."""
 
 from __future__ import annotations
 
@@ -9,9 +8,7 @@ from typing import Any
 
 import boto3
 import pytest
-from hubspot_activation.ledger.contact_state import DynamoDbFlushLease
 from hubspot_activation.ledger.daily_counter import DynamoDbDailyCounter
-from hubspot_activation.ledger.flush_activity import DynamoDbFlushActivity
 from hubspot_activation.ledger.keys import daily_calls_key, reconcile_calls_key
 from hubspot_activation.ledger.reconcile_progress import DynamoDbReconcileProgress
 from hubspot_activation.reconcile.model import MAX_EXAMPLES, DriftKind, Finding, ReconcileReport
@@ -176,21 +173,3 @@ def test_reconciles_calls_are_counted_apart_from_and_besides_the_connectors(dyna
     for key in (daily_calls_key("2026-12-06"), reconcile_calls_key("2026-12-06")):
         item = dynamodb.get_item(TableName="ledger", Key={"email": {"S": key}})["Item"]
         assert "expiresAt" in item and "@" not in key
-
-
-def test_the_budget_sees_a_flush_run_while_it_holds_a_lane(dynamodb: Any) -> None:
-    now = [NOW]
-    activity = DynamoDbFlushActivity(dynamodb, "ledger", lanes=3, clock=lambda: now[0])
-    lease = DynamoDbFlushLease(dynamodb, "ledger")
-    assert activity() is False
-    now_ms = int(NOW * 1000)
-    assert lease.acquire(2, "run", now_ms + 60_000, now_ms)
-    assert activity() is True
-    now[0] += 61  # a crashed run's lease lapses
-    assert activity() is False
-    now[0] = NOW
-    lease.release(2, "run")
-    assert activity() is False
-    # A lane beyond the deployment's count is not looked at.
-    assert lease.acquire(5, "run", now_ms + 60_000, now_ms)
-    assert activity() is False

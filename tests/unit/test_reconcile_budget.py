@@ -33,22 +33,18 @@ class Counter:
 @dataclass
 class Live:
     load: QueueLoad = field(default_factory=lambda: QueueLoad(0))
-    flushing: bool = False
     looks: int = 0
 
     def queue(self) -> QueueLoad:
         self.looks += 1
         return self.load
 
-    def flush(self) -> bool:
-        return self.flushing
-
 
 SHARE = DailyShare(0.1, daily_limit=250_000, daily_reserve=10_000)
 
 
 def budget(counter: Counter, live: Live, share: DailyShare = SHARE, now: float = LATE) -> LiveTrafficBudget:
-    return LiveTrafficBudget(counter, share, live.queue, live.flush, clock=lambda: now)
+    return LiveTrafficBudget(counter, share, live.queue, clock=lambda: now)
 
 
 def test_the_daily_share_is_of_the_budget_above_the_reserve() -> None:
@@ -57,17 +53,13 @@ def test_the_daily_share_is_of_the_budget_above_the_reserve() -> None:
     assert DailyShare(0.5, 100, 500).calls == 0  # a reserve above the limit leaves nothing
 
 
-def test_nothing_holds_while_the_queue_is_empty_and_no_flush_runs() -> None:
+def test_nothing_holds_while_the_queue_is_empty() -> None:
     assert budget(Counter(), Live()).hold() is None
 
 
 @pytest.mark.parametrize("load", [QueueLoad(3), QueueLoad(0, merging=1)])
 def test_updates_waiting_or_being_merged_hold_reconcile(load: QueueLoad) -> None:
     assert budget(Counter(), Live(load=load)).hold() == "backlog"
-
-
-def test_a_flush_under_way_holds_reconcile() -> None:
-    assert budget(Counter(), Live(flushing=True)).hold() == "backlog"
 
 
 def test_its_calls_of_the_day_reaching_the_share_hold_it_without_looking_at_the_queue() -> None:

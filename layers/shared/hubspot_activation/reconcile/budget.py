@@ -1,10 +1,12 @@
 """``reconcile.ports.ReconcileBudget`` as deployed: reconcile spends only what live syncs leave.
 
-It holds while live traffic is under way (updates wait in the queue or are being merged, or a
-flush run holds a lane), and once its own calls of the day reach its daily share. Its HubSpot
-client also goes through the account-wide daily count and a 10-second governor of its own
-(``reconcile.wiring``), so these holds are about leaving live syncs the budget, not about HubSpot's
-limits themselves.
+It holds while updates wait in the queue or are being merged (a backlog of live traffic), and
+once its own calls of the day reach its daily share. Contacts already merged and being written by
+the flusher are left to the 10-second governor of reconcile's HubSpot client (``reconcile.wiring``):
+it takes a tenth of the window and waits whenever others use more, so a flush writing at its pace
+stops reconcile's reads call by call. The flush lanes' leases are no sign of live traffic: every
+minute's scheduled run takes them with nothing to write, and reconcile's own repairs wake the
+flusher, so holding on them would hold reconcile on itself.
 """
 
 from __future__ import annotations
@@ -55,21 +57,19 @@ class DailyShare:
 
 class LiveTrafficBudget:
     """``counter`` counts reconcile's calls per day across every caller (the schedule's walk, the
-    operator's ``POST /reconcile``, the journal poll); ``queue_load`` and ``flushing`` say whether
-    live traffic is under way (None: not looked at)."""
+    operator's ``POST /reconcile``, the journal poll); ``queue_load`` says what waits in the
+    queue (None: not looked at)."""
 
     def __init__(
         self,
         counter: CallCounter,
         share: DailyShare,
         queue_load: Callable[[], QueueLoad] | None = None,
-        flushing: Callable[[], bool] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._counter = counter
         self._share = share
         self._queue_load = queue_load
-        self._flushing = flushing
         self._clock = clock
         #: the day and reconcile's calls of it, as the counter last answered
         self._day = ""
@@ -83,8 +83,6 @@ class LiveTrafficBudget:
             load = self._queue_load()
             if load.waiting or load.merging:
                 return BACKLOG
-        if self._flushing is not None and self._flushing():
-            return BACKLOG
         return None
 
     def spent(self, calls: int) -> None:

@@ -22,7 +22,6 @@ from ..hubspot.client import HubSpotClient
 from ..hubspot.governor import GovernorSettings, RateGovernor
 from ..hubspot.reader import HubSpotContactReader
 from ..ledger.daily_counter import DynamoDbDailyCounter
-from ..ledger.flush_activity import DynamoDbFlushActivity
 from ..ledger.keys import reconcile_calls_key
 from ..ledger.reconcile_progress import DynamoDbReconcileProgress
 from ..ledger.reconcile_store import DynamoDbTrackedContacts
@@ -161,7 +160,6 @@ def reconcile_budget(
             settings.account_timezone,
         ),
         SqsQueueLoad(sqs, settings.queue_url) if sqs is not None and settings.queue_url else None,
-        DynamoDbFlushActivity(dynamodb, settings.ledger_table, settings.flush_lanes),
     )
 
 
