@@ -40,7 +40,7 @@ def test_each_function_package_keeps_to_its_side(side: str, other: str) -> None:
     assert {path: names for path, names in offenders.items() if names} == {}
 
 
-@pytest.mark.parametrize("side", ["ingest", "upsert"])
+@pytest.mark.parametrize("side", ["ingest", "upsert", "reconcile"])
 def test_no_function_package_imports_the_operations_package(side: str) -> None:
     # The operator's routes read what the functions record; the functions never depend on them.
     offenders = {
@@ -184,6 +184,7 @@ def test_each_function_builds_its_clients_in_its_composition_root_only() -> None
         "upsert/wiring.py": {"build_merge", "build_flush"},
         "ingest/api.py": {"from_environment"},
         "operations/wiring.py": {"build_api"},
+        "reconcile/wiring.py": {"build_reconcile"},
     }
     found = {
         str(path.relative_to(LIBRARY)): set(calls)
