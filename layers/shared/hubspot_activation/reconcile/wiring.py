@@ -81,12 +81,14 @@ def reconcile_runner(
     waker: FlushWaker | None,
     continuation: Callable[[], None] | None,
 ) -> ReconcileRunner:
-    service = reconciler(settings, dynamodb, sqs, client, waker)
+    """The walk's and the journal's reconciler share one property schema (one cache per container)."""
+    schema = property_schema(settings, client)
+    service = reconciler(settings, dynamodb, sqs, client, waker, schema)
     built: list[JournalPoll] = []
 
     def journal() -> JournalPoll:
         if not built:
-            built.append(journal_poller(settings, client, dynamodb, service))
+            built.append(journal_poller(settings, client, dynamodb, service, schema))
         return built[0]
 
     return ReconcileRunner(
@@ -96,6 +98,17 @@ def reconcile_runner(
         journal,
         lambda: journal_off(client),
         margin_seconds=PAGE_CALLS * client.max_call_seconds + RECORD_SECONDS,
+    )
+
+
+def property_schema(settings: UpsertSettings, client: HubSpotClient) -> PropertySchema:
+    return PropertySchema(
+        client,
+        settings.property_group,
+        settings.property_group_label,
+        settings.property_prefix,
+        max_age_seconds=settings.schema_cache_seconds,
+        unavailable_retry_seconds=settings.audience_property_retry_seconds,
     )
 
 
@@ -123,24 +136,18 @@ def reconciler(
     sqs: SQSClient | None,
     hubspot_client: HubSpotClient,
     waker: FlushWaker | None,
+    schema: PropertySchema | None = None,
 ) -> Reconciler:
     """The reconciler on these clients: the tracked contacts in the ledger, HubSpot's batch reads
-    through ``hubspot_client``, the budget live traffic leaves, and ``waker`` for the repairs."""
+    through ``hubspot_client``, the budget live traffic leaves, and ``waker`` for the repairs;
+    ``schema``: the property definitions' cache to share (None: its own)."""
     contacts: TrackedContacts = DynamoDbTrackedContacts(
         dynamodb, settings.ledger_table, settings.ledger_retention_days, lanes=settings.flush_lanes
-    )
-    schema = PropertySchema(
-        hubspot_client,
-        settings.property_group,
-        settings.property_group_label,
-        settings.property_prefix,
-        max_age_seconds=settings.schema_cache_seconds,
-        unavailable_retry_seconds=settings.audience_property_retry_seconds,
     )
     return Reconciler(
         contacts,
         HubSpotContactReader(hubspot_client),
-        schema,
+        schema or property_schema(settings, hubspot_client),
         reconcile_budget(settings, dynamodb, sqs),
         ReconcileSettings(deletions=settings.deletions, lanes=settings.flush_lanes),
         waker,
@@ -180,17 +187,14 @@ def managed_properties(schema: PropertySchema, settings: UpsertSettings) -> Call
 
 
 def journal_poller(
-    settings: UpsertSettings, client: HubSpotClient, dynamodb: DynamoDBClient, service: Reconciler
+    settings: UpsertSettings,
+    client: HubSpotClient,
+    dynamodb: DynamoDBClient,
+    service: Reconciler,
+    schema: PropertySchema,
 ) -> JournalPoll:
     """``reconcile.journal_wiring.journal_poller`` on the reconcile function's clients."""
     module = importlib.import_module(".journal_wiring", __package__)
-    schema = PropertySchema(
-        client,
-        settings.property_group,
-        settings.property_group_label,
-        settings.property_prefix,
-        max_age_seconds=settings.schema_cache_seconds,
-    )
     poller: Any = module.journal_poller(
         client, dynamodb, settings.ledger_table, service, managed_properties(schema, settings)
     )
