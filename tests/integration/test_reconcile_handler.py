@@ -15,10 +15,24 @@ from hubspot_activation.ledger.reconcile_progress import DynamoDbReconcileProgre
 
 from local.functions import handler
 from local.lambda_async import LocalAsyncFunction
+from local.template import translate
 from tests.conftest import FakeContext
-from tests.integration.test_merge_flush_handlers import Sync, logs, metric, profiles, sqs_event, sync
+from tests.integration import test_merge_flush_handlers as handlers
+from tests.integration.test_merge_flush_handlers import (
+    AwsCalls,
+    Sync,
+    aws_calls,
+    granted,
+    logs,
+    metric,
+    profiles,
+    published,
+    sqs_event,
+    sync,
+    watched,
+)
 
-__all__ = ["sync"]  # the fixture, used by name
+__all__ = ["aws_calls", "sync"]  # the fixtures, used by name
 
 RECONCILE_FUNCTION = "hubspot-activation-reconcile"
 SCHEDULED = {
@@ -162,3 +176,39 @@ def test_a_queue_backlog_holds_the_walk(sync: Sync, continued: Continued) -> Non
         and summary["stoppedBy"] == "backlog"
         and continued() == [{"walk": "continue"}]
     )
+
+
+def test_every_aws_call_the_walk_makes_is_one_its_role_grants_and_it_publishes_the_drift_metrics(
+    sync: Sync, continued: Continued, aws_calls: AwsCalls, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """moto enforces no IAM: a call the role does not grant would fail only in AWS. A walk reads
+    its progress, its credential, its day's count and the queue's depth, scans the contacts,
+    stores repairs with their pending markers, wakes the flusher, records, and continues itself."""
+    emails = synced(sync, 10)
+    edit(sync, emails[0], city="Edited in HubSpot")
+    sync.flush = None  # the wake-up is recorded, not run: only reconcile's own calls are seen
+    sync.woken()
+    capsys.readouterr()
+    aws_calls.calls = set()
+    summary = handler("reconcile", cold_start=True)(SCHEDULED, Context())
+    assert summary["repaired"] == 1 and sync.woken()[-1] == {"lane": 0}
+    calls = set(aws_calls.calls)
+    # Out of time at once: it continues itself.
+    handler("reconcile", cold_start=True)(SCHEDULED, Context(remaining_ms=60_000))
+    assert continued() == [{"walk": "continue"}]
+    calls |= aws_calls.calls
+    assert {action for action, _resource in calls} >= {
+        "secretsmanager:GetSecretValue",
+        "sqs:GetQueueAttributes",
+        "dynamodb:Scan",
+        "dynamodb:GetItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:BatchWriteItem",
+        "lambda:InvokeFunction",
+    }
+    logical = {**handlers._LOGICAL, RECONCILE_FUNCTION: ("${AWS::StackName}-reconcile",)}
+    sync.monkeypatch.setattr(handlers, "_LOGICAL", logical)
+    cfn = translate()
+    assert [call for call in sorted(calls) if not granted(cfn, "ReconcileFunctionRole", *call)] == []
+    drift = {"DriftDetected", "DriftRepaired"}
+    assert drift <= watched() and drift <= published(capsys.readouterr().out)
