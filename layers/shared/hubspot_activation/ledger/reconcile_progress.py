@@ -113,7 +113,7 @@ class DynamoDbReconcileProgress:
     def _record(self, item: Item, report: ReconcileReport, source: str) -> None:
         version = integer(item, VERSION) or 0
         body: dict[str, Any] = {**report.as_json(), "runs": 1}
-        complete = report.cursor is None and report.stopped_by is None
+        complete = not report.more
         names = {"#v": VERSION, "#l": LAST}
         values: Item = {":next": number(version + 1)}
         sets = ["#v = :next", "#l = :l"]

@@ -209,8 +209,9 @@ class ReconcileRunner:
 
 
 def _complete(report: ReconcileReport) -> bool:
-    """The walk reached its end (a run stopped before its first page has no cursor either)."""
-    return report.cursor is None and report.stopped_by is None
+    """The walk reached its end (a run stopped before its first page has no cursor either, and
+    has more)."""
+    return not report.more
 
 
 def _totals(reports: list[ReconcileReport]) -> dict[str, Any]:
