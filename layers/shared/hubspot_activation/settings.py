@@ -20,7 +20,7 @@ from .attribute_mapping import AttributeMapping
 from .hubspot.versions import ApiVersion
 from .ledger.keys import PENDING_PARTITIONS
 from .messages import DEFAULT_MAX_MESSAGE_BYTES
-from .reconcile.model import DeletionPolicy
+from .reconcile.policy import DeletionPolicy
 
 T = TypeVar("T")
 Number = TypeVar("Number", int, float)

@@ -8,6 +8,7 @@ from enum import StrEnum
 from typing import Any
 
 from ..upsert.ledger import LedgerEntry
+from .policy import DeletionPolicy as DeletionPolicy  # the setting's type, kept dependency-free
 
 #: Properties every read asks for besides the managed ones: who the record is and what it absorbed.
 IDENTITY_PROPERTIES = ("email", "hs_additional_emails", "hs_merged_object_ids")
@@ -28,13 +29,6 @@ class DriftKind(StrEnum):
     MERGED = "merged"
     #: a contact recorded as deleted is live again
     RESTORED = "restored"
-
-
-class DeletionPolicy(StrEnum):
-    #: a contact deleted in HubSpot stays deleted until the source sends a changed update
-    RESPECT = "respect"
-    #: reconcile re-creates it with its full current state
-    RECREATE = "recreate"
 
 
 @dataclass(frozen=True)
