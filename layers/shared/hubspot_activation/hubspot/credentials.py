@@ -92,6 +92,9 @@ class OAuthCredentials:
         self._expires_at = 0.0
         self._force_secret = False
         self._lock = threading.Lock()
+        #: the account (``hub_id``) and scopes HubSpot's token answer names (both optional in it)
+        self._portal_id: int | None = None
+        self._scopes: frozenset[str] | None = None
 
     def access_token(self) -> str:
         with self._lock:
@@ -99,6 +102,14 @@ class OAuthCredentials:
                 self._refresh()
             assert self._token is not None
             return self._token
+
+    def grant(self) -> tuple[int | None, frozenset[str] | None]:
+        """The account (``hub_id``) and scopes of the current token, as HubSpot's token endpoint
+        named them (None: it did not); refreshes the token when it must."""
+        with self._lock:
+            if self._token is None or self._clock() >= self._expires_at - EXPIRY_MARGIN_SECONDS:
+                self._refresh()
+            return self._portal_id, self._scopes
 
     def invalidate(self) -> None:
         with self._lock:
@@ -147,6 +158,10 @@ class OAuthCredentials:
             raise CredentialError(reason, status=response.status_code, category=str(status or error or ""))
         self._token = str(body["access_token"])
         self._expires_at = self._clock() + float(body.get("expires_in", 1800))
+        hub_id = str(body.get("hub_id"))
+        self._portal_id = int(hub_id) if hub_id.isdigit() else None
+        scopes = body.get("scopes")
+        self._scopes = frozenset(str(scope) for scope in scopes) if isinstance(scopes, list) else None
 
     def __repr__(self) -> str:
         return "OAuthCredentials(<hidden>)"
@@ -191,6 +206,13 @@ class RotatingCredentials:
                 self._current = credentials_from_secret(self._fetch, self._token_url, self._session)
                 current = self._current
             return current.access_token()
+
+    def current(self) -> StaticTokenCredentials | OAuthCredentials:
+        """The credentials of the kind the secret holds (read from the secret when not yet known)."""
+        with self._lock:
+            if self._current is None:
+                self._current = credentials_from_secret(self._fetch, self._token_url, self._session)
+            return self._current
 
     def invalidate(self) -> None:
         with self._lock:

@@ -7,6 +7,9 @@
 - ``issues`` index: items with ``issueStatus`` (failed, held, excluded, deleted), newest first.
 - ``held`` index: held markers (``#held#<audience digest>#<quoted email>``), keyed
   ``heldAudience`` and ``heldEmail``: the contacts holding changes of one audience.
+- ``hubspotId`` index: contacts HubSpot holds, keyed by their record id (``hubspotId``) and email:
+  the contacts the webhooks journal's events name.
+- ``#journal#offset``: the journal poller's position (one item).
 
 Why markers and not index entries per contact: docs/architecture.md.
 """
@@ -53,6 +56,11 @@ DUE_AT = "dueAt"
 #: number of lanes is its own, so any number of lanes up to this one splits them without a move.
 PENDING_PARTITIONS = 16
 
+#: The contacts' record-id index: partition key ``hubspotId`` (the contact items' attribute), sort
+#: key the table's key (several contacts may name one record after a merge).
+HUBSPOT_ID_INDEX = "hubspotId"
+HUBSPOT_ID = "hubspotId"
+
 DAILY_CALLS_PREFIX = "#hubspot-calls#"
 #: Reconcile's own HubSpot calls of a day (its daily share), counted like the connector's.
 RECONCILE_CALLS_PREFIX = "#reconcile-calls#"
@@ -65,11 +73,17 @@ PENDING_EMAILS = "emails"
 HELD_PREFIX = "#held#"
 EXCLUDED_PREFIX = "#excluded#"
 AUDIENCE_PREFIX = "#audience#"
+JOURNAL_PREFIX = "#journal#"
 #: DynamoDB's limit on a partition key value (UTF-8 bytes), on reads and writes alike.
 MAX_KEY_BYTES = 2048
 #: Follows AUDIENCE_PREFIX in the key of an audience whose id is too long to spell out. Percent
 #: encoding never produces ``#``, so a hashed key can never equal a spelled-out one.
 HASHED_AUDIENCE_MARK = "#sha256#"
+
+
+def journal_offset_key() -> str:
+    """The journal poller's one position item of the deployment (it names its account inside)."""
+    return JOURNAL_PREFIX + "offset"
 
 
 def daily_calls_key(day: str) -> str:
