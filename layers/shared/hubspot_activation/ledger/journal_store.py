@@ -54,12 +54,13 @@ class DynamoDbJournalOffsets:
         }
         if position.offset is not None:
             item[OFFSET] = string(position.offset)
-        names = {"#k": KEY}
         values: dict[str, Any] = {}
         if previous is None:
+            names = {"#k": KEY}
             condition = "attribute_not_exists(#k)"
         else:
-            names.update({"#p": PORTAL, "#s": SUBSCRIBED, "#o": OFFSET})
+            # DynamoDB refuses a name the expression does not use.
+            names = {"#p": PORTAL, "#s": SUBSCRIBED, "#o": OFFSET}
             values.update({":p": number(previous.portal_id), ":s": string(previous.subscribed)})
             condition = "#p = :p AND #s = :s AND "
             if previous.offset is None:
