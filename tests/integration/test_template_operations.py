@@ -12,6 +12,9 @@ from hubspot_activation.ledger.keys import (
     DAILY_CALLS_PREFIX,
     DUE_AT,
     EXCLUDED_PREFIX,
+    HUBSPOT_ID,
+    HUBSPOT_ID_INDEX,
+    KEY,
     PENDING_EMAILS,
     PENDING_INDEX,
     PENDING_PARTITION,
@@ -260,16 +263,19 @@ def test_the_operations_role_is_scoped_to_this_stack(cfn: dict[str, Any]) -> Non
     assert not any("Scan" in action for actions in granted.values() for action in actions)
 
 
-def test_the_ledger_has_sparse_issues_held_and_pending_indexes(cfn: dict[str, Any]) -> None:
+def test_the_ledger_has_sparse_issues_held_pending_and_hubspot_id_indexes(cfn: dict[str, Any]) -> None:
     table = cfn["Resources"]["LedgerTable"]["Properties"]
-    index, held, pending = table["GlobalSecondaryIndexes"]
+    index, held, pending, by_id = table["GlobalSecondaryIndexes"]
+    # The contacts by HubSpot record id: the journal poller's events name records, not emails.
+    assert by_id["IndexName"] == HUBSPOT_ID_INDEX and by_id["Projection"] == {"ProjectionType": "KEYS_ONLY"}
+    assert [k["AttributeName"] for k in by_id["KeySchema"]] == [HUBSPOT_ID, KEY]
     # The pending markers' index: a flush lane reads its partitions oldest due first, each marker
     # with the contacts it lists (then each contact's own item: the index is eventually consistent).
     assert pending["IndexName"] == PENDING_INDEX
     assert pending["Projection"] == {"ProjectionType": "INCLUDE", "NonKeyAttributes": [PENDING_EMAILS]}
     assert [k["AttributeName"] for k in pending["KeySchema"]] == [PENDING_PARTITION, DUE_AT]
     types = {d["AttributeName"]: d["AttributeType"] for d in table["AttributeDefinitions"]}
-    assert (types[PENDING_PARTITION], types[DUE_AT]) == ("S", "N")
+    assert (types[PENDING_PARTITION], types[DUE_AT], types[HUBSPOT_ID]) == ("S", "N", "S")
     # The held markers' index: a resume job reads one audience's contacts, whatever else is held.
     assert held["IndexName"] == "held" and held["Projection"] == {"ProjectionType": "KEYS_ONLY"}
     assert [k["AttributeName"] for k in held["KeySchema"]] == ["heldAudience", "heldEmail"]

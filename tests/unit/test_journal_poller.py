@@ -146,7 +146,8 @@ class FakeReconciler:
 @dataclass
 class World:
     journal: FakeJournal
-    ledger: MemoryDynamoDb
+    #: the in-memory table, passed where a boto3 DynamoDB client goes
+    ledger: Any
     offsets: DynamoDbJournalOffsets
     reconciler: FakeReconciler
     managed: list[str]
@@ -174,7 +175,7 @@ class World:
 
 @pytest.fixture
 def world() -> World:
-    ledger = MemoryDynamoDb()
+    ledger: Any = MemoryDynamoDb()
     offsets = DynamoDbJournalOffsets(ledger, TABLE, wall_clock=lambda: 1_780_000_000.0)
     return World(FakeJournal(), ledger, offsets, FakeReconciler(offsets), ["firstname", "aud_one"], [0.0])
 
