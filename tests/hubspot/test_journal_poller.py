@@ -20,6 +20,7 @@ from hubspot_activation.hubspot.governor import RateGovernor
 from hubspot_activation.hubspot.journal import (
     JOURNAL_SCOPES,
     FileExpired,
+    OffsetExpired,
     WebhooksJournal,
     journal_client,
     journal_enabled,
@@ -214,17 +215,29 @@ def test_an_offset_that_expired_starts_from_the_earliest_and_asks_for_a_full_wal
     assert not stack.poll().full_walk_needed
 
 
-def test_an_expired_file_link_is_its_own_error(stack: Stack) -> None:
-    ada = stack.upsert("ada@example.com", firstname="Ada")
-    stack.track("ada@example.com", ada)
+def test_offsets_and_file_links_expire_as_distinct_errors(stack: Stack) -> None:
     stack.poll()
+    ada = stack.upsert("ada@example.com", firstname="Ada")
+    bob = stack.upsert("bob@example.com", firstname="Bob")
     journal = WebhooksJournal(journal_client(stack.client))
-    entry = journal.latest()
-    assert entry is not None
-    assert journal.events(entry)[0]["objectId"] == int(ada)
+    first, entry = journal.earliest(), journal.latest()
+    assert first is not None and entry is not None
+    following = journal.next_after(first.offset)
+    assert following is not None and following.offset == entry.offset
+    assert journal.next_after(entry.offset) is None and journal.batch_after(entry.offset) == []
+    assert [journal.events(e)[0]["objectId"] for e in (first, entry)] == [int(ada), int(bob)]
+    assert journal.calls == 5
+
     stack.clock.now += 301  # a file link lives 5 minutes
-    with pytest.raises(FileExpired):
+    with pytest.raises(FileExpired) as link:
         journal.events(entry)
+    assert link.value.status == 403
+    stack.clock.now += 3 * 86_400  # the journal keeps 3 days
+    with pytest.raises(OffsetExpired) as offset:
+        journal.batch_after(first.offset)
+    assert offset.value.status == 400 and offset.value.offset == first.offset
+    with pytest.raises(OffsetExpired):
+        journal.next_after(first.offset)
 
 
 def test_an_oauth_app_without_the_journal_scopes_is_reported_unavailable(sandbox: SandboxServer) -> None:
