@@ -26,9 +26,12 @@ from hubspot_activation.hubspot.journal import (
     journal_enabled,
 )
 from hubspot_activation.hubspot.versions import ApiVersion, Paths
+from hubspot_activation.ledger.reconcile_store import DynamoDbTrackedContacts
 from hubspot_activation.reconcile.journal import JournalPoller
 from hubspot_activation.reconcile.journal_wiring import journal_poller
-from hubspot_activation.reconcile.model import ReconcileReport
+from hubspot_activation.reconcile.model import DriftKind, ReconcileReport
+from hubspot_activation.reconcile.service import Reconciler
+from hubspot_activation.upsert.ledger import DELETED
 from moto import mock_aws
 
 from bench.fakes import MemoryDailyCounter
@@ -36,6 +39,8 @@ from local.hubspot_sandbox import SandboxServer
 from local.hubspot_sandbox.state import ALL_SCOPES
 from tests.conftest import create_ledger_table
 from tests.hubspot.conftest import FAST_RETRY, TokenSecret, governor_for
+from tests.hubspot.test_reconcile import Budget, ObservedReader
+from tests.hubspot.test_sync import GOLD, GOLD_PROP, build_harness, realized, update
 
 TABLE = "ledger"
 CONTACTS = "/crm/v3/objects/contacts"
@@ -248,3 +253,61 @@ def test_an_oauth_app_without_the_journal_scopes_is_reported_unavailable(sandbox
         report = poller.poll(time.monotonic() + 60)
     assert report.stopped_by == "unavailable" and "webhooks-journal" in (report.unavailable or "")
     assert journal_requests(sandbox) == 0
+
+
+def test_the_real_reconciler_repairs_what_the_journal_names_and_only_that(
+    sandbox: SandboxServer, make_client: Callable[..., HubSpotClient]
+) -> None:
+    with mock_aws():
+        create_ledger_table(TABLE)
+        harness = build_harness(sandbox, make_client)
+        harness.sync(
+            [
+                update("ada@example.com", realized(GOLD, 1000, "Gold"), firstname="Ada", city="London"),
+                update("bob@example.com", realized(GOLD, 1000, "Gold"), firstname="Bob", city="Bristol"),
+                update("cy@example.com", realized(GOLD, 1000, "Gold"), firstname="Cy", city="Cardiff"),
+            ]
+        )
+        sandbox.state.config.update({"oauth_token_ttl_seconds": 10 * 86_400})
+        budget = Budget()
+        reconciler = Reconciler(
+            DynamoDbTrackedContacts(harness.dynamodb, TABLE),
+            ObservedReader(harness.client),
+            harness.schema,
+            budget,
+            clock=harness.clock.time,
+            monotonic=harness.clock.monotonic,
+        )
+        poller = journal_poller(
+            oauth_client(sandbox, MemoryDailyCounter(), ALL_SCOPES | JOURNAL_SCOPES),
+            harness.dynamodb,
+            TABLE,
+            reconciler,
+            lambda: ["firstname", "city", GOLD_PROP],
+            clock=harness.clock.monotonic,
+        )
+        assert poller.poll(harness.clock.monotonic() + 60).subscribed
+
+        state, crm = sandbox.state, sandbox.state.add_private_app_token()
+        bob = state.email_index["bob@example.com"]
+        edited = requests.patch(
+            f"{sandbox.url}{CONTACTS}/{bob}",
+            json={"properties": {"city": "Paris"}},
+            headers={"Authorization": f"Bearer {crm}"},
+            timeout=5,
+        )
+        assert edited.ok
+        state.archive(state.email_index["ada@example.com"])
+        state.contacts[state.email_index["cy@example.com"]]["properties"]["city"] = "Cork"  # no event
+
+        report = poller.poll(harness.clock.monotonic() + 60)
+
+        assert report.reconcile is not None and report.reconcile.checked == 2
+        assert (
+            report.reconcile.drift[DriftKind.EDITED] == 1 and report.reconcile.drift[DriftKind.DELETED] == 1
+        )
+        assert report.offset is not None and harness.pending() == {"bob@example.com"}
+        assert harness.entry("ada@example.com").status == DELETED
+        harness.flush()
+        assert harness.contact("bob@example.com")["city"] == "Bristol"
+        assert harness.contact("cy@example.com")["city"] == "Cork"  # the scheduled walk's to find
