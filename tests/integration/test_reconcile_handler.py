@@ -11,9 +11,11 @@ from typing import Any
 
 import boto3
 import pytest
+from hubspot_activation.hubspot.journal import JOURNAL_SCOPES
 from hubspot_activation.ledger.reconcile_progress import DynamoDbReconcileProgress
 
 from local.functions import handler
+from local.hubspot_sandbox.state import ALL_SCOPES
 from local.lambda_async import LocalAsyncFunction
 from local.template import translate
 from tests.conftest import FakeContext
@@ -212,3 +214,36 @@ def test_every_aws_call_the_walk_makes_is_one_its_role_grants_and_it_publishes_t
     assert [call for call in sorted(calls) if not granted(cfn, "ReconcileFunctionRole", *call)] == []
     drift = {"DriftDetected", "DriftRepaired"}
     assert drift <= watched() and drift <= published(capsys.readouterr().out)
+
+
+def test_the_journal_event_reconciles_the_contacts_hubspot_names_with_calls_its_role_grants(
+    sync: Sync, continued: Continued, aws_calls: AwsCalls
+) -> None:
+    """An OAuth app's credential: the every-minute event subscribes and starts from the newest
+    entry, then reconciles only the contacts the journal names (a deletion and a GDPR erase)."""
+    emails = synced(sync, 10)
+    client_id, client_secret, refresh = sync.sandbox.state.add_oauth_app(ALL_SCOPES | JOURNAL_SCOPES)
+    secrets = boto3.client("secretsmanager")
+    secret_id = secrets.list_secrets()["SecretList"][0]["Name"]
+    oauth = {"clientId": client_id, "clientSecret": client_secret, "refreshToken": refresh}
+    secrets.put_secret_value(SecretId=secret_id, SecretString=json.dumps(oauth))
+    journal = {"journal": True}
+    aws_calls.calls = set()
+
+    first = handler("reconcile", cold_start=True)(journal, Context())
+    assert first["checked"] == 0 and first["journal"]["expired"] is False
+    state = sync.sandbox.state
+    state.archive(state.email_index[emails[2]])
+    state.erase(state.email_index[emails[5]])
+    edit(sync, emails[8], city="Not in the journal")  # no event: left to the walk
+
+    second = handler("reconcile", cold_start=False)(journal, Context())
+    assert second["checked"] == 2 and second["drift"]["deleted"] == 1 and second["drift"]["erased"] == 1
+    progress = DynamoDbReconcileProgress(boto3.client("dynamodb"), "ledger").last()
+    assert progress is not None and progress["source"] == "journal"
+    logical = {**handlers._LOGICAL, RECONCILE_FUNCTION: ("${AWS::StackName}-reconcile",)}
+    sync.monkeypatch.setattr(handlers, "_LOGICAL", logical)
+    cfn = translate()
+    assert [
+        call for call in sorted(aws_calls.calls) if not granted(cfn, "ReconcileFunctionRole", *call)
+    ] == []

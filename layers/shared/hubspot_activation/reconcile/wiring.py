@@ -11,15 +11,15 @@ part), so reconcile reads only while the flush lanes leave the window nearly unu
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING
 
 import boto3
 
 from ..hubspot.client import HubSpotClient
 from ..hubspot.governor import GovernorSettings, RateGovernor
+from ..hubspot.journal import journal_enabled
 from ..hubspot.reader import HubSpotContactReader
 from ..ledger.daily_counter import DynamoDbDailyCounter
 from ..ledger.keys import reconcile_calls_key
@@ -33,6 +33,7 @@ from ..upsert.schema import PropertySchema
 from ..upsert.wiring import AWS_CONFIG, governor_settings, hubspot_client, lane_of
 from .adapter import JournalPoll, LambdaSelfInvoker, ReconcileRunner
 from .budget import DailyShare, LiveTrafficBudget
+from .journal_wiring import journal_poller as build_journal_poller
 from .ports import TrackedContacts
 from .service import Reconciler, ReconcileSettings
 
@@ -193,16 +194,13 @@ def journal_poller(
     service: Reconciler,
     schema: PropertySchema,
 ) -> JournalPoll:
-    """``reconcile.journal_wiring.journal_poller`` on the reconcile function's clients."""
-    module = importlib.import_module(".journal_wiring", __package__)
-    poller: Any = module.journal_poller(
+    """The journal poller on the reconcile function's clients."""
+    return build_journal_poller(
         client, dynamodb, settings.ledger_table, service, managed_properties(schema, settings)
     )
-    return cast(JournalPoll, poller)
 
 
 def journal_off(client: HubSpotClient) -> str | None:
     """Why the journal cannot be read with ``client``'s credential now (None: it can)."""
-    module = importlib.import_module("..hubspot.journal", __package__)
-    access: Any = module.journal_enabled(client.credentials)
+    access = journal_enabled(client.credentials)
     return None if access else str(access.reason or "the journal cannot be read")
