@@ -12,6 +12,7 @@ from hubspot_activation.ledger.keys import (
     DAILY_CALLS_PREFIX,
     DUE_AT,
     EXCLUDED_PREFIX,
+    PENDING_PREFIX,
     PENDING_EMAILS,
     PENDING_INDEX,
     PENDING_PARTITION,
@@ -174,6 +175,7 @@ OPERATIONS_ROUTES = {
     "PUT /audiences/{id}",
     "DELETE /audiences/{id}",
     "POST /replay",
+    "POST /reconcile",
 }
 
 
@@ -232,17 +234,31 @@ def test_the_operations_role_is_scoped_to_this_stack(cfn: dict[str, Any]) -> Non
         "sqs:SendMessage",  # an undecodable letter set aside in the DLQ's own group
     }
     assert granted[queue] == {"sqs:SendMessage", "sqs:GetQueueAttributes"}
-    assert granted[table] == {"dynamodb:GetItem", "dynamodb:DescribeTable", "dynamodb:UpdateItem"}
-    # Reads are table-wide; the write is limited to the item kinds the function owns.
-    (write,) = [s for s in statements(cfn, "OperationsFunctionRole") if "dynamodb:UpdateItem" in s["Action"]]
-    assert write["Action"] == ["dynamodb:UpdateItem"]
-    assert write["Condition"] == {
+    assert granted[table] == {
+        "dynamodb:GetItem",
+        "dynamodb:DescribeTable",
+        "dynamodb:UpdateItem",
+        "dynamodb:BatchGetItem",
+    }
+    # Reads are table-wide; the writes are limited to the item kinds the function owns: audience
+    # metadata and the daily count, and what POST /reconcile stores (contacts, their pending
+    # markers, the runs' outcome).
+    by_sid = {s["Sid"]: s for s in statements(cfn, "OperationsFunctionRole") if "Sid" in s}
+    assert by_sid["WriteAudiences"]["Action"] == ["dynamodb:UpdateItem"]
+    assert by_sid["WriteAudiences"]["Condition"] == {
         "ForAllValues:StringLike": {
             "dynamodb:LeadingKeys": [AUDIENCE_PREFIX + "*", DAILY_CALLS_PREFIX + "*"],
         }
     }
-    (index,) = [resource for resource in granted if "index/issues" in resource]
-    assert granted[index] == {"dynamodb:Query"}
+    assert by_sid["Reconcile"]["Condition"] == {
+        "ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["*@*", PENDING_PREFIX + "*", "#reconcile#*"]}
+    }
+    assert by_sid["WakeFlusher"]["Resource"] == {"Fn::GetAtt": ["FlushFunction", "Arn"]}
+    indexes = [resource for resource in granted if "/index/" in resource]
+    assert len(indexes) == 2 and all(granted[index] == {"dynamodb:Query"} for index in indexes)
+    assert {"index/issues", "index/pending"} == {
+        name for name in ("index/issues", "index/pending") for index in indexes if name in index
+    }
     # Only CloudWatch's metric read is account-wide (it has no resource-level permission).
     assert granted[json.dumps("*")] == {"cloudwatch:GetMetricData"}
     # Ingest may only add exclusions to the table; the operations role cannot scan it.

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from ..http_body import parse_json
 from ..http_errors import InvalidInput
 from ..ledger.issue_item import Issue, IssueKey
-from ..ledger.keys import ISSUE_EXCLUDED
+from ..ledger.keys import ISSUE_DELETED, ISSUE_EXCLUDED, SEEN, SEEN_AT, SEEN_DRIFT, SEEN_ID
+from ..ledger.values import integer, text
 from ..timestamps import iso_from_ms
 from ..upsert.ledger import LedgerEntry
 
@@ -22,8 +24,29 @@ def _iso(ms: int | None) -> str | None:
     return iso_from_ms(ms) if ms else None
 
 
-def contact_view(entry: LedgerEntry) -> dict[str, Any]:
-    """One contact's sync state as the ledger holds it."""
+def hubspot_view(item: Mapping[str, Any]) -> dict[str, Any] | None:
+    """What HubSpot was last seen to hold for the contact (reconcile writes it on the contact's
+    item), or None when reconcile never read it. ``id`` is null when HubSpot held no live record;
+    a property is null when it was empty in HubSpot."""
+    at_ms = integer(item, SEEN_AT)
+    if at_ms is None:
+        return None
+    seen = item.get(SEEN) or {}
+    values = seen.get("M", {}) if isinstance(seen, Mapping) else {}
+    return {
+        "seenAt": iso_from_ms(at_ms),
+        "id": text(item, SEEN_ID),
+        "properties": {name: _seen_value(value) for name, value in sorted(values.items())},
+        "drift": text(item, SEEN_DRIFT),
+    }
+
+
+def _seen_value(value: Mapping[str, Any]) -> str | None:
+    return str(value["S"]) if "S" in value else None
+
+
+def contact_view(entry: LedgerEntry, hubspot: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One contact's sync state as the ledger holds it, and what HubSpot was last seen to hold."""
     return {
         "email": entry.email,
         "status": entry.status,
@@ -48,11 +71,13 @@ def contact_view(entry: LedgerEntry) -> dict[str, Any]:
         },
         "warnings": dict(entry.warnings),
         "unconfirmedSince": _iso(entry.unconfirmed_at_ms),
+        "hubspot": hubspot,
     }
 
 
 def issue_view(issue: Issue) -> dict[str, Any]:
-    """An item of the issues index: a failed contact, or a profile excluded at ingest."""
+    """An item of the issues index: a failed, held or deleted contact (``at``: when it failed, was
+    held, or was found deleted in HubSpot), or a profile excluded at ingest."""
     at = _iso(issue.at_ms)
     if issue.status == ISSUE_EXCLUDED:
         return {
@@ -63,13 +88,16 @@ def issue_view(issue: Issue) -> dict[str, Any]:
             "requestId": issue.request_id,
             "index": issue.profile_index,
         }
-    return {
+    view: dict[str, Any] = {
         "status": issue.status,
         "email": issue.key,
         "reason": issue.reason,
         "at": at,
         "hubspotId": issue.hubspot_id,
     }
+    if issue.status == ISSUE_DELETED:
+        view["deletedAt"] = at
+    return view
 
 
 def error_kind(reason: str | None) -> str:
