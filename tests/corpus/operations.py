@@ -116,6 +116,7 @@ def operations_handler(setenv: Callable[[str, str], None]) -> Iterator[Handler]:
             "HubSpotCredentialSecret": hubspot_secret,
             "ActivationsQueue": queue,
             "ActivationsDeadLetterQueue": dlq,
+            "FlushFunction": "ops-flush",
         }
         for name, value in _environment(refs).items():
             setenv(name, value)

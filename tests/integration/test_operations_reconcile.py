@@ -28,7 +28,7 @@ from hubspot_activation.ledger.keys import (
 )
 from hubspot_activation.operations.api import OperationsApi
 from hubspot_activation.operations.wiring import operations_api
-from hubspot_activation.reconcile.model import DriftKind, Finding, ReconcileReport
+from hubspot_activation.reconcile.model import DriftKind, Finding, InvalidCursor, ReconcileReport
 from hubspot_activation.secret_store import secrets_manager_fetcher
 from hubspot_activation.settings import OperationsSettings, UpsertSettings
 from moto import mock_aws
@@ -70,6 +70,8 @@ class FakeReconciler:
             }
         )
         report = ReconcileReport(dry_run=dry_run, calls=1)
+        if cursor is not None and not cursor.isdigit():
+            raise InvalidCursor("cursor is not one a reconcile answered with")
         if emails is not None:
             chosen = [email for email in emails if email in self.tracked]
         else:
@@ -230,6 +232,12 @@ def test_reconcile_refuses_what_it_cannot_use_naming_the_field(ops: Ops, body: A
     assert status == 400, answer
     assert answer["field"] == field_name and answer["error"]
     assert ops.reconciler.calls == [] and ops.builds == []
+
+
+def test_a_cursor_the_reconciler_never_answered_with_is_refused_naming_it(ops: Ops) -> None:
+    status, answer = ops.call("POST", "/reconcile", {"cursor": "not-a-cursor"})
+    assert status == 400 and answer["field"] == "cursor", answer
+    assert ops.history.records == []
 
 
 def test_reconcile_needs_the_token(ops: Ops) -> None:
@@ -426,3 +434,19 @@ def test_cli_reconcile_fails_on_an_error_and_says_why(ops: Ops) -> None:
     assert code == 1
     assert "stopped: request 1 failed: HTTP 400 invalid" in out.replace("invalid_input", "invalid")
     assert "emails[0]" in out
+
+
+def test_the_hold_is_recorded_at_most_every_ten_seconds_and_never_moves_back(ops: Ops) -> None:
+    now = [time.time()]
+    recorder = DynamoDbHeldRecorder(ops.dynamodb, TABLE, clock=lambda: now[0])
+    recorder()
+    first = ops.call("GET", "/sync/status")[1]["hubspotBudget"]["rateLimitHeldAt"]
+    now[0] += 5
+    recorder()
+    assert ops.call("GET", "/sync/status")[1]["hubspotBudget"]["rateLimitHeldAt"] == first
+    now[0] += 6
+    recorder()
+    later = ops.call("GET", "/sync/status")[1]["hubspotBudget"]["rateLimitHeldAt"]
+    assert later > first
+    DynamoDbHeldRecorder(ops.dynamodb, TABLE, clock=lambda: now[0] - 60)()  # another lane, behind
+    assert ops.call("GET", "/sync/status")[1]["hubspotBudget"]["rateLimitHeldAt"] == later

@@ -19,8 +19,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ..ledger.operations_store import StoreUnavailable
 from ..observability import logger
-from ..reconcile.model import ReconcileReport
+from ..reconcile.model import InvalidCursor, ReconcileReport
 from ..upsert.ledger import LedgerUnavailable
+from .views import InvalidParameter
 
 #: Where an outcome was recorded from.
 API_SOURCE = "api"
@@ -87,13 +88,16 @@ class ReconcileService:
         deadline = self._monotonic() + max(0.0, seconds)
         if self._runner is None:
             self._runner = self._build()
-        report = self._runner.run(
-            dry_run=dry_run,
-            cursor=None if emails else cursor,
-            emails=emails,
-            deadline=deadline,
-            max_contacts=self.limits.max_contacts,
-        )
+        try:
+            report = self._runner.run(
+                dry_run=dry_run,
+                cursor=None if emails else cursor,
+                emails=emails,
+                deadline=deadline,
+                max_contacts=self.limits.max_contacts,
+            )
+        except InvalidCursor as exc:
+            raise InvalidParameter("cursor", str(exc)) from None
         answer = report.as_json()
         answer["recorded"] = self._record(report)
         return answer
