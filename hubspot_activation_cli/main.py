@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     issues = sub.add_parser(
         "issues", parents=[connection], help="failed, held or excluded contacts: GET /sync/issues"
     )
-    issues.add_argument("--status", choices=["failed", "held", "excluded"])
+    issues.add_argument("--status", choices=["failed", "held", "excluded", "deleted"])
     issues.add_argument("--limit", type=_positive)
     issues.add_argument("--cursor", help="the cursor a previous page returned")
     replay = sub.add_parser("replay", parents=[connection], help="re-sync failed contacts: POST /replay")

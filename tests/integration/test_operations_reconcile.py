@@ -10,10 +10,11 @@ import time
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import boto3
 import pytest
+from aws_lambda_powertools.utilities.typing import LambdaContext
 from hubspot_activation.ledger.daily_calls_item import add_calls_update
 from hubspot_activation.ledger.daily_counter import DynamoDbHeldRecorder
 from hubspot_activation.ledger.keys import (
@@ -115,7 +116,7 @@ class Ops:
         event = event_of(
             {"method": method, "route": route, "body": json.dumps(body) if body else None, **case}
         )
-        response = self.api.handle(event, context or FakeContext())
+        response = self.api.handle(event, cast(LambdaContext, context or FakeContext()))
         return response["statusCode"], json.loads(response["body"])
 
 
@@ -227,7 +228,7 @@ def test_reconcile_checks_the_emails_named_normalized_once_each(ops: Ops) -> Non
 )
 def test_reconcile_refuses_what_it_cannot_use_naming_the_field(ops: Ops, body: Any, field_name: str) -> None:
     event = event_of({"method": "POST", "route": "/reconcile", "body": json.dumps(body)})
-    response = ops.api.handle(event, FakeContext())
+    response = ops.api.handle(event, cast(LambdaContext, FakeContext()))
     status, answer = response["statusCode"], json.loads(response["body"])
     assert status == 400, answer
     assert answer["field"] == field_name and answer["error"]
