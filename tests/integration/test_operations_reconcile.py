@@ -16,7 +16,6 @@ import boto3
 import pytest
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from hubspot_activation.ledger.daily_calls_item import add_calls_update
-from hubspot_activation.ledger.daily_counter import DynamoDbHeldRecorder
 from hubspot_activation.ledger.keys import (
     ISSUE_DELETED,
     SEEN,
@@ -27,6 +26,7 @@ from hubspot_activation.ledger.keys import (
     pending_partition,
     pending_partition_value,
 )
+from hubspot_activation.ledger.rate_limit_holds import DynamoDbHeldRecorder
 from hubspot_activation.operations.api import OperationsApi
 from hubspot_activation.operations.wiring import operations_api
 from hubspot_activation.reconcile.model import DriftKind, Finding, InvalidCursor, ReconcileReport

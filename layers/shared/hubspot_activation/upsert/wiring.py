@@ -16,8 +16,9 @@ from ..hubspot.governor import GovernorSettings, RateGovernor
 from ..hubspot.versions import Paths
 from ..ledger.audience_directory import DynamoDbAudienceDirectory
 from ..ledger.contact_state import DynamoDbContactStates, DynamoDbFlushLease
-from ..ledger.daily_counter import DynamoDbDailyCounter, DynamoDbHeldRecorder
+from ..ledger.daily_counter import DynamoDbDailyCounter
 from ..ledger.keys import PENDING_PARTITIONS, pending_partition
+from ..ledger.rate_limit_holds import DynamoDbHeldRecorder
 from ..secret_store import SecretFetcher, secrets_manager_fetcher
 from ..settings import UpsertSettings
 from .adapter import (
