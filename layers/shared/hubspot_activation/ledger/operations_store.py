@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from ..reconcile.model import Seen
+from ..upsert.ledger import LedgerEntry
 from .audience_item import (
     AudienceRecord,
     audience_key_item,
@@ -20,7 +22,7 @@ from .audience_item import (
     save_update,
     saved_record,
 )
-from .contact_item import contact_key
+from .contact_item import contact_key, entry_from_item
 from .daily_calls_item import calls_from_item, daily_calls_key_item, held_at_from_item
 from .issue_item import Issue, IssueKey, issue_from_item, key_attributes, key_from_attributes
 from .keys import (
@@ -32,6 +34,7 @@ from .keys import (
     PENDING_PARTITIONS,
     pending_partition_value,
 )
+from .seen_item import seen_from_item
 from .values import string
 
 if TYPE_CHECKING:
@@ -53,6 +56,13 @@ class Count:
     value: int
     #: False when the count stopped after MAX_COUNT_PAGES: the real number is higher
     exact: bool
+
+
+@dataclass(frozen=True)
+class StoredContact:
+    entry: LedgerEntry
+    #: what HubSpot was last seen to hold (None: reconcile never read the contact)
+    seen: Seen | None
 
 
 @dataclass(frozen=True)
@@ -96,12 +106,11 @@ class OperationsStore:
             **options,
         }
 
-    def contact_item(self, email: str) -> dict[str, Any] | None:
-        """The contact's item as stored (what reconcile saw in HubSpot is on it too)."""
-        item: dict[str, Any] | None = _guarded(
+    def contact(self, email: str) -> StoredContact | None:
+        item = _guarded(
             self._client.get_item, TableName=self._table, Key=contact_key(email), ConsistentRead=True
         ).get("Item")
-        return item
+        return StoredContact(entry_from_item(item), seen_from_item(item)) if item else None
 
     def issues(self, status: str, limit: int, start_key: IssueKey | None) -> IssuePage:
         """One page of the index, newest first. DynamoDB may return fewer than ``limit`` items with

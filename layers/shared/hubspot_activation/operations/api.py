@@ -26,7 +26,6 @@ from ..http_body import parse_json, read_body
 from ..http_errors import ApiError, as_api_error, error_response, map_errors, quoted, request_id
 from ..hubspot.errors import HubSpotError
 from ..ingest.publisher import EnqueueError
-from ..ledger.contact_item import entry_from_item
 from ..ledger.keys import ISSUE_FAILED, ISSUE_STATUSES
 from ..ledger.operations_store import OperationsStore, StoreUnavailable
 from ..model import is_unicode
@@ -299,12 +298,12 @@ class OperationsApi:
         problem = email_problem(address)
         if problem is not None:
             raise InvalidParameter("email", problem)
-        item = self._store.contact_item(address)
-        if item is None:
+        contact = self._store.contact(address)
+        if contact is None:
             raise ApiError(
                 HTTPStatus.NOT_FOUND, "not_found", "the ledger has no sync state for this contact", "email"
             )
-        return _json(HTTPStatus.OK, contact_view(entry_from_item(item), hubspot_view(item)))
+        return _json(HTTPStatus.OK, contact_view(contact.entry, hubspot_view(contact.seen)))
 
     def _put_audience(self, audience_id: str) -> Response[str]:
         audience = self._path_parameter("id", audience_id)

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping
 from typing import Any
 
 from ..http_body import parse_json
 from ..http_errors import InvalidInput
 from ..ledger.issue_item import Issue, IssueKey
-from ..ledger.keys import ISSUE_DELETED, ISSUE_EXCLUDED, SEEN, SEEN_AT, SEEN_DRIFT, SEEN_ID
-from ..ledger.values import integer, text
+from ..ledger.keys import ISSUE_DELETED, ISSUE_EXCLUDED
+from ..reconcile.model import Seen
 from ..timestamps import iso_from_ms
 from ..upsert.ledger import LedgerEntry
 
@@ -24,25 +23,17 @@ def _iso(ms: int | None) -> str | None:
     return iso_from_ms(ms) if ms else None
 
 
-def hubspot_view(item: Mapping[str, Any]) -> dict[str, Any] | None:
-    """What HubSpot was last seen to hold for the contact (reconcile writes it on the contact's
-    item), or None when reconcile never read it. ``id`` is null when HubSpot held no live record;
-    a property is null when it was empty in HubSpot."""
-    at_ms = integer(item, SEEN_AT)
-    if at_ms is None:
+def hubspot_view(seen: Seen | None) -> dict[str, Any] | None:
+    """What HubSpot was last seen to hold for the contact, or None when reconcile never read it.
+    ``id`` is null when HubSpot held no live record; a property is null when it was empty there."""
+    if seen is None:
         return None
-    seen = item.get(SEEN) or {}
-    values = seen.get("M", {}) if isinstance(seen, Mapping) else {}
     return {
-        "seenAt": iso_from_ms(at_ms),
-        "id": text(item, SEEN_ID),
-        "properties": {name: _seen_value(value) for name, value in sorted(values.items())},
-        "drift": text(item, SEEN_DRIFT),
+        "seenAt": iso_from_ms(seen.at_ms),
+        "id": seen.hubspot_id,
+        "properties": dict(sorted(seen.properties.items())),
+        "drift": seen.drift.value if seen.drift else None,
     }
-
-
-def _seen_value(value: Mapping[str, Any]) -> str | None:
-    return str(value["S"]) if "S" in value else None
 
 
 def contact_view(entry: LedgerEntry, hubspot: dict[str, Any] | None = None) -> dict[str, Any]:
