@@ -11,6 +11,12 @@ from .send import Progress
 
 #: Examples kept for the report (each answer brings up to ten).
 MAX_EXAMPLES = 10
+#: Why a call checked nothing that passes: live syncs are using HubSpot's budget.
+BACKLOG = "backlog"
+#: The first pause before calling again after such a call (doubling, up to 8 times this).
+WAIT_STEP_SECONDS = 2.0
+#: How long in a row the walk waits for live syncs before it gives up (with a cursor to resume).
+MAX_WAIT_SECONDS = 300.0
 
 
 @dataclass
@@ -27,6 +33,8 @@ class ReconcileTotals:
     cursor: str | None = None
     #: why it stopped before the end, if it did
     failure: str | None = None
+    #: calls that checked nothing because live syncs came first
+    stalls: int = 0
 
     def add(self, answer: Any) -> None:
         if not isinstance(answer, dict):
@@ -59,6 +67,8 @@ class ReconcileTotals:
                 + (f" ({properties})" if properties else "")
                 + (" - repaired" if example.get("repaired") else "")
             )
+        if self.stalls:
+            lines.append(f"waited for live syncs {self.stalls} times")
         if self.failure:
             lines.append(f"stopped: {self.failure}")
             if self.cursor:
@@ -84,18 +94,23 @@ def reconcile(
     emails: list[str] | None = None,
     cursor: str | None = None,
     progress_stream: TextIO | None = None,
+    max_wait_seconds: float = MAX_WAIT_SECONDS,
 ) -> ReconcileTotals:
-    """Call POST /reconcile until ``more`` is false; an error, or a call that checked nothing and
-    stopped (HubSpot's budget is for live syncs now), ends the walk with ``failure`` set."""
+    """Call POST /reconcile until ``more`` is false. A call that checked nothing because live
+    syncs use HubSpot's budget now (``stoppedBy: backlog``) is made again after a pause, for up to
+    ``max_wait_seconds`` in a row; an error, or any other stop, ends the walk with ``failure``
+    set and the cursor to resume from."""
     totals = ReconcileTotals(dry_run=dry_run, cursor=cursor)
     progress = Progress(_total(client, emails) if progress_stream else 0, progress_stream, "contacts")
+    waited = 0.0
     try:
         while True:
+            position = totals.cursor
             body: dict[str, Any] = {"dryRun": dry_run}
             if emails:
                 body["emails"] = emails
-            elif totals.cursor:
-                body["cursor"] = totals.cursor
+            elif position:
+                body["cursor"] = position
             try:
                 # A repeat is harmless: a contact repaired once shows no drift the second time.
                 answer = client.post("/reconcile", body)
@@ -105,11 +120,23 @@ def reconcile(
             checked_before = totals.checked
             totals.add(answer)
             progress.update(totals.checked, totals.requests)
+            stopped = answer.get("stoppedBy")
+            if stopped and totals.checked == checked_before:
+                totals.cursor = position  # nothing read: go on from where this call started
+                pause = min(WAIT_STEP_SECONDS * 2 ** min(totals.stalls, 3), max_wait_seconds - waited)
+                if stopped != BACKLOG or pause <= 0:
+                    totals.failure = (
+                        f"the API stopped without checking a contact ({stopped}); try again later"
+                    )
+                    break
+                totals.stalls += 1
+                waited += pause
+                client.sleep(pause)
+                continue
+            waited = 0.0
             if totals.cursor is None:
-                break
-            if totals.checked == checked_before:
-                reason = answer.get("stoppedBy") or "no progress"
-                totals.failure = f"the API stopped without checking a contact ({reason}); try again later"
+                if stopped:
+                    totals.failure = f"the walk stopped before its end ({stopped}); run it again later"
                 break
     finally:
         progress.close()
