@@ -8,6 +8,8 @@ Routes called, relative to the API base URL (--url or HUBSPOT_ACTIVATION_URL), w
   issues              GET  /sync/issues?status=&limit=&cursor=
   replay [--dry-run]  POST /replay {"dryRun": bool, "cursor"?}
   contact EMAIL       GET  /contacts/{email}
+  reconcile [--dry-run] [--email E ...]
+                      POST /reconcile {"dryRun", "cursor"?, "emails"?} until the walk is done
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from urllib.parse import quote
 
 from .api import ApiClient, ApiError
 from .members import MemberFileError, detect_format
+from .reconcile import reconcile
 from .send import DEFAULT_BATCH_SIZE, send_file
 
 URL_VARIABLE = "HUBSPOT_ACTIVATION_URL"
@@ -65,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     issues = sub.add_parser(
         "issues", parents=[connection], help="failed, held or excluded contacts: GET /sync/issues"
     )
-    issues.add_argument("--status", choices=["failed", "held", "excluded"])
+    issues.add_argument("--status", choices=["failed", "held", "excluded", "deleted"])
     issues.add_argument("--limit", type=_positive)
     issues.add_argument("--cursor", help="the cursor a previous page returned")
     replay = sub.add_parser("replay", parents=[connection], help="re-sync failed contacts: POST /replay")
@@ -75,6 +78,17 @@ def build_parser() -> argparse.ArgumentParser:
         "contact", parents=[connection], help="one contact's sync state: GET /contacts/{email}"
     )
     contact.add_argument("email")
+    reconcile = sub.add_parser(
+        "reconcile",
+        parents=[connection],
+        help="compare HubSpot with the ledger and repair the drift: POST /reconcile",
+    )
+    reconcile.add_argument("--dry-run", action="store_true", help="only report the drift found")
+    reconcile.add_argument(
+        "--email", action="append", dest="emails", metavar="E", help="check just this contact (repeatable)"
+    )
+    reconcile.add_argument("--cursor", help="resume a walk that stopped (the cursor it printed)")
+    reconcile.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     return parser
 
 
@@ -88,6 +102,16 @@ def _send(client: ApiClient, args: argparse.Namespace, out: TextIO, err: TextIO)
     report = send_file(client, args.file, fmt, args.batch_size, progress)
     out.write(report.render() + "\n")
     return EXIT_FAILED if report.failure else 0
+
+
+def _reconcile(client: ApiClient, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    if args.emails and args.cursor:
+        err.write("hubspot-activation: error: --cursor resumes a walk of every contact; not with --email\n")
+        return EXIT_USAGE
+    progress = err if not args.no_progress and err.isatty() else None
+    totals = reconcile(client, args.dry_run, args.emails, args.cursor, progress)
+    out.write(totals.render() + "\n")
+    return EXIT_FAILED if totals.failure else 0
 
 
 def _query(client: ApiClient, args: argparse.Namespace) -> Any:
@@ -122,6 +146,8 @@ def main(
     try:
         if args.command == "send":
             return _send(client, args, out, err)
+        if args.command == "reconcile":
+            return _reconcile(client, args, out, err)
         _print_json(_query(client, args), out)
     except MemberFileError as exc:
         err.write(f"hubspot-activation: error: {exc}\n")

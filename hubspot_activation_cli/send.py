@@ -20,9 +20,10 @@ class Progress:
 
     WIDTH = 30
 
-    def __init__(self, total: int, stream: TextIO | None) -> None:
+    def __init__(self, total: int, stream: TextIO | None, unit: str = "rows") -> None:
         self.total = max(total, 1)
         self.stream = stream
+        self.unit = unit
 
     def update(self, rows: int, requests: int) -> None:
         if self.stream is None:
@@ -30,7 +31,7 @@ class Progress:
         share = min(rows / self.total, 1.0)
         filled = int(share * self.WIDTH)
         bar = "#" * filled + "-" * (self.WIDTH - filled)
-        self.stream.write(f"\r[{bar}] {share:4.0%} {rows}/{self.total} rows, {requests} requests")
+        self.stream.write(f"\r[{bar}] {share:4.0%} {rows}/{self.total} {self.unit}, {requests} requests")
         self.stream.flush()
 
     def close(self) -> None:

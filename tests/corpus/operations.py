@@ -41,6 +41,7 @@ STATUS = "/sync/status"
 CONTACT = "/contacts/{email}"
 AUDIENCE = "/audiences/{id}"
 REPLAY = "/replay"
+RECONCILE = "/reconcile"
 
 
 def _path(route: str, params: dict[str, str]) -> str:
@@ -116,6 +117,7 @@ def operations_handler(setenv: Callable[[str, str], None]) -> Iterator[Handler]:
             "HubSpotCredentialSecret": hubspot_secret,
             "ActivationsQueue": queue,
             "ActivationsDeadLetterQueue": dlq,
+            "FlushFunction": "ops-flush",
         }
         for name, value in _environment(refs).items():
             setenv(name, value)
@@ -629,6 +631,94 @@ def replay_cases() -> list[dict[str, Any]]:
     return cases
 
 
+#: Entries of ``emails`` none of which is an address: each a 400 naming ``emails``.
+BAD_EMAIL_ENTRIES: dict[str, Any] = {
+    "number": 5,
+    "null": None,
+    "object": {"email": "ada@example.com"},
+    "empty": "",
+    "spaces": "   ",
+    "no-at": "ada.example.com",
+    "no-domain": "ada@",
+    "sha256": "a" * 64,
+    "overlong": "a" * 300 + "@example.com",
+    "lone-surrogate": "ad\ud800@example.com",
+}
+
+
+def reconcile_cases() -> list[dict[str, Any]]:
+    """Everything here is refused before the reconciler is built, but the OK cases and the cursors
+    only the reconciler can tell from its own (each a 400 naming ``cursor``, never a 5xx)."""
+    cases = []
+    for name, spec in _hostile_bodies().items():
+        size = 413 if name == "over-size" else 400
+        cases.append(_case(f"reconcile/body/{name}", "POST", RECONCILE, size, "body", **spec))
+    for name, text in {"null": "null", "array": "[]", "number": "1", "string": '"yes"'}.items():
+        cases.append(_case(f"reconcile/body-shape/{name}", "POST", RECONCILE, 400, "body", body=text))
+    for type_name, value in WRONG_TYPES.items():
+        if type_name != "true":
+            body = json.dumps({"dryRun": value})
+            cases.append(_case(f"reconcile/dryRun/{type_name}", "POST", RECONCILE, 400, "dryRun", body=body))
+        if type_name not in ("null", "string"):
+            body = json.dumps({"dryRun": True, "cursor": value})
+            cases.append(
+                _case(f"reconcile/cursor-type/{type_name}", "POST", RECONCILE, 400, "cursor", body=body)
+            )
+        if type_name not in ("null", "array"):
+            body = json.dumps({"dryRun": True, "emails": value})
+            cases.append(_case(f"reconcile/emails/{type_name}", "POST", RECONCILE, 400, "emails", body=body))
+    for name, value in BAD_CURSORS.items():
+        # The issues index's cursors: a reconcile refuses each (400 naming it) unless it reads as
+        # one of its own, which only the reconciler can tell (a walk from there); never a 5xx.
+        status: int | list[int] = 400 if name in ("overlong", "lone-surrogate") else [200, 400]
+        body = json.dumps({"dryRun": True, "cursor": value})  # a lone surrogate as a JSON escape
+        cases.append(_case(f"reconcile/cursor/{name}", "POST", RECONCILE, status, "cursor", body=body))
+    for name, value in BAD_EMAIL_ENTRIES.items():
+        body = json.dumps({"dryRun": True, "emails": ["ada@example.com", value]})
+        cases.append(_case(f"reconcile/emails/entry-{name}", "POST", RECONCILE, 400, "emails", body=body))
+    cases += [
+        _case(
+            "reconcile/emails/101",
+            "POST",
+            RECONCILE,
+            400,
+            "emails",
+            body=json.dumps({"emails": [f"u{i}@example.com" for i in range(101)]}),
+        ),
+        _case(
+            "reconcile/emails-and-cursor",
+            "POST",
+            RECONCILE,
+            400,
+            "cursor",
+            body=json.dumps({"emails": ["ada@example.com"], "cursor": "abc"}),
+        ),
+        _case(
+            "reconcile/content-type/text-plain",
+            "POST",
+            RECONCILE,
+            415,
+            "Content-Type",
+            body='{"dryRun": true}',
+            headers={"content-type": "text/plain"},
+        ),
+        # An empty ledger: nothing to read from HubSpot (unreachable here) or to repair.
+        _case("reconcile/ok/no-body", "POST", RECONCILE, 200, None, body=None),
+        _case("reconcile/ok/dry-run", "POST", RECONCILE, 200, None, body='{"dryRun": true}'),
+        _case("reconcile/ok/unknown-keys", "POST", RECONCILE, 200, None, body='{"dryRun": true, "x": 1}'),
+        # Untracked contacts: the ledger says so without asking HubSpot, or HubSpot is unreachable.
+        _case(
+            "reconcile/ok-or-unavailable/emails",
+            "POST",
+            RECONCILE,
+            [200, 503],
+            None,
+            body=json.dumps({"dryRun": True, "emails": ["Ada@Example.com", "ada@example.com"]}),
+        ),
+    ]
+    return cases
+
+
 def auth_cases() -> list[dict[str, Any]]:
     routes = [
         ("GET", STATUS, {}),
@@ -637,6 +727,7 @@ def auth_cases() -> list[dict[str, Any]]:
         ("PUT", AUDIENCE, {"id": "gold"}),
         ("DELETE", AUDIENCE, {"id": "gold"}),
         ("POST", REPLAY, {}),
+        ("POST", RECONCILE, {}),
     ]
     cases = []
     for method, route, params in routes:
@@ -677,6 +768,7 @@ def all_cases() -> list[dict[str, Any]]:
         + contact_cases()
         + audience_cases()
         + replay_cases()
+        + reconcile_cases()
         + auth_cases()
         + unknown_route_cases()
     )

@@ -29,6 +29,7 @@ def test_the_corpus_is_large_covers_every_route_and_every_answer() -> None:
         "PUT /audiences/{id}",
         "DELETE /audiences/{id}",
         "POST /replay",
+        "POST /reconcile",
     ):
         assert routes[route] >= 3, route
     statuses = {case["status"] for case in CASES if isinstance(case["status"], int)}

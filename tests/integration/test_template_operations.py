@@ -12,12 +12,14 @@ from hubspot_activation.ledger.keys import (
     DAILY_CALLS_PREFIX,
     DUE_AT,
     EXCLUDED_PREFIX,
+    FLUSH_LEASE_PREFIX,
     HUBSPOT_ID,
     HUBSPOT_ID_INDEX,
     KEY,
     PENDING_EMAILS,
     PENDING_INDEX,
     PENDING_PARTITION,
+    PENDING_PREFIX,
 )
 
 from local.template import translate
@@ -177,6 +179,7 @@ OPERATIONS_ROUTES = {
     "PUT /audiences/{id}",
     "DELETE /audiences/{id}",
     "POST /replay",
+    "POST /reconcile",
 }
 
 
@@ -235,20 +238,36 @@ def test_the_operations_role_is_scoped_to_this_stack(cfn: dict[str, Any]) -> Non
         "sqs:SendMessage",  # an undecodable letter set aside in the DLQ's own group
     }
     assert granted[queue] == {"sqs:SendMessage", "sqs:GetQueueAttributes"}
-    assert granted[table] == {"dynamodb:GetItem", "dynamodb:DescribeTable", "dynamodb:UpdateItem"}
-    # Reads are table-wide; the write is limited to the item kinds the function owns.
-    (write,) = [s for s in statements(cfn, "OperationsFunctionRole") if "dynamodb:UpdateItem" in s["Action"]]
-    assert write["Action"] == ["dynamodb:UpdateItem"]
-    assert write["Condition"] == {
+    assert granted[table] == {
+        "dynamodb:GetItem",
+        "dynamodb:DescribeTable",
+        "dynamodb:UpdateItem",
+        "dynamodb:BatchGetItem",
+        "dynamodb:BatchWriteItem",
+        "dynamodb:Scan",  # reconcile's walk of the tracked contacts
+    }
+    # Reads are table-wide; the writes are limited to the item kinds the function owns: audience
+    # metadata and the daily count, and what POST /reconcile stores (contacts, their pending
+    # markers, the runs' outcome).
+    by_sid = {s["Sid"]: s for s in statements(cfn, "OperationsFunctionRole") if "Sid" in s}
+    assert by_sid["WriteAudiences"]["Action"] == ["dynamodb:UpdateItem"]
+    assert by_sid["WriteAudiences"]["Condition"] == {
         "ForAllValues:StringLike": {
             "dynamodb:LeadingKeys": [AUDIENCE_PREFIX + "*", DAILY_CALLS_PREFIX + "*"],
         }
     }
-    (index,) = [resource for resource in granted if "index/issues" in resource]
-    assert granted[index] == {"dynamodb:Query"}
+    assert by_sid["Reconcile"]["Condition"] == {
+        "ForAllValues:StringLike": {
+            "dynamodb:LeadingKeys": ["*@*", PENDING_PREFIX + "*", "#reconcile*", FLUSH_LEASE_PREFIX + "*"]
+        }
+    }
+    assert by_sid["WakeFlusher"]["Resource"] == {"Fn::GetAtt": ["FlushFunction", "Arn"]}
+    indexes = sorted(resource for resource in granted if "/index/" in resource)
+    assert [index.rsplit("/", 1)[1].strip('"}') for index in indexes] == ["issues", "pending"]
+    assert all(granted[index] == {"dynamodb:Query"} for index in indexes)
     # Only CloudWatch's metric read is account-wide (it has no resource-level permission).
     assert granted[json.dumps("*")] == {"cloudwatch:GetMetricData"}
-    # Ingest may only add exclusions to the table; the operations role cannot scan it.
+    # Ingest may only add exclusions to the table.
     assert actions_on(cfn, "IngestFunctionRole")[table] == {"dynamodb:BatchWriteItem"}
     (ingest_write,) = [s for s in statements(cfn, "IngestFunctionRole") if s.get("Sid") == "KeepExclusions"]
     assert ingest_write["Condition"] == {
@@ -260,7 +279,9 @@ def test_the_operations_role_is_scoped_to_this_stack(cfn: dict[str, Any]) -> Non
             actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
             if any(action in DYNAMODB_WRITES for action in actions):
                 assert "dynamodb:LeadingKeys" in json.dumps(statement.get("Condition")), (role, statement)
-    assert not any("Scan" in action for actions in granted.values() for action in actions)
+    assert [
+        s["Sid"] for s in statements(cfn, "OperationsFunctionRole") if "dynamodb:Scan" in s["Action"]
+    ] == ["ReconcileWalk"]
 
 
 def test_the_ledger_has_sparse_issues_held_pending_and_hubspot_id_indexes(cfn: dict[str, Any]) -> None:

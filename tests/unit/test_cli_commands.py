@@ -5,11 +5,13 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import responses
 from responses import matchers
 
+from hubspot_activation_cli.api import ApiClient
 from hubspot_activation_cli.main import main
 
 BASE = "https://api.example.test"
@@ -153,3 +155,66 @@ def test_a_token_that_starts_with_a_dash_is_taken_in_the_equals_form(mocked: res
     )
     out, err = io.StringIO(), io.StringIO()
     assert main(["status", "--url", BASE, "--token=-abc", "--max-retries", "0"], out=out, err=err) == 0
+
+
+def _reconcile_answer(checked: int, cursor: str | None = None, stopped: str | None = None) -> dict[str, Any]:
+    return {
+        "checked": checked,
+        "drift": {"edited": checked // 2, "deleted": 0, "erased": 0, "merged": 0, "restored": 0},
+        "repaired": checked // 2,
+        "examples": [],
+        "more": cursor is not None,
+        "cursor": cursor,
+        "calls": 1 if checked else 0,
+        "stoppedBy": stopped,
+    }
+
+
+def run_reconcile(*argv: str) -> tuple[int, str, list[float]]:
+    slept: list[float] = []
+
+    def factory(url: str, token: str, **kwargs: Any) -> ApiClient:
+        return ApiClient(url, token, kwargs["max_retries"], kwargs["timeout"], slept.append)
+
+    out, err = io.StringIO(), io.StringIO()
+    code = main(
+        ["reconcile", *argv, "--url", BASE, "--token", "tok", "--max-retries", "0"],
+        out=out,
+        err=err,
+        client_factory=factory,
+    )
+    return code, out.getvalue() + err.getvalue(), slept
+
+
+def test_reconcile_waits_for_live_syncs_and_goes_on_from_the_same_cursor(
+    mocked: responses.RequestsMock,
+) -> None:
+    for body, reply in (
+        ({"dryRun": False}, _reconcile_answer(4, "c1")),
+        ({"dryRun": False, "cursor": "c1"}, _reconcile_answer(0, None, "backlog")),
+        ({"dryRun": False, "cursor": "c1"}, _reconcile_answer(2)),
+    ):
+        mocked.add(
+            responses.POST, f"{BASE}/reconcile", json=reply, match=[matchers.json_params_matcher(body)]
+        )
+    code, out, slept = run_reconcile()
+    assert code == 0, out
+    assert slept == [2.0]
+    assert "checked   6 contacts in 3 requests" in out and "drift     3" in out and "repaired  3" in out
+    assert "waited for live syncs 1 times" in out
+
+
+def test_reconcile_stops_with_the_cursor_when_its_daily_share_is_spent(
+    mocked: responses.RequestsMock,
+) -> None:
+    mocked.add(responses.POST, f"{BASE}/reconcile", json=_reconcile_answer(3, "c1"))
+    mocked.add(responses.POST, f"{BASE}/reconcile", json=_reconcile_answer(0, "c1", "daily_share"))
+    code, out, slept = run_reconcile("--dry-run")
+    assert code == 1 and slept == []
+    assert "stopped: the API stopped without checking a contact (daily_share)" in out
+    assert "resume with: --cursor=c1" in out
+
+
+def test_reconcile_refuses_a_cursor_with_emails() -> None:
+    code, out, _ = run_reconcile("--email", "ada@example.com", "--cursor", "c1")
+    assert code == 2 and "not with --email" in out

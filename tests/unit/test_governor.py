@@ -227,3 +227,24 @@ def test_the_daily_reserve_holds_without_any_daily_header_as_for_oauth_apps() ->
     assert stopped.resets_at == datetime(2026, 11, 23, 0, 0, tzinfo=UTC).timestamp()
     clock.wall = stopped.resets_at + 1  # a new day in the account's time zone: a new budget
     consumers[0].acquire()
+
+
+def test_hubspots_window_holding_the_requests_is_told_and_the_governors_own_pace_is_not() -> None:
+    clock = FakeTime()
+    held: list[float] = []
+    paced = RateGovernor(
+        GovernorSettings(limit_per_window=100, share=0.5),
+        clock=lambda: clock.now,
+        sleep=clock.sleep,
+        wall_clock=lambda: clock.wall,
+        on_held=lambda: held.append(clock.now),
+    )
+    for _ in range(120):  # past its own budget of 50 a window: it waits, HubSpot held nothing
+        paced.acquire()
+        paced.observe({"X-HubSpot-RateLimit-Remaining": "90", "X-HubSpot-RateLimit-Max": "100"})
+    assert held == []
+    paced.acquire()
+    paced.observe({"X-HubSpot-RateLimit-Remaining": "40", "X-HubSpot-RateLimit-Max": "100"})
+    assert len(held) == 1  # down to the headroom the other integrations keep
+    paced.on_throttled(None, {"Retry-After": "1"})
+    assert len(held) == 2  # a 429

@@ -102,9 +102,14 @@ class RateGovernor:
         sleep: Callable[[float], None] = time.sleep,
         wall_clock: Callable[[], float] = time.time,
         daily_counter: DailyCounter | None = None,
+        on_held: Callable[[], None] | None = None,
     ) -> None:
+        """``on_held`` is told each time HubSpot's 10-second window holds the requests (a 429, or
+        the Remaining header down to the headroom), outside the governor's lock: ``GET
+        /sync/status`` shows a backlog that waits for it as queued by the rate limit."""
         self.settings = settings
         self._daily_counter = daily_counter
+        self._on_held = on_held
         self._daily_allowance = 0
         self._daily_day = ""
         self._clock = clock
@@ -200,6 +205,7 @@ class RateGovernor:
         interval = interval_ms / 1000 if interval_ms else self.settings.window_seconds
         observed: _Call | None = getattr(self._current, "call", None)
         self._current.call = None
+        held = False
         with self._lock:
             if observed is not None:
                 observed.answered = self._clock()
@@ -207,6 +213,7 @@ class RateGovernor:
                 self.last_remaining = remaining
                 headroom = self.settings.headroom(maximum)
                 if remaining <= headroom:
+                    held = True
                     self._paused_until = max(
                         self._paused_until,
                         self._slot_frees_at(observed, remaining, headroom, maximum, interval),
@@ -214,6 +221,12 @@ class RateGovernor:
             daily_remaining = _int(headers.get("X-HubSpot-RateLimit-Daily-Remaining"))
             if daily_remaining is not None and daily_remaining <= self.settings.daily_reserve:
                 self._daily_stop_until = next_daily_reset(self._wall_clock(), self.settings.account_timezone)
+        if held:
+            self._held()
+
+    def _held(self) -> None:
+        if self._on_held is not None:
+            self._on_held()
 
     def _slot_frees_at(
         self, observed: _Call | None, remaining: int, headroom: float, maximum: int, interval: float
@@ -250,6 +263,7 @@ class RateGovernor:
         with self._lock:
             wait = self._throttle_wait(policy_name, headers)
             self._paused_until = max(self._paused_until, self._clock() + wait)
+        self._held()
         return wait
 
     def _throttle_wait(self, policy_name: str | None, headers: Mapping[str, str]) -> float:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from ..reconcile.model import Seen
 from ..upsert.ledger import LedgerEntry
 from .audience_item import (
     AudienceRecord,
@@ -22,9 +23,18 @@ from .audience_item import (
     saved_record,
 )
 from .contact_item import contact_key, entry_from_item
-from .daily_calls_item import calls_from_item, daily_calls_key_item
+from .daily_calls_item import calls_from_item, daily_calls_key_item, held_at_from_item
 from .issue_item import Issue, IssueKey, issue_from_item, key_attributes, key_from_attributes
-from .keys import ISSUE_STATUS, ISSUES_INDEX
+from .keys import (
+    ISSUE_STATUS,
+    ISSUES_INDEX,
+    PENDING_EMAILS,
+    PENDING_INDEX,
+    PENDING_PARTITION,
+    PENDING_PARTITIONS,
+    pending_partition_value,
+)
+from .seen_item import seen_from_item
 from .values import string
 
 if TYPE_CHECKING:
@@ -33,6 +43,8 @@ if TYPE_CHECKING:
 #: Pages a count reads before it stops and says it is a lower bound (each page is up to 1 MB of
 #: the index, thousands of issues): keeps GET /sync/status fast whatever the backlog.
 MAX_COUNT_PAGES = 10
+#: Pending contacts counted before the count stops and says it is a lower bound.
+MAX_PENDING_COUNTED = 10_000
 
 
 class StoreUnavailable(Exception):
@@ -44,6 +56,22 @@ class Count:
     value: int
     #: False when the count stopped after MAX_COUNT_PAGES: the real number is higher
     exact: bool
+
+
+@dataclass(frozen=True)
+class StoredContact:
+    entry: LedgerEntry
+    #: what HubSpot was last seen to hold (None: reconcile never read the contact)
+    seen: Seen | None
+
+
+@dataclass(frozen=True)
+class DailyCalls:
+    """The day's item of the shared count of HubSpot calls."""
+
+    calls: int
+    #: when HubSpot's 10-second window last held the flush that day (epoch ms; None: not that day)
+    held_at_ms: int | None = None
 
 
 @dataclass(frozen=True)
@@ -78,11 +106,11 @@ class OperationsStore:
             **options,
         }
 
-    def contact(self, email: str) -> LedgerEntry | None:
+    def contact(self, email: str) -> StoredContact | None:
         item = _guarded(
             self._client.get_item, TableName=self._table, Key=contact_key(email), ConsistentRead=True
         ).get("Item")
-        return entry_from_item(item) if item else None
+        return StoredContact(entry_from_item(item), seen_from_item(item)) if item else None
 
     def issues(self, status: str, limit: int, start_key: IssueKey | None) -> IssuePage:
         """One page of the index, newest first. DynamoDB may return fewer than ``limit`` items with
@@ -123,9 +151,40 @@ class OperationsStore:
         count = table.get("ItemCount")
         return int(count) if count is not None else None
 
-    def daily_calls(self, day: str) -> int:
-        item = _guarded(self._client.get_item, TableName=self._table, Key=daily_calls_key_item(day))
-        return calls_from_item(item.get("Item"))
+    def daily_calls(self, day: str) -> DailyCalls:
+        item = _guarded(self._client.get_item, TableName=self._table, Key=daily_calls_key_item(day)).get(
+            "Item"
+        )
+        return DailyCalls(calls_from_item(item), held_at_from_item(item))
+
+    def pending_contacts(self, max_contacts: int = MAX_PENDING_COUNTED) -> Count:
+        """The contacts the pending markers list (the ``pending`` index, every partition), up to
+        ``max_contacts``. A marker is deleted only once all its contacts are settled, so a
+        contact written meanwhile may still be counted: an upper bound of the contacts waiting
+        for the flush, and ``exact: false`` past ``max_contacts``."""
+        emails: set[str] = set()
+        for partition in range(PENDING_PARTITIONS):
+            key: Any = None
+            while True:
+                kwargs: dict[str, Any] = {
+                    "TableName": self._table,
+                    "IndexName": PENDING_INDEX,
+                    "KeyConditionExpression": "#p = :p",
+                    "ExpressionAttributeNames": {"#p": PENDING_PARTITION, "#e": PENDING_EMAILS},
+                    "ExpressionAttributeValues": {":p": string(pending_partition_value(partition))},
+                    "ProjectionExpression": "#e",
+                }
+                if key:
+                    kwargs["ExclusiveStartKey"] = key
+                page = _guarded(self._client.query, **kwargs)
+                for item in page.get("Items", []):
+                    emails.update(item.get(PENDING_EMAILS, {}).get("SS", []))
+                if len(emails) > max_contacts:
+                    return Count(max_contacts, False)
+                key = page.get("LastEvaluatedKey")
+                if not key:
+                    break
+        return Count(len(emails), True)
 
     def audience(self, audience_id: str) -> AudienceRecord | None:
         item = _guarded(

@@ -24,15 +24,18 @@ from ..auth import IngestAuthenticator, Unauthorized
 from ..emails import email_problem, normalize_email
 from ..http_body import parse_json, read_body
 from ..http_errors import ApiError, as_api_error, error_response, map_errors, quoted, request_id
+from ..hubspot.errors import HubSpotError
 from ..ingest.publisher import EnqueueError
 from ..ledger.keys import ISSUE_FAILED, ISSUE_STATUSES
 from ..ledger.operations_store import OperationsStore, StoreUnavailable
 from ..model import is_unicode
 from ..observability import logger, metrics
+from ..upsert.ledger import LedgerUnavailable
 from .audiences import AudienceService
+from .reconcile import ReconcileService
 from .replay import ReplayService
 from .status import StatusService
-from .views import InvalidParameter, contact_view, decode_cursor, encode_cursor, issue_view
+from .views import InvalidParameter, contact_view, decode_cursor, encode_cursor, hubspot_view, issue_view
 
 DEFAULT_PAGE = 25
 MAX_PAGE = 100
@@ -46,6 +49,14 @@ def _json(status: HTTPStatus, body: Any) -> Response[str]:
 UNAVAILABLE: dict[type[Exception], ApiError] = {
     StoreUnavailable: ApiError(
         HTTPStatus.SERVICE_UNAVAILABLE, "ledger_unavailable", "the ledger cannot be read right now; retry"
+    ),
+    LedgerUnavailable: ApiError(
+        HTTPStatus.SERVICE_UNAVAILABLE, "ledger_unavailable", "the ledger cannot be read right now; retry"
+    ),
+    HubSpotError: ApiError(
+        HTTPStatus.SERVICE_UNAVAILABLE,
+        "hubspot_unavailable",
+        "HubSpot could not be read right now; retry (a reconcile call repeats safely)",
     ),
     EnqueueError: ApiError(
         HTTPStatus.SERVICE_UNAVAILABLE,
@@ -126,6 +137,46 @@ def _replay_request(document: Any) -> tuple[bool, str | None]:
     return dry_run, cursor
 
 
+#: A cursor is the reconciler's own opaque text: anything longer was never handed out.
+MAX_RECONCILE_CURSOR = 2048
+
+
+def _reconcile_request(document: Any, max_emails: int) -> tuple[bool, str | None, list[str] | None]:
+    """``{"dryRun"?, "cursor"?, "emails"?}``: the emails normalized as ingest does, each once."""
+    if document is _NO_BODY:
+        return False, None, None
+    if not isinstance(document, dict):
+        raise InvalidParameter(
+            "body", 'the body must be a JSON object: {"dryRun": true|false, "cursor"?, "emails"?}'
+        )
+    dry_run = document.get("dryRun", False)
+    if not isinstance(dry_run, bool):
+        raise InvalidParameter("dryRun", "dryRun must be true or false")
+    cursor = document.get("cursor")
+    if cursor is not None and not (
+        isinstance(cursor, str) and 0 < len(cursor) <= MAX_RECONCILE_CURSOR and is_unicode(cursor)
+    ):
+        raise InvalidParameter("cursor", "cursor must be the string a previous reconcile returned")
+    raw = document.get("emails")
+    if raw is None:
+        return dry_run, cursor, None
+    if cursor is not None:
+        raise InvalidParameter("cursor", "a cursor continues a walk of every contact: send it without emails")
+    if not isinstance(raw, list) or not 1 <= len(raw) <= max_emails:
+        raise InvalidParameter("emails", f"emails must be a list of 1 to {max_emails} email addresses")
+    emails: dict[str, None] = {}
+    for index, value in enumerate(raw):
+        problem = "not a string" if not isinstance(value, str) else None
+        address = normalize_email(value) if isinstance(value, str) else ""
+        if problem is None and not is_unicode(address):
+            problem = "not valid Unicode (a lone surrogate)"
+        problem = problem or email_problem(address)
+        if problem is not None:
+            raise InvalidParameter("emails", f"emails[{index}]: {problem}")
+        emails[address] = None
+    return dry_run, None, list(emails)
+
+
 def _publish_replay_metrics(answer: Mapping[str, Any]) -> None:
     dead_letters = answer["deadLetters"]
     for name, value in (
@@ -139,7 +190,7 @@ def _publish_replay_metrics(answer: Mapping[str, Any]) -> None:
 
 class OperationsApi:
     """Routes: GET /sync/status, GET /sync/issues, GET /contacts/{email}, PUT and DELETE
-    /audiences/{id}, POST /replay."""
+    /audiences/{id}, POST /replay, POST /reconcile."""
 
     def __init__(
         self,
@@ -148,12 +199,14 @@ class OperationsApi:
         status: StatusService,
         audiences: AudienceService,
         replay: ReplayService,
+        reconcile: ReconcileService,
     ) -> None:
         self._authenticator = authenticator
         self._store = store
         self._status = status
         self._audiences = audiences
         self._replay = replay
+        self._reconcile = reconcile
         self._http = APIGatewayHttpResolver()
         self._routes()
         self._map_errors()
@@ -202,6 +255,7 @@ class OperationsApi:
         http.put("/audiences/<audience_id>")(self._authenticated(self._put_audience))
         http.delete("/audiences/<audience_id>")(self._authenticated(self._delete_audience))
         http.post("/replay")(self._authenticated(self._post_replay))
+        http.post("/reconcile")(self._authenticated(self._post_reconcile))
 
     def _map_errors(self) -> None:
         resolver = self._http
@@ -244,12 +298,12 @@ class OperationsApi:
         problem = email_problem(address)
         if problem is not None:
             raise InvalidParameter("email", problem)
-        entry = self._store.contact(address)
-        if entry is None:
+        contact = self._store.contact(address)
+        if contact is None:
             raise ApiError(
                 HTTPStatus.NOT_FOUND, "not_found", "the ledger has no sync state for this contact", "email"
             )
-        return _json(HTTPStatus.OK, contact_view(entry))
+        return _json(HTTPStatus.OK, contact_view(contact.entry, hubspot_view(contact.seen)))
 
     def _put_audience(self, audience_id: str) -> Response[str]:
         audience = self._path_parameter("id", audience_id)
@@ -273,6 +327,26 @@ class OperationsApi:
                 "dryRun": dry_run,
                 "contacts": answer["failedContacts"]["count"],
                 "deadLetters": answer["deadLetters"],
+                "more": answer["more"],
+            },
+        )
+        return _json(HTTPStatus.OK, answer)
+
+    def _post_reconcile(self) -> Response[str]:
+        body = self._json_body('{"dryRun": true|false, "cursor"?: "...", "emails"?: ["..."]}')
+        dry_run, cursor, emails = _reconcile_request(body, self._reconcile.limits.max_emails)
+        context = self._http.lambda_context
+        remaining = context.get_remaining_time_in_millis() / 1000 if context is not None else None
+        answer = self._reconcile.reconcile(dry_run, cursor, emails, remaining)
+        logger.info(
+            "reconcile",
+            extra={
+                "dryRun": dry_run,
+                "emails": len(emails) if emails else None,
+                "checked": answer["checked"],
+                "drift": answer["drift"],
+                "repaired": answer["repaired"],
+                "stoppedBy": answer.get("stoppedBy"),
                 "more": answer["more"],
             },
         )

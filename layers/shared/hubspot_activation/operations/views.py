@@ -9,7 +9,8 @@ from typing import Any
 from ..http_body import parse_json
 from ..http_errors import InvalidInput
 from ..ledger.issue_item import Issue, IssueKey
-from ..ledger.keys import ISSUE_EXCLUDED
+from ..ledger.keys import ISSUE_DELETED, ISSUE_EXCLUDED
+from ..reconcile.model import Seen
 from ..timestamps import iso_from_ms
 from ..upsert.ledger import LedgerEntry
 
@@ -22,8 +23,21 @@ def _iso(ms: int | None) -> str | None:
     return iso_from_ms(ms) if ms else None
 
 
-def contact_view(entry: LedgerEntry) -> dict[str, Any]:
-    """One contact's sync state as the ledger holds it."""
+def hubspot_view(seen: Seen | None) -> dict[str, Any] | None:
+    """What HubSpot was last seen to hold for the contact, or None when reconcile never read it.
+    ``id`` is null when HubSpot held no live record; a property is null when it was empty there."""
+    if seen is None:
+        return None
+    return {
+        "seenAt": iso_from_ms(seen.at_ms),
+        "id": seen.hubspot_id,
+        "properties": dict(sorted(seen.properties.items())),
+        "drift": seen.drift.value if seen.drift else None,
+    }
+
+
+def contact_view(entry: LedgerEntry, hubspot: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One contact's sync state as the ledger holds it, and what HubSpot was last seen to hold."""
     return {
         "email": entry.email,
         "status": entry.status,
@@ -48,11 +62,13 @@ def contact_view(entry: LedgerEntry) -> dict[str, Any]:
         },
         "warnings": dict(entry.warnings),
         "unconfirmedSince": _iso(entry.unconfirmed_at_ms),
+        "hubspot": hubspot,
     }
 
 
 def issue_view(issue: Issue) -> dict[str, Any]:
-    """An item of the issues index: a failed contact, or a profile excluded at ingest."""
+    """An item of the issues index: a failed, held or deleted contact (``at``: when it failed, was
+    held, or was found deleted in HubSpot), or a profile excluded at ingest."""
     at = _iso(issue.at_ms)
     if issue.status == ISSUE_EXCLUDED:
         return {
@@ -63,13 +79,16 @@ def issue_view(issue: Issue) -> dict[str, Any]:
             "requestId": issue.request_id,
             "index": issue.profile_index,
         }
-    return {
+    view: dict[str, Any] = {
         "status": issue.status,
         "email": issue.key,
         "reason": issue.reason,
         "at": at,
         "hubspotId": issue.hubspot_id,
     }
+    if issue.status == ISSUE_DELETED:
+        view["deletedAt"] = at
+    return view
 
 
 def error_kind(reason: str | None) -> str:

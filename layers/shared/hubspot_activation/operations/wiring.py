@@ -19,6 +19,7 @@ from .api import OperationsApi
 from .audiences import AudienceService, BudgetedLabels, LabelUpdater
 from .dead_letters import SqsDeadLetterMover
 from .queues import SqsQueueReader
+from .reconcile import ReconcileHistory, ReconcileRunner, ReconcileService
 from .replay import ReplayService
 from .status import StatusService, StatusSettings
 
@@ -92,6 +93,17 @@ class HubSpotLabels:
         return None
 
 
+def reconciler_client(settings: UpsertSettings, secrets: Any, dynamodb: DynamoDBClient) -> HubSpotClient:
+    """The HubSpot client reconcile reads with, as the reconcile function builds it: counted in the
+    shared daily total, paced by reconcile's part of the 10-second window."""
+    from ..reconcile.wiring import reconcile_hubspot_client
+
+    fetch_secret = secrets_manager_fetcher(
+        settings.hubspot_secret_id, settings.secret_max_age_seconds, secrets
+    )
+    return reconcile_hubspot_client(settings, fetch_secret, dynamodb)
+
+
 def build_api(settings: OperationsSettings) -> OperationsApi:
     """The operations function as deployed: DynamoDB, SQS, CloudWatch and Secrets Manager."""
     config = Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 3, "mode": "standard"})
@@ -108,10 +120,34 @@ def build_api(settings: OperationsSettings) -> OperationsApi:
             boto3.client("dynamodb", config=_RELABEL_AWS),
         )
 
+    def reconciler() -> ReconcileRunner:
+        # Imported here: only POST /reconcile needs the HubSpot client and the reconciler; the
+        # first call builds them, once per container.
+        from ..reconcile.wiring import reconciler as build_reconciler
+        from ..upsert.adapter import LambdaFlushWaker
+
+        client = reconciler_client(upsert, secrets, dynamodb)
+        waker = LambdaFlushWaker(boto3.client("lambda", config=config), upsert.flush_function_name)
+        runner: ReconcileRunner = build_reconciler(upsert, dynamodb, sqs, client, waker)
+        return runner
+
+    from ..ledger.reconcile_progress import DynamoDbReconcileProgress
+
     fetch_secret = secrets_manager_fetcher(
         settings.ingest_secret_id, settings.secret_max_age_seconds, secrets
     )
-    return operations_api(settings, upsert, dynamodb, sqs, cloudwatch, fetch_secret, HubSpotLabels(relabel))
+    history: ReconcileHistory = DynamoDbReconcileProgress(dynamodb, settings.ledger_table)
+    return operations_api(
+        settings,
+        upsert,
+        dynamodb,
+        sqs,
+        cloudwatch,
+        fetch_secret,
+        HubSpotLabels(relabel),
+        reconciler,
+        history,
+    )
 
 
 def operations_api(
@@ -122,7 +158,11 @@ def operations_api(
     cloudwatch: Any,
     fetch_secret: SecretFetcher,
     labels: LabelUpdater | None,
+    reconciler: Callable[[], ReconcileRunner],
+    history: ReconcileHistory,
 ) -> OperationsApi:
+    """The API on these clients; ``reconciler`` builds the reconciler on the first ``POST
+    /reconcile`` (once), ``history`` records and answers the reconcile runs."""
     store = OperationsStore(dynamodb, settings.ledger_table)
     queues = SqsQueueReader(sqs, cloudwatch)
     status = StatusService(
@@ -136,6 +176,7 @@ def operations_api(
             daily_reserve=upsert.daily_reserve,
             account_timezone=upsert.account_timezone,
         ),
+        reconciles=history,
     )
     mover = (
         SqsDeadLetterMover(sqs, settings.dead_letter_queue_url, settings.queue_url)
@@ -153,4 +194,11 @@ def operations_api(
     audiences = AudienceService(
         store, BudgetedLabels(labels) if labels else None, upsert.property_prefix, replay.queue_resume
     )
-    return OperationsApi(IngestAuthenticator(fetch_secret), store, status, audiences, replay)
+    return OperationsApi(
+        IngestAuthenticator(fetch_secret),
+        store,
+        status,
+        audiences,
+        replay,
+        ReconcileService(reconciler, history),
+    )

@@ -18,6 +18,7 @@ from ..ledger.audience_directory import DynamoDbAudienceDirectory
 from ..ledger.contact_state import DynamoDbContactStates, DynamoDbFlushLease
 from ..ledger.daily_counter import DynamoDbDailyCounter
 from ..ledger.keys import PENDING_PARTITIONS, pending_partition
+from ..ledger.rate_limit_holds import DynamoDbHeldRecorder
 from ..secret_store import SecretFetcher, secrets_manager_fetcher
 from ..settings import UpsertSettings
 from .adapter import (
@@ -68,7 +69,9 @@ def build_flush(settings: UpsertSettings) -> FlushRunner:
         settings.hubspot_secret_id, settings.secret_max_age_seconds, secrets
     )
     governor = RateGovernor(
-        governor_settings(settings), daily_counter=DynamoDbDailyCounter(dynamodb, settings.ledger_table)
+        governor_settings(settings),
+        daily_counter=DynamoDbDailyCounter(dynamodb, settings.ledger_table),
+        on_held=DynamoDbHeldRecorder(dynamodb, settings.ledger_table, settings.account_timezone),
     )
     return flush_runner(
         settings,
