@@ -451,3 +451,15 @@ def test_the_hold_is_recorded_at_most_every_ten_seconds_and_never_moves_back(ops
     assert later > first
     DynamoDbHeldRecorder(ops.dynamodb, TABLE, clock=lambda: now[0] - 60)()  # another lane, behind
     assert ops.call("GET", "/sync/status")[1]["hubspotBudget"]["rateLimitHeldAt"] == later
+
+
+def test_a_reconcile_publishes_the_drift_it_found_and_a_dry_run_publishes_none(
+    ops: Ops, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    assert ops.call("POST", "/reconcile", {"dryRun": True})[0] == 200
+    assert "DriftDetected" not in capsys.readouterr().out
+    assert ops.call("POST", "/reconcile", {"dryRun": False})[0] == 200
+    published = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    drift = [line for line in published if "DriftDetected" in line]
+    assert [(line["Kind"], line["DriftDetected"]) for line in drift] == [("edited", [1.0])]

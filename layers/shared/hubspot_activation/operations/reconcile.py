@@ -19,6 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ..ledger.operations_store import StoreUnavailable
 from ..observability import logger
+from ..reconcile.adapter import publish_reconcile_metrics
 from ..reconcile.model import InvalidCursor, ReconcileReport
 from ..upsert.ledger import LedgerUnavailable
 from .views import InvalidParameter
@@ -98,6 +99,8 @@ class ReconcileService:
             )
         except InvalidCursor as exc:
             raise InvalidParameter("cursor", str(exc)) from None
+        if not dry_run:
+            publish_reconcile_metrics(report)  # the dashboard's drift, whoever ran the reconcile
         answer = report.as_json()
         answer["recorded"] = self._record(report)
         return answer
