@@ -57,3 +57,63 @@ def test_cli_reconcile_repairs_an_edit_respects_a_deletion_and_the_routes_show_i
     assert status["contacts"]["deleted"] == 1
     last = status["lastReconcile"]
     assert last is not None and last["checked"] == 3
+
+
+def _writes(state: object) -> int:
+    """HubSpot's contact writes so far (upserts by email and updates by id)."""
+    requests = state.requests  # type: ignore[attr-defined]
+    return sum(count for key, count in requests.items() if key.startswith("POST batch_up"))
+
+
+def test_reconcile_on_the_local_stack_leaves_hubspot_as_the_rules_say_and_writes_only_the_drift(
+    running: local_stack.LocalStack,
+) -> None:
+    """Edited, archived then restored, erased and merged contacts among others in sync: HubSpot
+    ends as the rules say, the ledger agrees, nothing is duplicated and nothing else is written."""
+    assert running.sandbox is not None
+    state = running.sandbox.state
+    emails = [f"{name}@example.com" for name in ("ada", "bob", "cy", "dan", "eve", "fay", "gus")]
+    profiles = [
+        {**member(email, "vip"), "attributes": {"firstname": email.split("@")[0].title()}} for email in emails
+    ]
+    post(running, *profiles)
+    drain(running)
+    ids = {email: state.email_index[email] for email in emails}
+    state.contacts[ids["ada@example.com"]]["properties"]["firstname"] = "Edited"
+    assert state.archive(ids["bob@example.com"])
+    assert state.erase(ids["cy@example.com"])
+    survivor = state.merge(ids["eve@example.com"], ids["dan@example.com"])  # Eve's record wins
+    before = _writes(state)
+
+    first = answer(running, "POST", "/reconcile", {"dryRun": False})
+    assert first["checked"] == 7 and first["more"] is False
+    drift = first["drift"]
+    assert (drift["edited"], drift["deleted"], drift["erased"], drift["restored"]) == (1, 1, 1, 0)
+    assert drift["merged"] == 2  # Dan's record is Eve's now, and Eve's has a new id
+    drain(running)
+    # One write: Ada's firstname (Dan's and Eve's values on the survivor are the newest of theirs).
+    assert _writes(state) == before + 1
+    assert sandbox_contact(running, "ada@example.com")["firstname"] == "Ada"
+    assert "bob@example.com" not in state.email_index and "cy@example.com" not in state.email_index
+
+    state.restore(ids["bob@example.com"])
+    second = answer(running, "POST", "/reconcile", {"dryRun": False})
+    assert second["drift"] == {"edited": 0, "deleted": 0, "erased": 0, "merged": 0, "restored": 1}
+    drain(running)
+    third = answer(running, "POST", "/reconcile", {"dryRun": False})
+    assert sum(third["drift"].values()) == 0 and third["calls"] == 1
+    assert _writes(state) == before + 1  # the restored contact held its values: nothing to write
+
+    # The ledger agrees, and a changed update of the merged contact reaches the survivor by id.
+    dan = answer(running, "GET", "/contacts/dan@example.com")
+    assert dan["hubspotId"] == survivor and dan["status"] == "synced"
+    cy = answer(running, "GET", "/contacts/cy@example.com")
+    assert cy["status"] == "failed" and "erased" in cy["lastError"]
+    assert answer(running, "GET", "/contacts/bob@example.com")["status"] == "synced"
+    post(running, {**member("dan@example.com", "vip"), "attributes": {"city": "Leeds"}})
+    drain(running)
+    assert state.contacts[survivor]["properties"]["city"] == "Leeds"
+    live_emails = [contact["properties"].get("email") for contact in state.contacts.values()]
+    assert sorted(live_emails) == sorted(
+        ["ada@example.com", "bob@example.com", "eve@example.com", "fay@example.com", "gus@example.com"]
+    )
