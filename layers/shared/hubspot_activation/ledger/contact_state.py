@@ -448,7 +448,7 @@ class DynamoDbFlushLease:
         self._table = table
 
     def acquire(self, lane: int, owner: str, until_ms: int, now_ms: int) -> bool:
-        return _conditionally(
+        return conditionally(
             lambda: self._client.put_item(
                 TableName=self._table,
                 Item={
@@ -464,7 +464,7 @@ class DynamoDbFlushLease:
         )
 
     def ask_again(self, lane: int, now_ms: int) -> bool:
-        return _conditionally(
+        return conditionally(
             lambda: self._client.update_item(
                 TableName=self._table,
                 Key={KEY: string(flush_lease_key(lane))},
@@ -493,8 +493,9 @@ class DynamoDbFlushLease:
         return bool(response.get("Attributes", {}).get("again", {}).get("BOOL"))
 
 
-def _conditionally(write: Callable[[], object]) -> bool:
-    """Make a conditional write: False when its condition did not hold."""
+def conditionally(write: Callable[[], object]) -> bool:
+    """Make a conditional write: False when its condition did not hold; LedgerUnavailable when
+    DynamoDB failed."""
     try:
         write()
     except ClientError as exc:

@@ -11,6 +11,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ..reconcile.journal import JournalPosition
 from ..upsert.ledger import LedgerUnavailable
+from .contact_state import conditionally
 from .keys import HUBSPOT_ID, HUBSPOT_ID_INDEX, KEY, journal_offset_key
 from .values import integer, number, string, text
 
@@ -76,15 +77,7 @@ class DynamoDbJournalOffsets:
         }
         if values:
             request["ExpressionAttributeValues"] = values
-        try:
-            self._client.put_item(**request)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise LedgerUnavailable(f"DynamoDB call failed: {type(exc).__name__}") from exc
-        except BotoCoreError as exc:
-            raise LedgerUnavailable(f"DynamoDB call failed: {type(exc).__name__}") from exc
-        return True
+        return conditionally(lambda: self._client.put_item(**request))
 
 
 class DynamoDbContactIdIndex:

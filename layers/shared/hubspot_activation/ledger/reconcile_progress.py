@@ -27,6 +27,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ..observability import logger
 from ..reconcile.model import MAX_EXAMPLES, ReconcileReport
 from ..upsert.ledger import LedgerUnavailable
+from .contact_state import conditionally
 from .keys import KEY, RECONCILE_PROGRESS_KEY
 from .values import Item, integer, number, string, text
 
@@ -158,14 +159,8 @@ class DynamoDbReconcileProgress:
             request["ExpressionAttributeValues"] = values
         if condition:
             request["ConditionExpression"] = condition
-        try:
-            self._client.update_item(**request)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                raise _Conflict from None
-            raise LedgerUnavailable(f"DynamoDB call failed: {type(exc).__name__}") from exc
-        except BotoCoreError as exc:
-            raise LedgerUnavailable(f"DynamoDB call failed: {type(exc).__name__}") from exc
+        if not conditionally(lambda: self._client.update_item(**request)):
+            raise _Conflict
 
 
 def accumulate(walk: Mapping[str, Any], body: Mapping[str, Any]) -> dict[str, Any]:

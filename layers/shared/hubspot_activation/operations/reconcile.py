@@ -11,7 +11,7 @@ recorded (``lastReconcile`` of ``GET /sync/status``).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -21,26 +21,12 @@ from ..ledger.operations_store import StoreUnavailable
 from ..observability import logger
 from ..reconcile.adapter import publish_reconcile_metrics
 from ..reconcile.model import InvalidCursor, ReconcileReport
+from ..reconcile.ports import ContactReconciler
 from ..upsert.ledger import LedgerUnavailable
 from .views import InvalidParameter
 
 #: Where an outcome was recorded from.
 API_SOURCE = "api"
-
-
-class ReconcileRunner(Protocol):
-    """``reconcile.service.Reconciler`` as this route calls it."""
-
-    def run(
-        self,
-        *,
-        dry_run: bool = False,
-        cursor: str | None = None,
-        emails: Collection[str] | None = None,
-        deadline: float | None = None,
-        max_contacts: int | None = None,
-        progress: Callable[[ReconcileReport], None] | None = None,
-    ) -> ReconcileReport: ...
 
 
 class ReconcileHistory(Protocol):
@@ -66,14 +52,14 @@ class ReconcileLimits:
 class ReconcileService:
     def __init__(
         self,
-        build: Callable[[], ReconcileRunner],
+        build: Callable[[], ContactReconciler],
         history: ReconcileHistory,
         limits: ReconcileLimits | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         """``build`` makes the reconciler (the HubSpot client with it) on the first call, once."""
         self._build = build
-        self._runner: ReconcileRunner | None = None
+        self._runner: ContactReconciler | None = None
         self._history = history
         self.limits = limits or ReconcileLimits()
         self._monotonic = monotonic

@@ -13,13 +13,14 @@ from botocore.config import Config
 from ..auth import IngestAuthenticator
 from ..ingest.publisher import SqsFifoPublisher
 from ..ledger.operations_store import OperationsStore
+from ..reconcile.ports import ContactReconciler
 from ..secret_store import secrets_manager_fetcher
 from ..settings import OperationsSettings, UpsertSettings
 from .api import OperationsApi
 from .audiences import AudienceService, BudgetedLabels, LabelUpdater
 from .dead_letters import SqsDeadLetterMover
 from .queues import SqsQueueReader
-from .reconcile import ReconcileHistory, ReconcileRunner, ReconcileService
+from .reconcile import ReconcileHistory, ReconcileService
 from .replay import ReplayService
 from .status import StatusService, StatusSettings
 
@@ -120,7 +121,7 @@ def build_api(settings: OperationsSettings) -> OperationsApi:
             boto3.client("dynamodb", config=_RELABEL_AWS),
         )
 
-    def reconciler() -> ReconcileRunner:
+    def reconciler() -> ContactReconciler:
         # Imported here: only POST /reconcile needs the HubSpot client and the reconciler; the
         # first call builds them, once per container.
         from ..reconcile.wiring import reconciler as build_reconciler
@@ -128,7 +129,7 @@ def build_api(settings: OperationsSettings) -> OperationsApi:
 
         client = reconciler_client(upsert, secrets, dynamodb)
         waker = LambdaFlushWaker(boto3.client("lambda", config=config), upsert.flush_function_name)
-        runner: ReconcileRunner = build_reconciler(upsert, dynamodb, sqs, client, waker)
+        runner: ContactReconciler = build_reconciler(upsert, dynamodb, sqs, client, waker)
         return runner
 
     from ..ledger.reconcile_progress import DynamoDbReconcileProgress
@@ -158,7 +159,7 @@ def operations_api(
     cloudwatch: Any,
     fetch_secret: SecretFetcher,
     labels: LabelUpdater | None,
-    reconciler: Callable[[], ReconcileRunner],
+    reconciler: Callable[[], ContactReconciler],
     history: ReconcileHistory,
 ) -> OperationsApi:
     """The API on these clients; ``reconciler`` builds the reconciler on the first ``POST

@@ -27,10 +27,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ..observability import logger, metrics
 from .model import DriftKind, ReconcileReport
+from .ports import ContactReconciler
 
 if TYPE_CHECKING:
-    from collections.abc import Collection
-
     from mypy_boto3_lambda import LambdaClient
 
 #: What a run records as its source (``ledger.reconcile_progress``).
@@ -42,19 +41,6 @@ CONTINUED_AFTER = frozenset({"deadline", "backlog"})
 JOURNAL_SECONDS = 50.0
 #: The time left when Lambda gives no context (a local run).
 DEFAULT_SECONDS = 900.0
-
-
-class Walker(Protocol):
-    def run(
-        self,
-        *,
-        dry_run: bool = False,
-        cursor: str | None = None,
-        emails: Collection[str] | None = None,
-        deadline: float | None = None,
-        max_contacts: int | None = None,
-        progress: Callable[[ReconcileReport], None] | None = None,
-    ) -> ReconcileReport: ...
 
 
 class Progress(Protocol):
@@ -110,7 +96,7 @@ class LambdaSelfInvoker:
 
 @dataclass
 class ReconcileRunner:
-    reconciler: Walker
+    reconciler: ContactReconciler
     progress: Progress
     #: starts the next invocation of the walk (None: the next schedule goes on)
     continuation: Callable[[], None] | None = None

@@ -30,6 +30,7 @@ from ..hubspot.journal import (
     OffsetExpired,
 )
 from .model import ReconcileReport
+from .ports import ContactReconciler
 
 #: the events' fields naming a contact record (a merge names the records merged and the new one)
 ID_FIELDS = ("objectId", "primaryObjectId", "newObjectId")
@@ -86,21 +87,6 @@ class Journal(Protocol):
     def batch_after(self, offset: str | None, count: int = MAX_BATCH) -> list[JournalEntry]: ...
 
     def events(self, entry: JournalEntry) -> list[dict[str, Any]]: ...
-
-
-class ContactReconciler(Protocol):
-    """``Reconciler.run`` as the poller calls it."""
-
-    def run(
-        self,
-        *,
-        dry_run: bool = False,
-        cursor: str | None = None,
-        emails: Collection[str] | None = None,
-        deadline: float | None = None,
-        max_contacts: int | None = None,
-        progress: Callable[[ReconcileReport], None] | None = None,
-    ) -> ReconcileReport: ...
 
 
 @dataclass
@@ -311,7 +297,6 @@ class JournalPoller:
 
 __all__ = [
     "ContactIdIndex",
-    "ContactReconciler",
     "Journal",
     "JournalOffsets",
     "JournalPoller",

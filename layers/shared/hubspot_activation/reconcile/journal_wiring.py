@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 from ..hubspot.client import HubSpotClient, new_session
 from ..hubspot.journal import WebhooksJournal, journal_client
 from ..ledger.journal_store import DynamoDbContactIdIndex, DynamoDbJournalOffsets
-from .journal import ContactReconciler, JournalPoller
+from .journal import JournalPoller
+from .ports import ContactReconciler
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

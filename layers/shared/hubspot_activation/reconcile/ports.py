@@ -3,11 +3,11 @@ batch reads) and ``ledger.reconcile_store`` (the contacts' items), and tests swa
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Protocol
 
 from ..upsert.state import ContactState
-from .model import HubSpotRecord, Repair
+from .model import HubSpotRecord, ReconcileReport, Repair
 
 
 class HubSpotReader(Protocol):
@@ -57,3 +57,19 @@ class ReconcileBudget(Protocol):
     def spent(self, calls: int) -> None:
         """Count calls made."""
         ...
+
+
+class ContactReconciler(Protocol):
+    """``service.Reconciler`` as the reconcile function, the journal poller and ``POST /reconcile``
+    call it."""
+
+    def run(
+        self,
+        *,
+        dry_run: bool = False,
+        cursor: str | None = None,
+        emails: Collection[str] | None = None,
+        deadline: float | None = None,
+        max_contacts: int | None = None,
+        progress: Callable[[ReconcileReport], None] | None = None,
+    ) -> ReconcileReport: ...
