@@ -355,3 +355,21 @@ def test_a_page_hubspot_cannot_answer_never_stops_every_walk_at_it(
         # Stopped where it was: the next run reads the same page again.
         assert (report.stopped_by, report.more, report.cursor) == ("hubspot", True, None)
         assert rec.reconciler().run().checked == 150
+
+
+def test_contacts_merged_into_a_record_with_a_third_email_are_each_followed(
+    harness: Harness, rec: Reconcile
+) -> None:
+    """Two tracked contacts whose record now answers to another primary email: both are found
+    through the one id they share, neither is taken for erased."""
+    sync_three(harness)
+    state = harness.sandbox.state
+    first = state.merge(rec.id_of(CY), rec.id_of(ADA))
+    rec.reconciler().run()
+    survivor = state.merge(first, rec.id_of(BOB))  # Cy's record wins again: Ada and Bob answer to it
+    report = rec.reconciler().run()
+    assert report.drift[DriftKind.ERASED] == 0
+    for email in (ADA, BOB):
+        entry = harness.entry(email)
+        assert (entry.status, entry.hubspot_id, entry.hubspot_state) == (SYNCED, survivor, MERGED)
+    assert sum(rec.reconciler().run().drift.values()) == 0

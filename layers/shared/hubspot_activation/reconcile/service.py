@@ -143,15 +143,17 @@ class Reconciler:
 
     def _check(self, states: Sequence[ContactState], report: ReconcileReport) -> bool:
         """Check one page; False when HubSpot stopped it (nothing of it was stored)."""
-        candidates: list[ContactState] = []
-        for state in states:
-            report.checked += 1
-            if state.pending:
-                report.skipped += 1  # a flush writes it now: the next walk checks it
-            elif _checkable(state.confirmed):
-                candidates.append(state)
-        if not candidates:
-            return True
+        # A contact pending is written by a flush now: the next walk checks it.
+        pending = sum(1 for state in states if state.pending)
+        candidates = [state for state in states if not state.pending and _checkable(state.confirmed)]
+        if candidates and not self._check_candidates(candidates, report):
+            return False
+        report.checked += len(states)
+        report.skipped += pending
+        return True
+
+    def _check_candidates(self, candidates: Sequence[ContactState], report: ReconcileReport) -> bool:
+        """Read, compare and repair; False when HubSpot stopped it (nothing was stored)."""
         try:
             seen = self._read(candidates, report)
         except DailyLimitReached:
@@ -185,21 +187,26 @@ class Reconciler:
         properties = _properties_to_read(candidates)
         found = self._reader.by_email([state.email for state in candidates], properties)
         self._spent(report)
-        ids = {
-            state.confirmed.hubspot_id: state.email
-            for state in candidates
-            if state.email not in found and state.confirmed is not None and state.confirmed.hubspot_id
-        }
+        # Several contacts may answer to one record (merged into it): an id lists them all.
+        ids: dict[str, list[str]] = {}
+        for state in candidates:
+            if state.email not in found and state.confirmed is not None and state.confirmed.hubspot_id:
+                ids.setdefault(state.confirmed.hubspot_id, []).append(state.email)
         if ids:
             live = self._reader.by_id(list(ids), properties, archived=False)
             self._spent(report)
-            found.update({ids[record_id]: record for record_id, record in live.items() if record_id in ids})
+            found.update({email: live[i] for i, emails in ids.items() if i in live for email in emails})
             gone = [record_id for record_id in ids if record_id not in live]
             if gone:
                 archived = self._reader.by_id(gone, properties, archived=True)
                 self._spent(report)
                 found.update(
-                    {ids[record_id]: replace(record, archived=True) for record_id, record in archived.items()}
+                    {
+                        email: replace(archived[i], archived=True)
+                        for i in gone
+                        if i in archived
+                        for email in ids[i]
+                    }
                 )
         return found
 
