@@ -373,3 +373,44 @@ def test_contacts_merged_into_a_record_with_a_third_email_are_each_followed(
         entry = harness.entry(email)
         assert (entry.status, entry.hubspot_id, entry.hubspot_state) == (SYNCED, survivor, MERGED)
     assert sum(rec.reconciler().run().drift.values()) == 0
+
+
+def test_a_page_that_ends_on_another_item_than_a_contact_goes_on_from_it(rec: Reconcile) -> None:
+    """A scan's page may end on a marker or a lease (its key has no ``@``): the cursor after it
+    is still one the walk takes."""
+    client = rec.harness.dynamodb
+    for key in ("#flush-lane#0", "ada@example.com", "bob@example.com"):
+        client.put_item(TableName=TABLE, Item={"email": {"S": key}})
+    contacts = DynamoDbTrackedContacts(client, TABLE)
+    emails: list[str] = []
+    cursor: str | None = None
+    pages = 0
+    while True:
+        states, cursor = contacts.page(cursor, 1)
+        emails.extend(state.email for state in states)
+        pages += 1
+        if cursor is None:
+            break
+    assert sorted(emails) == [ADA, BOB] and pages >= 3
+
+
+def test_a_contact_left_deleted_costs_no_read_of_its_id(harness: Harness, rec: Reconcile) -> None:
+    sync_three(harness)
+    harness.sandbox.state.archive(rec.id_of(ADA))
+    rec.reconciler().run()
+    rec.reader.calls.clear()
+    assert sum(rec.reconciler().run().drift.values()) == 0
+    assert rec.reader.calls == [("email", 3)]
+
+
+def test_contacts_not_found_by_email_are_read_by_id_a_hundred_a_call_across_pages(
+    harness: Harness, rec: Reconcile
+) -> None:
+    emails = [f"u{i:03d}@example.com" for i in range(250)]
+    harness.sync([update(email, realized(GOLD, 1000, "Gold")) for email in emails])
+    for email in emails[::10]:  # one contact in ten, on every page
+        harness.sandbox.state.archive(rec.id_of(email))
+    report = rec.reconciler().run()
+    assert report.drift[DriftKind.DELETED] == 25
+    assert [kind for kind, _count in rec.reader.calls].count("id") == 1
+    assert [kind for kind, _count in rec.reader.calls].count("archived") == 1

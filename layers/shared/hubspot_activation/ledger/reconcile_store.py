@@ -22,7 +22,7 @@ from ..upsert.ledger import LedgerUnavailable
 from ..upsert.state import ContactState
 from .contact_item import PENDING_SINCE, VERSION, state_from_item
 from .contact_state import WRITE_WORKERS, DynamoDbContactStates, _Conflict, _expression, _Refused
-from .keys import KEY, SEEN, SEEN_AT, SEEN_DRIFT, SEEN_ID
+from .keys import KEY, MAX_KEY_BYTES, SEEN, SEEN_AT, SEEN_DRIFT, SEEN_ID
 from .values import Item, number, string
 
 
@@ -106,15 +106,23 @@ def _seen_clauses(seen: Seen, names: dict[str, str], values: Item) -> tuple[list
     return sets, removes
 
 
+#: Marks a cursor as one this store gave out. The key after it may be any item's (a page's scan
+#: can end on a marker or a lease, not only on a contact).
+_CURSOR_TAG = "w1."
+
+
 def encode_cursor(key: str) -> str:
-    return base64.urlsafe_b64encode(key.encode("utf-8")).decode("ascii")
+    return _CURSOR_TAG + base64.urlsafe_b64encode(key.encode("utf-8")).decode("ascii")
 
 
 def decode_cursor(cursor: str) -> str:
+    refused = InvalidCursor("cursor is not one a reconcile answered with")
+    if not cursor.startswith(_CURSOR_TAG):
+        raise refused
     try:
-        key = base64.urlsafe_b64decode(cursor.encode("ascii")).decode("utf-8")
+        key = base64.urlsafe_b64decode(cursor[len(_CURSOR_TAG) :].encode("ascii")).decode("utf-8")
     except (binascii.Error, UnicodeError, ValueError):
-        raise InvalidCursor("cursor is not one a reconcile answered with") from None
-    if "@" not in key or len(key.encode("utf-8")) > 2048:
-        raise InvalidCursor("cursor is not one a reconcile answered with")
+        raise refused from None
+    if not key or len(key.encode("utf-8")) > MAX_KEY_BYTES:
+        raise refused
     return key

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..emails import normalize_email
@@ -30,6 +30,10 @@ from .model import (
 from .ports import HubSpotReader, ReconcileBudget, TrackedContacts
 from .values import same_value
 
+#: What a read that did not answer leaves: the run stops, or the read's contacts are passed over.
+_STOPPED = object()
+_PASSED_OVER = object()
+
 #: Why an erased contact is recorded as failed.
 ERASED_REASON = (
     "HubSpot holds this contact neither live nor archived: it was erased (a GDPR delete, after which "
@@ -44,6 +48,15 @@ class ReconcileSettings:
     page_size: int = 100
     #: flush lanes (a repaired contact's lane is woken)
     lanes: int = 1
+
+
+@dataclass
+class _Pass:
+    """One run: its report, and the contacts HubSpot did not find by email, waiting for a read of
+    their record ids."""
+
+    report: ReconcileReport
+    unfound: list[ContactState] = field(default_factory=list)
 
 
 class Reconciler:
@@ -84,29 +97,31 @@ class Reconciler:
         ``max_contacts`` checked, or the budget holds. ``dry_run``: find, store nothing, write
         nothing. ``progress`` is called after each page. The report's cursor is where the walk
         goes on (None: it is complete, or the run named its contacts)."""
-        report = ReconcileReport(dry_run=dry_run, started_at_ms=self._now_ms())
+        run = _Pass(ReconcileReport(dry_run=dry_run, started_at_ms=self._now_ms()))
         if emails is not None:
-            self._check_named(emails, report, deadline, progress)
+            self._check_named(emails, run, deadline, progress)
         else:
-            self._walk(cursor, report, deadline, max_contacts, progress)
-        report.ended_at_ms = self._now_ms()
-        return report
+            self._walk(cursor, run, deadline, max_contacts, progress)
+        self._resolve(run, everything=True)
+        run.report.ended_at_ms = self._now_ms()
+        return run.report
 
     def _walk(
         self,
         cursor: str | None,
-        report: ReconcileReport,
+        run: _Pass,
         deadline: float | None,
         max_contacts: int | None,
         progress: Callable[[ReconcileReport], None] | None,
     ) -> None:
+        report = run.report
         position = cursor
         while True:
             report.stopped_by = self._held(deadline)
             if report.stopped_by is not None:
                 break
             states, after = self._contacts.page(position, self._settings.page_size)
-            if not self._check(states, report):
+            if not self._check(states, run):
                 break  # HubSpot stopped it: the page is checked again next time
             position = after
             if progress is not None:
@@ -118,97 +133,144 @@ class Reconciler:
     def _check_named(
         self,
         emails: Collection[str],
-        report: ReconcileReport,
+        run: _Pass,
         deadline: float | None,
         progress: Callable[[ReconcileReport], None] | None,
     ) -> None:
         wanted = list(dict.fromkeys(normalize_email(email) for email in emails))
         size = self._settings.page_size
         for start in range(0, len(wanted), size):
-            report.stopped_by = self._held(deadline)
-            if report.stopped_by is not None:
+            run.report.stopped_by = self._held(deadline)
+            if run.report.stopped_by is not None:
                 return
-            states = self._contacts.read(wanted[start : start + size])
-            if not self._check(
-                [states[email] for email in wanted[start : start + size] if email in states], report
-            ):
+            part = wanted[start : start + size]
+            states = self._contacts.read(part)
+            if not self._check([states[email] for email in part if email in states], run):
                 return
             if progress is not None:
-                progress(report)
+                progress(run.report)
 
     def _held(self, deadline: float | None) -> str | None:
         if deadline is not None and self._monotonic() >= deadline:
             return "deadline"
         return self._budget.hold()
 
-    def _check(self, states: Sequence[ContactState], report: ReconcileReport) -> bool:
-        """Check one page; False when HubSpot stopped it (nothing of it was stored)."""
+    def _check(self, states: Sequence[ContactState], run: _Pass) -> bool:
+        """Check one page by email; False when HubSpot stopped it (nothing of it was stored). The
+        contacts HubSpot did not find by email wait for a read of their record ids, 100 a call."""
         # A contact pending is written by a flush now: the next walk checks it.
         pending = sum(1 for state in states if state.pending)
         candidates = [state for state in states if not state.pending and _checkable(state.confirmed)]
-        if candidates and not self._check_candidates(candidates, report):
+        if candidates and not self._check_by_email(candidates, run):
             return False
-        report.checked += len(states)
-        report.skipped += pending
+        run.report.checked += len(states)
+        run.report.skipped += pending
+        self._resolve(run, everything=False)
         return True
 
-    def _check_candidates(self, candidates: Sequence[ContactState], report: ReconcileReport) -> bool:
-        """Read, compare and repair; False when HubSpot stopped it (nothing was stored)."""
-        try:
-            seen = self._read(candidates, report)
-        except DailyLimitReached:
-            report.stopped_by = "daily_limit"
-            return False
-        except HubSpotError as exc:
-            if exc.kind is ErrorKind.PERMANENT:
-                # The same read would fail again at every walk: the page is passed over, not
-                # allowed to stop every walk at it.
-                logger.error(
-                    "reconcile passed over a page HubSpot cannot answer", extra={"error": str(exc)[:500]}
-                )
-                report.skipped += len(candidates)
-                return True
-            logger.warning("reconcile stopped: HubSpot failed", extra={"error": str(exc)[:500]})
-            report.stopped_by = "hubspot"
-            return False
-        now_ms = self._now_ms()
-        definitions = self._definitions(candidates)
-        sharing = self._sharing(candidates, seen)
-        repairs: list[tuple[Repair, Finding | None]] = [
-            self._compare(state, seen.get(state.email), definitions, now_ms, sharing) for state in candidates
-        ]
-        self._store(repairs, report, now_ms)
-        return True
-
-    def _read(self, candidates: Sequence[ContactState], report: ReconcileReport) -> dict[str, HubSpotRecord]:
-        """What HubSpot holds for each contact: its live record by email; for one not found by
-        email, the record its id now answers to (merged, or its email changed), else its archived
-        record. A contact absent from the answer is unknown to HubSpot."""
+    def _check_by_email(self, candidates: Sequence[ContactState], run: _Pass) -> bool:
         properties = _properties_to_read(candidates)
-        found = self._reader.by_email([state.email for state in candidates], properties)
-        self._spent(report)
+        emails = [state.email for state in candidates]
+        outcome = self._guarded(
+            lambda: self._reader.by_email(emails, properties), run.report, len(candidates)
+        )
+        if not isinstance(outcome, dict):
+            return outcome is _PASSED_OVER
+        found: dict[str, HubSpotRecord] = outcome
+        # One left deleted stays so unless HubSpot finds its email again (restored): no id read.
+        unfound = [
+            state
+            for state in candidates
+            if state.email not in found and state.confirmed is not None and state.confirmed.status != DELETED
+        ]
+        run.unfound.extend(unfound)
+        missing = {state.email for state in unfound}
+        self._settle([state for state in candidates if state.email not in missing], found, run.report)
+        return True
+
+    def _resolve(self, run: _Pass, everything: bool) -> None:
+        """Read the record ids of contacts HubSpot did not find by email, in calls of 100: the
+        record an id answers to now (merged, or its email changed), else its archived record;
+        an id known neither way is erased. A read HubSpot stops leaves them to the next walk."""
+        size = self._settings.page_size
+        while run.unfound and (everything or len(run.unfound) >= size):
+            chunk, run.unfound = run.unfound[:size], run.unfound[size:]
+            seen = self._by_id(chunk, run.report)
+            if seen is None:
+                run.report.skipped += len(chunk) + len(run.unfound)
+                run.unfound = []
+                return
+            self._settle(chunk, seen, run.report)
+
+    def _by_id(
+        self, chunk: Sequence[ContactState], report: ReconcileReport
+    ) -> dict[str, HubSpotRecord] | None:
+        properties = _properties_to_read(chunk)
         # Several contacts may answer to one record (merged into it): an id lists them all.
         ids: dict[str, list[str]] = {}
-        for state in candidates:
-            if state.email not in found and state.confirmed is not None and state.confirmed.hubspot_id:
+        for state in chunk:
+            if state.confirmed is not None and state.confirmed.hubspot_id:
                 ids.setdefault(state.confirmed.hubspot_id, []).append(state.email)
-        if ids:
-            live = self._reader.by_id(list(ids), properties, archived=False)
-            self._spent(report)
-            found.update({email: live[i] for i, emails in ids.items() if i in live for email in emails})
-            gone = [record_id for record_id in ids if record_id not in live]
-            if gone:
-                archived = self._reader.by_id(gone, properties, archived=True)
-                self._spent(report)
-                found.update(
-                    {
-                        email: replace(archived[i], archived=True)
-                        for i in gone
-                        if i in archived
-                        for email in ids[i]
-                    }
-                )
+        found: dict[str, HubSpotRecord] = {}
+        if not ids:
+            return found
+        live = self._guarded(lambda: self._reader.by_id(list(ids), properties, archived=False), report, 0)
+        if not isinstance(live, dict):
+            return None
+        found.update({email: live[i] for i, emails in ids.items() if i in live for email in emails})
+        gone = [record_id for record_id in ids if record_id not in live]
+        if gone:
+            archived = self._guarded(lambda: self._reader.by_id(gone, properties, archived=True), report, 0)
+            if not isinstance(archived, dict):
+                return None
+            found.update(
+                {
+                    email: replace(archived[i], archived=True)
+                    for i in gone
+                    if i in archived
+                    for email in ids[i]
+                }
+            )
         return found
+
+    def _guarded(
+        self, read: Callable[[], dict[str, HubSpotRecord]], report: ReconcileReport, contacts: int
+    ) -> dict[str, HubSpotRecord] | object:
+        """One read, counted: its answer, ``_STOPPED`` (the daily limit, HubSpot failing: the run
+        stops) or ``_PASSED_OVER`` (HubSpot can never answer it: its ``contacts`` are skipped)."""
+        try:
+            answer = read()
+        except DailyLimitReached:  # refused before sending
+            report.stopped_by = "daily_limit"
+            return _STOPPED
+        except HubSpotError as exc:
+            self._spent(report)
+            if exc.kind is ErrorKind.PERMANENT:
+                # The same read would fail at every walk: passed over, not allowed to stop each one.
+                logger.error(
+                    "reconcile passed over a read HubSpot cannot answer", extra={"error": str(exc)[:500]}
+                )
+                report.skipped += contacts
+                return _PASSED_OVER
+            logger.warning("reconcile stopped: HubSpot failed", extra={"error": str(exc)[:500]})
+            report.stopped_by = "hubspot"
+            return _STOPPED
+        self._spent(report)
+        return answer
+
+    def _settle(
+        self, states: Sequence[ContactState], seen: Mapping[str, HubSpotRecord], report: ReconcileReport
+    ) -> None:
+        """Compare and repair contacts whose HubSpot record (or its absence) is known."""
+        if not states:
+            return
+        now_ms = self._now_ms()
+        definitions = self._definitions(states)
+        sharing = self._sharing(states, seen)
+        repairs: list[tuple[Repair, Finding | None]] = [
+            self._compare(state, seen.get(state.email), definitions, now_ms, sharing) for state in states
+        ]
+        self._store(repairs, report, now_ms)
 
     def _spent(self, report: ReconcileReport) -> None:
         report.calls += 1
