@@ -25,7 +25,7 @@ reads before the filter drops the ones that are not contacts (leases, markers, a
 page can end on one of those: the ledger store refuses such a cursor (``InvalidCursor``: it only
 takes keys with ``@``). The bench decodes those cursors anyway (the store's ``decode_cursor``,
 replaced for the bench only) and counts them per walk: each is a walk the product as it is
-stops, for good, since every later call resumes from that cursor.
+stops there (a later call resuming from that cursor is refused too).
 
 Per walk: the HubSpot reads by kind (by email, by id, archived) and per 1,000 contacts checked,
 every other HubSpot request, the drift found by kind, the repairs, the writes the flush made
@@ -397,7 +397,7 @@ def seed(server: SandboxServer, token: str) -> tuple[Bench, list[str], float]:
     return Bench(server, sync, token, contacts), emails, seconds
 
 
-def timed(label: str, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+def step(label: str, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     print(f"... {label}", file=sys.__stdout__, flush=True)
     return run()
 
@@ -434,28 +434,28 @@ def main() -> None:
             names = ["firstname", "lastname", "city", *audiences]
             baseline = managed_values(server, emails, names)
             walks = [
-                timed("in sync", lambda: bench.walk("in sync")),
-                timed("in sync, no governor wait", lambda: bench.walk("in sync", governed=False)),
+                step("in sync", lambda: bench.walk("in sync")),
+                step("in sync, no governor wait", lambda: bench.walk("in sync", governed=False)),
             ]
             changed = drift(server, emails, audience_property)
-            walks.append(timed("drift", lambda: bench.walk("drift", drifted=changed.contacts)))
+            walks.append(step("drift", lambda: bench.walk("drift", drifted=changed.contacts)))
             restored = changed.archived[: len(changed.archived) // 2]
             for address in restored:
                 server.state.restore(_archived_id(server, address))
-            walks.append(timed("restored", lambda: bench.walk("restored", drifted=len(restored))))
-            walks.append(timed("after repair", lambda: bench.walk("after repair")))
+            walks.append(step("restored", lambda: bench.walk("restored", drifted=len(restored))))
+            walks.append(step("after repair", lambda: bench.walk("after repair")))
             walks.append(
-                timed("after repair, no governor wait", lambda: bench.walk("after repair", governed=False))
+                step("after repair, no governor wait", lambda: bench.walk("after repair", governed=False))
             )
             ended = outcome(bench, changed, restored, baseline)
             concurrent: list[dict[str, Any]] = []
             for latency_ms in LATENCIES_MS:
                 server.state.config.latency_ms = latency_ms
-                row = timed(f"after repair at {latency_ms} ms", lambda: bench.walk("after repair"))
+                row = step(f"after repair at {latency_ms} ms", lambda: bench.walk("after repair"))
                 row["latency_ms"] = latency_ms
                 walks.append(row)
-                sequential = timed(f"reads 1 at a time at {latency_ms} ms", lambda: bench.concurrent_reads(1))
-                parallel = timed(
+                sequential = step(f"reads 1 at a time at {latency_ms} ms", lambda: bench.concurrent_reads(1))
+                parallel = step(
                     f"reads {CONCURRENT_READS} at a time at {latency_ms} ms",
                     lambda: bench.concurrent_reads(CONCURRENT_READS),
                 )
