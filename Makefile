@@ -51,6 +51,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.pipeline
 	BENCH_LANES=4 $(BIN)/python -m bench.pipeline
 	$(BIN)/python -m bench.latency
+	$(BIN)/python -m bench.reconcile
 	$(BIN)/python -m bench.local_backlog
 	$(BIN)/python -m bench.aws_cost
 

@@ -14,13 +14,19 @@ They honour what the functions rely on and nothing more:
 - ``MemoryDynamoDb``: items by their ``email`` key; the table's secondary indexes (from
   template.yaml) kept up to date on every write; the update, condition and key-condition
   expressions the ledger package writes (``SET``/``REMOVE``/``ADD``, ``if_not_exists``,
-  ``attribute_exists``/``attribute_not_exists``, comparisons joined by ``AND``/``OR``), anything
-  else refused with a ValueError. Strongly consistent, reads and writes alike, and it counts its
-  calls by operation.
+  ``attribute_exists``/``attribute_not_exists``, ``contains`` on a string, comparisons joined by
+  ``AND``/``OR``), anything else refused with a ValueError. Strongly consistent, reads and writes
+  alike, and it counts its calls by operation. A scan walks the items in the order of a hash of
+  their key (as a table's partitions do: no item kind comes in a run), its ``Limit`` counts the
+  items read before the filter drops any (a page can hold fewer, even none), and it answers a
+  ``LastEvaluatedKey`` whenever it stopped at the limit, the last item included (DynamoDB does not
+  know it was the last: the next page is empty).
 """
 
 from __future__ import annotations
 
+import bisect
+import hashlib
 import itertools
 import re
 import threading
@@ -246,6 +252,7 @@ def _split_top(text: str, separator: str = ",") -> list[str]:
 
 _COMPARISON = re.compile(r"^(\S+)\s*(<=|>=|<>|=|<|>)\s*(\S+)$")
 _FUNCTION = re.compile(r"^(attribute_exists|attribute_not_exists)\(\s*(\S+?)\s*\)$")
+_CONTAINS = re.compile(r"^contains\(\s*(\S+?)\s*,\s*(\S+?)\s*\)$")
 _IF_NOT_EXISTS = re.compile(r"^if_not_exists\(\s*(\S+?)\s*,\s*(\S+?)\s*\)$")
 _SECTION = re.compile(r"\b(SET|REMOVE|ADD)\b")
 
@@ -277,6 +284,13 @@ class _Expression:
         if function:
             present = self.name(function.group(2)) in item
             return present if function.group(1) == "attribute_exists" else not present
+        contains = _CONTAINS.match(term)
+        if contains:
+            held = item.get(self.name(contains.group(1)), {})
+            wanted = self.value(contains.group(2))
+            if "S" not in held or "S" not in wanted:
+                raise ValueError(f"only contains() of a string in a string is supported, not {term!r}")
+            return str(wanted["S"]) in str(held["S"])
         comparison = _COMPARISON.match(term)
         if not comparison:
             raise ValueError(f"unsupported condition {term!r}")
@@ -333,6 +347,8 @@ class MemoryDynamoDb:
         self._projections = dict(projections if projections is not None else template_projections())
         #: index -> partition value -> keys of the items in it
         self._members: dict[str, dict[Any, set[str]]] = {name: {} for name in self._indexes}
+        #: (hash of the key, key) of every item, in scan order
+        self._scan_order: list[tuple[bytes, str]] = []
         self._lock = threading.Lock()
         self.calls: Counter[str] = Counter()
 
@@ -459,6 +475,27 @@ class MemoryDynamoDb:
                 answer["LastEvaluatedKey"] = {name: last[name] for name in (KEY, partition_key, sort_key)}
             return answer
 
+    def scan(self, **kwargs: Any) -> dict[str, Any]:
+        with self._lock:
+            self.calls["Scan"] += 1
+            expression = _Expression(
+                kwargs.get("ExpressionAttributeNames"), kwargs.get("ExpressionAttributeValues")
+            )
+            start = kwargs.get("ExclusiveStartKey")
+            position = (
+                bisect.bisect_right(self._scan_order, _scan_position(start[KEY]["S"]))
+                if start is not None
+                else 0
+            )
+            limit = kwargs.get("Limit") or len(self._scan_order)
+            read = self._scan_order[position : position + limit]
+            items = [self._items[key] for _hash, key in read]
+            kept = [dict(item) for item in items if expression.holds(kwargs.get("FilterExpression"), item)]
+            answer: dict[str, Any] = {"Items": kept, "Count": len(kept), "ScannedCount": len(read)}
+            if read and len(read) == limit:
+                answer["LastEvaluatedKey"] = {KEY: {"S": read[-1][1]}}
+            return answer
+
     # --- the table ----------------------------------------------------------------------------------
 
     def items(self) -> list[Item]:
@@ -467,6 +504,11 @@ class MemoryDynamoDb:
 
     def _store(self, key: str, item: Item | None) -> None:
         old = self._items.pop(key, None)
+        if (old is None) != (item is None):
+            if item is None:
+                self._scan_order.remove(_scan_position(key))
+            else:
+                bisect.insort(self._scan_order, _scan_position(key))
         for name, (partition_key, sort_key) in self._indexes.items():
             if old is not None and partition_key in old and sort_key in old:
                 self._members[name].get(_scalar(old[partition_key]), set()).discard(key)
@@ -474,6 +516,10 @@ class MemoryDynamoDb:
                 self._members[name].setdefault(_scalar(item[partition_key]), set()).add(key)
         if item is not None:
             self._items[key] = item
+
+
+def _scan_position(key: str) -> tuple[bytes, str]:
+    return hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest(), key
 
 
 class MemoryDailyCounter:

@@ -24,7 +24,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from hubspot_activation.hubspot.batch import UpsertInput, UpsertResult
+from hubspot_activation.hubspot.batch import UpdateInput, UpsertInput, UpsertResult
 from hubspot_activation.hubspot.client import CallStats, HubSpotClient, new_session
 from hubspot_activation.hubspot.governor import RateGovernor
 from hubspot_activation.ingest.service import IngestService
@@ -139,7 +139,8 @@ class CallLog:
 
 
 class RecordingWriter:
-    """The HubSpot client as the flusher's ContactWriter, noting each batch upsert's end and size."""
+    """The HubSpot client as the flusher's ContactWriter, noting each batch write's end and size
+    (upserts by email, and updates by record id: merged contacts)."""
 
     def __init__(self, client: HubSpotClient, log: CallLog) -> None:
         self._client = client
@@ -149,6 +150,13 @@ class RecordingWriter:
         self, inputs: Sequence[UpsertInput], deadline: float | None = None
     ) -> list[UpsertResult]:
         results = self._client.batch_upsert(inputs, deadline)
+        self._log.add(len(inputs))
+        return results
+
+    def batch_update(
+        self, inputs: Sequence[UpdateInput], deadline: float | None = None
+    ) -> list[UpsertResult]:
+        results = self._client.batch_update(inputs, deadline)
         self._log.add(len(inputs))
         return results
 
