@@ -20,13 +20,6 @@ The reader's client is governed as the deployment's (the template's limit and sh
 local walks are also timed with a governor that never waits, to show the product's own time.
 Reconcile's budget here never holds (live traffic is idle) and counts the calls.
 
-The walk's cursor is the scan's last key read, and DynamoDB's scan ``Limit`` counts the items it
-reads before the filter drops the ones that are not contacts (leases, markers, audiences), so a
-page can end on one of those: the ledger store refuses such a cursor (``InvalidCursor``: it only
-takes keys with ``@``). The bench decodes those cursors anyway (the store's ``decode_cursor``,
-replaced for the bench only) and counts them per walk: each is a walk the product as it is
-stops there (a later call resuming from that cursor is refused too).
-
 Per walk: the HubSpot reads by kind (by email, by id, archived) and per 1,000 contacts checked,
 every other HubSpot request, the drift found by kind, the repairs, the writes the flush made
 (calls and contacts) against the contacts drifted, and the seconds. Checks that HubSpot ends as
@@ -37,7 +30,6 @@ table and writes bench/results/reconcile.json. Measured, never asserted.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import platform
@@ -55,7 +47,6 @@ from typing import Any
 from hubspot_activation.hubspot.client import HubSpotClient, new_session
 from hubspot_activation.hubspot.governor import RateGovernor
 from hubspot_activation.hubspot.reader import HubSpotContactReader
-from hubspot_activation.ledger import reconcile_store
 from hubspot_activation.ledger.reconcile_store import DynamoDbTrackedContacts
 from hubspot_activation.reconcile.model import IDENTITY_PROPERTIES, DriftKind, HubSpotRecord, ReconcileReport
 from hubspot_activation.reconcile.service import Reconciler, ReconcileSettings
@@ -79,23 +70,6 @@ READ_ROUTE = "POST batch_read"
 WRITE_ROUTES = ("POST batch_upsert", "POST batch_update")
 #: HubSpot's ceiling the issue sets for a walk: reads per 1,000 contacts (writes only for drift).
 READS_PER_1000_GOAL = 10.5
-
-
-@dataclass
-class CursorsOnOtherItems:
-    """The store's cursor decoding, taking any key a scan answered with; counts the keys that are
-    not a contact's (the ones the store refuses)."""
-
-    count: int = 0
-
-    def decode(self, cursor: str) -> str:
-        key = base64.urlsafe_b64decode(cursor.encode("ascii")).decode("utf-8")
-        if "@" not in key:
-            self.count += 1
-        return key
-
-
-CURSORS = CursorsOnOtherItems()
 
 
 def profiles() -> list[dict[str, Any]]:
@@ -185,7 +159,6 @@ class Bench:
         calls_logged = len(self.sync.log.calls)
         self.sync.waker.held = True  # the repairs are flushed after the walk, timed apart
         total = ReconcileReport()
-        refused_before = CURSORS.count
         ledger_before = Counter(self.sync.dynamodb.calls)
         invocations = 0
         cursor: str | None = None
@@ -217,7 +190,6 @@ class Bench:
             "ledger_items": {"contacts": len(items) - sum(others.values()), **dict(sorted(others.items()))},
             "governor": "as deployed" if governed else "never waits",
             "invocations": invocations,
-            "pages_ending_on_another_item_kind": CURSORS.count - refused_before,
             "checked": total.checked,
             "skipped": total.skipped,
             "stopped_by": total.stopped_by,
@@ -422,7 +394,6 @@ def table(walks: list[dict[str, Any]]) -> str:
 
 def main() -> None:
     discard_logs()
-    reconcile_store.decode_cursor = CURSORS.decode
     server = SandboxServer().start()
     try:
         token = server.state.add_private_app_token()
