@@ -350,7 +350,14 @@ def _forgotten(previous: LedgerEntry) -> LedgerEntry:
     """A contact deleted in HubSpot as the planner must see it to re-create it: nothing of it
     written, its kept changes and refusals as they were."""
     return replace(
-        previous, status=SYNCED, hubspot_id=None, audiences={}, written={}, attribute_order={}, rejected=None
+        previous,
+        status=SYNCED,
+        hubspot_id=None,
+        hubspot_state=None,
+        audiences={},
+        written={},
+        attribute_order={},
+        rejected=None,
     )
 
 
