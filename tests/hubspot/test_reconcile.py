@@ -414,3 +414,38 @@ def test_contacts_not_found_by_email_are_read_by_id_a_hundred_a_call_across_page
     assert report.drift[DriftKind.DELETED] == 25
     assert [kind for kind, _count in rec.reader.calls].count("id") == 1
     assert [kind for kind, _count in rec.reader.calls].count("archived") == 1
+
+
+def test_an_erased_contact_stays_erased_through_an_update_with_a_problem(
+    harness: Harness, rec: Reconcile
+) -> None:
+    sync_three(harness)
+    harness.sandbox.state.erase(rec.id_of(CY))
+    rec.reconciler().run()
+    upserts = harness.upserts()
+    harness.sync([update(CY, no_such_property="x")])  # a mapped attribute HubSpot has no property for
+    harness.sync([update(CY, firstname="Cyrus")])
+    entry = harness.entry(CY)
+    assert (entry.status, entry.hubspot_state) == (FAILED, ERASED) and harness.upserts() == upserts
+
+
+def test_contacts_merged_into_one_record_are_written_to_it_one_call_after_the_other(
+    harness: Harness, rec: Reconcile
+) -> None:
+    """HubSpot refuses a batch naming one record twice: two contacts written by the same record's
+    id go in separate calls, and the contacts written by email beside them are settled."""
+    sync_three(harness)
+    state = harness.sandbox.state
+    survivor = state.merge(rec.id_of(CY), state.merge(rec.id_of(ADA), rec.id_of(BOB)))
+    rec.reconciler().run()
+    harness.flush()
+    report = harness.sync(
+        [
+            update(ADA, city="Ada's city"),
+            update(BOB, lastname="Bob's name"),
+            update("dee@example.com", firstname="Dee"),
+        ]
+    )
+    assert report.counts()[Outcome.SYNCED] == 3 and harness.pending() == set()
+    held = state.contacts[survivor]["properties"]
+    assert (held["city"], held["lastname"]) == ("Ada's city", "Bob's name")

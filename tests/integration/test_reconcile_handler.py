@@ -13,6 +13,7 @@ import boto3
 import pytest
 from hubspot_activation.hubspot.journal import JOURNAL_SCOPES
 from hubspot_activation.ledger.reconcile_progress import DynamoDbReconcileProgress
+from hubspot_activation.reconcile.budget import BACKLOG_MESSAGES
 
 from local.functions import handler
 from local.hubspot_sandbox.state import ALL_SCOPES
@@ -168,9 +169,10 @@ def test_a_walk_out_of_time_continues_in_a_new_invocation_of_itself(sync: Sync, 
 
 def test_a_queue_backlog_holds_the_walk(sync: Sync, continued: Continued) -> None:
     synced(sync, 5)
-    boto3.client("sqs").send_message(
-        QueueUrl=sync.queue, MessageBody="{}", MessageGroupId="g", MessageDeduplicationId="d"
-    )
+    for index in range(BACKLOG_MESSAGES):
+        boto3.client("sqs").send_message(
+            QueueUrl=sync.queue, MessageBody="{}", MessageGroupId="g", MessageDeduplicationId=f"d{index}"
+        )
     # Time for one look only: the backlog holds it, and the walk goes on later from where it was.
     summary = handler("reconcile", cold_start=True)(SCHEDULED, Context(remaining_ms=180_000))
     assert (

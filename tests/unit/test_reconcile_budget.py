@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import pytest
-from hubspot_activation.reconcile.budget import DailyShare, LiveTrafficBudget
+from hubspot_activation.reconcile.budget import BACKLOG_MESSAGES, DailyShare, LiveTrafficBudget
 from hubspot_activation.reconcile.wiring import reconcile_governor_settings
 from hubspot_activation.settings import SettingsError, UpsertSettings
 from hubspot_activation.upsert.flush import QueueLoad
@@ -57,9 +57,15 @@ def test_nothing_holds_while_the_queue_is_empty() -> None:
     assert budget(Counter(), Live()).hold() is None
 
 
-@pytest.mark.parametrize("load", [QueueLoad(3), QueueLoad(0, merging=1)])
+@pytest.mark.parametrize("load", [QueueLoad(BACKLOG_MESSAGES), QueueLoad(4, merging=BACKLOG_MESSAGES - 4)])
 def test_updates_waiting_or_being_merged_hold_reconcile(load: QueueLoad) -> None:
     assert budget(Counter(), Live(load=load)).hold() == "backlog"
+
+
+@pytest.mark.parametrize("load", [QueueLoad(1), QueueLoad(0, merging=BACKLOG_MESSAGES - 1)])
+def test_a_trickle_of_live_traffic_does_not_hold_reconcile(load: QueueLoad) -> None:
+    """Steady low traffic keeps a message or two in the queue: the walk must still advance."""
+    assert budget(Counter(), Live(load=load)).hold() is None
 
 
 def test_its_calls_of_the_day_reaching_the_share_hold_it_without_looking_at_the_queue() -> None:

@@ -35,6 +35,10 @@ class CallCounter(Protocol):
 
 
 BACKLOG = "backlog"
+#: Queued updates (waiting or being merged) that make a backlog reconcile yields to. A trickle of
+#: live traffic (a message or a few, merged within a second) does not: under steady low traffic
+#: the walk would otherwise never advance, while its reads take a tenth of the window anyway.
+BACKLOG_MESSAGES = 10
 DAILY_SHARE = "daily_share"
 
 
@@ -81,7 +85,7 @@ class LiveTrafficBudget:
             return DAILY_SHARE
         if self._queue_load is not None:
             load = self._queue_load()
-            if load.waiting or load.merging:
+            if load.waiting + load.merging >= BACKLOG_MESSAGES:
                 return BACKLOG
         return None
 

@@ -585,8 +585,9 @@ class Flusher:
 
     def _send(self, contacts: list[ContactWrite], deadline: float) -> list[UpsertResult]:
         """One call by email; a contact merged into a record with another primary email goes by
-        record id in a call of its own (a write by email could create a duplicate). A failure of
-        the by-id call after the by-email one was answered becomes its contacts' answers."""
+        record id (a write by email could create a duplicate), in calls where no record appears
+        twice (contacts merged into one record are written one after the other). A failure of a
+        by-id call after another call was answered becomes its contacts' answers."""
         by_id = [i for i, contact in enumerate(contacts) if _written_by_id(contact)]
         if not by_id:
             return self._writer.batch_upsert([UpsertInput(c.email, c.properties) for c in contacts], deadline)
@@ -597,15 +598,16 @@ class Flusher:
                 [UpsertInput(contacts[i].email, contacts[i].properties) for i in by_email], deadline
             )
             results.update(zip(by_email, answered, strict=True))
-        updates = [
-            UpdateInput(_record_id(contacts[i]), contacts[i].email, contacts[i].properties) for i in by_id
-        ]
-        try:
-            results.update(zip(by_id, self._writer.batch_update(updates, deadline), strict=True))
-        except HubSpotError as failure:
-            if not by_email:
-                raise
-            results.update((i, UpsertResult(contacts[i].email, error=failure)) for i in by_id)
+        for call in _distinct_records(by_id, contacts):
+            updates = [
+                UpdateInput(_record_id(contacts[i]), contacts[i].email, contacts[i].properties) for i in call
+            ]
+            try:
+                results.update(zip(call, self._writer.batch_update(updates, deadline), strict=True))
+            except HubSpotError as failure:
+                if not results:
+                    raise
+                results.update((i, UpsertResult(contacts[i].email, error=failure)) for i in call)
         return [results[i] for i in range(len(contacts))]
 
     def _now_ms(self) -> int:
@@ -614,6 +616,23 @@ class Flusher:
 
 def _written_by_id(contact: ContactWrite) -> bool:
     return contact.previous is not None and contact.previous.written_by_id
+
+
+def _distinct_records(indexes: Sequence[int], contacts: Sequence[ContactWrite]) -> list[list[int]]:
+    """The contacts as calls in which no record id appears twice (HubSpot refuses such a batch)."""
+    calls: list[list[int]] = []
+    records: list[set[str]] = []
+    for index in indexes:
+        record = _record_id(contacts[index])
+        for call, seen in zip(calls, records, strict=True):
+            if record not in seen:
+                call.append(index)
+                seen.add(record)
+                break
+        else:
+            calls.append([index])
+            records.append({record})
+    return calls
 
 
 def _record_id(contact: ContactWrite) -> str:

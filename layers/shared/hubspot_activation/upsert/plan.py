@@ -583,9 +583,10 @@ def synced_entry(
     status = FAILED if contact.problems else SYNCED
     reason = "; ".join(contact.problems) or None
     state = previous.hubspot_state if previous is not None and previous.hubspot_state == MERGED else None
-    if hubspot_id is None and previous is not None and not contact.problems:
-        # Not written: a contact left deleted or erased in HubSpot stays so.
-        if previous.status == DELETED:
+    if hubspot_id is None and previous is not None:
+        # Not written: a contact left deleted or erased in HubSpot stays so, whatever else keeps
+        # a change from HubSpot meanwhile.
+        if previous.status == DELETED and not contact.problems:
             status = DELETED
         elif previous.erased:
             status, reason, state = FAILED, previous.reason, previous.hubspot_state
