@@ -449,3 +449,43 @@ def test_contacts_merged_into_one_record_are_written_to_it_one_call_after_the_ot
     assert report.counts()[Outcome.SYNCED] == 3 and harness.pending() == set()
     held = state.contacts[survivor]["properties"]
     assert (held["city"], held["lastname"]) == ("Ada's city", "Bob's name")
+
+
+def test_a_read_by_email_carries_a_hundred_contacts_whatever_else_the_table_holds(
+    harness: Harness, rec: Reconcile
+) -> None:
+    harness.sync([update(f"u{i:03d}@example.com", realized(GOLD, 1000, "Gold")) for i in range(150)])
+    for index in range(150):  # other items the scan reads too
+        harness.dynamodb.put_item(TableName=TABLE, Item={"email": {"S": f"#held#{index:03d}"}})
+    report = rec.reconciler().run()
+    assert report.checked == 150 and report.cursor is None
+    assert [size for kind, size in rec.reader.calls if kind == "email"] == [100, 50]
+
+
+def test_named_contacts_are_checked_while_live_traffic_holds_the_walk(
+    harness: Harness, rec: Reconcile
+) -> None:
+    """The journal names a few contacts a minute: a steady backlog must not hold them back."""
+    sync_three(harness)
+    rec.edit(ADA, city="Paris")
+    rec.budget.holding = "backlog"
+    assert rec.reconciler().run().stopped_by == "backlog"
+    named = rec.reconciler().run(emails=[ADA])
+    assert named.checked == 1 and named.drift[DriftKind.EDITED] == 1
+    rec.budget.holding = "daily_share"
+    assert rec.reconciler().run(emails=[ADA]).stopped_by == "daily_share"
+
+
+def test_a_stopped_read_of_record_ids_stops_the_walk(harness: Harness, rec: Reconcile) -> None:
+    harness.sync([update(f"u{i:03d}@example.com", realized(GOLD, 1000, "Gold")) for i in range(250)])
+    for index in range(0, 250, 2):
+        harness.sandbox.state.archive(rec.id_of(f"u{index:03d}@example.com"))
+    original = rec.reader.by_id
+
+    def failing(ids: Sequence[str], properties: Sequence[str], archived: bool) -> dict[str, HubSpotRecord]:
+        raise HubSpotError(ErrorKind.RETRYABLE, "HubSpot is down")
+
+    rec.reader.by_id = failing  # type: ignore[method-assign]
+    report = rec.reconciler().run()
+    assert report.stopped_by == "hubspot" and report.cursor is not None and report.checked < 250
+    rec.reader.by_id = original  # type: ignore[method-assign]

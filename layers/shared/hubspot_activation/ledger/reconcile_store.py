@@ -36,6 +36,9 @@ class DynamoDbTrackedContacts(DynamoDbContactStates):
             "FilterExpression": "contains(#k, :at)",
             "ExpressionAttributeNames": {"#k": KEY},
             "ExpressionAttributeValues": {":at": string("@")},
+            # A stale image of a contact a flush just settled (a flush's record does not move the
+            # version) would pass a repair's condition and overwrite what the flush recorded.
+            "ConsistentRead": True,
         }
         if cursor is not None:
             request["ExclusiveStartKey"] = {KEY: string(decode_cursor(cursor))}
@@ -48,13 +51,15 @@ class DynamoDbTrackedContacts(DynamoDbContactStates):
         return states, encode_cursor(str(last[KEY]["S"])) if last else None
 
     def store(self, repairs: Sequence[Repair], now_ms: int) -> set[str]:
-        with ThreadPoolExecutor(max_workers=WRITE_WORKERS) as pool:
-            outcomes = list(pool.map(lambda repair: self._store_one(repair, now_ms), repairs))
-        stored = {repair.email for repair, ok in zip(repairs, outcomes, strict=True) if ok}
-        pending = [repair.email for repair in repairs if repair.pending and repair.email in stored]
+        # The markers first: a contact made pending that no marker lists would wait for a source
+        # update; a marker listing a contact whose repair did not go through is passed over by
+        # the flusher (it reads the contact's state first).
+        pending = [repair.email for repair in repairs if repair.pending]
         if pending:
             self._mark_pending(pending, now_ms, now_ms)
-        return stored
+        with ThreadPoolExecutor(max_workers=WRITE_WORKERS) as pool:
+            outcomes = list(pool.map(lambda repair: self._store_one(repair, now_ms), repairs))
+        return {repair.email for repair, ok in zip(repairs, outcomes, strict=True) if ok}
 
     def _store_one(self, repair: Repair, now_ms: int) -> bool:
         names: dict[str, str] = {"#v": VERSION, "#p": PENDING_SINCE}

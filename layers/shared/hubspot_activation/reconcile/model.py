@@ -128,6 +128,10 @@ class ReconcileReport:
     ended_at_ms: int = 0
 
     @property
+    def stopped(self) -> bool:
+        return self.stopped_by is not None
+
+    @property
     def more(self) -> bool:
         """Contacts are left to check: call again with ``cursor`` (None: from the start, or the
         same contacts named). A run held by the budget (``stopped_by``) has more, however early

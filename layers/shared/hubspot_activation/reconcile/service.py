@@ -120,15 +120,31 @@ class Reconciler:
             report.stopped_by = self._held(deadline)
             if report.stopped_by is not None:
                 break
-            states, after = self._contacts.page(position, self._settings.page_size)
+            states, after = self._gather(position)
             if not self._check(states, run):
-                break  # HubSpot stopped it: the page is checked again next time
+                break  # HubSpot stopped it: these contacts are checked again next time
             position = after
             if progress is not None:
                 progress(report)
+            if report.stopped:
+                break  # a read of record ids was stopped: its contacts wait for the next walk
             if position is None or (max_contacts is not None and report.checked >= max_contacts):
                 break
         report.cursor = position
+
+    def _gather(self, position: str | None) -> tuple[list[ContactState], str | None]:
+        """Pages from ``position`` until they hold a full read's worth of contacts to check (a
+        scan's page counts every item it reads: markers, audiences, pending contacts), so a read
+        by email carries 100 whatever else the table holds."""
+        size = self._settings.page_size
+        gathered: list[ContactState] = []
+        wanted = 0
+        while True:
+            states, position = self._contacts.page(position, size - wanted)
+            gathered.extend(states)
+            wanted += sum(1 for state in states if not state.pending and _checkable(state.confirmed))
+            if position is None or wanted >= size:
+                return gathered, position
 
     def _check_named(
         self,
@@ -140,7 +156,9 @@ class Reconciler:
         wanted = list(dict.fromkeys(normalize_email(email) for email in emails))
         size = self._settings.page_size
         for start in range(0, len(wanted), size):
-            run.report.stopped_by = self._held(deadline)
+            # A few named contacts (an operator's, the journal's) are not held by live traffic:
+            # the journal's offset would never advance under steady traffic.
+            run.report.stopped_by = self._held(deadline, named=True)
             if run.report.stopped_by is not None:
                 return
             part = wanted[start : start + size]
@@ -150,10 +168,11 @@ class Reconciler:
             if progress is not None:
                 progress(run.report)
 
-    def _held(self, deadline: float | None) -> str | None:
+    def _held(self, deadline: float | None, named: bool = False) -> str | None:
         if deadline is not None and self._monotonic() >= deadline:
             return "deadline"
-        return self._budget.hold()
+        reason = self._budget.hold()
+        return None if named and reason == "backlog" else reason
 
     def _check(self, states: Sequence[ContactState], run: _Pass) -> bool:
         """Check one page by email; False when HubSpot stopped it (nothing of it was stored). The
@@ -196,7 +215,10 @@ class Reconciler:
         while run.unfound and (everything or len(run.unfound) >= size):
             chunk, run.unfound = run.unfound[:size], run.unfound[size:]
             seen = self._by_id(chunk, run.report)
-            if seen is None:
+            if seen is _PASSED_OVER:
+                continue  # counted as skipped; the other contacts are read
+            if not isinstance(seen, dict):
+                # Stopped (``stopped_by`` says why): the contacts left wait for the next walk.
                 run.report.skipped += len(chunk) + len(run.unfound)
                 run.unfound = []
                 return
@@ -204,7 +226,9 @@ class Reconciler:
 
     def _by_id(
         self, chunk: Sequence[ContactState], report: ReconcileReport
-    ) -> dict[str, HubSpotRecord] | None:
+    ) -> dict[str, HubSpotRecord] | object:
+        """The records the chunk's ids answer to (live, else archived), or what ``_guarded``
+        answered for a read that did not answer."""
         properties = _properties_to_read(chunk)
         # Several contacts may answer to one record (merged into it): an id lists them all.
         ids: dict[str, list[str]] = {}
@@ -214,15 +238,19 @@ class Reconciler:
         found: dict[str, HubSpotRecord] = {}
         if not ids:
             return found
-        live = self._guarded(lambda: self._reader.by_id(list(ids), properties, archived=False), report, 0)
+        live = self._guarded(
+            lambda: self._reader.by_id(list(ids), properties, archived=False), report, len(chunk)
+        )
         if not isinstance(live, dict):
-            return None
+            return live
         found.update({email: live[i] for i, emails in ids.items() if i in live for email in emails})
         gone = [record_id for record_id in ids if record_id not in live]
         if gone:
-            archived = self._guarded(lambda: self._reader.by_id(gone, properties, archived=True), report, 0)
+            archived = self._guarded(
+                lambda: self._reader.by_id(gone, properties, archived=True), report, len(chunk)
+            )
             if not isinstance(archived, dict):
-                return None
+                return archived
             found.update(
                 {
                     email: replace(archived[i], archived=True)
