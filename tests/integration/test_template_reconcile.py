@@ -43,6 +43,9 @@ def test_the_reconcile_role_grants_only_the_calls_reconcile_makes(cfn: dict[str,
         "dynamodb:BatchGetItem": {TABLE_ARN},
         "dynamodb:UpdateItem": {TABLE_ARN},
         "dynamodb:BatchWriteItem": {TABLE_ARN},  # pending markers of repaired contacts
+        "dynamodb:PutItem": {TABLE_ARN},  # the webhooks journal's offset
+        # The journal names records by id: their contacts, through this index only.
+        "dynamodb:Query": {str({"Fn::Sub": "${LedgerTable.Arn}/index/hubspotId"})},
         # The queue's depth only: reconcile never touches a message.
         "sqs:GetQueueAttributes": {QUEUE_ARN},
         # The flusher writes the repairs; the function continues its own walk.
@@ -51,7 +54,7 @@ def test_the_reconcile_role_grants_only_the_calls_reconcile_makes(cfn: dict[str,
             str({"Fn::Sub": RECONCILE_ARN}),
         },
     }
-    # No index, no delete, no put: the flush's leases and markers are the flusher's to remove.
+    # No other index, no delete: the flush's leases and markers are the flusher's to remove.
     assert "IngestTokenSecret" not in str(cfn["Resources"]["ReconcileFunctionRole"])
 
 
