@@ -401,33 +401,13 @@ class Reconciler:
         if entry.status == DELETED:
             return Repair(state.email, state.version, seen), None  # deleted, and left so
         if record is None:
-            erased = replace(
-                entry,
-                status=FAILED,
-                reason=ERASED_REASON,
-                hubspot_id=None,
-                hubspot_state=ERASED,
-                audiences={},
-                written={},
-                attribute_order={},
-                updated_at_ms=now_ms,
-            )
+            erased = entry.forgotten(FAILED, now_ms, reason=ERASED_REASON, hubspot_state=ERASED)
             finding = Finding(state.email, DriftKind.ERASED)
             return Repair(state.email, state.version, replace(seen, drift=DriftKind.ERASED), erased), finding
         seen = replace(seen, drift=DriftKind.DELETED)
         finding = Finding(state.email, DriftKind.DELETED, hubspot_id=record.id)
         if self._settings.deletions is DeletionPolicy.RECREATE:
-            fresh = replace(
-                entry,
-                status=SYNCED,
-                hubspot_id=None,
-                hubspot_state=None,
-                audiences={},
-                written={},
-                attribute_order={},
-                rejected=None,
-                updated_at_ms=now_ms,
-            )
+            fresh = entry.forgotten(SYNCED, now_ms)
             finding.properties = sorted(entry.written)
             return Repair(state.email, state.version, seen, fresh, pending=True), finding
         return Repair(

@@ -3,7 +3,8 @@ skipped and every outcome is recorded. Plain data; the DynamoDB adapter is ``led
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 SYNCED = "synced"
 FAILED = "failed"
@@ -79,6 +80,22 @@ class LedgerEntry:
     unconfirmed_at_ms: int | None = None
     #: None, ``ERASED`` or ``MERGED`` (see there)
     hubspot_state: str | None = None
+
+    def forgotten(self, status: str, now_ms: int, **changes: Any) -> LedgerEntry:
+        """This contact as the connector must see it when HubSpot holds nothing of it any more
+        (deleted to be re-created, erased): no record, nothing written or applied, no refusal
+        remembered; what it keeps for a replay stays."""
+        nothing: dict[str, Any] = {
+            "status": status,
+            "hubspot_id": None,
+            "hubspot_state": None,
+            "audiences": {},
+            "written": {},
+            "attribute_order": {},
+            "rejected": None,
+            "updated_at_ms": now_ms,
+        }
+        return replace(self, **{**nothing, **changes})
 
     @property
     def erased(self) -> bool:

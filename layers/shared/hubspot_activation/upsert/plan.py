@@ -328,7 +328,9 @@ def plan_writes(
         if previous is not None and previous.status == DELETED and _changes_a_value(contact, previous):
             # Deleted in HubSpot and left deleted until the source changed a value: the upsert
             # that re-creates it carries its whole current state, not only the change.
-            contact = _contact_write(wanted, _forgotten(previous), audiences, definitions)
+            contact = _contact_write(
+                wanted, previous.forgotten(SYNCED, previous.updated_at_ms), audiences, definitions
+            )
         plan.contacts.append(contact)
         if contact.needs_write():
             plan.writes.append(contact)
@@ -344,21 +346,6 @@ def plan_writes(
 
 def _changes_a_value(contact: ContactWrite, previous: LedgerEntry) -> bool:
     return any(previous.written.get(name) != value for name, value in contact.properties.items())
-
-
-def _forgotten(previous: LedgerEntry) -> LedgerEntry:
-    """A contact deleted in HubSpot as the planner must see it to re-create it: nothing of it
-    written, its kept changes and refusals as they were."""
-    return replace(
-        previous,
-        status=SYNCED,
-        hubspot_id=None,
-        hubspot_state=None,
-        audiences={},
-        written={},
-        attribute_order={},
-        rejected=None,
-    )
 
 
 def unwritten_outcome(contact: ContactWrite, now_ms: int) -> tuple[Outcome, LedgerEntry]:
