@@ -178,7 +178,7 @@ class RateGovernor:
         with self._lock:
             if self._daily_stop_until is not None and now < self._daily_stop_until:
                 raise DailyLimitReached("daily API budget used up", resets_at=self._daily_stop_until)
-        day = datetime.fromtimestamp(now, tz=ZoneInfo(self.settings.account_timezone)).date().isoformat()
+        day = account_day(now, self.settings.account_timezone)
         with self._lock:
             if day != self._daily_day:
                 self._daily_day, self._daily_allowance = day, 0
@@ -288,6 +288,12 @@ class RateGovernor:
         if not in_window:
             return one_slot
         return max(one_slot, in_window[0] + interval + self._margin - now)
+
+
+def account_day(now: float, timezone: str = "UTC") -> str:
+    """The account's calendar day at ``now`` (epoch seconds), ``YYYY-MM-DD``: what the daily limit
+    and every per-day count are kept by."""
+    return datetime.fromtimestamp(now, tz=ZoneInfo(timezone)).date().isoformat()
 
 
 def next_daily_reset(now: float, timezone: str = "UTC") -> float:

@@ -6,12 +6,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from ..hubspot.governor import account_day
 from ..observability import logger
 from .daily_calls_item import held_update
 
@@ -38,7 +38,7 @@ class DynamoDbHeldRecorder:
     ) -> None:
         self._client = client
         self._table = table
-        self._zone = ZoneInfo(timezone)
+        self._timezone = ZoneInfo(timezone).key  # an unknown zone fails here, at start
         self._every = every_seconds
         self._clock = clock
         self._last: float | None = None
@@ -50,7 +50,7 @@ class DynamoDbHeldRecorder:
             if self._last is not None and now - self._last < self._every:
                 return
             self._last = now
-        day = datetime.fromtimestamp(now, tz=self._zone).date().isoformat()
+        day = account_day(now, self._timezone)
         try:
             self._client.update_item(TableName=self._table, **held_update(day, int(now * 1000), int(now)))
         except ClientError as exc:

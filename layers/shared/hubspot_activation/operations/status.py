@@ -26,10 +26,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
+from ..hubspot.governor import account_day
 from ..ledger.keys import ISSUE_DELETED, ISSUE_EXCLUDED, ISSUE_FAILED
 from ..ledger.operations_store import Count, DailyCalls, OperationsStore
 from ..timestamps import iso_from_ms
@@ -154,8 +153,7 @@ class StatusService:
         return kinds
 
     def _today(self) -> tuple[str, DailyCalls]:
-        zone = ZoneInfo(self._settings.account_timezone)
-        day = datetime.fromtimestamp(self._clock(), tz=zone).date().isoformat()
+        day = account_day(self._clock(), self._settings.account_timezone)
         return day, self._store.daily_calls(day)
 
     def _usable(self) -> int:

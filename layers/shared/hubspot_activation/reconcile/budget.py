@@ -15,10 +15,9 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Protocol
-from zoneinfo import ZoneInfo
 
+from ..hubspot.governor import account_day
 from ..upsert.flush import QueueLoad
 
 
@@ -56,7 +55,7 @@ class DailyShare:
         return math.floor(self.share * max(0, self.daily_limit - self.daily_reserve))
 
     def day(self, now: float) -> str:
-        return datetime.fromtimestamp(now, tz=ZoneInfo(self.timezone)).date().isoformat()
+        return account_day(now, self.timezone)
 
 
 class LiveTrafficBudget:

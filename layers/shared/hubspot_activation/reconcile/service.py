@@ -17,6 +17,7 @@ from ..upsert.ports import FlushWaker
 from ..upsert.properties import audience_property_name
 from ..upsert.schema import PropertySchema
 from ..upsert.state import ContactState
+from .budget import BACKLOG
 from .model import (
     IDENTITY_PROPERTIES,
     DeletionPolicy,
@@ -172,7 +173,7 @@ class Reconciler:
         if deadline is not None and self._monotonic() >= deadline:
             return "deadline"
         reason = self._budget.hold()
-        return None if named and reason == "backlog" else reason
+        return None if named and reason == BACKLOG else reason
 
     def _check(self, states: Sequence[ContactState], run: _Pass) -> bool:
         """Check one page by email; False when HubSpot stopped it (nothing of it was stored). The
