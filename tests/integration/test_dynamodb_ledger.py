@@ -42,6 +42,8 @@ def test_every_field_round_trips(table: str) -> None:
         updated_at_ms=1_795_000_000_500,
         rejected="abc",
         unconfirmed_at_ms=1_795_000_000_400,
+        held={"phone": "+33 1 23 45 67 89"},
+        refused_values={"website": "0f1e"},
     )
     client.put_item(TableName=table, Item=contact_item(entry, retention_seconds=86_400))
     stored = client.get_item(TableName=table, Key=contact_key(entry.email), ConsistentRead=True)["Item"]

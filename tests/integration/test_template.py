@@ -13,6 +13,7 @@ from hubspot_activation.settings import (
     IngestSettings,
     NumberSetting,
     OperationsSettings,
+    RulesSetting,
     Setting,
     TextSetting,
     UpsertSettings,
@@ -408,7 +409,7 @@ def disagreements(parameter: dict[str, Any], setting: Setting[Any]) -> list[str]
     elif isinstance(setting, ChoiceSetting):
         expected, kind = {"AllowedValues": sorted(setting.choices)}, "String"
         bounds = {**bounds, "AllowedValues": sorted(bounds.get("AllowedValues", []))}
-    elif isinstance(setting, TextSetting) and setting.pattern:
+    elif isinstance(setting, TextSetting | RulesSetting) and setting.pattern:
         expected, kind = {"AllowedPattern": setting.pattern}, "String"
     else:
         expected, kind = {}, "String"

@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import Generic, TypeVar
 
 from .attribute_mapping import AttributeMapping
+from .field_rules import FIELD_RULES_PATTERN, FieldRules
 from .hubspot.versions import ApiVersion
 from .ledger.keys import PENDING_PARTITIONS
 from .messages import DEFAULT_MAX_MESSAGE_BYTES
@@ -119,6 +120,19 @@ class MappingSetting(Setting[AttributeMapping]):
             raise SettingsError(f"{self.env}: {exc}") from exc
 
 
+@dataclass(frozen=True, kw_only=True)
+class RulesSetting(Setting[FieldRules]):
+    """A JSON object of HubSpot property -> field rule; ``pattern`` is the template's first check."""
+
+    pattern: str = FIELD_RULES_PATTERN
+
+    def parse(self, raw: str) -> FieldRules:
+        try:
+            return FieldRules.from_json(raw)
+        except ValueError as exc:
+            raise SettingsError(f"{self.env}: {exc}") from exc
+
+
 def _text(env: str, default: str = "", parameter: str = "") -> TextSetting:
     return TextSetting(env=env, default=default, parameter=parameter)
 
@@ -149,6 +163,8 @@ AUDIENCE_ALLOWLIST = IdListSetting(
 ATTRIBUTE_MAPPING = MappingSetting(
     env="ATTRIBUTE_MAPPING", default=AttributeMapping.from_overrides(), parameter="AttributeMapping"
 )
+#: Per HubSpot property, which side wins when the source and HubSpot disagree (field_rules.py).
+FIELD_RULES = RulesSetting(env="FIELD_RULES", default=FieldRules(), parameter="FieldRules")
 MAX_BODY_BYTES = _integer("MAX_BODY_BYTES", 5 * 1024 * 1024, 1024, 6 * 1024 * 1024, "MaxBodyBytes")
 MAX_PROFILES_PER_REQUEST = _integer("MAX_PROFILES_PER_REQUEST", 10_000, 1, 100_000, "MaxProfilesPerRequest")
 MAX_MESSAGE_BYTES = _integer("MAX_MESSAGE_BYTES", DEFAULT_MAX_MESSAGE_BYTES, 4096, 1_048_576)
@@ -247,6 +263,7 @@ class IngestSettings:
     shard_count: int = SHARD_COUNT.default
     audience_allowlist: frozenset[str] = AUDIENCE_ALLOWLIST.default
     mapping: AttributeMapping = ATTRIBUTE_MAPPING.default
+    field_rules: FieldRules = FIELD_RULES.default
     max_body_bytes: int = MAX_BODY_BYTES.default
     max_profiles: int = MAX_PROFILES_PER_REQUEST.default
     max_message_bytes: int = MAX_MESSAGE_BYTES.default
@@ -265,6 +282,7 @@ class IngestSettings:
             shard_count=SHARD_COUNT.read(env),
             audience_allowlist=AUDIENCE_ALLOWLIST.read(env),
             mapping=ATTRIBUTE_MAPPING.read(env),
+            field_rules=FIELD_RULES.read(env),
             max_body_bytes=MAX_BODY_BYTES.read(env),
             max_profiles=MAX_PROFILES_PER_REQUEST.read(env),
             max_message_bytes=MAX_MESSAGE_BYTES.read(env),
@@ -310,6 +328,7 @@ class UpsertSettings:
     reconcile_function_name: str = RECONCILE_FUNCTION_NAME.default
     #: the attribute mapping ingest applies: its targets are properties the connector manages
     mapping: AttributeMapping = ATTRIBUTE_MAPPING.default
+    field_rules: FieldRules = FIELD_RULES.default
 
     @property
     def reconcile_scheduled(self) -> bool:
@@ -351,7 +370,17 @@ class UpsertSettings:
             deletions=HUBSPOT_DELETIONS.read(env),
             reconcile_function_name=RECONCILE_FUNCTION_NAME.read(env),
             mapping=ATTRIBUTE_MAPPING.read(env),
+            field_rules=_field_rules(env),
         )
+
+
+def _field_rules(env: Mapping[str, str]) -> FieldRules:
+    rules = FIELD_RULES.read(env)
+    try:
+        rules.check_audience_prefix(AUDIENCE_PROPERTY_PREFIX.read(env))
+    except ValueError as exc:
+        raise SettingsError(f"{FIELD_RULES.env}: {exc}") from exc
+    return rules
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,8 @@ _OPTIONAL_CONFIRMED = (
     "pendingAudiences",
     "pendingAttributes",
     "hubspotState",
+    "held",
+    "refusedValues",
     ISSUE_STATUS,
     ISSUE_AT,
 )
@@ -98,6 +100,8 @@ def contact_item(entry: LedgerEntry, retention_seconds: int) -> Item:
         "warnings": {"M": {name: {"S": text[:500]} for name, text in entry.warnings.items()}}
         if entry.warnings
         else None,
+        "held": _strings_value(entry.held),
+        "refusedValues": _strings_value(entry.refused_values),
         "pendingAudiences": _pending_audiences_value(entry.pending_audiences),
         "pendingAttributes": {
             "M": {
@@ -116,6 +120,10 @@ def contact_item(entry: LedgerEntry, retention_seconds: int) -> Item:
     elif entry.holds_changes:
         item.update(issue_attributes(ISSUE_HELD, entry.updated_at_ms))
     return item
+
+
+def _strings_value(values: Mapping[str, str]) -> dict[str, Any] | None:
+    return {"M": {name: {"S": value} for name, value in values.items()}} if values else None
 
 
 def _order_value(order: Order) -> dict[str, Any]:
@@ -193,6 +201,8 @@ def entry_from_item(item: Mapping[str, Any]) -> LedgerEntry:
         rejected=text("rejected"),
         unconfirmed_at_ms=int(Decimal(unconfirmed["N"])) if unconfirmed else None,
         hubspot_state=text("hubspotState"),
+        held={name: str(value["S"]) for name, value in _map(item, "held").items()},
+        refused_values={name: str(value["S"]) for name, value in _map(item, "refusedValues").items()},
     )
 
 

@@ -3,6 +3,7 @@ skipped and every outcome is recorded. Plain data; the DynamoDB adapter is ``led
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -80,6 +81,12 @@ class LedgerEntry:
     unconfirmed_at_ms: int | None = None
     #: None, ``ERASED`` or ``MERGED`` (see there)
     hubspot_state: str | None = None
+    #: ``fill_empty`` property -> the value HubSpot was seen to hold that the connector did not
+    #: write: HubSpot's value wins, so the source's is not written (and no read asks again)
+    held: dict[str, str] = field(default_factory=dict)
+    #: property -> fingerprint (``value_fingerprint``) of the value HubSpot's validation refused for
+    #: it: that value is not sent again until it changes or an operator replays the contact
+    refused_values: dict[str, str] = field(default_factory=dict)
 
     def forgotten(self, status: str, now_ms: int, **changes: Any) -> LedgerEntry:
         """This contact as the connector must see it when HubSpot holds nothing of it any more
@@ -92,6 +99,7 @@ class LedgerEntry:
             "audiences": {},
             "written": {},
             "attribute_order": {},
+            "held": {},
             "rejected": None,
             "updated_at_ms": now_ms,
         }
@@ -114,6 +122,11 @@ class LedgerEntry:
         """Changes kept without a failure: those of audiences deleted when they arrived (every
         other pending change fails the contact). A PUT re-activating an audience resumes them."""
         return self.status != FAILED and bool(self.pending_audiences)
+
+
+def value_fingerprint(value: str) -> str:
+    """A short, stable stand-in for a property value (values run to 65,536 characters)."""
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()[:32]
 
 
 class LedgerUnavailable(Exception):

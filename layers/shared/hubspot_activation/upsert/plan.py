@@ -591,6 +591,8 @@ def synced_entry(
         updated_at_ms=now_ms,
         unconfirmed_at_ms=_still_unconfirmed(previous, sent_ms),
         hubspot_state=state,
+        held=dict(previous.held) if previous is not None else {},
+        refused_values=dict(previous.refused_values) if previous is not None else {},
     )
 
 
