@@ -50,6 +50,8 @@ class SendReport:
     accepted: int = 0
     excluded: Counter[str] = field(default_factory=Counter)
     warnings: Counter[str] = field(default_factory=Counter)
+    #: field rule -> fields it dropped (a rule at work, not a problem of the rows)
+    skipped_by_rule: Counter[str] = field(default_factory=Counter)
     examples: dict[str, list[str]] = field(default_factory=dict)
     #: Why sending stopped before the end of the file, if it did.
     failure: str | None = None
@@ -82,6 +84,9 @@ class SendReport:
                 examples.append(repr(batch.profiles[index]["email"]))
         for item in answer.get("warnings") or []:
             self.warnings[str(item.get("reason", "unknown"))] += 1
+        by_rule = answer.get("skippedByRule")
+        if isinstance(by_rule, dict):
+            self.skipped_by_rule.update({str(rule): int(count) for rule, count in by_rule.items()})
 
     def render(self) -> str:
         lines = [
@@ -96,6 +101,9 @@ class SendReport:
         if self.warnings:
             lines.append(f"warnings  {sum(self.warnings.values())}")
             lines.extend(f"  {count:>8}  {reason}" for reason, count in self.warnings.most_common())
+        if self.skipped_by_rule:
+            lines.append(f"fields skipped by rule  {sum(self.skipped_by_rule.values())}")
+            lines.extend(f"  {count:>8}  {rule}" for rule, count in sorted(self.skipped_by_rule.items()))
         if self.failure:
             lines.append(f"stopped: {self.failure}")
         return "\n".join(lines)

@@ -15,7 +15,8 @@ import responses
 
 from hubspot_activation_cli.api import ApiClient, retry_after_seconds
 from hubspot_activation_cli.main import main
-from hubspot_activation_cli.send import Progress, send_file
+from hubspot_activation_cli.members import Batch
+from hubspot_activation_cli.send import Progress, SendReport, send_file
 
 BASE = "https://api.example.test"
 ACTIVATIONS = f"{BASE}/activations"
@@ -88,6 +89,26 @@ def test_warnings_are_aggregated_by_reason(mocked: responses.RequestsMock, tmp_p
     report = send_file(client(), csv_file(tmp_path, ["a@x.com", "b@x.com"]), "csv")
     assert report.warnings == {"unknown audience status": 2}
     assert "warnings  2" in report.render()
+
+
+def test_fields_skipped_by_rule_are_added_up_over_requests_a_line_per_rule(
+    mocked: responses.RequestsMock, tmp_path: Path
+) -> None:
+    answers = iter(
+        [
+            {"accepted": 2, "excluded": [], "skippedByRule": {"never": 2, "unless_blank": 1}},
+            {"accepted": 1, "excluded": [], "skippedByRule": {"never": 1}},
+        ]
+    )
+    mocked.add_callback(responses.POST, ACTIVATIONS, callback=lambda _r: (202, {}, json.dumps(next(answers))))
+    report = send_file(client(), csv_file(tmp_path, ["a@x.com", "b@x.com", "c@x.com"]), "csv", batch_size=2)
+    assert report.skipped_by_rule == {"never": 3, "unless_blank": 1}
+    lines = report.render().splitlines()
+    at = lines.index("fields skipped by rule  4")
+    assert lines[at + 1 : at + 3] == ["         3  never", "         1  unless_blank"]
+    quiet = SendReport(url=ACTIVATIONS)
+    quiet.record(Batch(), {"accepted": 1, "excluded": [], "skippedByRule": {}})
+    assert quiet.skipped_by_rule == {} and "skipped" not in quiet.render()
 
 
 def test_429_is_retried_after_the_retry_after_header(mocked: responses.RequestsMock, tmp_path: Path) -> None:

@@ -202,6 +202,7 @@ class IngestApi:
                 "excluded": [item.to_json() for item in result.excluded[:LOGGED_EXCLUSIONS]],
                 "excludedCount": len(result.excluded),
                 "excludedByReason": result.excluded_by_reason(),
+                "skippedByRule": result.skipped_by_rule,
                 "warnings": result.warning_count,
                 "messages": result.messages,
                 "sqsRequests": result.sqs_requests,

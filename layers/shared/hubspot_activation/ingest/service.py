@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..messages import encode_update, fits_in_message, pack_encoded
@@ -30,6 +30,8 @@ class IngestResult:
     sqs_requests: int = 0
     #: exclusions the operator's issues list could not keep (DynamoDB slow or down)
     exclusions_unstored: int = 0
+    #: rule -> fields the field rules dropped (one per profile and property)
+    skipped_by_rule: dict[str, int] = field(default_factory=dict)
 
     def excluded_by_reason(self) -> dict[str, int]:
         # Exclusion reasons are fixed texts (never the caller's values), so this stays small.
@@ -45,6 +47,9 @@ class IngestResult:
             "excludedByReason": self.excluded_by_reason(),
             "requestId": self.request_id,
         }
+        if self.skipped_by_rule:
+            # Rule names are fixed words, one count each: as small as the reasons above.
+            body["skippedByRule"] = dict(self.skipped_by_rule)
         if self.warning_count:
             body["warnings"] = [item.to_json() for item in self.warnings[:MAX_LISTED]]
             body["warningCount"] = self.warning_count
@@ -76,6 +81,7 @@ class IngestService:
             audience_allowlist=self._settings.audience_allowlist,
             received_at_ms=received_ms,
             max_profiles=self._settings.max_profiles,
+            rules=self._settings.field_rules,
         )
         parsed = parse_activation(document, options)
         excluded = list(parsed.excluded)
@@ -108,4 +114,5 @@ class IngestService:
             messages=len(messages),
             sqs_requests=requests,
             exclusions_unstored=unstored,
+            skipped_by_rule=dict(parsed.skipped_by_rule),
         )

@@ -6,7 +6,8 @@ number of contacts the ledger tracks and those in sync (DynamoDB's ItemCount, re
 every six hours, less the items known not to be contacts), the contacts waiting for the flush (the
 pending markers' contacts: one written meanwhile may still be listed), the queues' depths (SQS's
 own approximate counts) and the oldest message's age (CloudWatch, null when it has no recent
-datapoint or cannot be read).
+datapoint or cannot be read). ``fieldRules`` shows the rules in force (the deployment's
+``FieldRules``).
 
 ``state`` says what the sync does now, as HubSpot's own data sync names it:
 
@@ -25,9 +26,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from ..field_rules import FieldRules
 from ..hubspot.governor import account_day
 from ..ledger.keys import ISSUE_DELETED, ISSUE_EXCLUDED, ISSUE_FAILED
 from ..ledger.operations_store import Count, DailyCalls, OperationsStore
@@ -57,6 +59,7 @@ class StatusSettings:
     daily_limit: int
     daily_reserve: int
     account_timezone: str = "UTC"
+    field_rules: FieldRules = field(default_factory=FieldRules)
 
 
 class StatusService:
@@ -113,6 +116,10 @@ class StatusService:
             "lastErrorByKind": self._last_errors(),
             "hubspotBudget": self._budget(day, calls),
             "lastReconcile": last_reconcile,
+            "fieldRules": {
+                "rules": self._settings.field_rules.as_json(),
+                "note": "a property without a rule is overwrite; audience properties are always overwrite",
+            },
             "approximate": [
                 "contacts.tracked (DynamoDB's ItemCount: refreshed about every six hours)",
                 "contacts.inSync",

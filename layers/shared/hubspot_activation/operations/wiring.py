@@ -176,6 +176,7 @@ def operations_api(
             daily_limit=upsert.daily_limit,
             daily_reserve=upsert.daily_reserve,
             account_timezone=upsert.account_timezone,
+            field_rules=upsert.field_rules,
         ),
         reconciles=history,
     )

@@ -8,6 +8,7 @@ envelope can be a single profile, a bare array, or ``{"profiles": [...]}``.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from http import HTTPStatus
@@ -41,6 +42,8 @@ class ParsedRequest:
     #: At most one per profile, so bounded by ``ParseOptions.max_profiles``.
     excluded: list[Exclusion] = field(default_factory=list)
     log: WarningLog = field(default_factory=WarningLog)
+    #: Rule -> fields of the request it dropped, one per profile and property.
+    skipped_by_rule: Counter[str] = field(default_factory=Counter)
 
     @property
     def warnings(self) -> list[ProfileWarning]:
@@ -93,7 +96,7 @@ def parse_activation(document: Any, options: ParseOptions) -> ParsedRequest:
         )
     result = ParsedRequest()
     for index, raw in enumerate(profiles):
-        ctx = ProfileContext(index, options, result.log)
+        ctx = ProfileContext(index, options, result.log, result.skipped_by_rule)
         try:
             update = _parse_profile(ctx, raw, envelope)
             if not update.audiences and not update.attributes:

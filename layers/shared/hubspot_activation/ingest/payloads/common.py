@@ -5,12 +5,14 @@ from __future__ import annotations
 import functools
 import math
 import sys
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ...attribute_mapping import PROPERTY_NAME, AttributeMapping
 from ...emails import MAX_EMAIL_LENGTH, email_problem, looks_hashed, normalize_email
+from ...field_rules import FieldRule, FieldRules
 from ...model import AttributeValue, AudienceChange, AudienceStatus, ProfileWarning, is_unicode
 from ...timestamps import TimestampError, audience_epoch_ms
 
@@ -54,6 +56,8 @@ class ParseOptions:
     received_at_ms: int = 0
     #: More profiles in one request answer 413 (the worst body must fit the function's memory and time).
     max_profiles: int = 10_000
+    #: Which side wins per property: ingest applies what depends on null versus missing.
+    rules: FieldRules = field(default_factory=FieldRules)
 
 
 @dataclass
@@ -74,6 +78,9 @@ class ProfileContext:
     index: int
     options: ParseOptions
     log: WarningLog = field(default_factory=WarningLog)
+    #: Rule -> the request's fields it dropped (one per profile and property): a count, not a
+    #: warning, since a rule doing its job is not a problem of the contact.
+    skipped_by_rule: Counter[str] = field(default_factory=Counter)
 
     def warn(self, field_name: str, reason: str) -> None:
         if len(field_name) > _MAX_FIELD_CHARACTERS:
@@ -116,8 +123,9 @@ def hashed_only(values: list[Any]) -> bool:
 
 
 def scalar_value(raw: Any) -> Any:
-    """Unwrap ``{"value": x}``; ``{}``/``null``/missing mean "no change" and return ``_ABSENT``.
-    A loop, not recursion: wrappers nest as deep as the body does."""
+    """Unwrap ``{"value": x}``; ``{}`` and ``null`` carry no value and return ``_ABSENT`` (no change,
+    unless the property's rule clears on null). A loop, not recursion: wrappers nest as deep as the
+    body does."""
     while isinstance(raw, dict) and len(raw) == 1 and "value" in raw:
         raw = raw["value"]
     if raw is None or (isinstance(raw, dict) and not raw):
@@ -160,32 +168,62 @@ def lookup_path(document: Mapping[str, Any], path: str) -> Any:
     return node
 
 
-def add_attribute(
-    ctx: ProfileContext, attributes: dict[str, AttributeValue], source: str, prop: str, raw: Any
-) -> None:
-    value = scalar_value(raw)
-    if value is _ABSENT:
-        return
-    if not isinstance(value, str | int | float | bool):
-        ctx.warn(source, "attribute value is not a string, number or boolean; ignored")
-        return
-    problem = _value_problem(value)
-    if problem is not None:
-        ctx.warn(source, problem)
-        return
-    if prop in attributes and attributes[prop] != value:
-        # Two sources for one property (a raw path and a flat name): the first mapped one wins.
-        ctx.warn(source, f"also maps to {prop!r}, which is already set by another attribute; ignored")
-        return
-    attributes[prop] = value
+@dataclass
+class _ProfileAttributes:
+    """One profile's attributes as the field rules let them through."""
+
+    ctx: ProfileContext
+    values: dict[str, AttributeValue] = field(default_factory=dict)
+    #: properties a source carried as null whose rule clears on null
+    nulls: set[str] = field(default_factory=set)
+    #: property -> the rule that dropped its value
+    skipped: dict[str, FieldRule] = field(default_factory=dict)
+
+    def add(self, source: str, prop: str, raw: Any) -> None:
+        rule = self.ctx.options.rules.rule_for(prop)
+        value = scalar_value(raw)
+        if value is _ABSENT:
+            # Present as null (``null``, ``{"value": null}``, or ``{}``: AEP's SDK renders a
+            # profile's missing value so); a missing field never reaches here.
+            if rule.clears_on_null:
+                self.nulls.add(prop)
+            return
+        if rule is FieldRule.NEVER or (rule.ignores_blank and value == ""):
+            self.skipped[prop] = rule
+            return
+        if not isinstance(value, str | int | float | bool):
+            self.ctx.warn(source, "attribute value is not a string, number or boolean; ignored")
+            return
+        problem = _value_problem(value)
+        if problem is not None:
+            self.ctx.warn(source, problem)
+            return
+        if prop in self.values and self.values[prop] != value:
+            # Two sources for one property (a raw path and a flat name): the first mapped one wins.
+            self.ctx.warn(
+                source, f"also maps to {prop!r}, which is already set by another attribute; ignored"
+            )
+            return
+        self.values[prop] = value
+
+    def result(self) -> dict[str, AttributeValue]:
+        # A null clears only when no other source of the property carried a value, and "" is the
+        # queue's one way to say "clear".
+        for prop in sorted(self.nulls - self.values.keys()):
+            self.values[prop] = ""
+        self.ctx.skipped_by_rule.update(
+            rule.value for prop, rule in self.skipped.items() if prop not in self.values
+        )
+        return self.values
 
 
 def mapped_attributes(
     ctx: ProfileContext, profile: Mapping[str, Any] | None, attribute_map: Mapping[str, Any] | None
 ) -> dict[str, AttributeValue]:
     """Attributes from the mapping's paths (in ``profile``, the XDM root of a raw export, then in the
-    attributes map) and the map's remaining keys when they already are HubSpot property names."""
-    attributes: dict[str, AttributeValue] = {}
+    attributes map) and the map's remaining keys when they already are HubSpot property names,
+    with the field rules applied (``ctx.skipped_by_rule`` counts what they dropped)."""
+    attributes = _ProfileAttributes(ctx)
     consumed: set[str] = set()
     mapping = ctx.options.mapping
     for source, prop in mapping.paths.items():
@@ -195,15 +233,15 @@ def mapped_attributes(
             if raw is not _ABSENT:
                 consumed.add(source.split(".", 1)[0] if source not in attribute_map else source)
         if raw is not _ABSENT:
-            add_attribute(ctx, attributes, source, prop, raw)
+            attributes.add(source, prop, raw)
     for key, raw in (attribute_map or {}).items():
         if key in consumed or key == "email":
             continue
         if PROPERTY_NAME.match(key):
-            add_attribute(ctx, attributes, key, key, raw)
+            attributes.add(key, key, raw)
         elif scalar_value(raw) is not _ABSENT:
             ctx.warn(f"attributes.{key}", "no mapping to a HubSpot property; ignored")
-    return attributes
+    return attributes.result()
 
 
 def audience_change(
