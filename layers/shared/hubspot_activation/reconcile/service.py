@@ -73,7 +73,7 @@ class _Drift:
     @property
     def found(self) -> list[str]:
         """What counts as edited drift (a held value changing is HubSpot's own business)."""
-        return [*self.edited, *self.kept, *self.emptied]
+        return list(dict.fromkeys([*self.edited, *self.kept, *self.emptied]))
 
     @property
     def to_write(self) -> bool:
