@@ -62,10 +62,13 @@ class ReconcileTotals:
         ]
         for example in self.examples:
             properties = ", ".join(example.get("properties") or [])
+            # fill_empty properties: HubSpot's value is the one kept, so they are not repaired.
+            kept = ", ".join(example.get("kept") or [])
             lines.append(
                 f"  e.g. {example.get('email')}: {example.get('kind')}"
                 + (f" ({properties})" if properties else "")
                 + (" - repaired" if example.get("repaired") else "")
+                + (f" - HubSpot's value kept ({kept})" if kept else "")
             )
         if self.stalls:
             lines.append(f"waited for live syncs {self.stalls} times")

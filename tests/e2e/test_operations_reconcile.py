@@ -5,6 +5,11 @@ what reconcile saw and found."""
 from __future__ import annotations
 
 import io
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
 
 from hubspot_activation_cli.main import main as cli
 from local import stack as local_stack
@@ -117,3 +122,68 @@ def test_reconcile_on_the_local_stack_leaves_hubspot_as_the_rules_say_and_writes
     assert sorted(live_emails) == sorted(
         ["ada@example.com", "bob@example.com", "eve@example.com", "fay@example.com", "gus@example.com"]
     )
+
+
+#: One property under each rule (firstname has none: overwrite).
+RULES = {"lastname": "unless_blank", "country": "always", "city": "fill_empty", "company": "never"}
+
+
+@pytest.fixture
+def ruled() -> Iterator[local_stack.LocalStack]:
+    started = local_stack.start(parameters={"FieldRules": json.dumps(RULES)})
+    yield started
+    started.stop()
+
+
+def _profile(email: str) -> dict[str, Any]:
+    name = email.split("@")[0].title()
+    attributes = {
+        "firstname": name,
+        "lastname": f"{name}son",
+        "country": "France",
+        "city": f"{name}ville",
+        "company": f"{name} Ltd",
+    }
+    return {**member(email, "vip"), "attributes": attributes}
+
+
+def test_post_reconcile_repairs_or_keeps_each_edit_as_its_field_rule_says(
+    ruled: local_stack.LocalStack,
+) -> None:
+    assert ruled.sandbox is not None
+    state = ruled.sandbox.state
+    emails = ["ada@example.com", "bob@example.com", "cy@example.com"]
+    post(ruled, *[_profile(email) for email in emails])
+    drain(ruled)
+    ids = {email: state.email_index[email] for email in emails}
+
+    # Cy's only drift is on a fill_empty property: found, kept as HubSpot holds it, nothing written.
+    state.contacts[ids["cy@example.com"]]["properties"]["city"] = "Set by sales"
+    before = _writes(state)
+    kept = answer(ruled, "POST", "/reconcile", {"dryRun": False})
+    assert kept["drift"]["edited"] == 1 and kept["repairedByKind"]["edited"] == 0
+    (example,) = kept["examples"]
+    assert (example["email"], example["repaired"], example["kept"]) == ("cy@example.com", False, ["city"])
+    drain(ruled)
+    assert _writes(state) == before and sandbox_contact(ruled, "cy@example.com")["city"] == "Set by sales"
+    cy = answer(ruled, "GET", "/contacts/cy@example.com")["hubspot"]
+    assert cy["drift"] == "edited" and cy["properties"]["city"] == "Set by sales"
+
+    # Ada's edits under overwrite, unless_blank and always are repaired, her never one is left;
+    # Bob's fill_empty city emptied in HubSpot is filled again from the source.
+    ada = state.contacts[ids["ada@example.com"]]["properties"]
+    ada.update(firstname="A.", lastname="Edited", country="Spain", company="Edited Inc")
+    state.contacts[ids["bob@example.com"]]["properties"]["city"] = ""
+    repaired = answer(ruled, "POST", "/reconcile", {"dryRun": False})
+    assert repaired["drift"]["edited"] == 2 and repaired["repairedByKind"]["edited"] == 2
+    drain(ruled)
+    ada_now = sandbox_contact(ruled, "ada@example.com")
+    assert (ada_now["firstname"], ada_now["lastname"], ada_now["country"]) == ("Ada", "Adason", "France")
+    assert ada_now["company"] == "Edited Inc"
+    assert sandbox_contact(ruled, "bob@example.com")["city"] == "Bobville"
+    assert sandbox_contact(ruled, "cy@example.com")["city"] == "Set by sales"
+    seen = answer(ruled, "GET", "/contacts/ada@example.com")["hubspot"]["properties"]
+    assert "company" not in seen and seen["firstname"] == "A."
+
+    again = answer(ruled, "POST", "/reconcile", {"dryRun": False})
+    assert sum(again["drift"].values()) == 0 and again["calls"] == 1

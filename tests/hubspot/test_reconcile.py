@@ -9,10 +9,12 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import pytest
+from hubspot_activation.field_rules import FieldRule, FieldRules
 from hubspot_activation.hubspot.client import HubSpotClient
 from hubspot_activation.hubspot.errors import ErrorKind, HubSpotError
 from hubspot_activation.ledger.reconcile_store import DynamoDbTrackedContacts
-from hubspot_activation.reconcile.model import DeletionPolicy, DriftKind, HubSpotRecord, InvalidCursor
+from hubspot_activation.ledger.seen_item import seen_from_item
+from hubspot_activation.reconcile.model import DeletionPolicy, DriftKind, HubSpotRecord, InvalidCursor, Seen
 from hubspot_activation.reconcile.service import ERASED_REASON, Reconciler, ReconcileSettings
 from hubspot_activation.upsert.ledger import DELETED, ERASED, FAILED, MERGED, SYNCED
 from hubspot_activation.upsert.plan import Outcome
@@ -45,11 +47,14 @@ class ObservedReader:
 
     client: HubSpotClient
     calls: list[tuple[str, int]] = field(default_factory=list)
+    #: the properties each read asked for
+    asked: list[list[str]] = field(default_factory=list)
 
     def by_email(self, emails: Sequence[str], properties: Sequence[str]) -> dict[str, HubSpotRecord]:
         from hubspot_activation.hubspot.reader import HubSpotContactReader
 
         self.calls.append(("email", len(emails)))
+        self.asked.append(list(properties))
         return HubSpotContactReader(self.client).by_email(emails, properties)
 
     def by_id(
@@ -58,6 +63,7 @@ class ObservedReader:
         from hubspot_activation.hubspot.reader import HubSpotContactReader
 
         self.calls.append(("archived" if archived else "id", len(ids)))
+        self.asked.append(list(properties))
         return HubSpotContactReader(self.client).by_id(ids, properties, archived)
 
 
@@ -68,6 +74,7 @@ class Reconcile:
     budget: Budget
     contacts: DynamoDbTrackedContacts
     deletions: DeletionPolicy = DeletionPolicy.RESPECT
+    rules: FieldRules = field(default_factory=FieldRules)
 
     def reconciler(self) -> Reconciler:
         return Reconciler(
@@ -75,7 +82,7 @@ class Reconcile:
             self.reader,
             self.harness.schema,
             self.budget,
-            ReconcileSettings(deletions=self.deletions),
+            ReconcileSettings(deletions=self.deletions, rules=self.rules),
             clock=self.harness.clock.time,
             monotonic=self.harness.clock.monotonic,
         )
@@ -87,6 +94,12 @@ class Reconcile:
         """A person's edit in HubSpot."""
         contact = self.harness.sandbox.state.contacts[self.id_of(email)]
         contact["properties"].update(properties)
+
+    def seen(self, email: str) -> Seen:
+        item = self.harness.dynamodb.get_item(TableName=TABLE, Key={"email": {"S": email}})["Item"]
+        seen = seen_from_item(item)
+        assert seen is not None
+        return seen
 
 
 @pytest.fixture
@@ -489,3 +502,143 @@ def test_a_stopped_read_of_record_ids_stops_the_walk(harness: Harness, rec: Reco
     report = rec.reconciler().run()
     assert report.stopped_by == "hubspot" and report.cursor is not None and report.checked < 250
     rec.reader.by_id = original  # type: ignore[method-assign]
+
+
+# --- field rules ---------------------------------------------------------------------------------
+
+
+def ruled(rec: Reconcile, **rules: FieldRule) -> None:
+    """The rules reconcile runs under from now on (the values were written under ``overwrite``)."""
+    rec.rules = FieldRules(dict(rules))
+
+
+@pytest.mark.parametrize("rule", [FieldRule.OVERWRITE, FieldRule.UNLESS_BLANK, FieldRule.ALWAYS])
+def test_an_edit_in_hubspot_is_repaired_under_the_rules_that_repair_drift(
+    harness: Harness, rec: Reconcile, rule: FieldRule
+) -> None:
+    sync_three(harness)
+    ruled(rec, city=rule)
+    rec.edit(ADA, city="Paris")
+    report = rec.reconciler().run()
+    assert report.drift[DriftKind.EDITED] == 1 and report.repaired[DriftKind.EDITED] == 1
+    assert report.examples[0].properties == ["city"] and report.examples[0].kept == []
+    assert harness.pending() == {ADA}
+    assert harness.flush().call_sizes == [1]
+    assert harness.contact(ADA)["city"] == "London" and harness.entry(ADA).held == {}
+
+
+def test_a_fill_empty_property_hubspot_edited_is_kept_as_hubspot_holds_it(
+    harness: Harness, rec: Reconcile
+) -> None:
+    sync_three(harness)
+    ruled(rec, city=FieldRule.FILL_EMPTY)
+    rec.edit(ADA, city="Paris")
+    upserts = harness.upserts()
+    report = rec.reconciler().run()
+    # Found (an operator sees HubSpot's edit), not repaired: HubSpot's value wins.
+    assert report.drift[DriftKind.EDITED] == 1 and report.repaired[DriftKind.EDITED] == 0
+    finding = report.examples[0]
+    assert (finding.email, finding.properties, finding.kept) == (ADA, ["city"], ["city"])
+    assert not finding.repaired
+    assert finding.as_json()["kept"] == ["city"]
+    entry = harness.entry(ADA)
+    assert entry.held == {"city": "Paris"} and "city" not in entry.written
+    assert entry.written["firstname"] == "Ada"
+    seen = rec.seen(ADA)
+    assert seen.properties["city"] == "Paris" and seen.drift is DriftKind.EDITED
+    assert harness.pending() == set() and harness.flush().hubspot_requests == 0
+    # A later update of another property writes that one only: the source's city stays unwritten.
+    harness.sync([update(ADA, firstname="Ada L.")])
+    ada = harness.contact(ADA)
+    assert (ada["firstname"], ada["city"]) == ("Ada L.", "Paris")
+    assert harness.upserts() == upserts + 1
+    # The held value is read (and compared) by the next walk, and is no drift while it stands.
+    rec.reader.asked.clear()
+    again = rec.reconciler().run()
+    assert sum(again.drift.values()) == 0 and "city" in rec.reader.asked[0]
+    assert harness.pending() == set()
+
+
+def test_a_contact_whose_only_drift_is_on_fill_empty_costs_no_write(harness: Harness, rec: Reconcile) -> None:
+    sync_three(harness)
+    ruled(rec, city=FieldRule.FILL_EMPTY)
+    rec.edit(ADA, city="Paris")
+    rec.edit(BOB, firstname="Robert")
+    report = rec.reconciler().run()
+    assert report.drift[DriftKind.EDITED] == 2 and report.repaired[DriftKind.EDITED] == 1
+    assert harness.pending() == {BOB}
+    flushed = harness.flush()
+    assert flushed.outcomes == {BOB: Outcome.SYNCED} and harness.writer.calls[-1] == [BOB]
+    assert (harness.contact(ADA)["city"], harness.contact(BOB)["firstname"]) == ("Paris", "Bob")
+
+
+def test_a_fill_empty_property_hubspot_emptied_is_filled_again_by_the_flush(
+    harness: Harness, rec: Reconcile
+) -> None:
+    sync_three(harness)
+    ruled(rec, city=FieldRule.FILL_EMPTY)
+    rec.edit(ADA, city="")
+    report = rec.reconciler().run()
+    assert report.repaired[DriftKind.EDITED] == 1 and report.examples[0].kept == []
+    entry = harness.entry(ADA)
+    assert "city" not in entry.written and "city" not in entry.attribute_order and entry.held == {}
+    assert harness.pending() == {ADA}
+    harness.flush()
+    assert harness.contact(ADA)["city"] == "London" and harness.entry(ADA).written["city"] == "London"
+    assert sum(rec.reconciler().run().drift.values()) == 0
+
+
+def test_a_held_value_follows_hubspot_and_is_filled_again_once_hubspot_empties_it(
+    harness: Harness, rec: Reconcile
+) -> None:
+    sync_three(harness)
+    ruled(rec, city=FieldRule.FILL_EMPTY)
+    rec.edit(ADA, city="Paris")
+    rec.reconciler().run()
+    # HubSpot's own value changing is not drift: what is held follows it, nothing is written.
+    rec.edit(ADA, city="Rome")
+    changed = rec.reconciler().run()
+    assert sum(changed.drift.values()) == 0 and harness.entry(ADA).held == {"city": "Rome"}
+    assert harness.pending() == set() and rec.seen(ADA).properties["city"] == "Rome"
+    # Emptied: no longer held, and the flusher fills it from the source.
+    rec.edit(ADA, city="")
+    emptied = rec.reconciler().run()
+    assert emptied.repaired[DriftKind.EDITED] == 1 and emptied.examples[0].properties == ["city"]
+    assert harness.entry(ADA).held == {} and harness.pending() == {ADA}
+    harness.flush()
+    assert harness.contact(ADA)["city"] == "London" and harness.entry(ADA).written["city"] == "London"
+    assert sum(rec.reconciler().run().drift.values()) == 0 and harness.pending() == set()
+
+
+def test_a_never_property_is_neither_read_nor_compared(harness: Harness, rec: Reconcile) -> None:
+    sync_three(harness)  # city written while it was overwrite
+    ruled(rec, city=FieldRule.NEVER)
+    rec.edit(ADA, city="Paris")
+    report = rec.reconciler().run()
+    assert sum(report.drift.values()) == 0 and harness.pending() == set()
+    assert rec.reader.asked and all("city" not in asked for asked in rec.reader.asked)
+    assert "firstname" in rec.reader.asked[0]
+    assert "city" not in rec.seen(ADA).properties
+    assert harness.contact(ADA)["city"] == "Paris"  # left as HubSpot has it
+
+
+def test_a_repair_keeps_what_the_contact_holds_and_hubspot_refused(harness: Harness, rec: Reconcile) -> None:
+    """The repair's conditional write carries the confirmed state's held and refused values."""
+    sync_three(harness)
+    ruled(rec, city=FieldRule.FILL_EMPTY)
+    harness.dynamodb.update_item(
+        TableName=TABLE,
+        Key={"email": {"S": ADA}},
+        UpdateExpression="SET refusedValues = :r",
+        ExpressionAttributeValues={":r": {"M": {"jobtitle": {"S": "f1"}}}},
+    )
+    rec.edit(ADA, city="Paris", firstname="Edited")
+    report = rec.reconciler().run()
+    assert report.repaired[DriftKind.EDITED] == 1
+    entry = harness.entry(ADA)
+    assert entry.held == {"city": "Paris"} and entry.refused_values == {"jobtitle": "f1"}
+    harness.flush()
+    entry = harness.entry(ADA)
+    assert entry.held == {"city": "Paris"} and entry.refused_values == {"jobtitle": "f1"}
+    ada = harness.contact(ADA)
+    assert (ada["firstname"], ada["city"]) == ("Ada", "Paris")

@@ -143,6 +143,30 @@ def test_the_scheduled_walk_repairs_an_edit_through_the_flusher_and_records_the_
     assert "@example.com" not in output
 
 
+@pytest.mark.parametrize(("rule", "found"), [("fill_empty", 1), ("never", 0)])
+def test_the_walk_leaves_an_edit_as_hubspot_holds_it_under_the_deployed_field_rules(
+    sync: Sync, continued: Continued, capsys: pytest.CaptureFixture[str], rule: str, found: int
+) -> None:
+    """FIELD_RULES as the template passes it: a ``fill_empty`` edit is found and kept, a ``never``
+    property is not compared; neither is written, and nothing wakes the flusher."""
+    emails = synced(sync, 5)
+    sync.monkeypatch.setenv("FIELD_RULES", json.dumps({"city": rule}))
+    edit(sync, emails[3], city="Edited in HubSpot")
+    woken_before = len(sync.invocations)
+    writes_before = sync.sandbox.state.requests["POST batch_upsert"]
+    capsys.readouterr()
+
+    summary = handler("reconcile", cold_start=True)(SCHEDULED, Context())
+
+    assert summary["checked"] == 5 and summary["drift"]["edited"] == found and summary["repaired"] == 0
+    output = capsys.readouterr().out
+    assert metric(output, "DriftDetected") == found and metric(output, "DriftRepaired") == 0
+    sync.woken()
+    assert len(sync.invocations) == woken_before and sync.pending() == []
+    assert sync.hubspot()[emails[3]]["city"] == "Edited in HubSpot"
+    assert sync.sandbox.state.requests["POST batch_upsert"] == writes_before
+
+
 def test_a_walk_in_sync_costs_one_read_and_no_write(sync: Sync, continued: Continued) -> None:
     synced(sync, 20)
     requests_before = dict(sync.sandbox.state.requests)

@@ -204,6 +204,24 @@ def test_reconcile_waits_for_live_syncs_and_goes_on_from_the_same_cursor(
     assert "waited for live syncs 1 times" in out
 
 
+def test_reconcile_names_the_properties_whose_hubspot_value_is_kept(mocked: responses.RequestsMock) -> None:
+    answer = _reconcile_answer(2)
+    answer["repaired"] = 0
+    answer["examples"] = [
+        {
+            "email": "ada@example.com",
+            "kind": "edited",
+            "repaired": False,
+            "properties": ["city"],
+            "kept": ["city"],
+        }
+    ]
+    mocked.add(responses.POST, f"{BASE}/reconcile", json=answer)
+    code, out, _slept = run_reconcile()
+    assert code == 0, out
+    assert "  e.g. ada@example.com: edited (city) - HubSpot's value kept (city)" in out
+
+
 def test_reconcile_stops_with_the_cursor_when_its_daily_share_is_spent(
     mocked: responses.RequestsMock,
 ) -> None:

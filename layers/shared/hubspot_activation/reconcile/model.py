@@ -19,7 +19,8 @@ class InvalidCursor(ValueError):
 
 
 class DriftKind(StrEnum):
-    #: a managed property holds another value than the connector last wrote
+    #: a managed property holds another value than the connector last wrote (one whose rule is
+    #: ``fill_empty`` is found, and kept as HubSpot holds it)
     EDITED = "edited"
     #: the contact is archived in HubSpot (restorable for 90 days)
     DELETED = "deleted"
@@ -95,6 +96,8 @@ class Finding:
     #: the record now answering for the contact (MERGED, RESTORED)
     hubspot_id: str | None = None
     repaired: bool = False
+    #: of ``properties``, the ``fill_empty`` ones whose HubSpot value is kept: not repaired
+    kept: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {"email": self.email, "kind": self.kind.value, "repaired": self.repaired}
@@ -102,6 +105,8 @@ class Finding:
             body["properties"] = sorted(self.properties)
         if self.hubspot_id:
             body["hubspotId"] = self.hubspot_id
+        if self.kept:
+            body["kept"] = sorted(self.kept)
         return body
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..emails import normalize_email
+from ..field_rules import FieldRule, FieldRules
 from ..hubspot.errors import DailyLimitReached, ErrorKind, HubSpotError
 from ..observability import logger
 from ..upsert.ledger import DELETED, ERASED, FAILED, MERGED, SYNCED, LedgerEntry
@@ -31,6 +32,9 @@ from .model import (
 from .ports import HubSpotReader, ReconcileBudget, TrackedContacts
 from .values import same_value
 
+#: Every property overwritten from the source, the default.
+NO_RULES = FieldRules()
+
 #: What a read that did not answer leaves: the run stops, or the read's contacts are passed over.
 _STOPPED = object()
 _PASSED_OVER = object()
@@ -49,6 +53,35 @@ class ReconcileSettings:
     page_size: int = 100
     #: flush lanes (a repaired contact's lane is woken)
     lanes: int = 1
+    #: which side wins per property: ``fill_empty`` edits are HubSpot's, ``never`` is not read
+    rules: FieldRules = NO_RULES
+
+
+@dataclass
+class _Drift:
+    """A contact's synced properties HubSpot changed, by what the rules make of each."""
+
+    #: written again from the source (the contact becomes pending)
+    edited: list[str] = field(default_factory=list)
+    #: ``fill_empty`` properties HubSpot now holds another value for: kept, not written
+    kept: list[str] = field(default_factory=list)
+    #: held values HubSpot emptied: filled from the source (the contact becomes pending)
+    emptied: list[str] = field(default_factory=list)
+    #: held values HubSpot changed to another value: still held, not drift
+    held_changed: list[str] = field(default_factory=list)
+
+    @property
+    def found(self) -> list[str]:
+        """What counts as edited drift (a held value changing is HubSpot's own business)."""
+        return list(dict.fromkeys([*self.edited, *self.kept, *self.emptied]))
+
+    @property
+    def to_write(self) -> bool:
+        return bool(self.edited or self.emptied)
+
+    @property
+    def changes(self) -> bool:
+        return bool(self.found or self.held_changed)
 
 
 @dataclass
@@ -189,7 +222,7 @@ class Reconciler:
         return True
 
     def _check_by_email(self, candidates: Sequence[ContactState], run: _Pass) -> bool:
-        properties = _properties_to_read(candidates)
+        properties = _properties_to_read(candidates, self._settings.rules)
         emails = [state.email for state in candidates]
         outcome = self._guarded(
             lambda: self._reader.by_email(emails, properties), run.report, len(candidates)
@@ -230,7 +263,7 @@ class Reconciler:
     ) -> dict[str, HubSpotRecord] | object:
         """The records the chunk's ids answer to (live, else archived), or what ``_guarded``
         answered for a read that did not answer."""
-        properties = _properties_to_read(chunk)
+        properties = _properties_to_read(chunk, self._settings.rules)
         # Several contacts may answer to one record (merged into it): an id lists them all.
         ids: dict[str, list[str]] = {}
         for state in chunk:
@@ -306,7 +339,8 @@ class Reconciler:
         self._budget.spent(1)
 
     def _definitions(self, candidates: Sequence[ContactState]) -> Mapping[str, Mapping[str, Any]]:
-        names = {name for state in candidates if state.confirmed for name in state.confirmed.written}
+        rules = self._settings.rules
+        names = {name for state in candidates if state.confirmed for name in _synced(state.confirmed, rules)}
         try:
             return self._schema.definitions_for(names)
         except HubSpotError:
@@ -344,14 +378,8 @@ class Reconciler:
             return self._gone(state, entry, record, now_ms)
         answering = record.emails | {state.email}
         rivals = [other for email, other in sharing.items() if email != state.email and email in answering]
-        edited = [
-            name
-            for name, value in entry.written.items()
-            if name in record.properties
-            and not same_value(value, record.properties.get(name), definitions.get(name))
-            and not self._outranked(entry, name, rivals, record)
-        ]
-        kind: DriftKind | None = DriftKind.EDITED if edited else None
+        drift = self._drift(entry, record, definitions, rivals)
+        kind: DriftKind | None = DriftKind.EDITED if drift.found else None
         repaired = entry
         if entry.status == DELETED:
             kind = DriftKind.RESTORED
@@ -364,12 +392,48 @@ class Reconciler:
                 kind = DriftKind.MERGED
             # Otherwise it was deleted and created again under the same email: followed silently.
             repaired = replace(repaired, hubspot_id=record.id, hubspot_state=MERGED if elsewhere else None)
-        if edited:
-            repaired = self._rewrite(repaired, edited, record, now_ms)
-        seen = _seen(entry, record, kind, now_ms)
+        if drift.changes:
+            repaired = self._rewrite(repaired, drift, record, now_ms)
+        seen = _seen(entry, record, kind, now_ms, self._settings.rules)
         changed = repaired if repaired is not entry else None
-        finding = Finding(state.email, kind, sorted(edited), record.id) if kind is not None else None
-        return Repair(state.email, state.version, seen, changed, pending=bool(edited)), finding
+        finding = (
+            Finding(state.email, kind, sorted(drift.found), record.id, kept=sorted(drift.kept))
+            if kind is not None
+            else None
+        )
+        return Repair(state.email, state.version, seen, changed, pending=drift.to_write), finding
+
+    def _drift(
+        self,
+        entry: LedgerEntry,
+        record: HubSpotRecord,
+        definitions: Mapping[str, Mapping[str, Any]],
+        rivals: Sequence[LedgerEntry],
+    ) -> _Drift:
+        """What HubSpot changed of the contact's synced properties, sorted by what the rules make
+        of it (a ``never`` property is not compared)."""
+        rules = self._settings.rules
+        drift = _Drift()
+        for name, value in entry.written.items():
+            rule = rules.rule_for(name)
+            if rule is FieldRule.NEVER or name not in record.properties:
+                continue
+            seen = record.properties.get(name)
+            if same_value(value, seen, definitions.get(name)) or self._outranked(entry, name, rivals, record):
+                continue
+            if rule is FieldRule.FILL_EMPTY and seen:
+                drift.kept.append(name)  # HubSpot holds a value now: its value wins
+            else:
+                drift.edited.append(name)
+        for name, value in entry.held.items():
+            if rules.rule_for(name) is FieldRule.NEVER or name not in record.properties:
+                continue
+            seen = record.properties.get(name)
+            if not seen:
+                drift.emptied.append(name)  # empty again: the source's value fills it
+            elif not same_value(value, seen, definitions.get(name)):
+                drift.held_changed.append(name)
+        return drift
 
     def _outranked(
         self, entry: LedgerEntry, name: str, rivals: Sequence[LedgerEntry], record: HubSpotRecord
@@ -398,7 +462,7 @@ class Reconciler:
         self, state: ContactState, entry: LedgerEntry, record: HubSpotRecord | None, now_ms: int
     ) -> tuple[Repair, Finding | None]:
         """Archived (``record``) or unknown to HubSpot."""
-        seen = _seen(entry, None, None, now_ms)
+        seen = _seen(entry, None, None, now_ms, self._settings.rules)
         if entry.status == DELETED:
             return Repair(state.email, state.version, seen), None  # deleted, and left so
         if record is None:
@@ -415,26 +479,41 @@ class Reconciler:
             state.email, state.version, seen, replace(entry, status=DELETED, updated_at_ms=now_ms)
         ), finding
 
-    def _rewrite(
-        self, entry: LedgerEntry, edited: Sequence[str], record: HubSpotRecord, now_ms: int
-    ) -> LedgerEntry:
-        """The confirmed state as HubSpot holds it: the edited properties hold HubSpot's values and
-        no longer count as applied, so the flusher writes the newest source values again."""
+    def _rewrite(self, entry: LedgerEntry, drift: _Drift, record: HubSpotRecord, now_ms: int) -> LedgerEntry:
+        """The confirmed state as HubSpot holds it. An edited property holds HubSpot's value and no
+        longer counts as applied, so the flusher writes the newest source value again; one whose
+        rule is ``fill_empty`` emptied in HubSpot is not written at all, so the flusher fills it
+        as an empty one. A ``fill_empty`` property HubSpot holds another value for moves to
+        ``held`` (HubSpot's value, not the connector's) and keeps its applied order, so the
+        flusher does not write the source's value over it; a held value HubSpot emptied leaves
+        ``held`` and its order, so the flusher fills it."""
+        rules = self._settings.rules
         written = dict(entry.written)
-        for name in edited:
+        held = dict(entry.held)
+        for name in drift.edited:
             value = record.properties.get(name)
-            if value is None:
+            if value is None or (not value and rules.rule_for(name) is FieldRule.FILL_EMPTY):
                 written.pop(name, None)
             else:
                 written[name] = value
+        for name in (*drift.kept, *drift.held_changed):
+            written.pop(name, None)
+            held[name] = str(record.properties.get(name))
+        for name in drift.emptied:
+            held.pop(name, None)
         by_property = {audience_property_name(a, self._schema.prefix): a for a in entry.audiences}
         audiences = dict(entry.audiences)
         orders = dict(entry.attribute_order)
-        for name in edited:
+        for name in (*drift.edited, *drift.emptied):
             audiences.pop(by_property.get(name, ""), None)
             orders.pop(name, None)
         return replace(
-            entry, written=written, audiences=audiences, attribute_order=orders, updated_at_ms=now_ms
+            entry,
+            written=written,
+            held=held,
+            audiences=audiences,
+            attribute_order=orders,
+            updated_at_ms=now_ms,
         )
 
     def _store(
@@ -472,11 +551,26 @@ def _checkable(entry: LedgerEntry | None) -> bool:
     return entry.hubspot_id is not None
 
 
-def _properties_to_read(candidates: Sequence[ContactState]) -> list[str]:
-    names = {name for state in candidates if state.confirmed for name in state.confirmed.written}
+def _synced(entry: LedgerEntry, rules: FieldRules) -> set[str]:
+    """The properties reconcile reads for a contact: those the connector wrote and those HubSpot
+    holds for a ``fill_empty`` field, less those the rules leave alone (``never``: a value written
+    under an older rule is left as HubSpot has it)."""
+    return {name for name in (*entry.written, *entry.held) if rules.rule_for(name) is not FieldRule.NEVER}
+
+
+def _properties_to_read(candidates: Sequence[ContactState], rules: FieldRules) -> list[str]:
+    names = {name for state in candidates if state.confirmed for name in _synced(state.confirmed, rules)}
     return sorted(names | set(IDENTITY_PROPERTIES))
 
 
-def _seen(entry: LedgerEntry, record: HubSpotRecord | None, drift: DriftKind | None, now_ms: int) -> Seen:
-    properties = {name: record.properties.get(name) for name in entry.written} if record is not None else {}
+def _seen(
+    entry: LedgerEntry,
+    record: HubSpotRecord | None,
+    drift: DriftKind | None,
+    now_ms: int,
+    rules: FieldRules,
+) -> Seen:
+    properties = (
+        {name: record.properties.get(name) for name in _synced(entry, rules)} if record is not None else {}
+    )
     return Seen(now_ms, record.id if record is not None else None, properties, drift)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import boto3
 
+from ..field_rules import FieldRule
 from ..hubspot.client import HubSpotClient
 from ..hubspot.governor import GovernorSettings, RateGovernor
 from ..hubspot.journal import journal_enabled
@@ -150,7 +151,9 @@ def reconciler(
         HubSpotContactReader(hubspot_client),
         schema or property_schema(settings, hubspot_client),
         reconcile_budget(settings, dynamodb, sqs),
-        ReconcileSettings(deletions=settings.deletions, lanes=settings.flush_lanes),
+        ReconcileSettings(
+            deletions=settings.deletions, lanes=settings.flush_lanes, rules=settings.field_rules
+        ),
         waker,
         lambda email: lane_of(email, settings.flush_lanes),
     )
@@ -173,8 +176,9 @@ def reconcile_budget(
 
 def managed_properties(schema: PropertySchema, settings: UpsertSettings) -> Callable[[], Sequence[str]]:
     """The properties the connector writes, as HubSpot defines them now: its property group's (the
-    audience properties) and the attribute mapping's targets."""
-    mapped = set(settings.mapping.paths.values())
+    audience properties) and the attribute mapping's targets, less those whose rule is ``never``
+    (a change to one is nothing reconcile acts on)."""
+    mapped = set(settings.mapping.paths.values()) - settings.field_rules.with_rule(FieldRule.NEVER)
 
     def names() -> Sequence[str]:
         definitions = schema.definitions()
