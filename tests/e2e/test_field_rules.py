@@ -14,7 +14,7 @@ import requests
 from local import stack as local_stack
 from tests.e2e.test_local_stack import contact, ledger, past_the_deduplication_window, post, profile
 
-RULES = {"city": "fill_empty", "jobtitle": "never"}
+RULES = {"city": "fill_empty", "company": "never"}
 
 
 @pytest.fixture
@@ -45,8 +45,8 @@ def test_fill_empty_and_never_on_the_flush_function(
     before = Counter(stack.sandbox.state.requests)
     load = {
         "profiles": [
-            profile("ada@example.com", "realized", firstname="Ada", city="London", jobtitle="CEO"),
-            profile("bob@example.com", "realized", firstname="Bob", city="Leeds", jobtitle="CTO"),
+            profile("ada@example.com", "realized", firstname="Ada", city="London", company="CEO"),
+            profile("bob@example.com", "realized", firstname="Bob", city="Leeds", company="CTO"),
         ]
     }
     post(stack, load)
@@ -55,7 +55,7 @@ def test_fill_empty_and_never_on_the_flush_function(
     assert (made["POST batch_read"], made["POST batch_upsert"]) == (1, 1)
     ada, bob = contact(stack, "ada@example.com"), contact(stack, "bob@example.com")
     assert (ada["city"], ada["firstname"], bob["city"]) == ("Paris", "Ada", "Leeds")
-    assert "jobtitle" not in ada and "jobtitle" not in bob
+    assert "company" not in ada and "company" not in bob
     items = ledger(stack)
     assert items["ada@example.com"]["held"] == {"M": {"city": {"S": "Paris"}}}
     # The same profiles again: HubSpot is known to hold both cities, nothing is read or written.

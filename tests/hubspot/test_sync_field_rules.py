@@ -106,32 +106,32 @@ def test_a_value_the_connector_wrote_is_never_read_again_nor_overwritten(harness
 @ONE_VERSION
 def test_never_and_blanks_under_unless_blank_are_not_written_and_need_no_read(harness: Harness) -> None:
     harness.rules = FieldRules(
-        {"jobtitle": FieldRule.NEVER, "city": FieldRule.UNLESS_BLANK, "phone": FieldRule.FILL_EMPTY}
+        {"company": FieldRule.NEVER, "city": FieldRule.UNLESS_BLANK, "phone": FieldRule.FILL_EMPTY}
     )
     harness.sync([update(ADA, city="London", firstname="Ada")])
     reads, upserts = harness.reads(), harness.upserts()
-    report = harness.sync([update(ADA, city="", phone="", jobtitle="CEO", firstname="Adele")])
+    report = harness.sync([update(ADA, city="", phone="", company="CEO", firstname="Adele")])
     assert report.outcomes == {ADA: Outcome.SYNCED} and harness.reads() == reads
     assert harness.upserts() == upserts + 1
     ada = harness.contact(ADA)
     assert (ada["city"], ada["firstname"]) == ("London", "Adele")
-    assert "jobtitle" not in ada and "phone" not in ada
+    assert "company" not in ada and "phone" not in ada
     entry = harness.entry(ADA)
-    assert "jobtitle" not in entry.written and entry.written["city"] == "London"
+    assert "company" not in entry.written and entry.written["city"] == "London"
     assert entry.warnings == {} and entry.pending_attributes == {} and entry.reason is None
     # Only such values: nothing to write, no call.
-    nothing = harness.sync([update(ADA, city="", jobtitle="CTO")])
+    nothing = harness.sync([update(ADA, city="", company="CTO")])
     assert nothing.hubspot_requests == 0 and nothing.outcomes == {ADA: Outcome.SKIPPED}
     assert harness.pending() == set()
 
 
 @ONE_VERSION
 def test_rules_reading_nothing_make_no_read(harness: Harness) -> None:
-    harness.rules = FieldRules.from_json('{"jobtitle": "never", "city": "unless_blank"}')
+    harness.rules = FieldRules.from_json('{"company": "never", "city": "unless_blank"}')
     seed(harness, ADA, city="Paris")
-    report = harness.sync([update(ADA, city="London", jobtitle="CEO"), update(BOB, city="Leeds")])
+    report = harness.sync([update(ADA, city="London", company="CEO"), update(BOB, city="Leeds")])
     assert report.counts() == {Outcome.SYNCED: 2} and harness.reads() == 0
-    assert harness.contact(ADA)["city"] == "London" and "jobtitle" not in harness.contact(ADA)
+    assert harness.contact(ADA)["city"] == "London" and "company" not in harness.contact(ADA)
 
 
 @ONE_VERSION
