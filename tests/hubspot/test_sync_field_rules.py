@@ -11,12 +11,15 @@ import pytest
 from hubspot_activation.field_rules import FieldRule, FieldRules
 from hubspot_activation.hubspot.batch import UpsertInput
 from hubspot_activation.hubspot.client import HubSpotClient
+from hubspot_activation.ledger.reconcile_store import DynamoDbTrackedContacts
 from hubspot_activation.upsert.flush import RECORD_MARGIN_SECONDS, FlushSettings
 from hubspot_activation.upsert.plan import Outcome
 from moto import mock_aws
 
 from local.hubspot_sandbox import SandboxServer
 from tests.conftest import create_ledger_table
+from tests.hubspot.test_reconcile import Budget as ReconcileBudget
+from tests.hubspot.test_reconcile import ObservedReader, Reconcile
 from tests.hubspot.test_sync import ONE_VERSION, TABLE, Budget, Harness, build_harness, update
 
 ADA, BOB, CY = "ada@example.com", "bob@example.com", "cy@example.com"
@@ -184,3 +187,22 @@ def test_a_call_that_must_read_first_starts_only_with_time_for_both(harness: Har
     # With time for both, the read and the write are made.
     assert harness.flush().outcomes == {ADA: Outcome.SYNCED}
     assert harness.contact(ADA)["city"] == "London"
+
+
+def test_a_merged_contact_is_read_by_its_record_id(harness: Harness) -> None:
+    """A contact merged into a record with another primary email is written by record id, and
+    read by it: by email HubSpot need not find it, and the survivor's value would be overwritten."""
+    tracked = DynamoDbTrackedContacts(harness.dynamodb, TABLE)
+    rec = Reconcile(harness, ObservedReader(harness.client), ReconcileBudget(), tracked)
+    harness.sync([update(ADA, firstname="Ada"), update(BOB, firstname="Bob", city="Oslo")])
+    survivor = harness.sandbox.state.merge(rec.id_of(BOB), rec.id_of(ADA))  # Bob's record wins
+    rec.reconciler().run()
+    assert harness.entry(ADA).written_by_id
+    harness.flush()
+    harness.rules = FILL_CITY
+    reads, upserts = harness.reads(), harness.upserts()
+    report = harness.sync([update(ADA, city="Leeds")])
+    assert report.outcomes == {ADA: Outcome.SKIPPED} and harness.reads() == reads + 1
+    assert harness.upserts() == upserts
+    assert harness.sandbox.state.contacts[survivor]["properties"]["city"] == "Oslo"
+    assert harness.entry(ADA).held == {"city": "Oslo"}
