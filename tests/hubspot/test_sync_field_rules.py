@@ -206,3 +206,18 @@ def test_a_merged_contact_is_read_by_its_record_id(harness: Harness) -> None:
     assert harness.upserts() == upserts
     assert harness.sandbox.state.contacts[survivor]["properties"]["city"] == "Oslo"
     assert harness.entry(ADA).held == {"city": "Oslo"}
+
+
+@ONE_VERSION
+def test_a_held_value_is_forgotten_once_the_connector_writes_the_property(harness: Harness) -> None:
+    """The operator changes the rule to overwrite: the source's value is written over HubSpot's,
+    which the ledger then no longer counts as held."""
+    harness.rules = FILL_CITY
+    seed(harness, ADA, city="Paris")
+    harness.sync([update(ADA, city="London", firstname="Ada")])
+    assert harness.entry(ADA).held == {"city": "Paris"}
+    harness.rules = FieldRules()
+    harness.sync([update(ADA, city="Rome")])
+    assert harness.contact(ADA)["city"] == "Rome"
+    entry = harness.entry(ADA)
+    assert entry.held == {} and entry.written["city"] == "Rome"
