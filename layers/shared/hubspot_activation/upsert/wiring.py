@@ -181,8 +181,8 @@ def flush_runner(
     directory: AudienceDirectory | None = None,
 ) -> FlushRunner:
     """One container's flusher: its schema cache, the contacts' states and leases in the ledger,
-    the queue's depth on ``sqs``, the field rules and the reads of HubSpot they need. ``writer`` sends the batch upserts (the client itself unless a
-    caller observes them)."""
+    the queue's depth on ``sqs``, the field rules and the reads of HubSpot they need. ``writer``
+    sends the batch upserts (the client itself unless a caller observes them)."""
     states = DynamoDbContactStates(
         dynamodb, settings.ledger_table, settings.ledger_retention_days, lanes=settings.flush_lanes
     )
