@@ -52,6 +52,7 @@ bench: $(STAMP)
 	BENCH_LANES=4 $(BIN)/python -m bench.pipeline
 	$(BIN)/python -m bench.latency
 	$(BIN)/python -m bench.reconcile
+	$(BIN)/python -m bench.field_rules
 	$(BIN)/python -m bench.local_backlog
 	$(BIN)/python -m bench.aws_cost
 

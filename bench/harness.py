@@ -24,6 +24,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from hubspot_activation.field_rules import FieldRules
 from hubspot_activation.hubspot.batch import UpdateInput, UpsertInput, UpsertResult
 from hubspot_activation.hubspot.client import CallStats, HubSpotClient, new_session
 from hubspot_activation.hubspot.governor import RateGovernor
@@ -295,9 +296,11 @@ def build_sync(
     merges: int | None = None,
     window_seconds: float | None = None,
     limit: int | None = None,
+    field_rules: FieldRules | None = None,
 ) -> Sync:
     """A deployment with the template's defaults (``lanes``, merge ``MaxConcurrency``, HubSpot
-    ``limit`` otherwise), HubSpot's window scaled to ``window_seconds`` in the governor when given."""
+    ``limit`` otherwise, no ``field_rules``), HubSpot's window scaled to ``window_seconds`` in the
+    governor when given."""
     defaults = template_defaults()
     settings = UpsertSettings(
         ledger_table=LEDGER_TABLE,
@@ -310,6 +313,7 @@ def build_sync(
         flush_parallel_calls=int(defaults["FlushParallelCalls"]),
         flush_max_delay_seconds=int(defaults["FlushMaxDelaySeconds"]),
         shard_count=int(defaults["ShardCount"]),
+        field_rules=field_rules or FieldRules(),
     )
     fifo, dynamodb, daily, log = MemoryFifo(), MemoryDynamoDb(), MemoryDailyCounter(), CallLog()
     governor = governor_settings(settings)

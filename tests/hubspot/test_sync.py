@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
+from hubspot_activation.field_rules import FieldRules
 from hubspot_activation.hubspot.batch import UpdateInput, UpsertInput, UpsertResult
 from hubspot_activation.hubspot.client import CallStats, HubSpotClient
+from hubspot_activation.hubspot.reader import HubSpotContactReader
 from hubspot_activation.ledger.audience_directory import DynamoDbAudienceDirectory
 from hubspot_activation.ledger.contact_state import DynamoDbContactStates, DynamoDbFlushLease
 from hubspot_activation.ledger.keys import PENDING_PARTITIONS
@@ -153,6 +155,8 @@ class Harness:
     writer: ObservedWriter
     settings: FlushSettings = field(default_factory=lambda: FlushSettings(linger_seconds=0.0))
     queue_load: Callable[[], QueueLoad] | None = None
+    #: the field rules the flusher writes by (reads through ``client``, as deployed)
+    rules: FieldRules | None = None
     sequence: int = 0
     message_count: int = 0
 
@@ -195,6 +199,8 @@ class Harness:
             clock=self.clock.time,
             monotonic=self.clock.monotonic,
             sleep=self.clock.sleep,
+            rules=self.rules,
+            reader=HubSpotContactReader(self.client),
         )
 
     def flush(self, remaining: Callable[[], float] | None = None) -> FlushReport:
@@ -222,6 +228,9 @@ class Harness:
 
     def upserts(self) -> int:
         return self.sandbox.state.requests["POST batch_upsert"]
+
+    def reads(self) -> int:
+        return self.sandbox.state.requests["POST batch_read"]
 
 
 def build_harness(

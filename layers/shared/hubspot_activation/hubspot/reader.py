@@ -1,4 +1,5 @@
-"""Reconcile's view of HubSpot: the ``reconcile.ports.HubSpotReader`` adapter over the client's
+"""Reconcile's view of HubSpot, and the flusher's before a ``fill_empty`` write: the
+``reconcile.ports.HubSpotReader`` and ``upsert.ports.ContactReader`` adapter over the client's
 batch reads, one HubSpot call per method call.
 
 What HubSpot is assumed to do (its specs and guides leave it open; the sandbox does the same):
@@ -32,21 +33,23 @@ class HubSpotContactReader:
     def __init__(self, client: HubSpotClient) -> None:
         self._client = client
 
-    def by_email(self, emails: Sequence[str], properties: Sequence[str]) -> dict[str, HubSpotRecord]:
+    def by_email(
+        self, emails: Sequence[str], properties: Sequence[str], deadline: float | None = None
+    ) -> dict[str, HubSpotRecord]:
         """Live contacts by email, keyed by the email asked for in lower case; one HubSpot does not
-        hold is absent."""
+        hold is absent. ``deadline``: as the client's ``batch_read``."""
         keys = list(dict.fromkeys(email.strip().lower() for email in emails))
-        outcome = self._client.batch_read(keys, _asked(properties), id_property="email")
+        outcome = self._client.batch_read(keys, _asked(properties), id_property="email", deadline=deadline)
         return _match(keys, outcome, _emails_of)
 
     def by_id(
-        self, ids: Sequence[str], properties: Sequence[str], archived: bool
+        self, ids: Sequence[str], properties: Sequence[str], archived: bool, deadline: float | None = None
     ) -> dict[str, HubSpotRecord]:
         """Contacts by record id, keyed by the id asked for: live ones (a merged-away id answers
         with the record it was merged into, whose ``id`` is the survivor's), or with ``archived``
         only archived ones."""
         keys = list(dict.fromkeys(str(contact_id) for contact_id in ids))
-        outcome = self._client.batch_read(keys, _asked(properties), archived=archived)
+        outcome = self._client.batch_read(keys, _asked(properties), archived=archived, deadline=deadline)
         return _match(keys, outcome, _ids_of)
 
 

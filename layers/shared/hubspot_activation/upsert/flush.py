@@ -18,6 +18,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
+from ..field_rules import FieldRules
 from ..hubspot.batch import MAX_BATCH_INPUTS, UpdateInput, UpsertInput, UpsertResult
 from ..hubspot.errors import DailyLimitReached, DeadlineReached, ErrorKind, HubSpotError
 from ..observability import logger
@@ -38,9 +39,11 @@ from .plan import (
     outcome_of,
     plan_writes,
     refers_to_unknown_property,
+    take_hubspot_values,
+    unwritten_after_read,
     unwritten_outcome,
 )
-from .ports import ContactWriter, HeldMarkers
+from .ports import ContactReader, ContactWriter, HeldMarkers
 from .properties import AudienceProperty, audience_property_name
 from .schema import PropertySchema
 from .state import ContactState, ContactStates, PendingRef, Recording
@@ -169,9 +172,18 @@ class Flusher:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        rules: FieldRules | None = None,
+        reader: ContactReader | None = None,
     ) -> None:
         """``queue_load`` tells what the queue holds for the merges (None: unknown, taken as
-        nothing). ``monotonic`` is the writer's clock, the one its deadlines are read on."""
+        nothing). ``monotonic`` is the writer's clock, the one its deadlines are read on.
+        ``rules``: which side wins per property (none: ``overwrite`` for all); ``reader`` reads
+        HubSpot for the ``fill_empty`` ones, through the writer's client (its calls are in the
+        writer's ``stats``), and is required when a rule reads."""
+        if rules is not None and rules.needs_reads and reader is None:
+            raise ValueError("a fill_empty rule reads HubSpot before writing: the flusher needs a reader")
+        self._rules = rules or FieldRules()
+        self._reader = reader
         self._states = states
         self._writer = writer
         self._schema = schema
@@ -200,7 +212,7 @@ class Flusher:
             try:
                 while remaining_seconds() - RECORD_MARGIN_SECONDS >= self._call_seconds:
                     progressed = self._step(run)
-                    if self._stopped(run) or report.handed_over:
+                    if self._stopped(run) or report.handed_over or report.more_pending:
                         break
                     if progressed:
                         idle_since = None
@@ -351,7 +363,7 @@ class Flusher:
             definitions = self._schema.definitions_for(attributes_to_define(batch, confirmed))
         except HubSpotError as exc:
             return self._properties_failed(exc, states, report)
-        plan = plan_writes(batch, confirmed, audiences, definitions, now_ms)
+        plan = plan_writes(batch, confirmed, audiences, definitions, now_ms, self._rules)
         entries = {entry.email: entry for entry in plan.records}
         recordings: list[Recording] = []
         for email, outcome in plan.outcomes.items():
@@ -407,37 +419,104 @@ class Flusher:
                 run.in_flight.difference_update(contact.email for contact in chunk)
 
     def _write_chunk(self, chunk: list[ContactWrite], states: Mapping[str, ContactState], run: _Run) -> None:
-        report = run.report
-        if run.stop is not None or run.remaining_seconds() - RECORD_MARGIN_SECONDS < self._call_seconds:
+        """The chunk's read of what HubSpot holds for its ``fill_empty`` properties (when one of
+        its contacts needs it: at most one call by email), then its write. Neither starts without
+        the time for both."""
+        reading = [contact for contact in chunk if contact.to_read()]
+        needed = self._call_seconds * (2 if reading else 1)
+        if run.stop is not None:
             return  # not started: its contacts stay pending, due as they were
-        sent_ms = self._now_ms()
+        if run.remaining_seconds() - RECORD_MARGIN_SECONDS < needed:
+            # Not started either; the run ends (a round would plan them again at once) and the next
+            # one follows at once.
+            with run.lock:
+                run.report.more_pending = True
+            return
         recordings: list[Recording] = []
-        try:
-            results = self._upsert(chunk, self._monotonic() + self._call_seconds)
-        except DailyLimitReached as exc:
-            self._stop(run, exc)
-            return
-        except DeadlineReached:
-            # The governor held the call past its deadline: it was not made, so nothing failed and
-            # its contacts stay pending, due as they were, like those of a call not started.
-            return
-        except HubSpotError as exc:
-            if exc.kind is ErrorKind.CONFIGURATION:
-                # HubSpot refused the connector, not these contacts: like the daily limit, they
-                # stay pending as they were, and the run stops.
-                self._stop(run, exc)
+        writing = chunk
+        if reading:
+            try:
+                self._read_hubspot(reading, self._monotonic() + self._call_seconds)
+            except HubSpotError as exc:
+                self._record(self._call_failed(exc, chunk, states, run, "batch read"), states, run.report)
                 return
-            logger.warning("batch upsert failed; its contacts stay pending", extra={"error": str(exc)[:500]})
+            writing = []
             now_ms = self._now_ms()
             for contact in chunk:
-                entry = ambiguous_entry(contact, now_ms) if exc.ambiguous else None
-                recordings.append(self._retry(states[contact.email], entry, str(exc), now_ms, report))
-        else:
-            with run.lock:
-                report.call_sizes.append(len(chunk))
-            recordings.extend(self._settle(chunk, results, sent_ms, states, run))
-        self._record(recordings, states, report)
+                if contact.needs_write():
+                    writing.append(contact)
+                    continue
+                # HubSpot holds every value left to write: settled without a write, what it holds
+                # kept, so the same values sent again cost no call.
+                run.report.outcomes[contact.email], entry = unwritten_after_read(contact, now_ms)
+                recordings.append(Recording(contact.email, states[contact.email].version, entry))
+        if writing:
+            recordings.extend(self._write(writing, states, run))
+        self._record(recordings, states, run.report)
         self._log_contacts(chunk, run)
+
+    def _write(
+        self, chunk: list[ContactWrite], states: Mapping[str, ContactState], run: _Run
+    ) -> list[Recording]:
+        sent_ms = self._now_ms()
+        try:
+            results = self._upsert(chunk, self._monotonic() + self._call_seconds)
+        except HubSpotError as exc:
+            return self._call_failed(exc, chunk, states, run, "batch upsert")
+        with run.lock:
+            run.report.call_sizes.append(len(chunk))
+        return self._settle(chunk, results, sent_ms, states, run)
+
+    def _call_failed(
+        self,
+        exc: HubSpotError,
+        chunk: list[ContactWrite],
+        states: Mapping[str, ContactState],
+        run: _Run,
+        call: str,
+    ) -> list[Recording]:
+        """What a failed call of the chunk means for its contacts. The daily limit and HubSpot
+        refusing the connector (not these contacts) stop the run and leave them pending as they
+        were; so does a call the governor held past its deadline (it was not made, nothing
+        failed). Any other failure is each contact's failed attempt (a backoff); an ambiguous
+        write is recorded as such."""
+        if isinstance(exc, DailyLimitReached) or exc.kind is ErrorKind.CONFIGURATION:
+            self._stop(run, exc)
+            return []
+        if isinstance(exc, DeadlineReached):
+            return []
+        logger.warning(f"{call} failed; its contacts stay pending", extra={"error": str(exc)[:500]})
+        now_ms = self._now_ms()
+        written = call == "batch upsert"
+        return [
+            self._retry(
+                states[contact.email],
+                ambiguous_entry(contact, now_ms) if written and exc.ambiguous else None,
+                str(exc),
+                now_ms,
+                run.report,
+            )
+            for contact in chunk
+        ]
+
+    def _read_hubspot(self, contacts: list[ContactWrite], deadline: float) -> None:
+        """Read what HubSpot holds for the contacts' ``fill_empty`` properties and drop those it
+        holds a value in (``take_hubspot_values``): by email, or by record id for a contact
+        merged into a record with another primary email."""
+        assert self._reader is not None  # the constructor requires one when a rule reads
+        names = sorted({name for contact in contacts for name in contact.to_read()})
+        by_email = [contact for contact in contacts if not _written_by_id(contact)]
+        by_id = [contact for contact in contacts if _written_by_id(contact)]
+        if by_email:
+            found = self._reader.by_email([contact.email for contact in by_email], names, deadline=deadline)
+            for contact in by_email:
+                record = found.get(contact.email.strip().lower())
+                take_hubspot_values(contact, record.properties if record is not None else None)
+        if by_id:
+            found = self._reader.by_id([_record_id(c) for c in by_id], names, False, deadline=deadline)
+            for contact in by_id:
+                record = found.get(_record_id(contact))
+                take_hubspot_values(contact, record.properties if record is not None else None)
 
     @staticmethod
     def _log_contacts(contacts: Sequence[ContactWrite], run: _Run) -> None:

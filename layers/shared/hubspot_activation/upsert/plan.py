@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
+from ..field_rules import FieldRule, FieldRules
 from ..hubspot.batch import UpsertResult
 from ..hubspot.errors import ErrorKind
 from ..messages import (
@@ -250,6 +251,14 @@ class ContactWrite:
     pending_attributes: dict[str, PendingAttribute] = field(default_factory=dict)
     #: an operator's replay: the operator fixed something, so a refused write is tried once more
     replay: bool = False
+    #: ``fill_empty`` properties whose value is written only if a read finds HubSpot's empty
+    needs_read: set[str] = field(default_factory=set)
+    #: ``fill_empty`` property -> the non-empty value this write's read found HubSpot holding
+    held: dict[str, str] = field(default_factory=dict)
+
+    def to_read(self) -> list[str]:
+        """The properties HubSpot must be read for before this write (those still to write)."""
+        return sorted(name for name in self.needs_read if name in self.properties)
 
     def fingerprint(self) -> str:
         document = json.dumps([self.email, sorted(self.properties.items())], separators=(",", ":"))
@@ -319,17 +328,20 @@ def plan_writes(
     audiences: Mapping[str, AudienceProperty],
     definitions: Mapping[str, Mapping[str, Any]],
     now_ms: int,
+    rules: FieldRules | None = None,
 ) -> WritePlan:
+    """``rules``: which side wins per property (none: every property is ``overwrite``)."""
     plan = WritePlan()
+    rules = rules or FieldRules()
     for pending in batch.contacts.values():
         previous = ledger.get(pending.email)
         wanted = _with_ledger_pending(pending, previous)
-        contact = _contact_write(wanted, previous, audiences, definitions)
+        contact = _contact_write(wanted, previous, audiences, definitions, rules)
         if previous is not None and previous.status == DELETED and _changes_a_value(contact, previous):
             # Deleted in HubSpot and left deleted until the source changed a value: the upsert
             # that re-creates it carries its whole current state, not only the change.
             contact = _contact_write(
-                wanted, previous.forgotten(SYNCED, previous.updated_at_ms), audiences, definitions
+                wanted, previous.forgotten(SYNCED, previous.updated_at_ms), audiences, definitions, rules
             )
         plan.contacts.append(contact)
         if contact.needs_write():
@@ -405,6 +417,7 @@ def _contact_write(
     previous: LedgerEntry | None,
     audiences: Mapping[str, AudienceProperty],
     definitions: Mapping[str, Mapping[str, Any]],
+    rules: FieldRules,
 ) -> ContactWrite:
     contact = ContactWrite(pending.email, list(pending.message_ids), previous, replay=pending.replay)
     applied_orders = previous.attribute_order if previous else {}
@@ -415,6 +428,8 @@ def _contact_write(
             continue  # the upsert's id, never a property to write
         if order != UNORDERED and _stale(order, applied_orders.get(name, UNORDERED), unsure):
             continue  # an older value than the one already applied: never roll back
+        if _kept_from_hubspot(contact, name, value, rules):
+            continue
         current[name] = value
         contact.attribute_orders[name] = order
     contact.properties, contact.warnings = coerce_attributes(definitions, current)
@@ -451,6 +466,45 @@ def _contact_write(
             contact.properties[prop.name] = change.status.value
             contact.audience_properties[change.audience_id] = prop.name
     return contact
+
+
+def _kept_from_hubspot(contact: ContactWrite, name: str, value: AttributeValue, rules: FieldRules) -> bool:
+    """Whether the property's rule keeps this value from HubSpot, checked at each write (a rule can
+    change while a value waits in the queue or the ledger): ``never`` is not written, a blank
+    changes nothing under ``unless_blank`` and ``fill_empty``, and ``fill_empty`` writes only into
+    an empty property - not when HubSpot is known to hold a value (one it was seen holding, or
+    one the connector wrote: HubSpot wins once it holds a value). Otherwise the contact is marked
+    for a read of the property before the write."""
+    rule = rules.rule_for(name)
+    if rule is FieldRule.NEVER or (rule.ignores_blank and value == ""):
+        return True
+    if rule is FieldRule.FILL_EMPTY:
+        previous = contact.previous
+        if previous is not None and (name in previous.held or previous.written.get(name)):
+            return True
+        contact.needs_read.add(name)
+    return False
+
+
+def take_hubspot_values(contact: ContactWrite, holding: Mapping[str, str | None] | None) -> None:
+    """What a read found HubSpot holding for the contact (None: HubSpot has no such contact): a
+    ``fill_empty`` property HubSpot holds a value in is not written, and the value is kept
+    (``held``) so no later write reads it again; an empty one (absent, null or blank) is written."""
+    for name in contact.to_read():
+        value = (holding or {}).get(name)
+        if value:
+            contact.properties.pop(name)
+            contact.held[name] = value
+
+
+def unwritten_after_read(contact: ContactWrite, now_ms: int) -> tuple[Outcome, LedgerEntry]:
+    """A contact a read left nothing to send, settled as the plan settles one (``unwritten_outcome``)
+    with what the read found kept; a refusal HubSpot's answer recorded still stands."""
+    previous = contact.previous
+    if previous is not None and (contact.refused_before() or _refusal_stands(contact)):
+        outcome = Outcome.FAILED if contact.problems else Outcome.SKIPPED
+        return outcome, replace(previous, held={**previous.held, **contact.held}, updated_at_ms=now_ms)
+    return unwritten_outcome(contact, now_ms)
 
 
 def _stale(candidate: tuple[Any, ...], applied: tuple[Any, ...], unsure: bool) -> bool:
@@ -591,9 +645,20 @@ def synced_entry(
         updated_at_ms=now_ms,
         unconfirmed_at_ms=_still_unconfirmed(previous, sent_ms),
         hubspot_state=state,
-        held=dict(previous.held) if previous is not None else {},
+        held=_held_after(contact, hubspot_id is not None),
         refused_values=dict(previous.refused_values) if previous is not None else {},
     )
+
+
+def _held_after(contact: ContactWrite, written: bool) -> dict[str, str]:
+    """The values HubSpot holds for ``fill_empty`` properties: those seen before and by this
+    write's read, less those the write itself sent (sent only when HubSpot's was empty)."""
+    previous = contact.previous
+    held = {**(previous.held if previous is not None else {}), **contact.held}
+    if written:
+        for name in contact.properties:
+            held.pop(name, None)
+    return held
 
 
 def _still_unconfirmed(previous: LedgerEntry | None, confirmed_sent_ms: int | None) -> int | None:
@@ -636,6 +701,7 @@ def rejected_entry(contact: ContactWrite, now_ms: int) -> LedgerEntry:
         warnings=contact.warnings,
         pending_audiences={**base.pending_audiences, **refused_audiences, **contact.pending_audiences},
         pending_attributes={**base.pending_attributes, **refused_attributes, **contact.pending_attributes},
+        held={**base.held, **contact.held},
         updated_at_ms=now_ms,
     )
 
@@ -695,5 +761,7 @@ __all__ = [
     "outcome_of",
     "plan_writes",
     "retry_schedule",
+    "take_hubspot_values",
+    "unwritten_after_read",
     "unwritten_outcome",
 ]

@@ -4,7 +4,7 @@ dead-letter queue and visibility, the held markers, the flusher's wake-up); the 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Protocol
 
 from ..hubspot.batch import UpdateInput, UpsertInput, UpsertResult
@@ -36,6 +36,34 @@ class ContactWriter(Protocol):
     @property
     def max_call_seconds(self) -> float:
         """The longest one call takes when nothing cuts it short: every retry and wait of it."""
+        ...
+
+
+class ReadContact(Protocol):
+    """A contact as a batch read returned it."""
+
+    @property
+    def properties(self) -> Mapping[str, str | None]:
+        """The properties asked for (None or absent: empty)."""
+        ...
+
+
+class ContactReader(Protocol):
+    """HubSpot's contact batch reads the flusher makes before a ``fill_empty`` write, at most 100
+    keys a call (the adapter: ``hubspot.reader``)."""
+
+    def by_email(
+        self, emails: Sequence[str], properties: Sequence[str], deadline: float | None = None
+    ) -> Mapping[str, ReadContact]:
+        """Live contacts by email, keyed by the email asked for in lower case; one HubSpot does not
+        hold is absent. ``deadline`` as for ``ContactWriter.batch_upsert``."""
+        ...
+
+    def by_id(
+        self, ids: Sequence[str], properties: Sequence[str], archived: bool, deadline: float | None = None
+    ) -> Mapping[str, ReadContact]:
+        """Contacts by record id, keyed by the id asked for (a merged-away id answers with the
+        record it was merged into)."""
         ...
 
 

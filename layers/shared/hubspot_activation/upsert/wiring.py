@@ -13,6 +13,7 @@ from botocore.config import Config
 from ..hubspot.client import DEFAULT_TIMEOUT, HubSpotClient, RetryPolicy, new_session
 from ..hubspot.credentials import RotatingCredentials
 from ..hubspot.governor import GovernorSettings, RateGovernor
+from ..hubspot.reader import HubSpotContactReader
 from ..hubspot.versions import Paths
 from ..ledger.audience_directory import DynamoDbAudienceDirectory
 from ..ledger.contact_state import DynamoDbContactStates, DynamoDbFlushLease
@@ -180,8 +181,8 @@ def flush_runner(
     directory: AudienceDirectory | None = None,
 ) -> FlushRunner:
     """One container's flusher: its schema cache, the contacts' states and leases in the ledger,
-    the queue's depth on ``sqs``. ``writer`` sends the batch upserts (the client itself unless a
-    caller observes them)."""
+    the queue's depth on ``sqs``, the field rules and the reads of HubSpot they need. ``writer``
+    sends the batch upserts (the client itself unless a caller observes them)."""
     states = DynamoDbContactStates(
         dynamodb, settings.ledger_table, settings.ledger_retention_days, lanes=settings.flush_lanes
     )
@@ -209,6 +210,9 @@ def flush_runner(
             max_attempts=settings.max_write_attempts,
         ),
         queue_load=SqsQueueLoad(sqs, settings.queue_url) if sqs is not None and settings.queue_url else None,
+        rules=settings.field_rules,
+        # Through the same governed client as the writes: the reads share the lane's budget.
+        reader=HubSpotContactReader(client),
     )
 
     def partitions(lane: int, sweep: bool) -> list[int]:
