@@ -444,6 +444,23 @@ def test_a_value_a_validation_rule_refuses_fails_that_field_alone_until_a_replay
     assert fixed.pending_attributes == {} and fixed.refused_values == {} and fixed.reason is None
 
 
+def test_a_refused_value_costs_no_second_call_when_the_rest_is_unchanged(harness: Harness) -> None:
+    harness.sync([update("ada@example.com", firstname="Ada", phone="+44 20 7946 0000")])
+    put_rule(harness, "phone", "REGEX", PHONE_PATTERN)
+    upserts = harness.upserts()
+    report = harness.sync([update("ada@example.com", firstname="Ada", phone="call me")])
+    # Refused, and nothing else of Ada's differs from what HubSpot holds: no call without it.
+    assert report.outcomes == {"ada@example.com": Outcome.FAILED} and harness.upserts() == upserts + 1
+    assert harness.contact("ada@example.com")["phone"] == "+44 20 7946 0000"
+    entry = harness.entry("ada@example.com")
+    assert entry.pending_attributes["phone"].value == "call me" and entry.written["firstname"] == "Ada"
+    # A replay while the rule stands: sent once more, refused once more, and nothing else sent.
+    harness.merger.process(harness.replay_messages("ada@example.com"))
+    replayed = harness.flush()
+    assert replayed.outcomes == {"ada@example.com": Outcome.FAILED} and harness.upserts() == upserts + 2
+    assert harness.entry("ada@example.com").refused_values == {"phone": value_fingerprint("call me")}
+
+
 def test_a_changed_value_is_sent_and_clears_the_refusal(harness: Harness) -> None:
     put_rule(harness, "phone", "MIN_LENGTH", "6")
     harness.sync([update("ada@example.com", firstname="Ada", phone="12")])
