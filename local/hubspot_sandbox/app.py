@@ -17,11 +17,16 @@ from werkzeug.wrappers import Request, Response
 from .emails import normalize_email
 from .journal import Journal, JournalError, is_journal_path
 from .state import ALL_SCOPES, PORTAL_ID, RestoreRefused, SandboxState, now_iso
+from .validations import ConditionalRequired, RuleRefused, checked_rule, format_refusals, required_refusals
 from .values import InvalidValue, validate
 
 _OBJECTS = re.compile(r"^/crm/(?:v3/objects|objects/(2026-03|2026-09))/(?:contacts|0-1)(?P<rest>/.*)?$")
 _PROPERTIES = re.compile(
     r"^/crm/(?:v3/properties|properties/(2026-03|2026-09))/(?:contacts|0-1)(?P<rest>/.*)?$"
+)
+_VALIDATIONS = re.compile(
+    r"^/crm/(?:v3/property-validations|property-validations/(2026-03|2026-09))/(?P<object>[^/]+)"
+    r"(?:/(?P<property>[^/]+)(?:/rule-type/(?P<rule>[^/]+))?)?$"
 )
 _LIMITS = re.compile(r"^/crm/(?:v3/limits|limits/2026-03)/custom-properties$")
 _TOKEN = re.compile(r"^/oauth/(?:v1|v3|2026-03)/token$")
@@ -45,6 +50,12 @@ _NOT_FOUND_IN_BATCH = (
     "Could not get some CONTACT objects, they may be deleted or not exist. Check that ids are valid."
 )
 
+#: The message of an input the account's validation rules refuse; the properties and reasons are in
+#: its ``errors`` (ErrorDetail), not in this text.
+_RULES_MESSAGE = "Some property values did not pass the account's property validation rules"
+#: HubSpot's object type id of contacts, the only object the sandbox keeps
+CONTACTS_TYPE = "0-1"
+
 
 #: (handler, scopes any one of which grants access)
 Endpoint = tuple[Callable[..., tuple[int, Any]], tuple[str, ...]]
@@ -53,9 +64,11 @@ Route = tuple[Callable[..., tuple[int, Any]], tuple[str, ...], str, tuple[str, .
 
 
 class InputProblem(Exception):
-    def __init__(self, category: str, message: str) -> None:
+    def __init__(self, category: str, message: str, details: list[dict[str, Any]] | None = None) -> None:
         super().__init__(message)
         self.category, self.message = category, message
+        #: ``ErrorDetail`` entries (a validation rule's refusals name their property there)
+        self.details = details or []
 
     def as_error(self, context: dict[str, Any]) -> dict[str, Any]:
         """A ``StandardError`` entry of a batch answer."""
@@ -64,7 +77,7 @@ class InputProblem(Exception):
             "category": self.category,
             "message": self.message,
             "context": context,
-            "errors": [],
+            "errors": list(self.details),
             "links": {},
         }
 
@@ -315,7 +328,20 @@ class SandboxApp:
                 return None
         if _LIMITS.match(path) and method == "GET":
             return self.custom_property_limits, SCHEMA_READ, "v3", ()
+        if match := _VALIDATIONS.match(path):
+            return self._validation_route(method, match)
         return None
+
+    def _validation_route(self, method: str, match: re.Match[str]) -> Route | None:
+        version = match.group(1) or "v3"
+        found = match.group("object", "property", "rule")
+        args = tuple(part for part in found if part is not None)
+        if method == "PUT" and found[2] is not None:
+            return self.put_validation_rule, SCHEMA_WRITE, version, args
+        if method != "GET":
+            return None
+        handler = (self.list_validations, self.property_validations, self.get_validation_rule)[len(args) - 1]
+        return handler, SCHEMA_READ, version, args
 
     def _object_routes(self) -> tuple[dict[tuple[str, str], Endpoint], dict[str, Endpoint]]:
         fixed = {
@@ -498,7 +524,7 @@ class SandboxApp:
                 planned.append((item, check(item)))
             except InputProblem as problem:
                 if trace is None or not self.state.config.per_input_errors:
-                    raise ApiError(400, problem.category, problem.message) from None
+                    raise ApiError(400, problem.category, problem.message, errors=problem.details) from None
                 errors.append(problem.as_error({"objectWriteTraceId": [trace]}))
         results = []
         for item, plan in planned:
@@ -526,13 +552,44 @@ class SandboxApp:
         return success_status, payload
 
     def _checked_properties(
-        self, properties: Any, extra: list[dict[str, Any]] | None = None
+        self,
+        properties: Any,
+        version: str,
+        current: dict[str, str] | None = None,
+        extra: list[dict[str, Any]] | None = None,
     ) -> dict[str, str]:
+        """The values to store, or the input's problem: values HubSpot cannot take (named in the
+        message's embedded JSON), else the account's validation rules (``ErrorDetail`` entries).
+        ``current``: the record's values before the write (None: a new record)."""
         clean, problems = self._validated(properties)
         problems.extend(extra or [])
         if problems:
             raise InputProblem("VALIDATION_ERROR", "Property values were not valid: " + json.dumps(problems))
+        details = self._rule_refusals(clean, version, current or {})
+        if details:
+            raise InputProblem("VALIDATION_ERROR", _RULES_MESSAGE, details)
         return clean
+
+    def _rule_refusals(
+        self, clean: dict[str, str], version: str, current: dict[str, str]
+    ) -> list[dict[str, Any]]:
+        details = format_refusals(self.state.validation_rules, clean)
+        if version == "2026-09":  # conditional rules bind API writes from 2026-09 on
+            details.extend(required_refusals(self.state.conditional_required, {**current, **clean}))
+        return details
+
+    def _current(self, contact_id: str | None) -> dict[str, str]:
+        contact = self.state.contacts.get(contact_id) if contact_id is not None else None
+        return dict(contact["properties"]) if contact is not None else {}
+
+    def _checked_single(
+        self, properties: Any, version: str, current: dict[str, str] | None
+    ) -> dict[str, str]:
+        """``_checked_properties`` for a single-record call: a problem is the call's 400."""
+        try:
+            return self._checked_properties(properties, version, current)
+        except InputProblem as problem:
+            raise ApiError(400, problem.category, problem.message, errors=problem.details) from None
 
     @staticmethod
     def _require_shape(inputs: list[Any], *keys: str) -> list[dict[str, Any]]:
@@ -581,7 +638,10 @@ class SandboxApp:
                         "message": f"Unable to perform update/upsert by non-unique {id_property} property",
                     }
                 )
-            return self._checked_properties(item["properties"], extra)
+            found = self.state.find_email(key(item)) if id_property == "email" else None
+            if id_property == "hs_object_id":
+                found = self.state.resolve(key(item))
+            return self._checked_properties(item["properties"], version, self._current(found), extra)
 
         def write(item: dict[str, Any], clean: dict[str, str]) -> dict[str, Any]:
             if item.get("idProperty") == "email":
@@ -601,7 +661,7 @@ class SandboxApp:
         inputs = self._require_shape(self._inputs(body), "properties")
 
         def check(item: dict[str, Any]) -> dict[str, str]:
-            return self._checked_properties(item["properties"])
+            return self._checked_properties(item["properties"], version)
 
         def write(item: dict[str, Any], clean: dict[str, str]) -> dict[str, Any]:
             email = clean.get("email")
@@ -625,7 +685,8 @@ class SandboxApp:
                     "VALIDATION_ERROR",
                     f"Unable to perform update/upsert by non-unique {id_property} property",
                 )
-            return self._checked_properties(item["properties"])
+            current = self._current(self.state.resolve(str(item["id"])))
+            return self._checked_properties(item["properties"], version, current)
 
         def write(item: dict[str, Any], clean: dict[str, str]) -> dict[str, Any]:
             contact_id, _ = self._write(self._existing(str(item["id"])), None, clean)
@@ -711,9 +772,7 @@ class SandboxApp:
         return 200, payload
 
     def create_contact(self, request: Request, version: str, body: Any) -> tuple[int, Any]:
-        clean, problems = self._validated((body or {}).get("properties"))
-        if problems:
-            raise ApiError(400, "VALIDATION_ERROR", "Property values were not valid: " + json.dumps(problems))
+        clean = self._checked_single((body or {}).get("properties"), version, None)
         email = clean.get("email")
         holder = self.state.find_email(email) if email else None
         if holder is not None:
@@ -744,9 +803,7 @@ class SandboxApp:
         """An edit of one contact (what a person's change in HubSpot amounts to): the properties
         are checked as in a batch upsert, and a new email must not be another contact's."""
         contact_id = self._find(request, key)
-        clean, problems = self._validated((body or {}).get("properties"))
-        if problems:
-            raise ApiError(400, "VALIDATION_ERROR", "Property values were not valid: " + json.dumps(problems))
+        clean = self._checked_single((body or {}).get("properties"), version, self._current(contact_id))
         holder = self.state.find_email(clean["email"]) if clean.get("email") else None
         if holder not in (None, contact_id):
             raise ApiError(409, "CONFLICT", f"Contact already exists. Existing ID: {holder}")
@@ -977,6 +1034,55 @@ class SandboxApp:
             ],
         }
 
+    # --- property validation rules -----------------------------------------------------------------
+
+    def _validated_property(self, object_type: str, name: str) -> dict[str, dict[str, Any]]:
+        if object_type != CONTACTS_TYPE:
+            raise ApiError(404, "OBJECT_NOT_FOUND", f"Unknown object type {object_type}")
+        definition = self.state.properties.get(name)
+        if definition is None or definition.get("archived"):
+            raise ApiError(404, "OBJECT_NOT_FOUND", f"Unable to find property {name}")
+        return self.state.validation_rules.get(name, {})
+
+    def list_validations(
+        self, request: Request, version: str, body: Any, object_type: str
+    ) -> tuple[int, Any]:
+        if object_type != CONTACTS_TYPE:
+            raise ApiError(404, "OBJECT_NOT_FOUND", f"Unknown object type {object_type}")
+        return 200, {
+            "results": [
+                {"propertyName": name, "propertyValidationRules": [dict(rule) for rule in rules.values()]}
+                for name, rules in self.state.validation_rules.items()
+                if rules
+            ]
+        }
+
+    def property_validations(
+        self, request: Request, version: str, body: Any, object_type: str, name: str
+    ) -> tuple[int, Any]:
+        rules = self._validated_property(object_type, name)
+        return 200, {"results": [dict(rule) for rule in rules.values()]}
+
+    def get_validation_rule(
+        self, request: Request, version: str, body: Any, object_type: str, name: str, rule_type: str
+    ) -> tuple[int, Any]:
+        rule = self._validated_property(object_type, name).get(rule_type)
+        if rule is None:
+            raise ApiError(404, "OBJECT_NOT_FOUND", f"Property {name} has no {rule_type} validation rule")
+        return 200, dict(rule)
+
+    def put_validation_rule(
+        self, request: Request, version: str, body: Any, object_type: str, name: str, rule_type: str
+    ) -> tuple[int, Any]:
+        """Set one rule type of a property (the others are left as they are); 204."""
+        self._validated_property(object_type, name)
+        try:
+            rule = checked_rule(rule_type, body)
+        except RuleRefused as exc:
+            raise ApiError(400, "VALIDATION_ERROR", str(exc)) from None
+        self.state.validation_rules.setdefault(name, {})[rule_type] = rule
+        return 204, None
+
     # --- OAuth -------------------------------------------------------------------------------------
 
     def oauth_token(self, request: Request) -> Response:
@@ -1032,6 +1138,48 @@ class SandboxApp:
             return json_response(409, {"message": str(exc)})
         return json_response(200, {"restored": contact_id})
 
+    def _admin_rules(self, request: Request, action: str) -> Response | None:
+        """The validation-rule hooks (None: ``action`` is not one of them)."""
+        if action.startswith("property-validations/") and request.method == "DELETE":
+            return self._admin_remove_rule(action.removeprefix("property-validations/"))
+        if action == "conditional-required":
+            return self._admin_conditional_required(request)
+        return None
+
+    def _admin_remove_rule(self, target: str) -> Response:
+        """``DELETE /__sandbox/property-validations/{property}/{ruleType}``: an administrator
+        removes a rule in HubSpot's settings (the public API cannot)."""
+        name, _, rule_type = target.partition("/")
+        if self.state.validation_rules.get(name, {}).pop(rule_type, None) is None:
+            return json_response(404, {"message": f"no {rule_type} rule on {name}"})
+        return json_response(200, {"removed": [name, rule_type]})
+
+    def _admin_conditional_required(self, request: Request) -> Response:
+        """``POST`` ``{"whenProperty", "whenValue", "required"}`` adds a conditional required
+        property (HubSpot's UI only); ``DELETE`` removes them all; ``GET`` lists them."""
+        rules = self.state.conditional_required
+        if request.method == "POST":
+            spec = self._json(request) or {}
+            try:
+                rules.append(
+                    ConditionalRequired(
+                        str(spec["whenProperty"]), str(spec["whenValue"]), str(spec["required"])
+                    )
+                )
+            except (KeyError, TypeError) as exc:
+                return json_response(400, {"message": f"missing {exc}"})
+        elif request.method == "DELETE":
+            rules.clear()
+        return json_response(
+            200,
+            {
+                "results": [
+                    {"whenProperty": r.when_property, "whenValue": r.when_value, "required": r.required}
+                    for r in rules
+                ]
+            },
+        )
+
     def admin(self, request: Request, action: str) -> Response:
         state = self.state
         with state.lock:
@@ -1072,6 +1220,9 @@ class SandboxApp:
                 return self.journal.file(action.removeprefix("journal-files/"))
             if action == "restore" and request.method == "POST":
                 return self._admin_restore(request)
+            rules = self._admin_rules(request, action)
+            if rules is not None:
+                return rules
             if action == "expire-tokens" and request.method == "POST":
                 for token in state.tokens.values():
                     if token.oauth:

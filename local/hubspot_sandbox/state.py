@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from .validations import ConditionalRequired
+
 ALL_SCOPES = frozenset(
     {
         "crm.objects.contacts.read",
@@ -205,6 +207,10 @@ class SandboxState:
             }
         }
     )
+    #: property -> rule type -> rule (``ruleType``, ``ruleArguments``, ``shouldApplyNormalization``)
+    validation_rules: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    #: conditional required properties (HubSpot's UI only; enforced on 2026-09 API writes)
+    conditional_required: list[ConditionalRequired] = field(default_factory=list)
     tokens: dict[str, Token] = field(default_factory=dict)
     oauth_clients: dict[str, str] = field(default_factory=dict)  # client id -> secret
     refresh_tokens: dict[str, tuple[str, frozenset[str]]] = field(

@@ -115,3 +115,28 @@ def test_batch_rules_are_checked_before_sending(client: HubSpotClient) -> None:
     with pytest.raises(ValueError, match="distinct"):
         client.batch_upsert([UpsertInput("a@example.com", {}), UpsertInput("a@example.com", {})])
     assert client.requests_sent == 0
+
+
+@pytest.mark.parametrize("per_input_errors", [True, False], ids=["per-input", "whole-batch-400"])
+def test_a_validation_rule_refusal_names_its_property_and_reason(
+    client: HubSpotClient, sandbox: SandboxServer, per_input_errors: bool
+) -> None:
+    sandbox.state.config.per_input_errors = per_input_errors
+    sandbox.state.validation_rules["phone"] = {
+        "MAX_LENGTH": {"ruleType": "MAX_LENGTH", "ruleArguments": ["5"], "shouldApplyNormalization": False}
+    }
+    results = client.batch_upsert(
+        [
+            UpsertInput("ada@example.com", {"firstname": "Ada", "phone": "0123456789"}),
+            UpsertInput("bob@example.com", {"firstname": "Bob", "phone": "01234"}),
+        ]
+    )
+    assert [r.ok for r in results] == [False, True]
+    assert results[0].property_errors == [
+        {
+            "name": "phone",
+            "error": "MAX_LENGTH",
+            "message": 'Property "phone" value is longer than 5 characters',
+        }
+    ]
+    assert contact(sandbox, "bob@example.com")["phone"] == "01234"

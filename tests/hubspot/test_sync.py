@@ -15,10 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
+import requests
 from hubspot_activation.field_rules import FieldRules
 from hubspot_activation.hubspot.batch import UpdateInput, UpsertInput, UpsertResult
 from hubspot_activation.hubspot.client import CallStats, HubSpotClient
 from hubspot_activation.hubspot.reader import HubSpotContactReader
+from hubspot_activation.hubspot.versions import ApiVersion
 from hubspot_activation.ledger.audience_directory import DynamoDbAudienceDirectory
 from hubspot_activation.ledger.contact_state import DynamoDbContactStates, DynamoDbFlushLease
 from hubspot_activation.ledger.keys import PENDING_PARTITIONS
@@ -28,7 +30,7 @@ from hubspot_activation.model import AudienceChange, AudienceStatus, ContactUpda
 from hubspot_activation.observability import SERVICE
 from hubspot_activation.upsert.adapter import FlushRunner, SqsDeadLetters
 from hubspot_activation.upsert.flush import BUSY_POLL_SECONDS, Flusher, FlushReport, FlushSettings, QueueLoad
-from hubspot_activation.upsert.ledger import FAILED, SYNCED, UNCONFIRMED, LedgerEntry
+from hubspot_activation.upsert.ledger import FAILED, SYNCED, UNCONFIRMED, LedgerEntry, value_fingerprint
 from hubspot_activation.upsert.merge import MergeReport, MergeService
 from hubspot_activation.upsert.plan import InboundMessage, Outcome
 from hubspot_activation.upsert.properties import audience_property_name
@@ -377,14 +379,133 @@ def test_invalid_attribute_value_drops_only_that_field(harness: Harness) -> None
     assert harness.pending() == set()  # settled as failed: an operator's replay sends it again
 
 
-def test_value_hubspot_refuses_is_dropped_and_the_contact_written(harness: Harness) -> None:
+def test_value_hubspot_refuses_fails_that_field_and_the_rest_is_written(harness: Harness) -> None:
     harness.sync([update("warm@example.com", city="x")])  # fills the schema cache
     narrow_lifecyclestage(harness.sandbox)
     report = harness.sync([update("ada@example.com", firstname="Ada", lifecyclestage="lead")])
-    assert report.outcomes == {"ada@example.com": Outcome.SYNCED}
+    assert report.outcomes == {"ada@example.com": Outcome.FAILED}
     assert harness.upserts() == 3  # warm, Ada refused, Ada without the refused field
-    assert harness.contact("ada@example.com")["firstname"] == "Ada"
-    assert "lifecyclestage" in harness.entry("ada@example.com").warnings
+    ada = harness.contact("ada@example.com")
+    assert ada["firstname"] == "Ada" and "lifecyclestage" not in ada
+    entry = harness.entry("ada@example.com")
+    assert entry.pending_attributes["lifecyclestage"].value == "lead"
+    assert entry.reason is not None
+    assert "attribute lifecyclestage: HubSpot refused the value (INVALID_OPTION: " in entry.reason
+
+
+PHONE_PATTERN = r"\+[0-9 ]{6,}"
+
+
+def put_rule(harness: Harness, name: str, rule_type: str, *arguments: str) -> None:
+    """An administrator's rule, set through HubSpot's property-validations API."""
+    token = harness.sandbox.state.add_private_app_token()
+    response = requests.put(
+        f"{harness.sandbox.url}/crm/property-validations/2026-09/0-1/{name}/rule-type/{rule_type}",
+        json={"ruleArguments": list(arguments)},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=5,
+    )
+    assert response.status_code == 204, response.text
+
+
+def test_a_value_a_validation_rule_refuses_fails_that_field_alone_until_a_replay_after_the_fix(
+    harness: Harness,
+) -> None:
+    put_rule(harness, "phone", "REGEX", PHONE_PATTERN)
+    batch = [
+        update("ada@example.com", firstname="Ada", phone="+44 20 7946 0000"),
+        update("bob@example.com", firstname="Bob", phone="call me"),
+        update("cy@example.com", firstname="Cy", phone="+33 1 40 00 00 00"),
+    ]
+    report = harness.sync(batch, shards=1)
+    assert report.outcomes == {
+        "ada@example.com": Outcome.SYNCED,
+        "bob@example.com": Outcome.FAILED,
+        "cy@example.com": Outcome.SYNCED,
+    }
+    assert harness.writer.calls == [[u.email for u in batch], ["bob@example.com"]]  # Bob sent again
+    assert harness.contact("ada@example.com")["phone"] == "+44 20 7946 0000"
+    bob = harness.contact("bob@example.com")
+    assert bob["firstname"] == "Bob" and "phone" not in bob
+    entry = harness.entry("bob@example.com")
+    assert entry.status == FAILED and entry.pending_attributes["phone"].value == "call me"
+    assert entry.reason == (
+        f'attribute phone: HubSpot refused the value (REGEX: Property "phone" value does not match '
+        f"the pattern {PHONE_PATTERN})"
+    )
+    assert entry.refused_values == {"phone": value_fingerprint("call me")}
+    assert harness.pending() == set()
+
+    # The same value again (the source re-sends its profiles): not sent, the failure stands.
+    again = harness.sync([update("bob@example.com", firstname="Bob", phone="call me")])
+    assert again.hubspot_requests == 0 and again.outcomes == {"bob@example.com": Outcome.FAILED}
+    assert harness.entry("bob@example.com").reason == entry.reason
+
+    # The administrator removes the rule; the operator's replay writes the value.
+    removed = requests.delete(f"{harness.sandbox.url}/__sandbox/property-validations/phone/REGEX", timeout=5)
+    assert removed.status_code == 200
+    harness.merger.process(harness.replay_messages("bob@example.com"))
+    upserts = harness.upserts()
+    replayed = harness.flush()
+    assert replayed.outcomes == {"bob@example.com": Outcome.SYNCED} and harness.upserts() == upserts + 1
+    assert harness.contact("bob@example.com")["phone"] == "call me"
+    fixed = harness.entry("bob@example.com")
+    assert fixed.pending_attributes == {} and fixed.refused_values == {} and fixed.reason is None
+
+
+def test_a_refused_value_costs_no_second_call_when_the_rest_is_unchanged(harness: Harness) -> None:
+    harness.sync([update("ada@example.com", firstname="Ada", phone="+44 20 7946 0000")])
+    put_rule(harness, "phone", "REGEX", PHONE_PATTERN)
+    upserts = harness.upserts()
+    report = harness.sync([update("ada@example.com", firstname="Ada", phone="call me")])
+    # Refused, and nothing else of Ada's differs from what HubSpot holds: no call without it.
+    assert report.outcomes == {"ada@example.com": Outcome.FAILED} and harness.upserts() == upserts + 1
+    assert harness.contact("ada@example.com")["phone"] == "+44 20 7946 0000"
+    entry = harness.entry("ada@example.com")
+    assert entry.pending_attributes["phone"].value == "call me" and entry.written["firstname"] == "Ada"
+    # A replay while the rule stands: sent once more, refused once more, and nothing else sent.
+    harness.merger.process(harness.replay_messages("ada@example.com"))
+    replayed = harness.flush()
+    assert replayed.outcomes == {"ada@example.com": Outcome.FAILED} and harness.upserts() == upserts + 2
+    assert harness.entry("ada@example.com").refused_values == {"phone": value_fingerprint("call me")}
+
+
+def test_a_changed_value_is_sent_and_clears_the_refusal(harness: Harness) -> None:
+    put_rule(harness, "phone", "MIN_LENGTH", "6")
+    harness.sync([update("ada@example.com", firstname="Ada", phone="12")])
+    assert harness.entry("ada@example.com").refused_values == {"phone": value_fingerprint("12")}
+    report = harness.sync([update("ada@example.com", firstname="Ada", phone="123456")])
+    assert report.outcomes == {"ada@example.com": Outcome.SYNCED} and report.hubspot_requests == 1
+    entry = harness.entry("ada@example.com")
+    assert entry.refused_values == {} and entry.pending_attributes == {} and entry.status == SYNCED
+    assert harness.contact("ada@example.com")["phone"] == "123456"
+
+
+def test_a_conditional_required_property_fails_the_whole_contact_on_2026_09(
+    harness: Harness, api_version: ApiVersion
+) -> None:
+    rule = {"whenProperty": "lifecyclestage", "whenValue": "customer", "required": "company"}
+    answer = requests.post(f"{harness.sandbox.url}/__sandbox/conditional-required", json=rule, timeout=5)
+    assert answer.status_code == 200
+    report = harness.sync(
+        [
+            update("ada@example.com", firstname="Ada", lifecyclestage="customer"),
+            update("bob@example.com", firstname="Bob", lifecyclestage="customer", company="Acme"),
+        ],
+        shards=1,
+    )
+    assert harness.contact("bob@example.com")["company"] == "Acme"
+    if api_version is not ApiVersion.V2026_09:  # earlier versions do not enforce the UI's rule
+        assert report.counts() == {Outcome.SYNCED: 2}
+        return
+    assert report.outcomes == {"ada@example.com": Outcome.FAILED, "bob@example.com": Outcome.SYNCED}
+    assert "ada@example.com" not in harness.sandbox.state.email_index  # nothing of Ada written
+    entry = harness.entry("ada@example.com")
+    assert entry.reason == (
+        "HubSpot rejected the contact (VALIDATION_ERROR): company: REQUIRED_PROPERTY_MISSING "
+        'Property "company" is required when "lifecyclestage" is "customer"'
+    )
+    assert entry.pending_attributes["firstname"].value == "Ada" and entry.refused_values == {}
 
 
 def test_invalid_email_fails_alone_and_the_rest_of_the_call_is_written(harness: Harness) -> None:

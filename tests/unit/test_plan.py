@@ -9,7 +9,7 @@ import pytest
 from hubspot_activation.hubspot.batch import UpsertResult
 from hubspot_activation.hubspot.errors import ErrorKind, HubSpotError
 from hubspot_activation.model import AudienceChange, AudienceStatus, ContactUpdate
-from hubspot_activation.upsert.ledger import AppliedAudience, LedgerEntry, PendingAudience
+from hubspot_activation.upsert.ledger import AppliedAudience, LedgerEntry, PendingAudience, value_fingerprint
 from hubspot_activation.upsert.plan import (
     AMBIGUITY_SETTLE_MS,
     DELETED_AUDIENCE_WARNING,
@@ -200,9 +200,20 @@ def refusal(*names: str) -> UpsertResult:
 def test_refused_fields_are_dropped_and_the_contact_sent_again(messages: Messages) -> None:
     (write,) = plan_for(coalesce(messages(ContactUpdate(ADA, (), {"city": "x", "firstname": "A"})))).writes
     assert drop_refused_fields(write, refusal("city"))
-    assert write.properties == {"firstname": "A"} and "city" in write.warnings
+    assert write.properties == {"firstname": "A"}
+    assert write.problems == ["attribute city: HubSpot refused the value (INVALID_OPTION: bad)"]
+    assert write.pending_attributes["city"].value == "x"
+    assert write.refused_values == {"city": value_fingerprint("x")}
     assert not drop_refused_fields(write, refusal("email"))  # the contact itself is refused
     assert not drop_refused_fields(write, refusal("not_sent"))
+
+
+def test_a_refusal_naming_no_property_is_the_whole_contacts(messages: Messages) -> None:
+    (write,) = plan_for(coalesce(messages(ContactUpdate(ADA, (), {"city": "x", "firstname": "A"})))).writes
+    nameless = refusal("city")
+    nameless.property_errors.append({"name": None, "error": "REQUIRED", "message": "company is required"})
+    assert not drop_refused_fields(write, nameless)
+    assert write.properties == {"city": "x", "firstname": "A"} and write.refused_values == {}
 
 
 def test_outcomes_of_success_refusal_and_transient_failure(messages: Messages) -> None:

@@ -38,7 +38,7 @@ from .errors import (
     PropertyLimitReached,
     classify,
     parse_body,
-    property_errors,
+    refusal_details,
 )
 from .governor import RateGovernor
 from .versions import ApiVersion, Paths
@@ -328,7 +328,7 @@ class HubSpotClient:
                 raise
             if len(writes) == 1:
                 return [
-                    UpsertResult(writes[0].email, error=error, property_errors=property_errors(error.message))
+                    UpsertResult(writes[0].email, error=error, property_errors=refusal_details(error.body))
                 ]
             # A whole-batch 400 despite trace ids: split until the bad inputs are isolated.
             middle = len(writes) // 2
@@ -362,15 +362,12 @@ class HubSpotClient:
             context = item.get("context") or {}
             error = classify(400, item)
             error.kind = ErrorKind.PERMANENT
+            details = refusal_details(item)
             for trace in context.get("objectWriteTraceId") or []:
-                by_trace[trace] = UpsertResult(
-                    "", error=error, property_errors=property_errors(error.message)
-                )
+                by_trace[trace] = UpsertResult("", error=error, property_errors=list(details))
             # An error HubSpot files under the ids it could not find rather than a trace id.
             for name in context.get("ids") or []:
-                by_name[str(name)] = UpsertResult(
-                    "", error=error, property_errors=property_errors(error.message)
-                )
+                by_name[str(name)] = UpsertResult("", error=error, property_errors=list(details))
         results = []
         for write, trace in zip(writes, traces, strict=True):
             found = by_trace.get(trace)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
@@ -103,7 +105,7 @@ def classify(status: int, body: Any, headers: Any = None) -> HubSpotError:
         "status": status,
         "category": str(category) if category else None,
         "correlation_id": str(correlation) if correlation else None,
-        "sub_category": document.get("subCategory"),
+        "sub_category": _text_of(document.get("subCategory")),
         "body": body,
     }
     if status == 429:
@@ -126,3 +128,80 @@ def property_errors(message: str) -> list[dict[str, Any]]:
     except json.JSONDecodeError:
         return []
     return [item for item in details if isinstance(item, dict)] if isinstance(details, list) else []
+
+
+#: ``ErrorDetail.in`` naming a property: the bare name, or under ``properties``
+_PROPERTY_IN = re.compile(r"^(?:properties[./])?([a-z][a-z0-9_]*)$")
+
+
+def _text_of(value: Any) -> str | None:
+    """A ``subCategory`` as text: HubSpot's specs give it as a string or as an object."""
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _names(value: Any) -> list[str]:
+    """Property names from a structured field (a string or a list of strings)."""
+    items = value if isinstance(value, list) else [value]
+    return [item for item in items if isinstance(item, str) and item]
+
+
+def _sub_category(value: Any) -> tuple[str | None, list[str]]:
+    """(a code, the property names) a ``subCategory`` carries: a string is a code; an object may
+    name its code (``code``, ``type`` or ``name``) and its properties (``propertyName``)."""
+    if isinstance(value, str):
+        return value or None, []
+    if not isinstance(value, Mapping):
+        return None, []
+    code = next((value[key] for key in ("code", "type", "name") if isinstance(value.get(key), str)), None)
+    names = [*_names(value.get("propertyName")), *_names(value.get("propertyNames"))]
+    return code, names
+
+
+def _detail_names(detail: Mapping[str, Any]) -> list[str]:
+    context = detail.get("context")
+    names = _names(context.get("propertyName")) if isinstance(context, Mapping) else []
+    where = detail.get("in")
+    if not names and isinstance(where, str) and (match := _PROPERTY_IN.match(where)):
+        names = [match.group(1)]
+    return names
+
+
+def refusal_details(error: Any) -> list[dict[str, Any]]:
+    """The properties a refused write names, each as ``{"name", "error", "message"}`` (``name``
+    None: a refusal that names no property), from every shape HubSpot uses: the JSON array
+    embedded in ``message`` (``name``/``error``/``message``), the ``errors[]`` details
+    (``context.propertyName`` or ``in``, with ``code`` or ``subCategory``), and the error's own
+    ``context.propertyName`` and ``subCategory`` (a string, or an object naming its properties).
+    A property is taken from these structured fields only, never from the free text of a message:
+    a refusal HubSpot states only in words names none, and the whole contact fails on it."""
+    if not isinstance(error, Mapping):
+        return []
+    message = str(error.get("message") or "")
+    top_code, top_names = _sub_category(error.get("subCategory"))
+    code = top_code or (str(error["category"]) if error.get("category") else None)
+    found: dict[str | None, dict[str, Any]] = {}
+
+    def add(
+        name: str | None, item_code: Any, item_message: Any, extra: Mapping[str, Any] | None = None
+    ) -> None:
+        entry = found.setdefault(name, {**(extra or {}), "name": name})
+        entry.setdefault("error", item_code if isinstance(item_code, str) and item_code else code)
+        entry.setdefault("message", str(item_message or message))
+
+    for item in property_errors(message):
+        name = item.get("name")
+        add(name if isinstance(name, str) and name else None, item.get("error"), item.get("message"), item)
+    for detail in error.get("errors") or []:
+        if not isinstance(detail, Mapping):
+            continue
+        detail_code, detail_names = _sub_category(detail.get("subCategory"))
+        names: list[str | None] = [*(_detail_names(detail) or detail_names)]
+        for name in names or [None]:
+            add(name, detail.get("code") or detail_code, detail.get("message"))
+    context = error.get("context")
+    for name in [*(_names(context.get("propertyName")) if isinstance(context, Mapping) else []), *top_names]:
+        if name not in found:
+            add(name, code, message)
+    return list(found.values())

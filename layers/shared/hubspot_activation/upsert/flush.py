@@ -638,9 +638,10 @@ class Flusher:
 
     def _upsert(self, chunk: list[ContactWrite], deadline: float) -> list[UpsertResult | None]:
         """The chunk's call, then one for the contacts whose refused fields were dropped and that
-        have something left to write, both ending by ``deadline``. A contact left with nothing gets
-        None. A failure of the first call raises (nothing of the chunk is known to be written); a
-        failure of the second becomes its contacts' answers, so the first call's are kept."""
+        still have something HubSpot lacks (``needs_write``), both ending by ``deadline``. A
+        contact left with nothing to send gets None. A failure of the first call raises (nothing
+        of the chunk is known to be written); a failure of the second becomes its contacts'
+        answers, so the first call's are kept."""
         first = self._send(chunk, deadline)
         results: list[UpsertResult | None] = list(first)
         dropped = [
@@ -650,7 +651,7 @@ class Flusher:
         ]
         if any(refers_to_unknown_property(first[index]) for index in dropped):
             self._schema.expire()
-        again = [index for index in dropped if chunk[index].properties]
+        again = [index for index in dropped if chunk[index].needs_write()]
         for index in set(dropped) - set(again):
             results[index] = None
         if again:

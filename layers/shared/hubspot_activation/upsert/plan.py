@@ -42,6 +42,7 @@ from .ledger import (
     Order,
     PendingAttribute,
     PendingAudience,
+    value_fingerprint,
 )
 from .properties import AudienceProperty, coerce_attributes
 
@@ -255,6 +256,9 @@ class ContactWrite:
     needs_read: set[str] = field(default_factory=set)
     #: ``fill_empty`` property -> the non-empty value this write's read found HubSpot holding
     held: dict[str, str] = field(default_factory=dict)
+    #: attribute property -> ``value_fingerprint`` of the value HubSpot's validation refused in
+    #: this write (remembered in the ledger's ``refused_values``)
+    refused_values: dict[str, str] = field(default_factory=dict)
 
     def to_read(self) -> list[str]:
         """The properties HubSpot must be read for before this write (those still to write)."""
@@ -440,6 +444,7 @@ def _contact_write(
             # contact counts as failed until it is written, so a replay finds it.
             contact.pending_attributes[name] = PendingAttribute(current[name], contact.attribute_orders[name])
             contact.problems.append(f"attribute {name}: {MISSING_PROPERTY_PROBLEM}")
+    _hold_refused_values(contact)
     applied = previous.audiences if previous else {}
     for ordered in pending.audiences.values():
         change = ordered.change
@@ -514,17 +519,62 @@ def _stale(candidate: tuple[Any, ...], applied: tuple[Any, ...], unsure: bool) -
 
 
 REFUSED_FIELD_WARNING = "HubSpot refused the value; field not written"
+#: the start of the reason a value HubSpot's validation refused is kept with (see ``_keep_refused``)
+REFUSED_VALUE = "HubSpot refused the value"
+#: the most of HubSpot's words kept in a refused value's reason
+MAX_REFUSAL_TEXT = 300
+
+
+def _keep_refused(contact: ContactWrite, name: str, reason: str) -> None:
+    """Attribute ``name``'s value is not written because HubSpot refuses it: it is kept pending
+    (shown with the contact and its issues, and sent again by a replay) and fails the contact."""
+    contact.pending_attributes[name] = PendingAttribute(
+        contact.attribute_values[name], contact.attribute_orders[name]
+    )
+    contact.warnings[name] = reason
+    contact.problems.append(f"attribute {name}: {reason}")
+
+
+def _hold_refused_values(contact: ContactWrite) -> None:
+    """A value HubSpot's validation refused is not sent again (it would cost a refused call and a
+    re-send) until the value changes or an operator replays the contact: it stays pending, and
+    the contact failed with the refusal's reason."""
+    previous = contact.previous
+    if previous is None or contact.replay:
+        return
+    for name, fingerprint in previous.refused_values.items():
+        value = contact.properties.get(name)
+        if name in contact.attribute_values and value is not None and value_fingerprint(value) == fingerprint:
+            del contact.properties[name]
+            _keep_refused(contact, name, previous.warnings.get(name) or REFUSED_VALUE)
+
+
+def _refusal_reason(name: str, details: Sequence[Mapping[str, Any]]) -> str:
+    """``HubSpot refused the value (<code>: <message>)`` from HubSpot's details on ``name``."""
+    words = "; ".join(
+        f"{item.get('error') or 'refused'}: {item.get('message') or ''}".strip()
+        for item in details
+        if item.get("name") == name
+    )
+    return f"{REFUSED_VALUE} ({words[:MAX_REFUSAL_TEXT]})"
 
 
 def drop_refused_fields(contact: ContactWrite, result: UpsertResult) -> bool:
-    """Fields HubSpot refused (an option or value the cached schema did not foresee) are dropped so
-    the contact can be written again without them: one bad field never blocks a contact. True when
-    they were dropped: the contact is sent again if anything is left to write (``properties``), and
-    is otherwise settled like a contact with nothing to write (``unwritten_outcome``)."""
+    """Fields HubSpot refused are dropped so the contact can be written again without them: one
+    bad field never blocks a contact. An attribute's refused value (a validation rule, an option
+    the cached schema did not foresee) is kept pending with HubSpot's reason, fails the contact,
+    and is remembered so it is not sent again unchanged; a property HubSpot says does not exist
+    keeps its value for a replay. True when they were dropped: the contact is sent again if
+    anything is left to write (``properties``), and is otherwise settled like a contact with
+    nothing to write (``unwritten_outcome``). A refusal naming no property, or one that was not
+    sent (a conditional required property), is the whole contact's: False."""
     if result.ok or result.error is None or result.error.kind is not ErrorKind.PERMANENT:
         return False
-    bad = {str(item.get("name")) for item in result.property_errors}
-    if not bad or "email" in bad or not bad <= set(contact.properties):
+    names = [item.get("name") for item in result.property_errors]
+    if not names or not all(isinstance(name, str) for name in names):
+        return False
+    bad = {str(name) for name in names}
+    if "email" in bad or not bad <= set(contact.properties):
         return False
     missing = {
         str(item.get("name"))
@@ -532,7 +582,7 @@ def drop_refused_fields(contact: ContactWrite, result: UpsertResult) -> bool:
         if item.get("error") == "PROPERTY_DOESNT_EXIST"
     }
     for name in bad:
-        contact.properties.pop(name)
+        value = contact.properties.pop(name)
         if name in missing and name in contact.attribute_values:
             # Deleted in HubSpot since the definitions were cached: kept like any value for a
             # property HubSpot lacks, not lost.
@@ -541,6 +591,9 @@ def drop_refused_fields(contact: ContactWrite, result: UpsertResult) -> bool:
             )
             contact.problems.append(f"attribute {name}: {MISSING_PROPERTY_PROBLEM}")
             contact.warnings[name] = UNKNOWN_PROPERTY_WARNING
+        elif name in contact.attribute_values:
+            contact.refused_values[name] = value_fingerprint(value)
+            _keep_refused(contact, name, _refusal_reason(name, result.property_errors))
         else:
             contact.warnings[name] = REFUSED_FIELD_WARNING
     return True
@@ -589,7 +642,7 @@ def describe_refusal(result: UpsertResult) -> str:
     error = result.error
     assert error is not None
     details = "; ".join(
-        f"{item.get('name', '?')}: {item.get('error', '')} {item.get('message', '')}".strip()
+        f"{item.get('name') or '?'}: {item.get('error') or ''} {item.get('message') or ''}".strip()
         for item in result.property_errors
     )
     return f"HubSpot rejected the contact ({error.category or error.status}): {details or error.message}"[
@@ -645,20 +698,28 @@ def synced_entry(
         updated_at_ms=now_ms,
         unconfirmed_at_ms=_still_unconfirmed(previous, sent_ms),
         hubspot_state=state,
-        held=_held_after(contact, hubspot_id is not None),
-        refused_values=dict(previous.refused_values) if previous is not None else {},
+        held=_remembered(previous.held if previous else {}, contact.held, contact, hubspot_id is not None),
+        refused_values=_remembered(
+            previous.refused_values if previous else {},
+            contact.refused_values,
+            contact,
+            hubspot_id is not None,
+        ),
     )
 
 
-def _held_after(contact: ContactWrite, written: bool) -> dict[str, str]:
-    """The values HubSpot holds for ``fill_empty`` properties: those seen before and by this
-    write's read, less those the write itself sent (sent only when HubSpot's was empty)."""
-    previous = contact.previous
-    held = {**(previous.held if previous is not None else {}), **contact.held}
+def _remembered(
+    before: Mapping[str, str], found: Mapping[str, str], contact: ContactWrite, written: bool
+) -> dict[str, str]:
+    """What the ledger keeps per property about HubSpot's side (``held``: the value HubSpot holds
+    for a ``fill_empty`` property; ``refused_values``: a value its validation refused) after a
+    write: what was known, with what this write found; a property the write sent, and HubSpot
+    took, has neither any more (it was empty, and the value is accepted)."""
+    remembered = {**before, **found}
     if written:
         for name in contact.properties:
-            held.pop(name, None)
-    return held
+            remembered.pop(name, None)
+    return remembered
 
 
 def _still_unconfirmed(previous: LedgerEntry | None, confirmed_sent_ms: int | None) -> int | None:
@@ -702,6 +763,7 @@ def rejected_entry(contact: ContactWrite, now_ms: int) -> LedgerEntry:
         pending_audiences={**base.pending_audiences, **refused_audiences, **contact.pending_audiences},
         pending_attributes={**base.pending_attributes, **refused_attributes, **contact.pending_attributes},
         held={**base.held, **contact.held},
+        refused_values={**base.refused_values, **contact.refused_values},
         updated_at_ms=now_ms,
     )
 
