@@ -426,10 +426,15 @@ class Reconciler:
             else:
                 drift.edited.append(name)
         for name, value in entry.held.items():
-            if rules.rule_for(name) is FieldRule.NEVER or name not in record.properties:
+            rule = rules.rule_for(name)
+            if rule is FieldRule.NEVER or name not in record.properties:
                 continue
             seen = record.properties.get(name)
-            if not seen:
+            if rule is not FieldRule.FILL_EMPTY:
+                # Held under a fill_empty rule since changed to one by which the source wins:
+                # released like an emptied value, so the flusher writes the source's.
+                drift.emptied.append(name)
+            elif not seen:
                 drift.emptied.append(name)  # empty again: the source's value fills it
             elif not same_value(value, seen, definitions.get(name)):
                 drift.held_changed.append(name)

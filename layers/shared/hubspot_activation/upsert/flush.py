@@ -511,12 +511,18 @@ class Flusher:
             found = self._reader.by_email([contact.email for contact in by_email], names, deadline=deadline)
             for contact in by_email:
                 record = found.get(contact.email.strip().lower())
-                take_hubspot_values(contact, record.properties if record is not None else None)
+                if record is not None:
+                    take_hubspot_values(contact, record.properties, record.id)
+                else:
+                    take_hubspot_values(contact, None)
         if by_id:
             found = self._reader.by_id([_record_id(c) for c in by_id], names, False, deadline=deadline)
             for contact in by_id:
                 record = found.get(_record_id(contact))
-                take_hubspot_values(contact, record.properties if record is not None else None)
+                if record is not None:
+                    take_hubspot_values(contact, record.properties, record.id)
+                else:
+                    take_hubspot_values(contact, None)
 
     @staticmethod
     def _log_contacts(contacts: Sequence[ContactWrite], run: _Run) -> None:

@@ -256,6 +256,8 @@ class ContactWrite:
     needs_read: set[str] = field(default_factory=set)
     #: ``fill_empty`` property -> the non-empty value this write's read found HubSpot holding
     held: dict[str, str] = field(default_factory=dict)
+    #: the record this write's read found the contact in (None: not read, or not found)
+    found_id: str | None = None
     #: attribute property -> ``value_fingerprint`` of the value HubSpot's validation refused in
     #: this write (remembered in the ledger's ``refused_values``)
     refused_values: dict[str, str] = field(default_factory=dict)
@@ -285,8 +287,14 @@ class ContactWrite:
         previous = self.previous
         if previous is not None and previous.erased and not self.replay:
             return False  # HubSpot erased it and refuses its email: only an operator sends it again
+        if previous is not None and previous.status == DELETED:
+            # Left deleted: only a changed value re-creates it (``plan_writes``), and a blank for
+            # a property never written changes nothing.
+            return False
         if previous is None or previous.hubspot_id is None:
-            return bool(self.properties)
+            # Blanks alone (a field the source sends as null under ``always``) clear nothing in a
+            # contact HubSpot may not hold: they never create one.
+            return any(value != "" for value in self.properties.values())
         if previous.unconfirmed_at_ms is not None and self.properties:
             return True
         return any(previous.written.get(name) != value for name, value in self.properties.items())
@@ -361,7 +369,8 @@ def plan_writes(
 
 
 def _changes_a_value(contact: ContactWrite, previous: LedgerEntry) -> bool:
-    return any(previous.written.get(name) != value for name, value in contact.properties.items())
+    # A blank is no change to a property never written: it holds nothing either way.
+    return any((previous.written.get(name) or "") != value for name, value in contact.properties.items())
 
 
 def unwritten_outcome(contact: ContactWrite, now_ms: int) -> tuple[Outcome, LedgerEntry]:
@@ -491,10 +500,14 @@ def _kept_from_hubspot(contact: ContactWrite, name: str, value: AttributeValue, 
     return False
 
 
-def take_hubspot_values(contact: ContactWrite, holding: Mapping[str, str | None] | None) -> None:
-    """What a read found HubSpot holding for the contact (None: HubSpot has no such contact): a
-    ``fill_empty`` property HubSpot holds a value in is not written, and the value is kept
-    (``held``) so no later write reads it again; an empty one (absent, null or blank) is written."""
+def take_hubspot_values(
+    contact: ContactWrite, holding: Mapping[str, str | None] | None, record_id: str | None = None
+) -> None:
+    """What a read found HubSpot holding for the contact (None: HubSpot has no such contact), in
+    record ``record_id``: a ``fill_empty`` property HubSpot holds a value in is not written, and the
+    value is kept (``held``) so no later write reads it again; an empty one (absent, null or
+    blank) is written."""
+    contact.found_id = record_id
     for name in contact.to_read():
         value = (holding or {}).get(name)
         if value:
@@ -508,8 +521,12 @@ def unwritten_after_read(contact: ContactWrite, now_ms: int) -> tuple[Outcome, L
     previous = contact.previous
     if previous is not None and (contact.refused_before() or _refusal_stands(contact)):
         outcome = Outcome.FAILED if contact.problems else Outcome.SKIPPED
-        return outcome, replace(previous, held={**previous.held, **contact.held}, updated_at_ms=now_ms)
-    return unwritten_outcome(contact, now_ms)
+        entry = replace(previous, held={**previous.held, **contact.held}, updated_at_ms=now_ms)
+    else:
+        outcome, entry = unwritten_outcome(contact, now_ms)
+    # The record the read found: reconcile checks only contacts it knows the record of, and it
+    # must see HubSpot empty a held value to have the flusher fill it.
+    return outcome, replace(entry, hubspot_id=entry.hubspot_id or contact.found_id)
 
 
 def _stale(candidate: tuple[Any, ...], applied: tuple[Any, ...], unsure: bool) -> bool:
@@ -680,7 +697,9 @@ def synced_entry(
     if hubspot_id is None and previous is not None:
         # Not written: a contact left deleted or erased in HubSpot stays so, whatever else keeps
         # a change from HubSpot meanwhile.
-        if previous.status == DELETED and not contact.problems:
+        if previous.status == DELETED:
+            # What keeps a change from HubSpot (a refused value, a missing property) is kept with
+            # its reason, but the contact is deleted there: it is not a failure to retry.
             status = DELETED
         elif previous.erased:
             status, reason, state = FAILED, previous.reason, previous.hubspot_state

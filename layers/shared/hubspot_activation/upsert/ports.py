@@ -43,6 +43,11 @@ class ReadContact(Protocol):
     """A contact as a batch read returned it."""
 
     @property
+    def id(self) -> str:
+        """Its record id."""
+        ...
+
+    @property
     def properties(self) -> Mapping[str, str | None]:
         """The properties asked for (None or absent: empty)."""
         ...
