@@ -438,7 +438,7 @@ class Flusher:
             try:
                 self._read_hubspot(reading, self._monotonic() + self._call_seconds)
             except HubSpotError as exc:
-                self._record(self._call_failed(exc, chunk, states, run, "batch read"), states, run.report)
+                self._record(self._call_failed(exc, chunk, states, run, write=False), states, run.report)
                 return
             writing = []
             now_ms = self._now_ms()
@@ -462,7 +462,7 @@ class Flusher:
         try:
             results = self._upsert(chunk, self._monotonic() + self._call_seconds)
         except HubSpotError as exc:
-            return self._call_failed(exc, chunk, states, run, "batch upsert")
+            return self._call_failed(exc, chunk, states, run, write=True)
         with run.lock:
             run.report.call_sizes.append(len(chunk))
         return self._settle(chunk, results, sent_ms, states, run)
@@ -473,25 +473,26 @@ class Flusher:
         chunk: list[ContactWrite],
         states: Mapping[str, ContactState],
         run: _Run,
-        call: str,
+        *,
+        write: bool,
     ) -> list[Recording]:
         """What a failed call of the chunk means for its contacts. The daily limit and HubSpot
         refusing the connector (not these contacts) stop the run and leave them pending as they
         were; so does a call the governor held past its deadline (it was not made, nothing
         failed). Any other failure is each contact's failed attempt (a backoff); an ambiguous
-        write is recorded as such."""
+        ``write`` (not a read) is recorded as such."""
         if isinstance(exc, DailyLimitReached) or exc.kind is ErrorKind.CONFIGURATION:
             self._stop(run, exc)
             return []
         if isinstance(exc, DeadlineReached):
             return []
+        call = "batch upsert" if write else "batch read"
         logger.warning(f"{call} failed; its contacts stay pending", extra={"error": str(exc)[:500]})
         now_ms = self._now_ms()
-        written = call == "batch upsert"
         return [
             self._retry(
                 states[contact.email],
-                ambiguous_entry(contact, now_ms) if written and exc.ambiguous else None,
+                ambiguous_entry(contact, now_ms) if write and exc.ambiguous else None,
                 str(exc),
                 now_ms,
                 run.report,
