@@ -22,7 +22,7 @@ CONSUMERS = 8
 
 def test_eight_concurrent_consumers_draw_no_429(sandbox: SandboxServer) -> None:
     settings, clients = consumers(sandbox, CONSUMERS, share=0.9)
-    drive(clients, seconds=2.5)
+    drive(clients, until_sent=3 * settings.budget)
     assert sandbox.state.throttled == {}
     assert sum(client.governor.throttled for client in clients) == 0
     sent = sum(client.requests_sent for client in clients)
@@ -39,7 +39,7 @@ def test_concurrent_consumers_keep_to_the_share_in_every_rolling_window(
     requests that leave the window while they switch from sending freely to reusing their own
     slots."""
     settings, clients = consumers(sandbox, count, share=0.8)
-    drive(clients, seconds=3.0)
+    drive(clients, until_sent=3 * settings.budget)
     (token,) = sandbox.state.counted
     sent = sum(client.requests_sent for client in clients)
     assert sent > 2 * settings.budget  # windows full of requests, not a trickle
@@ -53,9 +53,9 @@ def test_flush_lanes_with_calls_in_parallel_keep_to_the_share_in_every_rolling_w
     """Four lanes, each with eight calls in flight at once (as the flush function's): the calls
     in flight are not in HubSpot's Remaining figure, so each lane keeps to its part of the share."""
     settings, clients = consumers(sandbox, 4, share=0.8, lanes=4)
-    drive(clients, seconds=3.0, calls_per_client=8)
-    (token,) = sandbox.state.counted
     share = math.floor(sandbox.state.config.ten_second_limit * 0.8)
+    drive(clients, until_sent=3 * share, calls_per_client=8)
+    (token,) = sandbox.state.counted
     assert settings.budget == share // 4
     assert sum(client.requests_sent for client in clients) > 2 * share  # windows full, not a trickle
     assert sandbox.state.busiest_window(token) <= share
@@ -92,16 +92,23 @@ def consumers(
     return settings, clients
 
 
-def drive(clients: list[HubSpotClient], seconds: float, calls_per_client: int = 1) -> None:
-    """Every client upserts batches of five contacts back to back for ``seconds``, with
-    ``calls_per_client`` calls in flight at once."""
-    deadline = time.monotonic() + seconds
+def drive(
+    clients: list[HubSpotClient], until_sent: int, calls_per_client: int = 1, timeout: float = 60.0
+) -> None:
+    """Every client upserts batches of five contacts back to back, with ``calls_per_client`` calls
+    in flight at once, until they have sent ``until_sent`` requests together: several windows full
+    however fast this machine is (a slow one takes longer, it does not send a trickle). A governor
+    that stalls them fails on ``timeout``."""
+    deadline = time.monotonic() + timeout
     failures: list[BaseException] = []
+
+    def sent() -> int:
+        return sum(client.requests_sent for client in clients)
 
     def consume(index: int, client: HubSpotClient) -> None:
         sequence = 0
         try:
-            while time.monotonic() < deadline:
+            while sent() < until_sent and time.monotonic() < deadline:
                 batch = [UpsertInput(f"c{index}-{sequence}-{i}@example.com", {"city": "x"}) for i in range(5)]
                 assert all(result.ok for result in client.batch_upsert(batch))
                 sequence += 1
@@ -118,3 +125,4 @@ def drive(clients: list[HubSpotClient], seconds: float, calls_per_client: int = 
     for thread in threads:
         thread.join()
     assert failures == []
+    assert sent() >= until_sent, f"{sent()} of {until_sent} requests in {timeout} s: the governor stalled"
