@@ -242,3 +242,16 @@ def test_lists_scopes_are_a_configuration_error(
     with pytest.raises(HubSpotError) as no_write:
         read_only.rename(made.list_id, "Fans")
     assert no_write.value.kind is ErrorKind.CONFIGURATION
+
+
+def test_ids_a_merge_retired_are_missing_and_the_merged_record_can_be_listed(
+    client: HubSpotClient, lists: HubSpotLists, sandbox: SandboxServer
+) -> None:
+    ada, bob = contacts(client, "ada@example.com", "bob@example.com")
+    made = lists.create("Buyers")
+    lists.add_and_remove(made.list_id, [ada], [])
+    merged = sandbox.state.merge(ada, bob)
+    change = lists.add_and_remove(made.list_id, [bob, merged], [])
+    assert (change.added, change.missing) == ((merged,), (bob,))
+    assert members(sandbox, made.list_id) == [merged]  # the retired id is no longer a member
+    assert lists.memberships([ada, merged]).missing == [ada]
