@@ -16,6 +16,8 @@ from werkzeug.wrappers import Request, Response
 
 from .emails import normalize_email
 from .journal import Journal, JournalError, is_journal_path
+from .lists import PATTERN as _LISTS
+from .lists import Lists, ListsError
 from .state import ALL_SCOPES, PORTAL_ID, RestoreRefused, SandboxState, now_iso
 from .validations import ConditionalRequired, RuleRefused, checked_rule, format_refusals, required_refusals
 from .values import InvalidValue, validate
@@ -130,6 +132,7 @@ class SandboxApp:
         self._random = random.Random(state.config.seed)  # noqa: S311 - fault injection, not security
         self._routes = ((_OBJECTS, self._object_routes()), (_PROPERTIES, self._property_routes()))
         self.journal = Journal(state)
+        self.lists = Lists(state)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         request = Request(environ)
@@ -212,7 +215,7 @@ class SandboxApp:
             try:
                 body = self._json(request) if writes else None
                 status, payload = handler(request, version, body, *args)
-            except ApiError as exc:
+            except (ApiError, ListsError) as exc:
                 return json_response(exc.status, error_body(exc.category, exc.message, **exc.extra), headers)
             lost = self._answer_lost_after_write(writes, headers)
             if lost is not None:
@@ -301,7 +304,8 @@ class SandboxApp:
                 f"The OAuth token used to make this call expired {ago} second(s) ago.",
                 context={"expire time": [now_iso(token.expires_at)]},
             )
-        if not any(scope in token.scopes for scope in scopes):
+        # An entry naming several scopes (space-separated, as OAuth writes a set) needs all of them.
+        if not any(set(entry.split()) <= token.scopes for entry in scopes):
             raise ApiError(
                 403,
                 "MISSING_SCOPES",
@@ -309,7 +313,7 @@ class SandboxApp:
                 errors=[
                     {
                         "message": "One or more of the following scopes are required.",
-                        "context": {"requiredGranularScopes": list(scopes)},
+                        "context": {"requiredGranularScopes": list(dict.fromkeys(" ".join(scopes).split()))},
                     }
                 ],
             )
@@ -326,6 +330,9 @@ class SandboxApp:
                     handler, scopes = by_name[method]
                     return handler, scopes, version, (rest[1:],)
                 return None
+        if match := _LISTS.match(path):
+            found = self.lists.route(method, match.group("rest") or "")
+            return None if found is None else (found[0], found[1], match.group(1) or "v3", found[2])
         if _LIMITS.match(path) and method == "GET":
             return self.custom_property_limits, SCHEMA_READ, "v3", ()
         if match := _VALIDATIONS.match(path):
@@ -1138,6 +1145,35 @@ class SandboxApp:
             return json_response(409, {"message": str(exc)})
         return json_response(200, {"restored": contact_id})
 
+    def _admin_records(self, request: Request, action: str) -> Response | None:
+        """The hooks doing to contacts and lists what a person does in HubSpot's UI (None:
+        ``action`` is not one of them)."""
+        if action == "restore" and request.method == "POST":
+            return self._admin_restore(request)
+        if action == "lists" or action.startswith("lists/"):
+            return self._admin_lists(request, action.removeprefix("lists").strip("/"))
+        return None
+
+    def _admin_lists(self, request: Request, target: str) -> Response:
+        """``GET /__sandbox/lists``: every kept list with its members; ``GET
+        /__sandbox/lists/{id}/members``: one list's member record ids; ``DELETE
+        /__sandbox/lists/{id}``: a person deletes the list in HubSpot's UI (restorable)."""
+        list_id, _, rest = target.partition("/")
+        if not list_id and request.method == "GET":
+            return json_response(200, {"lists": self.lists.summary()})
+        if rest == "members" and request.method == "GET":
+            members = self.lists.members(list_id)
+            if members is None:
+                return json_response(404, {"message": f"no list {list_id}"})
+            return json_response(200, {"listId": list_id, "members": members})
+        if list_id and not rest and request.method == "DELETE":
+            try:
+                self.lists.delete(list_id)
+            except ListsError as exc:
+                return json_response(exc.status, {"message": exc.message})
+            return json_response(200, {"deleted": list_id})
+        return json_response(404, {"message": f"unknown sandbox action lists/{target}"})
+
     def _admin_rules(self, request: Request, action: str) -> Response | None:
         """The validation-rule hooks (None: ``action`` is not one of them)."""
         if action.startswith("property-validations/") and request.method == "DELETE":
@@ -1218,11 +1254,10 @@ class SandboxApp:
                 return json_response(200, {"accessToken": state.add_private_app_token(scopes)})
             if action.startswith("journal-files/") and request.method == "GET":
                 return self.journal.file(action.removeprefix("journal-files/"))
-            if action == "restore" and request.method == "POST":
-                return self._admin_restore(request)
-            rules = self._admin_rules(request, action)
-            if rules is not None:
-                return rules
+            for hooks in (self._admin_records, self._admin_rules):
+                hook = hooks(request, action)
+                if hook is not None:
+                    return hook
             if action == "expire-tokens" and request.method == "POST":
                 for token in state.tokens.values():
                     if token.oauth:

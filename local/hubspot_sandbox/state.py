@@ -20,6 +20,8 @@ ALL_SCOPES = frozenset(
         "crm.objects.contacts.write",
         "crm.schemas.contacts.read",
         "crm.schemas.contacts.write",
+        "crm.lists.read",
+        "crm.lists.write",
         "oauth",
     }
 )
@@ -47,6 +49,23 @@ def now_iso(epoch: float) -> str:
 def split_values(text: str | None) -> list[str]:
     """A multi-valued property's values (HubSpot separates them with semicolons)."""
     return [value for value in (text or "").split(";") if value]
+
+
+@dataclass
+class ContactList:
+    """One MANUAL contact list: its definition and its members (record ids)."""
+
+    list_id: str
+    name: str
+    created_at: str
+    updated_at: str
+    version: int = 1
+    #: set while the list is deleted (restorable until ``list_restore_seconds`` have passed)
+    deleted_at: float | None = None
+    #: member record id -> when it was last added (ISO)
+    members: dict[str, str] = field(default_factory=dict)
+    #: record id -> when it was first added, kept after a removal (HubSpot reports both times)
+    first_added: dict[str, str] = field(default_factory=dict)
 
 
 class RestoreRefused(Exception):
@@ -84,6 +103,21 @@ class SandboxConfig:
     #: every missing id in the ``context.ids`` of one ``OBJECT_NOT_FOUND`` error; False gives one
     #: error per missing input, which the spec's ``StandardError`` allows just as well.
     group_missing_reads: bool = True
+    #: the most live lists the account may hold; a create (or restore) past it answers 400
+    #: ``VALIDATION_ERROR``. HubSpot's count and error are unconfirmed (an older FAQ: 1,500 static
+    #: lists on Marketing Pro/Enterprise, 25 on Starter), so this is a setting, not a tier preset.
+    list_limit: int = 1_500
+    #: the most record ids one ``add-and-remove`` may carry (adds and removes together); 0 is no
+    #: cap. HubSpot documents none; a cap lets tests run a client's answer to a refused size.
+    list_ids_per_call: int = 0
+    #: how long a deleted list can be restored (HubSpot: 90 days); after it the list is purged
+    list_restore_seconds: int = 90 * 86_400
+    #: the field ``add-and-remove`` reports added ids under: the specs spell it ``recordsIdsAdded``
+    #: (sic), HubSpot's v3 docs example ``recordIdsAdded``; a client should read either
+    list_added_field: str = "recordsIdsAdded"
+    #: whether ``GET`` of a deleted (restorable) list by id answers 200 with ``deletedAt`` set
+    #: instead of 404; HubSpot does not say which, so a client must take both
+    deleted_list_found: bool = False
     #: how long the webhooks journal keeps an entry (HubSpot: 3 days); older offsets have expired
     journal_retention_seconds: int = 3 * 86_400
     #: how long a journal entry's file URL works after it was handed out
@@ -226,9 +260,16 @@ class SandboxState:
     #: injected faults by kind (error, applied_error, locked, drop, latency) and refused tokens (auth)
     faults: Counter[str] = field(default_factory=Counter)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1001))
+    #: contact lists by id, deleted ones included until purged (see ``lists.py``)
+    lists: dict[str, ContactList] = field(default_factory=dict)
+    #: list ids start far from contact ids, so a client that mixes them up is caught
+    _list_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(70_001))
 
     def next_id(self) -> str:
         return str(next(self._ids))
+
+    def next_list_id(self) -> str:
+        return str(next(self._list_ids))
 
     def next_subscription_id(self) -> int:
         return next(self._subscription_ids)

@@ -145,10 +145,16 @@ class HubSpotClient:
     # --- transport -------------------------------------------------------------------------------
 
     def request(
-        self, method: str, path: str, json_body: Any = None, params: Mapping[str, str] | None = None
+        self,
+        method: str,
+        path: str,
+        json_body: Any = None,
+        params: Mapping[str, str] | None = None,
+        deadline: float | None = None,
     ) -> tuple[int, Any]:
-        """Send one logical call; returns (status, body) for 2xx/207, raises HubSpotError otherwise."""
-        status, body, _ambiguous = self._call(method, path, json_body, params)
+        """Send one logical call; returns (status, body) for 2xx/207, raises HubSpotError otherwise
+        (``deadline`` as in ``_call``)."""
+        status, body, _ambiguous = self._call(method, path, json_body, params, deadline)
         return status, body
 
     @tracer.capture_method(capture_response=False, capture_error=False)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from urllib.parse import quote
 
 
 class ApiVersion(StrEnum):
@@ -54,6 +55,35 @@ class Paths:
     @property
     def groups(self) -> str:
         return f"{self.properties}/groups"
+
+    @property
+    def lists(self) -> str:
+        """The Lists API's base: create (POST) and lists by id (GET)."""
+        if self.version is ApiVersion.V3:
+            return "/crm/v3/lists"
+        return f"/crm/lists/{self.version.value}"
+
+    def list_path(self, list_id: str) -> str:
+        """One list: read (GET) and delete (DELETE)."""
+        return f"{self.lists}/{quote(list_id, safe='')}"
+
+    def list_by_name(self, object_type_id: str, name: str) -> str:
+        # The name is one path segment: a "/" in it is escaped, not a separator.
+        return f"{self.lists}/object-type-id/{quote(object_type_id, safe='')}/name/{quote(name, safe='')}"
+
+    def list_rename(self, list_id: str) -> str:
+        """The new name goes in the ``listName`` query parameter; the call has no body."""
+        return f"{self.list_path(list_id)}/update-list-name"
+
+    def list_restore(self, list_id: str) -> str:
+        return f"{self.list_path(list_id)}/restore"
+
+    def list_add_and_remove(self, list_id: str) -> str:
+        return f"{self.list_path(list_id)}/memberships/add-and-remove"
+
+    @property
+    def list_memberships_batch_read(self) -> str:
+        return f"{self.lists}/records/memberships/batch/read"
 
     @property
     def oauth_token(self) -> str:
