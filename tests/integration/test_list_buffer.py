@@ -4,7 +4,9 @@ out exactly what it sent while changes keep arriving, and a shard item stays wit
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import random
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -294,3 +296,47 @@ def test_the_default_bound_keeps_a_full_shard_far_below_dynamodbs_item_limit(dyn
     size = item_size(item(dynamodb, AUDIENCE, 0))
     assert MAX_BYTES - 100 < size <= MAX_BYTES < 400 * 1024
     assert len(store.read(AUDIENCE)) > 1_000
+
+
+def test_a_shard_never_passes_its_bound_through_any_mix_of_appends_and_drains(dynamodb: Any) -> None:
+    # Seeded, so a failure replays: records coming back with ranks of any length, partial drains.
+    chance = random.Random(21)
+    store = buffer(dynamodb, shards=1, max_bytes=700)
+    for step in range(250):
+        if chance.random() < 0.7:
+            toggles = [
+                Toggle(str(chance.randrange(12)), chance.random() < 0.5, rank(chance, step))
+                for _ in range(chance.randrange(1, 9))
+            ]
+            with contextlib.suppress(BufferFull):
+                store.append(AUDIENCE, toggles, NOW + step)
+        else:
+            waiting = store.read(AUDIENCE)
+            store.settle(AUDIENCE, chance.sample(waiting, len(waiting) // 2), NOW + step)
+        assert item_size(item(dynamodb, AUDIENCE, 0)) <= 700, step
+
+
+def rank(chance: random.Random, step: int) -> tuple[int, ...]:
+    return (step, *(chance.randrange(10**13) for _ in range(chance.randrange(0, 4))))
+
+
+def test_a_change_refused_for_room_leaves_the_records_sent_change_guarding(dynamodb: Any) -> None:
+    store = buffer(dynamodb, shards=1, max_bytes=1_000)
+    store.append(AUDIENCE, [remove("7", 2)], NOW)
+    store.settle(AUDIENCE, [remove("7", 2)], NOW)
+    # Changes too large to fit even with the sent entry dropped: the sent entry stays.
+    with pytest.raises(BufferFull):
+        store.append(AUDIENCE, [add(f"{n:030d}", 1) for n in range(100)], NOW)
+    assert "7" in item(dynamodb, AUDIENCE, 0)["sent"]["M"]
+    newer = Toggle("7", True, (NOW, NOW, NOW, NOW))
+    with pytest.raises(BufferFull) as full:
+        store.append(AUDIENCE, [newer], NOW + 1)
+    assert full.value.refused == {"7"}
+    assert item(dynamodb, AUDIENCE, 0)["sent"]["M"]["7"]["S"] == f"-2@{NOW}"
+    # Its contact stays pending and sends it again later; an older change arriving meanwhile is
+    # still older than what was sent.
+    store.append(AUDIENCE, [add("7", 1)], NOW + 2)
+    assert "7" not in {toggle.record_id for toggle in store.read(AUDIENCE)}
+    drain_into(store, set(), NOW + 3)
+    store.append(AUDIENCE, [newer], NOW + 4)
+    assert store.read(AUDIENCE) == [newer]

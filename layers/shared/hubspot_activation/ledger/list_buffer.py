@@ -26,9 +26,10 @@ then dropped. Past it, the contacts' own ``listed`` order guards (their conditio
 
 Size: DynamoDB bills a write by the item's size and refuses items past 400 KB. A shard item is
 kept within ``max_bytes`` (64 KB by default: at most 64 WCU a write, about 1,000 changes a shard,
-4,000 a list, 8 chunks of 500): expired ``sent`` entries go first, then the oldest ``sent`` ones;
-a change that still does not fit is refused (``BufferFull``) and its contact stays pending until
-a drain makes room: back-pressure long before the item limit.
+4,000 a list, 8 chunks of 500): expired ``sent`` entries go first, then the oldest ``sent`` ones
+when dropping them makes room; a change that still does not fit is refused (``BufferFull``, the
+record's sent entry kept) and its contact stays pending until a drain makes room: back-pressure
+long before the item limit. A shard's size is counted as it changes, not recomputed per change.
 """
 
 from __future__ import annotations
@@ -110,17 +111,23 @@ class _Shard:
     def forget_expired(self, now_ms: int, memory_ms: int) -> None:
         self.sent = {rid: kept for rid, kept in self.sent.items() if kept[1] + memory_ms > now_ms}
 
-    def make_room(self, max_bytes: int) -> bool:
-        """Drop the oldest sent entries until the item fits; False if it does not fit without them."""
-        size = self.size()
+    def make_room(self, size: int, max_bytes: int) -> int:
+        """Drop the oldest sent entries until an item of ``size`` bytes fits in ``max_bytes``; the
+        size then. When dropping them all would not be enough, none is dropped (they keep older
+        changes out) and the size stays past the bound."""
         if size <= max_bytes:
-            return True
-        for rid, (toggle, at) in sorted(self.sent.items(), key=lambda kept: kept[1][1]):
+            return size
+        entries = sorted(
+            ((at, rid, _entry_bytes(rid, encode(toggle, at))) for rid, (toggle, at) in self.sent.items()),
+        )
+        if size - sum(length for _at, _rid, length in entries) > max_bytes:
+            return size
+        for _at, rid, length in entries:
             del self.sent[rid]
-            size -= _entry_bytes(rid, encode(toggle, at))
+            size -= length
             if size <= max_bytes:
-                return True
-        return size <= max_bytes
+                break
+        return size
 
 
 def encode(toggle: Toggle, sent_ms: int | None = None) -> str:
@@ -229,22 +236,28 @@ class DynamoDbListBuffer:
     def _absorb(self, state: _Shard, toggles: Sequence[Toggle], now_ms: int) -> set[str]:
         """Take in the changes newer than what the shard knows; the record ids refused for room."""
         state.forget_expired(now_ms, self._memory_ms)
+        size = state.size()
         refused: set[str] = set()
         for toggle in toggles:
-            known = state.newest(toggle.record_id)
+            rid = toggle.record_id
+            known = state.newest(rid)
             if known is not None and toggle.precedence <= known.precedence:
                 continue
-            before = state.changes.get(toggle.record_id)
-            old_sent = state.sent.pop(toggle.record_id, None)
-            state.changes[toggle.record_id] = toggle
-            if not state.make_room(self._max_bytes):
-                refused.add(toggle.record_id)
-                if before is None:
-                    del state.changes[toggle.record_id]
-                else:
-                    state.changes[toggle.record_id] = before
+            # The record's one entry is replaced: its old change or sent entry makes way.
+            old_sent = state.sent.pop(rid, None)
+            grow = _entry_bytes(rid, encode(toggle))
+            if rid in state.changes:
+                grow -= _entry_bytes(rid, encode(state.changes[rid]))
+            if old_sent is not None:
+                grow -= _entry_bytes(rid, encode(*old_sent))
+            size = state.make_room(size + grow, self._max_bytes) - grow
+            if size + grow > self._max_bytes:
+                refused.add(rid)
                 if old_sent is not None:
-                    state.sent[toggle.record_id] = old_sent
+                    state.sent[rid] = old_sent
+                continue
+            state.changes[rid] = toggle
+            size += grow
         return refused
 
     def _take_out(self, state: _Shard, sent: Sequence[Toggle], now_ms: int) -> set[str]:
@@ -255,7 +268,7 @@ class DynamoDbListBuffer:
                 state.sent[toggle.record_id] = (toggle, now_ms)
         # A sent entry is a few bytes longer than the change it replaces: room is made from the
         # oldest sent ones, and the changes left always fit (they did before).
-        state.make_room(self._max_bytes)
+        state.make_room(state.size(), self._max_bytes)
         return set()
 
     def _change(
