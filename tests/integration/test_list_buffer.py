@@ -23,7 +23,9 @@ from hubspot_activation.ledger.keys import (
     pending_partition_value,
 )
 from hubspot_activation.ledger.list_buffer import MAX_BYTES, DynamoDbListBuffer, shard_of
-from hubspot_activation.lists.model import BufferFull, Toggle
+from hubspot_activation.lists.model import BufferFull, MembershipResult, Toggle
+from hubspot_activation.lists.ports import DueLists, ListBuffer
+from hubspot_activation.lists.service import ListDrain
 from moto import mock_aws
 
 from tests.conftest import create_ledger_table
@@ -340,3 +342,32 @@ def test_a_change_refused_for_room_leaves_the_records_sent_change_guarding(dynam
     drain_into(store, set(), NOW + 3)
     store.append(AUDIENCE, [newer], NOW + 4)
     assert store.read(AUDIENCE) == [newer]
+
+
+class MembersOf:
+    """One HubSpot list's members, changed by add-and-remove."""
+
+    def __init__(self) -> None:
+        self.members: set[str] = set()
+        self.calls = 0
+
+    def add_and_remove(self, list_id: str, add: list[str], remove: list[str]) -> MembershipResult:
+        self.calls += 1
+        self.members = (self.members | set(add)) - set(remove)
+        return MembershipResult()
+
+
+def test_the_drain_over_the_ledger_buffer_sends_each_records_newest_change(dynamodb: Any) -> None:
+    adapter = buffer(dynamodb, flush_ms=30_000)
+    store: ListBuffer = adapter
+    due: DueLists = adapter
+    hubspot = MembersOf()
+    drain = ListDrain(store, hubspot, chunk_size=50, clock_ms=lambda: NOW)
+    store.append(AUDIENCE, [add(str(n), 1) for n in range(120)], NOW)
+    store.append(AUDIENCE, [remove(str(n), 2) for n in range(0, 120, 3)], NOW)
+    assert due.due(NOW) == []
+    assert due.due(NOW + 30_000) == [AUDIENCE]
+    report = drain.drain(AUDIENCE, "list-1")
+    assert (report.calls, report.added, report.removed, report.remaining) == (3, 80, 40, 0)
+    assert hubspot.members == {str(n) for n in range(120) if n % 3}
+    assert due.due(NOW + 60_000) == []

@@ -32,3 +32,10 @@ class ListBuffer(Protocol):
         """Take out the changes HubSpot applied, each only if it is still the record's newest (a
         change appended meanwhile stays, to be sent next)."""
         ...
+
+
+class DueLists(Protocol):
+    def due(self, now_ms: int, limit: int = 100) -> list[str]:
+        """The audiences whose list changes are due by ``now_ms`` (the first change waited its
+        ListFlushSeconds, or a shard holds its share of a chunk), the longest due first."""
+        ...
