@@ -40,7 +40,7 @@ def test_each_function_package_keeps_to_its_side(side: str, other: str) -> None:
     assert {path: names for path, names in offenders.items() if names} == {}
 
 
-@pytest.mark.parametrize("side", ["ingest", "upsert", "reconcile"])
+@pytest.mark.parametrize("side", ["ingest", "upsert", "reconcile", "lists"])
 def test_no_function_package_imports_the_operations_package(side: str) -> None:
     # The operator's routes read what the functions record; the functions never depend on them.
     offenders = {
@@ -48,6 +48,19 @@ def test_no_function_package_imports_the_operations_package(side: str) -> None:
             name for name in imported_modules(path) if ".operations" in name
         )
         for path in (LIBRARY / side).rglob("*.py")
+    }
+    assert {path: names for path, names in offenders.items() if names} == {}
+
+
+def test_the_list_drain_works_through_its_ports_alone() -> None:
+    # The lists package knows neither the table nor the HubSpot client: its adapters plug in.
+    offenders = {
+        str(path.relative_to(LIBRARY)): sorted(
+            name
+            for name in imported_modules(path)
+            if any(part in name for part in (".ledger", ".hubspot", "boto3", "botocore", "requests"))
+        )
+        for path in (LIBRARY / "lists").rglob("*.py")
     }
     assert {path: names for path, names in offenders.items() if names} == {}
 

@@ -10,6 +10,9 @@
 - ``hubspotId`` index: contacts HubSpot holds, keyed by their record id (``hubspotId``) and email:
   the contacts the webhooks journal's events name.
 - ``#journal#offset``: the journal poller's position (one item).
+- List buffers (``#list#<audience digest>#<shard>``): the membership changes of one audience's
+  HubSpot list waiting for a drain; a buffer with changes to send sits in the ``pending`` index
+  under the partition ``lists`` (never a lane's ``pNN``), keyed by when it is due.
 
 Why markers and not index entries per contact: docs/architecture.md.
 """
@@ -74,6 +77,11 @@ HELD_PREFIX = "#held#"
 EXCLUDED_PREFIX = "#excluded#"
 AUDIENCE_PREFIX = "#audience#"
 JOURNAL_PREFIX = "#journal#"
+LIST_BUFFER_PREFIX = "#list#"
+LIST_LEASE_PREFIX = "#list-lease#"
+#: The pending index's partition of the list buffers with changes to send: lanes' partitions are
+#: ``p00``..``p15``, so no flusher ever reads a buffer as a marker of contacts.
+LIST_PENDING_PARTITION = "lists"
 #: DynamoDB's limit on a partition key value (UTF-8 bytes), on reads and writes alike.
 MAX_KEY_BYTES = 2048
 #: Follows AUDIENCE_PREFIX in the key of an audience whose id is too long to spell out. Percent
@@ -143,3 +151,14 @@ def pending_partition_value(partition: int) -> str:
 
 def flush_lease_key(lane: int) -> str:
     return f"{FLUSH_LEASE_PREFIX}{lane}"
+
+
+def list_buffer_key(audience_id: str, shard: int) -> str:
+    """A shard of an audience's list buffer: 6 + 64 + 1 + a few digits, whatever the audience id,
+    and never read as an email or as another kind of item (no ``@``, a prefix of its own)."""
+    return f"{LIST_BUFFER_PREFIX}{audience_digest(audience_id)}#{shard}"
+
+
+def list_lease_key(audience_id: str) -> str:
+    """The lease of the one drain sending an audience's list changes at a time."""
+    return LIST_LEASE_PREFIX + audience_digest(audience_id)
