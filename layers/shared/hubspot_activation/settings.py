@@ -20,6 +20,7 @@ from .attribute_mapping import AttributeMapping
 from .field_rules import FIELD_RULES_PATTERN, FieldRules
 from .hubspot.versions import ApiVersion
 from .ledger.keys import PENDING_PARTITIONS
+from .lists.target import AudienceTarget
 from .messages import DEFAULT_MAX_MESSAGE_BYTES
 from .reconcile.policy import DeletionPolicy
 
@@ -254,6 +255,17 @@ HUBSPOT_DELETIONS = ChoiceSetting(
 )
 #: The reconcile function, which continues a walk by invoking itself (empty: the next schedule does).
 RECONCILE_FUNCTION_NAME = _text("RECONCILE_FUNCTION_NAME")
+#: Where audiences go in HubSpot: ``property`` (one contact property each), ``list`` (one MANUAL
+#: contact list each) or ``both``.
+AUDIENCE_TARGET = ChoiceSetting(
+    env="AUDIENCE_TARGET", default=AudienceTarget.PROPERTY, parameter="AudienceTarget"
+)
+#: How long a list's first buffered membership change waits for more before it is sent (seconds).
+LIST_FLUSH_SECONDS = _integer("LIST_FLUSH_SECONDS", 30, 1, 900, "ListFlushSeconds")
+#: Record ids per add-and-remove call (HubSpot documents no cap for it; halved when refused).
+LIST_CHUNK_SIZE = _integer("LIST_CHUNK_SIZE", 500, 1, 10_000, "ListChunkSize")
+#: The queue of the lists function's timers (empty: only its schedule wakes it).
+LIST_TIMER_QUEUE_URL = _text("LIST_TIMER_QUEUE_URL")
 
 
 @dataclass(frozen=True)
@@ -329,6 +341,10 @@ class UpsertSettings:
     #: the attribute mapping ingest applies: its targets are properties the connector manages
     mapping: AttributeMapping = ATTRIBUTE_MAPPING.default
     field_rules: FieldRules = FIELD_RULES.default
+    audience_target: AudienceTarget = AUDIENCE_TARGET.default
+    list_flush_seconds: int = LIST_FLUSH_SECONDS.default
+    list_chunk_size: int = LIST_CHUNK_SIZE.default
+    list_timer_queue_url: str = LIST_TIMER_QUEUE_URL.default
 
     @property
     def reconcile_scheduled(self) -> bool:
@@ -371,6 +387,10 @@ class UpsertSettings:
             reconcile_function_name=RECONCILE_FUNCTION_NAME.read(env),
             mapping=ATTRIBUTE_MAPPING.read(env),
             field_rules=_field_rules(env),
+            audience_target=AUDIENCE_TARGET.read(env),
+            list_flush_seconds=LIST_FLUSH_SECONDS.read(env),
+            list_chunk_size=LIST_CHUNK_SIZE.read(env),
+            list_timer_queue_url=LIST_TIMER_QUEUE_URL.read(env),
         )
 
 

@@ -28,6 +28,11 @@ class AudienceRecord:
     #: the PUT that saved this record must queue a resume job: the audience was deleted, or a PUT
     #: since re-activated it without queueing one (its send failed)
     resume_due: bool = False
+    #: the audience's HubSpot list, its name there (the audience's, or suffixed on a clash) and
+    #: its generation (``AudienceMetadata.list_generation``)
+    list_id: str | None = None
+    list_name: str | None = None
+    list_generation: int = 0
 
 
 def audience_key_item(audience_id: str) -> Item:
@@ -39,15 +44,30 @@ def item_key(item: Mapping[str, Any]) -> str:
     return str(item[KEY]["S"])
 
 
-#: What the consumer reads of an item (BatchGetItem's projection): its key, name and status.
+LIST_ID = "listId"
+LIST_NAME = "listName"
+LIST_GENERATION = "listGeneration"
+
+#: What the consumer reads of an item (BatchGetItem's projection): its key, name, status and list.
 METADATA_PROJECTION: dict[str, Any] = {
-    "ProjectionExpression": "#k, #n, #s",
-    "ExpressionAttributeNames": {"#k": KEY, "#n": "name", "#s": "status"},
+    "ProjectionExpression": "#k, #n, #s, #l, #g",
+    "ExpressionAttributeNames": {
+        "#k": KEY,
+        "#n": "name",
+        "#s": "status",
+        "#l": LIST_ID,
+        "#g": LIST_GENERATION,
+    },
 }
 
 
 def metadata_from_item(item: Mapping[str, Any]) -> AudienceMetadata:
-    return AudienceMetadata(item.get("name", {}).get("S"), item.get("status", {}).get("S") == DELETED)
+    return AudienceMetadata(
+        item.get("name", {}).get("S"),
+        item.get("status", {}).get("S") == DELETED,
+        list_id=text(item, LIST_ID),
+        list_generation=integer(item, LIST_GENERATION) or 0,
+    )
 
 
 def record_from_item(item: Mapping[str, Any]) -> AudienceRecord:
@@ -57,6 +77,9 @@ def record_from_item(item: Mapping[str, Any]) -> AudienceRecord:
         description=text(item, "description"),
         status=text(item, "status") or ACTIVE,
         updated_at_ms=integer(item, "updatedAt") or 0,
+        list_id=text(item, LIST_ID),
+        list_name=text(item, LIST_NAME),
+        list_generation=integer(item, LIST_GENERATION) or 0,
     )
 
 

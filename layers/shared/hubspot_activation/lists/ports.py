@@ -39,3 +39,20 @@ class DueLists(Protocol):
         """The audiences whose list changes are due by ``now_ms`` (the first change waited its
         ListFlushSeconds, or a shard holds its share of a chunk), the longest due first."""
         ...
+
+
+class ListTimer(Protocol):
+    def start(self, audience_id: str, delay_seconds: int) -> None:
+        """Wake a drain of the audience's list after ``delay_seconds`` (0: at once). Best effort:
+        the lists function's schedule sweeps whatever a lost timer leaves due."""
+        ...
+
+
+class ListChanges(Protocol):
+    """What the flusher hands membership changes to (``lists.changes.BufferedListChanges``)."""
+
+    def append(self, audience_id: str, toggles: Sequence[Toggle], now_ms: int) -> None:
+        """Keep these changes for the audience's list (each record's newest wins, whatever the
+        order of the calls) and make sure a drain comes for them. Raises ``BufferFull`` (the
+        changes it names were not kept, the others were) and ``LedgerUnavailable``."""
+        ...

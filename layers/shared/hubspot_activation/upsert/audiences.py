@@ -17,6 +17,10 @@ class AudienceMetadata:
     #: why DynamoDB refuses to read this audience's metadata (None when it was read): whether it
     #: is deleted is unknown, so its changes are kept for a replay instead of written
     unreadable: str | None = None
+    #: the audience's HubSpot list (``AudienceTarget`` list or both), once one was made for it
+    list_id: str | None = None
+    #: bumped each time the list is made again (deleted in HubSpot): every member is sent again
+    list_generation: int = 0
 
 
 class AudienceDirectory(Protocol):

@@ -1,0 +1,28 @@
+"""The flusher's side of the lists: membership changes buffered (``ports.ListBuffer``) and a drain
+woken for them (``ports.ListTimer``): ListFlushSeconds after a list's first waiting change, so
+changes gather into large calls, and at once when a list holds a full chunk."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..observability import logger
+from .model import Toggle
+from .ports import ListBuffer, ListTimer
+
+
+class BufferedListChanges:
+    def __init__(self, buffer: ListBuffer, timer: ListTimer | None, *, flush_seconds: int) -> None:
+        self._buffer = buffer
+        self._timer = timer
+        self._flush_seconds = flush_seconds
+
+    def append(self, audience_id: str, toggles: Sequence[Toggle], now_ms: int) -> None:
+        if not toggles:
+            return
+        started = self._buffer.append(audience_id, toggles, now_ms)
+        if started and self._timer is not None:
+            try:
+                self._timer.start(audience_id, self._flush_seconds)
+            except Exception as exc:  # the schedule's sweep drains what a lost timer leaves
+                logger.warning("list timer not started", extra={"error": str(exc)[:300]})
