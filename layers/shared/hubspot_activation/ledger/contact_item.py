@@ -22,6 +22,7 @@ from ..upsert.ledger import (
     UNORDERED,
     AppliedAudience,
     LedgerEntry,
+    ListedAudience,
     Order,
     PendingAttribute,
     PendingAudience,
@@ -45,6 +46,8 @@ from .keys import (
 from .values import Item, integer, number, string
 
 DESIRED = "desired"
+#: the audiences' statuses handed to their lists (``LedgerEntry.listed``)
+LISTED = "listed"
 VERSION = "version"
 PENDING_SINCE = "pendingSince"
 #: When a contact in backoff may be written again (epoch ms).
@@ -66,6 +69,7 @@ _OPTIONAL_CONFIRMED = (
     "hubspotState",
     "held",
     "refusedValues",
+    LISTED,
     ISSUE_STATUS,
     ISSUE_AT,
 )
@@ -102,6 +106,7 @@ def contact_item(entry: LedgerEntry, retention_seconds: int) -> Item:
         else None,
         "held": _strings_value(entry.held),
         "refusedValues": _strings_value(entry.refused_values),
+        LISTED: listed_value(entry.listed),
         "pendingAudiences": _pending_audiences_value(entry.pending_audiences),
         "pendingAttributes": {
             "M": {
@@ -133,6 +138,37 @@ def _order_value(order: Order) -> dict[str, Any]:
 def _order(value: Mapping[str, Any] | None) -> Order:
     parts = [int(Decimal(part["N"])) for part in (value or {}).get("L", [])]
     return (parts[0], parts[1]) if len(parts) == 2 else UNORDERED
+
+
+def listed_value(listed: Mapping[str, ListedAudience]) -> dict[str, Any] | None:
+    """``LISTED``: audience id -> {status, ts, order, gen}."""
+    if not listed:
+        return None
+    return {
+        "M": {
+            audience_id: {
+                "M": {
+                    "status": {"S": handed.status},
+                    "ts": {"N": str(handed.timestamp_ms)},
+                    "order": _order_value(handed.order),
+                    "gen": {"N": str(handed.generation)},
+                }
+            }
+            for audience_id, handed in listed.items()
+        }
+    }
+
+
+def listed_from_item(item: Mapping[str, Any]) -> dict[str, ListedAudience]:
+    return {
+        audience_id: ListedAudience(
+            str(value["M"]["status"]["S"]),
+            int(Decimal(value["M"]["ts"]["N"])),
+            _order(value["M"].get("order")),
+            int(Decimal(value["M"]["gen"]["N"])),
+        )
+        for audience_id, value in _map(item, LISTED).items()
+    }
 
 
 def _pending_audiences_value(pending: Mapping[str, PendingAudience]) -> dict[str, Any] | None:
@@ -203,6 +239,7 @@ def entry_from_item(item: Mapping[str, Any]) -> LedgerEntry:
         hubspot_state=text("hubspotState"),
         held={name: str(value["S"]) for name, value in _map(item, "held").items()},
         refused_values={name: str(value["S"]) for name, value in _map(item, "refusedValues").items()},
+        listed=listed_from_item(item),
     )
 
 

@@ -37,6 +37,18 @@ class AppliedAudience:
     order: Order = UNORDERED
 
 
+@dataclass(frozen=True)
+class ListedAudience:
+    """The newest status of an audience handed to its HubSpot list's buffer for this contact (a
+    member while ``realized``), and the list's generation then (a list made again takes every
+    member again)."""
+
+    status: str
+    timestamp_ms: int
+    order: Order
+    generation: int
+
+
 @dataclass
 class PendingAudience:
     """An audience change that could not be applied for a reason an operator can fix (no property
@@ -87,6 +99,9 @@ class LedgerEntry:
     #: property -> fingerprint (``value_fingerprint``) of the value HubSpot's validation refused for
     #: it: that value is not sent again until it changes or an operator replays the contact
     refused_values: dict[str, str] = field(default_factory=dict)
+    #: audience id -> the newest status handed to the audience's list (``AudienceTarget`` list or
+    #: both): a newer applied status, or a newer list generation, is handed to the list again
+    listed: dict[str, ListedAudience] = field(default_factory=dict)
 
     def forgotten(self, status: str, now_ms: int, **changes: Any) -> LedgerEntry:
         """This contact as the connector must see it when HubSpot holds nothing of it any more
