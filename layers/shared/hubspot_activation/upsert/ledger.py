@@ -105,13 +105,15 @@ class LedgerEntry:
 
     def forgotten(self, status: str, now_ms: int, **changes: Any) -> LedgerEntry:
         """This contact as the connector must see it when HubSpot holds nothing of it any more
-        (deleted to be re-created, erased): no record, nothing written or applied, no refusal
-        remembered; what it keeps for a replay stays."""
+        (deleted to be re-created, erased): no record, nothing written, applied or in a list (a
+        re-created record is a new id, which every list must take again), no refusal remembered;
+        what it keeps for a replay stays."""
         nothing: dict[str, Any] = {
             "status": status,
             "hubspot_id": None,
             "hubspot_state": None,
             "audiences": {},
+            "listed": {},
             "written": {},
             "attribute_order": {},
             "held": {},

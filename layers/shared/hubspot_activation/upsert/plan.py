@@ -243,6 +243,9 @@ class ContactWrite:
     attribute_orders: dict[str, Order] = field(default_factory=dict)
     #: audience id -> the property its status is written to
     audience_properties: dict[str, str] = field(default_factory=dict)
+    #: audiences whose fresh status goes to their list alone (``AudienceTarget=list``): applied
+    #: once the contact's record id is known, with or without a property write
+    list_audiences: set[str] = field(default_factory=set)
     #: property -> why its value is not written
     warnings: dict[str, str] = field(default_factory=dict)
     #: why the contact is not (fully) synced
@@ -277,11 +280,12 @@ class ContactWrite:
         return not self.replay and rejected is not None and rejected == self.fingerprint()
 
     def needs_write(self) -> bool:
-        """A contact HubSpot does not hold yet is created by its first property to write (never
-        with its email alone: a change held for a deleted audience or kept for a missing property
-        writes nothing); a known one is written when a value differs from the last confirmed
-        write, or whenever a write's outcome is still ambiguous (HubSpot may have applied an older
-        one late), and the write is not one HubSpot refused."""
+        """A contact HubSpot does not hold yet is created by its first property to write, or by its
+        email alone when a status goes to a list alone (a list holds record ids: the upsert tells
+        it) - never for a change held for a deleted audience or kept for a missing property; a
+        known one is written when a value differs from the last confirmed write, or whenever a
+        write's outcome is still ambiguous (HubSpot may have applied an older one late), and the
+        write is not one HubSpot refused."""
         if self.refused_before():
             return False
         previous = self.previous
@@ -294,7 +298,7 @@ class ContactWrite:
         if previous is None or previous.hubspot_id is None:
             # Blanks alone (a field the source sends as null under ``always``) clear nothing in a
             # contact HubSpot may not hold: they never create one.
-            return any(value != "" for value in self.properties.values())
+            return bool(self.list_audiences) or any(value != "" for value in self.properties.values())
         if previous.unconfirmed_at_ms is not None and self.properties:
             return True
         return any(previous.written.get(name) != value for name, value in self.properties.items())
@@ -370,7 +374,16 @@ def plan_writes(
 
 def _changes_a_value(contact: ContactWrite, previous: LedgerEntry) -> bool:
     # A blank is no change to a property never written: it holds nothing either way.
-    return any((previous.written.get(name) or "") != value for name, value in contact.properties.items())
+    if any((previous.written.get(name) or "") != value for name, value in contact.properties.items()):
+        return True
+    # A status that goes to a list alone changes as its property would.
+    for ordered in contact.fresh:
+        applied = previous.audiences.get(ordered.change.audience_id)
+        if ordered.change.audience_id in contact.list_audiences and (
+            applied is None or applied.status != ordered.change.status.value
+        ):
+            return True
+    return False
 
 
 def unwritten_outcome(contact: ContactWrite, now_ms: int) -> tuple[Outcome, LedgerEntry]:
@@ -470,6 +483,9 @@ def _contact_write(
             )
             continue
         contact.fresh.append(ordered)
+        if prop is not None and prop.list_only and not prop.error:
+            contact.list_audiences.add(change.audience_id)
+            continue
         if prop is None or prop.error:
             reason = prop.error if prop is not None else "no property was made sure of for it"
             contact.problems.append(f"audience {change.audience_id}: {reason}")
@@ -683,10 +699,12 @@ def synced_entry(
         if name in contact.properties and written.get(name) == contact.properties[name]:
             orders[name] = max(order, orders.get(name, UNORDERED))
     pending = dict(contact.pending_audiences)
+    record_id = hubspot_id or (previous.hubspot_id if previous else None)
     for ordered in contact.fresh:
         change = ordered.change
         prop = contact.audience_properties.get(change.audience_id)
-        if prop is not None and written.get(prop) == change.status.value:
+        listed_alone = change.audience_id in contact.list_audiences and record_id is not None
+        if listed_alone or (prop is not None and written.get(prop) == change.status.value):
             audiences[change.audience_id] = AppliedAudience(
                 change.status.value, change.timestamp_ms, ordered.order
             )
@@ -724,6 +742,7 @@ def synced_entry(
             contact,
             hubspot_id is not None,
         ),
+        listed=dict(previous.listed) if previous else {},
     )
 
 
@@ -761,12 +780,22 @@ def rejected_entry(contact: ContactWrite, now_ms: int) -> LedgerEntry:
     the ordering rules still let a newer change win."""
     previous = contact.previous
     base = previous or LedgerEntry(contact.email, FAILED)
+    # A status that goes to a list alone needs the record, not the refused write: applied when the
+    # record is known, kept with the refused changes otherwise.
+    listed_alone = {
+        ordered.change.audience_id: AppliedAudience(
+            ordered.change.status.value, ordered.change.timestamp_ms, ordered.order
+        )
+        for ordered in contact.fresh
+        if ordered.change.audience_id in contact.list_audiences and base.hubspot_id is not None
+    }
     refused_audiences = {
         ordered.change.audience_id: PendingAudience(
             ordered.change.status.value, ordered.change.timestamp_ms, ordered.order, ordered.change.name
         )
         for ordered in contact.fresh
         if ordered.change.audience_id in contact.audience_properties
+        or (ordered.change.audience_id in contact.list_audiences and base.hubspot_id is None)
     }
     refused_attributes = {
         name: PendingAttribute(value, contact.attribute_orders[name])
@@ -779,7 +808,12 @@ def rejected_entry(contact: ContactWrite, now_ms: int) -> LedgerEntry:
         status=FAILED,
         reason="; ".join(contact.problems),
         warnings=contact.warnings,
-        pending_audiences={**base.pending_audiences, **refused_audiences, **contact.pending_audiences},
+        audiences={**base.audiences, **listed_alone},
+        pending_audiences={
+            **{a: p for a, p in base.pending_audiences.items() if a not in listed_alone},
+            **refused_audiences,
+            **contact.pending_audiences,
+        },
         pending_attributes={**base.pending_attributes, **refused_attributes, **contact.pending_attributes},
         held={**base.held, **contact.held},
         refused_values={**base.refused_values, **contact.refused_values},

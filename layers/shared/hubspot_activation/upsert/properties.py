@@ -75,6 +75,9 @@ class AudienceProperty:
     error: str | None = None
     #: the audience was deleted through its metadata: its changes are dropped, not written
     deleted: bool = False
+    #: ``AudienceTarget=list``: no property is made or written; the status goes to the audience's
+    #: list alone (``name`` is empty)
+    list_only: bool = False
 
 
 class CoercionError(ValueError):
