@@ -25,6 +25,8 @@ from hubspot_activation.ledger.audience_directory import DynamoDbAudienceDirecto
 from hubspot_activation.ledger.contact_state import DynamoDbContactStates, DynamoDbFlushLease
 from hubspot_activation.ledger.keys import PENDING_PARTITIONS
 from hubspot_activation.ledger.operations_store import OperationsStore
+from hubspot_activation.lists.ports import ListChanges
+from hubspot_activation.lists.target import AudienceTarget
 from hubspot_activation.messages import REPLAY_SOURCE, requeue_messages
 from hubspot_activation.model import AudienceChange, AudienceStatus, ContactUpdate
 from hubspot_activation.observability import SERVICE
@@ -159,6 +161,9 @@ class Harness:
     queue_load: Callable[[], QueueLoad] | None = None
     #: the field rules the flusher writes by (reads through ``client``, as deployed)
     rules: FieldRules | None = None
+    #: where audiences go, and what takes the lists' membership changes (``list`` or ``both``)
+    audience_target: AudienceTarget = AudienceTarget.PROPERTY
+    list_changes: ListChanges | None = None
     sequence: int = 0
     message_count: int = 0
 
@@ -203,6 +208,8 @@ class Harness:
             sleep=self.clock.sleep,
             rules=self.rules,
             reader=HubSpotContactReader(self.client),
+            audience_target=self.audience_target,
+            list_changes=self.list_changes,
         )
 
     def flush(self, remaining: Callable[[], float] | None = None) -> FlushReport:

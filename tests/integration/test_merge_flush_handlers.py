@@ -21,6 +21,7 @@ import pytest
 from hubspot_activation.ledger.contact_item import PENDING_SINCE, entry_from_item
 from hubspot_activation.ledger.contact_state import DynamoDbContactStates, DynamoDbFlushLease
 from hubspot_activation.ledger.keys import PENDING_PARTITIONS
+from hubspot_activation.ledger.list_buffer import DynamoDbListBuffer
 from hubspot_activation.messages import REPLAY_SOURCE, ResumeJob
 from hubspot_activation.model import AudienceChange, AudienceStatus, ContactUpdate
 from hubspot_activation.operations.views import contact_view
@@ -746,3 +747,84 @@ def test_a_batch_whose_contacts_would_not_fit_one_pending_marker_is_merged(sync:
     assert handler("merge", cold_start=True)(event, FakeContext()) == {"batchItemFailures": []}
     emails = sorted(u.email for u in updates)
     assert sync.pending() == emails and sync.listed() == emails
+
+
+@dataclass
+class ServiceCalls:
+    """Every call of one AWS service the process makes through boto3's default session: (operation,
+    parameters)."""
+
+    service: str
+    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def record(self, params: dict[str, Any], model: Any, **_: Any) -> None:
+        if model.service_model.service_name == self.service:
+            with self.lock:
+                self.calls.append((model.name, dict(params)))
+
+
+@pytest.fixture
+def service_calls() -> Iterator[Callable[[str], ServiceCalls]]:
+    recorders: list[ServiceCalls] = []
+    events = boto3._get_default_session().events
+
+    def watch(service: str) -> ServiceCalls:
+        recorder = ServiceCalls(service)
+        events.register("before-parameter-build", recorder.record)
+        recorders.append(recorder)
+        return recorder
+
+    try:
+        yield watch
+    finally:
+        for recorder in recorders:
+            events.unregister("before-parameter-build", recorder.record)
+
+
+@pytest.mark.parametrize("target", ["both", "list"])
+def test_with_lists_kept_a_flush_hands_each_contact_to_its_list_and_starts_its_drain(
+    sync: Sync, target: str, service_calls: Callable[[str], ServiceCalls]
+) -> None:
+    timers = boto3.client("sqs").create_queue(QueueName="list-timers")["QueueUrl"]
+    for name, value in {
+        "AUDIENCE_TARGET": target,
+        "LIST_TIMER_QUEUE_URL": timers,
+        "LIST_FLUSH_SECONDS": "45",
+    }.items():
+        sync.monkeypatch.setenv(name, value)
+    updates = profiles(30)
+    handler("merge", cold_start=True)(sqs_event(updates), FakeContext())
+    sqs = service_calls("sqs")
+    assert handler("flush", cold_start=True)({"lane": 0}, FakeContext())["synced"] == 30
+
+    record_ids = sync.sandbox.state.email_index
+    buffer = DynamoDbListBuffer(boto3.client("dynamodb"), "ledger")
+    assert {t.record_id: t.member for t in buffer.read("gold")} == {
+        record_ids[u.email]: True for u in updates
+    }
+    # One drain asked for, ListFlushSeconds after the list's first waiting change.
+    started = [params for operation, params in sqs.calls if operation == "SendMessage"]
+    assert [(p["QueueUrl"], json.loads(p["MessageBody"]), p["DelaySeconds"]) for p in started] == [
+        (timers, {"audienceId": "gold"}, 45)
+    ]
+    hubspot = sync.hubspot()
+    assert {"aud_gold" in hubspot[u.email] for u in updates} == {target == "both"}
+    states = sync.states().read([u.email for u in updates])
+    assert {s.confirmed.listed["gold"].status for s in states.values() if s.confirmed} == {"realized"}
+
+
+def test_with_audiences_as_properties_a_flush_makes_no_call_for_lists(
+    sync: Sync, service_calls: Callable[[str], ServiceCalls]
+) -> None:
+    sync.monkeypatch.setenv("LIST_TIMER_QUEUE_URL", "https://sqs.us-east-1.amazonaws.com/123456789012/timers")
+    handler("merge", cold_start=True)(sqs_event(profiles(30)), FakeContext())
+    dynamodb, sqs = service_calls("dynamodb"), service_calls("sqs")
+    assert handler("flush", cold_start=True)({"lane": 0}, FakeContext())["synced"] == 30
+
+    assert dynamodb.calls
+    assert [call for call in dynamodb.calls if "#list#" in json.dumps(call[1])] == []
+    assert [call for call in dynamodb.calls if '"lists"' in json.dumps(call[1])] == []
+    assert [operation for operation, _params in sqs.calls if operation != "GetQueueAttributes"] == []
+    states = sync.states().read([u.email for u in profiles(30)])
+    assert {bool(s.confirmed.listed) for s in states.values() if s.confirmed} == {False}

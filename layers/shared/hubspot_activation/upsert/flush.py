@@ -21,11 +21,21 @@ from typing import Protocol
 from ..field_rules import FieldRules
 from ..hubspot.batch import MAX_BATCH_INPUTS, UpdateInput, UpsertInput, UpsertResult
 from ..hubspot.errors import DailyLimitReached, DeadlineReached, ErrorKind, HubSpotError
+from ..lists.model import BufferFull, Toggle
+from ..lists.ports import ListChanges
+from ..lists.target import AudienceTarget
 from ..observability import logger
-from ..settings import FLUSH_MAX_DELAY_SECONDS, FLUSH_PARALLEL_CALLS, MAX_WRITE_ATTEMPTS, RETRY_BASE_SECONDS
+from ..settings import (
+    FLUSH_MAX_DELAY_SECONDS,
+    FLUSH_PARALLEL_CALLS,
+    LIST_FLUSH_SECONDS,
+    MAX_WRITE_ATTEMPTS,
+    RETRY_BASE_SECONDS,
+)
 from .audiences import AudienceDirectory, AudienceMetadata
 from .contacts_log import contact_hash, log_contact
 from .ledger import FAILED, LedgerEntry, LedgerUnavailable
+from .listing import HandOff, list_hand_offs
 from .plan import (
     MAX_RETRY_DELAY_SECONDS,
     Batch,
@@ -75,6 +85,9 @@ class FlushSettings:
     max_attempts: int = MAX_WRITE_ATTEMPTS.default
     #: Contacts read per round, in calls of 100
     round_calls: int = 10
+    #: How long a contact whose membership change a full list buffer refused waits before it is
+    #: handed again (a full buffer is due for a drain at once: ListFlushSeconds is ample)
+    list_retry_seconds: int = LIST_FLUSH_SECONDS.default
 
 
 @dataclass(frozen=True)
@@ -174,14 +187,21 @@ class Flusher:
         sleep: Callable[[float], None] = time.sleep,
         rules: FieldRules | None = None,
         reader: ContactReader | None = None,
+        audience_target: AudienceTarget = AudienceTarget.PROPERTY,
+        list_changes: ListChanges | None = None,
     ) -> None:
         """``queue_load`` tells what the queue holds for the merges (None: unknown, taken as
         nothing). ``monotonic`` is the writer's clock, the one its deadlines are read on.
         ``rules``: which side wins per property (none: ``overwrite`` for all); ``reader`` reads
         HubSpot for the ``fill_empty`` ones, through the writer's client (its calls are in the
-        writer's ``stats``), and is required when a rule reads."""
+        writer's ``stats``), and is required when a rule reads. ``audience_target``: where the
+        audiences' statuses go; with lists, ``list_changes`` takes the membership changes."""
         if rules is not None and rules.needs_reads and reader is None:
             raise ValueError("a fill_empty rule reads HubSpot before writing: the flusher needs a reader")
+        if audience_target.keeps_lists and list_changes is None:
+            raise ValueError(f"AudienceTarget={audience_target.value}: the flusher needs list_changes")
+        self._target = audience_target
+        self._list_changes = list_changes if audience_target.keeps_lists else None
         self._rules = rules or FieldRules()
         self._reader = reader
         self._states = states
@@ -359,7 +379,7 @@ class Flusher:
                 # An operator fixed something (a property freed, created or allowed): see it now,
                 # not when the definitions' cache expires.
                 self._schema.refresh()
-            audiences = self._audiences(audiences_to_ensure(batch, confirmed))
+            audiences, generations = self._audiences(audiences_to_ensure(batch, confirmed))
             definitions = self._schema.definitions_for(attributes_to_define(batch, confirmed))
         except HubSpotError as exc:
             return self._properties_failed(exc, states, report)
@@ -372,12 +392,12 @@ class Flusher:
         writes = plan.writes
         if len(writes) % MAX_BATCH_INPUTS and not (complete and self._partial_allowed(run)):
             writes = writes[: len(writes) // MAX_BATCH_INPUTS * MAX_BATCH_INPUTS]
-        self._record(recordings, states, report)
+        self._record(recordings, states, report, generations)
         chunks = [writes[i : i + MAX_BATCH_INPUTS] for i in range(0, len(writes), MAX_BATCH_INPUTS)]
         for chunk in chunks:
             with run.lock:
                 run.in_flight.update(contact.email for contact in chunk)
-            run.calls.add(run.pool.submit(self._flush_chunk, chunk, states, run))
+            run.calls.add(run.pool.submit(self._flush_chunk, chunk, states, run, generations))
             # No more queued than the pool takes at once: the budget paces the calls, and a
             # contact queued behind it would be taken by no other run meanwhile.
             run.wait_calls(self._settings.parallel_calls)
@@ -411,17 +431,29 @@ class Flusher:
         )
         return True
 
-    def _flush_chunk(self, chunk: list[ContactWrite], states: Mapping[str, ContactState], run: _Run) -> None:
+    def _flush_chunk(
+        self,
+        chunk: list[ContactWrite],
+        states: Mapping[str, ContactState],
+        run: _Run,
+        generations: Mapping[str, int],
+    ) -> None:
         try:
-            self._write_chunk(chunk, states, run)
+            self._write_chunk(chunk, states, run, generations)
         finally:
             with run.lock:
                 run.in_flight.difference_update(contact.email for contact in chunk)
 
-    def _write_chunk(self, chunk: list[ContactWrite], states: Mapping[str, ContactState], run: _Run) -> None:
+    def _write_chunk(
+        self,
+        chunk: list[ContactWrite],
+        states: Mapping[str, ContactState],
+        run: _Run,
+        generations: Mapping[str, int],
+    ) -> None:
         """The chunk's read of what HubSpot holds for its ``fill_empty`` properties (when one of
         its contacts needs it: at most one call by email), then its write. Neither starts without
-        the time for both."""
+        the time for both. ``generations``: the live audiences' list generations."""
         reading = [contact for contact in chunk if contact.to_read()]
         needed = self._call_seconds * (2 if reading else 1)
         if run.stop is not None:
@@ -438,7 +470,8 @@ class Flusher:
             try:
                 self._read_hubspot(reading, self._monotonic() + self._call_seconds)
             except HubSpotError as exc:
-                self._record(self._call_failed(exc, chunk, states, run, write=False), states, run.report)
+                failed = self._call_failed(exc, chunk, states, run, write=False)
+                self._record(failed, states, run.report, generations)
                 return
             writing = []
             now_ms = self._now_ms()
@@ -452,7 +485,7 @@ class Flusher:
                 recordings.append(Recording(contact.email, states[contact.email].version, entry))
         if writing:
             recordings.extend(self._write(writing, states, run))
-        self._record(recordings, states, run.report)
+        self._record(recordings, states, run.report, generations)
         self._log_contacts(chunk, run)
 
     def _write(
@@ -602,14 +635,22 @@ class Flusher:
         )
 
     def _record(
-        self, recordings: Sequence[Recording], states: Mapping[str, ContactState], report: FlushReport
+        self,
+        recordings: Sequence[Recording],
+        states: Mapping[str, ContactState],
+        report: FlushReport,
+        generations: Mapping[str, int] | None = None,
     ) -> None:
         """Store the outcomes. An entry the ledger cannot hold fails that contact alone, with the
         reason. The held markers follow the entries: one is stored before the entry that keeps its
         change and deleted after the entry that no longer does, so an entry never keeps a change
-        no marker lists."""
+        no marker lists. So do the lists' changes: buffered before the entry that records them
+        in ``listed`` (``generations``: the live audiences' list generations; None: none known,
+        nothing is handed)."""
         if not recordings:
             return
+        if self._list_changes is not None and generations:
+            recordings = self._hand_to_lists(recordings, states, generations)
         marks, unmarks = _marker_changes(recordings, states)
         if marks and self._markers is not None:
             self._markers.mark_held(marks, self._now_ms())
@@ -620,11 +661,13 @@ class Flusher:
             logger.error("ledger refused a contact's state", extra={"contactHash": contact_hash(email)})
             report.outcomes[email] = Outcome.FAILED
 
-    def _audiences(self, wanted: dict[str, str | None]) -> dict[str, AudienceProperty]:
+    def _audiences(self, wanted: dict[str, str | None]) -> tuple[dict[str, AudienceProperty], dict[str, int]]:
         """The audience properties, with the metadata the operator stored: its name labels the
         property, and a deleted audience gets no property made sure of (its changes are held).
         An audience whose metadata cannot be read gets none either: its changes wait on its own
-        contacts (failed, replayable), and the rest are written."""
+        contacts (failed, replayable), and the rest are written. With ``AudienceTarget=list`` no
+        property is made sure of: a live audience's status goes to its list alone. Second: the
+        live audiences' list generations when lists are kept (empty otherwise)."""
         metadata = self._directory.lookup(wanted) if self._directory is not None and wanted else {}
         settled = {
             audience_id: AudienceProperty(
@@ -641,7 +684,59 @@ class Flusher:
             for audience_id, name in wanted.items()
             if audience_id not in settled
         }
-        return {**self._schema.ensure_audiences(live), **settled} if live else settled
+        generations = (
+            {audience_id: metadata.get(audience_id, _LIVE).list_generation for audience_id in live}
+            if self._target.keeps_lists
+            else {}
+        )
+        if not live:
+            return settled, generations
+        if not self._target.writes_property:
+            listed = {audience_id: AudienceProperty(audience_id, "", list_only=True) for audience_id in live}
+            return {**listed, **settled}, generations
+        return {**self._schema.ensure_audiences(live), **settled}, generations
+
+    def _hand_to_lists(
+        self,
+        recordings: Sequence[Recording],
+        states: Mapping[str, ContactState],
+        generations: Mapping[str, int],
+    ) -> list[Recording]:
+        """Buffer the membership changes the recordings' entries hold (``listing``), one append per
+        audience, and the recordings with ``listed`` updated for what was buffered. A change a full
+        buffer refused leaves ``listed`` as it was, and its contact pending, due again after
+        ``list_retry_seconds``: handed again then, while the others are recorded as usual. A
+        ledger failure raises (every contact stays pending as it was, the changes buffered are
+        handed again, the same, by the next flush)."""
+        assert self._list_changes is not None
+        due: dict[str, dict[str, HandOff]] = {}
+        for recording in recordings:
+            basis = _listing_basis(recording, states)
+            hand_offs = list_hand_offs(basis, generations) if basis is not None else {}
+            if hand_offs:
+                due[recording.email] = hand_offs
+        if not due:
+            return list(recordings)
+        now_ms = self._now_ms()
+        by_audience: dict[str, list[Toggle]] = {}
+        for hand_offs in due.values():
+            for audience_id, hand_off in hand_offs.items():
+                by_audience.setdefault(audience_id, []).append(hand_off.toggle)
+        refused: set[tuple[str, str]] = set()
+        for audience_id, toggles in sorted(by_audience.items()):
+            try:
+                self._list_changes.append(audience_id, toggles, now_ms)
+            except BufferFull as full:
+                logger.warning(
+                    "list buffer full; its contacts stay pending",
+                    extra={"audienceId": audience_id, "refused": len(full.refused)},
+                )
+                refused.update((audience_id, record_id) for record_id in full.refused)
+        retry_due_ms = now_ms + self._settings.list_retry_seconds * 1000
+        return [
+            _listed_recording(recording, states, due.get(recording.email), refused, retry_due_ms)
+            for recording in recordings
+        ]
 
     def _upsert(self, chunk: list[ContactWrite], deadline: float) -> list[UpsertResult | None]:
         """The chunk's call, then one for the contacts whose refused fields were dropped and that
@@ -677,13 +772,11 @@ class Flusher:
         by-id call after another call was answered becomes its contacts' answers."""
         by_id = [i for i, contact in enumerate(contacts) if _written_by_id(contact)]
         if not by_id:
-            return self._writer.batch_upsert([UpsertInput(c.email, c.properties) for c in contacts], deadline)
+            return self._writer.batch_upsert([_upsert_input(c) for c in contacts], deadline)
         results: dict[int, UpsertResult] = {}
         by_email = [i for i in range(len(contacts)) if i not in set(by_id)]
         if by_email:
-            answered = self._writer.batch_upsert(
-                [UpsertInput(contacts[i].email, contacts[i].properties) for i in by_email], deadline
-            )
+            answered = self._writer.batch_upsert([_upsert_input(contacts[i]) for i in by_email], deadline)
             results.update(zip(by_email, answered, strict=True))
         for call in _distinct_records(by_id, contacts):
             updates = [
@@ -699,6 +792,52 @@ class Flusher:
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
+
+
+def _upsert_input(contact: ContactWrite) -> UpsertInput:
+    """A contact's upsert by email. One with no property to write (its record id is wanted, for a
+    list) carries its email as its one property: the value it is upserted by, so the write
+    changes nothing HubSpot holds, and the input is never one of empty properties."""
+    return UpsertInput(contact.email, contact.properties or {"email": contact.email})
+
+
+def _listing_basis(recording: Recording, states: Mapping[str, ContactState]) -> LedgerEntry | None:
+    """The entry whose statuses a recording hands to the lists: the one it stores, or, for a
+    contact settled with nothing new to store, its confirmed one (a list made again, or a target
+    switched to lists, hands a contact's statuses again without any write)."""
+    if recording.entry is not None:
+        return recording.entry
+    state = states.get(recording.email)
+    return state.confirmed if recording.settled and state is not None else None
+
+
+def _listed_recording(
+    recording: Recording,
+    states: Mapping[str, ContactState],
+    hand_offs: Mapping[str, HandOff] | None,
+    refused: set[tuple[str, str]],
+    retry_due_ms: int,
+) -> Recording:
+    """The recording with ``listed`` updated for the statuses buffered; one whose change a full
+    buffer refused stays pending, due at ``retry_due_ms`` (not a failed attempt)."""
+    basis = _listing_basis(recording, states)
+    if not hand_offs or basis is None:
+        return recording
+    buffered = {
+        audience_id: hand_off.listed
+        for audience_id, hand_off in hand_offs.items()
+        if (audience_id, hand_off.toggle.record_id) not in refused
+    }
+    entry = replace(basis, listed={**basis.listed, **buffered}) if buffered else recording.entry
+    if len(buffered) == len(hand_offs) or not recording.settled:
+        return replace(recording, entry=entry)
+    return replace(
+        recording,
+        entry=entry,
+        settled=False,
+        due_ms=retry_due_ms,
+        attempts=states[recording.email].attempts,
+    )
 
 
 def _written_by_id(contact: ContactWrite) -> bool:

@@ -19,7 +19,10 @@ from ..ledger.audience_directory import DynamoDbAudienceDirectory
 from ..ledger.contact_state import DynamoDbContactStates, DynamoDbFlushLease
 from ..ledger.daily_counter import DynamoDbDailyCounter
 from ..ledger.keys import PENDING_PARTITIONS, pending_partition
+from ..ledger.list_buffer import DynamoDbListBuffer
 from ..ledger.rate_limit_holds import DynamoDbHeldRecorder
+from ..lists.changes import BufferedListChanges
+from ..lists.timer import SqsListTimer
 from ..secret_store import SecretFetcher, secrets_manager_fetcher
 from ..settings import UpsertSettings
 from .adapter import (
@@ -171,6 +174,27 @@ def merge_consumer(
     return MergeConsumer(service)
 
 
+def list_changes(
+    settings: UpsertSettings, dynamodb: DynamoDBClient, sqs: SQSClient | None
+) -> BufferedListChanges:
+    """Where the flusher hands the lists' membership changes: the ledger's list buffers, and a
+    timer on the list timer queue that wakes a list's drain ListFlushSeconds after its first
+    waiting change (none without ``sqs`` or the queue's url: the lists function's schedule sweeps
+    the due buffers)."""
+    buffer = DynamoDbListBuffer(
+        dynamodb,
+        settings.ledger_table,
+        flush_ms=settings.list_flush_seconds * 1000,
+        chunk_size=settings.list_chunk_size,
+    )
+    timer = (
+        SqsListTimer(sqs, settings.list_timer_queue_url)
+        if sqs is not None and settings.list_timer_queue_url
+        else None
+    )
+    return BufferedListChanges(buffer, timer, flush_seconds=settings.list_flush_seconds)
+
+
 def flush_runner(
     settings: UpsertSettings,
     client: HubSpotClient,
@@ -208,11 +232,14 @@ def flush_runner(
             max_delay_seconds=settings.flush_max_delay_seconds,
             retry_base_seconds=settings.retry_base_seconds,
             max_attempts=settings.max_write_attempts,
+            list_retry_seconds=settings.list_flush_seconds,
         ),
         queue_load=SqsQueueLoad(sqs, settings.queue_url) if sqs is not None and settings.queue_url else None,
         rules=settings.field_rules,
         # Through the same governed client as the writes: the reads share the lane's budget.
         reader=HubSpotContactReader(client),
+        audience_target=settings.audience_target,
+        list_changes=list_changes(settings, dynamodb, sqs) if settings.audience_target.keeps_lists else None,
     )
 
     def partitions(lane: int, sweep: bool) -> list[int]:
