@@ -784,8 +784,10 @@ def service_calls() -> Iterator[Callable[[str], ServiceCalls]]:
 
 @pytest.mark.parametrize("target", ["both", "list"])
 def test_with_lists_kept_a_flush_hands_each_contact_to_its_list_and_starts_its_drain(
-    sync: Sync, target: str, service_calls: Callable[[str], ServiceCalls]
+    sync: Sync, target: str, service_calls: Callable[[str], ServiceCalls], aws_calls: AwsCalls
 ) -> None:
+    from local.template import translate
+
     timers = boto3.client("sqs").create_queue(QueueName="list-timers")["QueueUrl"]
     for name, value in {
         "AUDIENCE_TARGET": target,
@@ -796,7 +798,13 @@ def test_with_lists_kept_a_flush_hands_each_contact_to_its_list_and_starts_its_d
     updates = profiles(30)
     handler("merge", cold_start=True)(sqs_event(updates), FakeContext())
     sqs = service_calls("sqs")
+    aws_calls.calls = set()
     assert handler("flush", cold_start=True)({"lane": 0}, FakeContext())["synced"] == 30
+
+    # Every call is one the role grants, but the timer's: its queue is the lists function's.
+    cfn = translate()
+    calls = sorted(call for call in aws_calls.calls if call[1] != "list-timers")
+    assert [call for call in calls if not granted(cfn, "FlushFunctionRole", *call)] == []
 
     record_ids = sync.sandbox.state.email_index
     buffer = DynamoDbListBuffer(boto3.client("dynamodb"), "ledger")
