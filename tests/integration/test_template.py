@@ -176,6 +176,7 @@ def test_flush_role_grants_only_the_calls_the_flush_makes(cfn: dict[str, Any]) -
         "dynamodb:PutItem": {TABLE_ARN},  # a lane's lease
         "dynamodb:DeleteItem": {TABLE_ARN},
         "dynamodb:UpdateItem": {TABLE_ARN},  # recordings; the shared daily count of HubSpot calls
+        "dynamodb:GetItem": {TABLE_ARN},  # the lists' buffer shards (AudienceTarget list or both)
         # The pending index only.
         "dynamodb:Query": {str({"Fn::Sub": "${LedgerTable.Arn}/index/pending"})},
         # The queue's depth, nothing else of it: the flush never touches a message.
