@@ -8,6 +8,8 @@ buffer's ``settle`` of what it holds."""
 from __future__ import annotations
 
 import contextlib
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -19,6 +21,7 @@ from hubspot_activation.ledger.list_buffer import DynamoDbListBuffer, _Shard
 from hubspot_activation.lists.changes import BufferedListChanges
 from hubspot_activation.lists.model import Toggle
 from hubspot_activation.lists.target import AudienceTarget
+from hubspot_activation.upsert.flush import FlushSettings
 from hubspot_activation.upsert.ledger import DELETED, SYNCED, LedgerUnavailable
 from hubspot_activation.upsert.plan import Outcome
 from hubspot_activation.upsert.state import Recording
@@ -29,6 +32,7 @@ from tests.conftest import create_ledger_table
 from tests.hubspot.test_sync import (
     GOLD,
     GOLD_PROP,
+    ONE_VERSION,
     TABLE,
     Harness,
     build_harness,
@@ -318,3 +322,41 @@ def test_a_contact_deleted_in_hubspot_hands_nothing_until_created_again_under_it
     assert waiting(buffer) == {new: (True, 1000, 0)}
     assert harness.entry(ADA).hubspot_id == new
     assert harness.entry(ADA).listed[GOLD].status == "realized"
+
+
+@dataclass
+class OverlapWatch:
+    """A ``ListChanges`` that notes how many appends ran at once (a list buffer takes one
+    conditional write at a time: appends racing each other retry, and past a few give up)."""
+
+    inner: BufferedListChanges
+    running: int = 0
+    most: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def append(self, audience_id: str, toggles: Sequence[Toggle], now_ms: int) -> None:
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        try:
+            time.sleep(0.05)  # widens the window another append could start in
+            self.inner.append(audience_id, toggles, now_ms)
+        finally:
+            with self.lock:
+                self.running -= 1
+
+
+@ONE_VERSION
+def test_a_runs_parallel_calls_append_to_the_lists_one_at_a_time(harness: Harness) -> None:
+    buffer, _timers = with_lists(harness, AudienceTarget.BOTH)
+    assert harness.list_changes is not None
+    watch = OverlapWatch(harness.list_changes)  # type: ignore[arg-type]
+    harness.list_changes = watch
+    harness.settings = FlushSettings(linger_seconds=0.0, parallel_calls=4)
+    emails = [f"user{i}@example.com" for i in range(400)]
+    harness.sync([update(email, realized(GOLD, 1000)) for email in emails])
+
+    assert len(harness.writer.calls) == 4
+    assert watch.most == 1
+    assert len(buffer.read(GOLD)) == 400
+    assert harness.pending() == set()

@@ -202,6 +202,9 @@ class Flusher:
             raise ValueError(f"AudienceTarget={audience_target.value}: the flusher needs list_changes")
         self._target = audience_target
         self._list_changes = list_changes if audience_target.keeps_lists else None
+        # A run's calls are recorded in parallel, and a list's buffer takes one conditional write
+        # at a time: one append at a time per flusher keeps them from racing each other.
+        self._list_lock = threading.Lock()
         self._rules = rules or FieldRules()
         self._reader = reader
         self._states = states
@@ -723,15 +726,16 @@ class Flusher:
             for audience_id, hand_off in hand_offs.items():
                 by_audience.setdefault(audience_id, []).append(hand_off.toggle)
         refused: set[tuple[str, str]] = set()
-        for audience_id, toggles in sorted(by_audience.items()):
-            try:
-                self._list_changes.append(audience_id, toggles, now_ms)
-            except BufferFull as full:
-                logger.warning(
-                    "list buffer full; its contacts stay pending",
-                    extra={"audienceId": audience_id, "refused": len(full.refused)},
-                )
-                refused.update((audience_id, record_id) for record_id in full.refused)
+        with self._list_lock:
+            for audience_id, toggles in sorted(by_audience.items()):
+                try:
+                    self._list_changes.append(audience_id, toggles, now_ms)
+                except BufferFull as full:
+                    logger.warning(
+                        "list buffer full; its contacts stay pending",
+                        extra={"audienceId": audience_id, "refused": len(full.refused)},
+                    )
+                    refused.update((audience_id, record_id) for record_id in full.refused)
         retry_due_ms = now_ms + self._settings.list_retry_seconds * 1000
         return [
             _listed_recording(recording, states, due.get(recording.email), refused, retry_due_ms)
