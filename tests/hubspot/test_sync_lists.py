@@ -20,6 +20,7 @@ from hubspot_activation.ledger.keys import list_buffer_key
 from hubspot_activation.ledger.list_buffer import DynamoDbListBuffer, _Shard
 from hubspot_activation.lists.changes import BufferedListChanges
 from hubspot_activation.lists.model import Toggle
+from hubspot_activation.lists.ports import ListChanges
 from hubspot_activation.lists.target import AudienceTarget
 from hubspot_activation.upsert.flush import FlushSettings
 from hubspot_activation.upsert.ledger import DELETED, SYNCED, LedgerUnavailable
@@ -329,7 +330,7 @@ class OverlapWatch:
     """A ``ListChanges`` that notes how many appends ran at once (a list buffer takes one
     conditional write at a time: appends racing each other retry, and past a few give up)."""
 
-    inner: BufferedListChanges
+    inner: ListChanges
     running: int = 0
     most: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -350,7 +351,7 @@ class OverlapWatch:
 def test_a_runs_parallel_calls_append_to_the_lists_one_at_a_time(harness: Harness) -> None:
     buffer, _timers = with_lists(harness, AudienceTarget.BOTH)
     assert harness.list_changes is not None
-    watch = OverlapWatch(harness.list_changes)  # type: ignore[arg-type]
+    watch = OverlapWatch(harness.list_changes)
     harness.list_changes = watch
     harness.settings = FlushSettings(linger_seconds=0.0, parallel_calls=4)
     emails = [f"user{i}@example.com" for i in range(400)]
