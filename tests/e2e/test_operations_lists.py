@@ -291,3 +291,54 @@ def test_with_property_the_routes_answer_and_call_hubspot_as_without_lists(
     assert state.lists[list_id].name == "Gold"
     lists_calls = ("create_list", "get_list", "get_by_name", "rename_list", "restore_list", "add_and_remove")
     assert not [key for key in state.requests if key.endswith(lists_calls)]
+
+
+def test_post_reconcile_finds_a_membership_a_person_changed_and_hands_it_to_the_list_again(
+    both: local_stack.LocalStack,
+) -> None:
+    assert both.sandbox is not None
+    state = both.sandbox.state
+    post(both, member("ada@example.com", "gold"), member("bob@example.com", "gold", "exited"))
+    drain(both)
+    list_id = make_list(both, "gold", "Gold", ["ada@example.com"])
+    ada = hand_to_list(both, "ada@example.com", "gold")
+    hand_to_list(both, "bob@example.com", "gold")
+    del state.lists[list_id].members[ada.record_id]  # a person removes Ada in HubSpot
+
+    emails = {"emails": ["ada@example.com", "bob@example.com"]}
+    dry = answer(both, "POST", "/reconcile", {**emails, "dryRun": True})
+    assert dry["membershipDrift"]["found"] == 1 and dry["membershipDrift"]["repaired"] == 0
+    done = answer(both, "POST", "/reconcile", emails)
+    assert done["membershipDrift"] == {
+        "checked": 2,
+        "found": 1,
+        "repaired": 1,
+        "skipped": 0,
+        "examples": [
+            {
+                "email": "ada@example.com",
+                "audienceId": "gold",
+                "listId": list_id,
+                "expected": "member",
+                "repaired": True,
+            }
+        ],
+    }
+    assert done["calls"] == 2  # the contacts' read and the memberships' read
+    (waiting,) = buffer(both).read("gold")
+    assert waiting.record_id == ada.record_id and waiting.member is True and waiting.rank > ada.rank
+    last = answer(both, "GET", "/sync/status")["lastReconcile"]
+    assert last["membershipDrift"]["found"] == 1
+
+
+def test_with_property_post_reconcile_reads_no_membership(running: local_stack.LocalStack) -> None:
+    assert running.sandbox is not None
+    post(running, member("ada@example.com", "gold"))
+    drain(running)
+    list_id = make_list(running, "gold", "Gold", [])
+    hand_to_list(running, "ada@example.com", "gold")
+    done = answer(running, "POST", "/reconcile", {"emails": ["ada@example.com"]})
+    assert "membershipDrift" not in done and done["calls"] == 1
+    assert "membershipDrift" not in answer(running, "GET", "/sync/status")["lastReconcile"]
+    assert running.sandbox.state.requests["POST memberships_batch_read"] == 0
+    assert buffer(running).read("gold") == [] and running.sandbox.state.lists[list_id].members == {}
