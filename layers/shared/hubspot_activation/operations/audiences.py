@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from ..ledger.audience_item import AudienceRecord
-from ..ledger.operations_store import OperationsStore
+from ..ledger.operations_store import OperationsStore, StoreUnavailable
 from ..lists.target import AudienceTarget
 from ..observability import logger
 from ..upsert.properties import audience_property_name
@@ -253,7 +253,13 @@ class AudienceService:
         )
         if outcome.name is None:
             return {"listRenamed": False, "listNote": outcome.problem}
-        if not self._store.list_renamed(record.audience_id, record.list_id, outcome.name):
+        try:
+            stored = self._store.list_renamed(record.audience_id, record.list_id, outcome.name)
+        except StoreUnavailable:
+            # Renamed all the same: the next PUT, not knowing it, renames it again (to the same name).
+            logger.warning("list name not stored", extra={"audience": record.audience_id})
+            return {"listRenamed": True, "listName": outcome.name}
+        if not stored:
             return {
                 "listRenamed": False,
                 "listNote": "the audience's list was made again meanwhile; the next PUT renames it",
