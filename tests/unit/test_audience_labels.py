@@ -5,7 +5,12 @@ from __future__ import annotations
 import threading
 
 from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
-from hubspot_activation.operations.audiences import RELABEL_BUDGET_SECONDS, BudgetedLabels
+from hubspot_activation.operations.audiences import (
+    RELABEL_BUDGET_SECONDS,
+    BudgetedLabels,
+    ListRename,
+    NameTaken,
+)
 
 
 class StuckLabels:
@@ -63,3 +68,39 @@ def test_a_relabel_that_works_reports_nothing() -> None:
     done = DoneLabels()
     assert BudgetedLabels(done).relabel("aud_gold", "Gold") is None
     assert done.calls == [("aud_gold", "Gold")]
+
+
+class TakenNames:
+    """HubSpot's lists: ``taken`` names are held by other lists."""
+
+    def __init__(self, *taken: str) -> None:
+        self.taken = set(taken)
+        self.calls: list[tuple[str, str]] = []
+
+    def relabel(self, property_name: str, label: str) -> str | None:
+        return None
+
+    def rename_list(self, list_id: str, name: str) -> str | None:
+        self.calls.append((list_id, name))
+        if name in self.taken:
+            raise NameTaken(name)
+        return None
+
+
+def test_a_list_rename_takes_the_suffixed_name_on_a_clash_and_says_why_when_both_are_taken() -> None:
+    lists = TakenNames("Gold")
+    outcome = BudgetedLabels(lists, lists=lists).rename_list("70001", "gold", "Gold", 1.0)
+    assert outcome == ListRename("Gold (gold)") and lists.calls == [
+        ("70001", "Gold"),
+        ("70001", "Gold (gold)"),
+    ]
+    lists = TakenNames("Gold", "Gold (gold)")
+    outcome = BudgetedLabels(lists, lists=lists).rename_list("70001", "gold", "Gold", 1.0)
+    assert outcome.name is None and outcome.problem is not None
+    assert "'Gold (gold)'" in outcome.problem and "the next PUT of the audience renames it" in outcome.problem
+
+
+def test_a_list_rename_left_no_time_by_the_relabel_makes_no_call() -> None:
+    lists = TakenNames()
+    outcome = BudgetedLabels(lists, lists=lists).rename_list("70001", "gold", "Gold", 0.0)
+    assert outcome.name is None and "no time was left" in str(outcome.problem) and lists.calls == []

@@ -47,6 +47,11 @@ def item_key(item: Mapping[str, Any]) -> str:
 LIST_ID = "listId"
 LIST_NAME = "listName"
 LIST_GENERATION = "listGeneration"
+#: The lists function's bookkeeping of the audience's list: its last drain (epoch ms), why its
+#: last drain failed (absent: it did not), the membership calls made for it.
+LIST_LAST_FLUSH_AT = "listLastFlushAt"
+LIST_LAST_ERROR = "listLastError"
+LIST_CALLS = "listCalls"
 
 #: What the consumer reads of an item (BatchGetItem's projection): its key, name, status and list.
 METADATA_PROJECTION: dict[str, Any] = {

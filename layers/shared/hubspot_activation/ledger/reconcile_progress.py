@@ -173,6 +173,15 @@ def accumulate(walk: Mapping[str, Any], body: Mapping[str, Any]) -> dict[str, An
         before, now = walk.get(name) or {}, body.get(name) or {}
         total[name] = {kind: int(before.get(kind, 0)) + int(now.get(kind, 0)) for kind in {*before, *now}}
     total["repaired"] = sum(total["repairedByKind"].values())
+    if "membershipDrift" in walk or "membershipDrift" in body:
+        before, now = walk.get("membershipDrift") or {}, body.get("membershipDrift") or {}
+        total["membershipDrift"] = {
+            **{
+                name: int(before.get(name, 0)) + int(now.get(name, 0))
+                for name in ("checked", "found", "repaired", "skipped")
+            },
+            "examples": [*(before.get("examples") or []), *(now.get("examples") or [])][:MAX_EXAMPLES],
+        }
     total["examples"] = [*(walk.get("examples") or []), *(body.get("examples") or [])][:MAX_EXAMPLES]
     total["startedAt"] = walk.get("startedAt", body.get("startedAt"))
     total["runs"] = int(walk.get("runs", 1)) + int(body.get("runs", 1))

@@ -32,6 +32,7 @@ from ..model import is_unicode
 from ..observability import logger, metrics
 from ..upsert.ledger import LedgerUnavailable
 from .audiences import AudienceService
+from .lists import AudienceLists
 from .reconcile import ReconcileService
 from .replay import ReplayService
 from .status import StatusService
@@ -200,13 +201,16 @@ class OperationsApi:
         audiences: AudienceService,
         replay: ReplayService,
         reconcile: ReconcileService,
+        lists: AudienceLists | None = None,
     ) -> None:
+        """``lists``: the audiences' HubSpot lists, shown when they are kept (None: not kept)."""
         self._authenticator = authenticator
         self._store = store
         self._status = status
         self._audiences = audiences
         self._replay = replay
         self._reconcile = reconcile
+        self._lists = lists
         self._http = APIGatewayHttpResolver()
         self._routes()
         self._map_errors()
@@ -303,7 +307,8 @@ class OperationsApi:
             raise ApiError(
                 HTTPStatus.NOT_FOUND, "not_found", "the ledger has no sync state for this contact", "email"
             )
-        return _json(HTTPStatus.OK, contact_view(contact.entry, hubspot_view(contact.seen)))
+        lists = self._lists.of_contact(contact.entry) if self._lists is not None else None
+        return _json(HTTPStatus.OK, contact_view(contact.entry, hubspot_view(contact.seen), lists))
 
     def _put_audience(self, audience_id: str) -> Response[str]:
         audience = self._path_parameter("id", audience_id)

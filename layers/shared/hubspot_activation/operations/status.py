@@ -7,7 +7,9 @@ every six hours, less the items known not to be contacts), the contacts waiting 
 pending markers' contacts: one written meanwhile may still be listed), the queues' depths (SQS's
 own approximate counts) and the oldest message's age (CloudWatch, null when it has no recent
 datapoint or cannot be read). ``fieldRules`` shows the rules in force (the deployment's
-``FieldRules``).
+``FieldRules``). With the audiences' lists kept (``AudienceTarget`` list or both), ``lists``
+shows the lists with membership changes waiting to be sent (``operations.lists``); those changes
+count as updates waiting.
 
 ``state`` says what the sync does now, as HubSpot's own data sync names it:
 
@@ -34,6 +36,7 @@ from ..hubspot.governor import account_day
 from ..ledger.keys import ISSUE_DELETED, ISSUE_EXCLUDED, ISSUE_FAILED
 from ..ledger.operations_store import Count, DailyCalls, OperationsStore
 from ..timestamps import iso_from_ms
+from .lists import AudienceLists
 from .queues import QueueReader
 from .reconcile import ReconcileHistory
 from .views import error_kind, issue_view
@@ -70,8 +73,10 @@ class StatusService:
         settings: StatusSettings,
         clock: Callable[[], float] = time.time,
         reconciles: ReconcileHistory | None = None,
+        lists: AudienceLists | None = None,
     ) -> None:
         self._store = store
+        self._lists = lists
         self._queues = queues
         self._settings = settings
         self._clock = clock
@@ -91,9 +96,12 @@ class StatusService:
         queued = None if queue is None else queue.visible + queue.in_flight + queue.delayed
         day, calls = self._today()
         last_reconcile = self._reconciles.last() if self._reconciles else None
+        lists = self._lists.waiting() if self._lists is not None else None
         waiting = (queued or 0) + pending.value
+        if lists is not None:
+            waiting += lists["pendingAdds"] + lists["pendingRemoves"]
         not_in_sync = failed.value + deleted.value + pending.value
-        return {
+        answer = {
             "state": self._state(waiting, calls, tracked, failed, deleted, last_reconcile),
             "backlog": {"queued": queued, "pendingContacts": pending.value, "pendingExact": pending.exact},
             "contacts": {
@@ -129,6 +137,9 @@ class StatusService:
                 "deadLetterQueue",
             ],
         }
+        if lists is not None:
+            answer["lists"] = lists
+        return answer
 
     def _state(
         self,

@@ -36,9 +36,12 @@ def hubspot_view(seen: Seen | None) -> dict[str, Any] | None:
     }
 
 
-def contact_view(entry: LedgerEntry, hubspot: dict[str, Any] | None = None) -> dict[str, Any]:
-    """One contact's sync state as the ledger holds it, and what HubSpot was last seen to hold."""
-    return {
+def contact_view(
+    entry: LedgerEntry, hubspot: dict[str, Any] | None = None, lists: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """One contact's sync state as the ledger holds it, and what HubSpot was last seen to hold;
+    ``lists`` (``operations.lists``) only when the audiences' lists are kept."""
+    view = {
         "email": entry.email,
         "status": entry.status,
         "hubspotId": entry.hubspot_id,
@@ -64,6 +67,9 @@ def contact_view(entry: LedgerEntry, hubspot: dict[str, Any] | None = None) -> d
         "unconfirmedSince": _iso(entry.unconfirmed_at_ms),
         "hubspot": hubspot,
     }
+    if lists is not None:
+        view["lists"] = lists
+    return view
 
 
 def issue_view(issue: Issue) -> dict[str, Any]:

@@ -17,8 +17,9 @@ from ..reconcile.ports import ContactReconciler
 from ..secret_store import secrets_manager_fetcher
 from ..settings import OperationsSettings, UpsertSettings
 from .api import OperationsApi
-from .audiences import AudienceService, BudgetedLabels, LabelUpdater
+from .audiences import AudienceService, BudgetedLabels, LabelUpdater, ListRenamer, NameTaken
 from .dead_letters import SqsDeadLetterMover
+from .lists import AudienceLists
 from .queues import SqsQueueReader
 from .reconcile import ReconcileHistory, ReconcileService
 from .replay import ReplayService
@@ -66,9 +67,9 @@ def relabel_client(settings: UpsertSettings, secrets: Any, dynamodb: DynamoDBCli
 
 
 class HubSpotLabels:
-    """Relabels an audience property; the client is built on the first rename, so the read-only
-    routes never need the HubSpot credential. Wrapped in ``BudgetedLabels``, which bounds its time
-    and turns any failure into a reason."""
+    """Relabels an audience property and renames an audience's list; the client is built on the
+    first rename, so the read-only routes never need the HubSpot credential. Wrapped in
+    ``BudgetedLabels``, which bounds its time and turns any failure into a reason."""
 
     def __init__(self, build_client: Callable[[], HubSpotClient]) -> None:
         self._build_client = build_client
@@ -91,6 +92,25 @@ class HubSpotLabels:
                 f"HubSpot did not take the new label now ({exc.status or exc.kind.value}); "
                 "the next sync of the audience sets it"
             )
+        return None
+
+    def rename_list(self, list_id: str, name: str) -> str | None:
+        if self._client is None:
+            self._client = self._build_client()
+        from ..hubspot.errors import HubSpotError
+        from ..hubspot.lists import DuplicateListName, HubSpotLists, ListGone
+
+        try:
+            HubSpotLists(self._client).rename(list_id, name)
+        except DuplicateListName as exc:
+            raise NameTaken(name) from exc
+        except ListGone:
+            return (
+                "the list is not in HubSpot (deleted there): the lists function makes it again "
+                "with the audience's name"
+            )
+        except HubSpotError as exc:
+            return f"HubSpot did not rename the list now ({exc.status or exc.kind.value})"
         return None
 
 
@@ -138,6 +158,7 @@ def build_api(settings: OperationsSettings) -> OperationsApi:
         settings.ingest_secret_id, settings.secret_max_age_seconds, secrets
     )
     history: ReconcileHistory = DynamoDbReconcileProgress(dynamodb, settings.ledger_table)
+    labels = HubSpotLabels(relabel)
     return operations_api(
         settings,
         upsert,
@@ -145,9 +166,10 @@ def build_api(settings: OperationsSettings) -> OperationsApi:
         sqs,
         cloudwatch,
         fetch_secret,
-        HubSpotLabels(relabel),
+        labels,
         reconciler,
         history,
+        labels,
     )
 
 
@@ -161,10 +183,13 @@ def operations_api(
     labels: LabelUpdater | None,
     reconciler: Callable[[], ContactReconciler],
     history: ReconcileHistory,
+    lists: ListRenamer | None = None,
 ) -> OperationsApi:
     """The API on these clients; ``reconciler`` builds the reconciler on the first ``POST
-    /reconcile`` (once), ``history`` records and answers the reconcile runs."""
+    /reconcile`` (once), ``history`` records and answers the reconcile runs, ``lists`` renames the
+    audiences' HubSpot lists."""
     store = OperationsStore(dynamodb, settings.ledger_table)
+    kept = AudienceLists(store) if upsert.audience_target.keeps_lists else None
     queues = SqsQueueReader(sqs, cloudwatch)
     status = StatusService(
         store,
@@ -179,6 +204,7 @@ def operations_api(
             field_rules=upsert.field_rules,
         ),
         reconciles=history,
+        lists=kept,
     )
     mover = (
         SqsDeadLetterMover(sqs, settings.dead_letter_queue_url, settings.queue_url)
@@ -194,7 +220,11 @@ def operations_api(
         settings.shard_count,
     )
     audiences = AudienceService(
-        store, BudgetedLabels(labels) if labels else None, upsert.property_prefix, replay.queue_resume
+        store,
+        BudgetedLabels(labels, lists=lists) if labels else None,
+        upsert.property_prefix,
+        replay.queue_resume,
+        upsert.audience_target,
     )
     return OperationsApi(
         IngestAuthenticator(fetch_secret),
@@ -203,4 +233,5 @@ def operations_api(
         audiences,
         replay,
         ReconcileService(reconciler, history),
+        kept,
     )

@@ -207,7 +207,7 @@ def _totals(reports: list[ReconcileReport]) -> dict[str, Any]:
         for kind in DriftKind:
             drift[kind.value] += report.drift.get(kind, 0)
             repaired[kind.value] += report.repaired.get(kind, 0)
-    return {
+    totals: dict[str, Any] = {
         "runs": len(reports),
         "checked": sum(report.checked for report in reports),
         "drift": drift,
@@ -216,19 +216,37 @@ def _totals(reports: list[ReconcileReport]) -> dict[str, Any]:
         "calls": sum(report.calls for report in reports),
         "skipped": sum(report.skipped for report in reports),
     }
+    lists = [report.membership for report in reports if report.membership is not None]
+    if lists:
+        totals["membershipDrift"] = {
+            name: sum(getattr(drift, name) for drift in lists)
+            for name in ("checked", "found", "repaired", "skipped")
+        }
+    return totals
 
 
 def publish_reconcile_metrics(report: ReconcileReport) -> None:
     """``ContactsReconciled``, and ``DriftDetected`` / ``DriftRepaired`` per kind found (dimension
-    ``Kind``; a kind not found publishes nothing)."""
+    ``Kind``; a kind not found publishes nothing; ``membership``: the audiences' lists)."""
     metrics.add_metric(name="ContactsReconciled", unit="Count", value=report.checked)
     for name, counts in (("DriftDetected", report.drift), ("DriftRepaired", report.repaired)):
         for kind in DriftKind:
             if counts.get(kind, 0):
-                _kind_metric(name, kind, counts[kind])
+                _kind_metric(name, kind.value, counts[kind])
+    if report.membership is not None:
+        for name, value in (
+            ("DriftDetected", report.membership.found),
+            ("DriftRepaired", report.membership.repaired),
+        ):
+            if value:
+                _kind_metric(name, MEMBERSHIP_KIND, value)
 
 
-def _kind_metric(name: str, kind: DriftKind, value: int) -> None:
+#: The ``Kind`` of the audiences' lists' drift in the metrics.
+MEMBERSHIP_KIND = "membership"
+
+
+def _kind_metric(name: str, kind: str, value: int) -> None:
     from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
     # A metric of its own: a dimension added to the shared Metrics would apply to all of them.
@@ -239,4 +257,4 @@ def _kind_metric(name: str, kind: DriftKind, value: int) -> None:
         namespace=metrics.namespace,
         default_dimensions={"service": metrics.service or ""},
     ) as metric:
-        metric.add_dimension(name="Kind", value=kind.value)
+        metric.add_dimension(name="Kind", value=kind)

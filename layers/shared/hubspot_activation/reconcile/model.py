@@ -115,6 +115,53 @@ MAX_EXAMPLES = 10
 
 
 @dataclass
+class MembershipFinding:
+    email: str
+    audience_id: str
+    list_id: str
+    #: what the contact handed to the list: a member (``realized``) or not
+    member: bool
+    repaired: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "email": self.email,
+            "audienceId": self.audience_id,
+            "listId": self.list_id,
+            "expected": "member" if self.member else "not a member",
+            "repaired": self.repaired,
+        }
+
+
+@dataclass
+class MembershipDrift:
+    """What the lists check found in a run."""
+
+    #: (contact, audience) memberships compared
+    checked: int = 0
+    found: int = 0
+    repaired: int = 0
+    #: memberships not compared: HubSpot could not answer for the record
+    skipped: int = 0
+    examples: list[MembershipFinding] = field(default_factory=list)
+
+    def add(self, finding: MembershipFinding) -> None:
+        self.found += 1
+        self.repaired += finding.repaired
+        if len(self.examples) < MAX_EXAMPLES:
+            self.examples.append(finding)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "checked": self.checked,
+            "found": self.found,
+            "repaired": self.repaired,
+            "skipped": self.skipped,
+            "examples": [finding.as_json() for finding in self.examples],
+        }
+
+
+@dataclass
 class ReconcileReport:
     dry_run: bool = False
     checked: int = 0
@@ -131,6 +178,8 @@ class ReconcileReport:
     stopped_by: str | None = None
     started_at_ms: int = 0
     ended_at_ms: int = 0
+    #: the audiences' lists checked (None: lists are not kept, and the answer says nothing of them)
+    membership: MembershipDrift | None = None
 
     @property
     def stopped(self) -> bool:
@@ -151,7 +200,7 @@ class ReconcileReport:
             self.examples.append(finding)
 
     def as_json(self) -> dict[str, Any]:
-        return {
+        body = {
             "dryRun": self.dry_run,
             "checked": self.checked,
             "drift": {kind.value: self.drift.get(kind, 0) for kind in DriftKind},
@@ -166,3 +215,6 @@ class ReconcileReport:
             "startedAt": self.started_at_ms,
             "endedAt": self.ended_at_ms,
         }
+        if self.membership is not None:
+            body["membershipDrift"] = self.membership.as_json()
+        return body

@@ -27,6 +27,17 @@ class HubSpotReader(Protocol):
         ...
 
 
+class MembershipReader(Protocol):
+    """HubSpot's lists memberships batch read (``records/memberships/batch/read``), at most 100
+    record ids a call: exactly one call."""
+
+    def memberships(self, record_ids: Sequence[str]) -> dict[str, frozenset[str]]:
+        """The list ids each contact record is a member of, keyed by the record id asked for; a
+        record HubSpot did not answer for (not found, an error of its own) is absent. Raises
+        ``HubSpotError`` when the call fails."""
+        ...
+
+
 class TrackedContacts(Protocol):
     """The contacts the ledger tracks."""
 

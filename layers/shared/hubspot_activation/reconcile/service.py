@@ -1,6 +1,7 @@
 """The reconciler: reads what HubSpot holds for tracked contacts (100 a call, only the managed
-properties), compares it with each contact's confirmed state, and repairs through the flusher.
-It knows nothing about Lambda: the handlers pass what to check and until when."""
+properties), compares it with each contact's confirmed state, and repairs through the flusher;
+with the audiences' lists kept, it compares the lists' memberships too (``memberships``). It
+knows nothing about Lambda: the handlers pass what to check and until when."""
 
 from __future__ import annotations
 
@@ -19,12 +20,14 @@ from ..upsert.properties import audience_property_name
 from ..upsert.schema import PropertySchema
 from ..upsert.state import ContactState
 from .budget import BACKLOG
+from .memberships import ListedContact, ListsCheck, MembershipsUnread
 from .model import (
     IDENTITY_PROPERTIES,
     DeletionPolicy,
     DriftKind,
     Finding,
     HubSpotRecord,
+    MembershipDrift,
     ReconcileReport,
     Repair,
     Seen,
@@ -105,7 +108,9 @@ class Reconciler:
         lane_of: Callable[[str], int] | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        lists: ListsCheck | None = None,
     ) -> None:
+        """``lists``: the audiences' lists' check (None: lists are not kept)."""
         self._contacts = contacts
         self._reader = reader
         self._schema = schema
@@ -115,6 +120,7 @@ class Reconciler:
         self._lane_of = lane_of
         self._clock = clock
         self._monotonic = monotonic
+        self._lists = lists
 
     def run(
         self,
@@ -132,6 +138,8 @@ class Reconciler:
         nothing. ``progress`` is called after each page. The report's cursor is where the walk
         goes on (None: it is complete, or the run named its contacts)."""
         run = _Pass(ReconcileReport(dry_run=dry_run, started_at_ms=self._now_ms()))
+        if self._lists is not None:
+            run.report.membership = MembershipDrift()
         if emails is not None:
             self._check_named(emails, run, deadline, progress)
         else:
@@ -332,7 +340,43 @@ class Reconciler:
         repairs: list[tuple[Repair, Finding | None]] = [
             self._compare(state, seen.get(state.email), definitions, now_ms, sharing) for state in states
         ]
-        self._store(repairs, report, now_ms)
+        stored = self._store(repairs, report, now_ms)
+        if self._lists is not None and report.membership is not None:
+            self._check_lists(self._lists, report.membership, states, seen, stored, report, now_ms)
+
+    def _check_lists(
+        self,
+        lists: ListsCheck,
+        drift: MembershipDrift,
+        states: Sequence[ContactState],
+        seen: Mapping[str, HubSpotRecord],
+        stored: set[str],
+        report: ReconcileReport,
+        now_ms: int,
+    ) -> None:
+        """The lists of the contacts HubSpot holds live under the record id the ledger knows (a
+        contact whose record changed is written by its new id first), as stored (one that moved
+        on meanwhile is checked by the next walk)."""
+        contacts: list[ListedContact] = []
+        for state in states:
+            record, entry = seen.get(state.email), state.confirmed
+            if (
+                state.email in stored
+                and record is not None
+                and not record.archived
+                and entry is not None
+                and entry.listed
+                and entry.hubspot_id == record.id
+            ):
+                contacts.append(ListedContact(state.email, record.id, entry))
+        if not contacts:
+            return
+        try:
+            lists.check(
+                contacts, drift, dry_run=report.dry_run, now_ms=now_ms, spent=lambda: self._spent(report)
+            )
+        except MembershipsUnread as exc:
+            report.stopped_by = exc.reason
 
     def _spent(self, report: ReconcileReport) -> None:
         report.calls += 1
@@ -523,12 +567,13 @@ class Reconciler:
 
     def _store(
         self, repairs: Sequence[tuple[Repair, Finding | None]], report: ReconcileReport, now_ms: int
-    ) -> None:
+    ) -> set[str]:
+        """The emails stored (a dry run's: all of them)."""
         if report.dry_run:
             for _repair, finding in repairs:
                 if finding is not None:
                     report.found(finding)
-            return
+            return {repair.email for repair, _finding in repairs}
         stored = self._contacts.store([repair for repair, _finding in repairs], now_ms)
         woken: set[str] = set()
         for repair, finding in repairs:
@@ -543,6 +588,7 @@ class Reconciler:
             report.found(finding)
         if woken and self._waker is not None and self._lane_of is not None:
             self._waker.wake({self._lane_of(email) for email in woken})
+        return stored
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)

@@ -21,11 +21,15 @@ from ..field_rules import FieldRule
 from ..hubspot.client import HubSpotClient
 from ..hubspot.governor import GovernorSettings, RateGovernor
 from ..hubspot.journal import journal_enabled
+from ..hubspot.lists import HubSpotLists
 from ..hubspot.reader import HubSpotContactReader
+from ..ledger.audience_directory import DynamoDbAudienceDirectory
 from ..ledger.daily_counter import DynamoDbDailyCounter
 from ..ledger.keys import reconcile_calls_key
+from ..ledger.list_buffer import DynamoDbListBuffer
 from ..ledger.reconcile_progress import DynamoDbReconcileProgress
 from ..ledger.reconcile_store import DynamoDbTrackedContacts
+from ..lists.changes import BufferedListChanges
 from ..secret_store import SecretFetcher, secrets_manager_fetcher
 from ..settings import UpsertSettings
 from ..upsert.adapter import LambdaFlushWaker, SqsQueueLoad
@@ -35,6 +39,7 @@ from ..upsert.wiring import AWS_CONFIG, governor_settings, hubspot_client, lane_
 from .adapter import JournalPoll, LambdaSelfInvoker, ReconcileRunner
 from .budget import DailyShare, LiveTrafficBudget
 from .journal_wiring import journal_poller as build_journal_poller
+from .memberships import ListsCheck
 from .ports import TrackedContacts
 from .service import Reconciler, ReconcileSettings
 
@@ -156,6 +161,39 @@ def reconciler(
         ),
         waker,
         lambda email: lane_of(email, settings.flush_lanes),
+        lists=lists_check(settings, dynamodb, hubspot_client)
+        if settings.audience_target.keeps_lists
+        else None,
+    )
+
+
+class HubSpotMemberships:
+    """``ports.MembershipReader`` over the Lists API client."""
+
+    def __init__(self, client: HubSpotClient) -> None:
+        self._lists = HubSpotLists(client)
+
+    def memberships(self, record_ids: Sequence[str]) -> dict[str, frozenset[str]]:
+        outcome = self._lists.memberships(list(record_ids))
+        return {record_id: outcome.list_ids(record_id) for record_id in outcome.memberships}
+
+
+def lists_check(
+    settings: UpsertSettings, dynamodb: DynamoDBClient, hubspot_client: HubSpotClient
+) -> ListsCheck:
+    """The lists' check on the flusher's buffer: a repair waits there like any membership change
+    (ListFlushSeconds, or a full chunk) for the lists function, woken by its schedule."""
+    buffer = DynamoDbListBuffer(
+        dynamodb,
+        settings.ledger_table,
+        flush_ms=settings.list_flush_seconds * 1000,
+        chunk_size=settings.list_chunk_size,
+    )
+    return ListsCheck(
+        HubSpotMemberships(hubspot_client),
+        DynamoDbAudienceDirectory(dynamodb, settings.ledger_table, settings.audience_cache_seconds),
+        buffer,
+        BufferedListChanges(buffer, None, flush_seconds=settings.list_flush_seconds),
     )
 
 
