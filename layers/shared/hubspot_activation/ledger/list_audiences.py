@@ -133,7 +133,9 @@ class DynamoDbListAudiences:
                 Key=audience_key_item(audience_id),
                 UpdateExpression=expression,
                 ConditionExpression="#r = :g",
-                ExpressionAttributeNames=_REFILL_NAMES,
+                ExpressionAttributeNames={
+                    name: attribute for name, attribute in _REFILL_NAMES.items() if name in f"{expression} #r"
+                },
                 ExpressionAttributeValues=values,
             )
         )

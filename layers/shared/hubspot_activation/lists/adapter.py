@@ -94,7 +94,7 @@ class ListsFunction:
     def _summary(run: ListRun, trigger: str) -> dict[str, Any]:
         summary: dict[str, Any] = {"trigger": trigger, **run.summary()}
         for name, value in (
-            ("ListMembershipCalls", summary["calls"]),
+            ("ListHubSpotCalls", summary["calls"]),
             ("ListMembersAdded", summary["added"]),
             ("ListMembersRemoved", summary["removed"]),
             ("ListErrors", summary["errors"]),
