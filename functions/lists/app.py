@@ -7,8 +7,8 @@ from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from hubspot_activation.lists.adapter import ListsFunction
-from hubspot_activation.lists.wiring import build_lists
+from hubspot_activation.list_function.adapter import ListsFunction
+from hubspot_activation.list_function.wiring import build_lists
 from hubspot_activation.observability import logger, metrics, tracer
 from hubspot_activation.settings import UpsertSettings
 

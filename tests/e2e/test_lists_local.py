@@ -10,8 +10,8 @@ import time
 from typing import Any
 
 import requests
+from hubspot_activation.list_function.wiring import list_changes
 from hubspot_activation.lists.model import Toggle
-from hubspot_activation.lists.wiring import list_changes
 from hubspot_activation.settings import UpsertSettings
 
 from local import stack as local_stack

@@ -10,6 +10,8 @@ from .model import Appended, ListAudience, MembershipResult, Rank, RemoteList, T
 
 
 class ListMemberships(Protocol):
+    """HubSpot's list memberships (the adapter is ``hubspot.list_ports``)."""
+
     def add_and_remove(self, list_id: str, add: list[str], remove: list[str]) -> MembershipResult:
         """One ``PUT /lists/{listId}/memberships/add-and-remove`` (never an id in both lists).
         Raises ``ListGone`` (a 404), ``ChunkTooLarge`` (refused for its size),
@@ -115,7 +117,7 @@ class ListAudiences(Protocol):
 
 
 class RemoteLists(Protocol):
-    """HubSpot's lists themselves (the adapter is ``lists.hubspot``)."""
+    """HubSpot's lists themselves (the adapter is ``hubspot.list_ports``)."""
 
     def create(self, name: str) -> RemoteList:
         """A new MANUAL contact list; ``ListNameTaken`` when another list holds the name."""

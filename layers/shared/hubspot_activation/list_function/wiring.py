@@ -11,18 +11,18 @@ import boto3
 
 from ..hubspot.client import HubSpotClient
 from ..hubspot.governor import GovernorSettings, RateGovernor
+from ..hubspot.list_ports import HubSpotListMemberships, HubSpotRemoteLists
 from ..hubspot.lists import HubSpotLists
 from ..ledger.daily_counter import DynamoDbDailyCounter
 from ..ledger.list_audiences import DynamoDbListAudiences, DynamoDbListLease, DynamoDbRealizedMembers
 from ..ledger.list_buffer import DynamoDbListBuffer
 from ..ledger.rate_limit_holds import DynamoDbHeldRecorder
+from ..lists.changes import BufferedListChanges
+from ..lists.runner import CallBudget, ListRunner, RunnerSettings
 from ..secret_store import secrets_manager_fetcher
 from ..settings import UpsertSettings
 from ..upsert.wiring import AWS_CONFIG, governor_settings, hubspot_client
 from .adapter import ListsFunction, SqsListTimer
-from .changes import BufferedListChanges
-from .hubspot import HubSpotListMemberships, HubSpotRemoteLists
-from .runner import CallBudget, ListRunner, RunnerSettings
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

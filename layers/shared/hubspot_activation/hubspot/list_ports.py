@@ -1,6 +1,7 @@
-"""The lists function's ports on HubSpot (``ports.ListMemberships``, ``ports.RemoteLists``) over
-``hubspot.lists.HubSpotLists``, so over the connector's governed client (rate governor, daily
-counter, credentials, retries). HubSpot's errors become the lists' own:
+"""The lists function's ports on HubSpot (``lists.ports.ListMemberships``,
+``lists.ports.RemoteLists``) over ``hubspot.lists.HubSpotLists``, so over the connector's governed
+client (rate governor, daily counter, credentials, retries). HubSpot's errors become the lists'
+own:
 
 - 404 on the list (``hubspot.lists.ListGone``) -> ``model.ListGone``;
 - a 400 on an add-and-remove carrying more than one id -> ``ChunkTooLarge``. HubSpot documents no
@@ -20,10 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NoReturn
 
-from ..hubspot.errors import DailyLimitReached, ErrorKind, HubSpotError
-from ..hubspot.lists import DuplicateListName, HubSpotList, HubSpotLists
-from ..hubspot.lists import ListGone as HubSpotListGone
-from .model import (
+from ..lists.model import (
     ChunkTooLarge,
     ListGone,
     ListNameTaken,
@@ -33,11 +31,14 @@ from .model import (
     MembershipUnavailable,
     RemoteList,
 )
+from .errors import DailyLimitReached, ErrorKind, HubSpotError
+from .lists import DuplicateListName, HubSpotList, HubSpotLists
+from .lists import ListGone as HubSpotListGone
 
 
 class HubSpotListMemberships:
     """``ports.ListMemberships``: ``deadline`` gives the monotonic time every call must end by
-    (None: none), the run's (``runner.CallBudget``)."""
+    (None: none), the run's (``lists.runner.CallBudget``)."""
 
     def __init__(self, lists: HubSpotLists, deadline: Callable[[], float | None] = lambda: None) -> None:
         self._lists = lists

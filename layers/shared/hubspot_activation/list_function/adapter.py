@@ -1,5 +1,5 @@
-"""The AWS side of the lists function: its Lambda events -> ``runner.ListRunner``, and the SQS
-adapter of ``ports.ListTimer``.
+"""The AWS side of the lists function: its Lambda events -> ``lists.runner.ListRunner``, and the
+SQS adapter of ``lists.ports.ListTimer``.
 
 - An SQS event (the timer queue's): each record's body ``{"audienceId": ...}`` names an audience
   to drain; the batch's audiences are drained in one run (several timers of one list, one drain).
@@ -20,8 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..lists.runner import ListRun, ListRunner
 from ..observability import logger, metrics
-from .runner import ListRun, ListRunner
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
