@@ -65,8 +65,8 @@ RETRY_BASE_SECONDS = 30
 PARKED_SECONDS = 600
 #: Contacts read per page of a refill.
 REFILL_PAGE = 500
-#: Drains of one list in a run while a full chunk waits after the last.
-MAX_PASSES = 4
+#: Refill-and-drain passes of one list in a run at most (each a few chunks of members).
+MAX_PASSES = 50
 #: Chunks' worth of members a refill buffers before the drain sends them (a shard item holds
 #: about 8 chunks of 500 at most).
 REFILL_CHUNKS = 4
@@ -244,8 +244,9 @@ class ListRunner:
         return outcome
 
     def _keep(self, audience: ListAudience, outcome: ListOutcome, remaining: Callable[[], float]) -> None:
-        """Make sure the list exists, refill it while a refill is under way, and drain it: again
-        while a full chunk waits (changes appended during the drain, a refill's next pages)."""
+        """Make sure the list exists and drain it; while a refill is under way, refill a few chunks
+        and drain them, again, until it is done or the time is up (changes appended during a
+        drain get a timer afterwards: ``_follow_up``)."""
         if audience.list_id is None:
             audience = self._create(audience, outcome)
         passes = 0
@@ -267,9 +268,7 @@ class ListRunner:
             if report.failure is not None:
                 outcome.error = report.failure
                 return
-            if remaining() < self._settings.margin_seconds:
-                return
-            if not audience.refilling and (passes >= MAX_PASSES or report.remaining == 0):
+            if not audience.refilling or passes >= MAX_PASSES or remaining() < self._settings.margin_seconds:
                 return
 
     def _count(self, audience_id: str, report: DrainReport, outcome: ListOutcome) -> None:
