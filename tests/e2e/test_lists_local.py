@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 import requests
-from hubspot_activation.list_function.wiring import list_changes
+from hubspot_activation.list_function.changes import list_changes
 from hubspot_activation.lists.model import Toggle
 from hubspot_activation.settings import UpsertSettings
 

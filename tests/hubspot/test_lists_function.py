@@ -19,7 +19,7 @@ from hubspot_activation.ledger.audience_item import ListFlushRecord
 from hubspot_activation.ledger.contact_item import listed_value
 from hubspot_activation.ledger.list_audiences import list_flush_records
 from hubspot_activation.ledger.operations_store import OperationsStore
-from hubspot_activation.list_function.wiring import list_changes
+from hubspot_activation.list_function.changes import list_changes
 from hubspot_activation.lists.model import Toggle
 from hubspot_activation.settings import UpsertSettings
 from hubspot_activation.upsert.ledger import ListedAudience

@@ -1,6 +1,6 @@
 """Builds the lists function. ``build_lists`` is its composition root (the only place its boto3
-clients are created, once each); ``lists_function`` builds it from clients it is given, and
-``list_changes`` the flusher's port to the lists (its buffer and timers) the same way."""
+clients are created, once each); ``lists_function`` builds it from clients it is given. The
+flusher's port to the lists is built by ``changes.list_changes``."""
 
 from __future__ import annotations
 
@@ -15,14 +15,13 @@ from ..hubspot.list_ports import HubSpotListMemberships, HubSpotRemoteLists
 from ..hubspot.lists import HubSpotLists
 from ..ledger.daily_counter import DynamoDbDailyCounter
 from ..ledger.list_audiences import DynamoDbListAudiences, DynamoDbListLease, DynamoDbRealizedMembers
-from ..ledger.list_buffer import DynamoDbListBuffer
 from ..ledger.rate_limit_holds import DynamoDbHeldRecorder
-from ..lists.changes import BufferedListChanges
 from ..lists.runner import CallBudget, ListRunner, RunnerSettings
 from ..secret_store import secrets_manager_fetcher
 from ..settings import UpsertSettings
 from ..upsert.wiring import AWS_CONFIG, governor_settings, hubspot_client
-from .adapter import ListsFunction, SqsListTimer
+from .adapter import ListsFunction
+from .changes import list_buffer, list_timer
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -56,32 +55,6 @@ def lists_governor_settings(settings: UpsertSettings) -> GovernorSettings:
     """The flush's governor settings (the daily limit, reserve and time zone) with the lists' own
     part of the app's 10-second window: a drain sends a few calls of hundreds of ids each."""
     return replace(governor_settings(settings), share=min(settings.share, LISTS_BURST_SHARE), lanes=1)
-
-
-def list_buffer(settings: UpsertSettings, dynamodb: DynamoDBClient) -> DynamoDbListBuffer:
-    return DynamoDbListBuffer(
-        dynamodb,
-        settings.ledger_table,
-        flush_ms=settings.list_flush_seconds * 1000,
-        chunk_size=settings.list_chunk_size,
-    )
-
-
-def list_timer(settings: UpsertSettings, sqs: SQSClient | None) -> SqsListTimer | None:
-    return (
-        SqsListTimer(sqs, settings.list_timer_queue_url)
-        if sqs is not None and settings.list_timer_queue_url
-        else None
-    )
-
-
-def list_changes(
-    settings: UpsertSettings, dynamodb: DynamoDBClient, sqs: SQSClient | None
-) -> BufferedListChanges:
-    """The flusher's ``ListChanges``: the ledger's list buffers, and the timer queue's messages."""
-    return BufferedListChanges(
-        list_buffer(settings, dynamodb), list_timer(settings, sqs), flush_seconds=settings.list_flush_seconds
-    )
 
 
 def lists_function(
