@@ -6,7 +6,9 @@ handler behind a local HTTP server speaking API Gateway HTTP API events; a polle
 the merge handler like Lambda's SQS event source; and the flush handler run by Lambda's
 asynchronous invocations (the merge's wake-ups) and by its schedule, as deployed; the reconcile
 handler likewise, on its schedules (a walk at ReconcileSchedule's rate, the journal's poll every
-minute) and its own continuations. ``demo`` posts
+minute) and its own continuations; with AudienceTarget list or both, the lists handler on its timer
+queue (a poller like Lambda's SQS event source; SQS delays each timer) and its sweep schedule.
+``demo`` posts
 every sample in events/ through real HTTP, drains the queue, prints the HubSpot contacts and a
 sync summary, then re-sends everything to show that unchanged contacts cost no HubSpot request.
 ``serve`` keeps it all up and keeps consuming the queue until stopped.
@@ -37,7 +39,7 @@ from .event_source import EventSourcePoller, Handler
 from .functions import handler
 from .hubspot_sandbox import SandboxServer
 from .lambda_async import LocalAsyncFunction, LocalSchedule
-from .template import ROOT, function_schedules, http_routes
+from .template import ROOT, condition_holds, function_schedules, http_routes
 
 EVENTS = ROOT / "events"
 #: Set to a HubSpot credential secret (JSON) to sync into a real HubSpot account instead of the sandbox.
@@ -119,6 +121,13 @@ class LocalStack:
     #: the reconcile function (its schedules' events, its continuations)
     reconciler: LocalAsyncFunction | None = None
     reconcile_schedules: list[LocalSchedule] = field(default_factory=list)
+    #: the lists function (its sweep schedule's events) and the poller of its timer queue: both
+    #: only with AudienceTarget list or both, as the template's conditions say
+    lister: LocalAsyncFunction | None = None
+    list_schedules: list[LocalSchedule] = field(default_factory=list)
+    list_timers: EventSourcePoller | None = None
+    _list_timers_stop: threading.Event = field(default_factory=threading.Event)
+    _list_timers_thread: threading.Thread | None = None
 
     @property
     def activations_url(self) -> str:
@@ -133,10 +142,22 @@ class LocalStack:
         assert self.reconciler is not None
         self.reconciler.invoke(event if event is not None else {"walk": "schedule"})
 
+    def sweep_lists(self) -> None:
+        """Invoke the lists function asynchronously, as its schedule does: every due list drained."""
+        assert self.lister is not None, "the stack keeps no lists (AudienceTarget=property)"
+        self.lister.invoke({"sweep": True})
+
     def stop(self) -> None:
         from hubspot_activation.observability import logger as library_logger
 
         library_logger._logger.removeHandler(self.reports)
+        self._list_timers_stop.set()
+        if self._list_timers_thread is not None:
+            self._list_timers_thread.join(timeout=30)
+        for schedule in self.list_schedules:
+            schedule.stop()
+        if self.lister is not None:
+            self.lister.stop()
         self.schedule.stop()
         for schedule in self.reconcile_schedules:
             schedule.stop()
@@ -182,6 +203,7 @@ def start(
     os.environ.update(local_aws.function_environment("FlushFunction"))
     os.environ.update(local_aws.function_environment("OperationsFunction"))
     os.environ.update(local_aws.function_environment("ReconcileFunction"))
+    os.environ.update(local_aws.function_environment("ListsFunction"))
     os.environ["HUBSPOT_BASE_URL"] = hubspot_url
     # No X-Ray daemon runs locally: the functions' Tracer would only complain about missing segments.
     os.environ["POWERTOOLS_TRACE_DISABLED"] = "true"
@@ -260,7 +282,7 @@ def start(
         if seconds is not None
     ]
     token = json.loads(local_aws.secret_values["IngestTokenSecret"])["token"]
-    return LocalStack(
+    stack = LocalStack(
         local_aws,
         api,
         token,
@@ -273,6 +295,72 @@ def start(
         reconciler,
         reconcile_schedules,
     )
+    if condition_holds(local_aws.cfn, "KeepsLists", local_aws.resolver):
+        _start_lists(stack, quiet, instrument, schedule_seconds or max(1.0, float(visibility_timeout)))
+    return stack
+
+
+def _start_lists(stack: LocalStack, quiet: bool, instrument: Instrument | None, sweep_seconds: float) -> None:
+    """The lists function, as the template wires it when lists are kept: its timer queue's event
+    source (a poller running until the stack stops: a timer fires ListFlushSeconds after a list's
+    first change) and its sweep schedule (the template's minute, shortened like the flush's)."""
+    local_aws = stack.aws
+    timeout = float(local_aws.cfn["Resources"]["ListsFunction"]["Properties"]["Timeout"])
+
+    def lists_container() -> Handler:
+        lists = handler("lists", cold_start=True)
+        lists = without_metrics_output(lists) if quiet else lists
+        return instrument("ListsFunction", lists) if instrument is not None else lists
+
+    stack.lister = LocalAsyncFunction(
+        local_aws.physical_id("ListsFunction"), lists_container, timeout, concurrency=1
+    ).start()
+    stack.list_schedules = [
+        LocalSchedule(stack.lister, seconds=sweep_seconds, event=event).start()
+        for seconds, event in function_schedules(local_aws.cfn, local_aws.resolver, "ListsFunction")
+        if seconds is not None
+    ]
+    stack.list_timers = EventSourcePoller(
+        local_aws.client("sqs"),
+        local_aws.physical_id("ListTimerQueue"),
+        local_aws.resolver.attributes["ListTimerQueue.Arn"],
+        lists_container(),
+        function_timeout=timeout,
+        function_name="lists",
+    )
+    stack._list_timers_thread = threading.Thread(
+        target=stack.list_timers.run, args=(stack._list_timers_stop,), name="list-timers", daemon=True
+    )
+    stack._list_timers_thread.start()
+
+
+def lists_pending(stack: LocalStack) -> bool:
+    """Whether any list buffer holds membership changes not yet sent (or a refill goes on)."""
+    from hubspot_activation.ledger import keys  # the layer is importable once the stack runs
+
+    page = stack.aws.client("dynamodb").query(
+        TableName=stack.aws.physical_id("LedgerTable"),
+        IndexName=keys.PENDING_INDEX,
+        KeyConditionExpression="#p = :p",
+        ExpressionAttributeNames={"#p": keys.PENDING_PARTITION},
+        ExpressionAttributeValues={":p": {"S": keys.LIST_PENDING_PARTITION}},
+        Limit=1,
+    )
+    return bool(page.get("Items"))
+
+
+def settle_lists(stack: LocalStack, timeout: float = 120) -> bool:
+    """Wait until the contacts are settled and every list's changes are sent (the timers and the
+    sweep schedule drain them as deployed): True once no list change waits and the lists
+    function is idle."""
+    deadline = time.monotonic() + timeout
+    if not settle(stack, timeout):
+        return False
+    while time.monotonic() < deadline:
+        if (stack.lister is None or stack.lister.idle()) and not lists_pending(stack):
+            return True
+        time.sleep(0.2)
+    return False
 
 
 def sample_requests() -> list[tuple[str, dict[str, Any]]]:

@@ -104,7 +104,11 @@ def test_outputs(cfn: dict[str, Any]) -> None:
 
 
 def test_merge_event_source_settings(cfn: dict[str, Any]) -> None:
-    (mapping,) = of_type(cfn, "AWS::Lambda::EventSourceMapping").values()
+    (mapping,) = [
+        spec
+        for spec in of_type(cfn, "AWS::Lambda::EventSourceMapping").values()
+        if spec["Properties"]["FunctionName"] == {"Ref": "MergeFunction"}
+    ]
     properties = mapping["Properties"]
     assert properties["EventSourceArn"] == {"Fn::GetAtt": ["ActivationsQueue", "Arn"]}
     assert properties["FunctionName"] == {"Ref": "MergeFunction"}
@@ -183,6 +187,8 @@ def test_flush_role_grants_only_the_calls_the_flush_makes(cfn: dict[str, Any]) -
         "sqs:GetQueueAttributes": {QUEUE_ARN},
         # Its own next run only.
         "lambda:InvokeFunction": {str({"Fn::Sub": FLUSH_ARN})},
+        # The lists function's timers, started by a list's first buffered change.
+        "sqs:SendMessage": {str({"Fn::GetAtt": ["ListTimerQueue", "Arn"]})},
     }
 
 
@@ -276,6 +282,7 @@ _SETTINGS: dict[str, Callable[[Mapping[str, str]], object]] = {
     "FlushFunction": UpsertSettings.from_env,
     "OperationsFunction": OperationsSettings.from_env,
     "ReconcileFunction": UpsertSettings.from_env,
+    "ListsFunction": UpsertSettings.from_env,
 }
 
 

@@ -1,4 +1,5 @@
-"""The list timer on SQS (``lists.timer.SqsListTimer``): what it sends, and when it sends nothing."""
+"""The list timer on SQS (``list_function.adapter.SqsListTimer``, built by ``list_function.changes``):
+what it sends, and when it sends nothing."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from hubspot_activation.lists.timer import MAX_DELAY_SECONDS, SqsListTimer
+from hubspot_activation.list_function.adapter import MAX_DELAY_SECONDS, SqsListTimer
+from hubspot_activation.list_function.changes import list_timer
+from hubspot_activation.settings import UpsertSettings
 
 
 @dataclass
@@ -20,7 +23,7 @@ class Sent:
 
 def test_a_timer_is_a_message_naming_the_audience_delayed_within_what_sqs_takes() -> None:
     sent = Sent()
-    timer = SqsListTimer(sent, "https://sqs.example/timers")
+    timer = SqsListTimer(sent, "https://sqs.example/timers")  # type: ignore[arg-type]
     timer.start("gold", 30)
     timer.start("vip", 3600)
     timer.start("now", 0)
@@ -31,7 +34,6 @@ def test_a_timer_is_a_message_naming_the_audience_delayed_within_what_sqs_takes(
     ]
 
 
-def test_without_a_timer_queue_nothing_is_sent() -> None:
-    sent = Sent()
-    SqsListTimer(sent, "").start("gold", 30)
-    assert sent.messages == []
+def test_without_a_timer_queue_there_is_no_timer() -> None:
+    settings = UpsertSettings(ledger_table="t", hubspot_secret_id="s")
+    assert list_timer(settings, Sent()) is None  # type: ignore[arg-type]

@@ -33,6 +33,20 @@ class AudienceRecord:
     list_id: str | None = None
     list_name: str | None = None
     list_generation: int = 0
+    #: the list's last drain (None: never drained)
+    list_flush: ListFlushRecord | None = None
+
+
+@dataclass(frozen=True)
+class ListFlushRecord:
+    """The per-list bookkeeping the lists function keeps on the audience item: when its list was
+    last drained (epoch ms), the error of that drain (None: it went through), the HubSpot calls
+    of every drain so far, and the failed drains in a row (the backoff's exponent)."""
+
+    last_flush_at_ms: int
+    last_error: str | None
+    calls: int
+    failures: int = 0
 
 
 def audience_key_item(audience_id: str) -> Item:
@@ -47,11 +61,17 @@ def item_key(item: Mapping[str, Any]) -> str:
 LIST_ID = "listId"
 LIST_NAME = "listName"
 LIST_GENERATION = "listGeneration"
-#: The lists function's bookkeeping of the audience's list: its last drain (epoch ms), why its
-#: last drain failed (absent: it did not), the membership calls made for it.
+#: ``ListFlushRecord``: the last drain's time (ms), its error (absent when fine), the calls (ADD)
+#: and the failures in a row (absent after a drain that went through)
 LIST_LAST_FLUSH_AT = "listLastFlushAt"
 LIST_LAST_ERROR = "listLastError"
 LIST_CALLS = "listCalls"
+LIST_FAILURES = "listFailures"
+#: a refill of the list from the ledger under way: the generation it refills, and the last
+#: contact key read (absent: from the start). While it is under way the item also carries the
+#: ``pending`` index's ``pendingPartition`` "lists" and ``dueAt``, so the sweep comes back to it.
+LIST_REFILL_GENERATION = "listRefillGeneration"
+LIST_REFILL_AFTER = "listRefillAfter"
 
 #: What the consumer reads of an item (BatchGetItem's projection): its key, name, status and list.
 METADATA_PROJECTION: dict[str, Any] = {
@@ -75,6 +95,19 @@ def metadata_from_item(item: Mapping[str, Any]) -> AudienceMetadata:
     )
 
 
+def list_flush_from_item(item: Mapping[str, Any]) -> ListFlushRecord | None:
+    """The list's bookkeeping on an audience item, None when its list was never drained."""
+    at = integer(item, LIST_LAST_FLUSH_AT)
+    if at is None:
+        return None
+    return ListFlushRecord(
+        last_flush_at_ms=at,
+        last_error=text(item, LIST_LAST_ERROR),
+        calls=integer(item, LIST_CALLS) or 0,
+        failures=integer(item, LIST_FAILURES) or 0,
+    )
+
+
 def record_from_item(item: Mapping[str, Any]) -> AudienceRecord:
     return AudienceRecord(
         audience_id=text(item, "audienceId") or "",
@@ -85,6 +118,7 @@ def record_from_item(item: Mapping[str, Any]) -> AudienceRecord:
         list_id=text(item, LIST_ID),
         list_name=text(item, LIST_NAME),
         list_generation=integer(item, LIST_GENERATION) or 0,
+        list_flush=list_flush_from_item(item),
     )
 
 

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ..lists.model import BufferFull, Rank, Toggle
+from ..lists.model import Appended, BufferFull, Rank, Toggle
 from ..upsert.ledger import LedgerUnavailable
 from .contact_state import conditionally
 from .keys import DUE_AT, KEY, LIST_PENDING_PARTITION, PENDING_INDEX, PENDING_PARTITION, list_buffer_key
@@ -175,6 +175,10 @@ class DynamoDbListBuffer:
         self._memory_ms = memory_ms
 
     def append(self, audience_id: str, toggles: Sequence[Toggle], now_ms: int) -> bool:
+        return self.append_changes(audience_id, toggles, now_ms).started
+
+    def append_changes(self, audience_id: str, toggles: Sequence[Toggle], now_ms: int) -> Appended:
+        """``append``, also saying whether a shard now holds its share of a chunk (due at once)."""
         newest: dict[str, Toggle] = {}
         for toggle in toggles:
             known = newest.get(toggle.record_id)
@@ -183,17 +187,18 @@ class DynamoDbListBuffer:
         by_shard: dict[int, list[Toggle]] = {}
         for toggle in newest.values():
             by_shard.setdefault(shard_of(toggle.record_id, self._shards), []).append(toggle)
-        started = False
+        started = due_now = False
         refused: set[str] = set()
         for shard, batch in sorted(by_shard.items()):
-            shard_started, shard_refused = self._change(
+            shard_started, shard_refused, full = self._change(
                 audience_id, shard, partial(self._absorb, toggles=batch, now_ms=now_ms), now_ms
             )
             started = started or shard_started
+            due_now = due_now or full
             refused.update(shard_refused)
         if refused:
             raise BufferFull(audience_id, frozenset(refused))
-        return started
+        return Appended(started, due_now)
 
     def read(self, audience_id: str) -> list[Toggle]:
         changes = [
@@ -209,6 +214,29 @@ class DynamoDbListBuffer:
             by_shard.setdefault(shard_of(toggle.record_id, self._shards), []).append(toggle)
         for shard, batch in sorted(by_shard.items()):
             self._change(audience_id, shard, partial(self._take_out, sent=batch, now_ms=now_ms), now_ms)
+
+    def postpone(self, audience_id: str, due_ms: int) -> None:
+        """Set ``dueAt`` of the shards with changes to send, conditional on their version (a shard
+        written meanwhile keeps the due time that write gave it)."""
+        for shard in range(self._shards):
+            state = self._read(audience_id, list_buffer_key(audience_id, shard))
+            if not state.changes or state.due_ms == due_ms:
+                continue
+            conditionally(partial(self._set_due, state, due_ms))
+
+    def _set_due(self, state: _Shard, due_ms: int) -> None:
+        self._client.update_item(
+            TableName=self._table,
+            Key={KEY: string(state.key)},
+            UpdateExpression="SET #d = :d, #v = :next",
+            ConditionExpression="#v = :read",
+            ExpressionAttributeNames={"#d": DUE_AT, "#v": VERSION},
+            ExpressionAttributeValues={
+                ":d": number(due_ms),
+                ":next": number(state.version + 1),
+                ":read": number(state.version),
+            },
+        )
 
     def due(self, now_ms: int, limit: int = 100) -> list[str]:
         """The audiences whose buffers are due by ``now_ms``, the longest due first (at most
@@ -273,9 +301,10 @@ class DynamoDbListBuffer:
 
     def _change(
         self, audience_id: str, shard: int, change: Callable[[_Shard], set[str]], now_ms: int
-    ) -> tuple[bool, set[str]]:
+    ) -> tuple[bool, set[str], bool]:
         """Read the shard, change it, write it back if the version read is still its own; again on
-        a race. (whether the shard had nothing to send before, the record ids refused)"""
+        a race. (whether the shard had nothing to send before, the record ids refused, whether it
+        holds its share of a chunk)"""
         key = list_buffer_key(audience_id, shard)
         for _attempt in range(WRITE_ATTEMPTS):
             state = self._read(audience_id, key)
@@ -283,10 +312,11 @@ class DynamoDbListBuffer:
                 audience_id, key, state.version, state.due_ms, dict(state.changes), dict(state.sent)
             )
             refused = change(state)
+            full = len(state.changes) >= self._full
             if state.changes == before.changes and state.sent == before.sent:
-                return False, refused
+                return False, refused, full
             if self._write(state, before, now_ms):
-                return not before.changes and bool(state.changes), refused
+                return not before.changes and bool(state.changes), refused, full
         raise LedgerUnavailable(f"a list buffer kept changing during {WRITE_ATTEMPTS} writes")
 
     def _write(self, state: _Shard, before: _Shard, now_ms: int) -> bool:

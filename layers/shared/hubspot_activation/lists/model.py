@@ -61,3 +61,57 @@ class ChunkTooLarge(Exception):
 class MembershipUnavailable(Exception):
     """A membership call failed for a reason that may pass (a 429, a 5xx, a timeout, an ambiguous
     outcome): sending the same ids again is safe (add-and-remove is idempotent)."""
+
+
+@dataclass(frozen=True)
+class RemoteList:
+    """A HubSpot list as the lists function needs it: its id, its name, and whether it is a MANUAL
+    contact list (the only kind whose members the connector may set)."""
+
+    list_id: str
+    name: str
+    manual_contacts: bool
+
+
+@dataclass(frozen=True)
+class ListAudience:
+    """An audience as the lists function reads it from its metadata: its name, whether it is
+    deleted, and its HubSpot list (id, name there, generation) once one was made for it."""
+
+    audience_id: str
+    name: str | None
+    deleted: bool
+    list_id: str | None = None
+    list_name: str | None = None
+    list_generation: int = 0
+    #: a refill of the list from the ledger is under way (after the list was made again)
+    refilling: bool = False
+    #: where the refill's next page starts (None: at the start)
+    refill_cursor: str | None = None
+
+
+@dataclass(frozen=True)
+class Appended:
+    """What an append did to a list's buffer: whether the list had nothing waiting before (a timer
+    starts), and whether a shard now holds its share of a chunk (due at once)."""
+
+    started: bool
+    due_now: bool
+
+
+class ListNameTaken(Exception):
+    """Another HubSpot list holds the name (HubSpot compares names without regard to case)."""
+
+    def __init__(self, name: str | None) -> None:
+        super().__init__(f"another HubSpot list holds the name {name!r}")
+        self.name = name
+
+
+class ListsStopped(Exception):
+    """HubSpot refuses every lists call for now: the daily limit is spent, or the credential lacks
+    the crm.lists scopes (a person must act). The run stops; nothing is lost (buffers stay)."""
+
+
+class ListRefused(Exception):
+    """HubSpot refused a lists call for a reason a retry of the same call cannot change (neither
+    its size nor availability): recorded on the audience, retried after a backoff."""

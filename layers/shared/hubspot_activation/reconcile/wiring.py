@@ -26,9 +26,9 @@ from ..hubspot.reader import HubSpotContactReader
 from ..ledger.audience_directory import DynamoDbAudienceDirectory
 from ..ledger.daily_counter import DynamoDbDailyCounter
 from ..ledger.keys import reconcile_calls_key
-from ..ledger.list_buffer import DynamoDbListBuffer
 from ..ledger.reconcile_progress import DynamoDbReconcileProgress
 from ..ledger.reconcile_store import DynamoDbTrackedContacts
+from ..list_function.changes import list_buffer
 from ..lists.changes import BufferedListChanges
 from ..secret_store import SecretFetcher, secrets_manager_fetcher
 from ..settings import UpsertSettings
@@ -183,12 +183,7 @@ def lists_check(
 ) -> ListsCheck:
     """The lists' check on the flusher's buffer: a repair waits there like any membership change
     (ListFlushSeconds, or a full chunk) for the lists function, woken by its schedule."""
-    buffer = DynamoDbListBuffer(
-        dynamodb,
-        settings.ledger_table,
-        flush_ms=settings.list_flush_seconds * 1000,
-        chunk_size=settings.list_chunk_size,
-    )
+    buffer = list_buffer(settings, dynamodb)
     return ListsCheck(
         HubSpotMemberships(hubspot_client),
         DynamoDbAudienceDirectory(dynamodb, settings.ledger_table, settings.audience_cache_seconds),

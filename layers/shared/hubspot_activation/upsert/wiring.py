@@ -19,10 +19,8 @@ from ..ledger.audience_directory import DynamoDbAudienceDirectory
 from ..ledger.contact_state import DynamoDbContactStates, DynamoDbFlushLease
 from ..ledger.daily_counter import DynamoDbDailyCounter
 from ..ledger.keys import PENDING_PARTITIONS, pending_partition
-from ..ledger.list_buffer import DynamoDbListBuffer
 from ..ledger.rate_limit_holds import DynamoDbHeldRecorder
-from ..lists.changes import BufferedListChanges
-from ..lists.timer import SqsListTimer
+from ..list_function.changes import list_changes
 from ..secret_store import SecretFetcher, secrets_manager_fetcher
 from ..settings import UpsertSettings
 from .adapter import (
@@ -172,27 +170,6 @@ def merge_consumer(
         retry_base_seconds=settings.retry_base_seconds,
     )
     return MergeConsumer(service)
-
-
-def list_changes(
-    settings: UpsertSettings, dynamodb: DynamoDBClient, sqs: SQSClient | None
-) -> BufferedListChanges:
-    """Where the flusher hands the lists' membership changes: the ledger's list buffers, and a
-    timer on the list timer queue that wakes a list's drain ListFlushSeconds after its first
-    waiting change (none without ``sqs`` or the queue's url: the lists function's schedule sweeps
-    the due buffers)."""
-    buffer = DynamoDbListBuffer(
-        dynamodb,
-        settings.ledger_table,
-        flush_ms=settings.list_flush_seconds * 1000,
-        chunk_size=settings.list_chunk_size,
-    )
-    timer = (
-        SqsListTimer(sqs, settings.list_timer_queue_url)
-        if sqs is not None and settings.list_timer_queue_url
-        else None
-    )
-    return BufferedListChanges(buffer, timer, flush_seconds=settings.list_flush_seconds)
 
 
 def flush_runner(
