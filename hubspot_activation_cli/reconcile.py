@@ -35,6 +35,8 @@ class ReconcileTotals:
     failure: str | None = None
     #: calls that checked nothing because live syncs came first
     stalls: int = 0
+    #: with lists kept: memberships checked, found otherwise in HubSpot, handed to the list again
+    memberships: Counter[str] = field(default_factory=Counter)
 
     def add(self, answer: Any) -> None:
         if not isinstance(answer, dict):
@@ -45,6 +47,11 @@ class ReconcileTotals:
         self.repaired += int(answer.get("repaired") or 0)
         self.skipped += int(answer.get("skipped") or 0)
         self.calls += int(answer.get("calls") or 0)
+        membership = answer.get("membershipDrift")
+        if isinstance(membership, dict):
+            self.memberships.update(
+                {key: int(membership.get(key) or 0) for key in ("checked", "found", "repaired")}
+            )
         room = MAX_EXAMPLES - len(self.examples)
         self.examples.extend((answer.get("examples") or [])[: max(0, room)])
         cursor = answer.get("cursor")
@@ -60,6 +67,12 @@ class ReconcileTotals:
             f"skipped   {self.skipped}  (a flush was about to write them)",
             f"HubSpot calls  {self.calls}",
         ]
+        if self.memberships:
+            lines.insert(
+                4,
+                f"list memberships  {self.memberships['checked']} checked, {self.memberships['found']} "
+                f"found otherwise in HubSpot, {self.memberships['repaired']} handed to the list again",
+            )
         for example in self.examples:
             properties = ", ".join(example.get("properties") or [])
             # fill_empty properties: HubSpot's value is the one kept, so they are not repaired.

@@ -222,6 +222,25 @@ def test_reconcile_names_the_properties_whose_hubspot_value_is_kept(mocked: resp
     assert "  e.g. ada@example.com: edited (city) - HubSpot's value kept (city)" in out
 
 
+def test_reconcile_adds_up_the_list_memberships_it_found_otherwise_in_hubspot(
+    mocked: responses.RequestsMock,
+) -> None:
+    first, last = _reconcile_answer(4, "c1"), _reconcile_answer(2)
+    first["membershipDrift"] = {"checked": 6, "found": 2, "repaired": 2, "skipped": 0, "examples": []}
+    last["membershipDrift"] = {"checked": 3, "found": 1, "repaired": 0, "skipped": 1, "examples": []}
+    mocked.add(responses.POST, f"{BASE}/reconcile", json=first)
+    mocked.add(responses.POST, f"{BASE}/reconcile", json=last)
+    code, out, _slept = run_reconcile()
+    assert code == 0, out
+    assert "list memberships  9 checked, 3 found otherwise in HubSpot, 2 handed to the list again" in out
+
+
+def test_reconcile_without_lists_says_nothing_of_memberships(mocked: responses.RequestsMock) -> None:
+    mocked.add(responses.POST, f"{BASE}/reconcile", json=_reconcile_answer(2))
+    code, out, _slept = run_reconcile()
+    assert code == 0 and "list memberships" not in out
+
+
 def test_reconcile_stops_with_the_cursor_when_its_daily_share_is_spent(
     mocked: responses.RequestsMock,
 ) -> None:
