@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +22,7 @@ from ..observability import logger, tracer
 from ..upsert.ledger import FAILED, LedgerEntry, LedgerUnavailable
 from ..upsert.plan import PendingContact, merge_desired
 from ..upsert.state import ContactState, MergeResult, PendingPage, PendingRef, Recording
+from .conditional import conditionally
 from .contact_item import (
     ATTEMPTS,
     PENDING_ATTRIBUTES,
@@ -46,6 +47,7 @@ from .keys import (
     pending_partition,
     pending_partition_value,
 )
+from .lease_item import acquire_lease, release_lease
 from .values import Item, number, string
 
 if TYPE_CHECKING:
@@ -448,20 +450,7 @@ class DynamoDbFlushLease:
         self._table = table
 
     def acquire(self, lane: int, owner: str, until_ms: int, now_ms: int) -> bool:
-        return conditionally(
-            lambda: self._client.put_item(
-                TableName=self._table,
-                Item={
-                    KEY: string(flush_lease_key(lane)),
-                    "owner": string(owner),
-                    "until": number(until_ms),
-                    "expiresAt": number(until_ms // 1000 + 86_400),
-                },
-                ConditionExpression="attribute_not_exists(#k) OR #u < :now OR #o = :me",
-                ExpressionAttributeNames={"#k": KEY, "#u": "until", "#o": "owner"},
-                ExpressionAttributeValues={":now": number(now_ms), ":me": string(owner)},
-            )
-        )
+        return acquire_lease(self._client, self._table, flush_lease_key(lane), owner, until_ms, now_ms)
 
     def ask_again(self, lane: int, now_ms: int) -> bool:
         return conditionally(
@@ -476,35 +465,13 @@ class DynamoDbFlushLease:
         )
 
     def release(self, lane: int, owner: str) -> bool:
-        try:
-            response = self._client.delete_item(
-                TableName=self._table,
-                Key={KEY: string(flush_lease_key(lane))},
-                ConditionExpression="#o = :me",
-                ExpressionAttributeNames={"#o": "owner"},
-                ExpressionAttributeValues={":me": string(owner)},
-                ReturnValues="ALL_OLD",
-            )
-        except (ClientError, BotoCoreError) as exc:
+        released = release_lease(self._client, self._table, flush_lease_key(lane), owner)
+        if released is None:
             # Not ours any more, or unreachable: it expires on its own. Run again, in case a
             # wake-up asked for it: a run too many finds nothing and ends.
-            logger.warning("could not release a flush lane", extra={"error": type(exc).__name__})
+            logger.warning("could not release a flush lane")
             return True
-        return bool(response.get("Attributes", {}).get("again", {}).get("BOOL"))
-
-
-def conditionally(write: Callable[[], object]) -> bool:
-    """Make a conditional write: False when its condition did not hold; LedgerUnavailable when
-    DynamoDB failed."""
-    try:
-        write()
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-            return False
-        raise LedgerUnavailable(f"DynamoDB call failed: {type(exc).__name__}") from exc
-    except BotoCoreError as exc:
-        raise LedgerUnavailable(f"DynamoDB call failed: {type(exc).__name__}") from exc
-    return True
+        return bool(released.get("again", {}).get("BOOL"))
 
 
 def _open_for(state: ContactState | None, now_ms: int | None) -> bool:

@@ -11,7 +11,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ..reconcile.journal import JournalPosition
 from ..upsert.ledger import LedgerUnavailable
-from .contact_state import conditionally
+from .conditional import conditionally
 from .keys import HUBSPOT_ID, HUBSPOT_ID_INDEX, KEY, journal_offset_key
 from .values import integer, number, string, text
 

@@ -31,8 +31,8 @@ from .audience_item import (
     item_key,
     list_flush_from_item,
 )
+from .conditional import conditionally
 from .contact_item import LISTED, listed_from_item
-from .contact_state import conditionally
 from .keys import (
     DUE_AT,
     HUBSPOT_ID,
@@ -42,6 +42,7 @@ from .keys import (
     audience_key,
     list_lease_key,
 )
+from .lease_item import acquire_lease, release_lease
 from .values import Item, integer, number, string, text
 
 if TYPE_CHECKING:
@@ -227,33 +228,10 @@ class DynamoDbListLease:
         self._table = table
 
     def acquire(self, audience_id: str, owner: str, until_ms: int, now_ms: int) -> bool:
-        return conditionally(
-            lambda: self._client.put_item(
-                TableName=self._table,
-                Item={
-                    KEY: string(list_lease_key(audience_id)),
-                    "owner": string(owner),
-                    "until": number(until_ms),
-                    "expiresAt": number(until_ms // 1000 + 86_400),
-                },
-                ConditionExpression="attribute_not_exists(#k) OR #u < :now OR #o = :me",
-                ExpressionAttributeNames={"#k": KEY, "#u": "until", "#o": "owner"},
-                ExpressionAttributeValues={":now": number(now_ms), ":me": string(owner)},
-            )
-        )
+        return acquire_lease(self._client, self._table, list_lease_key(audience_id), owner, until_ms, now_ms)
 
     def release(self, audience_id: str, owner: str) -> None:
-        try:
-            self._client.delete_item(
-                TableName=self._table,
-                Key={KEY: string(list_lease_key(audience_id))},
-                ConditionExpression="#o = :me",
-                ExpressionAttributeNames={"#o": "owner"},
-                ExpressionAttributeValues={":me": string(owner)},
-            )
-        except (ClientError, BotoCoreError):
-            # Not ours any more, or unreachable: it expires on its own.
-            return
+        release_lease(self._client, self._table, list_lease_key(audience_id), owner)
 
 
 class DynamoDbRealizedMembers:

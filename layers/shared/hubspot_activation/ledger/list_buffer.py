@@ -44,7 +44,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ..lists.model import Appended, BufferFull, Rank, Toggle
 from ..upsert.ledger import LedgerUnavailable
-from .contact_state import conditionally
+from .conditional import conditionally
 from .keys import DUE_AT, KEY, LIST_PENDING_PARTITION, PENDING_INDEX, PENDING_PARTITION, list_buffer_key
 from .values import Item, integer, number, string, text
 

@@ -27,7 +27,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ..observability import logger
 from ..reconcile.model import MAX_EXAMPLES, ReconcileReport
 from ..upsert.ledger import LedgerUnavailable
-from .contact_state import conditionally
+from .conditional import conditionally
 from .keys import KEY, RECONCILE_PROGRESS_KEY
 from .values import Item, integer, number, string, text
 
