@@ -371,3 +371,19 @@ def test_the_drain_over_the_ledger_buffer_sends_each_records_newest_change(dynam
     assert (report.calls, report.added, report.removed, report.remaining) == (3, 80, 40, 0)
     assert hubspot.members == {str(n) for n in range(120) if n % 3}
     assert due.due(NOW + 60_000) == []
+
+
+def test_a_full_shard_is_due_at_once_and_keeps_when_its_oldest_change_arrived(dynamodb: Any) -> None:
+    store = buffer(dynamodb, flush_ms=30_000, chunk_size=8, shards=1)
+    store.append(AUDIENCE, [add(str(n), 1) for n in range(7)], NOW)
+    store.append(AUDIENCE, [add("7", 1)], NOW + 5)
+    assert store.due(NOW + 5) == [AUDIENCE]
+    assert store.oldest(AUDIENCE) == NOW
+    # A partial settle leaves the rest counted from the first arrival: it is due by age then.
+    store.settle(AUDIENCE, store.read(AUDIENCE)[:4], NOW + 6)
+    assert store.oldest(AUDIENCE) == NOW
+    store.settle(AUDIENCE, store.read(AUDIENCE), NOW + 7)
+    assert store.oldest(AUDIENCE) is None
+    store.append(AUDIENCE, [add("9", 1)], NOW + 100)
+    assert store.oldest(AUDIENCE) == NOW + 100
+    assert store.due(NOW + 30_099) == [] and store.due(NOW + 30_100) == [AUDIENCE]

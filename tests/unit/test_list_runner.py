@@ -35,6 +35,8 @@ class FakeBuffer:
     def __init__(self) -> None:
         self.changes: dict[str, dict[str, Toggle]] = {}
         self.due_at: dict[str, int] = {}
+        #: when each list last went from nothing waiting to a change waiting
+        self.first_at: dict[str, int] = {}
         #: appended during a drain's call (what the flusher does meanwhile)
         self.during_drain: list[tuple[str, list[Toggle]]] = []
 
@@ -44,6 +46,8 @@ class FakeBuffer:
     def append_changes(self, audience_id: str, toggles: Sequence[Toggle], now_ms: int) -> Appended:
         held = self.changes.setdefault(audience_id, {})
         started = not held
+        if started:
+            self.first_at[audience_id] = now_ms
         for toggle in toggles:
             known = held.get(toggle.record_id)
             if known is None or toggle.precedence > known.precedence:
@@ -54,11 +58,16 @@ class FakeBuffer:
     def read(self, audience_id: str) -> list[Toggle]:
         return sorted(self.changes.get(audience_id, {}).values(), key=lambda t: (t.precedence, t.record_id))
 
+    def oldest(self, audience_id: str) -> int | None:
+        return self.first_at.get(audience_id) if self.changes.get(audience_id) else None
+
     def settle(self, audience_id: str, sent: Sequence[Toggle], now_ms: int) -> None:
         held = self.changes.get(audience_id, {})
         for toggle in sent:
             if held.get(toggle.record_id) == toggle:
                 del held[toggle.record_id]
+        if not held:
+            self.first_at.pop(audience_id, None)
         for other, toggles in self.during_drain:
             self.append_changes(other, toggles, now_ms)
         self.during_drain = []
@@ -229,6 +238,7 @@ class World:
     chunk_size: int = 500
     refill_page: int = 500
     seconds_left: float = 300.0
+    now_s: float = NOW_S
 
     def runner(self) -> ListRunner:
         return ListRunner(
@@ -247,7 +257,7 @@ class World:
                 margin_seconds=60.0,
                 refill_page=self.refill_page,
             ),
-            clock=lambda: NOW_S,
+            clock=lambda: self.now_s,
             monotonic=lambda: 1_000.0,
             sleep=lambda _seconds: None,
         )
@@ -495,6 +505,40 @@ def test_changes_appended_during_the_drain_get_a_timer_for_when_they_are_due() -
     assert world.hubspot.members("100") == {"1"}
     assert world.timer.started == [(AUDIENCE, 30)]
     assert run.lists[0].remaining == 1  # type: ignore[attr-defined]
+
+
+def test_a_list_due_because_a_chunk_filled_sends_full_chunks_and_its_remainder_waits_for_its_age() -> None:
+    world = World(chunk_size=2)
+    world.hubspot.lists["100"] = FakeList("Gold buyers")
+    world.audience(list_id="100")
+    # The list's first change arrived 10 s ago: not due by age (ListFlushSeconds is 30).
+    world.buffer.append_changes(AUDIENCE, [add(str(n)) for n in range(5)], int(NOW_S * 1000) - 10_000)
+
+    world.runner().wake([AUDIENCE], lambda: 300.0)
+
+    assert [size for _call, _list, size in world.hubspot.calls] == [2, 2]
+    assert [t.record_id for t in world.buffer.read(AUDIENCE)] == ["4"]
+    # The remainder is due when its oldest change has waited ListFlushSeconds, not later.
+    assert world.timer.started == [(AUDIENCE, 20)]
+    assert world.buffer.due_at[AUDIENCE] == int(NOW_S * 1000) + 20_000
+
+    world.now_s = NOW_S + 20
+    world.runner().wake([AUDIENCE], lambda: 300.0)
+
+    assert [size for _call, _list, size in world.hubspot.calls] == [2, 2, 1]
+    assert world.hubspot.members("100") == {"0", "1", "2", "3", "4"} and world.buffer.read(AUDIENCE) == []
+
+
+def test_a_list_due_by_age_sends_its_partial_chunk_too() -> None:
+    world = World(chunk_size=2)
+    world.hubspot.lists["100"] = FakeList("Gold buyers")
+    world.audience(list_id="100")
+    world.buffer.append_changes(AUDIENCE, [add(str(n)) for n in range(5)], int(NOW_S * 1000) - 30_000)
+
+    world.sweep()
+
+    assert [size for _call, _list, size in world.hubspot.calls] == [2, 2, 1]
+    assert world.buffer.read(AUDIENCE) == [] and world.timer.started == []
 
 
 def test_hubspot_stopping_the_run_leaves_the_other_lists_for_later() -> None:

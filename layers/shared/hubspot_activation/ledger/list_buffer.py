@@ -13,6 +13,11 @@ One shard item::
     pendingPartition  "lists", and
     dueAt             epoch ms the changes are due: both only while ``changes`` is not empty
                       (the sparse ``pending`` index then lists the shard)
+    firstAt           epoch ms the shard last went from nothing waiting to a change waiting,
+                      while ``changes`` is not empty: no change waiting arrived before it, so a
+                      list is due by age (``oldest`` + ListFlushSeconds) at the latest when every
+                      change waiting has waited its ListFlushSeconds. ``dueAt`` may be earlier (a
+                      shard holding its share of a chunk is due at once) or later (a backoff).
 
 ``+`` adds, ``-`` removes; a rank is its integers joined by ``.``. A record is in at most one of
 the two maps. A change newer (``Toggle.precedence``) than the record's kept or sent one replaces it
@@ -55,6 +60,7 @@ AUDIENCE_ID = "audienceId"
 VERSION = "version"
 CHANGES = "changes"
 SENT = "sent"
+FIRST_AT = "firstAt"
 #: Items a list's changes spread over (more shards: more room, more reads per drain).
 SHARDS = 4
 #: A shard item's bound (bytes, as DynamoDB counts them).
@@ -76,6 +82,7 @@ class _Shard:
     key: str
     version: int = 0
     due_ms: int | None = None
+    first_ms: int | None = None
     changes: dict[str, Toggle] = field(default_factory=dict)
     #: record id -> (the change sent, when)
     sent: dict[str, tuple[Toggle, int]] = field(default_factory=dict)
@@ -89,7 +96,15 @@ class _Shard:
         for rid, value in item.get(SENT, {}).get("M", {}).items():
             toggle, at = decode(rid, value["S"])
             sent[rid] = (toggle, at or 0)
-        return cls(audience_id, key, integer(item, VERSION) or 0, integer(item, DUE_AT), changes, sent)
+        return cls(
+            audience_id,
+            key,
+            integer(item, VERSION) or 0,
+            integer(item, DUE_AT),
+            integer(item, FIRST_AT),
+            changes,
+            sent,
+        )
 
     def newest(self, record_id: str) -> Toggle | None:
         if record_id in self.changes:
@@ -101,7 +116,7 @@ class _Shard:
         """The item's size as DynamoDB counts it, from above."""
         total = len(KEY) + len(self.key) + len(AUDIENCE_ID) + len(self.audience_id.encode("utf-8"))
         total += len(VERSION) + _NUMBER_BYTES + len(PENDING_PARTITION) + len(LIST_PENDING_PARTITION)
-        total += len(DUE_AT) + _NUMBER_BYTES
+        total += len(DUE_AT) + _NUMBER_BYTES + len(FIRST_AT) + _NUMBER_BYTES
         total += (
             len(CHANGES) + _MAP_BYTES + sum(_entry_bytes(rid, encode(t)) for rid, t in self.changes.items())
         )
@@ -208,6 +223,18 @@ class DynamoDbListBuffer:
         ]
         return sorted(changes, key=lambda toggle: (toggle.precedence, toggle.record_id))
 
+    def oldest(self, audience_id: str) -> int | None:
+        """When the oldest change waiting for the list arrived at the latest (the earliest
+        ``firstAt`` of its shards with changes); None when nothing waits."""
+        starts = [
+            shard.first_ms
+            for shard in (
+                self._read(audience_id, list_buffer_key(audience_id, n)) for n in range(self._shards)
+            )
+            if shard.changes and shard.first_ms is not None
+        ]
+        return min(starts) if starts else None
+
     def settle(self, audience_id: str, sent: Sequence[Toggle], now_ms: int) -> None:
         by_shard: dict[int, list[Toggle]] = {}
         for toggle in sent:
@@ -309,7 +336,13 @@ class DynamoDbListBuffer:
         for _attempt in range(WRITE_ATTEMPTS):
             state = self._read(audience_id, key)
             before = _Shard(
-                audience_id, key, state.version, state.due_ms, dict(state.changes), dict(state.sent)
+                audience_id,
+                key,
+                state.version,
+                state.due_ms,
+                state.first_ms,
+                dict(state.changes),
+                dict(state.sent),
             )
             refused = change(state)
             full = len(state.changes) >= self._full
@@ -327,6 +360,7 @@ class DynamoDbListBuffer:
             "#s": SENT,
             "#p": PENDING_PARTITION,
             "#d": DUE_AT,
+            "#f": FIRST_AT,
         }
         values: Item = {":a": string(state.audience_id), ":next": number(state.version + 1)}
         sets = ["#a = :a", "#v = :next"]
@@ -341,14 +375,16 @@ class DynamoDbListBuffer:
             else:
                 removes.append(name)
         if state.changes:
-            due = state.due_ms if before.changes and state.due_ms is not None else now_ms + self._flush_ms
+            first = self._first(before, now_ms)
+            due = state.due_ms if before.changes and state.due_ms is not None else first + self._flush_ms
             if len(state.changes) >= self._full:
                 due = min(due, now_ms)
             values[":p"] = string(LIST_PENDING_PARTITION)
             values[":d"] = number(due)
-            sets.extend(["#p = :p", "#d = :d"])
+            values[":f"] = number(first)
+            sets.extend(["#p = :p", "#d = :d", "#f = :f"])
         else:
-            removes.extend(["#p", "#d"])
+            removes.extend(["#p", "#d", "#f"])
         expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
         if state.version:
             values[":read"] = number(state.version)
@@ -365,6 +401,15 @@ class DynamoDbListBuffer:
                 ExpressionAttributeValues=values,
             )
         )
+
+    def _first(self, before: _Shard, now_ms: int) -> int:
+        """The shard's ``firstAt`` after a write: kept while changes wait, ``now_ms`` when the
+        first one arrives. A shard written without it counts from its due time's start."""
+        if not before.changes:
+            return now_ms
+        if before.first_ms is not None:
+            return before.first_ms
+        return min(now_ms, before.due_ms - self._flush_ms) if before.due_ms is not None else now_ms
 
     def _read(self, audience_id: str, key: str) -> _Shard:
         return _Shard.of(audience_id, key, self._get(key))

@@ -30,6 +30,11 @@ class ListBuffer(Protocol):
         """The changes waiting to be sent, oldest rank first (strongly consistent)."""
         ...
 
+    def oldest(self, audience_id: str) -> int | None:
+        """When the oldest change waiting arrived, at the latest (epoch ms; None: nothing waits):
+        the list is due by age ListFlushSeconds after it."""
+        ...
+
     def settle(self, audience_id: str, sent: Sequence[Toggle], now_ms: int) -> None:
         """Take out the changes HubSpot applied, each only if it is still the record's newest (a
         change appended meanwhile stays, to be sent next)."""

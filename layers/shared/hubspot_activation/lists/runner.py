@@ -11,14 +11,17 @@ For each audience:
   list holding it, ``"<name> (<audience id>)"``; that one taken too, it is adopted when it is a
   MANUAL contact list (a name carrying the audience id is the connector's). The id is stored
   conditionally: the first writer wins;
-- the drain (``service.ListDrain``), again while a full chunk waits;
+- the drain (``service.ListDrain``): a list due by age (its oldest waiting change arrived
+  ListFlushSeconds ago) sends everything; a list due only because a chunk filled sends full
+  chunks alone, the rest waiting for more or for its age;
 - the list gone in HubSpot: restored with its id when HubSpot can, else made again; either way
   the list's generation is bumped and the list refilled from the ledger (every contact whose
   newest status handed to the list is realized goes into the buffer again at the new generation),
   page by page within the time left, the refill's place kept on the audience (which then waits in
   the due index, so the sweep continues it);
-- afterwards, changes still waiting get a timer for when they are due: a failure's backoff, or
-  ListFlushSeconds for changes appended during the drain;
+- afterwards, changes still waiting get a timer for when they are due: a failure's backoff, at
+  once for a full chunk, their age for a remainder held back, ListFlushSeconds for changes
+  appended during a drain that sent everything it read;
 - per-list bookkeeping on the audience: the last drain's time, its error, its calls.
 
 HubSpot's daily limit or a credential without the lists scopes (``ListsStopped``) stops the run.
@@ -110,6 +113,8 @@ class ListOutcome:
     #: why nothing was sent (another run holds the list, the audience is deleted or unknown)
     skipped: str | None = None
     error: str | None = None
+    #: a drain held back a partial chunk (the list was due because a chunk filled, not by age)
+    held_back: bool = False
 
 
 @dataclass
@@ -257,6 +262,7 @@ class ListRunner:
                 audience = self._refill(audience, outcome, remaining)
             assert audience.list_id is not None
             report = self._drain(audience.audience_id, audience.list_id)
+            outcome.held_back = outcome.held_back or report.held_back
             self._count(audience.audience_id, report, outcome)
             if report.gone:
                 if recovered:
@@ -294,7 +300,9 @@ class ListRunner:
             sleep=self._sleep,
             clock_ms=self._now_ms,
         )
-        report = drain.drain(audience_id, list_id)
+        oldest = self._buffer.oldest(audience_id)
+        aged = oldest is None or oldest + self._settings.flush_seconds * 1000 <= self._now_ms()
+        report = drain.drain(audience_id, list_id, full_chunks_only=not aged)
         self._chunk_sizes[audience_id] = report.chunk_size
         return report
 
@@ -420,13 +428,28 @@ class ListRunner:
             outcome.remaining = len(left)
             if not left:
                 return
-            delay = 0 if len(left) >= self._chunk_size(outcome.audience_id) else self._settings.flush_seconds
+            delay = self._delay(outcome, len(left))
         self._due.postpone(outcome.audience_id, self._now_ms() + delay * 1000)
         if self._timer is not None:
             try:
                 self._timer.start(outcome.audience_id, delay)
             except Exception as exc:  # the schedule's sweep drains what a lost timer leaves
                 logger.warning("list timer not started", extra={"error": str(exc)[:300]})
+
+    def _delay(self, outcome: ListOutcome, waiting: int) -> int:
+        """Seconds until the changes left after a drain that went through are due: a full chunk
+        at once; a remainder held back when its oldest change has waited ListFlushSeconds; what
+        was appended during a drain that sent everything it read, ListFlushSeconds from now
+        (it arrived after the drain's read, so it never waits longer than that past its arrival)."""
+        if waiting >= self._chunk_size(outcome.audience_id):
+            return 0
+        if not outcome.held_back:
+            return self._settings.flush_seconds
+        oldest = self._buffer.oldest(outcome.audience_id)
+        if oldest is None:
+            return 0
+        due_ms = oldest + self._settings.flush_seconds * 1000
+        return max(0, -(-(due_ms - self._now_ms()) // 1000))
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)

@@ -10,8 +10,8 @@
   so a call that did go through costs nothing when sent again).
 - The list gone (``ListGone``): the drain stops with ``gone``; the caller restores or recreates the
   list and refills it, and the buffer keeps what it holds for the new list.
-- ``full_chunks_only`` (while the queue still brings updates): only full chunks go; the rest waits
-  for more, as the flusher waits for full batches.
+- ``full_chunks_only`` (a list due because a chunk filled, not by age): only full chunks go; the
+  rest waits for more or for its age, as the flusher waits for full batches.
 
 The drain knows nothing of Lambda or DynamoDB: it works through ``ports``. One drain per list at a
 time (the caller's lease): two would send the same changes twice, harmless but wasted.
@@ -52,6 +52,8 @@ class DrainReport:
     #: why the drain stopped before sending everything it read (None: it did not, or it held
     #: back a partial chunk on purpose)
     failure: str | None = None
+    #: a partial chunk was held back on purpose (``full_chunks_only``)
+    held_back: bool = False
 
 
 class ListDrain:
@@ -81,6 +83,7 @@ class ListDrain:
         report = DrainReport(chunk_size=self._chunk_size)
         while changes:
             if full_chunks_only and len(changes) < report.chunk_size:
+                report.held_back = True
                 break
             chunk = changes[: report.chunk_size]
             try:
