@@ -11,6 +11,10 @@ They honour what the functions rely on and nothing more:
   receipt handle per receive; deletes and visibility changes by the latest receipt handle;
   ``ApproximateNumberOfMessages`` (the visible messages). No deduplication, no redrive (no message
   fails in a benchmark).
+- ``MemoryTimerQueue``: the lists function's standard timer queue and its event source: each
+  message delivered ``DelaySeconds`` after it was sent, as a Lambda SQS event of one record to the
+  function it is given; a record the function names in ``batchItemFailures`` comes back after the
+  queue's visibility timeout (scaled down: a benchmark run is minutes long).
 - ``MemoryDynamoDb``: items by their ``email`` key; the table's secondary indexes (from
   template.yaml) kept up to date on every write; the update, condition and key-condition
   expressions the ledger package writes (``SET``/``REMOVE``/``ADD``, ``if_not_exists``,
@@ -166,6 +170,67 @@ class MemoryFifo:
         for entry in kwargs["Entries"]:
             self.change_visibility(entry["ReceiptHandle"], float(entry["VisibilityTimeout"]))
         return {"Successful": [{"Id": entry["Id"]} for entry in kwargs["Entries"]], "Failed": []}
+
+
+class MemoryTimerQueue:
+    """A standard SQS queue of delayed timer messages and its event source to ``deliver``."""
+
+    def __init__(self, deliver: Callable[[dict[str, Any]], dict[str, Any] | None], retry_seconds: float = 5.0) -> None:
+        self._deliver = deliver
+        self._retry_seconds = retry_seconds
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self._ids = itertools.count(1)
+        self._stopped = False
+        self.sent = 0
+
+    def send_message(self, **kwargs: Any) -> dict[str, Any]:
+        message_id = f"timer-{next(self._ids)}"
+        with self._lock:
+            self.sent += 1
+        self._later(float(kwargs.get("DelaySeconds", 0)), message_id, str(kwargs["MessageBody"]))
+        return {"MessageId": message_id}
+
+    def in_flight(self) -> int:
+        with self._lock:
+            return self._in_flight
+
+    def stop(self) -> None:
+        self._stopped = True
+
+    def _later(self, delay: float, message_id: str, body: str) -> None:
+        with self._lock:
+            self._in_flight += 1
+        timer = threading.Timer(delay, self._fire, args=(message_id, body))
+        timer.daemon = True
+        timer.start()
+
+    def _fire(self, message_id: str, body: str) -> None:
+        try:
+            if self._stopped:
+                return
+            answer = self._deliver({"Records": [{"messageId": message_id, "body": body, "eventSource": "aws:sqs"}]})
+            failed = {item["itemIdentifier"] for item in (answer or {}).get("batchItemFailures", [])}
+            if message_id in failed:
+                self._later(self._retry_seconds, message_id, body)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+
+
+class RoutedSqs:
+    """One SQS client for several queues: ``send_message`` to the queue its ``QueueUrl`` names
+    (the timer queue), everything else to the FIFO queue."""
+
+    def __init__(self, fifo: MemoryFifo, queues: Mapping[str, MemoryTimerQueue]) -> None:
+        self._fifo = fifo
+        self._queues = dict(queues)
+
+    def send_message(self, **kwargs: Any) -> dict[str, Any]:
+        return self._queues[kwargs["QueueUrl"]].send_message(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fifo, name)
 
 
 def sqs_event(messages: Sequence[InboundMessage]) -> dict[str, Any]:

@@ -8,6 +8,11 @@ The functions run as Lambda runs them: the merge functions as event-source loops
 invocations (the merges' and its own wake-ups, and its schedule), each concurrent invocation in an
 execution environment of its own (``local.lambda_async``): its HubSpot client, governor and
 property schema.
+
+With ``AudienceTarget`` list or both, the lists function runs as deployed too (its composition
+root ``list_function.wiring.lists_function``): on the flusher's timers (``bench.fakes``'
+``MemoryTimerQueue``: delayed, one record an event, a failure back after a while) and on its
+schedule's sweep every minute, each concurrent invocation in a container of its own.
 """
 
 from __future__ import annotations
@@ -30,12 +35,22 @@ from hubspot_activation.hubspot.client import CallStats, HubSpotClient, new_sess
 from hubspot_activation.hubspot.governor import RateGovernor
 from hubspot_activation.ingest.service import IngestService
 from hubspot_activation.ledger.keys import PENDING_PARTITION
+from hubspot_activation.list_function.wiring import lists_function, lists_governor_settings
+from hubspot_activation.lists.target import AudienceTarget
 from hubspot_activation.observability import logger, metrics
 from hubspot_activation.settings import IngestSettings, UpsertSettings
 from hubspot_activation.upsert.adapter import MergeConsumer
 from hubspot_activation.upsert.wiring import flush_runner, governor_settings, hubspot_client, merge_consumer
 
-from bench.fakes import MemoryDailyCounter, MemoryDynamoDb, MemoryFifo, sqs_event
+from bench.fakes import (
+    MemoryDailyCounter,
+    MemoryDynamoDb,
+    MemoryFifo,
+    MemoryTimerQueue,
+    RoutedSqs,
+    sqs_event,
+)
+from local.api_server import LocalContext
 from local.lambda_async import LocalAsyncFunction, LocalSchedule
 from local.stack import BatchReports
 from local.template import load_sam, parameter_defaults
@@ -49,6 +64,9 @@ LEDGER_TABLE = "bench-ledger"
 AUDIENCES = ["a1b2c3d4-0000-4000-8000-000000000001", "a1b2c3d4-0000-4000-8000-000000000002"]
 #: The flush function's Timeout in template.yaml.
 FLUSH_TIMEOUT_SECONDS = 900.0
+#: The lists function's Timeout in template.yaml.
+LISTS_TIMEOUT_SECONDS = 300.0
+LIST_TIMER_QUEUE_URL = "https://sqs.us-east-1.amazonaws.com/000000000000/bench-list-timers"
 
 
 def template_defaults() -> dict[str, Any]:
@@ -217,6 +235,73 @@ def with_metrics_flushed(function: Callable[[dict[str, Any], Any], dict[str, Any
     return call
 
 
+class SyncFunction:
+    """A function invoked synchronously (by its event source, or its schedule), each concurrent
+    invocation in an execution environment of its own, kept for the next."""
+
+    def __init__(self, name: str, new_container: Callable[[], Any], timeout_seconds: float) -> None:
+        self._name = name
+        self._new_container = new_container
+        self._timeout = timeout_seconds
+        self._idle: list[Any] = []
+        self._busy = 0
+        self._lock = threading.Lock()
+        self.invocations = 0
+
+    def __call__(self, event: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            self._busy += 1
+            self.invocations += 1
+            handler = self._idle.pop() if self._idle else None
+        try:
+            handler = handler or self._new_container()
+            context = LocalContext(
+                function_name=self._name, aws_request_id=os.urandom(8).hex(), timeout_seconds=self._timeout
+            )
+            answer: dict[str, Any] = handler(event, context)
+            return answer
+        finally:
+            with self._lock:
+                self._busy -= 1
+                if handler is not None:
+                    self._idle.append(handler)
+
+    def idle(self) -> bool:
+        with self._lock:
+            return self._busy == 0
+
+
+@dataclass
+class Lists:
+    """The lists function of a deployment that keeps lists: its timers and its sweep."""
+
+    function: SyncFunction
+    timers: MemoryTimerQueue
+    clients: list[HubSpotClient]
+    sweep_seconds: float = 60.0
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _sweeping: bool = False
+
+    def start_sweep(self) -> None:
+        """The schedule's ``rate(1 minute)``, from the first run on."""
+        if self._sweeping:
+            return
+        self._sweeping = True
+
+        def sweep() -> None:
+            while not self._stop.wait(self.sweep_seconds):
+                self.function({})
+
+        threading.Thread(target=sweep, name="lists-schedule", daemon=True).start()
+
+    def idle(self) -> bool:
+        return self.function.idle() and not self.timers.in_flight()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.timers.stop()
+
+
 @dataclass
 class Sync:
     """The merge and flush functions of one deployment, on one in-memory queue and ledger."""
@@ -233,6 +318,8 @@ class Sync:
     clients: list[HubSpotClient] = field(default_factory=list)
     #: the flush function's schedule, from the first run on
     schedule: LocalSchedule | None = None
+    #: the lists function (AudienceTarget list or both)
+    lists: Lists | None = None
 
     def merge_loop(self, merge: MergeConsumer, stop: threading.Event) -> None:
         """Lambda's SQS event source for one concurrent merge function, until ``stop``."""
@@ -270,8 +357,10 @@ class Sync:
             self.waker.release()
             if self.schedule is None:
                 self.schedule = LocalSchedule(self.flush, seconds=60.0).start()  # rate(1 minute)
+            if self.lists is not None:
+                self.lists.start_sweep()
             while time.monotonic() < deadline:
-                if not len(self.fifo) and self.flush.idle() and not self.pending():
+                if self.settled():
                     return True
                 time.sleep(0.1)
             return False
@@ -280,12 +369,20 @@ class Sync:
             for loop in loops:
                 loop.join()
 
+    def settled(self) -> bool:
+        """Nothing queued, no function running, no contact pending nor list change waiting (the
+        list buffers are in the pending index while they hold changes)."""
+        lists_idle = self.lists is None or self.lists.idle()
+        return not len(self.fifo) and self.flush.idle() and lists_idle and not self.pending()
+
     def stop(self) -> None:
         from hubspot_activation.observability import logger as library_logger
 
         library_logger._logger.removeHandler(self.reports)
         if self.schedule is not None:
             self.schedule.stop()
+        if self.lists is not None:
+            self.lists.stop()
         self.flush.stop()
 
 
@@ -297,10 +394,12 @@ def build_sync(
     window_seconds: float | None = None,
     limit: int | None = None,
     field_rules: FieldRules | None = None,
+    audience_target: AudienceTarget = AudienceTarget.PROPERTY,
+    list_flush_seconds: int | None = None,
 ) -> Sync:
     """A deployment with the template's defaults (``lanes``, merge ``MaxConcurrency``, HubSpot
-    ``limit`` otherwise, no ``field_rules``), HubSpot's window scaled to ``window_seconds`` in the
-    governor when given."""
+    ``limit``, ``ListFlushSeconds`` otherwise, no ``field_rules``, audiences as properties),
+    HubSpot's window scaled to ``window_seconds`` in the governor when given."""
     defaults = template_defaults()
     settings = UpsertSettings(
         ledger_table=LEDGER_TABLE,
@@ -314,8 +413,31 @@ def build_sync(
         flush_max_delay_seconds=int(defaults["FlushMaxDelaySeconds"]),
         shard_count=int(defaults["ShardCount"]),
         field_rules=field_rules or FieldRules(),
+        audience_target=audience_target,
+        list_flush_seconds=list_flush_seconds or int(defaults["ListFlushSeconds"]),
+        list_chunk_size=int(defaults["ListChunkSize"]),
+        list_timer_queue_url=LIST_TIMER_QUEUE_URL if audience_target.keeps_lists else "",
     )
     fifo, dynamodb, daily, log = MemoryFifo(), MemoryDynamoDb(), MemoryDailyCounter(), CallLog()
+    lists: Lists | None = None
+    sqs: Any = fifo
+    if audience_target.keeps_lists:
+        list_clients: list[HubSpotClient] = []
+
+        def lists_container() -> Any:
+            client = hubspot_client(
+                settings,
+                lambda force: {"accessToken": token},
+                RateGovernor(lists_governor_settings(settings), daily_counter=daily),
+                session=new_session(),
+            )
+            list_clients.append(client)
+            return with_metrics_flushed(lists_function(settings, client, dynamodb, sqs).handle)  # type: ignore[arg-type]
+
+        function = SyncFunction("bench-lists", lists_container, LISTS_TIMEOUT_SECONDS)
+        timers = MemoryTimerQueue(function)
+        sqs = RoutedSqs(fifo, {LIST_TIMER_QUEUE_URL: timers})
+        lists = Lists(function, timers, list_clients)
     governor = governor_settings(settings)
     if window_seconds is not None:
         governor = replace(governor, window_seconds=window_seconds)
@@ -330,7 +452,7 @@ def build_sync(
             session=new_session(),
         )
         clients.append(client)
-        runner = flush_runner(settings, client, dynamodb, fifo, waker, RecordingWriter(client, log))  # type: ignore[arg-type]
+        runner = flush_runner(settings, client, dynamodb, sqs, waker, RecordingWriter(client, log))  # type: ignore[arg-type]
         return with_metrics_flushed(runner.handle)
 
     # A container a lane, and one for the wake-ups that find their lane taken (as the local stack).
@@ -344,4 +466,4 @@ def build_sync(
     from hubspot_activation.observability import logger as library_logger
 
     library_logger._logger.addHandler(reports)
-    return Sync(settings, fifo, dynamodb, log, flush, waker, consumers, reports, clients)
+    return Sync(settings, fifo, dynamodb, log, flush, waker, consumers, reports, clients, lists=lists)
