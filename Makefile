@@ -53,6 +53,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.latency
 	$(BIN)/python -m bench.reconcile
 	$(BIN)/python -m bench.field_rules
+	$(BIN)/python -m bench.lists
 	$(BIN)/python -m bench.local_backlog
 	$(BIN)/python -m bench.aws_cost
 

@@ -175,7 +175,9 @@ class MemoryFifo:
 class MemoryTimerQueue:
     """A standard SQS queue of delayed timer messages and its event source to ``deliver``."""
 
-    def __init__(self, deliver: Callable[[dict[str, Any]], dict[str, Any] | None], retry_seconds: float = 5.0) -> None:
+    def __init__(
+        self, deliver: Callable[[dict[str, Any]], dict[str, Any] | None], retry_seconds: float = 5.0
+    ) -> None:
         self._deliver = deliver
         self._retry_seconds = retry_seconds
         self._lock = threading.Lock()
@@ -209,7 +211,9 @@ class MemoryTimerQueue:
         try:
             if self._stopped:
                 return
-            answer = self._deliver({"Records": [{"messageId": message_id, "body": body, "eventSource": "aws:sqs"}]})
+            answer = self._deliver(
+                {"Records": [{"messageId": message_id, "body": body, "eventSource": "aws:sqs"}]}
+            )
             failed = {item["itemIdentifier"] for item in (answer or {}).get("batchItemFailures", [])}
             if message_id in failed:
                 self._later(self._retry_seconds, message_id, body)

@@ -92,7 +92,9 @@ def backlog(target: AudienceTarget, latency_ms: int) -> dict[str, Any]:
             server.state.config.latency_ms = 0
             made = Counter(server.state.requests)
             members = {
-                found.name: len(found.members) for found in server.state.lists.values() if found.deleted_at is None
+                found.name: len(found.members)
+                for found in server.state.lists.values()
+                if found.deleted_at is None
             }
         finally:
             sync.stop()
@@ -120,7 +122,7 @@ def low_load() -> dict[str, Any]:
     """Profiles a few at a time, every second or two; each realized membership's latency."""
     print(f"... low load, both, {LOW_LOAD_SECONDS:.0f} s of arrivals", file=sys.__stdout__, flush=True)
     server = SandboxServer().start()
-    chance = random.Random(21)  # noqa: S311 - a benchmark's arrival pattern, not a secret
+    chance = random.Random(21)  # a fixed arrival pattern, the same every run
     accepted: dict[str, float] = {}
     realized: list[tuple[str, int]] = []
     try:
@@ -143,7 +145,9 @@ def low_load() -> dict[str, Any]:
                 at = time.time()
                 for i in range(sent, sent + count):
                     accepted[email("low", i).lower()] = at
-                    realized.extend((email("low", i).lower(), n) for n in range(len(AUDIENCES)) if (i + n) % 3)
+                    realized.extend(
+                        (email("low", i).lower(), n) for n in range(len(AUDIENCES)) if (i + n) % 3
+                    )
                 sent += count
                 time.sleep(chance.uniform(1.0, 2.0))
             drained = runner.finish(timeout=FLUSH_SECONDS * 3 + 60)
@@ -164,7 +168,9 @@ def low_load() -> dict[str, Any]:
         "p95_seconds": round(ordered[max(0, int(len(ordered) * 0.95 + 0.5) - 1)], 1) if ordered else None,
         "max_seconds": round(ordered[-1], 1) if ordered else None,
         "goal_p95_seconds": FLUSH_SECONDS + LATENCY_SLACK_SECONDS,
-        "membership_calls": sum(n for route, n in server.state.requests.items() if kind(route) == "membership_calls"),
+        "membership_calls": sum(
+            n for route, n in server.state.requests.items() if kind(route) == "membership_calls"
+        ),
     }
 
 

@@ -30,11 +30,6 @@ class ListBuffer(Protocol):
         """The changes waiting to be sent, oldest rank first (strongly consistent)."""
         ...
 
-    def oldest(self, audience_id: str) -> int | None:
-        """When the oldest change waiting arrived, at the latest (epoch ms; None: nothing waits):
-        the list is due by age ListFlushSeconds after it."""
-        ...
-
     def settle(self, audience_id: str, sent: Sequence[Toggle], now_ms: int) -> None:
         """Take out the changes HubSpot applied, each only if it is still the record's newest (a
         change appended meanwhile stays, to be sent next)."""
@@ -45,6 +40,11 @@ class DueLists(Protocol):
     def due(self, now_ms: int, limit: int = 100) -> list[str]:
         """The audiences whose list changes are due by ``now_ms`` (the first change waited its
         ListFlushSeconds, or a shard holds its share of a chunk), the longest due first."""
+        ...
+
+    def oldest(self, audience_id: str) -> int | None:
+        """When the oldest change waiting arrived, at the latest (epoch ms; None: nothing waits):
+        the list is due by age ListFlushSeconds after it."""
         ...
 
     def postpone(self, audience_id: str, due_ms: int) -> None:

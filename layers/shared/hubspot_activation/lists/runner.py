@@ -300,7 +300,7 @@ class ListRunner:
             sleep=self._sleep,
             clock_ms=self._now_ms,
         )
-        oldest = self._buffer.oldest(audience_id)
+        oldest = self._due.oldest(audience_id)
         aged = oldest is None or oldest + self._settings.flush_seconds * 1000 <= self._now_ms()
         report = drain.drain(audience_id, list_id, full_chunks_only=not aged)
         self._chunk_sizes[audience_id] = report.chunk_size
@@ -445,7 +445,7 @@ class ListRunner:
             return 0
         if not outcome.held_back:
             return self._settings.flush_seconds
-        oldest = self._buffer.oldest(outcome.audience_id)
+        oldest = self._due.oldest(outcome.audience_id)
         if oldest is None:
             return 0
         due_ms = oldest + self._settings.flush_seconds * 1000
