@@ -235,8 +235,8 @@ def test_a_list_deleted_in_hubspot_is_brought_back_and_refilled_from_the_ledger(
 def test_the_schedule_sweeps_a_due_list_and_a_chunk_refused_for_its_size_is_halved(lists: Lists) -> None:
     lists.monkeypatch.setenv("LIST_CHUNK_SIZE", "8")
     lists.sandbox.state.config.list_ids_per_call = 3
-    ids = lists.contacts(*(f"c{n}@example.com" for n in range(7)))
-    # A shard holding its share of a chunk (8 / 4 shards) is due at once.
+    ids = lists.contacts(*(f"c{n}@example.com" for n in range(8)))
+    # A shard holding its share of a chunk (8 / 4 shards) is due at once, and a full chunk waits.
     lists.append(*(realized(record_id) for record_id in ids))
 
     answer = handler("lists", cold_start=True)(SCHEDULED, Context())
