@@ -4,9 +4,12 @@ start its timers."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
+from hubspot_activation.list_function.wiring import LISTS_MAX_CONCURRENCY, lists_governor_settings
+from hubspot_activation.settings import UpsertSettings
 
 from local.template import translate
 from tests.integration.test_template import TABLE_ARN, grants, of_type
@@ -102,3 +105,25 @@ def test_timers_and_the_sweep_reach_the_function_only_when_lists_are_kept(cfn: d
         name = spec["Condition"]
         for target, kept in (("property", False), ("list", True), ("both", True)):
             assert evaluate(conditions[name], {"AudienceTarget": target}, conditions) is kept
+
+
+def test_the_lists_governor_counts_as_many_drains_in_flight_as_the_event_source_runs(
+    cfn: dict[str, Any],
+) -> None:
+    (mapping,) = [
+        resource["Properties"]
+        for resource in of_type(cfn, "AWS::Lambda::EventSourceMapping").values()
+        if resource["Properties"]["FunctionName"] == {"Ref": "ListsFunction"}
+    ]
+    assert mapping["ScalingConfig"]["MaximumConcurrency"] == LISTS_MAX_CONCURRENCY
+
+
+def test_the_lists_send_their_part_of_the_window_and_leave_only_the_other_integrations_part() -> None:
+    """A drain waits only for what the connector leaves to other integrations (as the flush does),
+    not for a headroom of everything but the lists' part: with the flush's handful of calls in the
+    window, that would hold every drain back until the window cleared."""
+    settings = UpsertSettings(ledger_table="t", hubspot_secret_id="s", tier_limit=100, share=0.8)
+    governor = lists_governor_settings(settings)
+    assert governor.budget == 10  # LISTS_BURST_SHARE of a 100-request window
+    assert governor.headroom(100) == pytest.approx(100 * (1 - 0.8) + LISTS_MAX_CONCURRENCY)
+    assert lists_governor_settings(replace(settings, share=0.05)).budget == 5  # never past the share

@@ -4,6 +4,7 @@ flusher's port to the lists is built by ``changes.list_changes``."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -30,6 +31,9 @@ if TYPE_CHECKING:
 #: The lists function's part of the app's 10-second window (at most the connector's own share): 10
 #: calls per 10 s at the default 100-request window, 5,000 membership changes a second.
 LISTS_BURST_SHARE = 0.1
+#: The lists event source's MaximumConcurrency in template.yaml: drains that may each have a call
+#: in flight unseen by HubSpot's Remaining figure.
+LISTS_MAX_CONCURRENCY = 2
 #: Time kept back for the ledger's records after the last HubSpot call of a run (seconds).
 RECORD_SECONDS = 10.0
 
@@ -52,9 +56,18 @@ def build_lists(settings: UpsertSettings) -> ListsFunction:
 
 
 def lists_governor_settings(settings: UpsertSettings) -> GovernorSettings:
-    """The flush's governor settings (the daily limit, reserve and time zone) with the lists' own
-    part of the app's 10-second window: a drain sends a few calls of hundreds of ids each."""
-    return replace(governor_settings(settings), share=min(settings.share, LISTS_BURST_SHARE), lanes=1)
+    """The flush's governor settings (the connector's share, the daily limit, reserve and time
+    zone), the lists function sending at most its own part of the window (``LISTS_BURST_SHARE``,
+    as a lane of the share: a drain sends a few calls of hundreds of ids each). What it leaves
+    unused of HubSpot's window is the other integrations' part, as the flush does: a headroom of
+    the lists' part alone would hold every drain back while the flush has made a handful of calls
+    in the window (up to 10 s of delay at low load)."""
+    base = governor_settings(settings)
+    return replace(
+        base,
+        lanes=max(1, math.ceil(settings.share / LISTS_BURST_SHARE)),
+        concurrency=LISTS_MAX_CONCURRENCY,
+    )
 
 
 def lists_function(
