@@ -18,6 +18,7 @@ from hubspot_activation.ledger.audience_item import LIST_GENERATION, LIST_ID, au
 from hubspot_activation.model import AudienceChange, AudienceStatus, ContactUpdate
 
 from local import stack as local_stack
+from local.event_source import Handler
 from tests.e2e.test_operations import answer, dead_letter, member, post
 
 Statuses = dict[tuple[str, str], str]
@@ -190,7 +191,7 @@ class Crashing:
         self.crashes = 0
         self._lock = threading.Lock()
 
-    def __call__(self, logical_id: str, function: local_stack.Handler) -> local_stack.Handler:
+    def __call__(self, logical_id: str, function: Handler) -> Handler:
         if logical_id != "ListsFunction":
             return function
 
