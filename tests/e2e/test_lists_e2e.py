@@ -258,7 +258,7 @@ def test_a_rename_relabels_the_list_and_its_changes_still_go_to_it(both: local_s
     settled(both)
     list_id = lists_by_name(both)["gold"]["listId"]
 
-    renamed = answer(both, "PUT", "/audiences/gold", {"name": "Gold members"})
+    renamed = answer(both, "PUT", "/audiences/gold", {"name": "Gold members"}, status=201)  # its first PUT
     assert renamed["listRenamed"] is True and renamed["listId"] == list_id
     live = lists_by_name(both)
     assert "gold" not in live and live["Gold members"]["listId"] == list_id

@@ -222,7 +222,7 @@ def test_a_rename_renames_the_list_a_clash_takes_the_suffixed_name_and_a_delete_
     list_id = make_list(both, "gold", "Gold", ["ada@example.com"])
     hubspot_list(both, "Gold members")  # a person's list holds the name
 
-    renamed = answer(both, "PUT", "/audiences/gold", {"name": "Gold members"})
+    renamed = answer(both, "PUT", "/audiences/gold", {"name": "Gold members"}, status=201)  # its first PUT
     assert renamed["labelUpdated"] is True and state.properties["aud_gold"]["label"] == "Gold members"
     assert renamed["listRenamed"] is True and "listNote" not in renamed
     assert renamed["listId"] == list_id and renamed["listName"] == "Gold members (gold)"
@@ -276,7 +276,7 @@ def test_with_property_the_routes_answer_and_call_hubspot_as_without_lists(
     assert "lists" not in contact
     status = answer(running, "GET", "/sync/status")
     assert "lists" not in status
-    renamed = answer(running, "PUT", "/audiences/gold", {"name": "Gold members"})
+    renamed = answer(running, "PUT", "/audiences/gold", {"name": "Gold members"}, status=201)  # its first PUT
     assert set(renamed) == {
         "externalAudienceId",
         "audienceId",
