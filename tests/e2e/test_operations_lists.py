@@ -3,10 +3,11 @@ local stack over real HTTP: a contact's memberships, the lists' waiting changes,
 renames the list (a clash takes the suffixed name), a delete that keeps it; and with ``property``
 the same routes answer and call HubSpot as without lists.
 
-The lists function (which makes a list and stores its id, and its bookkeeping, on the audience's
-item) and the flusher's hand-over (a contact's ``listed`` and the list buffer) are played here
-through their agreed layouts: the ledger's codecs and the real buffer in moto, the list in the
-sandbox."""
+The memberships view, the waiting changes and reconcile's membership check run the real pipeline
+(the flusher's hand-over, the lists function, a crashing one to keep changes waiting). The other
+cases play the lists function (which makes a list and stores its id, and its bookkeeping, on the
+audience's item) and the flusher's hand-over (a contact's ``listed`` and the list buffer) through
+their agreed layouts: the ledger's codecs and the real buffer in moto, the list in the sandbox."""
 
 from __future__ import annotations
 
@@ -30,9 +31,11 @@ from hubspot_activation.upsert.ledger import ListedAudience
 
 from local import stack as local_stack
 from local.hubspot_sandbox.state import ContactList, now_iso
+from tests.e2e.test_lists_e2e import Crashing, lists_by_name, record_id
 from tests.e2e.test_operations import answer, drain, member, post
 
 FLUSHED_AT_MS = 1_796_000_000_000
+LATER = "2026-11-20T11:00:00Z"
 
 
 @pytest.fixture
@@ -114,57 +117,64 @@ def buffer(stack: local_stack.LocalStack) -> DynamoDbListBuffer:
     return DynamoDbListBuffer(dynamodb, table)
 
 
-def test_contacts_show_their_memberships_and_status_the_changes_waiting(both: local_stack.LocalStack) -> None:
-    post(
-        both,
-        member("ada@example.com", "gold", name="Gold"),
-        member("bob@example.com", "gold"),
-        member("cy@example.com", "gold", "exited"),
-        member("dan@example.com", "gold"),
+def test_contacts_show_their_memberships_and_status_the_changes_waiting() -> None:
+    crashing = Crashing()
+    stack = local_stack.start(
+        parameters={"AudienceTarget": "both", "ListFlushSeconds": 1}, instrument=crashing
     )
-    drain(both)
-    list_id = make_list(both, "gold", "Gold", ["ada@example.com"])
-    hand_to_list(both, "ada@example.com", "gold")  # sent: a member in HubSpot
-    bob = hand_to_list(both, "bob@example.com", "gold")  # handed, waiting in the buffer
-    cy = hand_to_list(both, "cy@example.com", "gold")  # an exit waiting
-    buffer(both).append("gold", [bob, cy], FLUSHED_AT_MS)
-    # dan: realized, not handed to the list yet
+    try:
+        answer(stack, "PUT", "/audiences/gold", {"name": "Gold"}, status=201)
+        post(stack, member("ada@example.com", "gold"), member("cy@example.com", "gold"))
+        assert local_stack.drain(stack, show=False, timeout=120)
+        assert local_stack.settle_lists(stack, timeout=120)  # ada and cy sent: members in HubSpot
+        list_id = lists_by_name(stack)["Gold"]["listId"]
 
-    views = {
-        name: answer(both, "GET", f"/contacts/{name}@example.com")["lists"]
-        for name in ("ada", "bob", "cy", "dan")
-    }
-    assert views["ada"] == {"gold": {"listId": list_id, "member": True, "pending": False}}
-    assert views["bob"] == {"gold": {"listId": list_id, "member": True, "pending": True}}
-    assert views["cy"] == {"gold": {"listId": list_id, "member": False, "pending": True}}
-    assert views["dan"] == {"gold": {"listId": list_id, "member": False, "pending": True}}
+        # The lists function down: bob's add and cy's removal are handed to the list and wait.
+        crashing.broken.set()
+        post(stack, member("bob@example.com", "gold"), member("cy@example.com", "gold", "exited", LATER))
+        assert local_stack.drain(stack, show=False, timeout=120)
+        views = {
+            name: answer(stack, "GET", f"/contacts/{name}@example.com")["lists"]
+            for name in ("ada", "bob", "cy")
+        }
+        assert views["ada"] == {"gold": {"listId": list_id, "member": True, "pending": False}}
+        assert views["bob"] == {"gold": {"listId": list_id, "member": True, "pending": True}}
+        assert views["cy"] == {"gold": {"listId": list_id, "member": False, "pending": True}}
 
-    status = answer(both, "GET", "/sync/status")
-    assert status["lists"] == {
-        "waiting": [
-            {
-                "audienceId": "gold",
-                "listId": list_id,
-                "listName": "Gold",
-                "audienceStatus": None,
-                "pendingAdds": 1,
-                "pendingRemoves": 1,
-                "lastFlushAt": "2026-11-30T00:53:20.000Z",
-                "lastError": None,
-                "flushCalls": 3,
-            }
-        ],
-        "pendingAdds": 1,
-        "pendingRemoves": 1,
-        "more": False,
-    }
-    assert status["state"] == "in_progress"  # membership changes wait to be sent
+        status = answer(stack, "GET", "/sync/status")
+        (waiting,) = status["lists"]["waiting"]
+        assert waiting["lastFlushAt"] is not None and waiting["flushCalls"] >= 2  # the create, the adds
+        assert {key: value for key, value in waiting.items() if key not in ("lastFlushAt", "flushCalls")} == {
+            "audienceId": "gold",
+            "listId": list_id,
+            "listName": "Gold",
+            "audienceStatus": "active",
+            "pendingAdds": 1,
+            "pendingRemoves": 1,
+            "lastError": None,
+        }
+        assert status["lists"]["pendingAdds"] == 1 and status["lists"]["pendingRemoves"] == 1
+        assert status["lists"]["more"] is False
+        assert status["state"] == "in_progress"  # membership changes wait to be sent
 
-    # Sent (the drain settles them): nothing waits, the contacts are as their lists show them.
-    buffer(both).settle("gold", [bob, cy], FLUSHED_AT_MS + 1000)
-    assert answer(both, "GET", "/contacts/bob@example.com")["lists"]["gold"]["pending"] is False
-    status = answer(both, "GET", "/sync/status")
-    assert status["lists"]["waiting"] == [] and status["state"] == "active_and_listening"
+        # Sent once the lists function is back: nothing waits, the contacts are as their lists show.
+        crashing.broken.clear()
+        stack.sweep_lists()
+        assert local_stack.settle_lists(stack, timeout=120)
+        assert answer(stack, "GET", "/contacts/bob@example.com")["lists"]["gold"]["pending"] is False
+        assert answer(stack, "GET", "/contacts/cy@example.com")["lists"]["gold"] == {
+            "listId": list_id,
+            "member": False,
+            "pending": False,
+        }
+        status = answer(stack, "GET", "/sync/status")
+        assert status["lists"]["waiting"] == [] and status["state"] == "active_and_listening"
+        assert set(lists_by_name(stack)["Gold"]["members"]) == {
+            record_id(stack, "ada@example.com"),
+            record_id(stack, "bob@example.com"),
+        }
+    finally:
+        stack.stop()
 
 
 def test_status_shows_a_failing_list_and_changes_waiting_for_a_list_not_made_yet(
@@ -212,7 +222,7 @@ def test_a_rename_renames_the_list_a_clash_takes_the_suffixed_name_and_a_delete_
     list_id = make_list(both, "gold", "Gold", ["ada@example.com"])
     hubspot_list(both, "Gold members")  # a person's list holds the name
 
-    renamed = answer(both, "PUT", "/audiences/gold", {"name": "Gold members"})
+    renamed = answer(both, "PUT", "/audiences/gold", {"name": "Gold members"}, status=201)  # its first PUT
     assert renamed["labelUpdated"] is True and state.properties["aud_gold"]["label"] == "Gold members"
     assert renamed["listRenamed"] is True and "listNote" not in renamed
     assert renamed["listId"] == list_id and renamed["listName"] == "Gold members (gold)"
@@ -266,7 +276,7 @@ def test_with_property_the_routes_answer_and_call_hubspot_as_without_lists(
     assert "lists" not in contact
     status = answer(running, "GET", "/sync/status")
     assert "lists" not in status
-    renamed = answer(running, "PUT", "/audiences/gold", {"name": "Gold members"})
+    renamed = answer(running, "PUT", "/audiences/gold", {"name": "Gold members"}, status=201)  # its first PUT
     assert set(renamed) == {
         "externalAudienceId",
         "audienceId",
@@ -293,42 +303,50 @@ def test_with_property_the_routes_answer_and_call_hubspot_as_without_lists(
     assert not [key for key in state.requests if key.endswith(lists_calls)]
 
 
-def test_post_reconcile_finds_a_membership_a_person_changed_and_hands_it_to_the_list_again(
-    both: local_stack.LocalStack,
-) -> None:
-    assert both.sandbox is not None
-    state = both.sandbox.state
-    post(both, member("ada@example.com", "gold"), member("bob@example.com", "gold", "exited"))
-    drain(both)
-    list_id = make_list(both, "gold", "Gold", ["ada@example.com"])
-    ada = hand_to_list(both, "ada@example.com", "gold")
-    hand_to_list(both, "bob@example.com", "gold")
-    del state.lists[list_id].members[ada.record_id]  # a person removes Ada in HubSpot
+def test_post_reconcile_finds_a_membership_a_person_changed_and_hands_it_to_the_list_again() -> None:
+    stack = local_stack.start(parameters={"AudienceTarget": "both", "ListFlushSeconds": 1})
+    try:
+        assert stack.sandbox is not None
+        state = stack.sandbox.state
+        post(stack, member("ada@example.com", "gold"), member("bob@example.com", "gold", "exited"))
+        assert local_stack.drain(stack, show=False, timeout=120)
+        assert local_stack.settle_lists(stack, timeout=120)
+        list_id = lists_by_name(stack)["gold"]["listId"]
+        ada = record_id(stack, "ada@example.com")
+        assert lists_by_name(stack)["gold"]["members"] == [ada]
+        with state.lock:
+            del state.lists[list_id].members[ada]  # a person removes Ada in HubSpot
 
-    emails = {"emails": ["ada@example.com", "bob@example.com"]}
-    dry = answer(both, "POST", "/reconcile", {**emails, "dryRun": True})
-    assert dry["membershipDrift"]["found"] == 1 and dry["membershipDrift"]["repaired"] == 0
-    done = answer(both, "POST", "/reconcile", emails)
-    assert done["membershipDrift"] == {
-        "checked": 2,
-        "found": 1,
-        "repaired": 1,
-        "skipped": 0,
-        "examples": [
-            {
-                "email": "ada@example.com",
-                "audienceId": "gold",
-                "listId": list_id,
-                "expected": "member",
-                "repaired": True,
-            }
-        ],
-    }
-    assert done["calls"] == 2  # the contacts' read and the memberships' read
-    (waiting,) = buffer(both).read("gold")
-    assert waiting.record_id == ada.record_id and waiting.member is True and waiting.rank > ada.rank
-    last = answer(both, "GET", "/sync/status")["lastReconcile"]
-    assert last["membershipDrift"]["found"] == 1
+        emails = {"emails": ["ada@example.com", "bob@example.com"]}
+        dry = answer(stack, "POST", "/reconcile", {**emails, "dryRun": True})
+        assert dry["membershipDrift"]["found"] == 1 and dry["membershipDrift"]["repaired"] == 0
+        done = answer(stack, "POST", "/reconcile", emails)
+        assert done["membershipDrift"] == {
+            "checked": 2,
+            "found": 1,
+            "repaired": 1,
+            "skipped": 0,
+            "examples": [
+                {
+                    "email": "ada@example.com",
+                    "audienceId": "gold",
+                    "listId": list_id,
+                    "expected": "member",
+                    "repaired": True,
+                }
+            ],
+        }
+        assert done["calls"] == 2  # the contacts' read and the memberships' read
+        last = answer(stack, "GET", "/sync/status")["lastReconcile"]
+        assert last["membershipDrift"]["found"] == 1
+
+        # The repair goes through the list's buffer: the lists function adds Ada again.
+        assert local_stack.settle_lists(stack, timeout=120)
+        assert lists_by_name(stack)["gold"]["members"] == [ada]
+        again = answer(stack, "POST", "/reconcile", emails)
+        assert again["membershipDrift"]["found"] == 0
+    finally:
+        stack.stop()
 
 
 def test_with_property_post_reconcile_reads_no_membership(running: local_stack.LocalStack) -> None:

@@ -45,6 +45,7 @@ def table() -> Iterator[str]:
                 **audience_key_item("gold"),
                 "audienceId": {"S": "gold"},
                 "name": {"S": "Gold"},
+                "createdAt": {"N": "1796000000000"},  # PUT before
                 LIST_ID: {"S": "70001"},
                 LIST_NAME: {"S": "Gold"},
             },

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-import pytest
 from hubspot_activation.lists.model import (
     Appended,
     ChunkTooLarge,
@@ -161,7 +160,8 @@ class FakeAudiences:
     def store_list(
         self, audience_id: str, list_id: str, list_name: str, replacing: str | None
     ) -> ListAudience:
-        current = self.audiences[audience_id]
+        # DynamoDB's update makes the audience item when there is none (an audience never PUT).
+        current = self.audiences.get(audience_id, ListAudience(audience_id, None, False))
         if current.list_id == replacing:
             self.audiences[audience_id] = replace(current, list_id=list_id, list_name=list_name)
         return self.audiences[audience_id]
@@ -317,6 +317,17 @@ def test_the_first_drain_makes_the_list_with_the_audience_name_and_stores_it() -
     assert world.lease.taken == world.lease.released == [AUDIENCE]
 
 
+def test_an_audience_never_put_gets_a_list_named_by_its_id_and_its_changes_are_sent() -> None:
+    world = World()
+    world.toggle(AUDIENCE, add("1"), add("2"))
+
+    world.sweep()
+
+    stored = world.audiences.audiences[AUDIENCE]
+    assert stored.list_id is not None and stored.list_name == AUDIENCE
+    assert world.hubspot.members(stored.list_id) == {"1", "2"} and world.buffer.read(AUDIENCE) == []
+
+
 def test_an_audience_without_a_name_gets_a_list_named_by_its_id() -> None:
     world = World()
     world.audience(name=None)
@@ -442,17 +453,15 @@ def test_a_refill_cut_short_by_time_keeps_its_place_and_the_next_run_goes_on() -
     assert world.audiences.audiences[AUDIENCE].list_generation == 1  # one bump, not one a run
 
 
-@pytest.mark.parametrize("status", ["deleted", "unknown"])
-def test_an_audience_deleted_or_unknown_sends_nothing_and_its_changes_are_parked(status: str) -> None:
+def test_an_audience_deleted_sends_nothing_and_its_changes_are_parked() -> None:
     world = World()
-    if status == "deleted":
-        world.audiences.audiences[AUDIENCE] = ListAudience(AUDIENCE, "Gold buyers", True, list_id="100")
+    world.audiences.audiences[AUDIENCE] = ListAudience(AUDIENCE, "Gold buyers", True, list_id="100")
     world.hubspot.lists["100"] = FakeList("Gold buyers")
     world.toggle(AUDIENCE, add("1"))
 
     run = world.runner().sweep(lambda: 300.0)
 
-    assert run.lists[0].skipped == f"audience {status}"
+    assert run.lists[0].skipped == "audience deleted"
     assert world.hubspot.calls == [] and len(world.buffer.read(AUDIENCE)) == 1
     assert world.buffer.due_at[AUDIENCE] == int(NOW_S * 1000) + 600_000
     assert world.buffer.due(int(NOW_S * 1000)) == []

@@ -265,7 +265,9 @@ class OperationsStore:
                 list_name=text(before, LIST_NAME),
                 list_generation=integer(before, LIST_GENERATION) or 0,
             )
-        return record, not before
+        # New to the operator when never PUT nor DELETEd (both set createdAt): the lists function
+        # may have made the item already, keeping the list of an audience only ever activated.
+        return record, "createdAt" not in (before or {})
 
     def resume_queued(self, record: AudienceRecord) -> None:
         """The PUT that saved ``record`` queued its resume job."""

@@ -228,9 +228,11 @@ class ListRunner:
 
     def _serve_held(self, audience_id: str, remaining: Callable[[], float]) -> ListOutcome:
         outcome = ListOutcome(audience_id)
-        audience = self._audiences.get(audience_id)
-        if audience is None or audience.deleted:
-            outcome.skipped = "audience unknown" if audience is None else "audience deleted"
+        # An audience never PUT is synced all the same (its property is made with the
+        # activation's name or its id): its list is made with its id, a later PUT renames it.
+        audience = self._audiences.get(audience_id) or ListAudience(audience_id, None, False)
+        if audience.deleted:
+            outcome.skipped = "audience deleted"
             logger.info(
                 "list changes kept, not sent", extra={"audienceId": audience_id, "reason": outcome.skipped}
             )
