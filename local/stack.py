@@ -147,10 +147,8 @@ class LocalStack:
         assert self.lister is not None, "the stack keeps no lists (AudienceTarget=property)"
         self.lister.invoke({"sweep": True})
 
-    def stop(self) -> None:
-        from hubspot_activation.observability import logger as library_logger
-
-        library_logger._logger.removeHandler(self.reports)
+    def stop_lists(self) -> None:
+        """Stop the lists function's timers and sweep (a test looking at changes left waiting)."""
         self._list_timers_stop.set()
         if self._list_timers_thread is not None:
             self._list_timers_thread.join(timeout=30)
@@ -158,6 +156,12 @@ class LocalStack:
             schedule.stop()
         if self.lister is not None:
             self.lister.stop()
+
+    def stop(self) -> None:
+        from hubspot_activation.observability import logger as library_logger
+
+        library_logger._logger.removeHandler(self.reports)
+        self.stop_lists()
         self.schedule.stop()
         for schedule in self.reconcile_schedules:
             schedule.stop()

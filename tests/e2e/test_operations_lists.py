@@ -180,6 +180,7 @@ def test_contacts_show_their_memberships_and_status_the_changes_waiting() -> Non
 def test_status_shows_a_failing_list_and_changes_waiting_for_a_list_not_made_yet(
     both: local_stack.LocalStack,
 ) -> None:
+    both.stop_lists()  # the changes stay waiting however long this takes (ListFlushSeconds is 30)
     post(both, member("ada@example.com", "gold"), member("bob@example.com", "silver"))
     drain(both)
     make_list(both, "gold", "Gold", [])
